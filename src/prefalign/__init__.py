@@ -1,0 +1,26 @@
+"""prefalign: fine-tune language models on labels people disagree about.
+
+The public API, small on purpose:
+
+* ``load_config`` / ``ExperimentConfig`` — the YAML experiment config
+* ``train``, ``evaluate``, ``predict_proba``, ``load_for_inference`` — run a method
+* ``load_backbone`` — a model from a built-in alias, local folder or hub id
+* ``build_method``, ``save_method``, ``load_method`` — methods by name (dcpc, ptuning-v2, ablations)
+* ``DCPCConfig``, ``DCPCModel`` — the DCPC method itself
+* ``polarity_shift`` — the SST-2-P preference shift
+"""
+
+__version__ = "0.1.0"
+
+from .config import ExperimentConfig, load_config
+from .errors import UserError
+from .methods import build_method, load_method, save_method
+from .methods.dcpc import DCPCConfig, DCPCModel
+from .models import load_backbone
+from .runner import evaluate, load_for_inference, predict_proba, train
+from .shifts import polarity_shift
+
+__all__ = [
+    "DCPCConfig", "DCPCModel", "ExperimentConfig", "UserError", "build_method", "evaluate", "load_backbone",
+    "load_config", "load_for_inference", "load_method", "polarity_shift", "predict_proba", "save_method", "train",
+]

@@ -1,0 +1,160 @@
+"""The `prefalign` command: train, eval, predict, demo."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+
+from .errors import UserError
+
+
+def _add_config_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", "-c", help="YAML experiment config (model/data/method/training sections)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override one config value, e.g. --set training.learning_rate=1e-3 (repeatable)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="prefalign", description=(
+        "Fine-tune language models on labels people disagree about (DCPC, P-Tuning v2 and friends)."))
+    parser.add_argument("--version", action="store_true", help="print the version and exit")
+    sub = parser.add_subparsers(dest="command")
+
+    p = sub.add_parser("train", help="train a method from a YAML config; saves <output_dir>/adapter")
+    _add_config_args(p)
+
+    p = sub.add_parser("eval", help="accuracy of a saved adapter on a labelled file")
+    p.add_argument("--adapter", required=True, help="folder written by `prefalign train` (…/adapter)")
+    p.add_argument("--data", required=True, help="CSV, TSV, JSONL, JSON or saved datasets folder")
+    _add_config_args(p)
+    p.add_argument("--batch-size", type=int, default=64)
+
+    p = sub.add_parser("predict", help="class probabilities of a saved adapter for a file or texts")
+    p.add_argument("--adapter", required=True, help="folder written by `prefalign train` (…/adapter)")
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--data", help="file with a text column (labels not needed)")
+    src.add_argument("--text", action="append", help="a text to classify (repeatable)")
+    p.add_argument("--output", "-o", help="write JSON lines here instead of standard output")
+    _add_config_args(p)
+    p.add_argument("--batch-size", type=int, default=64)
+
+    p = sub.add_parser("demo", help="the main job: P-Tuning v2 vs DCPC on clean and polarity-shifted Rotten Tomatoes")
+    p.add_argument("--output-dir", default="runs/demo", help="where runs and the summary go")
+    p.add_argument("--model", default="minilm", help="backbone (default: the embedded MiniLM)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--quick", action="store_true", help="a one-minute smoke run with tiny budgets")
+    _add_config_args(p)
+    return parser
+
+
+def _data_section(args):
+    from .config import load_config
+
+    return load_config(args.config, args.overrides).data
+
+
+def cmd_train(args) -> int:
+    from .config import load_config
+    from .runner import train
+
+    cfg = load_config(args.config, args.overrides)
+    result = train(cfg)
+    m = result.metrics
+    print(f"trained {cfg.method_name} on {cfg.model.name} in {result.seconds:.0f} s, {m['train_steps']} steps")
+    for key in ("validation_accuracy", "test_accuracy"):
+        if key in m:
+            print(f"  {key}: {m[key]:.4f}")
+    print(f"  adapter: {result.output_dir / 'adapter'}")
+    return 0
+
+
+def _load_rows(args, label_names, need_labels: bool):
+    from .data.examples import Example, TaskDataset
+    from .runner import read_split
+
+    if getattr(args, "text", None):
+        return TaskDataset([Example(text=t, label=0) for t in args.text], label_names, name="texts")
+    cfg = _data_section(args)
+    if not need_labels and cfg.label_column == "label":
+        from .data.readers import read_table
+
+        try:
+            return read_split(args.data, cfg, label_names, None, "data")
+        except UserError as exc:
+            if "column" not in str(exc) or "label" not in str(exc):
+                raise
+        # No label column: read texts only, with a placeholder label.
+        raw = read_table(args.data, text_column=cfg.text_column, text_pair_column=cfg.text_pair_column,
+                         label_column=cfg.text_column, label_names=None, name="data")
+        return TaskDataset([Example(text=e.text, text_pair=e.text_pair, label=0) for e in raw.examples],
+                           label_names, name="data")
+    return read_split(args.data, cfg, label_names, None, "data")
+
+
+def cmd_eval(args) -> int:
+    from .runner import evaluate, load_for_inference
+
+    model, backbone, collator, meta = load_for_inference(args.adapter)
+    data = _load_rows(args, meta["label_names"], need_labels=True)
+    metrics = evaluate(model, collator, data, batch_size=args.batch_size, progress=True)
+    print(json.dumps(metrics))
+    return 0
+
+
+def cmd_predict(args) -> int:
+    from .runner import load_for_inference, predict_proba
+
+    model, backbone, collator, meta = load_for_inference(args.adapter)
+    names = meta["label_names"]
+    data = _load_rows(args, names, need_labels=False)
+    probs = predict_proba(model, collator, data, batch_size=args.batch_size, progress=args.output is not None)
+    lines = [json.dumps({"text": ex.text, "label": names[int(p.argmax())],
+                         "probabilities": {n: round(float(v), 6) for n, v in zip(names, p)}})
+             for ex, p in zip(data.examples, probs)]
+    if args.output:
+        tmp = f"{args.output}.tmp-{os.getpid()}"
+        with open(tmp, "w") as fh:
+            fh.write("\n".join(lines) + "\n")
+        os.replace(tmp, args.output)
+        print(f"wrote {len(lines)} predictions to {args.output}")
+    else:
+        print("\n".join(lines))
+    return 0
+
+
+def cmd_demo(args) -> int:
+    from .demo import run_demo
+
+    run_demo(output_dir=args.output_dir, model=args.model, seed=args.seed, quick=args.quick,
+             config_path=args.config, overrides=args.overrides)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point: one line on stderr and a non-zero exit for every user error."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.version:
+        from . import __version__
+
+        print(__version__)
+        return 0
+    if not args.command:
+        parser.print_help()
+        return 2
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    handlers = {"train": cmd_train, "eval": cmd_eval, "predict": cmd_predict, "demo": cmd_demo}
+    try:
+        return handlers[args.command](args)
+    except UserError as exc:
+        print(f"prefalign: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("prefalign: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,178 @@
+"""The experiment config: model, data, method and training sections, from YAML plus --set overrides."""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .configuration import ConfigBase
+from .errors import ConfigError
+
+
+def _f(default, help: str, **kw):
+    return field(default=default, metadata={"help": help, **kw})
+
+
+@dataclass
+class ModelConfig(ConfigBase):
+    """Which backbone to load."""
+
+    SECTION = "model"
+    name: str = _f("minilm", "built-in alias (minilm, smollm2-135m), local folder or hub id")
+    trust_remote_code: bool = _f(False, "allow code from the model folder to run (off: never needed for supported models)")
+    dtype: str | None = _f(None, "torch dtype to load in (float32 default; bfloat16 on a GPU)")
+
+
+@dataclass
+class DataConfig(ConfigBase):
+    """Where the examples come from and how they are written out for the model."""
+
+    SECTION = "data"
+    train: str | None = _f(None, "training file (CSV, TSV, JSONL, JSON or a saved datasets folder) or builtin:rotten_tomatoes")
+    validation: str | None = _f(None, "validation file; default: a held-out slice of train (validation_fraction)")
+    test: str | None = _f(None, "test file for `prefalign eval` after training")
+    text_column: str = _f("text", "column with the input text")
+    text_pair_column: str | None = _f(None, "column with the second text of a pair task (RTE hypothesis)")
+    label_column: str = _f("label", "column with the hard label (index or name)")
+    soft_label_column: str | None = _f(None, "column with a distribution over classes (or P(class 1) for two classes)")
+    choice_columns: list[str] | None = _f(None, "columns with the options of a multiple-choice task (COPA)")
+    label_names: list[str] | None = _f(None, "class names in index order; inferred from the data if omitted")
+    template: str | None = _f(None, "prompt with {text} and {text_pair}; decoders read the label word after it")
+    verbalizers: list[str] | None = _f(None, "label words, one per class (decoders); default ' ' + label name")
+    max_length: int = _f(128, "tokens per input (prompt included)")
+    validation_fraction: float = _f(0.1, "share of train held out for validation when no validation file is given")
+    max_train_examples: int | None = _f(None, "use at most this many training examples")
+    max_eval_examples: int | None = _f(None, "use at most this many validation/test examples")
+
+    def validate(self) -> None:
+        self.check_range("max_length", 8, 1_000_000)
+        self.check_range("validation_fraction", 0.0, 0.9)
+
+
+@dataclass
+class TrainingConfig(ConfigBase):
+    """Optimisation and evaluation schedule (defaults: DCPC section 4.1)."""
+
+    SECTION = "training"
+    output_dir: str = _f("runs/prefalign", "where checkpoints, logs and the final adapter go")
+    learning_rate: float = _f(1e-4, "AdamW learning rate (section 4.1: 1e-4)")
+    head_learning_rate: float | None = _f(None, "learning rate of an encoder's classification head (default: learning_rate)")
+    weight_decay: float = _f(0.0, "AdamW weight decay")
+    batch_size: int = _f(16, "examples per step (section 4.1: 16 for SST-2 and RTE)")
+    eval_batch_size: int = _f(64, "examples per evaluation batch")
+    epochs: float = _f(10.0, "training epochs (section 4.1: up to 10)")
+    max_steps: int = _f(-1, "stop after this many steps (overrides epochs when > 0)")
+    warmup_ratio: float = _f(0.06, "linear warm-up share of the steps (section 4.1: 6%)")
+    eval_steps: int = _f(200, "evaluate every this many steps (section 4.1: 200)")
+    early_stopping_patience: int = _f(10, "stop after this many evaluations without improvement (section 4.1: 10)")
+    logging_steps: int = _f(10, "log loss terms and gate rates every this many steps")
+    save_total_limit: int = _f(2, "checkpoints kept on disk (the best one is always kept)")
+    seed: int = _f(42, "seed for initialisation, data order and sampling")
+    device: str = _f("auto", "'auto' (GPU when present), 'cpu' or 'cuda'", choices=("auto", "cpu", "cuda"))
+    bf16: bool = _f(False, "bfloat16 mixed precision (GPU)")
+    progress: bool = _f(True, "show progress bars")
+
+    def validate(self) -> None:
+        self.check_range("learning_rate", 0.0, 10.0)
+        self.check_range("batch_size", 1, None)
+        self.check_range("eval_batch_size", 1, None)
+        self.check_range("warmup_ratio", 0.0, 1.0)
+        self.check_range("eval_steps", 1, None)
+        self.check_range("early_stopping_patience", 1, None)
+        self.check_range("logging_steps", 1, None)
+        self.check_range("save_total_limit", 1, None)
+
+
+@dataclass
+class ExperimentConfig(ConfigBase):
+    """A whole run: ``method`` is ``{name: ..., <method options>}``."""
+
+    SECTION = ""
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    method: dict = field(default_factory=lambda: {"name": "dcpc"})
+    training: TrainingConfig = field(default_factory=TrainingConfig)
+
+    def validate(self) -> None:
+        from .methods import method_config
+
+        params = dict(self.method)
+        name = params.pop("name", None)
+        if not name:
+            raise ConfigError("method.name is required (for example dcpc or ptuning-v2)")
+        method_config(name, params)
+
+    @property
+    def method_name(self) -> str:
+        return self.method["name"]
+
+    @property
+    def method_params(self) -> dict:
+        return {k: v for k, v in self.method.items() if k != "name"}
+
+
+def parse_overrides(pairs: list[str]) -> dict:
+    """``["training.learning_rate=1e-3", ...]`` -> nested dict with YAML-typed values."""
+    out: dict = {}
+    for pair in pairs:
+        if "=" not in pair:
+            raise ConfigError(f"--set expects key=value, got '{pair}'")
+        key, raw = pair.split("=", 1)
+        try:
+            value = yaml.safe_load(raw) if raw != "" else ""
+        except yaml.YAMLError:
+            value = raw
+        node = out
+        parts = key.strip().split(".")
+        if not all(parts):
+            raise ConfigError(f"--set key '{key}' is malformed")
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"--set key '{key}' conflicts with another override")
+        node[parts[-1]] = value
+    return out
+
+
+def deep_merge(base: dict, update: dict) -> dict:
+    """Recursively merge ``update`` into a copy of ``base``."""
+    result = copy.deepcopy(base)
+    for key, value in update.items():
+        if isinstance(value, dict) and isinstance(result.get(key), dict):
+            result[key] = deep_merge(result[key], value)
+        else:
+            result[key] = value
+    return result
+
+
+def load_config(path: str | None = None, overrides: list[str] | None = None, base: dict | None = None) -> ExperimentConfig:
+    """Read a YAML config (optional), apply ``--set`` overrides, validate everything."""
+    data: dict[str, Any] = deep_merge({"method": {"name": "dcpc"}}, base or {})
+    if path:
+        p = Path(path)
+        if not p.is_file():
+            raise ConfigError(f"config file not found: {path}")
+        try:
+            loaded = yaml.safe_load(p.read_text()) or {}
+        except yaml.YAMLError as exc:
+            mark = getattr(exc, "problem_mark", None)
+            where = f" at line {mark.line + 1}" if mark else ""
+            raise ConfigError(f"{path} is not valid YAML{where}") from None
+        if not isinstance(loaded, dict):
+            raise ConfigError(f"{path} must hold a mapping with model/data/method/training sections")
+        if isinstance(loaded.get("method"), str):
+            loaded["method"] = {"name": loaded["method"]}
+        data = deep_merge(data, loaded)
+    data = deep_merge(data, parse_overrides(overrides or []))
+    if isinstance(data.get("method"), str):
+        data["method"] = {"name": data["method"]}
+    return ExperimentConfig.from_dict(data)
+
+
+def dump_config(config: ExperimentConfig) -> str:
+    """YAML text of a resolved config."""
+    return yaml.safe_dump(config.to_dict(), sort_keys=False)

@@ -1,0 +1,138 @@
+"""Prompts, verbalizers and the collator that turns Examples into model inputs."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+import torch
+
+from ..errors import ConfigError, DataError
+from ..models.classifier import TaskSpec
+from ..models.introspect import ModelGeometry
+from .examples import Example, TaskDataset
+
+
+@dataclass
+class PromptFormat:
+    """How an example is written out for the model.
+
+    ``template`` uses ``{text}`` and ``{text_pair}``; decoders read the class from the next token
+    after it, so it should end where the label word would follow (``"Review: {text}\\nSentiment:"``).
+    ``verbalizers`` are the label words (one per class), by default the label names with a leading
+    space. For multiple choice, each option is appended to the prompt after ``choice_prefix``.
+    Encoders use the raw text (and pair) unless a template is given.
+    """
+
+    template: str | None = None
+    verbalizers: list[str] | None = None
+    choice_prefix: str = " "
+
+    def render(self, ex: Example, decoder: bool) -> str:
+        if self.template is None:
+            if not decoder:
+                return ex.text
+            base = ex.text if ex.text_pair is None else f"{ex.text}\n{ex.text_pair}"
+            return base if ex.choices is not None else f"{base}\nAnswer:"
+        try:
+            return self.template.format(text=ex.text, text_pair=ex.text_pair or "")
+        except (KeyError, IndexError) as exc:
+            raise ConfigError(f"data.template uses an unknown field {exc}; use {{text}} and {{text_pair}}") from None
+
+
+def build_task_spec(dataset: TaskDataset, geo: ModelGeometry, tokenizer, prompt: PromptFormat) -> TaskSpec:
+    """The classifier's view of a task; for decoders, the verbalizer's first token per class."""
+    mc = dataset.is_multiple_choice
+    if not geo.is_decoder or mc:
+        return TaskSpec(num_classes=dataset.num_classes, multiple_choice=mc)
+    words = prompt.verbalizers or [" " + name for name in dataset.label_names]
+    if len(words) != dataset.num_classes:
+        raise ConfigError(f"data.verbalizers has {len(words)} entries for {dataset.num_classes} classes")
+    ids = []
+    for word in words:
+        toks = tokenizer(word, add_special_tokens=False)["input_ids"]
+        if not toks:
+            raise ConfigError(f"verbalizer {word!r} tokenises to nothing")
+        ids.append(toks[0])
+    if len(set(ids)) != len(ids):
+        raise ConfigError(f"verbalizers {words} share a first token; choose label words that start differently")
+    return TaskSpec(num_classes=dataset.num_classes, multiple_choice=False, verbalizer_ids=tuple(ids))
+
+
+class Collator:
+    """Tokenise a list of Examples into a batch for any prefalign method.
+
+    Output keys: ``input_ids``, ``attention_mask`` (right-padded), ``labels`` (B,), ``target_dist``
+    (B, C) and, for decoder multiple choice, ``score_mask`` marking each option's tokens. Multiple
+    choice batches hold B*C sequences, example-major.
+    """
+
+    def __init__(self, tokenizer, geo: ModelGeometry, num_classes: int, prompt: PromptFormat | None = None,
+                 max_length: int = 128) -> None:
+        self.tokenizer, self.geo, self.num_classes = tokenizer, geo, num_classes
+        self.prompt, self.max_length = prompt or PromptFormat(), max_length
+
+    def __call__(self, examples: Sequence[Example]) -> dict[str, torch.Tensor]:
+        if not examples:
+            raise DataError("empty batch")
+        if examples[0].choices is not None:
+            batch = self._multiple_choice(examples)
+        elif self.geo.is_decoder:
+            batch = self._pad([self._prompt_ids(ex) for ex in examples])
+        else:
+            batch = self._encode_pairs(
+                [self.prompt.render(ex, False) for ex in examples],
+                [ex.text_pair for ex in examples] if examples[0].text_pair is not None else None,
+            )
+        batch["labels"] = torch.tensor([ex.hard_label() for ex in examples])
+        batch["target_dist"] = torch.tensor([ex.target(self.num_classes) for ex in examples], dtype=torch.float)
+        return batch
+
+    # -- encoders -------------------------------------------------------------------------------
+    def _encode_pairs(self, texts: list[str], pairs: list[str] | None) -> dict[str, torch.Tensor]:
+        enc = self.tokenizer(texts, pairs, truncation=True, max_length=self.max_length, padding=True,
+                             return_tensors="pt")
+        return {k: enc[k] for k in ("input_ids", "attention_mask", "token_type_ids") if k in enc}
+
+    # -- decoders -------------------------------------------------------------------------------
+    def _prompt_ids(self, ex: Example, budget: int | None = None) -> list[int]:
+        """Token ids of the rendered prompt, cutting the text (not the template) to fit."""
+        budget = budget or self.max_length
+        ids = self.tokenizer(self.prompt.render(ex, True))["input_ids"]
+        if len(ids) <= budget:
+            return ids
+        text_ids = self.tokenizer(ex.text, add_special_tokens=False)["input_ids"]
+        keep = max(len(text_ids) - (len(ids) - budget) - 1, 1)
+        short = Example(text=self.tokenizer.decode(text_ids[:keep]), text_pair=ex.text_pair, label=ex.label,
+                        choices=ex.choices, soft_label=ex.soft_label)
+        return self.tokenizer(self.prompt.render(short, True))["input_ids"][-budget:]
+
+    def _pad(self, seqs: list[list[int]], score_from: list[int] | None = None) -> dict[str, torch.Tensor]:
+        width = max(len(s) for s in seqs)
+        pad = self.tokenizer.pad_token_id
+        ids = torch.full((len(seqs), width), pad, dtype=torch.long)
+        mask = torch.zeros((len(seqs), width), dtype=torch.long)
+        for i, s in enumerate(seqs):
+            ids[i, : len(s)] = torch.tensor(s)
+            mask[i, : len(s)] = 1
+        batch = {"input_ids": ids, "attention_mask": mask}
+        if score_from is not None:
+            score = torch.zeros_like(mask)
+            for i, (s, start) in enumerate(zip(seqs, score_from)):
+                score[i, start : len(s)] = 1
+            batch["score_mask"] = score
+        return batch
+
+    def _multiple_choice(self, examples: Sequence[Example]) -> dict[str, torch.Tensor]:
+        if not self.geo.is_decoder:
+            texts = [self.prompt.render(ex, False) for ex in examples for _ in ex.choices]
+            options = [choice for ex in examples for choice in ex.choices]
+            return self._encode_pairs(texts, options)
+        seqs, starts = [], []
+        for ex in examples:
+            for choice in ex.choices:
+                option = self.tokenizer(self.prompt.choice_prefix + choice, add_special_tokens=False)["input_ids"]
+                prompt = self._prompt_ids(ex, budget=max(self.max_length - len(option), 8))
+                seqs.append(prompt + option)
+                starts.append(len(prompt))
+        return self._pad(seqs, score_from=starts)

@@ -1,0 +1,86 @@
+"""DCPC's configuration: every switch and hyperparameter, with the paper section it comes from."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from ...configuration import ConfigBase
+from ...models.prefix import DEFAULT_INIT_TEXT
+
+ABLATIONS = {
+    # Table 3 of the paper, plus P-Tuning v2 itself (DCPC with everything off).
+    "dcpc": {},
+    "dcpc-no-clpa": {"use_alignment": False},
+    "dcpc-no-pcm": {"use_pcm": False},
+    "dcpc-no-ambiguity": {"use_ambiguity": False},
+    "dcpc-no-clpa-pcm": {"use_alignment": False, "use_pcm": False},
+    "ptuning-v2": {"use_ambiguity": False, "use_alignment": False, "use_pcm": False},
+}
+
+
+def _f(default, help: str, **kw):
+    return field(default=default, metadata={"help": help, **kw})
+
+
+@dataclass
+class DCPCConfig(ConfigBase):
+    """DCPC (P-Tuning v2 prefixes + ambiguity loss + CLPA + PCM); P-Tuning v2 when all three are off."""
+
+    SECTION = "method"
+
+    # P-Tuning v2 prefixes (section 3.1, eq. 1-2)
+    prefix_length: int = _f(16, "m, prefix tokens per layer (section 4.1: 16)")
+    reparameterize: bool = _f(False, "P-Tuning v2's MLP reparameterisation of the prefixes")
+    reparam_hidden_size: int = _f(512, "hidden width of the reparameterisation MLP (P-Tuning v2 code: 512)")
+    prefix_init: str = _f("text", "'text': keys/values of real text (Li & Liang); 'random': N(0, 0.02)",
+                          choices=("text", "random"))
+    prefix_init_text: str = _f(DEFAULT_INIT_TEXT, "text whose activations initialise the prefixes")
+    position_offset: bool = _f(True, "real tokens' positions continue after the prefix (as PEFT and P-Tuning v2)")
+    # Switches (Table 3 ablations)
+    use_ambiguity: bool = _f(True, "add lambda1 * L_ambiguity (section 3.3)")
+    use_alignment: bool = _f(True, "add lambda2 * L_align, cross-layer prefix alignment (section 3.4)")
+    use_pcm: bool = _f(True, "Preference Correction Module and lambda3 * L_KL (section 3.5)")
+    # Preference-sensitive similarity (section 3.3, eq. 3-5)
+    tau_cos: float = _f(0.85, "cosine gate of eq. 5 (section 4.1: 0.85)")
+    tau_ambiguity: float = _f(0.3, "per-pair ambiguity above which CLPA and PCM's KL act (section 4.1: 0.3)")
+    similarity_layer: int = _f(-1, "layer whose pooled output feeds eq. 3 (0 = embeddings, -1 = last)")
+    ambiguity_divergence: str = _f("cross_entropy", "eq. 4 as written ('cross_entropy') or minus L_A's entropy ('kl')",
+                                   choices=("cross_entropy", "kl"))
+    detach_similarity: bool = _f(True, "treat cos(theta) in eq. 5 as a constant weight (no gradient)")
+    pair_reduction: str = _f("gated_pairs", "average each pairwise term over the pairs its gate passes, or all pairs",
+                             choices=("gated_pairs", "all_pairs"))
+    # Cross-layer prefix alignment (section 3.4, eq. 6-7)
+    align_reduction: str = _f("mean", "squared distance summed ('sum') or averaged ('mean') over features",
+                              choices=("mean", "sum"))
+    align_normalize: bool = _f(False, "L2-normalise pooled token states before eq. 7")
+    # Preference Correction Module (section 3.5, eq. 9-12)
+    pcm_mode: str = _f("elementwise", "eq. 11 reading: 'elementwise' P_new = M * (d p_pref), an m x d prefix "
+                       "embedding projected to every layer; 'gate': the literal M p_pref in R^m scales the prefix rows",
+                       choices=("elementwise", "gate"))
+    pcm_aux_rank: int = _f(16, "bottleneck of the auxiliary classifier d -> r -> (mu, sigma)")
+    pcm_proj_rank: int = _f(16, "rank of the projection from P_new (m x d) to every layer's keys/values")
+    pcm_kl: str = _f("gaussian", "eq. 12 between N(mu, sigma^2) ('gaussian') or between softmax p_pref ('softmax')",
+                     choices=("gaussian", "softmax"))
+    # Eq. 13 weights (not given in the paper)
+    lambda_ambiguity: float = _f(1.0, "lambda1 of eq. 13")
+    lambda_align: float = _f(1.0, "lambda2 of eq. 13")
+    lambda_kl: float = _f(0.1, "lambda3 of eq. 13")
+    head_dropout: float = _f(0.1, "dropout before the encoder classification head")
+
+    def validate(self) -> None:
+        self.check_range("prefix_length", 1, 4096)
+        self.check_range("tau_cos", -1.0, 1.0)
+        self.check_range("tau_ambiguity", 0.0, None)
+        for name in ("lambda_ambiguity", "lambda_align", "lambda_kl", "head_dropout"):
+            self.check_range(name, 0.0, None)
+        self.check_range("pcm_aux_rank", 1, None)
+        self.check_range("pcm_proj_rank", 1, None)
+
+    @classmethod
+    def variant(cls, name: str, **overrides) -> "DCPCConfig":
+        """A named variant: dcpc, an ablation of Table 3, or ptuning-v2."""
+        from ...errors import ConfigError
+
+        if name not in ABLATIONS:
+            raise ConfigError(f"unknown DCPC variant '{name}'; choose one of {', '.join(ABLATIONS)}")
+        return cls(**{**ABLATIONS[name], **overrides})

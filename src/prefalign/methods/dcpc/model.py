@@ -1,0 +1,144 @@
+"""The DCPC model: a frozen backbone, deep prefixes, the PCM, and the eq. 13 objective."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+from transformers.utils import ModelOutput
+
+from ...models.classifier import PrefixClassifier, TaskSpec, masked_mean
+from ...models.introspect import ModelGeometry
+from ...models.prefix import PrefixEncoder, text_init_kv
+from . import losses
+from .config import DCPCConfig
+from .pcm import PreferenceCorrection
+
+
+@dataclass
+class MethodOutput(ModelOutput):
+    """What every prefalign method's forward returns: ``loss``, ``logits`` (B, C) and ``terms``.
+
+    ``terms`` (named loss terms and gate pass rates, detached) is a plain attribute, not a
+    ModelOutput field, so the Trainer's evaluation loop only gathers tensors.
+    """
+
+    loss: torch.Tensor | None = None
+    logits: torch.Tensor | None = None
+
+    @property
+    def terms(self) -> dict:
+        return self.__dict__.setdefault("_terms", {})
+
+
+def soft_cross_entropy(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Task loss for hard (one-hot) or soft targets: mean of -sum_c q_c log p_c."""
+    return -(target * torch.log_softmax(logits.float(), dim=-1)).sum(-1).mean()
+
+
+class DCPCModel(nn.Module):
+    """DCPC on any supported backbone; with every switch off, exactly P-Tuning v2."""
+
+    method_name = "dcpc"
+
+    def __init__(self, model: nn.Module, tokenizer, geo: ModelGeometry, task: TaskSpec, config: DCPCConfig,
+                 *, initialise: bool = True) -> None:
+        super().__init__()
+        self.config, self.geo, self.task = config, geo, task
+        self.classifier = PrefixClassifier(model, geo, task, position_offset=config.position_offset,
+                                           head_dropout=config.head_dropout)
+        init_kv = None
+        if initialise and config.prefix_init == "text":
+            init_kv = text_init_kv(model, tokenizer, geo, config.prefix_init_text, config.prefix_length)
+        self.prefix = PrefixEncoder(geo, config.prefix_length, reparameterize=config.reparameterize,
+                                    hidden_size=config.reparam_hidden_size, init_kv=init_kv)
+        self.pcm = PreferenceCorrection(geo, config) if config.use_pcm else None
+
+    # -- parameters ---------------------------------------------------------------------------
+    def trainable_parameters(self) -> dict[str, nn.Parameter]:
+        """Every parameter DCPC trains (prefixes, PCM, encoder head); the backbone is frozen."""
+        return {n: p for n, p in self.named_parameters() if p.requires_grad}
+
+    def trainable_state_dict(self) -> dict[str, torch.Tensor]:
+        """The checkpointed state: everything but the frozen backbone."""
+        return {k: v for k, v in self.state_dict().items() if not k.startswith("classifier.model.")}
+
+    # -- forward ------------------------------------------------------------------------------
+    def forward(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor,
+        labels: torch.Tensor | None = None,
+        target_dist: torch.Tensor | None = None,
+        score_mask: torch.Tensor | None = None,
+        token_type_ids: torch.Tensor | None = None,
+        **_: object,
+    ) -> MethodOutput:
+        cfg = self.config
+        per = self.task.num_classes if self.task.multiple_choice else 1
+        static = self.prefix()  # (L, 2, m, kv)
+        n_examples = input_ids.shape[0] // per
+        pcm_out = None
+        if self.pcm is not None:
+            words = self.classifier.model.get_input_embeddings()(input_ids)
+            e_in = masked_mean(words, attention_mask)  # eq. 9's input: pooled layer-0 embedding
+            e_in = e_in.view(n_examples, per, -1).mean(1)
+            pcm_out = self.pcm(e_in, static, sample=self.training)
+            prefix = static.unsqueeze(0) + pcm_out.delta
+        else:
+            prefix = static.unsqueeze(0).expand(n_examples, *static.shape)
+        if per > 1:
+            prefix = prefix.repeat_interleave(per, dim=0)
+        need_layers = cfg.use_alignment or cfg.similarity_layer != -1
+        out = self.classifier(input_ids, attention_mask, prefix, score_mask=score_mask,
+                              token_type_ids=token_type_ids, all_layers=need_layers)
+        if target_dist is None and labels is not None:
+            target_dist = torch.nn.functional.one_hot(labels, self.task.num_classes).float()
+        if target_dist is None:
+            return MethodOutput(logits=out.logits)
+        loss, terms = self.objective(out, target_dist, pcm_out)
+        result = MethodOutput(loss=loss, logits=out.logits)
+        result.terms.update(terms)
+        return result
+
+    def objective(self, out, target_dist, pcm_out) -> tuple[torch.Tensor, dict]:
+        """Eq. 13 plus the task loss: L_task + l1 L_ambiguity + l2 L_align + l3 L_KL."""
+        cfg = self.config
+        task_loss = soft_cross_entropy(out.logits, target_dist)
+        terms = {"loss_task": task_loss.detach()}
+        total = task_loss
+        if not (cfg.use_ambiguity or cfg.use_alignment or cfg.use_pcm) or len(target_dist) < 2:
+            return total, terms
+        emb = out.last_pooled if cfg.similarity_layer == -1 else out.pooled[:, cfg.similarity_layer]
+        probs = torch.softmax(out.logits.float(), dim=-1)
+        with torch.set_grad_enabled(torch.is_grad_enabled() and cfg.use_ambiguity):
+            amb, cos_gate = losses.pairwise_ambiguity(emb, probs, cfg.tau_cos, divergence=cfg.ambiguity_divergence,
+                                                      detach_similarity=cfg.detach_similarity)
+        amb_gate = cos_gate & (amb.detach() > cfg.tau_ambiguity)  # sections 3.4-3.5: CLPA/PCM trigger
+        n = len(cos_gate)
+        pairs = max(n * (n - 1), 1)
+        terms["gate_cos_rate"] = cos_gate.sum().float() / pairs
+        terms["gate_ambiguity_rate"] = amb_gate.sum().float() / pairs
+        l_amb = losses.reduce_pairs(amb, cos_gate, cfg.pair_reduction)
+        terms["loss_ambiguity"] = l_amb.detach()
+        if cfg.use_ambiguity:
+            total = total + cfg.lambda_ambiguity * l_amb
+        if cfg.use_alignment:
+            delta = None
+            if pcm_out is not None:
+                delta = pcm_out.delta.reshape(n, self.geo.num_layers, -1)  # P_A^l - P_B^l = delta_A - delta_B
+            align = losses.pairwise_alignment(out.pooled[:, 1:], delta, reduction=cfg.align_reduction,
+                                              normalize=cfg.align_normalize)
+            l_align = losses.reduce_pairs(align, amb_gate, cfg.pair_reduction)
+            terms["loss_align"] = l_align.detach()
+            total = total + cfg.lambda_align * l_align
+        if pcm_out is not None:
+            if cfg.pcm_kl == "gaussian":
+                kl = losses.pairwise_gaussian_kl(pcm_out.mu, pcm_out.sigma)
+            else:
+                kl = losses.pairwise_categorical_kl(pcm_out.p_pref)
+            l_kl = losses.reduce_pairs(kl, amb_gate, cfg.pair_reduction)
+            terms["loss_kl"] = l_kl.detach()
+            total = total + cfg.lambda_kl * l_kl
+        return total, terms

@@ -1,0 +1,66 @@
+"""The Preference Correction Module (DCPC section 3.5, eq. 9-12)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ...models.introspect import ModelGeometry
+from .config import DCPCConfig
+
+
+@dataclass
+class PCMOutput:
+    mu: torch.Tensor  # (B, d)
+    sigma: torch.Tensor  # (B, d)
+    p_pref: torch.Tensor  # (B, d), eq. 10
+    delta: torch.Tensor  # (B, L, 2, m, kv_dim): input-dependent change of each example's prefix
+
+
+class PreferenceCorrection(nn.Module):
+    """Aux classifier (eq. 9) -> p_pref (eq. 10) -> meta-matrix M (eq. 11) -> per-example prefix change.
+
+    ``elementwise`` (default): P_new = M * (d * p_pref) row-wise, an m x d prefix embedding
+    (uniform p_pref gives M itself), projected by a rank-r map to every layer's keys/values.
+    ``gate``: eq. 11 literally, s = M p_pref in R^m, scaling prefix row j by (1 + s_j).
+    Both start as the identity (zero projection / zero M), so DCPC starts as P-Tuning v2.
+    """
+
+    def __init__(self, geo: ModelGeometry, cfg: DCPCConfig) -> None:
+        super().__init__()
+        d, m = geo.hidden_size, cfg.prefix_length
+        self.geo, self.mode, self.m = geo, cfg.pcm_mode, m
+        # Eq. 9: a shared low-rank auxiliary classifier d -> r -> (mu, sigma).
+        self.aux = nn.Sequential(nn.Linear(d, cfg.pcm_aux_rank), nn.GELU(), nn.Linear(cfg.pcm_aux_rank, 2 * d))
+        nn.init.normal_(self.aux[2].weight, std=0.02)
+        nn.init.zeros_(self.aux[2].bias)
+        with torch.no_grad():
+            self.aux[2].bias[d:] = -2.0  # softplus(-2) ~ 0.13: start with little sampling noise
+        if self.mode == "elementwise":
+            self.meta = nn.Parameter(torch.randn(m, d))
+            out = geo.num_layers * 2 * geo.kv_dim
+            self.proj = nn.Sequential(nn.Linear(d, cfg.pcm_proj_rank, bias=False), nn.Linear(cfg.pcm_proj_rank, out))
+            nn.init.zeros_(self.proj[1].weight)
+            nn.init.zeros_(self.proj[1].bias)
+        else:
+            self.meta = nn.Parameter(torch.zeros(m, d))
+
+    def forward(self, embedding: torch.Tensor, static_prefix: torch.Tensor, *, sample: bool) -> PCMOutput:
+        """``embedding`` (B, d) from the input; ``static_prefix`` (L, 2, m, kv_dim)."""
+        d = embedding.shape[-1]
+        mu, raw_sigma = self.aux(embedding).chunk(2, dim=-1)
+        sigma = F.softplus(raw_sigma) + 1e-4
+        noise = torch.randn_like(mu) if sample else torch.zeros_like(mu)
+        p_pref = torch.softmax(mu + sigma * noise, dim=-1)  # eq. 10
+        b = embedding.shape[0]
+        if self.mode == "elementwise":
+            p_new = self.meta.unsqueeze(0) * (d * p_pref).unsqueeze(1)  # (B, m, d)
+            delta = self.proj(p_new)  # (B, m, L*2*kv)
+            delta = delta.view(b, self.m, self.geo.num_layers, 2, self.geo.kv_dim).permute(0, 2, 3, 1, 4)
+        else:
+            s = p_pref @ self.meta.T  # eq. 11 as written: (B, m)
+            delta = static_prefix.unsqueeze(0) * s.view(b, 1, 1, self.m, 1)
+        return PCMOutput(mu=mu, sigma=sigma, p_pref=p_pref, delta=delta)

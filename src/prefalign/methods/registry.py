@@ -1,0 +1,73 @@
+"""Names -> method configs and models; checkpoint save/load for any registered method."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+
+from ..errors import CheckpointError, ConfigError
+from ..models.classifier import TaskSpec
+from ..models.loading import LoadedModel, load_backbone
+from ..training.checkpoint import check_state_matches, read_checkpoint, write_checkpoint
+from .dcpc import ABLATIONS, DCPCConfig, DCPCModel
+
+# Every DCPC variant of Table 3, and P-Tuning v2 (DCPC with everything off), share one model class.
+METHODS = {name: (DCPCConfig, DCPCModel) for name in ABLATIONS}
+
+
+def method_config(name: str, params: dict | None = None) -> DCPCConfig:
+    """The config of method ``name`` with ``params`` overriding its defaults."""
+    if name not in METHODS:
+        raise ConfigError(f"unknown method '{name}'; choose one of {', '.join(METHODS)}")
+    config_cls, _ = METHODS[name]
+    params = dict(params or {})
+    config_cls.from_dict(params, where="method")  # rejects unknown keys with a hint
+    return config_cls.variant(name, **params)
+
+
+def build_method(name: str, params: dict | None, backbone: LoadedModel, task: TaskSpec, *, initialise: bool = True):
+    """Build method ``name`` on ``backbone`` for ``task``; the backbone's weights are frozen."""
+    config = method_config(name, params)
+    _, model_cls = METHODS[name]
+    model = model_cls(backbone.model, backbone.tokenizer, backbone.geometry, task, config, initialise=initialise)
+    model.method_name = name
+    return model
+
+
+def save_method(model, directory: str | os.PathLike, *, backbone: LoadedModel, extra: dict | None = None) -> None:
+    """Save the trained parts of ``model`` (safetensors) and a config naming the base model, atomically."""
+    meta = {
+        "method": getattr(model, "method_name", "dcpc"),
+        "method_config": model.config.to_dict(),
+        "base_model": backbone.name,
+        "geometry": dataclasses.asdict(backbone.geometry),
+        "task": dataclasses.asdict(model.task),
+        **(extra or {}),
+    }
+    write_checkpoint(directory, model.trainable_state_dict(), meta)
+
+
+def load_method(directory: str | os.PathLike, backbone: LoadedModel | None = None):
+    """Load a saved method onto ``backbone`` (loaded from the checkpoint's base_model if None)."""
+    state, meta = read_checkpoint(directory)
+    for key in ("method", "method_config", "base_model", "geometry", "task"):
+        if key not in meta:
+            raise CheckpointError(f"{directory}: prefalign_config.json lacks '{key}'")
+    if backbone is None:
+        backbone = load_backbone(meta["base_model"])
+    saved_geo = meta["geometry"]
+    if saved_geo != dataclasses.asdict(backbone.geometry):
+        raise CheckpointError(
+            f"{directory} was trained on '{meta['base_model']}' ({saved_geo['model_type']}, "
+            f"{saved_geo['num_layers']} layers, hidden {saved_geo['hidden_size']}); the given base model "
+            f"'{backbone.name}' differs ({backbone.geometry.model_type}, {backbone.geometry.num_layers} layers, "
+            f"hidden {backbone.geometry.hidden_size})"
+        )
+    task = meta["task"]
+    spec = TaskSpec(num_classes=task["num_classes"], multiple_choice=task["multiple_choice"],
+                    verbalizer_ids=tuple(task["verbalizer_ids"]) if task.get("verbalizer_ids") else None)
+    model = build_method(meta["method"], meta["method_config"], backbone, spec, initialise=False)
+    expected = model.trainable_state_dict()
+    check_state_matches(state, expected, str(directory))
+    model.load_state_dict(state, strict=False)
+    return model, meta

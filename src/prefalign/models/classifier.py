@@ -1,0 +1,135 @@
+"""Class scores from a frozen backbone with per-example deep prefixes.
+
+Encoders score through a trainable head on mean-pooled output (MiniLM was trained for mean
+pooling; BERT's pooler on the first token stays at the majority class, see docs/method.md).
+Decoders score through their own LM head: a class's score is the log-probability of its
+verbalizer token after the prompt; a multiple-choice option's score is the mean
+log-probability of its tokens.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from .introspect import ModelGeometry
+from .prefix import build_prefix_cache, extend_attention_mask, positions_from_zero
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    """What the classifier must output: ``num_classes`` scores per example."""
+
+    num_classes: int
+    multiple_choice: bool = False
+    verbalizer_ids: tuple[int, ...] | None = None  # decoders, classification tasks
+
+
+@dataclass
+class BackboneOutput:
+    """Class logits plus the pooled hidden states DCPC's losses read."""
+
+    logits: torch.Tensor  # (B, C)
+    pooled: torch.Tensor | None  # (B, L+1, d): masked mean per layer, 0 = embeddings
+    last_pooled: torch.Tensor  # (B, d)
+
+
+def masked_mean(hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Mean over real tokens: ``hidden`` (..., N, T, d), ``mask`` (N, T) -> (..., N, d)."""
+    m = mask.to(hidden.dtype)
+    return torch.einsum("...ntd,nt->...nd", hidden, m) / m.sum(-1).clamp(min=1).unsqueeze(-1)
+
+
+class PrefixClassifier(nn.Module):
+    """A frozen backbone that takes per-example prefixes and returns class logits.
+
+    Holds the only trainable non-prefix parameters of a prefix method: the encoder's head.
+    """
+
+    def __init__(self, model: nn.Module, geo: ModelGeometry, task: TaskSpec, *, position_offset: bool = True,
+                 head_dropout: float = 0.1) -> None:
+        super().__init__()
+        self.model, self.geo, self.task, self.position_offset = model, geo, task, position_offset
+        for p in self.model.parameters():
+            p.requires_grad_(False)
+        if geo.is_decoder:
+            if not task.multiple_choice and not task.verbalizer_ids:
+                raise ValueError("a decoder classification task needs verbalizer token ids")
+            self.head = None
+            if task.verbalizer_ids:
+                self.register_buffer("verbalizer_ids", torch.tensor(task.verbalizer_ids), persistent=False)
+        else:
+            # Multiple choice scores each option with one shared linear map (a bias would cancel).
+            out = 1 if task.multiple_choice else task.num_classes
+            linear = nn.Linear(geo.hidden_size, out, bias=not task.multiple_choice)
+            nn.init.normal_(linear.weight, std=0.02)
+            if linear.bias is not None:
+                nn.init.zeros_(linear.bias)
+            self.head = nn.Sequential(nn.Dropout(head_dropout), linear)
+
+    def backbone(self) -> nn.Module:
+        """The transformer without its LM head (decoders) or the encoder itself."""
+        return self.model.base_model if self.geo.is_decoder else self.model
+
+    def forward(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor,
+        prefix_kv: torch.Tensor | None,
+        *,
+        score_mask: torch.Tensor | None = None,
+        token_type_ids: torch.Tensor | None = None,
+        all_layers: bool = False,
+    ) -> BackboneOutput:
+        """Run the backbone once; ``prefix_kv`` is ``(N, L, 2, m, kv_dim)`` or None (no prefix).
+
+        For multiple choice, inputs hold ``B * C`` sequences, example-major.
+        """
+        kwargs = {}
+        mask = attention_mask
+        if prefix_kv is not None:
+            m = prefix_kv.shape[3]
+            kwargs["past_key_values"] = build_prefix_cache(prefix_kv, self.geo, self.model.config)
+            mask = extend_attention_mask(attention_mask, m)
+            if not self.position_offset:
+                pad = getattr(self.model.config, "pad_token_id", None)
+                kwargs["position_ids"] = positions_from_zero(attention_mask, self.geo, pad)
+        if token_type_ids is not None:
+            kwargs["token_type_ids"] = token_type_ids
+        out = self.backbone()(
+            input_ids=input_ids, attention_mask=mask, output_hidden_states=True, use_cache=False, **kwargs
+        )
+        hidden = out.last_hidden_state
+        pooled = None
+        if all_layers:
+            pooled = masked_mean(torch.stack(out.hidden_states), attention_mask).transpose(0, 1)
+        last_pooled = masked_mean(hidden, attention_mask)
+        logits = self._scores(hidden, last_pooled, input_ids, attention_mask, score_mask)
+        c = self.task.num_classes
+        if self.task.multiple_choice:
+            if pooled is not None:
+                pooled = pooled.view(-1, c, *pooled.shape[1:]).mean(1)
+            last_pooled = last_pooled.view(-1, c, last_pooled.shape[-1]).mean(1)
+        return BackboneOutput(logits=logits, pooled=pooled, last_pooled=last_pooled)
+
+    def _scores(self, hidden, last_pooled, input_ids, attention_mask, score_mask) -> torch.Tensor:
+        c = self.task.num_classes
+        if self.head is not None:
+            scores = self.head(last_pooled)
+            return scores.view(-1, c) if self.task.multiple_choice else scores
+        lm_head = self.model.get_output_embeddings()
+        if not self.task.multiple_choice:
+            last = attention_mask.long().sum(-1) - 1  # right padding: index of the last real token
+            h = hidden[torch.arange(hidden.shape[0], device=hidden.device), last]
+            logprobs = torch.log_softmax(lm_head(h).float(), dim=-1)
+            return logprobs[:, self.verbalizer_ids]
+        # Multiple choice: mean log-probability of each option's tokens (score_mask marks them).
+        target_mask = score_mask[:, 1:].bool()
+        rows, cols = target_mask.nonzero(as_tuple=True)
+        logprobs = torch.log_softmax(lm_head(hidden[rows, cols]).float(), dim=-1)
+        token_lp = logprobs.gather(-1, input_ids[rows, cols + 1].unsqueeze(-1)).squeeze(-1)
+        sums = torch.zeros(hidden.shape[0], device=hidden.device).index_add(0, rows, token_lp)
+        scores = sums / target_mask.sum(-1).clamp(min=1)
+        return scores.view(-1, c)

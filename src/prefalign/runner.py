@@ -1,0 +1,234 @@
+"""Train, evaluate and predict with any prefalign method: the library API behind the CLI."""
+
+from __future__ import annotations
+
+import json
+import random
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .config import DataConfig, ExperimentConfig, dump_config
+from .data import Collator, PromptFormat, TaskDataset, build_task_spec, load_rotten_tomatoes, read_table
+from .errors import DataError
+from .methods import build_method, load_method, save_method
+from .models.loading import LoadedModel, load_backbone
+
+BUILTIN_RT = "builtin:rotten_tomatoes"
+
+
+class ListDataset(torch.utils.data.Dataset):
+    """A torch Dataset over a TaskDataset's examples (the collator tokenises)."""
+
+    def __init__(self, data: TaskDataset) -> None:
+        self.data = data
+
+    def __len__(self) -> int:
+        return len(self.data)
+
+    def __getitem__(self, i: int):
+        return self.data[i]
+
+
+def read_split(path: str, cfg: DataConfig, label_names: list[str] | None, limit: int | None, name: str) -> TaskDataset:
+    """Read one split from a file with the data section's column settings."""
+    return read_table(path, text_column=cfg.text_column, text_pair_column=cfg.text_pair_column,
+                      label_column=cfg.label_column, label_names=label_names, choice_columns=cfg.choice_columns,
+                      soft_label_column=cfg.soft_label_column, name=name, limit=limit)
+
+
+def subset(data: TaskDataset, indices, name: str) -> TaskDataset:
+    return TaskDataset([data[i] for i in indices], list(data.label_names), name=name)
+
+
+def load_splits(cfg: DataConfig, seed: int) -> tuple[TaskDataset, TaskDataset, TaskDataset | None]:
+    """(train, validation, test) from the data section; validation is carved from train if not given."""
+    if not cfg.train:
+        raise DataError("data.train is not set; pass a file path or builtin:rotten_tomatoes")
+    test = None
+    if cfg.train == BUILTIN_RT:
+        train, test = load_rotten_tomatoes(seed=seed)
+    else:
+        train = read_split(cfg.train, cfg, cfg.label_names, None, "train")
+    names = cfg.label_names or list(train.label_names)
+    if cfg.validation:
+        validation = read_split(cfg.validation, cfg, names, cfg.max_eval_examples, "validation")
+    else:
+        order = list(range(len(train)))
+        random.Random(seed).shuffle(order)
+        n_val = max(1, int(round(len(train) * cfg.validation_fraction)))
+        if len(train) - n_val < 2:
+            raise DataError(f"train has {len(train)} examples: too few to hold out a validation split")
+        validation = subset(train, order[:n_val][: cfg.max_eval_examples], "validation")
+        train = subset(train, order[n_val:], "train")
+    if cfg.max_train_examples:
+        train = subset(train, range(min(cfg.max_train_examples, len(train))), "train")
+    if cfg.test and cfg.test != BUILTIN_RT:
+        test = read_split(cfg.test, cfg, names, cfg.max_eval_examples, "test")
+    if test is not None and cfg.max_eval_examples:
+        test = subset(test, range(min(cfg.max_eval_examples, len(test))), test.name)
+    return train, validation, test
+
+
+def prompt_of(cfg: DataConfig) -> PromptFormat:
+    return PromptFormat(template=cfg.template, verbalizers=cfg.verbalizers)
+
+
+def seed_everything(seed: int) -> None:
+    from transformers import set_seed
+
+    set_seed(seed)
+
+
+def versions() -> dict[str, str]:
+    """Library versions recorded beside every run."""
+    import importlib.metadata as md
+
+    out = {}
+    for pkg in ("prefalign", "torch", "transformers", "peft", "accelerate", "safetensors"):
+        try:
+            out[pkg] = md.version(pkg)
+        except md.PackageNotFoundError:
+            out[pkg] = "not installed"
+    return out
+
+
+@dataclass
+class TrainResult:
+    model: torch.nn.Module
+    backbone: LoadedModel
+    metrics: dict
+    output_dir: Path
+    seconds: float
+
+
+def _optimizer(model, cfg) -> torch.optim.Optimizer:
+    head_lr = cfg.training.head_learning_rate or cfg.training.learning_rate
+    groups = {"head": [], "rest": []}
+    for name, p in model.trainable_parameters().items():
+        groups["head" if name.startswith("classifier.head") else "rest"].append(p)
+    params = [{"params": groups["rest"], "lr": cfg.training.learning_rate}]
+    if groups["head"]:
+        params.append({"params": groups["head"], "lr": head_lr})
+    return torch.optim.AdamW(params, lr=cfg.training.learning_rate, weight_decay=cfg.training.weight_decay)
+
+
+def train(cfg: ExperimentConfig, *, backbone: LoadedModel | None = None,
+          splits: tuple[TaskDataset, TaskDataset, TaskDataset | None] | None = None) -> TrainResult:
+    """Train ``cfg.method`` on ``cfg.data`` and save the best adapter to ``<output_dir>/adapter``."""
+    from transformers import EarlyStoppingCallback, TrainingArguments
+
+    from .training.trainer import PrefalignTrainer, accuracy_metrics
+
+    t0 = time.time()
+    tc = cfg.training
+    seed_everything(tc.seed)
+    backbone = backbone or load_backbone(cfg.model.name, trust_remote_code=cfg.model.trust_remote_code,
+                                         dtype=cfg.model.dtype)
+    train_set, val_set, test_set = splits or load_splits(cfg.data, tc.seed)
+    prompt = prompt_of(cfg.data)
+    spec = build_task_spec(train_set, backbone.geometry, backbone.tokenizer, prompt)
+    model = build_method(cfg.method_name, cfg.method_params, backbone, spec)
+    collator = Collator(backbone.tokenizer, backbone.geometry, train_set.num_classes, prompt, cfg.data.max_length)
+    out_dir = Path(tc.output_dir)
+    use_cpu = tc.device == "cpu" or (tc.device == "auto" and not torch.cuda.is_available())
+    args = TrainingArguments(
+        output_dir=str(out_dir / "checkpoints"),
+        learning_rate=tc.learning_rate,
+        weight_decay=tc.weight_decay,
+        per_device_train_batch_size=tc.batch_size,
+        per_device_eval_batch_size=tc.eval_batch_size,
+        num_train_epochs=tc.epochs,
+        max_steps=tc.max_steps,
+        lr_scheduler_type="linear",
+        warmup_steps=tc.warmup_ratio,
+        eval_strategy="steps",
+        eval_steps=tc.eval_steps,
+        save_strategy="steps",
+        save_steps=tc.eval_steps,
+        save_total_limit=tc.save_total_limit,
+        load_best_model_at_end=True,
+        metric_for_best_model="accuracy",
+        greater_is_better=True,
+        logging_steps=tc.logging_steps,
+        seed=tc.seed,
+        data_seed=tc.seed,
+        use_cpu=use_cpu,
+        bf16=tc.bf16,
+        report_to=[],
+        remove_unused_columns=False,
+        label_names=["labels"],
+        disable_tqdm=not tc.progress,
+        include_num_input_tokens_seen="non_padding",
+        dataloader_num_workers=0,
+    )
+    meta = {"base_model": backbone.name, "label_names": list(train_set.label_names)}
+    trainer = PrefalignTrainer(
+        model=model, args=args, train_dataset=ListDataset(train_set), eval_dataset=ListDataset(val_set),
+        data_collator=collator, compute_metrics=accuracy_metrics, optimizers=(_optimizer(model, cfg), None),
+        callbacks=[EarlyStoppingCallback(early_stopping_patience=tc.early_stopping_patience)],
+        checkpoint_meta=meta,
+    )
+    train_out = trainer.train()
+    trainer.remove_callback(EarlyStoppingCallback)  # it only reads eval_* metrics during training
+    metrics = {"train_loss": float(train_out.training_loss), "train_steps": int(train_out.global_step)}
+    metrics.update({k: float(v) for k, v in trainer.evaluate(metric_key_prefix="validation").items()
+                    if isinstance(v, (int, float))})
+    if test_set is not None:
+        metrics.update({k: float(v) for k, v in trainer.evaluate(ListDataset(test_set), metric_key_prefix="test").items()
+                        if isinstance(v, (int, float))})
+    seconds = time.time() - t0
+    metrics["seconds"] = round(seconds, 2)
+    model.eval()
+    extra = {"label_names": list(train_set.label_names), "prompt": {"template": prompt.template,
+             "verbalizers": prompt.verbalizers}, "max_length": cfg.data.max_length, "versions": versions(),
+             "seed": tc.seed}
+    save_method(model, out_dir / "adapter", backbone=backbone, extra=extra)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "config.yaml").write_text(dump_config(cfg))
+    (out_dir / "metrics.json").write_text(json.dumps({"metrics": metrics, "versions": versions()}, indent=2))
+    (out_dir / "log_history.json").write_text(json.dumps(trainer.state.log_history, indent=2))
+    return TrainResult(model=model, backbone=backbone, metrics=metrics, output_dir=out_dir, seconds=seconds)
+
+
+def load_for_inference(adapter_dir: str, backbone: LoadedModel | None = None):
+    """(model, backbone, collator) for a saved adapter; the backbone comes from the adapter's config."""
+    from .errors import CheckpointError
+    from .training.checkpoint import read_checkpoint
+
+    _, meta = read_checkpoint(adapter_dir)
+    backbone = backbone or load_backbone(meta["base_model"])
+    model, meta = load_method(adapter_dir, backbone)
+    model.eval()
+    if "label_names" not in meta:
+        raise CheckpointError(f"{adapter_dir}: prefalign_config.json lacks label_names")
+    prompt = PromptFormat(**meta.get("prompt", {}))
+    collator = Collator(backbone.tokenizer, backbone.geometry, len(meta["label_names"]), prompt,
+                        meta.get("max_length", 128))
+    return model, backbone, collator, meta
+
+
+@torch.no_grad()
+def predict_proba(model, collator: Collator, data: TaskDataset, batch_size: int = 64, progress: bool = False) -> np.ndarray:
+    """Class probabilities (N, C) for every example, in order."""
+    from tqdm.auto import tqdm
+
+    model.eval()
+    device = next(model.parameters()).device
+    out = []
+    steps = range(0, len(data), batch_size)
+    for start in tqdm(steps, disable=not progress, desc="predict"):
+        batch = collator(data.examples[start : start + batch_size])
+        batch = {k: v.to(device) for k, v in batch.items() if k not in ("labels", "target_dist")}
+        out.append(torch.softmax(model(**batch).logits.float(), -1).cpu().numpy())
+    return np.concatenate(out)
+
+
+def evaluate(model, collator: Collator, data: TaskDataset, batch_size: int = 64, progress: bool = False) -> dict:
+    """Accuracy (against hard labels) and the number of examples."""
+    probs = predict_proba(model, collator, data, batch_size, progress)
+    labels = np.array([ex.hard_label() for ex in data.examples])
+    return {"accuracy": float((probs.argmax(-1) == labels).mean()), "n": len(data)}

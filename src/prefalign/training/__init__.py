@@ -1,0 +1,1 @@
+"""The Trainer subclass and checkpoint I/O."""

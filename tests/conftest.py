@@ -1,0 +1,113 @@
+"""Tiny random models and a toy task, built in-process: no downloads."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+import torch
+
+from prefalign.data.examples import Example, TaskDataset
+from prefalign.models.introspect import geometry
+from prefalign.models.loading import LoadedModel, prepare_tokenizer
+
+WORDS = (
+    "good great fine lovely superb bad awful poor dull boring movie film plot actor scene story "
+    "the a is was and but not very quite really it this that of to in with review sentiment answer "
+    "positive negative cause effect because so man woman rain sun went store yes no"
+).split()
+
+
+@pytest.fixture(scope="session")
+def vocab_file(tmp_path_factory):
+    path = tmp_path_factory.mktemp("vocab") / "vocab.txt"
+    path.write_text("\n".join(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", ":", ".", ","] + WORDS) + "\n")
+    return str(path)
+
+
+def make_tokenizer(vocab_file):
+    """A word-level tokenizer over WORDS, with BERT-style [CLS]/[SEP] and a pad token."""
+    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors
+    from transformers import PreTrainedTokenizerFast
+
+    vocab = {w: i for i, w in enumerate(open(vocab_file).read().split())}
+    core = Tokenizer(models.WordLevel(vocab, unk_token="[UNK]"))
+    core.normalizer = normalizers.Lowercase()
+    core.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    core.post_processor = processors.TemplateProcessing(
+        single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B:1 [SEP]:1",
+        special_tokens=[("[CLS]", vocab["[CLS]"]), ("[SEP]", vocab["[SEP]"])],
+    )
+    tok = PreTrainedTokenizerFast(tokenizer_object=core, unk_token="[UNK]", pad_token="[PAD]", cls_token="[CLS]",
+                                  sep_token="[SEP]", mask_token="[MASK]", eos_token="[SEP]")
+    prepare_tokenizer(tok)
+    return tok
+
+
+def build_tiny(kind: str, vocab_file: str, seed: int = 0) -> LoadedModel:
+    """A tiny random 'bert', 'llama' (grouped-query attention) or 'gpt2' with a word tokenizer."""
+    from transformers import AutoModel, AutoModelForCausalLM, BertConfig, GPT2Config, LlamaConfig
+
+    tok = make_tokenizer(vocab_file)
+    v = len(tok)
+    torch.manual_seed(seed)
+    if kind == "bert":
+        cfg = BertConfig(vocab_size=v, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+                         intermediate_size=64, max_position_embeddings=128)
+        model = AutoModel.from_config(cfg)
+    elif kind == "llama":
+        cfg = LlamaConfig(vocab_size=v, hidden_size=32, num_hidden_layers=3, num_attention_heads=4,
+                          num_key_value_heads=2, head_dim=16, intermediate_size=64, max_position_embeddings=256,
+                          pad_token_id=0, bos_token_id=2, eos_token_id=3, tie_word_embeddings=True)
+        model = AutoModelForCausalLM.from_config(cfg)
+    elif kind == "gpt2":
+        cfg = GPT2Config(vocab_size=v, n_embd=32, n_layer=2, n_head=4, n_positions=256,
+                         bos_token_id=2, eos_token_id=3, pad_token_id=0)
+        model = AutoModelForCausalLM.from_config(cfg)
+    else:
+        raise ValueError(kind)
+    model.eval()
+    return LoadedModel(model=model, tokenizer=tok, geometry=geometry(model.config), name=f"tiny-{kind}",
+                       path=f"tiny-{kind}")
+
+
+@pytest.fixture
+def tiny_bert(vocab_file):
+    return build_tiny("bert", vocab_file)
+
+
+@pytest.fixture
+def tiny_llama(vocab_file):
+    return build_tiny("llama", vocab_file)
+
+
+@pytest.fixture
+def tiny_gpt2(vocab_file):
+    return build_tiny("gpt2", vocab_file)
+
+
+def toy_sentiment(n: int = 64, seed: int = 0, soft: bool = False) -> TaskDataset:
+    """Short reviews whose label follows a positive or negative word: learnable in a few steps."""
+    rng = random.Random(seed)
+    pos, neg = ["good", "great", "lovely", "superb"], ["bad", "awful", "poor", "dull"]
+    examples = []
+    for i in range(n):
+        label = i % 2
+        word = rng.choice(pos if label else neg)
+        text = f"the {rng.choice(['movie', 'film', 'plot'])} was {rng.choice(['very', 'really', 'quite'])} {word}"
+        soft_label = None
+        if soft and i % 4 == 0:
+            soft_label = [0.3, 0.7] if label else [0.6, 0.4]
+        examples.append(Example(text=text, label=label, soft_label=soft_label))
+    return TaskDataset(examples, ["negative", "positive"], name="toy")
+
+
+def toy_choice(n: int = 16, seed: int = 0) -> TaskDataset:
+    rng = random.Random(seed)
+    examples = []
+    for i in range(n):
+        label = rng.randint(0, 1)
+        right, wrong = "the sun", "the rain"
+        choices = [right, wrong] if label == 0 else [wrong, right]
+        examples.append(Example(text="the man went to the store because", choices=choices, label=label))
+    return TaskDataset(examples, ["choice1", "choice2"], name="toy-choice")
