@@ -24,7 +24,8 @@ class ModelConfig(ConfigBase):
     SECTION = "model"
     name: str = _f("minilm", "built-in alias (minilm, smollm2-135m), local folder or hub id")
     trust_remote_code: bool = _f(False, "allow code from the model folder to run (off: never needed for supported models)")
-    dtype: str | None = _f(None, "torch dtype to load in (float32 default; bfloat16 on a GPU)")
+    dtype: str | None = _f(None, "torch dtype to load in (float32 default; bfloat16 on a GPU)",
+                           choices=("float32", "bfloat16", "float16"))
 
 
 @dataclass
@@ -51,6 +52,8 @@ class DataConfig(ConfigBase):
     def validate(self) -> None:
         self.check_range("max_length", 8, 1_000_000)
         self.check_range("validation_fraction", 0.0, 0.9)
+        self.check_range("max_train_examples", 1, None)
+        self.check_range("max_eval_examples", 1, None)
 
 
 @dataclass
@@ -78,6 +81,8 @@ class TrainingConfig(ConfigBase):
 
     def validate(self) -> None:
         self.check_range("learning_rate", 0.0, 10.0)
+        self.check_range("head_learning_rate", 0.0, 10.0)
+        self.check_range("weight_decay", 0.0, None)
         self.check_range("batch_size", 1, None)
         self.check_range("eval_batch_size", 1, None)
         self.check_range("warmup_ratio", 0.0, 1.0)
@@ -104,7 +109,9 @@ class ExperimentConfig(ConfigBase):
         name = params.pop("name", None)
         if not name:
             raise ConfigError("method.name is required (for example dcpc or ptuning-v2)")
-        method_config(name, params)
+        resolved = method_config(name, params)
+        # Keep only what the user set, but typed as the method's config types them.
+        self.method = {"name": name, **{k: getattr(resolved, k) for k in params}}
 
     @property
     def method_name(self) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import difflib
 import json
@@ -46,6 +47,8 @@ def coerce(value: Any, tp, where: str) -> Any:
         return dict(value)
     if tp is Any:
         return value
+    if value is None:
+        raise ConfigError(f"{where} must be set (got null)")
     if dataclasses.is_dataclass(tp):
         if isinstance(value, tp):
             return value
@@ -140,7 +143,7 @@ class ConfigBase:
         out = {}
         for f in dataclasses.fields(self):
             value = getattr(self, f.name)
-            out[f.name] = value.to_dict() if isinstance(value, ConfigBase) else value
+            out[f.name] = value.to_dict() if isinstance(value, ConfigBase) else copy.deepcopy(value)
         return out
 
     def to_json(self) -> str:

@@ -106,7 +106,8 @@ class TrainResult:
 
 
 def _optimizer(model, cfg) -> torch.optim.Optimizer:
-    head_lr = cfg.training.head_learning_rate or cfg.training.learning_rate
+    head_lr = cfg.training.head_learning_rate
+    head_lr = cfg.training.learning_rate if head_lr is None else head_lr
     groups = {"head": [], "rest": []}
     for name, p in model.trainable_parameters().items():
         groups["head" if name.startswith("classifier.head") else "rest"].append(p)

@@ -95,17 +95,26 @@ class Collator:
         return {k: enc[k] for k in ("input_ids", "attention_mask", "token_type_ids") if k in enc}
 
     # -- decoders -------------------------------------------------------------------------------
+    def _encode_prompt(self, text: str) -> list[int]:
+        """Prompt ids with the tokenizer's start tokens, but no end-of-sequence token after them:
+        the label word must be predicted right after the prompt."""
+        ids = self.tokenizer(text)["input_ids"]
+        eos, bos = self.tokenizer.eos_token_id, self.tokenizer.bos_token_id
+        if ids and eos is not None and ids[-1] == eos and eos != bos:
+            ids = ids[:-1]
+        return ids
+
     def _prompt_ids(self, ex: Example, budget: int | None = None) -> list[int]:
         """Token ids of the rendered prompt, cutting the text (not the template) to fit."""
         budget = budget or self.max_length
-        ids = self.tokenizer(self.prompt.render(ex, True))["input_ids"]
+        ids = self._encode_prompt(self.prompt.render(ex, True))
         if len(ids) <= budget:
             return ids
         text_ids = self.tokenizer(ex.text, add_special_tokens=False)["input_ids"]
         keep = max(len(text_ids) - (len(ids) - budget) - 1, 1)
         short = Example(text=self.tokenizer.decode(text_ids[:keep]), text_pair=ex.text_pair, label=ex.label,
                         choices=ex.choices, soft_label=ex.soft_label)
-        return self.tokenizer(self.prompt.render(short, True))["input_ids"][-budget:]
+        return self._encode_prompt(self.prompt.render(short, True))[-budget:]
 
     def _pad(self, seqs: list[list[int]], score_from: list[int] | None = None) -> dict[str, torch.Tensor]:
         width = max(len(s) for s in seqs)

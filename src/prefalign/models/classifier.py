@@ -49,9 +49,14 @@ class PrefixClassifier(nn.Module):
     """
 
     def __init__(self, model: nn.Module, geo: ModelGeometry, task: TaskSpec, *, position_offset: bool = True,
-                 head_dropout: float = 0.1) -> None:
+                 head_dropout: float = 0.1, head_pooling: str = "mean") -> None:
         super().__init__()
         self.model, self.geo, self.task, self.position_offset = model, geo, task, position_offset
+        self.head_pooling = head_pooling
+        if head_pooling == "pooler" and not geo.is_decoder and getattr(model, "pooler", None) is None:
+            from ..errors import ConfigError
+
+            raise ConfigError("method.head_pooling=pooler needs a BERT-style model with a pooler; use mean")
         for p in self.model.parameters():
             p.requires_grad_(False)
         if geo.is_decoder:
@@ -90,6 +95,7 @@ class PrefixClassifier(nn.Module):
         kwargs = {}
         mask = attention_mask
         if prefix_kv is not None:
+            prefix_kv = prefix_kv.to(next(self.model.parameters()).dtype)  # bf16 backbones take bf16 prefixes
             m = prefix_kv.shape[3]
             kwargs["past_key_values"] = build_prefix_cache(prefix_kv, self.geo, self.model.config)
             mask = extend_attention_mask(attention_mask, m)
@@ -106,7 +112,9 @@ class PrefixClassifier(nn.Module):
         if all_layers:
             pooled = masked_mean(torch.stack(out.hidden_states), attention_mask).transpose(0, 1)
         last_pooled = masked_mean(hidden, attention_mask)
-        logits = self._scores(hidden, last_pooled, input_ids, attention_mask, score_mask)
+        head_input = {"mean": last_pooled, "first": hidden[:, 0],
+                      "pooler": getattr(out, "pooler_output", None)}[self.head_pooling]
+        logits = self._scores(hidden, head_input, input_ids, attention_mask, score_mask)
         c = self.task.num_classes
         if self.task.multiple_choice:
             if pooled is not None:
@@ -114,10 +122,10 @@ class PrefixClassifier(nn.Module):
             last_pooled = last_pooled.view(-1, c, last_pooled.shape[-1]).mean(1)
         return BackboneOutput(logits=logits, pooled=pooled, last_pooled=last_pooled)
 
-    def _scores(self, hidden, last_pooled, input_ids, attention_mask, score_mask) -> torch.Tensor:
+    def _scores(self, hidden, head_input, input_ids, attention_mask, score_mask) -> torch.Tensor:
         c = self.task.num_classes
         if self.head is not None:
-            scores = self.head(last_pooled)
+            scores = self.head(head_input)
             return scores.view(-1, c) if self.task.multiple_choice else scores
         lm_head = self.model.get_output_embeddings()
         if not self.task.multiple_choice:

@@ -115,7 +115,9 @@ def load_backbone(name: str, *, trust_remote_code: bool = False, dtype: str | No
             f"folder with config.json, and the hub id could not be resolved ({first[:160]})"
         ) from None
     geo = geometry(config)
-    torch_dtype = getattr(torch, dtype) if dtype else torch.float32
+    torch_dtype = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}.get(dtype or "float32")
+    if torch_dtype is None:
+        raise ModelLoadError(f"model.dtype must be float32, bfloat16 or float16, got {dtype!r}")
     cls = AutoModelForCausalLM if geo.is_decoder else AutoModel
     try:
         model = cls.from_pretrained(

@@ -66,13 +66,18 @@ class DCPCConfig(ConfigBase):
     lambda_align: float = _f(1.0, "lambda2 of eq. 13")
     lambda_kl: float = _f(0.1, "lambda3 of eq. 13")
     head_dropout: float = _f(0.1, "dropout before the encoder classification head")
+    head_pooling: str = _f("mean", "encoder head input: 'mean' of real tokens (what MiniLM was trained for), "
+                           "'first' token, or the frozen BERT 'pooler' (what BertForSequenceClassification uses)",
+                           choices=("mean", "first", "pooler"))
 
     def validate(self) -> None:
         self.check_range("prefix_length", 1, 4096)
         self.check_range("tau_cos", -1.0, 1.0)
         self.check_range("tau_ambiguity", 0.0, None)
-        for name in ("lambda_ambiguity", "lambda_align", "lambda_kl", "head_dropout"):
+        for name in ("lambda_ambiguity", "lambda_align", "lambda_kl"):
             self.check_range(name, 0.0, None)
+        self.check_range("head_dropout", 0.0, 0.99)
+        self.check_range("reparam_hidden_size", 1, None)
         self.check_range("pcm_aux_rank", 1, None)
         self.check_range("pcm_proj_rank", 1, None)
 

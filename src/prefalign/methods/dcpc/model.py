@@ -47,7 +47,7 @@ class DCPCModel(nn.Module):
         super().__init__()
         self.config, self.geo, self.task = config, geo, task
         self.classifier = PrefixClassifier(model, geo, task, position_offset=config.position_offset,
-                                           head_dropout=config.head_dropout)
+                                           head_dropout=config.head_dropout, head_pooling=config.head_pooling)
         init_kv = None
         if initialise and config.prefix_init == "text":
             init_kv = text_init_kv(model, tokenizer, geo, config.prefix_init_text, config.prefix_length)
@@ -82,7 +82,7 @@ class DCPCModel(nn.Module):
         pcm_out = None
         if self.pcm is not None:
             words = self.classifier.model.get_input_embeddings()(input_ids)
-            e_in = masked_mean(words, attention_mask)  # eq. 9's input: pooled layer-0 embedding
+            e_in = masked_mean(words.float(), attention_mask)  # eq. 9's input: pooled layer-0 embedding
             e_in = e_in.view(n_examples, per, -1).mean(1)
             pcm_out = self.pcm(e_in, static, sample=self.training)
             prefix = static.unsqueeze(0) + pcm_out.delta
