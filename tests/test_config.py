@@ -241,7 +241,7 @@ def test_null_for_a_required_string_is_a_config_error(data):
     (DCPCConfig, "prefix_length", 0),
     (DCPCConfig, "prefix_length", 5000),
     (DCPCConfig, "tau_cos", 1.01),
-    (DCPCConfig, "tau_cos", -1.5),
+    (DCPCConfig, "tau_cos", -0.1),
     (DCPCConfig, "tau_ambiguity", -0.1),
     (DCPCConfig, "lambda_ambiguity", -1.0),
     (DCPCConfig, "lambda_align", -1.0),
@@ -269,7 +269,7 @@ def test_out_of_range_values_raise_config_error(cls, field, value):
 
 @pytest.mark.parametrize("cls, field, value", [
     (DCPCConfig, "tau_cos", 1.0),
-    (DCPCConfig, "tau_cos", -1.0),
+    (DCPCConfig, "tau_cos", 0.0),
     (DCPCConfig, "tau_ambiguity", 0.0),
     (DCPCConfig, "prefix_length", 1),
     (DCPCConfig, "head_dropout", 0.0),

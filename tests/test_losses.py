@@ -415,3 +415,19 @@ def test_reduce_pairs_gradient_reaches_only_gated_pairs():
 def test_reduce_pairs_rejects_unknown_reduction():
     with pytest.raises(ValueError, match="unknown pair reduction"):
         losses.reduce_pairs(torch.ones(2, 2), torch.ones(2, 2, dtype=torch.bool), "median")
+
+
+def test_centered_cosine_ignores_a_direction_every_input_shares():
+    """A large shared component makes raw cosines ~1 (eq. 3 gate opens for all pairs); centring
+    on the batch mean leaves only the inputs' own directions: here two exact opposites."""
+    shared = torch.tensor([100.0, 0.0, 0.0])
+    emb = torch.stack([shared + torch.tensor([0.0, 1.0, 0.0]), shared + torch.tensor([0.0, -1.0, 0.0])])
+    raw = losses.pairwise_cosine(emb)
+    assert raw[0, 1].item() == pytest.approx((100.0**2 - 1.0) / (100.0**2 + 1.0), abs=1e-6)
+    centered = losses.pairwise_cosine(emb, center=True)
+    assert centered[0, 1].item() == pytest.approx(-1.0, abs=1e-6)
+    probs = torch.tensor([[0.9, 0.1], [0.2, 0.8]])
+    values, gate = losses.pairwise_ambiguity(emb, probs, 0.85, center=True)
+    assert not gate.any() and values.abs().sum().item() == 0.0
+    values, gate = losses.pairwise_ambiguity(emb, probs, 0.85, center=False)
+    assert gate[0, 1] and gate[1, 0]

@@ -72,25 +72,16 @@ def cmd_train(args) -> int:
 
 def _load_rows(args, label_names, need_labels: bool):
     from .data.examples import Example, TaskDataset
+    from .data.readers import read_inputs
     from .runner import read_split
 
     if getattr(args, "text", None):
         return TaskDataset([Example(text=t, label=0) for t in args.text], label_names, name="texts")
     cfg = _data_section(args)
-    if not need_labels and cfg.label_column == "label":
-        from .data.readers import read_table
-
-        try:
-            return read_split(args.data, cfg, label_names, None, "data")
-        except UserError as exc:
-            if "column" not in str(exc) or "label" not in str(exc):
-                raise
-        # No label column: read texts only, with a placeholder label.
-        raw = read_table(args.data, text_column=cfg.text_column, text_pair_column=cfg.text_pair_column,
-                         label_column=cfg.text_column, label_names=None, name="data")
-        return TaskDataset([Example(text=e.text, text_pair=e.text_pair, label=0) for e in raw.examples],
-                           label_names, name="data")
-    return read_split(args.data, cfg, label_names, None, "data")
+    if need_labels:
+        return read_split(args.data, cfg, label_names, None, "data")
+    return read_inputs(args.data, label_names, text_column=cfg.text_column, text_pair_column=cfg.text_pair_column,
+                       choice_columns=cfg.choice_columns, name="data")
 
 
 def cmd_eval(args) -> int:
@@ -114,6 +105,9 @@ def cmd_predict(args) -> int:
                          "probabilities": {n: round(float(v), 6) for n, v in zip(names, p)}})
              for ex, p in zip(data.examples, probs)]
     if args.output:
+        from pathlib import Path
+
+        Path(args.output).parent.mkdir(parents=True, exist_ok=True)
         tmp = f"{args.output}.tmp-{os.getpid()}"
         with open(tmp, "w") as fh:
             fh.write("\n".join(lines) + "\n")

@@ -127,9 +127,9 @@ def train(cfg: ExperimentConfig, *, backbone: LoadedModel | None = None,
     t0 = time.time()
     tc = cfg.training
     seed_everything(tc.seed)
+    train_set, val_set, test_set = splits or load_splits(cfg.data, tc.seed)  # bad data fails before a model load
     backbone = backbone or load_backbone(cfg.model.name, trust_remote_code=cfg.model.trust_remote_code,
                                          dtype=cfg.model.dtype)
-    train_set, val_set, test_set = splits or load_splits(cfg.data, tc.seed)
     prompt = prompt_of(cfg.data)
     spec = build_task_spec(train_set, backbone.geometry, backbone.tokenizer, prompt)
     model = build_method(cfg.method_name, cfg.method_params, backbone, spec)

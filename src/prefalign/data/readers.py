@@ -134,6 +134,39 @@ def read_table(
     return TaskDataset(examples, label_names, name or _dataset_name(path))
 
 
+def read_inputs(
+    path: str | Path,
+    label_names: Sequence[str],
+    *,
+    text_column: str = "text",
+    text_pair_column: str | None = None,
+    choice_columns: Sequence[str] | None = None,
+    name: str | None = None,
+    limit: int | None = None,
+) -> TaskDataset:
+    """Read inputs to predict on; any label column is ignored (examples get the placeholder label 0)."""
+    path = Path(path)
+    if not path.exists():
+        raise DataError(f"no such data file: {path}")
+    columns, rows = _read_saved_dataset(path, text_column, limit)[:2] if path.is_dir() else _read_file(path, limit)
+    if not rows:
+        raise DataError(f"{path} has no data rows; check that it is the right file")
+    for col in [text_column, *( [text_pair_column] if text_pair_column else []), *(choice_columns or [])]:
+        if col not in columns:
+            raise DataError(f"{path} has no column {col!r}; available columns: {_preview(columns)}")
+    examples = [
+        Example(
+            text=_text(row, text_column, n, path),
+            label=0,
+            text_pair=_text(row, text_pair_column, n, path) if text_pair_column else None,
+            choices=[_text(row, c, n, path) for c in choice_columns] if choice_columns else None,
+            meta={"row": n},
+        )
+        for n, row in enumerate(rows, 1)
+    ]
+    return TaskDataset(examples, [str(x) for x in label_names], name or _dataset_name(path))
+
+
 def _read_file(path: Path, limit: int | None) -> tuple[list[str], list[Row]]:
     """Read a data file's column names and rows, choosing the format by suffix."""
     suffixes = [s.lower() for s in path.suffixes]

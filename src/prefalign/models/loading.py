@@ -128,6 +128,9 @@ def load_backbone(name: str, *, trust_remote_code: bool = False, dtype: str | No
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ModelLoadError(f"cannot load model '{name}' from {path}: {first[:200]} (prefalign loads only safetensors weights)") from None
     prepare_tokenizer(tokenizer)
+    # Adapters record the base model by name: make a local folder absolute so they load from anywhere.
+    if name not in ALIASES and Path(path).exists():
+        name = str(Path(path).resolve())
     return LoadedModel(model=model, tokenizer=tokenizer, geometry=geo, name=name, path=path)
 
 

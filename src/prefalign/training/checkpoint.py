@@ -27,6 +27,7 @@ def write_checkpoint(directory: str | os.PathLike, state: dict[str, torch.Tensor
         tensors = {k: v.detach().contiguous().cpu() for k, v in state.items()}
         save_file(tensors, str(tmp / WEIGHTS_FILE), metadata={"format": "pt", "prefalign": str(FORMAT_VERSION)})
         (tmp / CONFIG_FILE).write_text(json.dumps({"format_version": FORMAT_VERSION, **meta}, indent=2))
+        _apply_umask(tmp)
         if target.exists():
             # Keep the old checkpoint until the new one is complete, then swap.
             old = Path(tempfile.mkdtemp(prefix=f".{target.name}.old-", dir=target.parent))
@@ -39,6 +40,15 @@ def write_checkpoint(directory: str | os.PathLike, state: dict[str, torch.Tensor
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
     return target
+
+
+def _apply_umask(folder: Path) -> None:
+    """mkdtemp makes 0700 folders; give the checkpoint the modes a normal mkdir/open would."""
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(folder, 0o777 & ~umask)
+    for f in folder.iterdir():
+        os.chmod(f, 0o666 & ~umask)
 
 
 def read_checkpoint(directory: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict]:

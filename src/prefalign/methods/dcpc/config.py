@@ -47,6 +47,8 @@ class DCPCConfig(ConfigBase):
     ambiguity_divergence: str = _f("cross_entropy", "eq. 4 as written ('cross_entropy') or minus L_A's entropy ('kl')",
                                    choices=("cross_entropy", "kl"))
     detach_similarity: bool = _f(True, "treat cos(theta) in eq. 5 as a constant weight (no gradient)")
+    similarity_center: bool = _f(True, "subtract the batch mean before eq. 3, so a direction all inputs share "
+                                 "cannot open the gate for every pair (false: the paper's raw cosine)")
     pair_reduction: str = _f("gated_pairs", "average each pairwise term over the pairs its gate passes, or all pairs",
                              choices=("gated_pairs", "all_pairs"))
     # Cross-layer prefix alignment (section 3.4, eq. 6-7)
@@ -72,7 +74,7 @@ class DCPCConfig(ConfigBase):
 
     def validate(self) -> None:
         self.check_range("prefix_length", 1, 4096)
-        self.check_range("tau_cos", -1.0, 1.0)
+        self.check_range("tau_cos", 0.0, 1.0)  # eq. 5 weights by cos: a negative gate would flip signs
         self.check_range("tau_ambiguity", 0.0, None)
         for name in ("lambda_ambiguity", "lambda_align", "lambda_kl"):
             self.check_range(name, 0.0, None)

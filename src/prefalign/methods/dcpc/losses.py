@@ -15,9 +15,16 @@ def off_diagonal(n: int, device=None) -> torch.Tensor:
     return ~torch.eye(n, dtype=torch.bool, device=device)
 
 
-def pairwise_cosine(embeddings: torch.Tensor) -> torch.Tensor:
-    """Eq. 3: cos(theta) between every two pooled embeddings, ``(B, d) -> (B, B)``."""
-    unit = F.normalize(embeddings.float(), dim=-1, eps=1e-8)
+def pairwise_cosine(embeddings: torch.Tensor, center: bool = False) -> torch.Tensor:
+    """Eq. 3: cos(theta) between every two pooled embeddings, ``(B, d) -> (B, B)``.
+
+    ``center`` subtracts the batch mean first, so a direction every input shares (anisotropy, or a
+    prefix that dominates attention) does not make unrelated inputs look alike.
+    """
+    x = embeddings.float()
+    if center:
+        x = x - x.mean(0, keepdim=True)
+    unit = F.normalize(x, dim=-1, eps=1e-8)
     return unit @ unit.T
 
 
@@ -43,9 +50,10 @@ def pairwise_ambiguity(
     *,
     divergence: str = "cross_entropy",
     detach_similarity: bool = True,
+    center: bool = False,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Eq. 5 per pair: I[cos >= tau_cos] * cos * D_label; returns (values, cosine gate)."""
-    cos = pairwise_cosine(embeddings)
+    cos = pairwise_cosine(embeddings, center=center)
     if detach_similarity:
         cos = cos.detach()
     gate = (cos >= tau_cos) & off_diagonal(len(cos), cos.device)

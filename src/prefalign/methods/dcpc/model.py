@@ -114,7 +114,8 @@ class DCPCModel(nn.Module):
         probs = torch.softmax(out.logits.float(), dim=-1)
         with torch.set_grad_enabled(torch.is_grad_enabled() and cfg.use_ambiguity):
             amb, cos_gate = losses.pairwise_ambiguity(emb, probs, cfg.tau_cos, divergence=cfg.ambiguity_divergence,
-                                                      detach_similarity=cfg.detach_similarity)
+                                                      detach_similarity=cfg.detach_similarity,
+                                                      center=cfg.similarity_center)
         amb_gate = cos_gate & (amb.detach() > cfg.tau_ambiguity)  # sections 3.4-3.5: CLPA/PCM trigger
         n = len(cos_gate)
         pairs = max(n * (n - 1), 1)
