@@ -44,25 +44,37 @@ def make_tokenizer(vocab_file):
     return tok
 
 
-def build_tiny(kind: str, vocab_file: str, seed: int = 0) -> LoadedModel:
-    """A tiny random 'bert', 'llama' (grouped-query attention) or 'gpt2' with a word tokenizer."""
+@pytest.fixture(scope="session", autouse=True)
+def one_thread():
+    """One torch thread: tiny models pay more for thread start-up than they gain, and a busy
+    2-core machine makes two threads far slower; on an idle one MiniLM runs as fast."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def build_tiny(kind: str, vocab_file: str, seed: int = 0, **overrides) -> LoadedModel:
+    """A tiny random 'bert', 'llama' (grouped-query attention) or 'gpt2' with a word tokenizer;
+    ``overrides`` replace config fields."""
     from transformers import AutoModel, AutoModelForCausalLM, BertConfig, GPT2Config, LlamaConfig
 
     tok = make_tokenizer(vocab_file)
     v = len(tok)
     torch.manual_seed(seed)
     if kind == "bert":
-        cfg = BertConfig(vocab_size=v, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
-                         intermediate_size=64, max_position_embeddings=128)
+        cfg = BertConfig(**{**dict(vocab_size=v, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+                                   intermediate_size=64, max_position_embeddings=128), **overrides})
         model = AutoModel.from_config(cfg)
     elif kind == "llama":
-        cfg = LlamaConfig(vocab_size=v, hidden_size=32, num_hidden_layers=3, num_attention_heads=4,
-                          num_key_value_heads=2, head_dim=16, intermediate_size=64, max_position_embeddings=256,
-                          pad_token_id=0, bos_token_id=2, eos_token_id=3, tie_word_embeddings=True)
+        cfg = LlamaConfig(**{**dict(vocab_size=v, hidden_size=32, num_hidden_layers=3, num_attention_heads=4,
+                                    num_key_value_heads=2, head_dim=16, intermediate_size=64,
+                                    max_position_embeddings=256, pad_token_id=0, bos_token_id=2, eos_token_id=3,
+                                    tie_word_embeddings=True), **overrides})
         model = AutoModelForCausalLM.from_config(cfg)
     elif kind == "gpt2":
-        cfg = GPT2Config(vocab_size=v, n_embd=32, n_layer=2, n_head=4, n_positions=256,
-                         bos_token_id=2, eos_token_id=3, pad_token_id=0)
+        cfg = GPT2Config(**{**dict(vocab_size=v, n_embd=32, n_layer=2, n_head=4, n_positions=256, bos_token_id=2,
+                                   eos_token_id=3, pad_token_id=0), **overrides})
         model = AutoModelForCausalLM.from_config(cfg)
     else:
         raise ValueError(kind)

@@ -31,15 +31,6 @@ LABELS = ["negative", "positive"]
 ADAPTER_FILES = {"prefalign_config.json", "prefalign_weights.safetensors"}
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny models: thread start-up costs more than it saves, and a busy 2-core box makes it much worse."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture(scope="module")
 def model_dir(vocab_file, tmp_path_factory):
     return save_tiny_model("bert", vocab_file, tmp_path_factory.mktemp("models") / "tiny-bert")

@@ -12,7 +12,6 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from conftest import build_tiny
-from helpers_models import torch_single_thread  # noqa: F401  (autouse)
 from helpers_models import batches, build_variant, choice_setup, clone_state, sentiment_setup
 from prefalign.errors import CheckpointError
 from prefalign.methods import registry

@@ -12,7 +12,6 @@ import torch
 from transformers import BertConfig, DynamicCache, GPT2Config, LlamaConfig, MistralConfig
 
 from conftest import build_tiny
-from helpers_models import torch_single_thread  # noqa: F401  (autouse)
 from helpers_models import build_variant
 from prefalign.errors import ModelLoadError
 from prefalign.models.classifier import PrefixClassifier, TaskSpec, masked_mean

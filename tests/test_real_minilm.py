@@ -30,15 +30,6 @@ RUNS = {  # method -> prefix learning rate
 }
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """One thread: as fast as two on an idle 2-core machine and far faster on a busy one."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture(scope="module")
 def minilm():
     from prefalign.models.loading import load_backbone

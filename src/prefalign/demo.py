@@ -17,6 +17,7 @@ from .shifts import polarity_shift, write_card, write_dataset_jsonl
 DEMO_DEFAULTS = {
     "model": {"name": "minilm"},
     "data": {"max_length": 64},
+    "method": {"pcm_learning_rate": 1e-3},  # the PCM moves every prefix at once: 1e-2 destabilises it
     "training": {
         "learning_rate": 1e-2,  # prefixes (and the PCM): P-Tuning v2's range, not section 4.1's 1e-4
         "head_learning_rate": 1e-3,

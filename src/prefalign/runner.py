@@ -106,15 +106,15 @@ class TrainResult:
 
 
 def _optimizer(model, cfg) -> torch.optim.Optimizer:
-    head_lr = cfg.training.head_learning_rate
-    head_lr = cfg.training.learning_rate if head_lr is None else head_lr
-    groups = {"head": [], "rest": []}
+    """AdamW with one group per learning rate: the head's, the method's own overrides, the rest."""
+    base = cfg.training.learning_rate
+    rates = {"classifier.head.": cfg.training.head_learning_rate, **model.learning_rates()}
+    groups: dict[float, list] = {}
     for name, p in model.trainable_parameters().items():
-        groups["head" if name.startswith("classifier.head") else "rest"].append(p)
-    params = [{"params": groups["rest"], "lr": cfg.training.learning_rate}]
-    if groups["head"]:
-        params.append({"params": groups["head"], "lr": head_lr})
-    return torch.optim.AdamW(params, lr=cfg.training.learning_rate, weight_decay=cfg.training.weight_decay)
+        lr = next((r for prefix, r in rates.items() if name.startswith(prefix) and r is not None), base)
+        groups.setdefault(lr, []).append(p)
+    params = [{"params": ps, "lr": lr} for lr, ps in groups.items()]
+    return torch.optim.AdamW(params, lr=base, weight_decay=cfg.training.weight_decay)
 
 
 def train(cfg: ExperimentConfig, *, backbone: LoadedModel | None = None,

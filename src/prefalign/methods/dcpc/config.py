@@ -61,6 +61,9 @@ class DCPCConfig(ConfigBase):
                        choices=("elementwise", "gate"))
     pcm_aux_rank: int = _f(16, "bottleneck of the auxiliary classifier d -> r -> (mu, sigma)")
     pcm_proj_rank: int = _f(16, "rank of the projection from P_new (m x d) to every layer's keys/values")
+    pcm_learning_rate: float | None = _f(None, "learning rate of the PCM's parameters (default: training.learning_rate); "
+                                         "its zero-initialised projection moves every prefix at once, so it "
+                                         "tolerates less than the prefixes do")
     pcm_kl: str = _f("gaussian", "eq. 12 between N(mu, sigma^2) ('gaussian') or between softmax p_pref ('softmax')",
                      choices=("gaussian", "softmax"))
     # Eq. 13 weights (not given in the paper)
@@ -82,6 +85,7 @@ class DCPCConfig(ConfigBase):
         self.check_range("reparam_hidden_size", 1, None)
         self.check_range("pcm_aux_rank", 1, None)
         self.check_range("pcm_proj_rank", 1, None)
+        self.check_range("pcm_learning_rate", 0.0, 10.0)
 
     @classmethod
     def variant(cls, name: str, **overrides) -> "DCPCConfig":

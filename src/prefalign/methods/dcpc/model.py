@@ -60,6 +60,10 @@ class DCPCModel(nn.Module):
         """Every parameter DCPC trains (prefixes, PCM, encoder head); the backbone is frozen."""
         return {n: p for n, p in self.named_parameters() if p.requires_grad}
 
+    def learning_rates(self) -> dict[str, float | None]:
+        """Per-parameter-name-prefix learning rates that differ from training.learning_rate."""
+        return {"pcm.": self.config.pcm_learning_rate}
+
     def trainable_state_dict(self) -> dict[str, torch.Tensor]:
         """The checkpointed state: everything but the frozen backbone."""
         return {k: v for k, v in self.state_dict().items() if not k.startswith("classifier.model.")}
