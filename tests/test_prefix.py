@@ -363,3 +363,21 @@ def test_gradients_reach_prefix_never_backbone(kind, reparameterize, vocab_file)
         assert not p.requires_grad and p.grad is None, name
     if clf.head is not None:
         assert all(p.grad is not None for p in clf.head.parameters())
+
+
+def test_a_model_that_ignores_the_cache_is_refused(vocab_file):
+    """DistilBERT's attention takes no past_key_values: a prefix would silently do nothing."""
+    from transformers import AutoModel, DistilBertConfig
+
+    from conftest import make_tokenizer
+    from prefalign.errors import ModelLoadError
+    from prefalign.methods import build_method
+    from prefalign.models.classifier import TaskSpec
+    from prefalign.models.introspect import geometry
+    from prefalign.models.loading import LoadedModel
+
+    tok = make_tokenizer(vocab_file)
+    model = AutoModel.from_config(DistilBertConfig(vocab_size=len(tok), dim=32, n_layers=2, n_heads=4, hidden_dim=64))
+    lm = LoadedModel(model, tok, geometry(model.config), "tiny-distilbert", "tiny-distilbert")
+    with pytest.raises(ModelLoadError, match="ignore past_key_values"):
+        build_method("ptuning-v2", {}, lm, TaskSpec(2))

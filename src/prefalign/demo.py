@@ -61,9 +61,12 @@ def run_demo(output_dir: str = "runs/demo", model: str = "minilm", seed: int = 0
         for method in METHODS:
             run_dir = out / f"{method}-{train_name}"
             cfg = load_config(config_path, list(overrides or []) + [f"training.output_dir={run_dir}"],
-                              base=deep_merge(base, {"method": {"name": method}, "training": {"progress": False}}))
+                              base=deep_merge(base, {"method": {"name": method}}))
             print(f"training {method} on {train_name} labels ...", flush=True)
             result = train(cfg, backbone=backbone, splits=(train_set, validation, test))
+            m = result.metrics
+            print(f"  validation {m['validation_accuracy']:.3f}, test {m['test_accuracy']:.3f}, "
+                  f"{m['train_steps']} steps, {m['seconds']:.0f} s", flush=True)
             rows.append({"method": method, "train_labels": train_name,
                          "test_accuracy": result.metrics["test_accuracy"],
                          "validation_accuracy": result.metrics["validation_accuracy"],

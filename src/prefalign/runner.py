@@ -173,6 +173,7 @@ def train(cfg: ExperimentConfig, *, backbone: LoadedModel | None = None,
         callbacks=[EarlyStoppingCallback(early_stopping_patience=tc.early_stopping_patience)],
         checkpoint_meta=meta,
     )
+    quiet_progress(trainer, tc.progress)
     train_out = trainer.train()
     trainer.remove_callback(EarlyStoppingCallback)  # it only reads eval_* metrics during training
     metrics = {"train_loss": float(train_out.training_loss), "train_steps": int(train_out.global_step)}
@@ -193,6 +194,20 @@ def train(cfg: ExperimentConfig, *, backbone: LoadedModel | None = None,
     (out_dir / "metrics.json").write_text(json.dumps({"metrics": metrics, "versions": versions()}, indent=2))
     (out_dir / "log_history.json").write_text(json.dumps(trainer.state.log_history, indent=2))
     return TrainResult(model=model, backbone=backbone, metrics=metrics, output_dir=out_dir, seconds=seconds)
+
+
+def quiet_progress(trainer, progress: bool) -> None:
+    """A progress bar (or nothing) instead of a printed dict per log; the logs go to log_history.json."""
+    from transformers.trainer_callback import PrinterCallback, ProgressCallback
+
+    class BarOnly(ProgressCallback):
+        def on_log(self, args, state, control, logs=None, **kwargs):
+            return None
+
+    trainer.remove_callback(PrinterCallback)
+    trainer.remove_callback(ProgressCallback)
+    if progress:
+        trainer.add_callback(BarOnly())
 
 
 def load_for_inference(adapter_dir: str, backbone: LoadedModel | None = None):

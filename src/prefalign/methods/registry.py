@@ -8,6 +8,7 @@ import os
 from ..errors import CheckpointError, ConfigError
 from ..models.classifier import TaskSpec
 from ..models.loading import LoadedModel, load_backbone
+from ..models.prefix import check_prefix_reaches_model
 from ..training.checkpoint import check_state_matches, read_checkpoint, write_checkpoint
 from .dcpc import ABLATIONS, DCPCConfig, DCPCModel
 
@@ -28,6 +29,7 @@ def method_config(name: str, params: dict | None = None) -> DCPCConfig:
 def build_method(name: str, params: dict | None, backbone: LoadedModel, task: TaskSpec, *, initialise: bool = True):
     """Build method ``name`` on ``backbone`` for ``task``; the backbone's weights are frozen."""
     config = method_config(name, params)
+    check_prefix_reaches_model(backbone.model, backbone.geometry)
     _, model_cls = METHODS[name]
     model = model_cls(backbone.model, backbone.tokenizer, backbone.geometry, task, config, initialise=initialise)
     model.method_name = name

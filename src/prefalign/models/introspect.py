@@ -8,7 +8,7 @@ from ..errors import ModelLoadError
 
 # Decoder-only families whose past_key_values are transformers Cache objects (checked in tests).
 DECODER_TYPES = {"llama", "mistral", "qwen2", "qwen3", "gpt2", "gemma", "gemma2", "phi3", "smollm3", "olmo2"}
-ENCODER_TYPES = {"bert", "roberta", "xlm-roberta", "camembert", "electra", "distilbert_unsupported"}
+ENCODER_TYPES = {"bert", "roberta", "xlm-roberta", "camembert", "electra"}
 
 
 @dataclass(frozen=True)

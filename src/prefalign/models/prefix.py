@@ -92,6 +92,29 @@ def positions_from_zero(attention_mask: torch.Tensor, geo: ModelGeometry, paddin
 
 
 @torch.no_grad()
+def check_prefix_reaches_model(model, geo: ModelGeometry) -> None:
+    """Raise ModelLoadError if the model ignores a pre-filled cache (its attention takes no past_key_values)."""
+    from ..errors import ModelLoadError
+
+    device = next(model.parameters()).device
+    ids = torch.arange(1, 4, device=device).unsqueeze(0) % max(getattr(model.config, "vocab_size", 4), 4)
+    mask = torch.ones_like(ids)
+    base = model.base_model if geo.is_decoder else model
+    was_training = model.training
+    model.eval()
+    plain = base(input_ids=ids, attention_mask=mask).last_hidden_state
+    kv = torch.randn(1, geo.num_layers, 2, 2, geo.kv_dim, device=device, dtype=plain.dtype) * 3
+    cache = build_prefix_cache(kv, geo, model.config)
+    prefixed = base(input_ids=ids, attention_mask=extend_attention_mask(mask, 2), past_key_values=cache).last_hidden_state
+    model.train(was_training)
+    if torch.allclose(plain, prefixed):
+        raise ModelLoadError(
+            f"'{geo.model_type}' models ignore past_key_values, so prefixes cannot reach them; prefalign supports "
+            "BERT/RoBERTa-style encoders and LLaMA/Mistral/Qwen2/GPT-2-style decoders"
+        )
+
+
+@torch.no_grad()
 def text_init_kv(model, tokenizer, geo: ModelGeometry, text: str, length: int) -> torch.Tensor:
     """Li & Liang's initialisation: the frozen model's keys/values for ``length`` tokens of real text.
 
