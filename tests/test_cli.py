@@ -349,18 +349,18 @@ def test_render_table():
     from prefalign.demo import render_table
 
     rows = [
-        {"method": "ptuning-v2", "train_labels": "clean", "test_accuracy": 0.81249},
-        {"method": "dcpc", "train_labels": "clean", "test_accuracy": 0.8},
-        {"method": "ptuning-v2", "train_labels": "sst2-p", "test_accuracy": 0.7},
-        {"method": "dcpc", "train_labels": "sst2-p", "test_accuracy": 0.7456},
+        {"method": "ptuning-v2", "train_labels": "clean", "test_accuracy": 0.81249, "gate_cos_rate": None},
+        {"method": "dcpc", "train_labels": "clean", "test_accuracy": 0.8, "gate_cos_rate": 0.0204},
+        {"method": "ptuning-v2", "train_labels": "sst2-p", "test_accuracy": 0.7, "gate_cos_rate": None},
+        {"method": "dcpc", "train_labels": "sst2-p", "test_accuracy": 0.7456, "gate_cos_rate": 0.01},
     ]
     assert render_table(rows) == (
-        "| method | trained on clean labels | trained on sst2-p labels |\n"
-        "|---|---|---|\n"
-        "| ptuning-v2 | 0.812 | 0.700 |\n"
-        "| dcpc | 0.800 | 0.746 |"
+        "| method | trained on clean labels | trained on sst2-p labels | pairs through the cosine gate |\n"
+        "|---|---|---|---|\n"
+        "| ptuning-v2 | 0.812 | 0.700 | n/a (no pairwise terms) |\n"
+        "| dcpc | 0.800 | 0.746 | 2.0% / 1.0% |"
     )
     # Row order follows first appearance, whatever order the runs finished in.
     table = render_table(list(reversed(rows))).splitlines()
-    assert table[0] == "| method | trained on sst2-p labels | trained on clean labels |"
-    assert table[2] == "| dcpc | 0.746 | 0.800 |"
+    assert table[0] == "| method | trained on sst2-p labels | trained on clean labels | pairs through the cosine gate |"
+    assert table[2] == "| dcpc | 0.746 | 0.800 | 1.0% / 2.0% |"

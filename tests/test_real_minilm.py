@@ -95,3 +95,22 @@ def test_minilm_learns_rotten_tomatoes(method, minilm, frozen_weights, splits, t
     model, _, collator, meta = load_for_inference(str(adapter), backbone=minilm)
     assert meta["base_model"] == "minilm"
     assert evaluate(model, collator, test, batch_size=100)["accuracy"] == pytest.approx(accuracy, abs=1e-6)
+
+
+@pytest.mark.slow
+def test_demo_quick_runs_end_to_end(tmp_path):
+    """`prefalign demo --quick`: both methods on clean and SST-2-P labels, table and files written."""
+    import json
+
+    from prefalign.cli import main
+
+    assert main(["demo", "--quick", "--output-dir", str(tmp_path)]) == 0
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert {(r["method"], r["train_labels"]) for r in summary["rows"]} == {
+        (m, t) for m in ("ptuning-v2", "dcpc") for t in ("clean", "sst2-p")}
+    assert all(0.0 <= r["test_accuracy"] <= 1.0 for r in summary["rows"])
+    card = json.loads((tmp_path / "data" / "sst2-p" / "DATASET_CARD.json").read_text())
+    assert card["n_changed"] == 32  # half of each class of the 64 quick training reviews
+    assert (tmp_path / "summary.md").read_text().startswith("| method |")
+    for run in ("ptuning-v2-clean", "dcpc-sst2-p"):
+        assert (tmp_path / run / "adapter" / "prefalign_weights.safetensors").exists()

@@ -103,7 +103,8 @@ def check_prefix_reaches_model(model, geo: ModelGeometry) -> None:
     was_training = model.training
     model.eval()
     plain = base(input_ids=ids, attention_mask=mask).last_hidden_state
-    kv = torch.randn(1, geo.num_layers, 2, 2, geo.kv_dim, device=device, dtype=plain.dtype) * 3
+    gen = torch.Generator(device="cpu").manual_seed(0)  # leave the global RNG (and so training) untouched
+    kv = (torch.randn(1, geo.num_layers, 2, 2, geo.kv_dim, generator=gen) * 3).to(device=device, dtype=plain.dtype)
     cache = build_prefix_cache(kv, geo, model.config)
     prefixed = base(input_ids=ids, attention_mask=extend_attention_mask(mask, 2), past_key_values=cache).last_hidden_state
     model.train(was_training)
