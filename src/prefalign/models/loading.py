@@ -109,10 +109,9 @@ def load_backbone(name: str, *, trust_remote_code: bool = False, dtype: str | No
     try:
         config = AutoConfig.from_pretrained(path, trust_remote_code=trust_remote_code)
     except Exception as exc:  # transformers raises OSError/ValueError/HF errors for a bad id
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ModelLoadError(
             f"cannot load model '{name}': not a built-in alias ({', '.join(ALIASES)}), not a local "
-            f"folder with config.json, and the hub id could not be resolved ({first[:160]})"
+            f"folder with config.json, and the hub id could not be resolved ({_first_line(exc)[:160]})"
         ) from None
     geo = geometry(config)
     torch_dtype = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}.get(dtype or "float32")
@@ -125,13 +124,19 @@ def load_backbone(name: str, *, trust_remote_code: bool = False, dtype: str | No
         )
         tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
     except Exception as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise ModelLoadError(f"cannot load model '{name}' from {path}: {first[:200]} (prefalign loads only safetensors weights)") from None
+        raise ModelLoadError(
+            f"cannot load model '{name}' from {path}: {_first_line(exc)[:200]} (prefalign loads only safetensors weights)"
+        ) from None
     prepare_tokenizer(tokenizer)
     # Adapters record the base model by name: make a local folder absolute so they load from anywhere.
     if name not in ALIASES and Path(path).exists():
         name = str(Path(path).resolve())
     return LoadedModel(model=model, tokenizer=tokenizer, geometry=geo, name=name, path=path)
+
+
+def _first_line(exc: Exception) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def prepare_tokenizer(tokenizer) -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 import os
 from collections import defaultdict
 
@@ -85,7 +84,3 @@ class PrefalignTrainer(Trainer):
         if best and os.path.exists(os.path.join(best, WEIGHTS_FILE)):
             self._load_trained_parts(best)
 
-
-def tokens_per_second(num_tokens: int, seconds: float) -> float:
-    """Training throughput, guarded against a zero duration."""
-    return num_tokens / seconds if seconds > 0 else math.inf
