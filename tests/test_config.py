@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from pathlib import Path
 
 import pytest
 import yaml
@@ -409,3 +410,10 @@ def test_every_field_has_help(cls):
 def test_dcpc_help_names_the_paper_sections():
     helps = DCPCConfig.help()
     assert "3.3" in helps["use_ambiguity"] and "3.4" in helps["use_alignment"] and "3.5" in helps["use_pcm"]
+
+
+@pytest.mark.parametrize("path", sorted(Path(__file__).resolve().parents[1].joinpath("configs").glob("*.yaml")),
+                         ids=lambda p: p.name)
+def test_every_shipped_config_loads(path):
+    cfg = load_config(str(path))
+    assert cfg.method_name and cfg.model.name and cfg.training.output_dir

@@ -340,12 +340,17 @@ def test_load_refuses_a_backbone_of_another_geometry(tiny_bert, vocab_file, tmp_
         registry.load_method(tmp_path / "ckpt", backbone=lm)
 
 
-def test_load_refuses_a_weights_file_with_a_wrong_shape(tiny_llama, tmp_path):
+def saved_llama_checkpoint(tiny_llama, tmp_path):
+    """A DCPC checkpoint of the tiny llama: (folder, weights path)."""
     torch.manual_seed(0)
     model, _ = build_registered(tiny_llama, prefix_length=4)
     ckpt = tmp_path / "ckpt"
     registry.save_method(model, ckpt, backbone=tiny_llama)
-    path = str(ckpt / "prefalign_weights.safetensors")
+    return ckpt, str(ckpt / "prefalign_weights.safetensors")
+
+
+def test_load_refuses_a_weights_file_with_a_wrong_shape(tiny_llama, tmp_path):
+    ckpt, path = saved_llama_checkpoint(tiny_llama, tmp_path)
     state = load_file(path)
     state["prefix.kv"] = state["prefix.kv"][:, :, :3].contiguous()  # one prefix row short
     save_file(state, path)
@@ -354,11 +359,7 @@ def test_load_refuses_a_weights_file_with_a_wrong_shape(tiny_llama, tmp_path):
 
 
 def test_load_refuses_missing_or_extra_tensors(tiny_llama, tmp_path):
-    torch.manual_seed(0)
-    model, _ = build_registered(tiny_llama, prefix_length=4)
-    ckpt = tmp_path / "ckpt"
-    registry.save_method(model, ckpt, backbone=tiny_llama)
-    path = str(ckpt / "prefalign_weights.safetensors")
+    ckpt, path = saved_llama_checkpoint(tiny_llama, tmp_path)
     state = load_file(path)
     state.pop("pcm.meta")
     save_file(state, path)
@@ -372,10 +373,7 @@ def test_load_refuses_missing_or_extra_tensors(tiny_llama, tmp_path):
 
 
 def test_load_refuses_corrupt_files(tiny_llama, tmp_path):
-    torch.manual_seed(0)
-    model, _ = build_registered(tiny_llama, prefix_length=4)
-    ckpt = tmp_path / "ckpt"
-    registry.save_method(model, ckpt, backbone=tiny_llama)
+    ckpt, path = saved_llama_checkpoint(tiny_llama, tmp_path)
     (ckpt / "prefalign_weights.safetensors").write_bytes(b"garbage")
     with pytest.raises(CheckpointError, match="safetensors"):
         registry.load_method(ckpt, backbone=tiny_llama)
