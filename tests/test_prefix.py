@@ -381,3 +381,44 @@ def test_a_model_that_ignores_the_cache_is_refused(vocab_file):
     lm = LoadedModel(model, tok, geometry(model.config), "tiny-distilbert", "tiny-distilbert")
     with pytest.raises(ModelLoadError, match="ignore past_key_values"):
         build_method("ptuning-v2", {}, lm, TaskSpec(2))
+
+
+@pytest.mark.parametrize("family", ["qwen2", "mistral", "roberta"])
+def test_dcpc_trains_on_other_families(vocab_file, family):
+    """Qwen2 and Mistral (GQA, sliding window) decoders and a RoBERTa encoder take prefixes sized by
+    their key/value heads through the same Cache path, and a DCPC step yields finite gradients."""
+    from transformers import AutoModel, AutoModelForCausalLM, MistralConfig, Qwen2Config, RobertaConfig
+
+    from conftest import make_tokenizer, toy_sentiment
+    from prefalign.data.collator import Collator, PromptFormat, build_task_spec
+    from prefalign.methods import build_method
+    from prefalign.models.introspect import geometry
+    from prefalign.models.loading import LoadedModel
+
+    tok = make_tokenizer(vocab_file)
+    v = len(tok)
+    torch.manual_seed(0)
+    common = dict(vocab_size=v, hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=64)
+    if family == "qwen2":
+        model = AutoModelForCausalLM.from_config(Qwen2Config(**common, num_key_value_heads=2, pad_token_id=0))
+    elif family == "mistral":
+        model = AutoModelForCausalLM.from_config(MistralConfig(**common, num_key_value_heads=1, sliding_window=8,
+                                                               pad_token_id=0))
+    else:
+        model = AutoModel.from_config(RobertaConfig(**common, pad_token_id=0, max_position_embeddings=130))
+    lm = LoadedModel(model, tok, geometry(model.config), f"tiny-{family}", f"tiny-{family}")
+    assert lm.geometry.is_decoder == (family != "roberta")
+    expected_kv = {"qwen2": 2, "mistral": 1, "roberta": 4}[family]
+    assert lm.geometry.num_key_value_heads == expected_kv
+    data = toy_sentiment(8, soft=True)
+    prompt = PromptFormat(template="review: {text} sentiment:") if lm.geometry.is_decoder else PromptFormat()
+    spec = build_task_spec(data, lm.geometry, tok, prompt)
+    dcpc = build_method("dcpc", {"prefix_length": 4, "tau_cos": 0.0, "tau_ambiguity": 0.0,
+                                 "similarity_center": False}, lm, spec)
+    assert dcpc.prefix().shape == (2, 2, 4, expected_kv * lm.geometry.head_dim)
+    dcpc.train()
+    out = dcpc(**Collator(tok, lm.geometry, 2, prompt)(data.examples))
+    out.loss.backward()
+    assert torch.isfinite(out.loss)
+    assert dcpc.prefix.kv.grad is not None and dcpc.prefix.kv.grad.abs().sum() > 0
+    assert all(p.grad is None for p in lm.model.parameters())
