@@ -71,33 +71,17 @@ def read_table(
                 f"label_names {list(label_names)} and choice_columns {choice_columns} must have the "
                 "same length: the label indexes the choices"
             )
-    if not path.exists():
-        raise DataError(f"no such data file: {path}")
-
-    if path.is_dir():
-        columns, rows, class_names = _read_saved_dataset(path, label_column, limit)
-        if label_names is None:
-            label_names = class_names
-    else:
-        columns, rows = _read_file(path, limit)
-    if not rows:
-        raise DataError(f"{path} has no data rows; check that it is the right file")
+    columns, rows, class_names = _read_rows(path, label_column, limit)
+    if label_names is None:
+        label_names = class_names
 
     has_labels = soft_label_column is None or label_column in columns
-    wanted = {"text_column": [text_column], "choice_columns": choice_columns or []}
-    if text_pair_column is not None:
-        wanted["text_pair_column"] = [text_pair_column]
+    wanted = _input_columns(text_column, text_pair_column, choice_columns)
     if has_labels:
         wanted["label_column"] = [label_column]
     if soft_label_column is not None:
         wanted["soft_label_column"] = [soft_label_column]
-    for option, cols in wanted.items():
-        for col in cols:
-            if col not in columns:
-                raise DataError(
-                    f"{path} has no column {col!r} (set by {option}); available columns: "
-                    f"{_preview(columns)}"
-                )
+    _require_columns(path, columns, wanted)
 
     softs: list[list[float] | float | None] = [None] * len(rows)
     if soft_label_column is not None:
@@ -121,16 +105,8 @@ def read_table(
             raise DataError(
                 f"{path} row {n} has no label in column {label_column!r}; fill it in or drop the row"
             )
-        examples.append(
-            Example(
-                text=_text(row, text_column, n, path),
-                label=label,
-                text_pair=_text(row, text_pair_column, n, path) if text_pair_column else None,
-                choices=[_text(row, c, n, path) for c in choice_columns] if choice_columns else None,
-                soft_label=soft,
-                meta={"row": n},
-            )
-        )
+        fields = _input_fields(row, n, path, text_column, text_pair_column, choice_columns)
+        examples.append(Example(label=label, soft_label=soft, meta={"row": n}, **fields))
     return TaskDataset(examples, label_names, name or _dataset_name(path))
 
 
@@ -146,25 +122,55 @@ def read_inputs(
 ) -> TaskDataset:
     """Read inputs to predict on; any label column is ignored (examples get the placeholder label 0)."""
     path = Path(path)
-    if not path.exists():
-        raise DataError(f"no such data file: {path}")
-    columns, rows = _read_saved_dataset(path, text_column, limit)[:2] if path.is_dir() else _read_file(path, limit)
-    if not rows:
-        raise DataError(f"{path} has no data rows; check that it is the right file")
-    for col in [text_column, *( [text_pair_column] if text_pair_column else []), *(choice_columns or [])]:
-        if col not in columns:
-            raise DataError(f"{path} has no column {col!r}; available columns: {_preview(columns)}")
+    columns, rows, _ = _read_rows(path, None, limit)
+    _require_columns(path, columns, _input_columns(text_column, text_pair_column, choice_columns))
     examples = [
-        Example(
-            text=_text(row, text_column, n, path),
-            label=0,
-            text_pair=_text(row, text_pair_column, n, path) if text_pair_column else None,
-            choices=[_text(row, c, n, path) for c in choice_columns] if choice_columns else None,
-            meta={"row": n},
-        )
+        Example(label=0, meta={"row": n}, **_input_fields(row, n, path, text_column, text_pair_column, choice_columns))
         for n, row in enumerate(rows, 1)
     ]
     return TaskDataset(examples, [str(x) for x in label_names], name or _dataset_name(path))
+
+
+def _read_rows(path: Path, label_column: str | None, limit: int | None) -> tuple[list[str], list[Row], list[str] | None]:
+    """Columns, rows and (for a saved dataset) the label column's ClassLabel names of a data path."""
+    if not path.exists():
+        raise DataError(f"no such data file: {path}")
+    if path.is_dir():
+        columns, rows, class_names = _read_saved_dataset(path, label_column, limit)
+    else:
+        (columns, rows), class_names = _read_file(path, limit), None
+    if not rows:
+        raise DataError(f"{path} has no data rows; check that it is the right file")
+    return columns, rows, class_names
+
+
+def _input_columns(text_column: str, text_pair_column: str | None,
+                   choice_columns: Sequence[str] | None) -> dict[str, list[str]]:
+    """Option name -> the columns it names, for the model-input columns."""
+    wanted = {"text_column": [text_column], "choice_columns": list(choice_columns or [])}
+    if text_pair_column is not None:
+        wanted["text_pair_column"] = [text_pair_column]
+    return wanted
+
+
+def _require_columns(path: Path, columns: list[str], wanted: dict[str, list[str]]) -> None:
+    """Raise DataError naming the first column that a data option asks for and the file lacks."""
+    for option, cols in wanted.items():
+        for col in cols:
+            if col not in columns:
+                raise DataError(
+                    f"{path} has no column {col!r} (set by {option}); available columns: {_preview(columns)}"
+                )
+
+
+def _input_fields(row: Row, n: int, path: Path, text_column: str, text_pair_column: str | None,
+                  choice_columns: Sequence[str] | None) -> dict:
+    """The text, pair and choices of row ``n`` as Example keyword arguments."""
+    return {
+        "text": _text(row, text_column, n, path),
+        "text_pair": _text(row, text_pair_column, n, path) if text_pair_column else None,
+        "choices": [_text(row, c, n, path) for c in choice_columns] if choice_columns else None,
+    }
 
 
 def _read_file(path: Path, limit: int | None) -> tuple[list[str], list[Row]]:
@@ -244,7 +250,7 @@ def _check_objects(records: list, path: Path) -> tuple[list[str], list[Row]]:
 
 
 def _read_saved_dataset(
-    path: Path, label_column: str, limit: int | None
+    path: Path, label_column: str | None, limit: int | None
 ) -> tuple[list[str], list[Row], list[str] | None]:
     """Read a folder saved by datasets.save_to_disk; also return its ClassLabel names, if any."""
     import datasets
@@ -262,7 +268,7 @@ def _read_saved_dataset(
         )
     if limit is not None:
         ds = ds.select(range(min(limit, len(ds))))
-    feature = ds.features.get(label_column)
+    feature = ds.features.get(label_column) if label_column else None
     class_names = list(feature.names) if isinstance(feature, datasets.ClassLabel) else None
     return list(ds.column_names), ds.to_list(), class_names
 
