@@ -49,7 +49,7 @@ def main(settings: list[str]) -> None:
                "method_config": method_config(cfg.method_name, cfg.method_params).to_dict(),
                "training": cfg.training.to_dict(), "validation_accuracy": round(result.metrics["validation_accuracy"], 4),
                "test_accuracy": round(result.metrics["test_accuracy"], 4), "steps": result.metrics["train_steps"],
-               "gate_cos_rate_mean": mean_logged(result.output_dir, "gate_cos_rate"),
+               "gate_cos_rate_mean": mean_logged(result.log_history, "gate_cos_rate"),
                "seconds": round(time.time() - t0, 1), "machine": platform.platform(), "versions": versions()}
         print(json.dumps({k: row[k] for k in ("setting", "seed", "validation_accuracy", "test_accuracy", "steps",
                                               "gate_cos_rate_mean", "seconds")}),

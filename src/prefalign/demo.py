@@ -74,7 +74,7 @@ def run_demo(output_dir: str = "runs/demo", model: str = "minilm", seed: int = 0
                   f"{m['train_steps']} steps, {m['seconds']:.0f} s", flush=True)
             rows.append({"method": method, "train_labels": train_name,
                          "test_accuracy": result.metrics["test_accuracy"],
-                         "gate_cos_rate": mean_logged(result.output_dir, "gate_cos_rate"),
+                         "gate_cos_rate": mean_logged(result.log_history, "gate_cos_rate"),
                          "validation_accuracy": result.metrics["validation_accuracy"],
                          "steps": result.metrics["train_steps"], "seconds": result.metrics["seconds"]})
     seconds = time.time() - t0
@@ -91,9 +91,8 @@ def run_demo(output_dir: str = "runs/demo", model: str = "minilm", seed: int = 0
     return summary
 
 
-def mean_logged(run_dir: Path, key: str) -> float | None:
-    """Mean of a logged training term over a run; None when the method does not log it."""
-    logs = json.loads((run_dir / "log_history.json").read_text())
+def mean_logged(logs: list[dict], key: str) -> float | None:
+    """Mean of a logged training term over a run's logs; None when the method does not log it."""
     values = [entry[key] for entry in logs if key in entry]
     return sum(values) / len(values) if values else None
 

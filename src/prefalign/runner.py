@@ -103,6 +103,7 @@ class TrainResult:
     metrics: dict
     output_dir: Path
     seconds: float
+    log_history: list[dict]  # every training and evaluation log, as written to log_history.json
 
 
 def _optimizer(model, cfg) -> torch.optim.Optimizer:
@@ -193,7 +194,8 @@ def train(cfg: ExperimentConfig, *, backbone: LoadedModel | None = None,
     (out_dir / "config.yaml").write_text(dump_config(cfg))
     (out_dir / "metrics.json").write_text(json.dumps({"metrics": metrics, "versions": versions()}, indent=2))
     (out_dir / "log_history.json").write_text(json.dumps(trainer.state.log_history, indent=2))
-    return TrainResult(model=model, backbone=backbone, metrics=metrics, output_dir=out_dir, seconds=seconds)
+    return TrainResult(model=model, backbone=backbone, metrics=metrics, output_dir=out_dir, seconds=seconds,
+                       log_history=trainer.state.log_history)
 
 
 def quiet_progress(trainer, progress: bool) -> None:

@@ -8,6 +8,7 @@ import secrets
 from pathlib import Path
 
 from ..data.examples import TaskDataset
+from ..errors import ConfigError
 
 
 def write_card(directory: str | Path, card: dict, filename: str = "DATASET_CARD") -> tuple[Path, Path]:
@@ -85,3 +86,31 @@ def _card_markdown(card: dict) -> str:
 def _number(value: float) -> str:
     """A mass without float noise or trailing zeros: 214.4, 428."""
     return f"{value:.6f}".rstrip("0").rstrip(".")
+
+
+def shift_card(shift: str, paper: str, source: TaskDataset, shifted: TaskDataset, parameters: dict,
+               **counts: object) -> dict:
+    """A shift's card: what was shifted, with which parameters, and the label mass before and after."""
+    return {
+        "shift": shift,
+        "paper": paper,
+        "source_dataset": source.name,
+        "dataset": shifted.name,
+        "label_names": list(source.label_names),
+        "parameters": parameters,
+        "n_examples": len(shifted),
+        **counts,
+        "label_distribution_before": _rounded(source.label_counts()),
+        "label_distribution_after": _rounded(shifted.label_counts()),
+    }
+
+
+def check_unit_interval(option: str, value: object) -> None:
+    """Raise ConfigError unless ``value`` is a number in [0, 1]."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value <= 1.0:
+        raise ConfigError(f"{option} must be a number in [0, 1], got {value!r}")
+
+
+def _rounded(counts: dict[str, float]) -> dict[str, float]:
+    """Class masses rounded to 6 decimals, so the card shows 214.4, not 214.39999999999998."""
+    return {name: round(mass, 6) for name, mass in counts.items()}

@@ -15,7 +15,7 @@ import random
 
 from ..data.examples import TaskDataset
 from ..errors import ConfigError
-from .sst2_p import _rounded
+from .cards import check_unit_interval, shift_card
 
 PAPER = "DCPC appendix A.1.1 eq. 19-21"
 
@@ -49,8 +49,7 @@ def entailment_shift(
         raise ConfigError(f"entailment_label {entailment_label!r} is not one of {dataset.label_names}")
     if isinstance(beta, bool) or not isinstance(beta, (int, float)) or beta < 0:
         raise ConfigError(f"beta must be a non-negative number, got {beta!r}")
-    if isinstance(fraction, bool) or not isinstance(fraction, (int, float)) or not 0.0 <= fraction <= 1.0:
-        raise ConfigError(f"fraction must be a number in [0, 1], got {fraction!r}")
+    check_unit_interval("fraction", fraction)
     ent = dataset.label_names.index(entailment_label)
     other = 1 - ent
     examples = [copy.deepcopy(ex) for ex in dataset.examples]
@@ -66,17 +65,6 @@ def entailment_shift(
         ex.label, ex.soft_label = new, None
         ex.meta.update({"shifted": True, "p_biased": {dataset.label_names[other]: p_not, entailment_label: p_ent}})
     shifted = TaskDataset(examples, list(dataset.label_names), f"{dataset.name}-E")
-    card = {
-        "shift": "rte-e",
-        "paper": PAPER,
-        "source_dataset": dataset.name,
-        "dataset": shifted.name,
-        "label_names": list(dataset.label_names),
-        "parameters": {"beta": beta, "fraction": fraction, "entailment_label": entailment_label, "seed": seed},
-        "n_examples": len(examples),
-        "n_changed": len(chosen),
-        "hard_label_flips": flips,
-        "label_distribution_before": _rounded(dataset.label_counts()),
-        "label_distribution_after": _rounded(shifted.label_counts()),
-    }
+    parameters = {"beta": beta, "fraction": fraction, "entailment_label": entailment_label, "seed": seed}
+    card = shift_card("rte-e", PAPER, dataset, shifted, parameters, n_changed=len(chosen), hard_label_flips=flips)
     return shifted, card

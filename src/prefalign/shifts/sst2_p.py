@@ -11,6 +11,7 @@ import random
 
 from ..data.examples import TaskDataset
 from ..errors import ConfigError
+from .cards import check_unit_interval, shift_card
 
 PAPER = "DCPC appendix A.1.1 eq. 16-18"
 
@@ -56,26 +57,10 @@ def polarity_shift(
         flips += len(chosen) if delta > 0.5 else 0
 
     shifted = TaskDataset(examples, list(dataset.label_names), f"{dataset.name}-P")
-    card = {
-        "shift": "sst2-p",
-        "paper": PAPER,
-        "source_dataset": dataset.name,
-        "dataset": shifted.name,
-        "label_names": list(dataset.label_names),
-        "parameters": {
-            "fraction": fraction,
-            "delta_positive": delta_positive,
-            "delta_negative": delta_negative,
-            "positive_label": positive_label,
-            "seed": seed,
-        },
-        "n_examples": len(examples),
-        "n_changed": sum(n_changed_by_class.values()),
-        "n_changed_by_class": n_changed_by_class,
-        "label_distribution_before": _rounded(dataset.label_counts()),
-        "label_distribution_after": _rounded(shifted.label_counts()),
-        "hard_label_flips": flips,
-    }
+    parameters = {"fraction": fraction, "delta_positive": delta_positive, "delta_negative": delta_negative,
+                  "positive_label": positive_label, "seed": seed}
+    card = shift_card("sst2-p", PAPER, dataset, shifted, parameters, n_changed=sum(n_changed_by_class.values()),
+                      n_changed_by_class=n_changed_by_class, hard_label_flips=flips)
     return shifted, card
 
 
@@ -88,10 +73,8 @@ def _validate(
             f"the SST-2-P shift needs a binary sentiment dataset; {dataset.name} has classes "
             f"{dataset.label_names}{' and is multiple choice' if dataset.is_multiple_choice else ''}"
         )
-    options = (("fraction", fraction), ("delta_positive", delta_pos), ("delta_negative", delta_neg))
-    for option, value in options:
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value <= 1.0:
-            raise ConfigError(f"{option} must be a number in [0, 1], got {value!r}")
+    for option, value in (("fraction", fraction), ("delta_positive", delta_pos), ("delta_negative", delta_neg)):
+        check_unit_interval(option, value)
     if positive_label not in (0, 1) or isinstance(positive_label, bool):
         raise ConfigError(
             f"positive_label must be 0 or 1 (the index of the positive class), got {positive_label!r}"
@@ -103,7 +86,3 @@ def _validate(
                 "the SST-2-P shift starts from hard labels"
             )
 
-
-def _rounded(counts: dict[str, float]) -> dict[str, float]:
-    """Class masses rounded to 6 decimals, so the card shows 214.4, not 214.39999999999998."""
-    return {name: round(mass, 6) for name, mass in counts.items()}
