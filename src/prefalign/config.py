@@ -33,6 +33,14 @@ class DataConfig(ConfigBase):
     """Where the examples come from and how they are written out for the model."""
 
     SECTION = "data"
+    task: str | None = _f(None, "a registered benchmark (sst2, rte, boolq, copa, record, alpaca, rotten_tomatoes) read "
+                          "from data.path in its original file format; replaces train/validation/test")
+    path: str | None = _f(None, "folder holding the task's files (see `prefalign tasks`)")
+    shift: dict | None = _f(None, "a preference shift applied after loading: {name: sst2-p, <its parameters>} "
+                            "(see `prefalign shift --list`)")
+    shift_splits: list[str] = field(default_factory=lambda: ["train", "validation"], metadata={
+        "help": "splits the shift rewrites; the test split stays as annotated, so scores measure the task, "
+                "not the shifted preference"})
     train: str | None = _f(None, "training file (CSV, TSV, JSONL, JSON or a saved datasets folder) or builtin:rotten_tomatoes")
     validation: str | None = _f(None, "validation file; default: a held-out slice of train (validation_fraction)")
     test: str | None = _f(None, "test file for `prefalign eval` after training")
@@ -54,6 +62,15 @@ class DataConfig(ConfigBase):
         self.check_range("validation_fraction", 0.0, 0.9)
         self.check_range("max_train_examples", 1, None)
         self.check_range("max_eval_examples", 1, None)
+        bad = sorted(set(self.shift_splits) - {"train", "validation", "test"})
+        if bad:
+            raise ConfigError(f"data.shift_splits may hold train, validation and test, not {', '.join(bad)}")
+        if self.shift is not None and not self.shift.get("name"):
+            raise ConfigError("data.shift needs a name, for example {name: sst2-p}")
+        if self.task:
+            from .data.tasks import get_task
+
+            get_task(self.task)
 
 
 @dataclass

@@ -45,18 +45,47 @@ def subset(data: TaskDataset, indices, name: str) -> TaskDataset:
 
 
 def load_splits(cfg: DataConfig, seed: int) -> tuple[TaskDataset, TaskDataset, TaskDataset | None]:
-    """(train, validation, test) from the data section; validation is carved from train if not given."""
-    if not cfg.train:
-        raise DataError("data.train is not set; pass a file path or builtin:rotten_tomatoes")
-    test = None
-    if cfg.train == BUILTIN_RT:
+    """(train, validation, test) from the data section; validation is carved from train if not given.
+
+    With ``data.task`` the splits come from the task registry; with ``data.shift`` the named
+    preference shift rewrites the splits in ``data.shift_splits`` (seeded by ``seed``).
+    """
+    train, validation, test = _raw_splits(cfg, seed)
+    if cfg.max_train_examples:
+        train = subset(train, range(min(cfg.max_train_examples, len(train))), train.name)
+    if test is not None and cfg.max_eval_examples:
+        test = subset(test, range(min(cfg.max_eval_examples, len(test))), test.name)
+    if cfg.shift:
+        from .shifts import apply_shift
+
+        params = {k: v for k, v in cfg.shift.items() if k != "name"}
+        shifted = {}
+        for split, data in (("train", train), ("validation", validation), ("test", test)):
+            if data is not None and split in cfg.shift_splits:
+                data, _ = apply_shift(cfg.shift["name"], data, params, seed=params.get("seed", seed))
+            shifted[split] = data
+        train, validation, test = shifted["train"], shifted["validation"], shifted["test"]
+    return train, validation, test
+
+
+def _raw_splits(cfg: DataConfig, seed: int) -> tuple[TaskDataset, TaskDataset, TaskDataset | None]:
+    validation = test = None
+    if cfg.task:
+        from .data.tasks import load_task
+
+        train, validation, test = load_task(cfg.task, cfg.path, seed)
+        names = list(train.label_names)
+    elif not cfg.train:
+        raise DataError("data.train is not set; pass a file path, builtin:rotten_tomatoes, or data.task")
+    elif cfg.train == BUILTIN_RT:
         train, test = load_rotten_tomatoes(seed=seed)
+        names = list(train.label_names)
     else:
         train = read_split(cfg.train, cfg, cfg.label_names, None, "train")
-    names = cfg.label_names or list(train.label_names)
+        names = cfg.label_names or list(train.label_names)
     if cfg.validation:
         validation = read_split(cfg.validation, cfg, names, cfg.max_eval_examples, "validation")
-    else:
+    elif validation is None:
         order = list(range(len(train)))
         random.Random(seed).shuffle(order)
         n_val = max(1, int(round(len(train) * cfg.validation_fraction)))
@@ -64,17 +93,23 @@ def load_splits(cfg: DataConfig, seed: int) -> tuple[TaskDataset, TaskDataset, T
             raise DataError(f"train has {len(train)} examples: too few to hold out a validation split")
         validation = subset(train, order[:n_val][: cfg.max_eval_examples], "validation")
         train = subset(train, order[n_val:], "train")
-    if cfg.max_train_examples:
-        train = subset(train, range(min(cfg.max_train_examples, len(train))), "train")
+    elif cfg.max_eval_examples:
+        validation = subset(validation, range(min(cfg.max_eval_examples, len(validation))), validation.name)
     if cfg.test and cfg.test != BUILTIN_RT:
         test = read_split(cfg.test, cfg, names, cfg.max_eval_examples, "test")
-    if test is not None and cfg.max_eval_examples:
-        test = subset(test, range(min(cfg.max_eval_examples, len(test))), test.name)
     return train, validation, test
 
 
-def prompt_of(cfg: DataConfig) -> PromptFormat:
-    return PromptFormat(template=cfg.template, verbalizers=cfg.verbalizers)
+def prompt_of(cfg: DataConfig, decoder: bool = False) -> PromptFormat:
+    """The data section's prompt; a registered task supplies its decoder template and label words."""
+    template, verbalizers = cfg.template, cfg.verbalizers
+    if cfg.task and decoder:
+        from .data.tasks import get_task
+
+        task = get_task(cfg.task)
+        template = template or task.decoder_template
+        verbalizers = verbalizers or task.verbalizers
+    return PromptFormat(template=template, verbalizers=verbalizers)
 
 
 def seed_everything(seed: int) -> None:
@@ -131,7 +166,7 @@ def train(cfg: ExperimentConfig, *, backbone: LoadedModel | None = None,
     train_set, val_set, test_set = splits or load_splits(cfg.data, tc.seed)  # bad data fails before a model load
     backbone = backbone or load_backbone(cfg.model.name, trust_remote_code=cfg.model.trust_remote_code,
                                          dtype=cfg.model.dtype)
-    prompt = prompt_of(cfg.data)
+    prompt = prompt_of(cfg.data, backbone.geometry.is_decoder)
     spec = build_task_spec(train_set, backbone.geometry, backbone.tokenizer, prompt)
     model = build_method(cfg.method_name, cfg.method_params, backbone, spec)
     collator = Collator(backbone.tokenizer, backbone.geometry, train_set.num_classes, prompt, cfg.data.max_length)

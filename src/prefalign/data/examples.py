@@ -17,6 +17,10 @@ class Example:
     (COPA), in which case the label indexes ``choices``. ``label`` is the hard label (an index
     into the dataset's label names), ``soft_label`` an optional distribution over the classes.
     A loader sets at least one of them; ``target()`` turns either into a distribution.
+
+    Generation tasks (ReCoRD, Alpaca, BoolQ-PS answers) set ``answer`` instead: the text a
+    decoder is trained to produce after the prompt; ``references`` holds every acceptable
+    answer for the metric (ReCoRD lists several), defaulting to ``[answer]``.
     """
 
     text: str
@@ -25,6 +29,8 @@ class Example:
     choices: list[str] | None = None
     soft_label: list[float] | None = None
     meta: dict = field(default_factory=dict)
+    answer: str | None = None
+    references: list[str] | None = None
 
     def target(self, num_classes: int) -> list[float]:
         """The training target as a probability distribution over ``num_classes`` classes."""
@@ -66,6 +72,11 @@ class TaskDataset:
     def is_multiple_choice(self) -> bool:
         return bool(self.examples) and self.examples[0].choices is not None
 
+    @property
+    def is_generation(self) -> bool:
+        """True when examples carry answer texts to generate rather than class labels."""
+        return bool(self.examples) and self.examples[0].answer is not None
+
     def label_counts(self) -> dict[str, float]:
         """Mass per class: hard labels count 1, soft labels add their distribution."""
         counts = {name: 0.0 for name in self.label_names}
@@ -79,6 +90,9 @@ def validate_examples(examples: Sequence[Example], label_names: Sequence[str], n
     """Raise DataError on the first example a method could not train or evaluate on."""
     if not examples:
         raise DataError(f"{name}: the dataset is empty; check the path and any filters")
+    if examples[0].answer is not None:
+        _validate_generation(examples, name)
+        return
     if len(label_names) < 2:
         raise DataError(f"{name}: need at least two classes, got {list(label_names)}")
     c = len(label_names)
@@ -100,3 +114,14 @@ def validate_examples(examples: Sequence[Example], label_names: Sequence[str], n
                     f"{name}: example {i} has soft label {s!r}; it must be {c} non-negative "
                     "numbers summing to 1"
                 )
+
+
+def _validate_generation(examples: Sequence[Example], name: str) -> None:
+    """Every example of a generation task needs a non-empty prompt text and answer."""
+    for i, ex in enumerate(examples):
+        if not isinstance(ex.text, str) or not ex.text.strip():
+            raise DataError(f"{name}: example {i} has an empty text")
+        if not isinstance(ex.answer, str) or not ex.answer.strip():
+            raise DataError(f"{name}: example {i} has no answer text; a generation task needs one per example")
+        if ex.references is not None and (not ex.references or not all(isinstance(r, str) for r in ex.references)):
+            raise DataError(f"{name}: example {i} has references {ex.references!r}; give a non-empty list of strings")

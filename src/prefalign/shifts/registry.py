@@ -1,0 +1,55 @@
+"""The preference shifts by name, so configs, `prefalign shift` and `prefalign compare` can pick them."""
+
+from __future__ import annotations
+
+import inspect
+from dataclasses import dataclass
+from typing import Callable
+
+from ..data.examples import TaskDataset
+from ..errors import ConfigError
+from .rte_e import entailment_shift
+from .sst2_p import polarity_shift
+
+
+@dataclass(frozen=True)
+class ShiftDefinition:
+    """A shift builder ``fn(dataset, *, seed, **params) -> (shifted, card)`` and what it applies to."""
+
+    name: str
+    fn: Callable[..., tuple[TaskDataset, dict]]
+    description: str
+
+
+SHIFTS: dict[str, ShiftDefinition] = {}
+
+
+def register_shift(name: str, fn: Callable[..., tuple[TaskDataset, dict]], description: str) -> None:
+    SHIFTS[name] = ShiftDefinition(name, fn, description)
+
+
+register_shift("sst2-p", polarity_shift, "SST-2-PolarityShift: soft labels for a share of each class (eq. 16-18)")
+register_shift("rte-e", entailment_shift, "RTE-EntailmentShift: bias entailment labels to contradiction (eq. 19-21)")
+
+
+def shift_parameters(name: str) -> dict[str, object]:
+    """The keyword parameters of shift ``name`` and their defaults."""
+    sig = inspect.signature(get_shift(name).fn)
+    return {p.name: p.default for p in sig.parameters.values() if p.kind is p.KEYWORD_ONLY}
+
+
+def get_shift(name: str) -> ShiftDefinition:
+    if name not in SHIFTS:
+        raise ConfigError(f"unknown shift '{name}'; choose one of {', '.join(sorted(SHIFTS))}")
+    return SHIFTS[name]
+
+
+def apply_shift(name: str, dataset: TaskDataset, params: dict | None = None, seed: int = 0) -> tuple[TaskDataset, dict]:
+    """Run shift ``name`` on ``dataset``; unknown parameters get a ConfigError listing the known ones."""
+    params = dict(params or {})
+    known = shift_parameters(name)
+    unknown = sorted(set(params) - set(known))
+    if unknown:
+        raise ConfigError(f"shift '{name}' has no parameter {', '.join(unknown)}; it takes {', '.join(sorted(known))}")
+    params.setdefault("seed", seed)
+    return get_shift(name).fn(dataset, **params)
