@@ -164,11 +164,13 @@ def train(cfg: ExperimentConfig, *, backbone: LoadedModel | None = None,
     tc = cfg.training
     seed_everything(tc.seed)
     train_set, val_set, test_set = splits or load_splits(cfg.data, tc.seed)  # bad data fails before a model load
+    own_backbone = backbone is None
     backbone = backbone or load_backbone(cfg.model.name, trust_remote_code=cfg.model.trust_remote_code,
                                          dtype=cfg.model.dtype)
     prompt = prompt_of(cfg.data, backbone.geometry.is_decoder)
     spec = build_task_spec(train_set, backbone.geometry, backbone.tokenizer, prompt)
-    model = build_method(cfg.method_name, cfg.method_params, backbone, spec)
+    # A backbone the caller passed in stays untouched by methods that change it (LoRA, full FT ...).
+    model = build_method(cfg.method_name, cfg.method_params, backbone, spec, copy_backbone=not own_backbone)
     collator = Collator(backbone.tokenizer, backbone.geometry, train_set.num_classes, prompt, cfg.data.max_length)
     out_dir = Path(tc.output_dir)
     use_cpu = tc.device == "cpu" or (tc.device == "auto" and not torch.cuda.is_available())
@@ -209,6 +211,8 @@ def train(cfg: ExperimentConfig, *, backbone: LoadedModel | None = None,
         callbacks=[EarlyStoppingCallback(early_stopping_patience=tc.early_stopping_patience)],
         checkpoint_meta=meta,
     )
+    for callback in getattr(model, "trainer_callbacks", lambda: [])():
+        trainer.add_callback(callback)
     quiet_progress(trainer, tc.progress)
     train_out = trainer.train()
     trainer.remove_callback(EarlyStoppingCallback)  # it only reads eval_* metrics during training

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import os
 
@@ -10,27 +11,39 @@ from ..models.classifier import TaskSpec
 from ..models.loading import LoadedModel, load_backbone
 from ..models.prefix import check_prefix_reaches_model
 from ..training.checkpoint import check_state_matches, read_checkpoint, write_checkpoint
+from .baselines import BASELINES
 from .dcpc import ABLATIONS, DCPCConfig, DCPCModel
 
-# Every DCPC variant of Table 3, and P-Tuning v2 (DCPC with everything off), share one model class.
-METHODS = {name: (DCPCConfig, DCPCModel) for name in ABLATIONS}
+# Every DCPC variant of Table 3, and P-Tuning v2 (DCPC with everything off), share one model class;
+# the baselines of Tables 1-2 follow.
+METHODS = {**{name: (DCPCConfig, DCPCModel) for name in ABLATIONS}, **BASELINES}
+PREFIX_METHODS = frozenset(ABLATIONS)  # methods that feed prefixes through the key/value cache
 
 
-def method_config(name: str, params: dict | None = None) -> DCPCConfig:
+def method_config(name: str, params: dict | None = None):
     """The config of method ``name`` with ``params`` overriding its defaults."""
     if name not in METHODS:
         raise ConfigError(f"unknown method '{name}'; choose one of {', '.join(METHODS)}")
     config_cls, _ = METHODS[name]
     params = dict(params or {})
-    config_cls.from_dict(params, where="method")  # rejects unknown keys with a hint
-    return config_cls.variant(name, **params)
+    config = config_cls.from_dict(params, where="method")  # rejects unknown keys with a hint
+    return config_cls.variant(name, **params) if hasattr(config_cls, "variant") else config
 
 
-def build_method(name: str, params: dict | None, backbone: LoadedModel, task: TaskSpec, *, initialise: bool = True):
-    """Build method ``name`` on ``backbone`` for ``task``; the backbone's weights are frozen."""
+def build_method(name: str, params: dict | None, backbone: LoadedModel, task: TaskSpec, *, initialise: bool = True,
+                 copy_backbone: bool = True):
+    """Build method ``name`` on ``backbone`` for ``task``.
+
+    Prefix methods leave the backbone untouched. Baselines change it (adapters injected in place,
+    or every weight trained); they get a deep copy unless ``copy_backbone`` is False, so one
+    loaded backbone can serve several runs.
+    """
     config = method_config(name, params)
-    check_prefix_reaches_model(backbone.model, backbone.geometry)
+    if name in PREFIX_METHODS:
+        check_prefix_reaches_model(backbone.model, backbone.geometry)
     _, model_cls = METHODS[name]
+    if name not in PREFIX_METHODS and copy_backbone:
+        backbone = dataclasses.replace(backbone, model=copy.deepcopy(backbone.model))
     model = model_cls(backbone.model, backbone.tokenizer, backbone.geometry, task, config, initialise=initialise)
     model.method_name = name
     return model

@@ -25,6 +25,17 @@ class TaskSpec:
     num_classes: int
     multiple_choice: bool = False
     verbalizer_ids: tuple[int, ...] | None = None  # decoders, classification tasks
+    generation: bool = False  # decoders, generation tasks: the LM loss over answer tokens (lm_forward)
+
+
+@dataclass
+class LMOutput:
+    """The LM loss over answer tokens plus what DCPC's pairwise terms read (generation tasks)."""
+
+    loss: torch.Tensor  # mean token cross-entropy over every answer token of the batch
+    answer_probs: torch.Tensor  # (B, V): each example's next-token distribution, averaged over its answer positions
+    pooled: torch.Tensor | None  # (B, L+1, d): masked mean per layer over the prompt tokens, 0 = embeddings
+    last_pooled: torch.Tensor  # (B, d): the last layer's mean over the prompt tokens
 
 
 @dataclass
@@ -49,7 +60,7 @@ class PrefixClassifier(nn.Module):
     """
 
     def __init__(self, model: nn.Module, geo: ModelGeometry, task: TaskSpec, *, position_offset: bool = True,
-                 head_dropout: float = 0.1, head_pooling: str = "mean") -> None:
+                 head_dropout: float = 0.1, head_pooling: str = "mean", freeze: bool = True) -> None:
         super().__init__()
         self.model, self.geo, self.task, self.position_offset = model, geo, task, position_offset
         self.head_pooling = head_pooling
@@ -58,9 +69,9 @@ class PrefixClassifier(nn.Module):
 
             raise ConfigError("method.head_pooling=pooler needs a BERT-style model with a pooler; use mean")
         for p in self.model.parameters():
-            p.requires_grad_(False)
+            p.requires_grad_(not freeze)
         if geo.is_decoder:
-            if not task.multiple_choice and not task.verbalizer_ids:
+            if not task.multiple_choice and not task.verbalizer_ids and not task.generation:
                 raise ValueError("a decoder classification task needs verbalizer token ids")
             self.head = None
             if task.verbalizer_ids:
@@ -87,13 +98,26 @@ class PrefixClassifier(nn.Module):
         score_mask: torch.Tensor | None = None,
         token_type_ids: torch.Tensor | None = None,
         all_layers: bool = False,
+        prompt_embeds: torch.Tensor | None = None,
     ) -> BackboneOutput:
         """Run the backbone once; ``prefix_kv`` is ``(N, L, 2, m, kv_dim)`` or None (no prefix).
 
+        ``prompt_embeds`` ``(N, p, d)`` are soft tokens placed before the input embeddings
+        (prompt tuning, LPT); their outputs are dropped before pooling and scoring.
         For multiple choice, inputs hold ``B * C`` sequences, example-major.
         """
         kwargs = {}
         mask = attention_mask
+        n_soft = 0 if prompt_embeds is None else prompt_embeds.shape[1]
+        if prompt_embeds is not None:
+            if prefix_kv is not None:
+                raise ValueError("prompt_embeds and prefix_kv cannot be combined")
+            words = self.model.get_input_embeddings()(input_ids)
+            kwargs["inputs_embeds"] = torch.cat([prompt_embeds.to(words.dtype), words], dim=1)
+            mask = torch.cat([attention_mask.new_ones(attention_mask.shape[0], n_soft), attention_mask], dim=1)
+            if token_type_ids is not None:
+                token_type_ids = torch.cat([token_type_ids.new_zeros(token_type_ids.shape[0], n_soft),
+                                            token_type_ids], dim=1)
         if prefix_kv is not None:
             prefix_kv = prefix_kv.to(next(self.model.parameters()).dtype)  # bf16 backbones take bf16 prefixes
             m = prefix_kv.shape[3]
@@ -104,13 +128,13 @@ class PrefixClassifier(nn.Module):
                 kwargs["position_ids"] = positions_from_zero(attention_mask, self.geo, pad)
         if token_type_ids is not None:
             kwargs["token_type_ids"] = token_type_ids
-        out = self.backbone()(
-            input_ids=input_ids, attention_mask=mask, output_hidden_states=True, use_cache=False, **kwargs
-        )
-        hidden = out.last_hidden_state
+        if "inputs_embeds" not in kwargs:
+            kwargs["input_ids"] = input_ids
+        out = self.backbone()(attention_mask=mask, output_hidden_states=True, use_cache=False, **kwargs)
+        hidden = out.last_hidden_state[:, n_soft:]
         pooled = None
         if all_layers:
-            pooled = masked_mean(torch.stack(out.hidden_states), attention_mask).transpose(0, 1)
+            pooled = masked_mean(torch.stack(out.hidden_states)[:, :, n_soft:], attention_mask).transpose(0, 1)
         last_pooled = masked_mean(hidden, attention_mask)
         head_input = {"mean": last_pooled, "first": hidden[:, 0],
                       "pooler": getattr(out, "pooler_output", None)}[self.head_pooling]
@@ -141,3 +165,49 @@ class PrefixClassifier(nn.Module):
         sums = torch.zeros(hidden.shape[0], device=hidden.device).index_add(0, rows, token_lp)
         scores = sums / target_mask.sum(-1).clamp(min=1)
         return scores.view(-1, c)
+
+    def lm_forward(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor,
+        prefix_kv: torch.Tensor | None,
+        labels: torch.Tensor,
+        *,
+        all_layers: bool = False,
+    ) -> LMOutput:
+        """Generation tasks (decoders): the LM loss of the answer tokens with the prefix cache in place.
+
+        ``labels`` (B, T) follows the HF convention: the token id at answer positions, -100 on the
+        prompt and padding; position t's hidden state predicts ``labels[:, t + 1]``. The LM head
+        runs only on the positions that predict an answer token. Pooled states (for DCPC's
+        similarity and alignment terms) cover the prompt tokens only, as generation sees them.
+        """
+        if not self.geo.is_decoder:
+            from ..errors import ConfigError
+
+            raise ConfigError("generation tasks need a decoder (a model with an LM head)")
+        kwargs = {}
+        mask = attention_mask
+        if prefix_kv is not None:
+            prefix_kv = prefix_kv.to(next(self.model.parameters()).dtype)
+            kwargs["past_key_values"] = build_prefix_cache(prefix_kv, self.geo, self.model.config)
+            mask = extend_attention_mask(attention_mask, prefix_kv.shape[3])
+            if not self.position_offset:
+                kwargs["position_ids"] = positions_from_zero(attention_mask, self.geo, None)
+        out = self.backbone()(input_ids=input_ids, attention_mask=mask, output_hidden_states=all_layers,
+                              use_cache=False, **kwargs)
+        hidden = out.last_hidden_state
+        targets = labels[:, 1:]
+        rows, cols = (targets != -100).nonzero(as_tuple=True)
+        logits = self.model.get_output_embeddings()(hidden[rows, cols]).float()  # (K, V)
+        loss = torch.nn.functional.cross_entropy(logits, targets[rows, cols]) if len(rows) else logits.sum() * 0
+        probs = torch.softmax(logits, dim=-1)
+        counts = torch.zeros(hidden.shape[0], device=hidden.device).index_add(0, rows, torch.ones_like(rows, dtype=torch.float))
+        sums = torch.zeros(hidden.shape[0], probs.shape[-1], device=hidden.device).index_add(0, rows, probs)
+        answer_probs = sums / counts.clamp(min=1).unsqueeze(-1)
+        prompt_mask = attention_mask * (labels == -100).to(attention_mask.dtype)
+        pooled = None
+        if all_layers:
+            pooled = masked_mean(torch.stack(out.hidden_states), prompt_mask).transpose(0, 1)
+        return LMOutput(loss=loss, answer_probs=answer_probs, pooled=pooled,
+                        last_pooled=masked_mean(hidden, prompt_mask))

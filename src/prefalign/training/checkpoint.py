@@ -24,7 +24,13 @@ def write_checkpoint(directory: str | os.PathLike, state: dict[str, torch.Tensor
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
     try:
-        tensors = {k: v.detach().contiguous().cpu() for k, v in state.items()}
+        tensors, seen = {}, set()
+        for k, v in state.items():
+            v = v.detach().contiguous().cpu()
+            key = (v.data_ptr(), v.numel()) if v.numel() else None
+            # safetensors refuses tensors sharing storage (tied embeddings under full fine-tuning).
+            tensors[k] = v.clone() if key in seen else v
+            seen.add(key)
         save_file(tensors, str(tmp / WEIGHTS_FILE), metadata={"format": "pt", "prefalign": str(FORMAT_VERSION)})
         (tmp / CONFIG_FILE).write_text(json.dumps({"format_version": FORMAT_VERSION, **meta}, indent=2))
         _apply_umask(tmp)

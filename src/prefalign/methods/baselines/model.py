@@ -1,0 +1,93 @@
+"""The shared body of every baseline: a PrefixClassifier with no prefix, plus what the method adds.
+
+A baseline changes the backbone in place (PEFT adapters, hooks) or feeds soft tokens; the
+classifier, templates, losses, trainer and metrics are the ones DCPC uses, so the methods
+differ only in what they train.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from ...models.classifier import PrefixClassifier, TaskSpec
+from ...models.introspect import ModelGeometry
+from ..dcpc.model import MethodOutput, soft_cross_entropy
+from .config import BaselineConfig
+
+
+class BaselineModel(nn.Module):
+    """Frozen backbone + task head; subclasses add trainable parts in ``adapt``."""
+
+    method_name = "baseline"
+    freeze_backbone = True
+
+    def __init__(self, model: nn.Module, tokenizer, geo: ModelGeometry, task: TaskSpec, config: BaselineConfig,
+                 *, initialise: bool = True) -> None:
+        super().__init__()
+        self.config, self.geo, self.task = config, geo, task
+        self.classifier = PrefixClassifier(model, geo, task, head_dropout=config.head_dropout,
+                                           head_pooling=config.head_pooling, freeze=self.freeze_backbone)
+        self.adapt(model, tokenizer, initialise)
+
+    # -- what a baseline defines --------------------------------------------------------------------
+    def adapt(self, model: nn.Module, tokenizer, initialise: bool) -> None:
+        """Add the method's trainable parts to ``model`` (in place) or to ``self``."""
+
+    def soft_prompt(self, batch_size: int) -> torch.Tensor | None:
+        """Soft tokens ``(B, p, d)`` placed before the input embeddings, or None."""
+        return None
+
+    def regularizer(self) -> torch.Tensor | None:
+        """An extra training loss the method defines (AdaLoRA's orthogonality term), or None."""
+        return None
+
+    def trainer_callbacks(self) -> list:
+        """transformers TrainerCallbacks the method needs (AdaLoRA's budget allocation)."""
+        return []
+
+    def prefixes(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor | None:
+        """Baselines put no prefix in the cache (generation reads this)."""
+        return None
+
+    # -- shared ---------------------------------------------------------------------------------------
+    def trainable_parameters(self) -> dict[str, nn.Parameter]:
+        return {n: p for n, p in self.named_parameters() if p.requires_grad}
+
+    def learning_rates(self) -> dict[str, float | None]:
+        return {}
+
+    def trainable_state_dict(self) -> dict[str, torch.Tensor]:
+        """Everything that trained: the method's parameters and any state outside the frozen backbone."""
+        trained = set(self.trainable_parameters())
+        return {k: v for k, v in self.state_dict().items() if k in trained or not k.startswith("classifier.model.")}
+
+    def forward(self, input_ids, attention_mask, labels=None, target_dist=None, score_mask=None,
+                token_type_ids=None, **_: object) -> MethodOutput:
+        soft = self.soft_prompt(input_ids.shape[0])
+        out = self.classifier(input_ids, attention_mask, None, score_mask=score_mask, token_type_ids=token_type_ids,
+                              prompt_embeds=soft)
+        if target_dist is None and labels is not None:
+            target_dist = nn.functional.one_hot(labels, self.task.num_classes).float()
+        if target_dist is None:
+            return MethodOutput(logits=out.logits)
+        loss = soft_cross_entropy(out.logits, target_dist)
+        result = MethodOutput(loss=loss, logits=out.logits)
+        result.terms["loss_task"] = loss.detach()
+        extra = self.regularizer() if self.training else None
+        if extra is not None:
+            result.terms["loss_regularizer"] = extra.detach()
+            result.loss = loss + extra
+        return result
+
+
+class FullFineTuning(BaselineModel):
+    """Full-FT: the whole backbone and the head train."""
+
+    method_name = "full-ft"
+    freeze_backbone = False
+
+    def adapt(self, model, tokenizer, initialise):
+        pooler = getattr(model, "pooler", None)
+        if pooler is not None and self.config.head_pooling != "pooler":
+            pooler.requires_grad_(False)  # the head does not read it: it would get no gradient
