@@ -112,6 +112,15 @@ def prompt_of(cfg: DataConfig, decoder: bool = False) -> PromptFormat:
     return PromptFormat(template=template, verbalizers=verbalizers)
 
 
+def generation_metric(cfg: DataConfig) -> str:
+    """How a generation task is scored: its registered metric (data.task), else SQuAD-style f1-em."""
+    if cfg.task:
+        from .data.tasks import get_task
+
+        return get_task(cfg.task).metric
+    return "f1-em"
+
+
 def seed_everything(seed: int) -> None:
     from transformers import set_seed
 
@@ -168,7 +177,8 @@ def train(cfg: ExperimentConfig, *, backbone: LoadedModel | None = None,
     backbone = backbone or load_backbone(cfg.model.name, trust_remote_code=cfg.model.trust_remote_code,
                                          dtype=cfg.model.dtype)
     prompt = prompt_of(cfg.data, backbone.geometry.is_decoder)
-    spec = build_task_spec(train_set, backbone.geometry, backbone.tokenizer, prompt)
+    spec = build_task_spec(train_set, backbone.geometry, backbone.tokenizer, prompt)  # generation: decoders only
+    generation = train_set.is_generation  # LM loss on answers; best checkpoint by eval loss; test by generating
     # A backbone the caller passed in stays untouched by methods that change it (LoRA, full FT ...).
     model = build_method(cfg.method_name, cfg.method_params, backbone, spec, copy_backbone=not own_backbone)
     collator = Collator(backbone.tokenizer, backbone.geometry, train_set.num_classes, prompt, cfg.data.max_length)
@@ -190,8 +200,9 @@ def train(cfg: ExperimentConfig, *, backbone: LoadedModel | None = None,
         save_steps=tc.eval_steps,
         save_total_limit=tc.save_total_limit,
         load_best_model_at_end=True,
-        metric_for_best_model="accuracy",
-        greater_is_better=True,
+        metric_for_best_model="loss" if generation else "accuracy",
+        greater_is_better=not generation,
+        prediction_loss_only=generation,
         logging_steps=tc.logging_steps,
         seed=tc.seed,
         data_seed=tc.seed,
@@ -207,7 +218,8 @@ def train(cfg: ExperimentConfig, *, backbone: LoadedModel | None = None,
     meta = {"base_model": backbone.name, "label_names": list(train_set.label_names)}
     trainer = PrefalignTrainer(
         model=model, args=args, train_dataset=ListDataset(train_set), eval_dataset=ListDataset(val_set),
-        data_collator=collator, compute_metrics=accuracy_metrics, optimizers=(_optimizer(model, cfg), None),
+        data_collator=collator, compute_metrics=None if generation else accuracy_metrics,
+        optimizers=(_optimizer(model, cfg), None),
         callbacks=[EarlyStoppingCallback(early_stopping_patience=tc.early_stopping_patience)],
         checkpoint_meta=meta,
     )
@@ -219,7 +231,13 @@ def train(cfg: ExperimentConfig, *, backbone: LoadedModel | None = None,
     metrics = {"train_loss": float(train_out.training_loss), "train_steps": int(train_out.global_step)}
     metrics.update({k: float(v) for k, v in trainer.evaluate(metric_key_prefix="validation").items()
                     if isinstance(v, (int, float))})
-    if test_set is not None:
+    if test_set is not None and generation:
+        from .generation import evaluate_generation
+
+        scores = evaluate_generation(model, backbone, test_set, generation_metric(cfg.data), collator=collator,
+                                     num_beams=3, batch_size=tc.eval_batch_size)
+        metrics.update({f"test_{k}": float(v) for k, v in scores.items() if isinstance(v, (int, float))})
+    elif test_set is not None:
         metrics.update({k: float(v) for k, v in trainer.evaluate(ListDataset(test_set), metric_key_prefix="test").items()
                         if isinstance(v, (int, float))})
     seconds = time.time() - t0

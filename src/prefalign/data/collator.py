@@ -43,6 +43,9 @@ class PromptFormat:
 def build_task_spec(dataset: TaskDataset, geo: ModelGeometry, tokenizer, prompt: PromptFormat) -> TaskSpec:
     """The classifier's view of a task; for decoders, the verbalizer's first token per class."""
     mc = dataset.is_multiple_choice
+    if dataset.is_generation:
+        require_decoder(geo)
+        return TaskSpec(num_classes=dataset.num_classes, generation=True)
     if not geo.is_decoder or mc:
         return TaskSpec(num_classes=dataset.num_classes, multiple_choice=mc)
     words = prompt.verbalizers or [" " + name for name in dataset.label_names]
@@ -59,12 +62,26 @@ def build_task_spec(dataset: TaskDataset, geo: ModelGeometry, tokenizer, prompt:
     return TaskSpec(num_classes=dataset.num_classes, multiple_choice=False, verbalizer_ids=tuple(ids))
 
 
+def require_decoder(geo: ModelGeometry) -> None:
+    """Generation tasks train and generate through an LM head: encoders cannot run them."""
+    if not geo.is_decoder:
+        raise ConfigError(
+            f"this is a generation task (examples carry answer texts), and generation needs a decoder; "
+            f"'{geo.model_type}' is an encoder. Use a decoder such as LLaMA, Mistral, Qwen2 or GPT-2"
+        )
+
+
 class Collator:
     """Tokenise a list of Examples into a batch for any prefalign method.
 
     Output keys: ``input_ids``, ``attention_mask`` (right-padded), ``labels`` (B,), ``target_dist``
     (B, C) and, for decoder multiple choice, ``score_mask`` marking each option's tokens. Multiple
     choice batches hold B*C sequences, example-major.
+
+    Generation examples (``answer`` set; decoders only) give ``input_ids`` = prompt + " " + answer
+    + eos, right-padded, and token ``labels`` (B, T) holding the answer ids (eos included) and
+    -100 on prompt and padding positions; the prompt, never the answer, is cut to ``max_length``.
+    ``prompt_batch`` collates the prompts alone (left-padded) for generation.
     """
 
     def __init__(self, tokenizer, geo: ModelGeometry, num_classes: int, prompt: PromptFormat | None = None,
@@ -75,6 +92,8 @@ class Collator:
     def __call__(self, examples: Sequence[Example]) -> dict[str, torch.Tensor]:
         if not examples:
             raise DataError("empty batch")
+        if examples[0].answer is not None:
+            return self._generation(examples)
         if examples[0].choices is not None:
             batch = self._multiple_choice(examples)
         elif self.geo.is_decoder:
@@ -145,3 +164,54 @@ class Collator:
                 seqs.append(prompt + option)
                 starts.append(len(prompt))
         return self._pad(seqs, score_from=starts)
+
+    # -- generation tasks (decoders) ------------------------------------------------------------------
+    def _answer_ids(self, ex: Example) -> list[int]:
+        """The answer's ids after the prompt (leading space), then eos; cut to leave 8 prompt tokens."""
+        text = ex.answer if ex.answer[:1].isspace() else " " + ex.answer
+        ids = self.tokenizer(text, add_special_tokens=False)["input_ids"]
+        eos = self.tokenizer.eos_token_id
+        ids = ids[: max(self.max_length - 8 - (eos is not None), 1)]
+        return ids + ([eos] if eos is not None else [])
+
+    def _generation(self, examples: Sequence[Example]) -> dict[str, torch.Tensor]:
+        require_decoder(self.geo)
+        seqs, starts = [], []
+        for ex in examples:
+            if ex.answer is None:
+                raise DataError("a batch mixes generation examples (with answers) and examples without")
+            answer = self._answer_ids(ex)
+            prompt = self._prompt_ids(ex, budget=self.max_length - len(answer))
+            seqs.append(prompt + answer)
+            starts.append(len(prompt))
+        batch = self._pad(seqs)
+        labels = torch.full_like(batch["input_ids"], -100)
+        for i, (s, start) in enumerate(zip(seqs, starts)):
+            labels[i, start : len(s)] = torch.tensor(s[start:])
+        batch["labels"] = labels
+        return batch
+
+    def prompt_ids(self, examples: Sequence[Example]) -> list[list[int]]:
+        """Each example's prompt ids as a generation example's batch holds them (no answer, no padding)."""
+        require_decoder(self.geo)
+        budget = self.max_length - 8 if any(ex.answer is not None for ex in examples) else self.max_length
+        return [self._prompt_ids(ex, budget=max(budget, 8)) for ex in examples]
+
+    def prompt_batch(self, examples: Sequence[Example], padding_side: str = "left") -> dict[str, torch.Tensor]:
+        """``input_ids`` and ``attention_mask`` of the prompts alone, padded on ``padding_side``
+        (left by default, so every prompt ends at the last column and generation continues it)."""
+        return pad_ids(self.prompt_ids(examples), self.tokenizer.pad_token_id, padding_side)
+
+
+def pad_ids(seqs: list[list[int]], pad_id: int | None, padding_side: str = "left") -> dict[str, torch.Tensor]:
+    """Pad id lists to one width on ``padding_side`` ('left' or 'right')."""
+    if padding_side not in ("left", "right"):
+        raise ValueError(f"padding_side must be 'left' or 'right', not {padding_side!r}")
+    width = max(len(s) for s in seqs)
+    ids = torch.full((len(seqs), width), pad_id if pad_id is not None else 0, dtype=torch.long)
+    mask = torch.zeros((len(seqs), width), dtype=torch.long)
+    for i, s in enumerate(seqs):
+        span = slice(width - len(s), width) if padding_side == "left" else slice(0, len(s))
+        ids[i, span] = torch.tensor(s, dtype=torch.long)
+        mask[i, span] = 1
+    return {"input_ids": ids, "attention_mask": mask}

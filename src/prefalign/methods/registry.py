@@ -80,7 +80,8 @@ def load_method(directory: str | os.PathLike, backbone: LoadedModel | None = Non
         )
     task = meta["task"]
     spec = TaskSpec(num_classes=task["num_classes"], multiple_choice=task["multiple_choice"],
-                    verbalizer_ids=tuple(task["verbalizer_ids"]) if task.get("verbalizer_ids") else None)
+                    verbalizer_ids=tuple(task["verbalizer_ids"]) if task.get("verbalizer_ids") else None,
+                    generation=bool(task.get("generation", False)))
     model = build_method(meta["method"], meta["method_config"], backbone, spec, initialise=False)
     expected = model.trainable_state_dict()
     check_state_matches(state, expected, str(directory))

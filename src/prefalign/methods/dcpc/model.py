@@ -68,6 +68,29 @@ class DCPCModel(nn.Module):
         """The checkpointed state: everything but the frozen backbone."""
         return {k: v for k, v in self.state_dict().items() if not k.startswith("classifier.model.")}
 
+    # -- prefixes -----------------------------------------------------------------------------
+    def _prefix_for(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, per: int = 1, *, sample: bool):
+        """(prefix (N*per, L, 2, m, kv_dim), PCM output or None): the static prefix plus the PCM's delta."""
+        static = self.prefix()  # (L, 2, m, kv)
+        n_examples = input_ids.shape[0] // per
+        pcm_out = None
+        if self.pcm is not None:
+            words = self.classifier.model.get_input_embeddings()(input_ids)
+            e_in = masked_mean(words.float(), attention_mask)  # eq. 9's input: pooled layer-0 embedding
+            e_in = e_in.view(n_examples, per, -1).mean(1)
+            pcm_out = self.pcm(e_in, static, sample=sample)
+            prefix = static.unsqueeze(0) + pcm_out.delta
+        else:
+            prefix = static.unsqueeze(0).expand(n_examples, *static.shape)
+        if per > 1:
+            prefix = prefix.repeat_interleave(per, dim=0)
+        return prefix, pcm_out
+
+    def prefixes(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """Each example's prefix ``(N, L, 2, m, kv_dim)`` as evaluation uses it (static + PCM delta, no
+        sampling), for generation to put in the cache; ``input_ids`` hold the prompt tokens only."""
+        return self._prefix_for(input_ids, attention_mask, sample=False)[0]
+
     # -- forward ------------------------------------------------------------------------------
     def forward(
         self,
@@ -80,20 +103,10 @@ class DCPCModel(nn.Module):
         **_: object,
     ) -> MethodOutput:
         cfg = self.config
+        if labels is not None and labels.dim() == 2:  # token labels: a generation task (decoders)
+            return self._generation_forward(input_ids, attention_mask, labels)
         per = self.task.num_classes if self.task.multiple_choice else 1
-        static = self.prefix()  # (L, 2, m, kv)
-        n_examples = input_ids.shape[0] // per
-        pcm_out = None
-        if self.pcm is not None:
-            words = self.classifier.model.get_input_embeddings()(input_ids)
-            e_in = masked_mean(words.float(), attention_mask)  # eq. 9's input: pooled layer-0 embedding
-            e_in = e_in.view(n_examples, per, -1).mean(1)
-            pcm_out = self.pcm(e_in, static, sample=self.training)
-            prefix = static.unsqueeze(0) + pcm_out.delta
-        else:
-            prefix = static.unsqueeze(0).expand(n_examples, *static.shape)
-        if per > 1:
-            prefix = prefix.repeat_interleave(per, dim=0)
+        prefix, pcm_out = self._prefix_for(input_ids, attention_mask, per, sample=self.training)
         need_layers = cfg.use_alignment or cfg.similarity_layer != -1
         out = self.classifier(input_ids, attention_mask, prefix, score_mask=score_mask,
                               token_type_ids=token_type_ids, all_layers=need_layers)
@@ -106,16 +119,36 @@ class DCPCModel(nn.Module):
         result.terms.update(terms)
         return result
 
-    def objective(self, out, target_dist, pcm_out) -> tuple[torch.Tensor, dict]:
-        """Eq. 13 plus the task loss: L_task + l1 L_ambiguity + l2 L_align + l3 L_KL."""
+    def _generation_forward(self, input_ids, attention_mask, labels) -> MethodOutput:
+        """LM loss over the answer tokens (labels -100 elsewhere) plus DCPC's terms on the prompts.
+
+        The PCM reads the prompt tokens only, as it does when ``prefixes`` serves generation.
+        """
         cfg = self.config
-        task_loss = soft_cross_entropy(out.logits, target_dist)
+        prompt_mask = attention_mask * (labels == -100).to(attention_mask.dtype)
+        prefix, pcm_out = self._prefix_for(input_ids, prompt_mask, sample=self.training)
+        need_layers = cfg.use_alignment or cfg.similarity_layer != -1
+        out = self.classifier.lm_forward(input_ids, attention_mask, prefix, labels, all_layers=need_layers)
+        loss, terms = self.objective(out, None, pcm_out, task_loss=out.loss, probs=out.answer_probs)
+        result = MethodOutput(loss=loss, logits=torch.log(out.answer_probs.clamp(min=1e-12)))
+        result.terms.update(terms)
+        return result
+
+    def objective(self, out, target_dist, pcm_out, *, task_loss: torch.Tensor | None = None,
+                  probs: torch.Tensor | None = None) -> tuple[torch.Tensor, dict]:
+        """Eq. 13 plus the task loss: L_task + l1 L_ambiguity + l2 L_align + l3 L_KL.
+
+        Generation tasks pass their LM loss as ``task_loss`` and each example's mean next-token
+        distribution over its answer positions as ``probs`` (read in place of class probabilities).
+        """
+        cfg = self.config
+        task_loss = soft_cross_entropy(out.logits, target_dist) if task_loss is None else task_loss
         terms = {"loss_task": task_loss.detach()}
         total = task_loss
-        if not (cfg.use_ambiguity or cfg.use_alignment or cfg.use_pcm) or len(target_dist) < 2:
+        if not (cfg.use_ambiguity or cfg.use_alignment or cfg.use_pcm) or len(out.last_pooled) < 2:
             return total, terms
         emb = out.last_pooled if cfg.similarity_layer == -1 else out.pooled[:, cfg.similarity_layer]
-        probs = torch.softmax(out.logits.float(), dim=-1)
+        probs = torch.softmax(out.logits.float(), dim=-1) if probs is None else probs
         with torch.set_grad_enabled(torch.is_grad_enabled() and cfg.use_ambiguity):
             amb, cos_gate = losses.pairwise_ambiguity(emb, probs, cfg.tau_cos, divergence=cfg.ambiguity_divergence,
                                                       detach_similarity=cfg.detach_similarity,

@@ -1,0 +1,1 @@
+"""Metrics for generation tasks (and, alongside, the GPT-score judge)."""

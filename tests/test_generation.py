@@ -1,0 +1,369 @@
+"""Generation tasks on a tiny LLaMA (grouped-query attention): LM-loss batches, DCPC's loss on them,
+generating with the prefix cache in place (greedy and beam search of 3), scoring, and train()."""
+
+from __future__ import annotations
+
+import json
+import sys
+import types
+
+import pytest
+import torch
+import torch.nn.functional as F
+from transformers import LogitsProcessor, LogitsProcessorList
+
+from conftest import build_tiny
+from helpers_cli import save_tiny_model
+from helpers_models import clone_state
+from prefalign.data.collator import Collator, PromptFormat, build_task_spec
+from prefalign.data.examples import Example, TaskDataset
+from prefalign.errors import ConfigError
+from prefalign.generation import evaluate_generation, generate, generate_from_ids, gold_polarity
+from prefalign.methods.dcpc import DCPCConfig, DCPCModel
+from prefalign.models.prefix import build_prefix_cache, extend_attention_mask, text_init_kv
+
+ALL_GATES = dict(tau_cos=0.0, tau_ambiguity=0.0, similarity_center=False)
+TEXT = "read the review and say if it is positive or negative"
+
+
+def toy_qa(n: int = 8, offset: int = 0) -> TaskDataset:
+    """Reviews whose answer is the sentiment word (several references for some)."""
+    pos, neg = ["good", "great", "lovely", "superb"], ["bad", "awful", "poor", "dull"]
+    examples = []
+    for i in range(offset, offset + n):
+        label = i % 2
+        word = (pos if label else neg)[i % 4]
+        extra = " very" * (i % 3)  # prompts of different lengths
+        answer = "positive" if label else "negative"
+        examples.append(Example(text=f"the movie was{extra} {word}", answer=answer,
+                                references=[answer, f"a {answer} review"], meta={"label": "yes" if label else "no"}))
+    return TaskDataset(examples, [], name="toy-qa")
+
+
+@pytest.fixture
+def llama(vocab_file):
+    return build_tiny("llama", vocab_file)
+
+
+def collator_for(lm, max_length: int = 64) -> Collator:
+    return Collator(lm.tokenizer, lm.geometry, 0, PromptFormat(), max_length)
+
+
+def dcpc(lm, data=None, **params) -> DCPCModel:
+    spec = build_task_spec(data or toy_qa(), lm.geometry, lm.tokenizer, PromptFormat())
+    return DCPCModel(lm.model, lm.tokenizer, lm.geometry, spec, DCPCConfig(**params))
+
+
+def perturb_pcm(model: DCPCModel) -> DCPCModel:
+    """The PCM starts as the identity (zero projection); give it a random one so prefixes differ per example."""
+    with torch.no_grad():
+        model.pcm.proj[1].weight.normal_(std=0.5)
+        model.pcm.aux[2].weight.normal_(std=3.0)  # a peaked, input-dependent p_pref
+    return model
+
+
+class FixedPrefix(torch.nn.Module):
+    """A stand-in method: the same prefix for every example, or none."""
+
+    def __init__(self, lm, kv: torch.Tensor | None) -> None:
+        super().__init__()
+        self.kv, self.geo, self.classifier = kv, lm.geometry, types.SimpleNamespace(model=lm.model)
+
+    def prefixes(self, input_ids, attention_mask):
+        return None if self.kv is None else self.kv.unsqueeze(0).expand(len(input_ids), *self.kv.shape)
+
+
+class Recorder(LogitsProcessor):
+    """Keeps the scores generate sees at each step (raw logits under greedy search)."""
+
+    def __init__(self) -> None:
+        self.steps = []
+
+    def __call__(self, input_ids, scores):
+        self.steps.append(scores.detach().clone())
+        return scores
+
+
+def random_kv(lm, m: int = 4, seed: int = 0) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn(lm.geometry.num_layers, 2, m, lm.geometry.kv_dim, generator=g) * 2
+
+
+# -- the collator ------------------------------------------------------------------------------------
+def test_collator_labels_only_the_answer_and_eos(llama):
+    tok, data = llama.tokenizer, toy_qa(4)
+    batch = collator_for(llama)(data.examples)
+    assert set(batch) == {"input_ids", "attention_mask", "labels"}
+    ids, mask, labels = batch["input_ids"], batch["attention_mask"], batch["labels"]
+    assert labels.shape == ids.shape
+    for i, ex in enumerate(data.examples):
+        answer = tok(" " + ex.answer, add_special_tokens=False)["input_ids"] + [tok.eos_token_id]
+        prompt = tok(ex.text + "\nAnswer:")["input_ids"][:-1]  # default decoder rendering, no eos after it
+        n = len(prompt) + len(answer)
+        assert ids[i, :n].tolist() == prompt + answer and mask[i].sum() == n
+        assert (labels[i, : len(prompt)] == -100).all() and (labels[i, n:] == -100).all()
+        assert labels[i, len(prompt):n].tolist() == answer
+        assert tok.decode(prompt[-2:]) == "answer :"
+
+
+def test_collator_cuts_the_prompt_never_the_answer(llama):
+    ex = Example(text="the movie was " + "very " * 40 + "good", answer="a very good movie")
+    batch = collator_for(llama, max_length=16)([ex])
+    answer = llama.tokenizer(" " + ex.answer, add_special_tokens=False)["input_ids"] + [llama.tokenizer.eos_token_id]
+    n = batch["input_ids"].shape[1]
+    assert 12 <= n <= 16
+    assert batch["labels"][0, -len(answer):].tolist() == answer
+    assert (batch["labels"][0, : n - len(answer)] == -100).all()
+    prompt = batch["input_ids"][0, : n - len(answer)].tolist()
+    assert llama.tokenizer.decode(prompt[-2:]) == "answer :"  # the text was cut, not the template
+
+
+def test_prompt_batch_is_left_padded_prompts(llama):
+    data = toy_qa(3)
+    col = collator_for(llama)
+    batch = col.prompt_batch(data.examples)
+    full = col(data.examples)
+    for i in range(3):
+        n_prompt = int((full["labels"][i] == -100).logical_and(full["attention_mask"][i] == 1).sum())
+        row = batch["input_ids"][i][batch["attention_mask"][i] == 1]
+        assert row.tolist() == full["input_ids"][i, :n_prompt].tolist()
+        assert batch["attention_mask"][i, -1] == 1  # every prompt ends at the last column
+    right = col.prompt_batch(data.examples, padding_side="right")
+    assert (right["attention_mask"][:, 0] == 1).all()
+
+
+def test_encoders_refuse_generation_tasks(tiny_bert):
+    data = toy_qa(2)
+    with pytest.raises(ConfigError, match="generation needs a decoder"):
+        build_task_spec(data, tiny_bert.geometry, tiny_bert.tokenizer, PromptFormat())
+    with pytest.raises(ConfigError, match="generation needs a decoder"):
+        Collator(tiny_bert.tokenizer, tiny_bert.geometry, 0)(data.examples)
+
+
+# -- the LM loss and DCPC on generation batches ----------------------------------------------------------
+def test_lm_loss_and_answer_distribution_match_a_hand_computation(llama):
+    torch.manual_seed(0)
+    model = dcpc(llama, use_ambiguity=False, use_alignment=False, use_pcm=False).eval()  # P-Tuning v2
+    batch = collator_for(llama)(toy_qa(4).examples)
+    ids, mask, labels = batch["input_ids"], batch["attention_mask"], batch["labels"]
+    with torch.no_grad():
+        prefix = model.prefixes(ids, mask)
+        out = model.classifier.lm_forward(ids, mask, prefix, labels)
+        cache = build_prefix_cache(prefix, llama.geometry, llama.model.config)
+        logits = llama.model(input_ids=ids, attention_mask=extend_attention_mask(mask, prefix.shape[3]),
+                             past_key_values=cache).logits
+        expected = F.cross_entropy(logits[:, :-1].reshape(-1, logits.shape[-1]), labels[:, 1:].reshape(-1),
+                                   ignore_index=-100)
+        assert out.loss.item() == pytest.approx(expected.item(), rel=1e-5)
+        assert model(**batch).loss.item() == pytest.approx(expected.item(), rel=1e-5)  # the task loss alone
+        for i in range(len(ids)):
+            at = (labels[i, 1:] != -100).nonzero().squeeze(-1)
+            mean = torch.softmax(logits[i, at], -1).mean(0)
+            assert torch.allclose(out.answer_probs[i], mean, atol=1e-6)
+
+
+def test_dcpc_generation_batch_trains_only_prefix_and_pcm(llama):
+    torch.manual_seed(0)
+    model = dcpc(llama, **ALL_GATES)
+    batch = collator_for(llama)(toy_qa(6).examples)
+    backbone_before = clone_state(llama.model)
+    model.train()
+    out = model(**batch)
+    assert torch.isfinite(out.loss)
+    assert {"loss_task", "loss_ambiguity", "loss_align", "loss_kl"} <= set(out.terms)
+    assert out.terms["gate_cos_rate"].item() == 1.0 and out.terms["loss_ambiguity"].item() > 0
+    assert out.logits.shape == (6, llama.model.config.vocab_size)
+    out.loss.backward()
+    trainable = model.trainable_parameters()
+    assert trainable and all(n.startswith(("prefix.", "pcm.")) for n in trainable)
+    assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in trainable.values())
+    assert any(p.grad.abs().sum() > 0 for n, p in trainable.items() if n.startswith("pcm."))
+    for name, p in llama.model.named_parameters():
+        assert not p.requires_grad and p.grad is None, name
+    opt = torch.optim.AdamW(list(trainable.values()), lr=1e-2)
+    opt.step()
+    for name, tensor in llama.model.state_dict().items():
+        assert torch.equal(tensor, backbone_before[name]), name
+
+
+def test_prefixes_are_static_plus_the_pcm_delta_without_sampling(llama):
+    torch.manual_seed(0)
+    model = perturb_pcm(dcpc(llama)).train()  # prefixes() never samples, whatever the mode
+    batch = collator_for(llama).prompt_batch(toy_qa(3).examples)
+    with torch.no_grad():
+        a = model.prefixes(**batch)
+        b = model.prefixes(**batch)
+    m, geo = model.config.prefix_length, llama.geometry
+    assert a.shape == (3, geo.num_layers, 2, m, geo.kv_dim) and torch.equal(a, b)
+    assert (a[0] - a[1]).abs().max() > 1e-2  # the PCM makes them per-example
+    assert model.training
+
+
+# -- generate with the prefix in place ------------------------------------------------------------------
+def test_greedy_generation_logits_equal_the_prefixed_forward(llama):
+    """Each step's logits equal an unpadded forward over prompt + tokens so far, prefix in the cache."""
+    kv, m = random_kv(llama), 4
+    method = FixedPrefix(llama, kv)
+    col = collator_for(llama)
+    prompts = col.prompt_ids(toy_qa(3).examples)  # different lengths: left padding inside the batch
+    rec = Recorder()
+    texts = generate_from_ids(method, llama.tokenizer, prompts, num_beams=1, max_new_tokens=3,
+                              logits_processor=LogitsProcessorList([rec]))
+    assert len(texts) == 3 and len(rec.steps) == 3
+    tokens = torch.stack([s.argmax(-1) for s in rec.steps], 1)
+    with torch.no_grad():
+        for i, prompt in enumerate(prompts):
+            ids = torch.tensor([prompt + tokens[i, :2].tolist()])
+            cache = build_prefix_cache(kv.unsqueeze(0), llama.geometry, llama.model.config)
+            logits = llama.model(input_ids=ids, attention_mask=torch.ones(1, m + ids.shape[1], dtype=torch.long),
+                                 past_key_values=cache).logits[0]
+            for step in range(3):
+                assert torch.allclose(rec.steps[step][i], logits[len(prompt) - 1 + step], atol=1e-4), (i, step)
+
+
+def test_beam_search_of_three_with_per_example_prefixes(llama):
+    """Beam search runs with per-example (PCM) prefixes; a batch gives what each prompt gives alone."""
+    torch.manual_seed(0)
+    model = perturb_pcm(dcpc(llama)).eval()
+    prompts = collator_for(llama).prompt_ids(toy_qa(3).examples)
+    rec = Recorder()
+    batched = generate_from_ids(model, llama.tokenizer, prompts, num_beams=3, max_new_tokens=4, batch_size=3,
+                                logits_processor=LogitsProcessorList([rec]))
+    assert all(isinstance(t, str) for t in batched) and len(batched) == 3
+    for i, p in enumerate(prompts):
+        alone = Recorder()
+        text = generate_from_ids(model, llama.tokenizer, [p], num_beams=3, max_new_tokens=4,
+                                 logits_processor=LogitsProcessorList([alone]))
+        assert text[0] == batched[i]
+        # Every step's beam scores (3 rows per example, example-major) match the prompt's own run.
+        for step in range(len(alone.steps)):
+            assert torch.allclose(rec.steps[step][3 * i:3 * i + 3], alone.steps[step], atol=1e-4), (i, step)
+    texts = generate(model, llama.tokenizer, ["the movie was good\nanswer:"], num_beams=3, max_new_tokens=4)
+    assert len(texts) == 1 and isinstance(texts[0], str)
+
+
+def test_a_prefix_changes_what_is_generated(llama):
+    prompts = collator_for(llama).prompt_ids(toy_qa(2).examples)
+    with_prefix, without = Recorder(), Recorder()
+    generate_from_ids(FixedPrefix(llama, random_kv(llama)), llama.tokenizer, prompts, num_beams=1, max_new_tokens=1,
+                      logits_processor=LogitsProcessorList([with_prefix]))
+    generate_from_ids(FixedPrefix(llama, None), llama.tokenizer, prompts, num_beams=1, max_new_tokens=1,
+                      logits_processor=LogitsProcessorList([without]))
+    assert not torch.allclose(with_prefix.steps[0], without.steps[0], atol=1e-3)
+
+
+@pytest.mark.parametrize("num_beams", [1, 3])
+def test_text_prefix_generates_as_the_text_before_the_prompt(llama, num_beams):
+    """A prefix of text T's keys/values (text_init_kv) generates exactly what T + prompt does without one."""
+    m = 6
+    kv = text_init_kv(llama.model, llama.tokenizer, llama.geometry, TEXT, m)
+    text_ids = llama.tokenizer(TEXT, add_special_tokens=False)["input_ids"][:m]
+    prompts = collator_for(llama).prompt_ids(toy_qa(3).examples)
+    rec_prefix, rec_text = Recorder(), Recorder()
+    a = generate_from_ids(FixedPrefix(llama, kv), llama.tokenizer, prompts, num_beams=num_beams, max_new_tokens=4,
+                          logits_processor=LogitsProcessorList([rec_prefix]))
+    b = generate_from_ids(FixedPrefix(llama, None), llama.tokenizer, [text_ids + p for p in prompts],
+                          num_beams=num_beams, max_new_tokens=4, logits_processor=LogitsProcessorList([rec_text]))
+    assert a == b
+    assert torch.allclose(rec_prefix.steps[0], rec_text.steps[0], atol=1e-4)
+
+
+# -- scoring ------------------------------------------------------------------------------------------------
+class Canned(torch.nn.Module):
+    """A method whose 'generation' we fix by monkeypatching generate_from_ids."""
+
+
+@pytest.fixture
+def canned(monkeypatch):
+    def use(texts):
+        monkeypatch.setattr("prefalign.generation.evaluate.generate_from_ids", lambda *a, **k: list(texts))
+    return use
+
+
+def test_evaluate_generation_f1_em(llama, canned):
+    data = toy_qa(2)  # references: [negative, a negative review], [positive, a positive review]
+    canned(["Negative.", "a positive movie"])
+    out = evaluate_generation(None, llama, data, "f1-em")
+    # "positive movie" vs "positive": P = 1/2, R = 1 -> 2/3 (vs "positive review" only 1/2): the max is 2/3.
+    f1 = (1.0 + 2 / 3) / 2
+    assert out["n"] == 2 and out["em"] == 0.5 and out["f1"] == pytest.approx(f1)
+    assert out["f1_em"] == pytest.approx((out["f1"] + out["em"]) / 2)
+
+
+def test_evaluate_generation_yes_no_accuracy(llama, canned):
+    data = toy_qa(4)  # meta labels: no, yes, no, yes
+    assert [gold_polarity(ex) for ex in data.examples] == ["no", "yes", "no", "yes"]
+    canned(["Nope, not at all.", "Absolutely!", "Indeed it is.", "the movie"])
+    assert evaluate_generation(None, llama, data, "accuracy") == {"n": 4, "accuracy": 0.5}
+    styled = Example(text="is it good", answer="Yeah, for sure.")  # no meta label: the answer's polarity
+    assert gold_polarity(styled) == "yes"
+    assert gold_polarity(Example(text="q", answer="x", meta={"label": 0})) == "no"
+
+
+def test_evaluate_generation_gpt_score_calls_the_judge(llama, canned, monkeypatch):
+    calls = {}
+
+    def gpt_score(instructions, references, responses, judge):
+        calls.update(instructions=instructions, references=references, responses=responses, judge=judge)
+        return {"gpt_score": 7.5}
+
+    monkeypatch.setitem(sys.modules, "prefalign.evaluation.judge", types.SimpleNamespace(gpt_score=gpt_score))
+    data = toy_qa(2)
+    canned(["x", "y"])
+    out = evaluate_generation(None, llama, data, "gpt-score")
+    assert out == {"n": 2, "gpt_score": 7.5}
+    assert calls["responses"] == ["x", "y"] and calls["references"] == ["negative", "positive"]
+    assert calls["instructions"][0] == data[0].text and calls["judge"] is None
+    with pytest.raises(ConfigError):
+        evaluate_generation(None, llama, data, "bleu")
+
+
+# -- train() end to end ------------------------------------------------------------------------------------------
+def test_train_on_a_generation_task_reports_f1_em(vocab_file, tmp_path):
+    from prefalign.config import ExperimentConfig
+    from prefalign.runner import train
+
+    model_dir = save_tiny_model("llama", vocab_file, tmp_path / "tiny-llama")
+    cfg = ExperimentConfig.from_dict({
+        "model": {"name": str(model_dir)},
+        "data": {"max_length": 32},
+        "method": {"name": "dcpc", "prefix_length": 4, **ALL_GATES},
+        "training": {"output_dir": str(tmp_path / "run"), "max_steps": 3, "eval_steps": 2, "batch_size": 4,
+                     "eval_batch_size": 4, "learning_rate": 1e-2, "device": "cpu", "progress": False,
+                     "logging_steps": 1},
+    })
+    result = train(cfg, splits=(toy_qa(8), toy_qa(4, offset=8), toy_qa(4, offset=12)))
+    m = result.metrics
+    assert {"test_f1", "test_em", "test_f1_em", "validation_loss"} <= set(m)
+    assert 0.0 <= m["test_f1_em"] <= 1.0 and m["test_f1_em"] == pytest.approx((m["test_f1"] + m["test_em"]) / 2)
+    assert m["train_steps"] == 3
+    history = json.loads((tmp_path / "run" / "log_history.json").read_text())
+    assert any("eval_loss" in h for h in history)
+    saved = json.loads((tmp_path / "run" / "adapter" / "prefalign_config.json").read_text())
+    assert saved["task"]["generation"] is True
+    from prefalign.methods import load_method
+
+    loaded, _ = load_method(tmp_path / "run" / "adapter", result.backbone)
+    assert loaded.task.generation
+
+
+def test_soft_prompt_methods_generate_as_their_tokens_before_the_prompt(llama):
+    """Prompt tuning's soft tokens (here: the embeddings of real text) go in through inputs_embeds."""
+    text_ids = llama.tokenizer(TEXT, add_special_tokens=False)["input_ids"][:5]
+
+    class SoftText(torch.nn.Module):
+        classifier = types.SimpleNamespace(model=llama.model)
+
+        def prefixes(self, input_ids, attention_mask):
+            return None
+
+        def soft_prompt(self, batch_size):
+            return llama.model.get_input_embeddings()(torch.tensor(text_ids)).unsqueeze(0).expand(batch_size, -1, -1)
+
+    prompts = collator_for(llama).prompt_ids(toy_qa(3).examples)
+    rec_soft, rec_text = Recorder(), Recorder()
+    a = generate_from_ids(SoftText(), llama.tokenizer, prompts, num_beams=3, max_new_tokens=3,
+                          logits_processor=LogitsProcessorList([rec_soft]))
+    b = generate_from_ids(FixedPrefix(llama, None), llama.tokenizer, [text_ids + p for p in prompts], num_beams=3,
+                          max_new_tokens=3, logits_processor=LogitsProcessorList([rec_text]))
+    assert a == b and torch.allclose(rec_soft.steps[0], rec_text.steps[0], atol=1e-4)
