@@ -305,17 +305,24 @@ def test_evaluate_generation_gpt_score_calls_the_judge(llama, canned, monkeypatc
 
     def gpt_score(instructions, references, responses, judge):
         calls.update(instructions=instructions, references=references, responses=responses, judge=judge)
-        return {"gpt_score": 7.5}
+        return {"mean": 7.5, "n": len(responses), "judge": "fake"}
 
     monkeypatch.setitem(sys.modules, "prefalign.evaluation.judge", types.SimpleNamespace(gpt_score=gpt_score))
     data = toy_qa(2)
     canned(["x", "y"])
     out = evaluate_generation(None, llama, data, "gpt-score")
-    assert out == {"n": 2, "gpt_score": 7.5}
+    assert out == {"n": 2, "gpt_score": 7.5, "judge": "fake"}
     assert calls["responses"] == ["x", "y"] and calls["references"] == ["negative", "positive"]
     assert calls["instructions"][0] == data[0].text and calls["judge"] is None
     with pytest.raises(ConfigError):
         evaluate_generation(None, llama, data, "bleu")
+
+
+def test_evaluate_generation_gpt_score_with_the_offline_judge(llama, canned):
+    pytest.importorskip("prefalign.evaluation.judge")
+    canned(["negative", "the movie was good"])
+    out = evaluate_generation(None, llama, toy_qa(2), "gpt-score")
+    assert out["n"] == 2 and 1.0 <= out["gpt_score"] <= 10.0 and isinstance(out["judge"], str)
 
 
 # -- train() end to end ------------------------------------------------------------------------------------------

@@ -48,7 +48,8 @@ def evaluate_generation(model, backbone, data: TaskDataset, metric: str, *, coll
     * ``"accuracy"`` (BoolQ-PS's styled yes/no answers): {"accuracy"}, the answer's polarity
       (``answer_polarity``) against the example's yes/no label (``gold_polarity``);
     * ``"gpt-score"`` (Alpaca): ``prefalign.evaluation.judge.gpt_score(instructions, references,
-      responses, judge)``; ``judge=None`` leaves the choice (its offline stand-in) to that module.
+      responses, judge)`` -> {"gpt_score" (its mean), "judge" (its name)}; ``judge=None`` uses
+      that module's offline stand-in.
 
     Every result also holds ``n``; ``return_predictions`` adds the generated texts.
     """
@@ -89,7 +90,10 @@ def _gpt_score(data: TaskDataset, predictions: list[str], judge) -> dict:
         return {}
     instructions = [ex.text if ex.text_pair is None else f"{ex.text}\n{ex.text_pair}" for ex in data.examples]
     references = [ex.answer for ex in data.examples]
-    score = gpt_score(instructions, references, predictions, judge)
-    if isinstance(score, dict):
-        return {k: float(v) for k, v in score.items() if isinstance(v, (int, float))}
-    return {"gpt_score": float(score)}
+    score = gpt_score(instructions, references, predictions, judge)  # {"mean", "n", "judge"}
+    if not isinstance(score, dict):
+        return {"gpt_score": float(score)}
+    out = {"gpt_score": float(score.get("gpt_score", score.get("mean")))}
+    if isinstance(score.get("judge"), str):
+        out["judge"] = score["judge"]  # who scored (the offline stand-in says so)
+    return out
