@@ -374,3 +374,13 @@ def test_soft_prompt_methods_generate_as_their_tokens_before_the_prompt(llama):
     b = generate_from_ids(FixedPrefix(llama, None), llama.tokenizer, [text_ids + p for p in prompts], num_beams=3,
                           max_new_tokens=3, logits_processor=LogitsProcessorList([rec_text]))
     assert a == b and torch.allclose(rec_soft.steps[0], rec_text.steps[0], atol=1e-4)
+
+
+def test_generation_metric_comes_from_the_task_registry():
+    from prefalign.config import DataConfig
+    from prefalign.data.tasks import TASKS
+    from prefalign.runner import generation_metric
+
+    assert generation_metric(DataConfig()) == "f1-em"  # files without a registered task: SQuAD-style f1-em
+    for name, task in TASKS.items():
+        assert generation_metric(DataConfig(task=name)) == task.metric
