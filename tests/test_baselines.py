@@ -10,6 +10,7 @@ from prefalign.errors import ConfigError
 from prefalign.methods import registry
 
 PEFT_AND_FULL = ["lora", "adalora", "ia3", "prompt-tuning", "full-ft"]
+HANDWRITTEN = ["bitfit", "houlsby", "lpt", "pedro"]  # hook-based, tests/test_baselines_handwritten.py
 
 
 @pytest.fixture(params=["bert", "llama"])
@@ -35,7 +36,7 @@ def train_steps(model, data, steps=3, lr=1e-2):
         opt.zero_grad()
 
 
-@pytest.mark.parametrize("name", PEFT_AND_FULL)
+@pytest.mark.parametrize("name", PEFT_AND_FULL + HANDWRITTEN)
 def test_baseline_trains_every_trainable_parameter_and_leaves_the_callers_backbone_alone(backbone, name):
     torch.manual_seed(0)
     original = clone_state(backbone.model)
@@ -84,7 +85,7 @@ def test_lora_parameter_count_matches_rank_times_widths(tiny_llama):
     assert n == cfg.num_hidden_layers * per_layer
 
 
-@pytest.mark.parametrize("name", PEFT_AND_FULL)
+@pytest.mark.parametrize("name", PEFT_AND_FULL + HANDWRITTEN)
 def test_save_load_round_trip(backbone, tmp_path, name):
     torch.manual_seed(0)
     model, data = build(backbone, name)

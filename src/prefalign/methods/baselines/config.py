@@ -90,3 +90,59 @@ class PromptTuningConfig(BaselineConfig):
     def validate(self) -> None:
         super().validate()
         self.check_range("num_virtual_tokens", 1, 4096)
+
+
+@dataclass
+class BitFitConfig(BaselineConfig):
+    """BitFit (Zaken et al., 2021): bias terms only; hooked zero biases where a linear layer has none."""
+
+    rank: int | None = _f(None, "None: plain trainable bias vectors (BitFit). r: each added bias is P z with z in "
+                          "R^r and a learnable d x r matrix P, the backbone's own biases frozen (appendix A.1.2's "
+                          "reading, r' = 8; see docs/method.md)")
+
+    def validate(self) -> None:
+        super().validate()
+        self.check_range("rank", 1, None)
+
+
+@dataclass
+class HoulsbyAdapterConfig(BaselineConfig):
+    """Houlsby adapters (Houlsby et al., 2019): a bottleneck after each block's attention and FFN outputs."""
+
+    bottleneck: int = _f(18, "adapter bottleneck width (appendix A.1.2: 18)")
+    activation: str = _f("gelu", "the adapter's nonlinearity", choices=("gelu", "relu", "tanh"))
+    attention_module: str | None = _f(None, "the attention output projection, relative to one layer; default: found "
+                                      "by name (attention.output.dense, self_attn.o_proj, attn.c_proj, ...)")
+    ffn_module: str | None = _f(None, "the FFN output projection, relative to one layer; default: found by name "
+                                "(output.dense, mlp.down_proj, mlp.c_proj, ...)")
+
+    def validate(self) -> None:
+        super().validate()
+        self.check_range("bottleneck", 1, None)
+
+
+@dataclass
+class LatePromptTuningConfig(BaselineConfig):
+    """LPT (Liu et al., 2022b): a generated, instance-dependent prompt inserted at an intermediate layer."""
+
+    prompt_length: int = _f(64, "prompt tokens inserted at insert_layer (appendix A.1.2: 64)")
+    bottleneck: int = _f(1024, "the prompt generator's bottleneck width (appendix A.1.2: 1024)")
+    insert_layer: int | None = _f(None, "the layer whose input gets the prompt, 0-based; default num_layers // 2")
+
+    def validate(self) -> None:
+        super().validate()
+        self.check_range("prompt_length", 1, 4096)
+        self.check_range("bottleneck", 1, None)
+        self.check_range("insert_layer", 0, None)
+
+
+@dataclass
+class PedroConfig(BaselineConfig):
+    """PEDRO (Xie et al., 2024): per-layer generators of input-dependent key/value/FFN scaling vectors."""
+
+    r: int = _f(16, "bottleneck of each layer's vector generator, d -> r -> (k + v + ffn) (appendix A.1.2 gives "
+                "no size: 'a lightweight vector generator')")
+
+    def validate(self) -> None:
+        super().validate()
+        self.check_range("r", 1, None)
