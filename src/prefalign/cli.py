@@ -7,6 +7,7 @@ import json
 import os
 import sys
 
+from . import cli_shift
 from .errors import UserError
 
 
@@ -46,6 +47,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--quick", action="store_true", help="a one-minute smoke run with tiny budgets")
     _add_config_args(p)
+    cli_shift.add_parsers(sub)  # shift, tasks
     return parser
 
 
@@ -140,6 +142,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     handlers = {"train": cmd_train, "eval": cmd_eval, "predict": cmd_predict, "demo": cmd_demo}
+    handlers.update(dict.fromkeys(cli_shift.COMMANDS, cli_shift.run))
     try:
         return handlers[args.command](args)
     except UserError as exc:

@@ -8,6 +8,7 @@ decoder reads, and the preference-shifted twin of the DCPC paper (appendix A.1.1
 
 from __future__ import annotations
 
+import json
 import random
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -160,3 +161,232 @@ register(TaskDefinition(
 def example_text(ex: Example) -> str:
     """The text a shift or rephraser reads: the input and, for pair tasks, its second segment."""
     return ex.text if ex.text_pair is None else f"{ex.text}\n{ex.text_pair}"
+
+
+# -- small JSON readers for the SuperGLUE / Alpaca layouts ------------------------------------------
+SPLIT_SEED = 0  # held-out test splits are cut with this fixed seed, whatever the run's seed
+
+
+def _read_records(path: Path) -> list[dict]:
+    """The objects of a JSON array file or a JSON-lines file; DataError names the file and line."""
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError as e:
+        raise DataError(f"{path} is not UTF-8 text ({e.reason} at byte {e.start}); re-save it as UTF-8") from e
+    except OSError as e:
+        raise DataError(f"cannot read {path}: {e}") from e
+    if text.lstrip().startswith("["):
+        try:
+            records = json.loads(text)
+        except json.JSONDecodeError as e:
+            raise DataError(f"{path} is not valid JSON: {e}") from e
+    else:
+        records = []
+        for line_no, line in enumerate(text.split("\n"), 1):
+            if not line.strip():
+                continue
+            try:
+                records.append(json.loads(line))
+            except json.JSONDecodeError as e:
+                raise DataError(f"{path} line {line_no} is not valid JSON ({e.msg}); "
+                                "expected one object per line") from e
+    if not records:
+        raise DataError(f"{path} has no records; check that it is the right file")
+    for n, record in enumerate(records, 1):
+        if not isinstance(record, dict):
+            raise DataError(f"{path} record {n} is a JSON {type(record).__name__}, not an object")
+    return records
+
+
+def _field(record: dict, key: str, path: Path, n: int, kind: type | tuple = str, allow_empty: bool = False):
+    """``record[key]``, checked for type (and, for text, non-emptiness); DataError names file, record and field."""
+    value = record.get(key)
+    if value is None:
+        raise DataError(f"{path} record {n} has no field {key!r}; fields present: {sorted(record)}")
+    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+        raise DataError(f"{path} record {n}: field {key!r} is {value!r}, expected {getattr(kind, '__name__', kind)}")
+    if kind is str and not allow_empty and not value.strip():
+        raise DataError(f"{path} record {n}: field {key!r} is empty; fill it in or drop the record")
+    return value
+
+
+def _held_out(n: int, cap: int, share: float) -> int:
+    """How many examples to hold out: ``share`` of them, at most ``cap`` and at least 1."""
+    return max(1, min(cap, int(n * share)))
+
+
+# -- BoolQ (SuperGLUE) -------------------------------------------------------------------------------
+BOOLQ_LABELS = ["no", "yes"]
+
+
+def _read_boolq(path: Path, name: str) -> TaskDataset:
+    # HF export: {"question", "answer": bool, "passage"}; SuperGLUE: {"question", "passage", "label": bool, "idx"}.
+    examples = []
+    for n, r in enumerate(_read_records(path), 1):
+        key = "answer" if "answer" in r else "label"
+        value = r.get(key)
+        if isinstance(value, str) and value.strip().lower() in ("true", "false", "yes", "no", "0", "1"):
+            value = value.strip().lower() in ("true", "yes", "1")
+        if isinstance(value, int) and not isinstance(value, bool) and value in (0, 1):
+            value = bool(value)
+        if not isinstance(value, bool):
+            raise DataError(f"{path} record {n}: field 'answer' (HF export) or 'label' (SuperGLUE) must be "
+                            f"true or false, got {value!r}")
+        examples.append(Example(text=_field(r, "passage", path, n), text_pair=_field(r, "question", path, n),
+                                label=int(value), meta={"row": n, **({"idx": r["idx"]} if "idx" in r else {})}))
+    return TaskDataset(examples, list(BOOLQ_LABELS), name)
+
+
+def _load_boolq(folder: Path, seed: int) -> Splits:
+    val = _read_boolq(find_file(folder, ("val.jsonl", "boolq_validation.json", "validation.json", "dev.jsonl"),
+                                "boolq"), "boolq/val")
+    train_file = find_file(folder, ("train.jsonl", "boolq_train.json", "train.json"), "boolq", required=False)
+    if train_file is not None:
+        return _read_boolq(train_file, "boolq/train"), None, val
+    # Only the validation set: hold out a fixed test set, train on the rest.
+    train, test = split_off(val, _held_out(len(val), 1000, 0.5), SPLIT_SEED, ("boolq/train", "boolq/test"))
+    return train, None, test
+
+
+register(TaskDefinition(
+    name="boolq", kind="classification", metric="accuracy",
+    description="SuperGLUE BoolQ yes/no questions on a passage; val is the test set. With only the validation "
+                "file, 1,000 of it (half of a set of 2,000 or fewer) are held out as test with a fixed seed and "
+                "the rest is train",
+    files="SuperGLUE's train.jsonl and val.jsonl (question, passage, label) or the HF export "
+          "boolq_validation.json / boolq_train.json (question, answer, passage)",
+    load=_load_boolq,
+    decoder_template="Passage: {text}\nQuestion: {text_pair}?\nAnswer:",
+    verbalizers=[" no", " yes"], shift="boolq-ps",
+))
+
+
+# -- COPA (SuperGLUE) ------------------------------------------------------------------------------------
+COPA_LABELS = ["choice1", "choice2"]
+COPA_QUESTIONS = {"cause": "What was the cause?", "effect": "What happened as a result?"}
+
+
+def _read_copa(path: Path, name: str) -> TaskDataset:
+    examples = []
+    for n, r in enumerate(_read_records(path), 1):
+        question = _field(r, "question", path, n)
+        if question not in COPA_QUESTIONS:
+            raise DataError(f"{path} record {n}: field 'question' is {question!r}, expected 'cause' or 'effect'")
+        label = _field(r, "label", path, n, int)
+        if label not in (0, 1):
+            raise DataError(f"{path} record {n}: field 'label' is {label!r}, expected 0 or 1")
+        premise = _field(r, "premise", path, n)
+        examples.append(Example(
+            text=f"{premise} {COPA_QUESTIONS[question]}", label=label,
+            choices=[_field(r, "choice1", path, n), _field(r, "choice2", path, n)],
+            meta={"row": n, "premise": premise, "question": question, **({"idx": r["idx"]} if "idx" in r else {})},
+        ))
+    return TaskDataset(examples, list(COPA_LABELS), name)
+
+
+def _load_copa(folder: Path, seed: int) -> Splits:
+    # SuperGLUE's test.jsonl has no labels: val.jsonl is the test set, validation is held out of train.
+    train = _read_copa(find_file(folder, ("train.jsonl",), "copa"), "copa/train")
+    test = _read_copa(find_file(folder, ("val.jsonl", "validation.jsonl", "dev.jsonl"), "copa"), "copa/val")
+    return train, None, test
+
+
+register(TaskDefinition(
+    name="copa", kind="multiple_choice", metric="accuracy",
+    description="SuperGLUE COPA: pick the cause or effect of a premise from two choices; val is the test set "
+                "(test has no labels), validation is held out of train",
+    files="SuperGLUE's train.jsonl and val.jsonl (premise, choice1, choice2, question, label)",
+    load=_load_copa, decoder_template="{text}", shift="copa-bs",
+))
+
+
+# -- ReCoRD (SuperGLUE) -----------------------------------------------------------------------------------
+def _read_record(path: Path, name: str) -> TaskDataset:
+    """One example per query: the passage (``@highlight`` lines as bullets) and the query with @placeholder."""
+    examples = []
+    for n, r in enumerate(_read_records(path), 1):
+        passage = _field(r, "passage", path, n, dict)
+        raw = _field(passage, "text", path, n)
+        entities = []
+        for span in passage.get("entities") or []:
+            start, end = (span.get("start"), span.get("end")) if isinstance(span, dict) else (None, None)
+            if not (isinstance(start, int) and isinstance(end, int) and 0 <= start <= end < len(raw)):
+                raise DataError(f"{path} record {n}: field 'passage.entities' has span {span!r} outside the passage "
+                                "(ReCoRD spans are inclusive character offsets)")
+            entities.append(raw[start:end + 1])
+        text = raw.replace("@highlight\n", "- ")
+        qas = _field(r, "qas", path, n, list)
+        for k, qa in enumerate(qas):
+            if not isinstance(qa, dict):
+                raise DataError(f"{path} record {n}: field 'qas[{k}]' is not an object")
+            query = _field(qa, "query", path, n)
+            answers = [a.get("text") for a in qa.get("answers") or [] if isinstance(a, dict)]
+            answers = list(dict.fromkeys(a for a in answers if isinstance(a, str) and a.strip()))
+            if not answers:
+                raise DataError(f"{path} record {n}: field 'qas[{k}].answers' is missing or empty; ReCoRD's test "
+                                "split is unlabelled, use train.jsonl and val.jsonl")
+            examples.append(Example(
+                text=text, text_pair=query, answer=answers[0], references=answers,
+                meta={"row": n, "entities": list(dict.fromkeys(entities)),
+                      **({"idx": qa["idx"]} if "idx" in qa else {})},
+            ))
+    return TaskDataset(examples, [], name)
+
+
+def _load_record(folder: Path, seed: int) -> Splits:
+    train = _read_record(find_file(folder, ("train.jsonl",), "record"), "record/train")
+    test = _read_record(find_file(folder, ("val.jsonl", "dev.jsonl", "validation.jsonl"), "record"), "record/val")
+    return train, None, test
+
+
+register(TaskDefinition(
+    name="record", kind="generation", metric="f1-em",
+    description="SuperGLUE ReCoRD cloze QA: name the passage entity that fills @placeholder; one example per "
+                "query, answer = the first gold text, references = all; val is the test set",
+    files="SuperGLUE's train.jsonl and val.jsonl ({passage: {text, entities}, qas: [{query, answers}]})",
+    load=_load_record,
+    decoder_template="Passage: {text}\nQuery: {text_pair}\nWhich entity fills @placeholder?\nAnswer:",
+    shift="record-r",
+))
+
+
+# -- Alpaca --------------------------------------------------------------------------------------------------
+ALPACA_FILES = ("alpaca_data.json", "alpaca_data_cleaned.json", "alpaca_gpt4_data.json", "alpaca_en_demo.json",
+                "train.json", "data.json")
+
+
+def _read_alpaca(path: Path, name: str) -> TaskDataset:
+    examples = []
+    for n, r in enumerate(_read_records(path), 1):
+        instruction = _field(r, "instruction", path, n)
+        extra = r.get("input") or ""
+        if not isinstance(extra, str):
+            raise DataError(f"{path} record {n}: field 'input' is {extra!r}, expected a string")
+        output = _field(r, "output", path, n)
+        examples.append(Example(text=instruction, text_pair=extra.strip() or None, answer=output,
+                                meta={"row": n}))
+    return TaskDataset(examples, [], name)
+
+
+def _load_alpaca(folder: Path, seed: int) -> Splits:
+    path = find_file(folder, ALPACA_FILES, "alpaca", required=False)
+    if path is None:
+        found = sorted(folder.glob("*.json"))
+        if len(found) != 1:
+            raise DataError(f"{folder}: task 'alpaca' needs one of {', '.join(ALPACA_FILES)} "
+                            f"(or exactly one .json file; found {len(found)})")
+        path = found[0]
+    data = _read_alpaca(path, "alpaca")
+    train, test = split_off(data, _held_out(len(data), 1000, 0.1), SPLIT_SEED, ("alpaca/train", "alpaca/test"))
+    return train, None, test
+
+
+register(TaskDefinition(
+    name="alpaca", kind="generation", metric="gpt-score",
+    description="Alpaca instruction tuning (instruction, input, output); 1,000 examples (a tenth of a set under "
+                "10,000) are held out as test with a fixed seed; scored by a 1-10 judge",
+    files="one Alpaca JSON array, e.g. alpaca_data.json or alpaca_en_demo.json (instruction, input, output)",
+    load=_load_alpaca,
+    decoder_template="### Instruction:\n{text}\n{text_pair}\n### Response:\n",
+    shift="alpaca-is",
+))

@@ -8,6 +8,10 @@ from typing import Callable
 
 from ..data.examples import TaskDataset
 from ..errors import ConfigError
+from .alpaca_is import instruction_shift
+from .boolq_ps import preference_shift
+from .copa_bs import bias_shift
+from .record_r import rephrase_shift
 from .rte_e import entailment_shift
 from .sst2_p import polarity_shift
 
@@ -30,6 +34,12 @@ def register_shift(name: str, fn: Callable[..., tuple[TaskDataset, dict]], descr
 
 register_shift("sst2-p", polarity_shift, "SST-2-PolarityShift: soft labels for a share of each class (eq. 16-18)")
 register_shift("rte-e", entailment_shift, "RTE-EntailmentShift: bias entailment labels to contradiction (eq. 19-21)")
+register_shift("copa-bs", bias_shift, "COPA-BiasShift: bias answers towards the human-related option (eq. 14-15)")
+register_shift("boolq-ps", preference_shift,
+               "BoolQ-PreferenceShift: yes/no answers rewritten as casual, formal or expressive text")
+register_shift("record-r", rephrase_shift, "ReCoRD-Rephrase: gold answers rewritten three ways, same meaning")
+register_shift("alpaca-is", instruction_shift,
+               "Alpaca-InstructionShift: responses rewritten as terse, elaborate or conversational")
 
 
 def shift_parameters(name: str) -> dict[str, object]:

@@ -1,0 +1,50 @@
+"""ReCoRD-Rephrase (ReCoRD-R): the gold answer rewritten in three ways with the same meaning.
+
+DCPC paper, appendix A.1.1: GPT-3.5 rewrites "the answers to the original questions" in three
+ways. Each selected example's ``answer`` becomes one of the three rewrites (drawn uniformly,
+seeded); ``references`` keep the gold entity texts, so F1/EM still score the entity. The
+offline rephraser keeps the entity string verbatim inside its rewrite ("The answer is Obama.");
+the card counts how many rewrites still contain a gold entity.
+"""
+
+from __future__ import annotations
+
+from ..data.examples import TaskDataset
+from ..errors import ConfigError
+from .styles import generation_card, restyle
+
+PAPER = "DCPC appendix A.1.1 (ReCoRD-R)"
+
+
+def rephrase_shift(
+    dataset: TaskDataset,
+    *,
+    fraction: float = 1.0,
+    styles: list[str] | str | None = None,
+    rephraser="rule",
+    seed: int = 0,
+) -> tuple[TaskDataset, dict]:
+    """Apply ReCoRD-R to a generation dataset (passage in ``text``); return it and its card.
+
+    ``fraction`` (default all, as in the paper) of the examples get a rewrite; ``styles`` are
+    rephrasing-1..3 (the prompt's three rewrites); ``rephraser`` is "rule", "chat" or a
+    Rephraser. The input is not modified.
+    """
+    if not dataset.is_generation:
+        raise ConfigError(f"the ReCoRD-R shift needs a generation dataset with answers; {dataset.name} has none")
+
+    def item(ex):
+        if ex.references is None:
+            ex.references = [ex.answer]
+        return ex.text, ex.answer, ex.answer
+
+    shifted, counts, used = restyle(dataset, task="record", item=item, styles=styles, fraction=fraction,
+                                    rephraser=rephraser, seed=seed, label_names=list(dataset.label_names),
+                                    name=f"{dataset.name}-R")
+    kept = sum(1 for ex in shifted.examples if ex.meta["style"] != "original"
+               and any(ref in ex.answer for ref in ex.references))
+    parameters = {"fraction": fraction, "styles": styles or "rephrasing-1, rephrasing-2, rephrasing-3",
+                  "rephraser": used, "seed": seed}
+    card = generation_card("record-r", PAPER, dataset, shifted, parameters, **counts,
+                           n_rephrased_keeping_gold_entity=kept)
+    return shifted, card
