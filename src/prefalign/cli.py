@@ -47,6 +47,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--quick", action="store_true", help="a one-minute smoke run with tiny budgets")
     _add_config_args(p)
+
+    p = sub.add_parser("compare", help="methods x datasets (and their shifted twins) x seeds into the paper's tables")
+    p.add_argument("--config", "-c", required=True, help="compare YAML (see configs/compare/)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a compare config value, e.g. --set base.training.max_steps=20 (repeatable)")
+    p.add_argument("--dry-run", action="store_true", help="list the runs and which are finished, train nothing")
+    p.add_argument("--progress", action="store_true", help="show each run's progress bar")
+
+    sub.add_parser("methods", help="list the registered methods")
     cli_shift.add_parsers(sub)  # shift, tasks
     return parser
 
@@ -128,6 +137,39 @@ def cmd_demo(args) -> int:
     return 0
 
 
+def cmd_compare(args) -> int:
+    import shlex
+
+    from .compare import load_compare_config, plan, run_grid, write_reports
+    from .compare.grid import _finished, config_digest
+
+    cfg = load_compare_config(args.config, args.overrides)
+    command = "prefalign compare " + " ".join(shlex.quote(a) for a in sys.argv[2:]) if sys.argv[1:2] == ["compare"] \
+        else f"prefalign compare --config {args.config}"
+    if args.dry_run:
+        from pathlib import Path
+
+        for spec in plan(cfg):
+            run_dir = Path(cfg.output_dir) / "runs" / spec.run_id
+            done = _finished(run_dir, config_digest(spec.experiment(cfg, run_dir)))
+            print(f"{'done' if done else 'todo'}  {spec.run_id}")
+        return 0
+    results = run_grid(cfg, progress=args.progress)
+    paths = write_reports(cfg, results, command)
+    print()
+    print(paths["table"].read_text())
+    print(f"results: {paths['csv']}, {paths['json']}, chart: {paths['chart']}")
+    return 0
+
+
+def cmd_methods(args) -> int:
+    from .methods.registry import METHODS
+
+    for name, (config_cls, _) in METHODS.items():
+        print(f"{name:20s} {(config_cls.__doc__ or '').strip().splitlines()[0]}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point: one line on stderr and a non-zero exit for every user error."""
     parser = build_parser()
@@ -141,7 +183,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 2
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    handlers = {"train": cmd_train, "eval": cmd_eval, "predict": cmd_predict, "demo": cmd_demo}
+    handlers = {"train": cmd_train, "eval": cmd_eval, "predict": cmd_predict, "demo": cmd_demo,
+                "compare": cmd_compare, "methods": cmd_methods}
     handlers.update(dict.fromkeys(cli_shift.COMMANDS, cli_shift.run))
     try:
         return handlers[args.command](args)

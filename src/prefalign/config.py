@@ -56,12 +56,15 @@ class DataConfig(ConfigBase):
     validation_fraction: float = _f(0.1, "share of train held out for validation when no validation file is given")
     max_train_examples: int | None = _f(None, "use at most this many training examples")
     max_eval_examples: int | None = _f(None, "use at most this many validation/test examples")
+    max_validation_examples: int | None = _f(None, "cap the validation split alone (evaluated every eval_steps); "
+                                             "overrides max_eval_examples for it")
 
     def validate(self) -> None:
         self.check_range("max_length", 8, 1_000_000)
         self.check_range("validation_fraction", 0.0, 0.9)
         self.check_range("max_train_examples", 1, None)
         self.check_range("max_eval_examples", 1, None)
+        self.check_range("max_validation_examples", 1, None)
         bad = sorted(set(self.shift_splits) - {"train", "validation", "test"})
         if bad:
             raise ConfigError(f"data.shift_splits may hold train, validation and test, not {', '.join(bad)}")

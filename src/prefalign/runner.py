@@ -51,6 +51,8 @@ def load_splits(cfg: DataConfig, seed: int) -> tuple[TaskDataset, TaskDataset, T
     preference shift rewrites the splits in ``data.shift_splits`` (seeded by ``seed``).
     """
     train, validation, test = _raw_splits(cfg, seed)
+    if cfg.max_validation_examples:
+        validation = subset(validation, range(min(cfg.max_validation_examples, len(validation))), validation.name)
     if cfg.max_train_examples:
         train = subset(train, range(min(cfg.max_train_examples, len(train))), train.name)
     if test is not None and cfg.max_eval_examples:

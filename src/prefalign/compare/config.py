@@ -1,0 +1,123 @@
+"""The `prefalign compare` config: methods x datasets (x their shifted twins) x models x seeds."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from ..config import deep_merge, parse_overrides
+from ..configuration import ConfigBase
+from ..errors import ConfigError
+
+
+def _f(default, help: str, **kw):
+    return field(default=default, metadata={"help": help, **kw})
+
+
+@dataclass
+class MethodEntry(ConfigBase):
+    """One row of the table: a registered method, its options and its own training overrides."""
+
+    SECTION = "methods[]"
+    name: str = _f("dcpc", "registered method (dcpc, ptuning-v2, lora, full-ft, ... see `prefalign methods`)")
+    label: str | None = _f(None, "row name in the table (default: name)")
+    method: dict | None = _f(None, "method options, as the method section of a train config")
+    training: dict | None = _f(None, "training overrides for this method (for example its learning rate)")
+
+    def validate(self) -> None:
+        self.method = self.method or {}
+        self.training = self.training or {}
+        self.label = self.label or self.name
+
+
+@dataclass
+class DatasetEntry(ConfigBase):
+    """One dataset column pair: the data section, and the shift that makes its twin."""
+
+    SECTION = "datasets[]"
+    name: str = _f("sst2", "column name in the table")
+    data: dict | None = _f(None, "the data section (task/path or files, template, limits)")
+    shifted: dict | None = _f(None, "shift for the twin column, e.g. {name: sst2-p, fraction: 0.5}; null: none")
+    shifted_name: str | None = _f(None, "twin column name (default: the shift's name upper-cased, e.g. SST2-P)")
+    metric: str = _f("accuracy", "the test metric in the table (a key of the run's test metrics without 'test_')")
+
+    def validate(self) -> None:
+        self.data = self.data or {}
+        if self.shifted is not None and not self.shifted.get("name"):
+            raise ConfigError(f"datasets[{self.name}].shifted needs a name, for example {{name: sst2-p}}")
+        if self.shifted is not None and not self.shifted_name:
+            self.shifted_name = str(self.shifted["name"]).upper()
+
+
+@dataclass
+class ModelEntry(ConfigBase):
+    """A backbone (Table 4 compares several)."""
+
+    SECTION = "models[]"
+    name: str = _f("minilm", "built-in alias, local folder or hub id")
+    label: str | None = _f(None, "name in the table (default: name)")
+    training: dict | None = _f(None, "training overrides for this backbone")
+
+    def validate(self) -> None:
+        self.training = self.training or {}
+        self.label = self.label or Path(self.name).name
+
+
+@dataclass
+class CompareConfig(ConfigBase):
+    """A whole comparison grid; every run is a `prefalign train` run of the base config plus its entries."""
+
+    SECTION = ""
+    output_dir: str = _f("runs/compare", "where runs, results.csv/json, table.md and chart.png go")
+    title: str = _f("Comparison", "heading of the Markdown table")
+    seeds: list[int] = field(default_factory=lambda: [0, 1, 2], metadata={"help": "seeds; the table shows medians"})
+    models: list[ModelEntry] = field(default_factory=lambda: [ModelEntry()], metadata={"help": "backbones"})
+    methods: list[MethodEntry] = field(default_factory=list, metadata={"help": "table rows"})
+    datasets: list[DatasetEntry] = field(default_factory=list, metadata={"help": "table columns"})
+    base: dict | None = _f(None, "model/data/method/training sections every run starts from")
+    keep: str = _f("adapter", "what each finished run keeps: 'all' (checkpoints too), 'adapter' or 'metrics'",
+                   choices=("all", "adapter", "metrics"))
+
+    def validate(self) -> None:
+        self.base = self.base or {}
+        if "method" in self.base:
+            raise ConfigError("compare: base must not hold a method section; put each method's options under "
+                              "methods[].method")
+        unknown = sorted(set(self.base) - {"model", "data", "training"})
+        if unknown:
+            raise ConfigError(f"compare: base may hold model, data and training sections, not {', '.join(unknown)}")
+        if not self.methods:
+            raise ConfigError("compare: list at least one entry under methods")
+        if not self.datasets:
+            raise ConfigError("compare: list at least one entry under datasets")
+        if not self.seeds:
+            raise ConfigError("compare: list at least one seed")
+        for kind, entries in (("method", [m.label for m in self.methods]), ("dataset", [d.name for d in self.datasets]),
+                              ("model", [m.label for m in self.models])):
+            dupes = sorted({e for e in entries if entries.count(e) > 1})
+            if dupes:
+                raise ConfigError(f"compare: {kind} names must be unique; repeated: {', '.join(dupes)}")
+
+
+def load_compare_config(path: str, overrides: list[str] | None = None) -> CompareConfig:
+    """Read a compare YAML; ``--set`` overrides address it too (``--set base.training.max_steps=5``)."""
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"compare config not found: {path}")
+    try:
+        data = yaml.safe_load(p.read_text()) or {}
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        raise ConfigError(f"{path} is not valid YAML{f' at line {mark.line + 1}' if mark else ''}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path} must hold a mapping with methods, datasets and base")
+    data = deep_merge(data, parse_overrides(overrides or []))
+    for key, entry in (("methods", MethodEntry), ("datasets", DatasetEntry), ("models", ModelEntry)):
+        if key in data:
+            if not isinstance(data[key], list):
+                raise ConfigError(f"compare: {key} must be a list")
+            data[key] = [entry.from_dict({"name": item} if isinstance(item, str) else item, where=f"{key}[{i}]")
+                         for i, item in enumerate(data[key])]
+    return CompareConfig.from_dict(data)

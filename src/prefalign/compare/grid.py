@@ -1,0 +1,159 @@
+"""Run a comparison grid, resumably: each finished run leaves result.json and is skipped next time."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import platform
+import shutil
+import time
+import traceback
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..config import ExperimentConfig, deep_merge
+from ..errors import TrainingError, UserError
+from .config import CompareConfig, DatasetEntry, MethodEntry, ModelEntry
+
+RESULT_FILE = "result.json"
+
+
+@dataclass
+class RunSpec:
+    """One cell-and-seed of the grid."""
+
+    model: ModelEntry
+    dataset: DatasetEntry
+    variant: str  # "original" or "shifted"
+    method: MethodEntry
+    seed: int
+
+    @property
+    def column(self) -> str:
+        return self.dataset.name if self.variant == "original" else self.dataset.shifted_name
+
+    @property
+    def run_id(self) -> str:
+        return f"{self.model.label}/{self.column}/{self.method.label}/seed{self.seed}"
+
+    def experiment(self, cfg: CompareConfig, output_dir: Path) -> ExperimentConfig:
+        """The full train config of this run: base, then model, dataset, method and seed entries."""
+        data = dict(self.dataset.data)
+        if self.variant == "shifted":
+            data["shift"] = dict(self.dataset.shifted)
+        merged = deep_merge(cfg.base, {"model": {"name": self.model.name}, "data": data})
+        merged = deep_merge(merged, {"training": self.model.training})
+        merged = deep_merge(merged, {"method": {"name": self.method.name, **self.method.method},
+                                     "training": self.method.training})
+        merged = deep_merge(merged, {"training": {"seed": self.seed, "output_dir": str(output_dir)}})
+        return ExperimentConfig.from_dict(merged)
+
+
+def plan(cfg: CompareConfig) -> list[RunSpec]:
+    """Every run of the grid, in the order they execute (seeds innermost, so medians fill in early)."""
+    runs = []
+    for model in cfg.models:
+        for dataset in cfg.datasets:
+            variants = ["original"] + (["shifted"] if dataset.shifted else [])
+            for variant in variants:
+                for method in cfg.methods:
+                    for seed in cfg.seeds:
+                        runs.append(RunSpec(model, dataset, variant, method, seed))
+    return runs
+
+
+def config_digest(experiment: ExperimentConfig) -> str:
+    """A short hash of a run's resolved config (output_dir excluded): a changed config reruns."""
+    data = experiment.to_dict()
+    data["training"].pop("output_dir", None)
+    data["training"].pop("progress", None)
+    return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def run_grid(cfg: CompareConfig, *, progress: bool = False, log=print) -> list[dict]:
+    """Run every missing run of ``cfg`` (skipping finished ones); return all results, grid order."""
+    from ..models.loading import load_backbone
+    from ..runner import train
+
+    out = Path(cfg.output_dir)
+    specs = plan(cfg)
+    results, todo = [], []
+    for spec in specs:
+        run_dir = out / "runs" / spec.run_id
+        exp = spec.experiment(cfg, run_dir)
+        done = _finished(run_dir, config_digest(exp))
+        results.append(done)
+        if done is None:
+            todo.append((len(results) - 1, spec, exp, run_dir))
+    log(f"compare: {len(specs)} runs, {len(specs) - len(todo)} already finished, {len(todo)} to run -> {out}")
+    backbones: dict[str, object] = {}
+    for n, (index, spec, exp, run_dir) in enumerate(todo, 1):
+        log(f"[{n}/{len(todo)}] {spec.run_id} ...")
+        if spec.model.name not in backbones:
+            backbones.clear()  # one backbone in memory at a time
+            backbones[spec.model.name] = load_backbone(exp.model.name, trust_remote_code=exp.model.trust_remote_code,
+                                                      dtype=exp.model.dtype)
+        exp.training.progress = progress
+        t0 = time.time()
+        try:
+            result = train(exp, backbone=backbones[spec.model.name])
+            record = _record(spec, exp, result.metrics, _count(result.model), "ok", None, time.time() - t0)
+        except TrainingError as exc:  # a diverged run is a result too: the table marks it
+            record = _record(spec, exp, {}, None, "failed", str(exc), time.time() - t0)
+        except UserError:
+            raise
+        except Exception as exc:  # keep the grid going; the traceback goes beside the run
+            run_dir.mkdir(parents=True, exist_ok=True)
+            (run_dir / "error.txt").write_text(traceback.format_exc())
+            record = _record(spec, exp, {}, None, "failed", f"{type(exc).__name__}: {exc}", time.time() - t0)
+        _write_json_atomically(run_dir / RESULT_FILE, record)
+        _tidy(run_dir, cfg.keep)
+        results[index] = record
+        metric = record["metrics"].get(f"test_{spec.dataset.metric}")
+        shown = f"test {spec.dataset.metric} {metric:.4f}" if metric is not None else record["status"]
+        log(f"    {shown} in {record['seconds']:.0f} s")
+    return results
+
+
+def _count(model) -> int:
+    return int(sum(p.numel() for p in model.trainable_parameters().values()))
+
+
+def _record(spec: RunSpec, exp: ExperimentConfig, metrics: dict, tunable: int | None, status: str,
+            error: str | None, seconds: float) -> dict:
+    from ..runner import versions
+
+    return {
+        "run_id": spec.run_id, "model": spec.model.label, "model_name": spec.model.name,
+        "dataset": spec.dataset.name, "variant": spec.variant, "column": spec.column,
+        "method": spec.method.label, "method_name": spec.method.name, "seed": spec.seed,
+        "metric": spec.dataset.metric, "status": status, "error": error, "metrics": metrics,
+        "tunable_params": tunable, "seconds": round(seconds, 1), "config_digest": config_digest(exp),
+        "config": exp.to_dict(), "machine": platform.platform(), "processor": platform.processor() or platform.machine(),
+        "versions": versions(),
+    }
+
+
+def _finished(run_dir: Path, digest: str) -> dict | None:
+    path = run_dir / RESULT_FILE
+    if not path.is_file():
+        return None
+    try:
+        record = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError):
+        return None
+    return record if record.get("config_digest") == digest and record.get("status") == "ok" else None
+
+
+def _tidy(run_dir: Path, keep: str) -> None:
+    if keep in ("adapter", "metrics"):
+        shutil.rmtree(run_dir / "checkpoints", ignore_errors=True)
+    if keep == "metrics":
+        shutil.rmtree(run_dir / "adapter", ignore_errors=True)
+
+
+def _write_json_atomically(path: Path, data: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(data, indent=2))
+    tmp.replace(path)

@@ -1,0 +1,136 @@
+"""`prefalign compare`: a two-method, two-seed grid on tiny models, resumability, tables and errors."""
+
+from __future__ import annotations
+
+import json
+import statistics
+
+import pytest
+import yaml
+
+from helpers_cli import ERROR_PREFIX, run_main, save_tiny_model, toy_rows, write_csv
+from prefalign.compare import CompareConfig, markdown_tables, median_table
+from prefalign.compare.config import DatasetEntry, MethodEntry, ModelEntry
+
+
+@pytest.fixture(scope="module")
+def grid_files(tmp_path_factory, vocab_file):
+    root = tmp_path_factory.mktemp("compare")
+    model = save_tiny_model("bert", vocab_file, root / "tiny-bert")
+    write_csv(root / "train.csv", toy_rows(48, seed=0))
+    write_csv(root / "test.csv", toy_rows(24, seed=1))
+    return root, model
+
+
+def write_config(root, model, **changes):
+    cfg = {
+        "title": "tiny grid",
+        "output_dir": str(root / "out"),
+        "seeds": [0, 1],
+        "keep": "adapter",
+        "models": [{"name": str(model), "label": "tiny"}],
+        "base": {"data": {"max_length": 16},
+                 "training": {"batch_size": 8, "max_steps": 2, "eval_steps": 1, "logging_steps": 1,
+                              "progress": False, "learning_rate": 1e-2}},
+        "methods": [{"name": "ptuning-v2", "label": "PTv2", "method": {"prefix_length": 2}},
+                    {"name": "lora", "label": "LoRA", "training": {"learning_rate": 1e-3}}],
+        "datasets": [{"name": "toy", "data": {"train": str(root / "train.csv"), "test": str(root / "test.csv")},
+                      "shifted": {"name": "sst2-p"}, "shifted_name": "toy-P"}],
+    }
+    cfg.update(changes)
+    path = root / "compare.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    return path
+
+
+def test_two_methods_two_seeds_grid_writes_every_report_and_resumes(grid_files):
+    root, model = grid_files
+    path = write_config(root, model)
+    rc, out, err = run_main(["compare", "--config", str(path)])
+    assert rc == 0, err
+    assert "8 to run" in out
+    results = json.loads((root / "out" / "results.json").read_text())["runs"]
+    assert len(results) == 8 and all(r["status"] == "ok" for r in results)
+    assert {(r["method"], r["column"], r["seed"]) for r in results} == {
+        (m, c, s) for m in ("PTv2", "LoRA") for c in ("toy", "toy-P") for s in (0, 1)}
+    # The shifted runs trained on soft labels; the original ones did not.
+    for r in results:
+        assert (r["config"]["data"]["shift"] is not None) == (r["column"] == "toy-P")
+    # Tunable parameters: PTv2 = prefixes (L x 2 x m x kv_dim) + head; LoRA = A and B of q and v + head.
+    ptv2 = next(r for r in results if r["method"] == "PTv2")["tunable_params"]
+    layers, hidden = 2, 32
+    head = hidden * 2 + 2
+    assert ptv2 == layers * 2 * 2 * hidden + head
+    lora = next(r for r in results if r["method"] == "LoRA")["tunable_params"]
+    assert lora == layers * 2 * (4 * hidden + 4 * hidden) + head
+    # The table holds medians over the two seeds, and the drop is original minus shifted.
+    table = (root / "out" / "table.md").read_text()
+    assert "| Method | Tunable params | toy (accuracy) | toy-P (accuracy) | drop |" in table
+    for method in ("PTv2", "LoRA"):
+        orig = statistics.median(r["metrics"]["test_accuracy"] for r in results
+                                 if r["method"] == method and r["column"] == "toy")
+        shifted = statistics.median(r["metrics"]["test_accuracy"] for r in results
+                                    if r["method"] == method and r["column"] == "toy-P")
+        row = next(line for line in table.splitlines() if line.startswith(f"| {method} |"))
+        cells = [c.strip().strip("*") for c in row.strip("|").split("|")]
+        assert cells[2] == f"{100 * orig:.1f}" and cells[3] == f"{100 * shifted:.1f}"
+        assert cells[4] == f"{100 * (orig - shifted):.1f}"
+    assert (root / "out" / "chart.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    csv_lines = (root / "out" / "results.csv").read_text().splitlines()
+    assert len(csv_lines) == 9 and csv_lines[0].startswith("model,dataset,variant")
+    # keep: adapter leaves the adapter and drops the Trainer's checkpoints.
+    run_dir = root / "out" / "runs" / "tiny" / "toy" / "PTv2" / "seed0"
+    assert (run_dir / "adapter").is_dir() and not (run_dir / "checkpoints").exists()
+
+    # Resume: nothing reruns; a missing result reruns alone; a changed setting reruns its runs.
+    rc, out, _ = run_main(["compare", "--config", str(path)])
+    assert rc == 0 and "8 already finished, 0 to run" in out
+    (run_dir / "result.json").unlink()
+    rc, out, _ = run_main(["compare", "--config", str(path), "--dry-run"])
+    assert rc == 0 and out.count("todo") == 1 and "todo  tiny/toy/PTv2/seed0" in out
+    rc, out, _ = run_main(["compare", "--config", str(path), "--set", "methods=[{name: lora, label: LoRA, "
+                           "training: {learning_rate: 0.002}}]", "--dry-run"])
+    assert rc == 0 and out.count("todo") == 4
+
+
+def test_medians_and_drops_from_hand_made_results():
+    cfg = CompareConfig(seeds=[0, 1, 2], models=[ModelEntry(name="m")],
+                        methods=[MethodEntry(name="dcpc", label="DCPC"), MethodEntry(name="lora", label="LoRA")],
+                        datasets=[DatasetEntry(name="SST-2", shifted={"name": "sst2-p"}, shifted_name="SST-2-P")])
+
+    def run(method, column, seed, acc, status="ok"):
+        return {"model": "m", "method": method, "column": column, "seed": seed, "metric": "accuracy",
+                "status": status, "metrics": {"test_accuracy": acc} if acc is not None else {},
+                "tunable_params": 1500, "seconds": 1.0}
+
+    results = [run("DCPC", "SST-2", 0, 0.80), run("DCPC", "SST-2", 1, 0.70), run("DCPC", "SST-2", 2, 0.90),
+               run("DCPC", "SST-2-P", 0, 0.75), run("DCPC", "SST-2-P", 1, 0.60), run("DCPC", "SST-2-P", 2, None,
+                                                                                      "failed"),
+               run("LoRA", "SST-2", 0, 0.50), run("LoRA", "SST-2", 1, 0.50), run("LoRA", "SST-2", 2, 0.60)]
+    cells = median_table(results)
+    assert cells[("m", "DCPC", "SST-2")]["median"] == pytest.approx(0.80)
+    assert cells[("m", "DCPC", "SST-2-P")]["median"] == pytest.approx(0.675)  # two finished seeds
+    assert cells[("m", "DCPC", "SST-2-P")]["failed"] == 1
+    table = markdown_tables(cfg, results)
+    assert "| DCPC | 1.5K | **80.0** | 67.5 (2/3 seeds) | 12.5 |" in table  # one value: nothing to bold
+    assert "| LoRA | 1.5K | 50.0 | – | – |" in table
+
+
+@pytest.mark.parametrize("change, needle", [
+    ({"methods": []}, "at least one entry under methods"),
+    ({"methods": [{"name": "lora"}, {"name": "lora"}]}, "repeated: lora"),
+    ({"methods": [{"name": "lora", "lr": 1}]}, "unknown config key 'methods[0].lr'"),
+    ({"base": {"method": {"name": "dcpc"}}}, "must not hold a method section"),
+    ({"datasets": [{"name": "x", "shifted": {"fraction": 0.5}}]}, "shifted needs a name"),
+    ({"keep": "everything"}, "keep"),
+])
+def test_bad_compare_configs_fail_in_one_line(grid_files, change, needle):
+    root, model = grid_files
+    path = write_config(root, model, **change)
+    rc, out, err = run_main(["compare", "--config", str(path)])
+    assert rc == 2 and err.startswith(ERROR_PREFIX) and needle in err and err.count("\n") == 1
+
+
+def test_missing_compare_config(tmp_path):
+    rc, _, err = run_main(["compare", "--config", str(tmp_path / "nope.yaml")])
+    assert rc == 2 and "compare config not found" in err
