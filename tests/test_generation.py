@@ -384,3 +384,46 @@ def test_generation_metric_comes_from_the_task_registry():
     assert generation_metric(DataConfig()) == "f1-em"  # files without a registered task: SQuAD-style f1-em
     for name, task in TASKS.items():
         assert generation_metric(DataConfig(task=name)) == task.metric
+
+
+# -- baselines on generation tasks --------------------------------------------------------------------
+def test_lora_generates_through_its_own_adapted_copy(llama):
+    from prefalign.methods import build_method
+
+    spec = build_task_spec(toy_qa(), llama.geometry, llama.tokenizer, PromptFormat())
+    lora = build_method("lora", {}, llama, spec)
+    with torch.no_grad():
+        for name, p in lora.named_parameters():
+            if "lora_B" in name:
+                p.normal_(std=1.0)
+    prompts = ["the movie was good", "the movie was very bad"]
+    adapted = generate(lora, llama.tokenizer, prompts, num_beams=1, max_new_tokens=4, do_sample=False)
+    plain = generate(FixedPrefix(llama, None), llama.tokenizer, prompts, num_beams=1, max_new_tokens=4,
+                     do_sample=False)
+    assert adapted != plain  # the caller's backbone has no adapters; the method's copy does
+
+
+def test_lora_and_full_ft_train_on_a_generation_task(vocab_file, tmp_path):
+    from prefalign.config import ExperimentConfig
+    from prefalign.runner import train
+
+    model_dir = save_tiny_model("llama", vocab_file, tmp_path / "tiny-llama")
+    for method in ("lora", "full-ft"):
+        cfg = ExperimentConfig.from_dict({
+            "model": {"name": str(model_dir)}, "data": {"max_length": 32}, "method": {"name": method},
+            "training": {"output_dir": str(tmp_path / method), "max_steps": 2, "eval_steps": 2, "batch_size": 4,
+                         "eval_batch_size": 4, "learning_rate": 1e-3, "device": "cpu", "progress": False},
+        })
+        result = train(cfg, splits=(toy_qa(8), toy_qa(4, offset=8), toy_qa(4, offset=12)))
+        assert 0.0 <= result.metrics["test_f1_em"] <= 1.0 and result.metrics["train_steps"] == 2
+
+
+def test_soft_prompt_baselines_refuse_generation_training(llama):
+    from prefalign.methods import build_method
+
+    data = toy_qa(4)
+    spec = build_task_spec(data, llama.geometry, llama.tokenizer, PromptFormat())
+    model = build_method("prompt-tuning", {"num_virtual_tokens": 2}, llama, spec)
+    batch = collator_for(llama)(data.examples)
+    with pytest.raises(ConfigError, match="generation"):
+        model(**batch)

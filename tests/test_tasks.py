@@ -179,3 +179,20 @@ def test_real_alpaca():
     train, _, test = load_task("alpaca", shared("alpaca_en_demo", "alpaca_en_demo.json"))
     assert (len(train), len(test)) == (900, 99)
     assert sum(e.text_pair is not None for e in list(train) + list(test)) == 412
+
+
+def test_boolq_ps_config_trains_on_styled_answers_and_scores_the_test_labels(tmp_path):
+    """data.shift = boolq-ps turns train/validation into styled answers; the test split keeps its
+    yes/no labels, as answers the yes/no accuracy reads (runner.as_generation)."""
+    from prefalign.config import DataConfig
+    from prefalign.generation import gold_polarity
+    from prefalign.runner import load_splits
+
+    (tmp_path / "boolq_validation.json").write_text(json.dumps(boolq_rows(40)))
+    cfg = DataConfig(task="boolq", path=str(tmp_path), shift={"name": "boolq-ps"}, validation_fraction=0.25)
+    train, validation, test = load_splits(cfg, seed=0)
+    assert train.is_generation and validation.is_generation and test.is_generation
+    plain = load_task("boolq", tmp_path, seed=0)[2]
+    assert [gold_polarity(ex) for ex in test] == [plain.label_names[ex.label] for ex in plain]
+    assert [ex.answer for ex in test] == [plain.label_names[ex.label] for ex in plain]  # not restyled
+    assert all(ex.answer not in ("yes", "no") for ex in train)  # every training answer is restyled

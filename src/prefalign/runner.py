@@ -67,7 +67,22 @@ def load_splits(cfg: DataConfig, seed: int) -> tuple[TaskDataset, TaskDataset, T
                 data, _ = apply_shift(cfg.shift["name"], data, params, seed=params.get("seed", seed))
             shifted[split] = data
         train, validation, test = shifted["train"], shifted["validation"], shifted["test"]
+        if train.is_generation:  # BoolQ-PS: styled answers to train on, the same task's labels to score
+            validation, test = (as_generation(d) if d is not None and not d.is_generation else d
+                                for d in (validation, test))
     return train, validation, test
+
+
+def as_generation(data: TaskDataset) -> TaskDataset:
+    """A classification split as a generation one: the label name is the answer, meta keeps the label."""
+    from .data import Example
+
+    examples = []
+    for ex in data.examples:
+        name = data.label_names[ex.hard_label()]
+        examples.append(Example(text=ex.text, text_pair=ex.text_pair, answer=name, references=[name],
+                                meta={**ex.meta, "label": name}))
+    return TaskDataset(examples, [], name=data.name)
 
 
 def _raw_splits(cfg: DataConfig, seed: int) -> tuple[TaskDataset, TaskDataset, TaskDataset | None]:

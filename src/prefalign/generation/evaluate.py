@@ -63,7 +63,7 @@ def evaluate_generation(model, backbone, data: TaskDataset, metric: str, *, coll
     prompt_ids = collator.prompt_ids(data.examples)
     new_tokens = max_new_tokens or default_max_new_tokens(tokenizer, data)
     predictions = generate_from_ids(model, tokenizer, prompt_ids, num_beams=num_beams, max_new_tokens=new_tokens,
-                                    batch_size=batch_size, lm=backbone.model)
+                                    batch_size=batch_size)  # the method's own LM: baselines adapt a copy
     result: dict = {"n": len(data)}
     if metric == "f1-em":
         result.update(f1_em(predictions, [ex.references or [ex.answer] for ex in data.examples]))

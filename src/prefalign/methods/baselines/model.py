@@ -64,6 +64,8 @@ class BaselineModel(nn.Module):
 
     def forward(self, input_ids, attention_mask, labels=None, target_dist=None, score_mask=None,
                 token_type_ids=None, **_: object) -> MethodOutput:
+        if labels is not None and labels.dim() == 2:  # token labels: a generation task (decoders)
+            return self._generation_forward(input_ids, attention_mask, labels)
         soft = self.soft_prompt(input_ids.shape[0])
         out = self.classifier(input_ids, attention_mask, None, score_mask=score_mask, token_type_ids=token_type_ids,
                               prompt_embeds=soft)
@@ -78,6 +80,23 @@ class BaselineModel(nn.Module):
         if extra is not None:
             result.terms["loss_regularizer"] = extra.detach()
             result.loss = loss + extra
+        return result
+
+
+    def _generation_forward(self, input_ids, attention_mask, labels) -> MethodOutput:
+        """The LM loss on answer tokens; soft prompts are not supported here (ConfigError)."""
+        if self.soft_prompt(1) is not None:
+            from ...errors import ConfigError
+
+            raise ConfigError(f"{self.method_name} feeds soft tokens, which the generation path does not take; "
+                              "use ptuning-v2, dcpc, lora, full-ft or another adapter method for generation tasks")
+        out = self.classifier.lm_forward(input_ids, attention_mask, None, labels)
+        result = MethodOutput(loss=out.loss, logits=torch.log(out.answer_probs.clamp(min=1e-12)))
+        result.terms["loss_task"] = out.loss.detach()
+        extra = self.regularizer() if self.training else None
+        if extra is not None:
+            result.terms["loss_regularizer"] = extra.detach()
+            result.loss = out.loss + extra
         return result
 
 
