@@ -427,3 +427,19 @@ def test_soft_prompt_baselines_refuse_generation_training(llama):
     batch = collator_for(llama)(data.examples)
     with pytest.raises(ConfigError, match="generation"):
         model(**batch)
+
+
+def test_chat_judge_without_an_endpoint_fails_before_training(vocab_file, tmp_path, monkeypatch):
+    from prefalign.config import ExperimentConfig
+    from prefalign.errors import UserError
+    from prefalign.runner import train
+
+    for var in ("PREFALIGN_API_BASE", "PREFALIGN_API_MODEL", "PREFALIGN_API_KEY"):
+        monkeypatch.delenv(var, raising=False)
+    cfg = ExperimentConfig.from_dict({
+        "model": {"name": str(tmp_path / "never-loaded")}, "method": {"name": "ptuning-v2"},
+        "training": {"output_dir": str(tmp_path / "run"), "judge": "chat", "max_steps": 1},
+    })
+    with pytest.raises(UserError, match="PREFALIGN_API_BASE"):
+        train(cfg, splits=(toy_qa(8), toy_qa(4, offset=8), toy_qa(4, offset=12)))
+    assert not (tmp_path / "run").exists()

@@ -98,6 +98,10 @@ class TrainingConfig(ConfigBase):
     device: str = _f("auto", "'auto' (GPU when present), 'cpu' or 'cuda'", choices=("auto", "cpu", "cuda"))
     bf16: bool = _f(False, "bfloat16 mixed precision (GPU)")
     progress: bool = _f(True, "show progress bars")
+    judge: str = _f("offline", "who gives gpt-score on instruction data (Alpaca): 'chat', the paper's judge prompt on "
+                    "an OpenAI-compatible endpoint (PREFALIGN_API_BASE / _MODEL / _KEY), or 'offline', a token-overlap "
+                    "stand-in that is labelled as such", choices=("offline", "chat"))
+    num_beams: int = _f(3, "beam width when generating answers of generation tasks (section 4.1: 3)")
 
     def validate(self) -> None:
         self.check_range("learning_rate", 0.0, 10.0)
@@ -110,6 +114,7 @@ class TrainingConfig(ConfigBase):
         self.check_range("early_stopping_patience", 1, None)
         self.check_range("logging_steps", 1, None)
         self.check_range("save_total_limit", 1, None)
+        self.check_range("num_beams", 1, 64)
 
 
 @dataclass

@@ -190,6 +190,11 @@ def train(cfg: ExperimentConfig, *, backbone: LoadedModel | None = None,
     tc = cfg.training
     seed_everything(tc.seed)
     train_set, val_set, test_set = splits or load_splits(cfg.data, tc.seed)  # bad data fails before a model load
+    judge = None
+    if tc.judge == "chat" and train_set.is_generation:  # a missing endpoint fails now, not after training
+        from .evaluation.judge import ChatJudge
+
+        judge = ChatJudge()
     own_backbone = backbone is None
     backbone = backbone or load_backbone(cfg.model.name, trust_remote_code=cfg.model.trust_remote_code,
                                          dtype=cfg.model.dtype)
@@ -252,8 +257,10 @@ def train(cfg: ExperimentConfig, *, backbone: LoadedModel | None = None,
         from .generation import evaluate_generation
 
         scores = evaluate_generation(model, backbone, test_set, generation_metric(cfg.data), collator=collator,
-                                     num_beams=3, batch_size=tc.eval_batch_size)
+                                     num_beams=tc.num_beams, batch_size=tc.eval_batch_size, judge=judge)
         metrics.update({f"test_{k}": float(v) for k, v in scores.items() if isinstance(v, (int, float))})
+        if "judge" in scores:
+            metrics["test_judge"] = scores["judge"]
     elif test_set is not None:
         metrics.update({k: float(v) for k, v in trainer.evaluate(ListDataset(test_set), metric_key_prefix="test").items()
                         if isinstance(v, (int, float))})
