@@ -134,3 +134,35 @@ def test_bad_compare_configs_fail_in_one_line(grid_files, change, needle):
 def test_missing_compare_config(tmp_path):
     rc, _, err = run_main(["compare", "--config", str(tmp_path / "nope.yaml")])
     assert rc == 2 and "compare config not found" in err
+
+
+def test_digest_ignores_defaults_and_output_dir_but_not_settings():
+    from prefalign.compare.grid import config_digest
+    from prefalign.config import ExperimentConfig
+
+    base = {"model": {"name": "m"}, "method": {"name": "lora"}, "training": {"output_dir": "a", "seed": 1}}
+    exp = ExperimentConfig.from_dict(base)
+    stored = exp.to_dict()
+    del stored["training"]["num_beams"]  # a record written before this option existed
+    assert config_digest(stored) == config_digest(exp)
+    moved = ExperimentConfig.from_dict({**base, "training": {"output_dir": "b", "seed": 1}})
+    assert config_digest(moved) == config_digest(exp)
+    changed = ExperimentConfig.from_dict({**base, "training": {"output_dir": "a", "seed": 2}})
+    assert config_digest(changed) != config_digest(exp)
+
+
+def test_a_missing_dataset_fails_before_any_training(grid_files):
+    root, model = grid_files
+    path = write_config(root, model, output_dir=str(root / "out-missing"), datasets=[
+        {"name": "toy", "data": {"train": str(root / "train.csv"), "test": str(root / "test.csv")}},
+        {"name": "gone", "data": {"task": "rte", "path": str(root / "no-rte")}}])
+    rc, _, err = run_main(["compare", "--config", str(path)])
+    assert rc == 2 and "gone" in err and "no-rte" in err
+    assert not (root / "out-missing" / "runs").exists()
+
+
+def test_dataset_metric_defaults_to_the_task_registry():
+    assert DatasetEntry(name="r", data={"task": "record"}).metric == "f1_em"
+    assert DatasetEntry(name="a", data={"task": "alpaca"}).metric == "gpt_score"
+    assert DatasetEntry(name="s", data={"task": "sst2"}).metric == "accuracy"
+    assert DatasetEntry(name="f", data={"train": "x.csv"}).metric == "accuracy"

@@ -41,10 +41,19 @@ class DatasetEntry(ConfigBase):
     data: dict | None = _f(None, "the data section (task/path or files, template, limits)")
     shifted: dict | None = _f(None, "shift for the twin column, e.g. {name: sst2-p, fraction: 0.5}; null: none")
     shifted_name: str | None = _f(None, "twin column name (default: the shift's name upper-cased, e.g. SST2-P)")
-    metric: str = _f("accuracy", "the test metric in the table (a key of the run's test metrics without 'test_')")
+    metric: str | None = _f(None, "the test metric in the table (a run's test metric key without 'test_': "
+                            "accuracy, f1_em, gpt_score); default: the registered task's metric, else accuracy")
 
     def validate(self) -> None:
         self.data = self.data or {}
+        if self.metric is None:
+            task = self.data.get("task")
+            if task:
+                from ..data.tasks import get_task
+
+                self.metric = get_task(task).metric.replace("-", "_")
+            else:
+                self.metric = "accuracy"
         if self.shifted is not None and not self.shifted.get("name"):
             raise ConfigError(f"datasets[{self.name}].shifted needs a name, for example {{name: sst2-p}}")
         if self.shifted is not None and not self.shifted_name:

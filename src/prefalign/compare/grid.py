@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import platform
@@ -11,7 +12,7 @@ import traceback
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..config import ExperimentConfig, deep_merge
+from ..config import DataConfig, ExperimentConfig, ModelConfig, TrainingConfig, deep_merge
 from ..errors import TrainingError, UserError
 from .config import CompareConfig, DatasetEntry, MethodEntry, ModelEntry
 
@@ -62,12 +63,26 @@ def plan(cfg: CompareConfig) -> list[RunSpec]:
     return runs
 
 
-def config_digest(experiment: ExperimentConfig) -> str:
-    """A short hash of a run's resolved config (output_dir excluded): a changed config reruns."""
-    data = experiment.to_dict()
-    data["training"].pop("output_dir", None)
-    data["training"].pop("progress", None)
+def config_digest(experiment: ExperimentConfig | dict) -> str:
+    """A short hash of a run's settings: a changed setting reruns the run, nothing else does.
+
+    Fields at their default value are left out, so a newer prefalign that adds an option (with a
+    default that keeps the old behaviour) still recognises results written before it existed;
+    output_dir and progress never count.
+    """
+    data = experiment.to_dict() if isinstance(experiment, ExperimentConfig) else json.loads(json.dumps(experiment))
+    data.get("training", {}).pop("output_dir", None)
+    data.get("training", {}).pop("progress", None)
+    for section, cls in (("model", ModelConfig), ("data", DataConfig), ("training", TrainingConfig)):
+        defaults = {f.name: _default(f) for f in dataclasses.fields(cls)}
+        data[section] = {k: v for k, v in data.get(section, {}).items() if k not in defaults or v != defaults[k]}
     return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _default(f: dataclasses.Field):
+    if f.default is not dataclasses.MISSING:
+        return f.default
+    return f.default_factory() if f.default_factory is not dataclasses.MISSING else None
 
 
 def run_grid(cfg: CompareConfig, *, progress: bool = False, log=print) -> list[dict]:
@@ -86,6 +101,7 @@ def run_grid(cfg: CompareConfig, *, progress: bool = False, log=print) -> list[d
         if done is None:
             todo.append((len(results) - 1, spec, exp, run_dir))
     log(f"compare: {len(specs)} runs, {len(specs) - len(todo)} already finished, {len(todo)} to run -> {out}")
+    preflight([(spec, exp) for _, spec, exp, _ in todo])
     backbones: dict[str, object] = {}
     for n, (index, spec, exp, run_dir) in enumerate(todo, 1):
         log(f"[{n}/{len(todo)}] {spec.run_id} ...")
@@ -115,6 +131,23 @@ def run_grid(cfg: CompareConfig, *, progress: bool = False, log=print) -> list[d
     return results
 
 
+def preflight(runs: list[tuple[RunSpec, ExperimentConfig]]) -> None:
+    """Read every dataset (and shift) the runs need once, so a missing file or a bad shift option
+    fails in one line before hours of training rather than in the middle of the grid."""
+    from ..runner import load_splits
+
+    seen = set()
+    for spec, exp in runs:
+        key = (spec.dataset.name, spec.variant)
+        if key in seen:
+            continue
+        seen.add(key)
+        try:
+            load_splits(exp.data, exp.training.seed)
+        except UserError as exc:
+            raise type(exc)(f"{spec.column}: {exc}") from None
+
+
 def _count(model) -> int:
     return int(sum(p.numel() for p in model.trainable_parameters().values()))
 
@@ -142,7 +175,9 @@ def _finished(run_dir: Path, digest: str) -> dict | None:
         record = json.loads(path.read_text())
     except (OSError, json.JSONDecodeError):
         return None
-    return record if record.get("config_digest") == digest and record.get("status") == "ok" else None
+    if record.get("status") != "ok" or "config" not in record:
+        return None
+    return record if config_digest(record["config"]) == digest else None
 
 
 def _tidy(run_dir: Path, keep: str) -> None:

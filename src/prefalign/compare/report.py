@@ -45,7 +45,7 @@ def format_params(n: int | None) -> str:
 def _score(value: float | None, metric: str) -> str:
     if value is None:
         return "–"
-    return f"{value:.2f}" if metric == "gpt-score" else f"{100 * value:.1f}"
+    return f"{value:.2f}" if metric == "gpt_score" else f"{100 * value:.1f}"
 
 
 def markdown_tables(cfg: CompareConfig, results: list[dict]) -> str:
@@ -151,7 +151,7 @@ def chart(cfg: CompareConfig, results: list[dict], path: Path) -> Path | None:
     width = 0.38
     for ax, (model, d) in zip(axes[0], panels):
         xs = range(len(cfg.methods))
-        scale = 1 if d.metric == "gpt-score" else 100
+        scale = 1 if d.metric == "gpt_score" else 100
         for offset, column, name in ((-width / 2, d.name, "original"), (width / 2, d.shifted_name, "shifted")):
             if column is None:
                 continue
