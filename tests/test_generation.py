@@ -443,3 +443,29 @@ def test_chat_judge_without_an_endpoint_fails_before_training(vocab_file, tmp_pa
     with pytest.raises(UserError, match="PREFALIGN_API_BASE"):
         train(cfg, splits=(toy_qa(8), toy_qa(4, offset=8), toy_qa(4, offset=12)))
     assert not (tmp_path / "run").exists()
+
+
+def test_cli_predict_generates_answers_and_eval_explains_itself(vocab_file, tmp_path):
+    from helpers_cli import run_main, write_jsonl
+    from prefalign.config import ExperimentConfig
+    from prefalign.runner import train
+
+    model_dir = save_tiny_model("llama", vocab_file, tmp_path / "tiny-llama")
+    cfg = ExperimentConfig.from_dict({
+        "model": {"name": str(model_dir)}, "data": {"max_length": 32},
+        "method": {"name": "ptuning-v2", "prefix_length": 2},
+        "training": {"output_dir": str(tmp_path / "run"), "max_steps": 1, "eval_steps": 1, "batch_size": 4,
+                     "device": "cpu", "progress": False},
+    })
+    train(cfg, splits=(toy_qa(8), toy_qa(4, offset=8), toy_qa(4, offset=12)))
+    adapter = str(tmp_path / "run" / "adapter")
+    rc, out, err = run_main(["predict", "--adapter", adapter, "--text", "the movie was good", "--text", "bad"])
+    assert rc == 0, err
+    lines = [json.loads(line) for line in out.strip().splitlines()]
+    assert [line["text"] for line in lines] == ["the movie was good", "bad"]
+    assert all(isinstance(line["answer"], str) for line in lines)
+    data = write_jsonl(tmp_path / "qs.jsonl", [{"text": "the movie was lovely"}])
+    rc, out, err = run_main(["predict", "--adapter", adapter, "--data", str(data), "-o", str(tmp_path / "a.jsonl")])
+    assert rc == 0 and json.loads((tmp_path / "a.jsonl").read_text())["text"] == "the movie was lovely"
+    rc, _, err = run_main(["eval", "--adapter", adapter, "--data", str(data)])
+    assert rc == 2 and err.strip().splitlines()[-1].startswith("prefalign: error:") and "generation task" in err

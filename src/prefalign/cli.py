@@ -99,6 +99,12 @@ def cmd_eval(args) -> int:
     from .runner import evaluate, load_for_inference
 
     model, backbone, collator, meta = load_for_inference(args.adapter)
+    if getattr(model.task, "generation", False):
+        from .errors import ConfigError
+
+        raise ConfigError(f"{args.adapter} answers a generation task; `prefalign eval` scores class labels. Use "
+                          "`prefalign predict` for its answers, or train/compare, which score the test split "
+                          "with the task's metric")
     data = _load_rows(args, meta["label_names"], need_labels=True)
     metrics = evaluate(model, collator, data, batch_size=args.batch_size, progress=True)
     print(json.dumps(metrics))
@@ -110,11 +116,40 @@ def cmd_predict(args) -> int:
 
     model, backbone, collator, meta = load_for_inference(args.adapter)
     names = meta["label_names"]
+    if getattr(model.task, "generation", False):
+        return _predict_answers(args, model, backbone, collator)
     data = _load_rows(args, names, need_labels=False)
     probs = predict_proba(model, collator, data, batch_size=args.batch_size, progress=args.output is not None)
     lines = [json.dumps({"text": ex.text, "label": names[int(p.argmax())],
                          "probabilities": {n: round(float(v), 6) for n, v in zip(names, p)}})
              for ex, p in zip(data.examples, probs)]
+    _write_lines(args, lines)
+    return 0
+
+
+def _predict_answers(args, model, backbone, collator) -> int:
+    """`prefalign predict` for a generation adapter: generated answers (beam search of 3)."""
+    from .data.examples import Example
+    from .generation import generate_from_ids
+
+    if args.text:
+        texts, pairs = list(args.text), [None] * len(args.text)
+    else:
+        from .data.readers import read_inputs
+
+        cfg = _data_section(args)
+        rows = read_inputs(args.data, ["0", "1"], text_column=cfg.text_column, text_pair_column=cfg.text_pair_column,
+                           name="data")
+        texts, pairs = [ex.text for ex in rows.examples], [ex.text_pair for ex in rows.examples]
+    examples = [Example(text=t, text_pair=p, answer="-") for t, p in zip(texts, pairs)]
+    answers = generate_from_ids(model, backbone.tokenizer, collator.prompt_ids(examples), num_beams=3,
+                                batch_size=args.batch_size)
+    lines = [json.dumps({"text": t, "answer": a}) for t, a in zip(texts, answers)]
+    _write_lines(args, lines)
+    return 0
+
+
+def _write_lines(args, lines: list[str]) -> None:
     if args.output:
         from pathlib import Path
 
@@ -126,7 +161,6 @@ def cmd_predict(args) -> int:
         print(f"wrote {len(lines)} predictions to {args.output}")
     else:
         print("\n".join(lines))
-    return 0
 
 
 def cmd_demo(args) -> int:
