@@ -35,7 +35,9 @@ class RunSpec:
 
     @property
     def run_id(self) -> str:
-        return f"{self.model.label}/{self.column}/{self.method.label}/seed{self.seed}"
+        """``model/column/method/seedN``: the run's folder under ``runs/`` (a '/' inside a label becomes '-')."""
+        parts = (self.model.label, self.column, self.method.label)
+        return "/".join(p.replace("/", "-").replace("\\", "-") for p in parts) + f"/seed{self.seed}"
 
     def experiment(self, cfg: CompareConfig, output_dir: Path) -> ExperimentConfig:
         """The full train config of this run: base, then model, dataset, method and seed entries."""
