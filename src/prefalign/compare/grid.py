@@ -165,8 +165,18 @@ def _record(spec: RunSpec, exp: ExperimentConfig, metrics: dict, tunable: int | 
         "metric": spec.dataset.metric, "status": status, "error": error, "metrics": metrics,
         "tunable_params": tunable, "seconds": round(seconds, 1), "config_digest": config_digest(exp),
         "config": exp.to_dict(), "machine": platform.platform(), "processor": platform.processor() or platform.machine(),
-        "versions": versions(),
+        "hardware": hardware(), "versions": versions(),
     }
+
+
+def hardware() -> str:
+    """'2 CPU cores, 1 torch thread, no GPU' or the GPU's name: what a table's timings were measured on."""
+    import os
+
+    import torch
+
+    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"
+    return f"{os.cpu_count()} CPU cores, {torch.get_num_threads()} torch thread(s), {gpu}"
 
 
 def _finished(run_dir: Path, digest: str) -> dict | None:

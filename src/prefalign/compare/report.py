@@ -183,6 +183,9 @@ def write_reports(cfg: CompareConfig, results: list[dict], command: str) -> dict
     finished = [r for r in results if r is not None]
     total = sum(r.get("seconds") or 0 for r in finished)
     machine = finished[0]["machine"] if finished else "n/a"
+    hardware = sorted({r["hardware"] for r in finished if r.get("hardware")})
+    if hardware:
+        machine += " (" + "; ".join(hardware) + ")"
     versions = finished[0]["versions"] if finished else {}
     paths = {"json": out / "results.json", "csv": out / "results.csv", "table": out / "table.md",
              "chart": out / "chart.png"}
