@@ -20,6 +20,7 @@ import re
 
 from ..data.examples import TaskDataset
 from ..errors import ConfigError
+from .rte_e import biased_distribution as _biased_pair
 from .cards import check_unit_interval, shift_card
 
 PAPER = "DCPC appendix A.1.1 eq. 14-15"
@@ -73,10 +74,9 @@ def human_related_option(choice1: str, choice2: str) -> int | None:
     return None if a == b else (0 if a > b else 1)
 
 
-def biased_distribution(p_human: float, p_other: float, is_human: bool, alpha: float) -> tuple[float, float]:
-    """Eq. 14-15: (P_biased(o_1), P_biased(o_2)) with o_1 the (candidate) human-related option."""
-    z = p_human + p_other + alpha
-    return (p_human + alpha * float(is_human)) / z, p_other / z
+# Eq. 14-15 are eq. 19-20 with the favoured option (human-related) in place of "not entailment":
+# (P(o_1) + alpha * I[o_1 human]) / z and P(o_2) / z, z = P(o_1) + P(o_2) + alpha.
+biased_distribution = _biased_pair
 
 
 def bias_shift(
