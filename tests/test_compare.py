@@ -166,3 +166,17 @@ def test_dataset_metric_defaults_to_the_task_registry():
     assert DatasetEntry(name="a", data={"task": "alpaca"}).metric == "gpt_score"
     assert DatasetEntry(name="s", data={"task": "sst2"}).metric == "accuracy"
     assert DatasetEntry(name="f", data={"train": "x.csv"}).metric == "accuracy"
+
+
+def test_methods_lists_every_method_with_its_tunable_parameters(grid_files):
+    from prefalign.methods.registry import METHODS
+
+    _, model = grid_files
+    rc, out, err = run_main(["methods", "--model", str(model)])
+    assert rc == 0, err
+    rows = {line.split()[0]: line.split()[1] for line in out.strip().splitlines()}
+    assert set(rows) == set(METHODS)
+    counts = {name: int(value.replace(",", "")) for name, value in rows.items()}
+    # P-Tuning v2 on the tiny BERT: 2 layers x (key, value) x 16 prefix tokens x 32 wide + head (32 x 2 + 2).
+    assert counts["ptuning-v2"] == 2 * 2 * 16 * 32 + 66
+    assert counts["full-ft"] > counts["dcpc"] > counts["ptuning-v2"] > counts["prompt-tuning"]

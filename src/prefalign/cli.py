@@ -55,7 +55,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dry-run", action="store_true", help="list the runs and which are finished, train nothing")
     p.add_argument("--progress", action="store_true", help="show each run's progress bar")
 
-    sub.add_parser("methods", help="list the registered methods")
+    p = sub.add_parser("methods", help="list the registered methods (with --model: their tunable parameters)")
+    p.add_argument("--model", help="count each method's tunable parameters on this backbone for a 2-class task")
     cli_shift.add_parsers(sub)  # shift, tasks
     return parser
 
@@ -197,11 +198,36 @@ def cmd_compare(args) -> int:
 
 
 def cmd_methods(args) -> int:
+    from .methods.dcpc import ABLATIONS
     from .methods.registry import METHODS
 
+    counts = _tunable_counts(args.model) if args.model else {}
     for name, (config_cls, _) in METHODS.items():
-        print(f"{name:20s} {(config_cls.__doc__ or '').strip().splitlines()[0]}")
+        about = (config_cls.__doc__ or "").strip().splitlines()[0]
+        if name in ABLATIONS and name != "dcpc":
+            off = ", ".join(f"{k}={v}" for k, v in ABLATIONS[name].items())
+            about = "P-Tuning v2: DCPC with every part off" if name == "ptuning-v2" else f"DCPC ablation: {off}"
+        count = f"{counts[name]:>12,d}  " if name in counts else ""
+        print(f"{name:20s} {count}{about}")
     return 0
+
+
+def _tunable_counts(model_name: str) -> dict[str, int]:
+    """Tunable parameters of every method on ``model_name`` for a two-class task (head included)."""
+    from .data import Example, PromptFormat, TaskDataset, build_task_spec
+    from .methods import build_method
+    from .methods.registry import METHODS
+    from .models.loading import load_backbone
+
+    backbone = load_backbone(model_name)
+    data = TaskDataset([Example(text="a", label=0), Example(text="b", label=1)], ["negative", "positive"])
+    spec = build_task_spec(data, backbone.geometry, backbone.tokenizer, PromptFormat(template="{text}\nAnswer:"))
+    out = {}
+    for name in METHODS:
+        model = build_method(name, {}, backbone, spec)
+        out[name] = sum(p.numel() for p in model.trainable_parameters().values())
+        del model
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:
