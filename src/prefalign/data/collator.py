@@ -47,7 +47,7 @@ def build_task_spec(dataset: TaskDataset, geo: ModelGeometry, tokenizer, prompt:
         require_decoder(geo)
         return TaskSpec(num_classes=dataset.num_classes, generation=True)
     if not geo.is_decoder or mc:
-        return TaskSpec(num_classes=dataset.num_classes, multiple_choice=mc)
+        return TaskSpec(num_classes=dataset.num_classes, multiple_choice=mc, label_names=tuple(dataset.label_names))
     words = prompt.verbalizers or [" " + name for name in dataset.label_names]
     if len(words) != dataset.num_classes:
         raise ConfigError(f"data.verbalizers has {len(words)} entries for {dataset.num_classes} classes")
@@ -59,7 +59,8 @@ def build_task_spec(dataset: TaskDataset, geo: ModelGeometry, tokenizer, prompt:
         ids.append(toks[0])
     if len(set(ids)) != len(ids):
         raise ConfigError(f"verbalizers {words} share a first token; choose label words that start differently")
-    return TaskSpec(num_classes=dataset.num_classes, multiple_choice=False, verbalizer_ids=tuple(ids))
+    return TaskSpec(num_classes=dataset.num_classes, multiple_choice=False, verbalizer_ids=tuple(ids),
+                    label_names=tuple(dataset.label_names))
 
 
 def require_decoder(geo: ModelGeometry) -> None:

@@ -13,10 +13,11 @@ from ..models.prefix import check_prefix_reaches_model
 from ..training.checkpoint import check_state_matches, read_checkpoint, write_checkpoint
 from .baselines import BASELINES
 from .dcpc import ABLATIONS, DCPCConfig, DCPCModel
+from .ltuning import LTUNING_METHODS
 
 # Every DCPC variant of Table 3, and P-Tuning v2 (DCPC with everything off), share one model class;
 # the baselines of Tables 1-2 follow.
-METHODS = {**{name: (DCPCConfig, DCPCModel) for name in ABLATIONS}, **BASELINES}
+METHODS = {**{name: (DCPCConfig, DCPCModel) for name in ABLATIONS}, **BASELINES, **LTUNING_METHODS}
 PREFIX_METHODS = frozenset(ABLATIONS)  # methods that feed prefixes through the key/value cache
 
 
@@ -39,10 +40,10 @@ def build_method(name: str, params: dict | None, backbone: LoadedModel, task: Ta
     loaded backbone can serve several runs.
     """
     config = method_config(name, params)
-    if name in PREFIX_METHODS:
-        check_prefix_reaches_model(backbone.model, backbone.geometry)
     _, model_cls = METHODS[name]
-    if name not in PREFIX_METHODS and copy_backbone:
+    if name in PREFIX_METHODS or getattr(config, "FORM", None) == "prefix":  # L-Tuning's prefix variant too
+        check_prefix_reaches_model(backbone.model, backbone.geometry)
+    if name not in PREFIX_METHODS and copy_backbone and getattr(model_cls, "changes_backbone", True):
         backbone = dataclasses.replace(backbone, model=copy.deepcopy(backbone.model))
     model = model_cls(backbone.model, backbone.tokenizer, backbone.geometry, task, config, initialise=initialise)
     model.method_name = name
@@ -81,7 +82,8 @@ def load_method(directory: str | os.PathLike, backbone: LoadedModel | None = Non
     task = meta["task"]
     spec = TaskSpec(num_classes=task["num_classes"], multiple_choice=task["multiple_choice"],
                     verbalizer_ids=tuple(task["verbalizer_ids"]) if task.get("verbalizer_ids") else None,
-                    generation=bool(task.get("generation", False)))
+                    generation=bool(task.get("generation", False)),
+                    label_names=tuple(task["label_names"]) if task.get("label_names") else None)
     model = build_method(meta["method"], meta["method_config"], backbone, spec, initialise=False)
     expected = model.trainable_state_dict()
     check_state_matches(state, expected, str(directory))

@@ -26,6 +26,7 @@ class TaskSpec:
     multiple_choice: bool = False
     verbalizer_ids: tuple[int, ...] | None = None  # decoders, classification tasks
     generation: bool = False  # decoders, generation tasks: the LM loss over answer tokens (lm_forward)
+    label_names: tuple[str, ...] | None = None  # the classes' names (L-Tuning reads them as label texts)
 
 
 @dataclass
