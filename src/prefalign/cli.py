@@ -7,7 +7,7 @@ import json
 import os
 import sys
 
-from . import cli_shift
+from . import cli_probe, cli_shift
 from .errors import UserError
 
 
@@ -58,6 +58,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("methods", help="list the registered methods (with --model: their tunable parameters)")
     p.add_argument("--model", help="count each method's tunable parameters on this backbone for a 2-class task")
     cli_shift.add_parsers(sub)  # shift, tasks
+    cli_probe.add_parsers(sub)  # probe drift, probe bias, report
     return parser
 
 
@@ -246,6 +247,7 @@ def main(argv: list[str] | None = None) -> int:
     handlers = {"train": cmd_train, "eval": cmd_eval, "predict": cmd_predict, "demo": cmd_demo,
                 "compare": cmd_compare, "methods": cmd_methods}
     handlers.update(dict.fromkeys(cli_shift.COMMANDS, cli_shift.run))
+    handlers.update(dict.fromkeys(cli_probe.COMMANDS, cli_probe.run))
     try:
         return handlers[args.command](args)
     except UserError as exc:
