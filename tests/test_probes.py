@@ -367,3 +367,28 @@ def test_base_collator_is_the_training_collator(llama):
     subject = base_subject(llama, ["negative", "positive"], DECODER_PROMPT, max_length=64)
     assert isinstance(subject.collator, Collator) and subject.collator.max_length == 64
     assert subject.has_readout and subject.verbalizer_tokens()
+
+
+def test_cli_probe_drift_reads_a_registered_task(runs, tmp_path):
+    folder = tmp_path / "sst2"
+    folder.mkdir()
+    rows = toy_sentiment(40, seed=5).examples
+    for name, part in (("train.tsv", rows[:20]), ("dev.tsv", rows[20:])):
+        (folder / name).write_text("sentence\tlabel\n" + "".join(f"{ex.text}\t{ex.label}\n" for ex in part))
+    rc, stdout, err = run_main(["probe", "drift", "--model", str(runs["model"]), "--task", "sst2", "--path",
+                                str(folder), "--num-pairs", "3", "-o", str(tmp_path / "o")])
+    assert rc == 0, err
+    assert "sst2/test" in stdout and len(read_csv(tmp_path / "o" / "drift.csv")) == 3
+
+
+def test_cli_probe_drift_on_a_bare_encoder_has_no_label_readout(vocab_file, tmp_path):
+    from helpers_cli import save_tiny_model
+
+    model = save_tiny_model("bert", vocab_file, tmp_path / "bert")
+    data = toy_csv(tmp_path / "d.csv", 16)
+    rc, stdout, err = run_main(["probe", "drift", "--model", str(model), "--data", str(data), "--num-pairs", "2",
+                                "-o", str(tmp_path / "o")])
+    assert rc == 0, err
+    rows = read_csv(tmp_path / "o" / "drift.csv")
+    assert all(r["cosine_similarity"] and not r["kl_divergence"] and not r["edit_distance"] for r in rows)
+    assert "no label read-out" in stdout

@@ -10,7 +10,12 @@ from typing import Sequence
 
 
 def _plt():
-    import matplotlib
+    try:
+        import matplotlib
+    except ImportError:
+        from ..errors import ConfigError
+
+        raise ConfigError("the probe figures and the report need matplotlib: pip install matplotlib") from None
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
