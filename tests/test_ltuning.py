@@ -82,6 +82,21 @@ def test_trainable_parameter_count_equals_the_a5_formula(backbone, name, params)
         assert kv == 32 and d == 48
 
 
+def test_the_counts_docs_method_md_lists_for_minilm_and_smollm2():
+    from prefalign.models.introspect import ModelGeometry
+
+    minilm = ModelGeometry("bert", False, 6, 384, 12, 12, 32)
+    smollm2 = ModelGeometry("llama", True, 30, 576, 9, 3, 64)
+    table = {(minilm, 3): (42_624, 5_309_568), (minilm, 7): (226_944, 12_387_456),
+             (smollm2, 1): (13_248, 6_637_248), (smollm2, 5): (289_728, 33_179_328)}
+    for (geo, l), (scores, attention) in table.items():
+        assert parameter_count(geo, "prefix", l, pooling="scores") == scores
+        assert parameter_count(geo, "prefix", l, pooling="attention") == attention
+    d = 384
+    assert parameter_count(minilm, "prefix", 3, pooling="scores") == 2 * 3 ** 2 * 6 * d + 3 * d  # A.5, MHA
+    assert parameter_count(minilm, "prompt", 3) == 148_224 and parameter_count(smollm2, "prompt", 1) == 332_928
+
+
 def test_the_lm_score_head_has_no_parameters_of_its_own(vocab_file):
     lm = build_tiny("llama", vocab_file, **GQA)
     model, data = build(lm, "ltuning-prefix", score_head="lm")
