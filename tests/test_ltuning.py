@@ -266,6 +266,16 @@ def test_label_texts_come_from_the_names_a_mapping_or_a_list(tiny_bert):
         registry.build_method("ltuning-prefix", {}, tiny_bert, TaskSpec(num_classes=2))
 
 
+def test_registry_checks_the_prefix_reaches_the_model_and_copies_no_backbone(tiny_llama, monkeypatch):
+    checked = []
+    monkeypatch.setattr(registry, "check_prefix_reaches_model", lambda model, geo: checked.append(model))
+    _, spec, _ = sentiment_setup(tiny_llama, n=4)
+    for name in ("ltuning-prefix", "ltuning-prompt"):
+        model = registry.build_method(name, {}, tiny_llama, spec)
+        assert model.method_name == name and model.classifier.model is tiny_llama.model
+    assert checked == [tiny_llama.model]  # the prefix variant only
+
+
 def test_tasks_it_cannot_run_are_config_errors(tiny_bert, tiny_llama):
     with pytest.raises(ConfigError, match="multiple-choice"):
         registry.build_method("ltuning-prefix", {}, tiny_bert,
