@@ -392,3 +392,12 @@ def test_cli_probe_drift_on_a_bare_encoder_has_no_label_readout(vocab_file, tmp_
     rows = read_csv(tmp_path / "o" / "drift.csv")
     assert all(r["cosine_similarity"] and not r["kl_divergence"] and not r["edit_distance"] for r in rows)
     assert "no label read-out" in stdout
+
+
+def test_cli_base_prompt_from_flags(runs, tmp_path):
+    rc, stdout, err = run_main(["probe", "bias", "--model", str(runs["model"]), "--data", str(runs["test"]),
+                                "--template", r"review: {text}\nsentiment:", "--verbalizers", " positive, negative",
+                                "--label-names", "positive,negative", "-o", str(tmp_path / "o")])
+    assert rc == 0, err
+    assert "positive='positive', negative='negative'" in stdout
+    assert "prompt 'review: {text}\\nsentiment:'" in stdout  # the typed \n became a line break

@@ -27,8 +27,8 @@ def _add_models(p) -> None:
     p.add_argument("--adapter", action="append", default=[], metavar="[NAME=]DIR",
                    help="a checkpoint written by `prefalign train` (…/adapter), probed with its trained parts in "
                         "place (repeatable; NAME defaults to its method)")
-    p.add_argument("--template", help="prompt of the base model, with {text} (default: the task's or the first "
-                                      "checkpoint's)")
+    p.add_argument("--template", help="prompt of the base model, with {text}; \\n is a line break (default: the "
+                                      "task's or the first checkpoint's)")
     p.add_argument("--verbalizers", help="label words of the base model, comma-separated in label order "
                                          "(default: the task's, the first checkpoint's, or ' ' + label name)")
     p.add_argument("--max-length", type=int, default=128, help="tokens per input for the base model (default 128)")
@@ -161,7 +161,7 @@ def _base_prompt(args, adapter_metas: list[dict], decoder: bool):
     """The base model's prompt: --template/--verbalizers, else the task's or config's, else the first checkpoint's."""
     from .data.collator import PromptFormat
 
-    template = args.template
+    template = args.template.replace("\\n", "\n") if args.template else None  # a typed \n is a line break
     words = args.verbalizers.split(",") if args.verbalizers else None  # keep leading spaces: ' negative'
     if decoder and (template is None or words is None):
         source = None

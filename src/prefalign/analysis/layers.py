@@ -98,7 +98,8 @@ def base_subject(backbone: LoadedModel, label_names: Sequence[str], prompt: Prom
     classifier.eval()
     collator = Collator(backbone.tokenizer, geo, len(names), prompt, max_length)
     return Subject(name=name or _short(backbone.name), classifier=classifier, collator=collator, label_names=names,
-                   has_readout=geo.is_decoder, description=f"base model {backbone.name}",
+                   has_readout=geo.is_decoder,
+                   description=f"base model {backbone.name}" + (f", prompt {prompt.template!r}" if geo.is_decoder else ""),
                    meta={"base_model": backbone.name, "prompt": {"template": prompt.template,
                                                                  "verbalizers": prompt.verbalizers}})
 
