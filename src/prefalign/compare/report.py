@@ -194,7 +194,7 @@ def write_reports(cfg: CompareConfig, results: list[dict], command: str) -> dict
     _atomic_text(paths["csv"], results_csv(finished))
     head = [f"## {cfg.title}", "", f"Command: `{command}`", "",
             f"{len(finished)} of {len(results)} runs finished, {total / 60:.1f} min of training and evaluation in all; "
-            f"machine: {machine}; " + ", ".join(f"{k} {v}" for k, v in versions.items()), ""]
+            f"machine: {machine}; " + ", ".join(f"{k} {v}" for k, v in versions.items()), "", ""]
     _atomic_text(paths["table"], "\n".join(head) + markdown_tables(cfg, results) + "\n")
     chart(cfg, results, paths["chart"])
     return paths
