@@ -15,8 +15,6 @@ encoder has no LM head to exit through. Samples may carry several labels (TweetE
 
 from __future__ import annotations
 
-import csv
-import io
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,7 +23,7 @@ from typing import Sequence
 import torch
 
 from ..errors import ConfigError
-from .layers import Subject, read_layers
+from .layers import Subject, csv_text, format_number, read_layers
 from .probe_data import ProbeRow
 
 COLUMNS = ("model", "layer", "label", "contain", "not_contain", "gap", "n_contain", "n_not_contain")
@@ -94,20 +92,9 @@ def probe_bias(subject: Subject, rows: Sequence[ProbeRow], data_names: Sequence[
                       [len(rows) - k for k in n_in])
 
 
-def _fmt(value) -> str:
-    if isinstance(value, float):
-        return "" if math.isnan(value) else f"{value:.6g}"
-    return str(value)
-
 
 def bias_csv(results: Sequence[BiasResult]) -> str:
-    buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=COLUMNS, lineterminator="\n")
-    writer.writeheader()
-    for r in results:
-        for row in r.rows():
-            writer.writerow({k: _fmt(v) for k, v in row.items()})
-    return buf.getvalue()
+    return csv_text((row for r in results for row in r.rows()), COLUMNS)
 
 
 def summary(results: Sequence[BiasResult], n_samples: int) -> str:
@@ -118,11 +105,11 @@ def summary(results: Sequence[BiasResult], n_samples: int) -> str:
         lines.append(f"{r.subject}: layer {r.num_layers} (last)")
         for c, name in enumerate(r.label_names):
             con, nco = float(r.contain[last, c]), float(r.not_contain[last, c])
-            lines.append(f"  {name:16s} Contain {_fmt(con):>9s}  NOT Contain {_fmt(nco):>9s}  gap {_fmt(con - nco):>9s}"
+            lines.append(f"  {name:16s} Contain {format_number(con):>9s}  NOT Contain {format_number(nco):>9s}  gap {format_number(con - nco):>9s}"
                          f"  (n {r.n_contain[c]} / {r.n_not_contain[c]})")
         finite = [float(v) for v in r.contain[last] if not math.isnan(float(v))]
         if len(finite) > 1:
-            lines.append(f"  spread of Contain across labels (max - min): {_fmt(max(finite) - min(finite))}")
+            lines.append(f"  spread of Contain across labels (max - min): {format_number(max(finite) - min(finite))}")
     return "\n".join(lines)
 
 

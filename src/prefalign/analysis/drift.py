@@ -30,7 +30,7 @@ from typing import Sequence
 
 import torch
 
-from .layers import LayerReadout, Subject, read_layers
+from .layers import LayerReadout, Subject, csv_text, format_number, read_layers
 from .probe_data import Pair
 
 COLUMNS = ("model", "layer", "cosine_similarity", "edit_distance", "kl_divergence", "label_difference", "n_pairs")
@@ -110,20 +110,9 @@ def probe_drift(subject: Subject, pairs: Sequence[Pair], *, top_k: int = 10, bat
     return drift_from_readouts(subject.name, ra, rb)
 
 
-def _fmt(value) -> str:
-    if isinstance(value, float):
-        return "" if math.isnan(value) else f"{value:.6g}"
-    return str(value)
-
 
 def drift_csv(results: Sequence[DriftResult]) -> str:
-    buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=COLUMNS, lineterminator="\n")
-    writer.writeheader()
-    for result in results:
-        for row in result.layer_means():
-            writer.writerow({k: _fmt(v) for k, v in row.items()})
-    return buf.getvalue()
+    return csv_text((row for result in results for row in result.layer_means()), COLUMNS)
 
 
 def pairs_csv(results: Sequence[DriftResult], pairs: Sequence[Pair], data_names: Sequence[str],
@@ -141,10 +130,10 @@ def pairs_csv(results: Sequence[DriftResult], pairs: Sequence[Pair], data_names:
                     pa, pb = (names[int(t[i, layer])] if names else int(t[i, layer])
                               for t in (result.predicted_a, result.predicted_b))
                 writer.writerow({"model": result.subject, "pair": i, "layer": layer + 1,
-                                 "cosine_similarity": _fmt(float(result.cosine[i, layer])),
-                                 "edit_distance": _fmt(float(result.edit[i, layer])),
-                                 "kl_divergence": _fmt(float(result.kl[i, layer])),
-                                 "label_difference": _fmt(float(result.label_diff[i, layer])),
+                                 "cosine_similarity": format_number(float(result.cosine[i, layer])),
+                                 "edit_distance": format_number(float(result.edit[i, layer])),
+                                 "kl_divergence": format_number(float(result.kl[i, layer])),
+                                 "label_difference": format_number(float(result.label_diff[i, layer])),
                                  "label_a": label(pair.a), "label_b": label(pair.b), "predicted_a": pa,
                                  "predicted_b": pb})
     return buf.getvalue()
@@ -158,16 +147,16 @@ def summary(results: Sequence[DriftResult], n_pairs: int) -> str:
         first, last = rows[0], rows[-1]
         peak = max(rows, key=lambda row: -1 if math.isnan(row["kl_divergence"]) else row["kl_divergence"])
         lines.append(f"{r.subject}: {r.num_layers} layers")
-        lines.append(f"  cosine similarity  layer 1 {_fmt(first['cosine_similarity'])} -> layer {last['layer']} "
-                     f"{_fmt(last['cosine_similarity'])} (min {_fmt(min(x['cosine_similarity'] for x in rows))})")
+        lines.append(f"  cosine similarity  layer 1 {format_number(first['cosine_similarity'])} -> layer {last['layer']} "
+                     f"{format_number(last['cosine_similarity'])} (min {format_number(min(x['cosine_similarity'] for x in rows))})")
         if not math.isnan(first["edit_distance"]):
-            lines.append(f"  top-k edit distance layer 1 {_fmt(first['edit_distance'])} -> layer {last['layer']} "
-                         f"{_fmt(last['edit_distance'])}")
+            lines.append(f"  top-k edit distance layer 1 {format_number(first['edit_distance'])} -> layer {last['layer']} "
+                         f"{format_number(last['edit_distance'])}")
         if not math.isnan(first["kl_divergence"]):
-            lines.append(f"  KL(p_A || p_B)     layer 1 {_fmt(first['kl_divergence'])} -> layer {last['layer']} "
-                         f"{_fmt(last['kl_divergence'])} (peak {_fmt(peak['kl_divergence'])} at layer {peak['layer']})")
-            lines.append(f"  predictions differ in {_fmt(100 * last['label_difference'])}% of pairs at the last layer "
-                         f"(mean over layers {_fmt(100 * sum(x['label_difference'] for x in rows) / len(rows))}%)")
+            lines.append(f"  KL(p_A || p_B)     layer 1 {format_number(first['kl_divergence'])} -> layer {last['layer']} "
+                         f"{format_number(last['kl_divergence'])} (peak {format_number(peak['kl_divergence'])} at layer {peak['layer']})")
+            lines.append(f"  predictions differ in {format_number(100 * last['label_difference'])}% of pairs at the last layer "
+                         f"(mean over layers {format_number(100 * sum(x['label_difference'] for x in rows) / len(rows))}%)")
         else:
             lines.append("  no label read-out (a bare encoder has no trained head): KL and label difference empty")
     return "\n".join(lines)

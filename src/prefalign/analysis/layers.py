@@ -248,3 +248,25 @@ def embed_texts(backbone: LoadedModel, texts: Sequence[str], pairs: Sequence[str
         hidden = base(**enc).last_hidden_state
         out.append(masked_mean(hidden.float(), enc["attention_mask"]).cpu())
     return torch.cat(out)
+
+
+def format_number(value) -> str:
+    """A CSV/summary cell: floats to 6 significant digits, NaN as empty."""
+    import math
+
+    if isinstance(value, float):
+        return "" if math.isnan(value) else f"{value:.6g}"
+    return str(value)
+
+
+def csv_text(rows, columns) -> str:
+    """CSV text of dict rows with ``columns``, numbers through ``format_number``."""
+    import csv
+    import io
+
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=columns, lineterminator="\n")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({k: format_number(v) for k, v in row.items()})
+    return buf.getvalue()
