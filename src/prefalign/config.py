@@ -10,11 +10,10 @@ from typing import Any
 import yaml
 
 from .configuration import ConfigBase
+from .configuration import option as _f
 from .errors import ConfigError
 
 
-def _f(default, help: str, **kw):
-    return field(default=default, metadata={"help": help, **kw})
 
 
 @dataclass

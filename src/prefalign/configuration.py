@@ -12,6 +12,11 @@ from typing import Any
 from .errors import ConfigError
 
 
+def option(default, help: str, **metadata):
+    """A config field with a default and help text; ``choices=(...)`` restricts its values."""
+    return dataclasses.field(default=default, metadata={"help": help, **metadata})
+
+
 def choice(*options: str) -> dict:
     """Field metadata restricting a string to ``options``."""
     return {"choices": options}

@@ -9,11 +9,10 @@ import yaml
 
 from ..config import deep_merge, parse_overrides
 from ..configuration import ConfigBase
+from ..configuration import option as _f
 from ..errors import ConfigError
 
 
-def _f(default, help: str, **kw):
-    return field(default=default, metadata={"help": help, **kw})
 
 
 @dataclass

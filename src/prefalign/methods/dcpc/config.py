@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from ...configuration import ConfigBase
+from ...configuration import option as _f
 from ...models.prefix import DEFAULT_INIT_TEXT
 
 ABLATIONS = {
@@ -18,8 +19,6 @@ ABLATIONS = {
 }
 
 
-def _f(default, help: str, **kw):
-    return field(default=default, metadata={"help": help, **kw})
 
 
 @dataclass
