@@ -153,13 +153,9 @@ def _predict_answers(args, model, backbone, collator) -> int:
 
 def _write_lines(args, lines: list[str]) -> None:
     if args.output:
-        from pathlib import Path
+        from .files import write_text_atomically
 
-        Path(args.output).parent.mkdir(parents=True, exist_ok=True)
-        tmp = f"{args.output}.tmp-{os.getpid()}"
-        with open(tmp, "w") as fh:
-            fh.write("\n".join(lines) + "\n")
-        os.replace(tmp, args.output)
+        write_text_atomically(args.output, "\n".join(lines) + "\n")
         print(f"wrote {len(lines)} predictions to {args.output}")
     else:
         print("\n".join(lines))
@@ -176,18 +172,14 @@ def cmd_demo(args) -> int:
 def cmd_compare(args) -> int:
     import shlex
 
-    from .compare import load_compare_config, plan, run_grid, write_reports
-    from .compare.grid import _finished, config_digest
+    from .compare import load_compare_config, run_grid, write_reports
+    from .compare.grid import grid_status
 
     cfg = load_compare_config(args.config, args.overrides)
     command = "prefalign compare " + " ".join(shlex.quote(a) for a in sys.argv[2:]) if sys.argv[1:2] == ["compare"] \
         else f"prefalign compare --config {args.config}"
     if args.dry_run:
-        from pathlib import Path
-
-        for spec in plan(cfg):
-            run_dir = Path(cfg.output_dir) / "runs" / spec.run_id
-            done = _finished(run_dir, config_digest(spec.experiment(cfg, run_dir)))
+        for spec, _, _, done in grid_status(cfg):
             print(f"{'done' if done else 'todo'}  {spec.run_id}")
         return 0
     results = run_grid(cfg, progress=args.progress)

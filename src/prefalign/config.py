@@ -180,21 +180,28 @@ def deep_merge(base: dict, update: dict) -> dict:
     return result
 
 
+def read_yaml_mapping(path: str, kind: str, holds: str) -> dict:
+    """The mapping in YAML file ``path``; a ConfigError names a missing file, a YAML error's line,
+    or a file that is not a mapping (``kind`` names the file, ``holds`` what it should hold)."""
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"{kind} not found: {path}")
+    try:
+        loaded = yaml.safe_load(p.read_text()) or {}
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark else ""
+        raise ConfigError(f"{path} is not valid YAML{where}") from None
+    if not isinstance(loaded, dict):
+        raise ConfigError(f"{path} must hold a mapping with {holds}")
+    return loaded
+
+
 def load_config(path: str | None = None, overrides: list[str] | None = None, base: dict | None = None) -> ExperimentConfig:
     """Read a YAML config (optional), apply ``--set`` overrides, validate everything."""
     data: dict[str, Any] = deep_merge({"method": {"name": "dcpc"}}, base or {})
     if path:
-        p = Path(path)
-        if not p.is_file():
-            raise ConfigError(f"config file not found: {path}")
-        try:
-            loaded = yaml.safe_load(p.read_text()) or {}
-        except yaml.YAMLError as exc:
-            mark = getattr(exc, "problem_mark", None)
-            where = f" at line {mark.line + 1}" if mark else ""
-            raise ConfigError(f"{path} is not valid YAML{where}") from None
-        if not isinstance(loaded, dict):
-            raise ConfigError(f"{path} must hold a mapping with model/data/method/training sections")
+        loaded = read_yaml_mapping(path, "config file", "model/data/method/training sections")
         if isinstance(loaded.get("method"), str):
             loaded["method"] = {"name": loaded["method"]}
         data = deep_merge(data, loaded)

@@ -5,9 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import yaml
-
-from ..config import deep_merge, parse_overrides
+from ..config import deep_merge, parse_overrides, read_yaml_mapping
 from ..configuration import ConfigBase
 from ..configuration import option as _f
 from ..errors import ConfigError
@@ -111,16 +109,7 @@ class CompareConfig(ConfigBase):
 
 def load_compare_config(path: str, overrides: list[str] | None = None) -> CompareConfig:
     """Read a compare YAML; ``--set`` overrides address it too (``--set base.training.max_steps=5``)."""
-    p = Path(path)
-    if not p.is_file():
-        raise ConfigError(f"compare config not found: {path}")
-    try:
-        data = yaml.safe_load(p.read_text()) or {}
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        raise ConfigError(f"{path} is not valid YAML{f' at line {mark.line + 1}' if mark else ''}") from None
-    if not isinstance(data, dict):
-        raise ConfigError(f"{path} must hold a mapping with methods, datasets and base")
+    data = read_yaml_mapping(path, "compare config", "methods, datasets and base")
     data = deep_merge(data, parse_overrides(overrides or []))
     for key, entry in (("methods", MethodEntry), ("datasets", DatasetEntry), ("models", ModelEntry)):
         if key in data:

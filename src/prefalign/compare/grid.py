@@ -14,6 +14,7 @@ from pathlib import Path
 
 from ..config import DataConfig, ExperimentConfig, ModelConfig, TrainingConfig, deep_merge
 from ..errors import TrainingError, UserError
+from ..files import write_text_atomically
 from .config import CompareConfig, DatasetEntry, MethodEntry, ModelEntry
 
 RESULT_FILE = "result.json"
@@ -87,22 +88,27 @@ def _default(f: dataclasses.Field):
     return f.default_factory() if f.default_factory is not dataclasses.MISSING else None
 
 
+def grid_status(cfg: CompareConfig) -> list[tuple[RunSpec, ExperimentConfig, Path, dict | None]]:
+    """Every run of the grid with its config, folder and finished record (None when it must run)."""
+    out = []
+    for spec in plan(cfg):
+        run_dir = Path(cfg.output_dir) / "runs" / spec.run_id
+        exp = spec.experiment(cfg, run_dir)
+        out.append((spec, exp, run_dir, _finished(run_dir, config_digest(exp))))
+    return out
+
+
 def run_grid(cfg: CompareConfig, *, progress: bool = False, log=print) -> list[dict]:
     """Run every missing run of ``cfg`` (skipping finished ones); return all results, grid order."""
     from ..models.loading import load_backbone
     from ..runner import train
 
     out = Path(cfg.output_dir)
-    specs = plan(cfg)
-    results, todo = [], []
-    for spec in specs:
-        run_dir = out / "runs" / spec.run_id
-        exp = spec.experiment(cfg, run_dir)
-        done = _finished(run_dir, config_digest(exp))
-        results.append(done)
-        if done is None:
-            todo.append((len(results) - 1, spec, exp, run_dir))
-    log(f"compare: {len(specs)} runs, {len(specs) - len(todo)} already finished, {len(todo)} to run -> {out}")
+    status = grid_status(cfg)
+    results = [done for _, _, _, done in status]
+    todo = [(i, spec, exp, out / "runs" / spec.run_id) for i, (spec, exp, _, done) in enumerate(status)
+            if done is None]
+    log(f"compare: {len(status)} runs, {len(status) - len(todo)} already finished, {len(todo)} to run -> {out}")
     preflight([(spec, exp) for _, spec, exp, _ in todo])
     backbones: dict[str, object] = {}
     for n, (index, spec, exp, run_dir) in enumerate(todo, 1):
@@ -124,7 +130,7 @@ def run_grid(cfg: CompareConfig, *, progress: bool = False, log=print) -> list[d
             run_dir.mkdir(parents=True, exist_ok=True)
             (run_dir / "error.txt").write_text(traceback.format_exc())
             record = _record(spec, exp, {}, None, "failed", f"{type(exc).__name__}: {exc}", time.time() - t0)
-        _write_json_atomically(run_dir / RESULT_FILE, record)
+        write_text_atomically(run_dir / RESULT_FILE, json.dumps(record, indent=2))
         _tidy(run_dir, cfg.keep)
         results[index] = record
         metric = record["metrics"].get(f"test_{spec.dataset.metric}")
@@ -197,10 +203,3 @@ def _tidy(run_dir: Path, keep: str) -> None:
         shutil.rmtree(run_dir / "checkpoints", ignore_errors=True)
     if keep == "metrics":
         shutil.rmtree(run_dir / "adapter", ignore_errors=True)
-
-
-def _write_json_atomically(path: Path, data: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(data, indent=2))
-    tmp.replace(path)

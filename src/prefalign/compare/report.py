@@ -8,6 +8,7 @@ import json
 import statistics
 from pathlib import Path
 
+from ..files import write_text_atomically
 from .config import CompareConfig
 
 
@@ -189,18 +190,12 @@ def write_reports(cfg: CompareConfig, results: list[dict], command: str) -> dict
     versions = finished[0]["versions"] if finished else {}
     paths = {"json": out / "results.json", "csv": out / "results.csv", "table": out / "table.md",
              "chart": out / "chart.png"}
-    _atomic_text(paths["json"], json.dumps({"title": cfg.title, "command": command, "config": cfg.to_dict(),
+    write_text_atomically(paths["json"], json.dumps({"title": cfg.title, "command": command, "config": cfg.to_dict(),
                                             "runs": finished}, indent=2, default=str))
-    _atomic_text(paths["csv"], results_csv(finished))
+    write_text_atomically(paths["csv"], results_csv(finished))
     head = [f"## {cfg.title}", "", f"Command: `{command}`", "",
             f"{len(finished)} of {len(results)} runs finished, {total / 60:.1f} min of training and evaluation in all; "
             f"machine: {machine}; " + ", ".join(f"{k} {v}" for k, v in versions.items()), "", ""]
-    _atomic_text(paths["table"], "\n".join(head) + markdown_tables(cfg, results) + "\n")
+    write_text_atomically(paths["table"], "\n".join(head) + markdown_tables(cfg, results) + "\n")
     chart(cfg, results, paths["chart"])
     return paths
-
-
-def _atomic_text(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    tmp.replace(path)

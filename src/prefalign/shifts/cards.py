@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import json
-import os
-import secrets
 from pathlib import Path
 
 from ..data.examples import TaskDataset
+from ..files import write_text_atomically
 from ..errors import ConfigError
 
 
@@ -16,8 +15,8 @@ def write_card(directory: str | Path, card: dict, filename: str = "DATASET_CARD"
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     json_path, md_path = directory / f"{filename}.json", directory / f"{filename}.md"
-    _write_atomically(json_path, json.dumps(card, indent=2, ensure_ascii=False) + "\n")
-    _write_atomically(md_path, _card_markdown(card))
+    write_text_atomically(json_path, json.dumps(card, indent=2, ensure_ascii=False) + "\n")
+    write_text_atomically(md_path, _card_markdown(card))
     return json_path, md_path
 
 
@@ -38,23 +37,8 @@ def write_dataset_jsonl(path: str | Path, dataset: TaskDataset) -> Path:
         record = {"text": ex.text, "label": ex.label}
         record.update({key: getattr(ex, key) for key in optional})
         lines.append(json.dumps(record, ensure_ascii=False) + "\n")
-    _write_atomically(path, "".join(lines))
+    write_text_atomically(path, "".join(lines))
     return path
-
-
-def _write_atomically(path: Path, text: str) -> None:
-    """Write ``text`` to a temporary file beside ``path``, then rename it over ``path``."""
-    # A unique name opened with "x" (not mkstemp) so the file gets the usual permissions.
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
-    try:
-        with open(tmp, "x", encoding="utf-8", newline="\n") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
 
 
 def _card_markdown(card: dict) -> str:

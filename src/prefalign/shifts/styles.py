@@ -16,7 +16,8 @@ from typing import Callable
 
 from ..data.examples import Example, TaskDataset
 from ..errors import ConfigError
-from .cards import _write_atomically, check_unit_interval
+from ..files import write_text_atomically
+from .cards import check_unit_interval
 from .rephrase import STYLES, make_rephraser
 
 # example -> (context for the prompt, answer shown to the rephraser, plain answer kept when unselected)
@@ -109,5 +110,5 @@ def write_generation_jsonl(path: str | Path, dataset: TaskDataset) -> Path:
     lines = [json.dumps({"text": ex.text, "text_pair": ex.text_pair, "label": ex.label, "answer": ex.answer,
                          "references": ex.references if ex.references is not None else [ex.answer],
                          "meta": ex.meta}, ensure_ascii=False) + "\n" for ex in dataset]
-    _write_atomically(path, "".join(lines))
+    write_text_atomically(path, "".join(lines))
     return path
