@@ -45,3 +45,19 @@ def clone_state(module: torch.nn.Module) -> dict[str, torch.Tensor]:
     return {k: v.detach().clone() for k, v in module.state_dict().items()}
 
 
+def train_steps(model, data, steps: int = 5, lr: float = 1e-2, weight_decay: float = 0.0) -> list[float]:
+    """AdamW steps over ``data`` in turn; the losses. Every loss must be finite.
+
+    With the default weight_decay=0 a parameter only changes if it received a gradient.
+    """
+    opt = torch.optim.AdamW(list(model.trainable_parameters().values()), lr=lr, weight_decay=weight_decay)
+    model.train()
+    losses = []
+    for step in range(steps):
+        out = model(**data[step % len(data)])
+        assert torch.isfinite(out.loss)
+        opt.zero_grad()
+        out.loss.backward()
+        opt.step()
+        losses.append(out.loss.item())
+    return losses

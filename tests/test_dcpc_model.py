@@ -12,7 +12,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from conftest import build_tiny
-from helpers_models import batches, build_variant, choice_setup, clone_state, sentiment_setup
+from helpers_models import batches, build_variant, choice_setup, clone_state, sentiment_setup, train_steps
 from prefalign.errors import CheckpointError
 from prefalign.methods import registry
 from prefalign.methods.dcpc import DCPCConfig, DCPCModel
@@ -33,19 +33,6 @@ def make_model(lm, config: DCPCConfig, n: int = 32):
     return model, batches(ds, collator)
 
 
-def train_steps(model, data, steps: int = 5, lr: float = 1e-2):
-    # weight_decay=0 so that a parameter only changes if it received a gradient.
-    opt = torch.optim.AdamW(list(model.trainable_parameters().values()), lr=lr, weight_decay=0.0)
-    model.train()
-    losses = []
-    for step in range(steps):
-        out = model(**data[step % len(data)])
-        assert torch.isfinite(out.loss)
-        opt.zero_grad()
-        out.loss.backward()
-        opt.step()
-        losses.append(out.loss.item())
-    return losses
 
 
 def assert_trains_only_its_own_parameters(model, lm, data):

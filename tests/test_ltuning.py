@@ -14,7 +14,7 @@ from transformers import EvalPrediction
 
 from conftest import build_tiny, toy_sentiment
 from helpers_cli import save_tiny_model
-from helpers_models import batches, clone_state, sentiment_setup
+from helpers_models import batches, clone_state, sentiment_setup, train_steps
 from prefalign.data.collator import Collator, PromptFormat, build_task_spec
 from prefalign.data.examples import Example, TaskDataset
 from prefalign.errors import ConfigError
@@ -39,16 +39,6 @@ def build(lm, name="ltuning-prefix", n=16, **params):
     return model, batches(ds, collator, 8)
 
 
-def train_steps(model, data, steps=3, lr=1e-2):
-    # weight_decay=0: a parameter changes only if it received a gradient.
-    opt = torch.optim.AdamW(list(model.trainable_parameters().values()), lr=lr, weight_decay=0.0)
-    model.train()
-    for step in range(steps):
-        out = model(**data[step % len(data)])
-        assert torch.isfinite(out.loss)
-        opt.zero_grad()
-        out.loss.backward()
-        opt.step()
 
 
 def four_class(n=24, seed=0) -> TaskDataset:
