@@ -11,6 +11,7 @@ import yaml
 from helpers_cli import ERROR_PREFIX, run_main, save_tiny_model, toy_rows, write_csv
 from prefalign.compare import CompareConfig, markdown_tables, median_table
 from prefalign.compare.config import DatasetEntry, MethodEntry, ModelEntry
+from prefalign.compare.curves import median_curves, validation_curve
 
 
 @pytest.fixture(scope="module")
@@ -76,6 +77,11 @@ def test_two_methods_two_seeds_grid_writes_every_report_and_resumes(grid_files):
         assert cells[2] == f"{100 * orig:.1f}" and cells[3] == f"{100 * shifted:.1f}"
         assert cells[4] == f"{100 * (orig - shifted):.1f}"
     assert (root / "out" / "chart.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    # Each run keeps its validation curve (eval every step here, 2 steps); the curves chart plots them.
+    for r in results:
+        assert [p["step"] for p in r["curve"]] == [1, 2]
+        assert all(p["eval_loss"] > 0 and 0 <= p["eval_accuracy"] <= 1 for p in r["curve"])
+    assert (root / "out" / "validation_loss.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     csv_lines = (root / "out" / "results.csv").read_text().splitlines()
     assert len(csv_lines) == 9 and csv_lines[0].startswith("model,dataset,variant")
     # keep: adapter leaves the adapter and drops the Trainer's checkpoints.
@@ -91,6 +97,17 @@ def test_two_methods_two_seeds_grid_writes_every_report_and_resumes(grid_files):
     rc, out, _ = run_main(["compare", "--config", str(path), "--set", "methods=[{name: lora, label: LoRA, "
                            "training: {learning_rate: 0.002}}]", "--dry-run"])
     assert rc == 0 and out.count("todo") == 4
+
+
+def test_validation_curves_take_eval_points_and_median_over_seeds():
+    log = [{"loss": 0.9, "step": 1}, {"eval_loss": 0.7, "eval_accuracy": 0.5, "step": 2},
+           {"loss": 0.6, "step": 3}, {"eval_loss": 0.5, "eval_accuracy": 0.75, "step": 4}, {"train_loss": 1, "step": 4}]
+    assert validation_curve(log) == [{"step": 2, "eval_loss": 0.7, "eval_accuracy": 0.5},
+                                     {"step": 4, "eval_loss": 0.5, "eval_accuracy": 0.75}]
+    runs = [{"model": "m", "method": "A", "column": "c", "status": "ok",
+             "curve": [{"step": 2, "eval_loss": v}, {"step": 4, "eval_loss": v / 2}]} for v in (0.2, 0.8, 0.6)]
+    runs.append({"model": "m", "method": "A", "column": "c", "status": "failed", "curve": [{"step": 2, "eval_loss": 9}]})
+    assert median_curves(runs) == {("m", "A", "c"): [(2, 0.6), (4, 0.3)]}
 
 
 def test_medians_and_drops_from_hand_made_results():

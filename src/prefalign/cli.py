@@ -25,6 +25,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("train", help="train a method from a YAML config; saves <output_dir>/adapter")
     _add_config_args(p)
+    p.add_argument("--resume", action="store_true",
+                   help="continue an interrupted run from its last complete checkpoint (same config)")
 
     p = sub.add_parser("eval", help="accuracy of a saved adapter on a labelled file")
     p.add_argument("--adapter", required=True, help="folder written by `prefalign train` (…/adapter)")
@@ -73,7 +75,7 @@ def cmd_train(args) -> int:
     from .runner import train
 
     cfg = load_config(args.config, args.overrides)
-    result = train(cfg)
+    result = train(cfg, resume=args.resume)
     m = result.metrics
     print(f"trained {cfg.method_name} on {cfg.model.name} in {result.seconds:.0f} s, {m['train_steps']} steps")
     for key in ("validation_accuracy", "test_accuracy"):
@@ -186,7 +188,8 @@ def cmd_compare(args) -> int:
     paths = write_reports(cfg, results, command)
     print()
     print(paths["table"].read_text())
-    print(f"results: {paths['csv']}, {paths['json']}, chart: {paths['chart']}")
+    print(f"results: {paths['csv']}, {paths['json']}, chart: {paths['chart']}"
+          + (f", validation curves: {paths['curves']}" if "curves" in paths else ""))
     return 0
 
 

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from ..files import write_text_atomically
 from .config import CompareConfig
+from .curves import curves_chart
 
 
 def median_table(results: list[dict]) -> dict[tuple[str, str, str], dict]:
@@ -189,7 +190,7 @@ def write_reports(cfg: CompareConfig, results: list[dict], command: str) -> dict
         machine += " (" + "; ".join(hardware) + ")"
     versions = finished[0]["versions"] if finished else {}
     paths = {"json": out / "results.json", "csv": out / "results.csv", "table": out / "table.md",
-             "chart": out / "chart.png"}
+             "chart": out / "chart.png", "curves": out / "validation_loss.png"}
     write_text_atomically(paths["json"], json.dumps({"title": cfg.title, "command": command, "config": cfg.to_dict(),
                                             "runs": finished}, indent=2, default=str))
     write_text_atomically(paths["csv"], results_csv(finished))
@@ -198,4 +199,6 @@ def write_reports(cfg: CompareConfig, results: list[dict], command: str) -> dict
             f"machine: {machine}; " + ", ".join(f"{k} {v}" for k, v in versions.items()), "", ""]
     write_text_atomically(paths["table"], "\n".join(head) + markdown_tables(cfg, results) + "\n")
     chart(cfg, results, paths["chart"])
+    if curves_chart(cfg, finished, paths["curves"]) is None:
+        paths.pop("curves")
     return paths
