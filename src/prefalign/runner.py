@@ -184,6 +184,7 @@ def train(cfg: ExperimentConfig, *, backbone: LoadedModel | None = None,
     """Train ``cfg.method`` on ``cfg.data`` and save the best adapter to ``<output_dir>/adapter``."""
     from transformers import EarlyStoppingCallback, TrainingArguments
 
+    from .training.throughput import Throughput
     from .training.trainer import PrefalignTrainer, accuracy_metrics
 
     t0 = time.time()
@@ -247,6 +248,8 @@ def train(cfg: ExperimentConfig, *, backbone: LoadedModel | None = None,
     )
     for callback in getattr(model, "trainer_callbacks", lambda: [])():
         trainer.add_callback(callback)
+    throughput = Throughput()  # tokens/s in every training log and in metrics.json
+    trainer.add_callback(throughput)
     quiet_progress(trainer, tc.progress)
     train_out = trainer.train()
     trainer.remove_callback(EarlyStoppingCallback)  # it only reads eval_* metrics during training
@@ -264,6 +267,8 @@ def train(cfg: ExperimentConfig, *, backbone: LoadedModel | None = None,
     elif test_set is not None:
         metrics.update({k: float(v) for k, v in trainer.evaluate(ListDataset(test_set), metric_key_prefix="test").items()
                         if isinstance(v, (int, float))})
+    if throughput.overall() is not None:
+        metrics["tokens_per_second"] = throughput.overall()
     seconds = time.time() - t0
     metrics["seconds"] = round(seconds, 2)
     model.eval()
@@ -285,7 +290,8 @@ def quiet_progress(trainer, progress: bool) -> None:
 
     class BarOnly(ProgressCallback):
         def on_log(self, args, state, control, logs=None, **kwargs):
-            return None
+            if self.training_bar is not None and logs and "tokens_per_second" in logs:
+                self.training_bar.set_postfix(tokens_per_s=logs["tokens_per_second"], refresh=False)
 
     trainer.remove_callback(PrinterCallback)
     trainer.remove_callback(ProgressCallback)
