@@ -14,6 +14,7 @@ import torch
 from .config import DataConfig, ExperimentConfig, dump_config
 from .data import Collator, PromptFormat, TaskDataset, build_task_spec, load_rotten_tomatoes, read_table
 from .errors import DataError
+from .files import write_text_atomically
 from .methods import build_method, load_method, save_method
 from .models.loading import LoadedModel, load_backbone
 
@@ -180,15 +181,22 @@ def _optimizer(model, cfg) -> torch.optim.Optimizer:
 
 
 def train(cfg: ExperimentConfig, *, backbone: LoadedModel | None = None,
-          splits: tuple[TaskDataset, TaskDataset, TaskDataset | None] | None = None) -> TrainResult:
-    """Train ``cfg.method`` on ``cfg.data`` and save the best adapter to ``<output_dir>/adapter``."""
+          splits: tuple[TaskDataset, TaskDataset, TaskDataset | None] | None = None,
+          resume: bool = False) -> TrainResult:
+    """Train ``cfg.method`` on ``cfg.data`` and save the best adapter to ``<output_dir>/adapter``.
+
+    ``resume`` continues from the last complete checkpoint in ``<output_dir>/checkpoints`` of a run
+    with the same config; on CPU the result equals the uninterrupted run's bit for bit.
+    """
     from transformers import EarlyStoppingCallback, TrainingArguments
 
     from .training.throughput import Throughput
+    from .training.resume import resume_point
     from .training.trainer import PrefalignTrainer, accuracy_metrics
 
     t0 = time.time()
     tc = cfg.training
+    checkpoint = resume_point(cfg, Path(tc.output_dir) / "checkpoints", resume)  # before any slow work
     seed_everything(tc.seed)
     train_set, val_set, test_set = splits or load_splits(cfg.data, tc.seed)  # bad data fails before a model load
     judge = None
@@ -251,7 +259,7 @@ def train(cfg: ExperimentConfig, *, backbone: LoadedModel | None = None,
     throughput = Throughput()  # tokens/s in every training log and in metrics.json
     trainer.add_callback(throughput)
     quiet_progress(trainer, tc.progress)
-    train_out = trainer.train()
+    train_out = trainer.train(resume_from_checkpoint=checkpoint)
     trainer.remove_callback(EarlyStoppingCallback)  # it only reads eval_* metrics during training
     metrics = {"train_loss": float(train_out.training_loss), "train_steps": int(train_out.global_step)}
     metrics.update({k: float(v) for k, v in trainer.evaluate(metric_key_prefix="validation").items()
@@ -275,11 +283,12 @@ def train(cfg: ExperimentConfig, *, backbone: LoadedModel | None = None,
     extra = {"label_names": list(train_set.label_names), "prompt": {"template": prompt.template,
              "verbalizers": prompt.verbalizers}, "max_length": cfg.data.max_length, "versions": versions(),
              "seed": tc.seed}
-    save_method(model, out_dir / "adapter", backbone=backbone, extra=extra)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "config.yaml").write_text(dump_config(cfg))
-    (out_dir / "metrics.json").write_text(json.dumps({"metrics": metrics, "versions": versions()}, indent=2))
-    (out_dir / "log_history.json").write_text(json.dumps(trainer.state.log_history, indent=2))
+    if trainer.is_world_process_zero():  # under DDP one process writes the outputs
+        save_method(model, out_dir / "adapter", backbone=backbone, extra=extra)
+        write_text_atomically(out_dir / "config.yaml", dump_config(cfg))
+        write_text_atomically(out_dir / "metrics.json", json.dumps({"metrics": metrics, "versions": versions()},
+                                                                   indent=2))
+        write_text_atomically(out_dir / "log_history.json", json.dumps(trainer.state.log_history, indent=2))
     return TrainResult(model=model, backbone=backbone, metrics=metrics, output_dir=out_dir, seconds=seconds,
                        log_history=trainer.state.log_history)
 

@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
+import json
 import os
+import shutil
 from collections import defaultdict
 
 import numpy as np
 import torch
 from transformers import Trainer
+from transformers.trainer_callback import ExportableState
+from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, rotate_checkpoints
 
-from ..errors import TrainingError
+from ..errors import CheckpointError, TrainingError
+from ..files import write_text_atomically
 from ..training.checkpoint import WEIGHTS_FILE, check_state_matches, read_checkpoint, write_checkpoint
+from . import resume
 
 
 def accuracy_metrics(eval_pred) -> dict[str, float]:
@@ -26,7 +32,10 @@ class PrefalignTrainer(Trainer):
     * every named term in ``outputs.terms`` (loss terms and gate pass rates) is averaged over the
       steps between two logs and logged beside ``loss``;
     * a non-finite loss stops training with a TrainingError instead of corrupting the prefixes;
-    * checkpoints hold only the method's trained parts (safetensors), never the frozen backbone.
+    * checkpoints hold only the method's trained parts (safetensors), never the frozen backbone;
+    * a checkpoint is written to a staging folder and renamed into place when complete, and it also
+      holds the method's own generators and the running loss sums, so a resumed run repeats the
+      uninterrupted one bit for bit on CPU (see docs/reliability.md).
     """
 
     def __init__(self, *args, checkpoint_meta: dict | None = None, **kwargs) -> None:
@@ -34,6 +43,7 @@ class PrefalignTrainer(Trainer):
         self.checkpoint_meta = checkpoint_meta or {}
         self._term_sums: dict[str, float] = defaultdict(float)
         self._term_counts: dict[str, int] = defaultdict(int)
+        self._resumed_sums: dict | None = None  # read from a checkpoint, applied at the first step
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         outputs = model(**inputs)
@@ -78,9 +88,81 @@ class PrefalignTrainer(Trainer):
 
     def _load_from_checkpoint(self, resume_from_checkpoint: str, model=None) -> None:
         self._load_trained_parts(resume_from_checkpoint)
+        self._load_prefalign_state(resume_from_checkpoint)
 
     def _load_best_model(self) -> None:
         best = self.state.best_model_checkpoint
         if best and os.path.exists(os.path.join(best, WEIGHTS_FILE)):
             self._load_trained_parts(best)
 
+    # -- crash-safe checkpoints and exact resumption ------------------------------------------------
+    def _rank_file(self, pattern: str) -> str:
+        return pattern.format(rank=resume.rank_suffix(self.args.world_size, self.args.process_index))
+
+    def _save_checkpoint(self, model, trial) -> None:
+        """Trainer._save_checkpoint (transformers 5.23), written to a staging folder renamed into place
+        once every process has written its part: a kill mid-save leaves the previous checkpoints whole."""
+        run_dir = self._get_output_dir(trial=trial)
+        name = f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}"
+        staging, final = os.path.join(run_dir, resume.STAGING_PREFIX + name), os.path.join(run_dir, name)
+        if self.args.should_save:
+            shutil.rmtree(staging, ignore_errors=True)
+        self.accelerator.wait_for_everyone()
+        if self.hp_search_backend is None and trial is None:
+            self.store_flos()
+        self.save_model(staging, _internal_call=True)
+        best_step = self.state.best_global_step
+        if best_step:
+            best = os.path.join(run_dir, f"{PREFIX_CHECKPOINT_DIR}-{best_step}")
+            if best_step == self.state.global_step or os.path.exists(best):
+                self.state.best_model_checkpoint = best
+        if not self.args.save_only_model:
+            self._save_optimizer_and_scheduler(staging)
+            self._save_scaler(staging)
+            self._save_rng_state(staging)
+        self._save_prefalign_state(staging)
+        if self.args.should_save:
+            for cb in [cb for cb in self.callback_handler.callbacks + [self.control] if isinstance(cb, ExportableState)]:
+                cb_name, cb_state = cb.__class__.__name__, cb.state()
+                if isinstance(self.state.stateful_callbacks[cb_name], list):
+                    self.state.stateful_callbacks[cb_name].append(cb_state)
+                else:
+                    self.state.stateful_callbacks[cb_name] = cb_state
+            self.state.save_to_json(os.path.join(staging, "trainer_state.json"))
+        self.accelerator.wait_for_everyone()
+        if self.args.should_save:
+            resume.publish(staging, final)
+            rotate_checkpoints(output_dir=run_dir, save_total_limit=self.args.save_total_limit,
+                               best_model_checkpoint=self.state.best_model_checkpoint, use_mtime=True)
+        self.accelerator.wait_for_everyone()
+
+    def _save_prefalign_state(self, folder: str) -> None:
+        """What the Trainer does not checkpoint: running loss sums and the method's generators."""
+        os.makedirs(folder, exist_ok=True)
+        sums = {"tr_loss": float(self._tr_loss.item()), "total_loss_scalar": self._total_loss_scalar,
+                "globalstep_last_logged": self._globalstep_last_logged,
+                "term_sums": dict(self._term_sums), "term_counts": dict(self._term_counts)}
+        write_text_atomically(os.path.join(folder, self._rank_file(resume.STATE_FILE)), json.dumps(sums))
+        resume.save_generators(self._unwrapped(), os.path.join(folder, self._rank_file(resume.RNG_FILE)))
+
+    def _load_prefalign_state(self, folder: str) -> None:
+        resume.load_generators(self._unwrapped(), os.path.join(folder, self._rank_file(resume.RNG_FILE)))
+        path = os.path.join(folder, self._rank_file(resume.STATE_FILE))
+        if not os.path.exists(path):
+            raise CheckpointError(f"{path} is missing: {folder} was not written by this version of prefalign "
+                                  "(or by another number of processes); start the run again without --resume")
+        try:
+            self._resumed_sums = json.loads(open(path, encoding="utf-8").read())
+        except json.JSONDecodeError as exc:
+            raise CheckpointError(f"{path} is not valid JSON ({exc.msg})") from None
+
+    def training_step(self, model, inputs, num_items_in_batch=None):
+        if self._resumed_sums is not None:  # the Trainer zeroed these when the loop began
+            s, self._resumed_sums = self._resumed_sums, None
+            self._tr_loss = torch.tensor(s["tr_loss"], dtype=self._tr_loss.dtype, device=self._tr_loss.device)
+            self._total_loss_scalar = s["total_loss_scalar"]
+            self._globalstep_last_logged = s["globalstep_last_logged"]
+            self._initial_global_step = 0  # train_loss averages over the whole run, not this call's share
+            self._term_sums = defaultdict(float, s["term_sums"])
+            self._term_counts = defaultdict(int, s["term_counts"])
+        return super().training_step(model, inputs, num_items_in_batch)
