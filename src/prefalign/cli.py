@@ -203,7 +203,7 @@ def cmd_methods(args) -> int:
         if name in ABLATIONS and name != "dcpc":
             off = ", ".join(f"{k}={v}" for k, v in ABLATIONS[name].items())
             about = "P-Tuning v2: DCPC with every part off" if name == "ptuning-v2" else f"DCPC ablation: {off}"
-        count = f"{counts[name]:>12,d}  " if name in counts else ""
+        count = "" if not counts else f"{counts[name]:>12,d}  " if counts.get(name) is not None else f"{'-':>12}  "
         print(f"{name:20s} {count}{about}")
     return 0
 
@@ -218,9 +218,15 @@ def _tunable_counts(model_name: str) -> dict[str, int]:
     backbone = load_backbone(model_name)
     data = TaskDataset([Example(text="a", label=0), Example(text="b", label=1)], ["negative", "positive"])
     spec = build_task_spec(data, backbone.geometry, backbone.tokenizer, PromptFormat(template="{text}\nAnswer:"))
-    out = {}
+    from .errors import ConfigError
+
+    out: dict[str, int | None] = {}
     for name in METHODS:
-        model = build_method(name, {}, backbone, spec)
+        try:
+            model = build_method(name, {}, backbone, spec)
+        except ConfigError:  # a method this backbone cannot run (CC, DC, bias-aware need a decoder): '-'
+            out[name] = None
+            continue
         out[name] = sum(p.numel() for p in model.trainable_parameters().values())
         del model
     return out

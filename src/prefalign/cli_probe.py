@@ -3,6 +3,7 @@
     prefalign probe drift [--model BASE] [--adapter [NAME=]DIR ...] (--pairs FILE | DATA) --output DIR
                           [--num-pairs 32] [--pool 512] [--top-k 10]
     prefalign probe bias  [--model BASE] [--adapter [NAME=]DIR ...] DATA --output DIR [--max-examples 256]
+    prefalign probe target-layer --model BASE DATA --output DIR [--examples 20] [--component o_proj]
     prefalign report RUN_DIR [--output report.html]
 
 DATA is one of ``--data FILE`` (CSV/TSV/JSON/JSONL; the label cell may hold a list of labels),
@@ -74,6 +75,15 @@ def add_parsers(subparsers) -> None:
     b.add_argument("--max-examples", type=int, default=256,
                    help="class-balanced sample of this many inputs, drawn with --seed (default 256; 0 = all)")
     _add_data(b)
+    t = kinds.add_parser("target-layer", help="interchange ablation (bias-aware PEFT, appendix A): per layer, the "
+                                               "KL of the output after swapping a component's activation between "
+                                               "gold and biased samples; the argmax layer is bias-aware's target")
+    _add_models(t)
+    t.add_argument("--examples", type=int, default=20, help="examples the gold/biased pairs come from, drawn with "
+                                                            "--seed (default 20, section 5.1)")
+    t.add_argument("--component", default="o_proj", help="module of each layer whose output is swapped, by name "
+                                                         "or suffix (default o_proj, appendix A)")
+    _add_data(t)
     r = subparsers.add_parser("report", help="one offline HTML page of a run directory: curves, metrics, probes, "
                                              "dataset cards")
     r.add_argument("run_dir", help="a folder written by `prefalign train` (with probe outputs below it, if any)")
@@ -84,8 +94,10 @@ def run(args) -> int:
     if args.command == "report":
         return _report(args)
     if args.probe_command is None:
-        raise ConfigError("prefalign probe needs a probe: drift or bias (see prefalign probe --help)")
+        raise ConfigError("prefalign probe needs a probe: drift or bias, or target-layer (see prefalign probe --help)")
     _check_numbers(args)
+    if args.probe_command == "target-layer":
+        return _target_layer(args)
     return _drift(args) if args.probe_command == "drift" else _bias(args)
 
 
@@ -93,6 +105,10 @@ def _check_numbers(args) -> None:
     checks = [("--batch-size", args.batch_size, 1), ("--max-length", args.max_length, 8)]
     if args.probe_command == "drift":
         checks += [("--num-pairs", args.num_pairs, 1), ("--top-k", args.top_k, 1), ("--pool", args.pool, 0)]
+    elif args.probe_command == "target-layer":
+        checks += [("--examples", args.examples, 1)]
+        if not args.model or args.adapter:
+            raise ConfigError("prefalign probe target-layer probes a base model: give --model (and no --adapter)")
     else:
         checks += [("--max-examples", args.max_examples, 0)]
     for flag, value, low in checks:
@@ -264,6 +280,45 @@ def _bias(args) -> int:
     paths["summary"].write_text(header + text + "\n", encoding="utf-8")
     print(header + text)
     print("wrote " + ", ".join(str(p) for p in paths.values()))
+    return 0
+
+
+def _target_layer(args) -> int:
+    import random
+
+    from .data import Collator, Example, TaskDataset, build_task_spec
+    from .methods.bias_aware import interchange_ablation, write_curve
+    from .models.loading import load_backbone
+
+    data = _data(args)
+    if data.multi_label:
+        raise ConfigError("probe target-layer pairs each input with one gold label; the data is multi-label")
+    _progress(f"loading {args.model}")
+    backbone = load_backbone(_named(args.model)[1])
+    if not backbone.geometry.is_decoder:
+        raise ConfigError("probe target-layer reads labels through an LM head: --model must be a decoder")
+    prompt = _base_prompt(args, [], True)
+    names = list(data.label_names)
+    spec = build_task_spec(TaskDataset([Example(text="x", label=0)], names, name="labels"), backbone.geometry,
+                           backbone.tokenizer, prompt)
+    collator = Collator(backbone.tokenizer, backbone.geometry, len(names), prompt, args.max_length)
+    rows = random.Random(args.seed).sample(data.rows, min(args.examples, len(data.rows)))
+    _progress(f"interchange ablation of {args.component} over {len(rows)} pairs and "
+              f"{backbone.geometry.num_layers} layers")
+    curve = interchange_ablation(backbone.model, backbone.geometry, collator.prompt_ids([r.example() for r in rows]),
+                                 [r.labels[0] for r in rows], spec.verbalizer_ids, args.component,
+                                 pad_id=backbone.tokenizer.pad_token_id or 0)
+    paths = write_curve(curve, args.output, title=args.title)
+    lines = [f"data: {len(rows)} inputs of {data.source} (seed {args.seed})", f"model: {backbone.name}",
+             f"prompt: {prompt.template!r}", f"component: {args.component}", "layer  mean KL"]
+    lines += [f"{i:5d}  {v:.6f}" + ("  <- chosen" if i == curve.layer else "") for i, v in enumerate(curve.kl)]
+    lines.append(f"chosen target layer: {curve.layer} (0-based; of {len(curve.kl)})")
+    summary = Path(args.output) / "summary.txt"
+    from .files import write_text_atomically
+
+    write_text_atomically(summary, "\n".join(lines) + "\n")
+    print("\n".join(lines))
+    print(f"wrote {paths['csv']}, {paths['png']}, {summary}")
     return 0
 
 

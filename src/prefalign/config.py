@@ -101,6 +101,10 @@ class TrainingConfig(ConfigBase):
                     "an OpenAI-compatible endpoint (PREFALIGN_API_BASE / _MODEL / _KEY), or 'offline', a token-overlap "
                     "stand-in that is labelled as such", choices=("offline", "chat"))
     num_beams: int = _f(3, "beam width when generating answers of generation tasks (section 4.1: 3)")
+    perplexity_text: str | None = _f(None, "a plain-text file (e.g. WikiText-2's wiki.test.raw): after training, the "
+                                     "trained model's perplexity on it is reported (bias-aware PEFT Table 5; decoders)")
+    perplexity_tokens: int = _f(4096, "score the first this many tokens of perplexity_text")
+    perplexity_window: int = _f(512, "tokens per scored window (non-overlapping)")
 
     def validate(self) -> None:
         self.check_range("learning_rate", 0.0, 10.0)
@@ -114,6 +118,8 @@ class TrainingConfig(ConfigBase):
         self.check_range("logging_steps", 1, None)
         self.check_range("save_total_limit", 1, None)
         self.check_range("num_beams", 1, 64)
+        self.check_range("perplexity_tokens", 2, None)
+        self.check_range("perplexity_window", 2, None)
 
 
 @dataclass

@@ -213,6 +213,14 @@ def train(cfg: ExperimentConfig, *, backbone: LoadedModel | None = None,
     # A backbone the caller passed in stays untouched by methods that change it (LoRA, full FT ...).
     model = build_method(cfg.method_name, cfg.method_params, backbone, spec, copy_backbone=not own_backbone)
     collator = Collator(backbone.tokenizer, backbone.geometry, train_set.num_classes, prompt, cfg.data.max_length)
+    corpus = None
+    if tc.perplexity_text:  # a missing corpus fails now, not after training
+        from .evaluation.perplexity import read_corpus
+
+        corpus = read_corpus(tc.perplexity_text)
+    # A method may look at the data once before training: bias-aware picks its layer, CC/DC estimate a prior.
+    prepared = model.prepare(collator, train_set, tc.seed) if hasattr(model, "prepare") else {}
+    trains = bool(model.trainable_parameters())  # CC, DC, CRISPR and the untuned model are only evaluated
     out_dir = Path(tc.output_dir)
     use_cpu = tc.device == "cpu" or (tc.device == "auto" and not torch.cuda.is_available())
     args = TrainingArguments(
@@ -250,7 +258,7 @@ def train(cfg: ExperimentConfig, *, backbone: LoadedModel | None = None,
     trainer = PrefalignTrainer(
         model=model, args=args, train_dataset=ListDataset(train_set), eval_dataset=ListDataset(val_set),
         data_collator=collator, compute_metrics=None if generation else accuracy_metrics,
-        optimizers=(_optimizer(model, cfg), None),
+        optimizers=(_optimizer(model, cfg) if trains else None, None),
         callbacks=[EarlyStoppingCallback(early_stopping_patience=tc.early_stopping_patience)],
         checkpoint_meta=meta,
     )
@@ -259,9 +267,13 @@ def train(cfg: ExperimentConfig, *, backbone: LoadedModel | None = None,
     throughput = Throughput()  # tokens/s in every training log and in metrics.json
     trainer.add_callback(throughput)
     quiet_progress(trainer, tc.progress)
-    train_out = trainer.train(resume_from_checkpoint=checkpoint)
+    if trains:
+        train_out = trainer.train(resume_from_checkpoint=checkpoint)
+        metrics = {"train_loss": float(train_out.training_loss), "train_steps": int(train_out.global_step)}
+    else:
+        metrics = {"train_steps": 0}
+    metrics.update({k: float(v) for k, v in prepared.items()})
     trainer.remove_callback(EarlyStoppingCallback)  # it only reads eval_* metrics during training
-    metrics = {"train_loss": float(train_out.training_loss), "train_steps": int(train_out.global_step)}
     metrics.update({k: float(v) for k, v in trainer.evaluate(metric_key_prefix="validation").items()
                     if isinstance(v, (int, float))})
     if test_set is not None and generation:
@@ -277,6 +289,11 @@ def train(cfg: ExperimentConfig, *, backbone: LoadedModel | None = None,
                         if isinstance(v, (int, float))})
     if throughput.overall() is not None:
         metrics["tokens_per_second"] = throughput.overall()
+    if corpus is not None:
+        from .evaluation.perplexity import perplexity
+
+        metrics.update(perplexity(model.classifier.model, backbone.tokenizer, corpus, tc.perplexity_tokens,
+                                  tc.perplexity_window))
     seconds = time.time() - t0
     metrics["seconds"] = round(seconds, 2)
     model.eval()

@@ -40,6 +40,9 @@ class DatasetEntry(ConfigBase):
     shifted_name: str | None = _f(None, "twin column name (default: the shift's name upper-cased, e.g. SST2-P)")
     metric: str | None = _f(None, "the test metric in the table (a run's test metric key without 'test_': "
                             "accuracy, f1_em, gpt_score); default: the registered task's metric, else accuracy")
+    also: list[str] = field(default_factory=list, metadata={
+        "help": "further metrics shown in their own columns beside the main one (a run's metric key, looked up as "
+                "test_<key> then <key>): e.g. [accuracy, perplexity]; perplexity needs training.perplexity_text"})
 
     def validate(self) -> None:
         self.data = self.data or {}

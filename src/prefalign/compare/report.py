@@ -13,8 +13,17 @@ from .config import CompareConfig
 from .curves import curves_chart
 
 
-def median_table(results: list[dict]) -> dict[tuple[str, str, str], dict]:
-    """(model, method, column) -> {median, values, n, tunable_params, seconds} over finished seeds."""
+def metric_value(metrics: dict, metric: str) -> float | None:
+    """A run's ``test_<metric>``, else its ``<metric>`` (perplexity is not a test-split metric)."""
+    value = metrics.get(f"test_{metric}")
+    return metrics.get(metric) if value is None else value
+
+
+def median_table(results: list[dict], metric: str | None = None) -> dict[tuple[str, str, str], dict]:
+    """(model, method, column) -> {median, values, n, tunable_params, seconds} over finished seeds.
+
+    ``metric`` replaces each run's own (its dataset's) metric, for the extra columns of ``also``.
+    """
     cells: dict[tuple[str, str, str], dict] = {}
     for r in results:
         if r is None:
@@ -22,7 +31,7 @@ def median_table(results: list[dict]) -> dict[tuple[str, str, str], dict]:
         key = (r["model"], r["method"], r["column"])
         cell = cells.setdefault(key, {"values": [], "tunable_params": None, "seconds": 0.0, "failed": 0})
         cell["seconds"] += r.get("seconds") or 0.0
-        value = r["metrics"].get(f"test_{r['metric']}") if r["status"] == "ok" else None
+        value = metric_value(r["metrics"], metric or r["metric"]) if r["status"] == "ok" else None
         if value is None:
             cell["failed"] += 1
             continue
@@ -44,21 +53,26 @@ def format_params(n: int | None) -> str:
     return str(n)
 
 
+UNSCALED = ("gpt_score", "perplexity", "target_layer")  # shown as they are, not x100
+
+
 def _score(value: float | None, metric: str) -> str:
     if value is None:
         return "–"
-    return f"{value:.2f}" if metric == "gpt_score" else f"{100 * value:.1f}"
+    return f"{value:.2f}" if metric in UNSCALED else f"{100 * value:.1f}"
 
 
 def markdown_tables(cfg: CompareConfig, results: list[dict]) -> str:
     """One table per backbone: rows are methods, columns each dataset, its shifted twin and the drop."""
     cells = median_table(results)
+    extra = {x: median_table(results, x) for d in cfg.datasets for x in d.also}
     seeds = len(cfg.seeds)
     blocks = []
     for model in cfg.models:
         header = ["Method", "Tunable params"]
         for d in cfg.datasets:
             header.append(f"{d.name} ({d.metric})")
+            header += [f"{d.name} ({m})" for m in d.also]
             if d.shifted:
                 header += [f"{d.shifted_name} ({d.metric})", "drop"]
         rows = []
@@ -69,6 +83,7 @@ def markdown_tables(cfg: CompareConfig, results: list[dict]) -> str:
             for d in cfg.datasets:
                 orig = cells.get((model.label, m.label, d.name), {})
                 row.append(_with_n(orig, d.metric, seeds))
+                row += [_with_n(extra[x].get((model.label, m.label, d.name), {}), x, seeds) for x in d.also]
                 if d.shifted:
                     shifted = cells.get((model.label, m.label, d.shifted_name), {})
                     row.append(_with_n(shifted, d.metric, seeds))
@@ -106,7 +121,7 @@ def _bold_best(rows: list[list[str]], cfg: CompareConfig) -> None:
     """Bold the best median of each score column (not the drop columns)."""
     col = 2
     for d in cfg.datasets:
-        spans = [col] + ([col + 1] if d.shifted else [])
+        spans = [col] + ([col + 1 + len(d.also)] if d.shifted else [])
         for c in spans:
             values = []
             for row in rows:
@@ -120,7 +135,7 @@ def _bold_best(rows: list[list[str]], cfg: CompareConfig) -> None:
                 for row, v in zip(rows, values):
                     if v == best:
                         row[c] = f"**{row[c]}**"
-        col += 3 if d.shifted else 1
+        col += (3 if d.shifted else 1) + len(d.also)  # the extra columns are not bolded
 
 
 def results_csv(results: list[dict]) -> str:

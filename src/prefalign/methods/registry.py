@@ -12,12 +12,14 @@ from ..models.loading import LoadedModel, load_backbone
 from ..models.prefix import check_prefix_reaches_model
 from ..training.checkpoint import check_state_matches, read_checkpoint, write_checkpoint
 from .baselines import BASELINES
+from .bias_aware import BIAS_AWARE_METHODS
 from .dcpc import ABLATIONS, DCPCConfig, DCPCModel
 from .ltuning import LTUNING_METHODS
 
 # Every DCPC variant of Table 3, and P-Tuning v2 (DCPC with everything off), share one model class;
 # the baselines of Tables 1-2 follow.
-METHODS = {**{name: (DCPCConfig, DCPCModel) for name in ABLATIONS}, **BASELINES, **LTUNING_METHODS}
+METHODS = {**{name: (DCPCConfig, DCPCModel) for name in ABLATIONS}, **BASELINES, **LTUNING_METHODS,
+           **BIAS_AWARE_METHODS}
 PREFIX_METHODS = frozenset(ABLATIONS)  # methods that feed prefixes through the key/value cache
 
 

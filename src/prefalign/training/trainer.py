@@ -20,10 +20,14 @@ from . import resume
 
 
 def accuracy_metrics(eval_pred) -> dict[str, float]:
-    """Accuracy of argmax class scores against hard labels."""
+    """Accuracy and weighted F1 (the bias-aware paper's Table 2 metric) of argmax class scores against hard labels."""
+    from sklearn.metrics import f1_score
+
     logits, labels = eval_pred.predictions, eval_pred.label_ids
     logits = logits[0] if isinstance(logits, tuple) else logits
-    return {"accuracy": float((np.asarray(logits).argmax(-1) == np.asarray(labels)).mean())}
+    preds, labels = np.asarray(logits).argmax(-1), np.asarray(labels)
+    return {"accuracy": float((preds == labels).mean()),
+            "f1_weighted": float(f1_score(labels, preds, average="weighted", zero_division=0))}
 
 
 class PrefalignTrainer(Trainer):

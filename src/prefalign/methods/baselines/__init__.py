@@ -1,7 +1,8 @@
 """The baselines of DCPC Tables 1-2 (appendix A.1.2), trained through the same runner as DCPC.
 
 From PEFT: LoRA, AdaLoRA, (IA)^3, prompt tuning. By hand (PEFT lacks them): full fine-tuning,
-BitFit, Houlsby adapters, LPT and PEDRO (forward hooks, see hooks.py).
+BitFit, Houlsby adapters, LPT and PEDRO (forward hooks, see hooks.py). Training-free (bias-aware
+PEFT paper, appendix D): the untuned model, CC, DC and CRISPR.
 """
 
 from .config import (
@@ -17,6 +18,15 @@ from .config import (
     PromptTuningConfig,
 )
 from .bitfit import BitFit
+from .calibration import (
+    ContextualCalibration,
+    ContextualCalibrationConfig,
+    DomainCalibration,
+    DomainCalibrationConfig,
+    ZeroShotConfig,
+)
+from .calibration import Calibrated as ZeroShot
+from .crispr import Crispr, CrisprConfig
 from .houlsby import HoulsbyAdapter
 from .lpt import LatePromptTuning
 from .model import BaselineModel, FullFineTuning
@@ -33,6 +43,11 @@ BASELINES = {
     "houlsby": (HoulsbyAdapterConfig, HoulsbyAdapter),
     "lpt": (LatePromptTuningConfig, LatePromptTuning),
     "pedro": (PedroConfig, Pedro),
+    # Training-free baselines of the bias-aware PEFT paper (appendix D): evaluated, never stepped.
+    "zero-shot": (ZeroShotConfig, ZeroShot),
+    "cc": (ContextualCalibrationConfig, ContextualCalibration),
+    "dc": (DomainCalibrationConfig, DomainCalibration),
+    "crispr": (CrisprConfig, Crispr),
 }
 
 __all__ = ["BASELINES", "BaselineConfig", "BaselineModel"]

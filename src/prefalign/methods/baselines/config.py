@@ -36,7 +36,8 @@ class LoraBaselineConfig(BaselineConfig):
     lora_alpha: float = _f(8.0, "scaling numerator: the update is scaled by lora_alpha / r (PEFT default 8)")
     lora_dropout: float = _f(0.0, "dropout on the LoRA branch")
     target_modules: list[str] | None = _f(None, "module names to adapt; default PEFT's per-architecture choice "
-                                          "(query/value projections)")
+                                          "(query/value projections); [all-linear]: every linear layer except the "
+                                          "LM head (the bias-aware paper's LoRA, appendix D, with r: 8)")
 
     def validate(self) -> None:
         super().validate()

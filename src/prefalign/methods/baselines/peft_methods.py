@@ -39,8 +39,11 @@ class LoraBaseline(BaselineModel):
         from peft.utils.constants import TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING as TARGETS
 
         cfg = self.config
+        targets = _targets(model, cfg.target_modules, TARGETS, "LoRA")
+        if [t.lower() for t in targets] == ["all-linear"]:  # PEFT's shorthand: every linear layer but the LM head
+            targets = "all-linear"
         peft_cfg = LoraConfig(r=cfg.r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,
-                              target_modules=_targets(model, cfg.target_modules, TARGETS, "LoRA"))
+                              target_modules=targets)
         inject_adapter_in_model(peft_cfg, model)
 
 
