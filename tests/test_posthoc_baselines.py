@@ -183,3 +183,30 @@ def test_tweeteval_reads_the_original_files_and_skips_blank_tweets(tmp_path):
     bad = _tweeteval(tmp_path / "bad2", ["a"], ["7"])
     with pytest.raises(DataError, match="label id"):
         load_task("tweeteval-hate", bad)
+
+
+# -- compare: a row's own seeds, extra metric columns ------------------------------------------------------------
+def test_compare_rows_with_own_seeds_and_extra_metric_columns():
+    from prefalign.compare.config import CompareConfig, DatasetEntry, MethodEntry
+    from prefalign.compare.grid import plan
+    from prefalign.compare.report import markdown_tables
+
+    cfg = CompareConfig(seeds=[0, 1, 2], methods=[MethodEntry(name="zero-shot", label="Untuned", seeds=[0]),
+                                                  MethodEntry(name="bias-aware", label="Ours")],
+                        datasets=[DatasetEntry(name="TE", data={"task": "tweeteval-emotion"}, metric="f1_weighted",
+                                               also=["accuracy", "perplexity"])])
+    runs = plan(cfg)
+    assert [(r.method.label, r.seed) for r in runs] == [("Untuned", 0), ("Ours", 0), ("Ours", 1), ("Ours", 2)]
+
+    def record(method, seed, f1, ppl):
+        return {"model": "minilm", "method": method, "column": "TE", "metric": "f1_weighted", "status": "ok",
+                "seed": seed, "metrics": {"test_f1_weighted": f1, "test_accuracy": f1 + 0.1, "perplexity": ppl}}
+
+    results = [record("Untuned", 0, 0.5, 20.0)] + [record("Ours", s, 0.6 + s / 100, 21.0 + s) for s in range(2)]
+    table = markdown_tables(cfg, results)
+    assert "| TE (f1_weighted) | TE (accuracy) | TE (perplexity) |" in table
+    assert "| Untuned | ? | 50.0 | 60.0 | 20.00 |" in table  # 1 of its 1 seed: no 'n/m seeds' note
+    assert "60.5 (2/3 seeds)" in table and "21.50 (2/3 seeds)" in table
+    assert "Rows with their own seeds: Untuned seeds 0." in table
+    with pytest.raises(ConfigError, match="seeds is empty"):
+        MethodEntry(name="cc", seeds=[])

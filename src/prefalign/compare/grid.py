@@ -62,7 +62,7 @@ def plan(cfg: CompareConfig) -> list[RunSpec]:
             variants = ["original"] + (["shifted"] if dataset.shifted else [])
             for variant in variants:
                 for method in cfg.methods:
-                    for seed in cfg.seeds:
+                    for seed in method.seeds or cfg.seeds:
                         runs.append(RunSpec(model, dataset, variant, method, seed))
     return runs
 

@@ -66,7 +66,6 @@ def markdown_tables(cfg: CompareConfig, results: list[dict]) -> str:
     """One table per backbone: rows are methods, columns each dataset, its shifted twin and the drop."""
     cells = median_table(results)
     extra = {x: median_table(results, x) for d in cfg.datasets for x in d.also}
-    seeds = len(cfg.seeds)
     blocks = []
     for model in cfg.models:
         header = ["Method", "Tunable params"]
@@ -77,6 +76,7 @@ def markdown_tables(cfg: CompareConfig, results: list[dict]) -> str:
                 header += [f"{d.shifted_name} ({d.metric})", "drop"]
         rows = []
         for m in cfg.methods:
+            seeds = len(m.seeds or cfg.seeds)
             row_cells = [cells.get((model.label, m.label, c)) for c in _columns(cfg)]
             params = next((c["tunable_params"] for c in row_cells if c and c["tunable_params"]), None)
             row = [m.label, format_params(params)]
@@ -93,11 +93,16 @@ def markdown_tables(cfg: CompareConfig, results: list[dict]) -> str:
         _bold_best(rows, cfg)
         lines = [f"**{model.label}** — median of test {', '.join(sorted({d.metric for d in cfg.datasets}))} over "
                  f"seeds {', '.join(map(str, cfg.seeds))} (x100 for accuracy and f1-em); 'drop' is original minus "
-                 "shifted; a cell with fewer finished seeds says how many.", "",
+                 "shifted; a cell with fewer finished seeds says how many." + _own_seeds(cfg), "",
                  "| " + " | ".join(header) + " |", "|" + "|".join(["---"] + ["---:"] * (len(header) - 1)) + "|"]
         lines += ["| " + " | ".join(row) + " |" for row in rows]
         blocks.append("\n".join(lines))
     return "\n\n".join(blocks)
+
+
+def _own_seeds(cfg: CompareConfig) -> str:
+    own = [f"{m.label} seeds {', '.join(map(str, m.seeds))}" for m in cfg.methods if m.seeds]
+    return f" Rows with their own seeds: {'; '.join(own)}." if own else ""
 
 
 def _columns(cfg: CompareConfig) -> list[str]:
