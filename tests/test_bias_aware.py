@@ -42,6 +42,18 @@ def test_balance_losses_eq2_eq3_by_hand():
     assert capped["bal2"].item() == pytest.approx(-0.5)  # ||H^C - H^N|| = 0.558 > 0.5
 
 
+def test_balance_losses_take_multi_label_samples():
+    # Sample 0 carries labels 0 and 1 (TweetEmotion-style): it counts as 'Contain' for both.
+    contain = torch.tensor([[1, 1, 0], [1, 0, 0], [0, 1, 0], [0, 0, 1]])
+    h_c = [0.6, (0.3 + 0.6) / 2, 0.4]
+    h_n = [0.2, (0.2 + 0.3) / 2, 0.2]
+    out = balance_losses(SCORES, contain)
+    norm = lambda v: math.sqrt(sum(x * x for x in v))  # noqa: E731
+    assert out["bal1"].item() == pytest.approx(norm([h - sum(h_c) / 3 for h in h_c])
+                                               + norm([h - sum(h_n) / 3 for h in h_n]), abs=1e-6)
+    assert out["bal2"].item() == pytest.approx(-norm([a - b for a, b in zip(h_c, h_n)]), abs=1e-6)
+
+
 def test_balance_losses_skip_labels_absent_from_a_side():
     # Label 2 has no 'Contain' sample: H^C covers labels 0 and 1, L_bal2 too; H^N all three.
     scores, contain = SCORES[:3], CONTAIN[:3]
