@@ -171,7 +171,10 @@ def test_soft_targets_pair_the_text_with_their_most_likely_label(tiny_bert):
     model.train()
     model(**batch)
     pairs = model.last_pairs
-    assert torch.equal(pairs["labels"][pairs["targets"] == 1], torch.tensor([1, 0] * 4))
+    true_pairs = pairs["labels"] == pairs["true"][pairs["rows"]]
+    assert torch.equal(pairs["labels"][true_pairs], torch.tensor([1, 0] * 4))
+    # each pair's BCE target is the soft target of its label: 0.7 / 0.8 for the true pairs, 0.3 / 0.2 otherwise
+    assert torch.equal(pairs["targets"], batch["target_dist"][pairs["rows"], pairs["labels"]])
 
 
 # -- appendix A.4: prediction is the argmax over labels ------------------------------------------------------

@@ -32,7 +32,8 @@ class DataConfig(ConfigBase):
     """Where the examples come from and how they are written out for the model."""
 
     SECTION = "data"
-    task: str | None = _f(None, "a registered benchmark (sst2, rte, boolq, copa, record, alpaca, rotten_tomatoes) read "
+    task: str | None = _f(None, "a registered benchmark (sst2, rte, boolq, copa, record, alpaca, rotten_tomatoes, md-agreement, "
+                          "convabuse, armis, popquorn, davidson ...) read "
                           "from data.path in its original file format; replaces train/validation/test")
     path: str | None = _f(None, "folder holding the task's files (see `prefalign tasks`)")
     shift: dict | None = _f(None, "a preference shift applied after loading: {name: sst2-p, <its parameters>} "
@@ -57,6 +58,12 @@ class DataConfig(ConfigBase):
     max_eval_examples: int | None = _f(None, "use at most this many validation/test examples")
     max_validation_examples: int | None = _f(None, "cap the validation split alone (evaluated every eval_steps); "
                                              "overrides max_eval_examples for it")
+    target: str | None = _f(None, "multi-annotator data: what train examples are labelled with: majority, soft (the "
+                            "annotators' label distribution) or a crowd-kit aggregate (dawid-skene, glad, mace, "
+                            "one-coin-dawid-skene; add -soft for its posterior); default majority")
+    annotations: dict | None = _f(None, "multi-annotator options: {format: long|lists|counts, item_column, "
+                                  "annotator_column, count_columns, rating_bins, group_columns, "
+                                  "min_group_annotators, weights: crowdlab} (see docs/annotations.md)")
 
     def validate(self) -> None:
         self.check_range("max_length", 8, 1_000_000)
@@ -73,6 +80,28 @@ class DataConfig(ConfigBase):
             from .data.tasks import get_task
 
             get_task(self.task)
+        self._validate_annotations()
+
+    def _validate_annotations(self) -> None:
+        """data.target and data.annotations apply to multi-annotator tasks and files only."""
+        if self.target is None and self.annotations is None:
+            return
+        from .annotations.config import AnnotationConfig
+        from .annotations.targets import TARGETS
+
+        if self.target is not None and self.target not in TARGETS:
+            raise ConfigError(f"data.target: {self.target!r} is not one of {', '.join(TARGETS)}")
+        options = AnnotationConfig.from_dict(self.annotations or {})
+        if self.task:
+            from .data.tasks import get_task
+
+            if not get_task(self.task).extra.get("annotated"):
+                raise ConfigError(f"data.target and data.annotations need multi-annotator data; task '{self.task}' "
+                                  "has one label per example (try md-agreement, convabuse, armis, popquorn, davidson)")
+            if options.format is not None:
+                raise ConfigError(f"data.annotations.format is for your own files; task '{self.task}' reads its own")
+        elif options.format is None:
+            raise ConfigError("data.target on your own files needs data.annotations.format: long, lists or counts")
 
 
 @dataclass

@@ -88,10 +88,14 @@ def as_generation(data: TaskDataset) -> TaskDataset:
 
 def _raw_splits(cfg: DataConfig, seed: int) -> tuple[TaskDataset, TaskDataset, TaskDataset | None]:
     validation = test = None
+    if not cfg.task and (cfg.annotations or {}).get("format"):  # your own multi-annotator files
+        from .annotations.files import load_annotated_files
+
+        return load_annotated_files(cfg, seed)
     if cfg.task:
         from .data.tasks import load_task
 
-        train, validation, test = load_task(cfg.task, cfg.path, seed)
+        train, validation, test = load_task(cfg.task, cfg.path, seed, annotation=_annotation_options(cfg))
         names = list(train.label_names)
     elif not cfg.train:
         raise DataError("data.train is not set; pass a file path, builtin:rotten_tomatoes, or data.task")
@@ -116,6 +120,26 @@ def _raw_splits(cfg: DataConfig, seed: int) -> tuple[TaskDataset, TaskDataset, T
     if cfg.test and cfg.test != BUILTIN_RT:
         test = read_split(cfg.test, cfg, names, cfg.max_eval_examples, "test")
     return train, validation, test
+
+
+def _annotation_options(cfg: DataConfig) -> dict:
+    """What a multi-annotator task reads from the data section (other tasks ignore it)."""
+    return {"target": cfg.target, "annotations": cfg.annotations, "validation_fraction": cfg.validation_fraction}
+
+
+def _annotation_keys(*splits: TaskDataset | None) -> list[str]:
+    from .annotations.evaluation import annotation_keys
+
+    return annotation_keys(*splits)
+
+
+def _classification_metrics(validation: TaskDataset, test: TaskDataset | None):
+    """Accuracy, or with multi-annotator splits the disagreement-aware scores (F1, soft CE, JSD, ECE, groups)."""
+    from .annotations.evaluation import dataset_groups, trainer_metrics
+    from .training.trainer import accuracy_metrics
+
+    keys = _annotation_keys(validation, test)
+    return trainer_metrics(keys, dataset_groups(validation)) if keys else accuracy_metrics
 
 
 def prompt_of(cfg: DataConfig, decoder: bool = False) -> PromptFormat:
@@ -192,7 +216,7 @@ def train(cfg: ExperimentConfig, *, backbone: LoadedModel | None = None,
 
     from .training.throughput import Throughput
     from .training.resume import resume_point
-    from .training.trainer import PrefalignTrainer, accuracy_metrics
+    from .training.trainer import PrefalignTrainer
 
     t0 = time.time()
     tc = cfg.training
@@ -249,7 +273,7 @@ def train(cfg: ExperimentConfig, *, backbone: LoadedModel | None = None,
         bf16=tc.bf16,
         report_to=[],
         remove_unused_columns=False,
-        label_names=["labels"],
+        label_names=["labels", *_annotation_keys(val_set, test_set)],
         disable_tqdm=not tc.progress,
         include_num_input_tokens_seen="non_padding",
         dataloader_num_workers=0,
@@ -257,7 +281,7 @@ def train(cfg: ExperimentConfig, *, backbone: LoadedModel | None = None,
     meta = {"base_model": backbone.name, "label_names": list(train_set.label_names)}
     trainer = PrefalignTrainer(
         model=model, args=args, train_dataset=ListDataset(train_set), eval_dataset=ListDataset(val_set),
-        data_collator=collator, compute_metrics=None if generation else accuracy_metrics,
+        data_collator=collator, compute_metrics=None if generation else _classification_metrics(val_set, test_set),
         optimizers=(_optimizer(model, cfg) if trains else None, None),
         callbacks=[EarlyStoppingCallback(early_stopping_patience=tc.early_stopping_patience)],
         checkpoint_meta=meta,
@@ -353,13 +377,20 @@ def predict_proba(model, collator: Collator, data: TaskDataset, batch_size: int 
     steps = range(0, len(data), batch_size)
     for start in tqdm(steps, disable=not progress, desc="predict"):
         batch = collator(data.examples[start : start + batch_size])
-        batch = {k: v.to(device) for k, v in batch.items() if k not in ("labels", "target_dist")}
+        batch = {k: v.to(device) for k, v in batch.items() if k not in ("labels", "target_dist", "annotation_dist", "group_dist")}
         out.append(torch.softmax(model(**batch).logits.float(), -1).cpu().numpy())
     return np.concatenate(out)
 
 
 def evaluate(model, collator: Collator, data: TaskDataset, batch_size: int = 64, progress: bool = False) -> dict:
-    """Accuracy (against hard labels) and the number of examples."""
+    """Accuracy (against hard labels) and the number of examples; on multi-annotator data also F1, soft
+    cross-entropy, JSD, ECE and per-group scores (prefalign.evaluation.disagreement)."""
     probs = predict_proba(model, collator, data, batch_size, progress)
     labels = np.array([ex.hard_label() for ex in data.examples])
-    return {"accuracy": float((probs.argmax(-1) == labels).mean()), "n": len(data)}
+    scores = {"accuracy": float((probs.argmax(-1) == labels).mean()), "n": len(data)}
+    if _annotation_keys(data):  # multi-annotator data: the disagreement-aware scores too
+        from .annotations.evaluation import dataset_metrics
+
+        p = probs.astype(np.float64)
+        scores.update(dataset_metrics(p / p.sum(1, keepdims=True), data))
+    return scores

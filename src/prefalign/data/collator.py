@@ -76,7 +76,8 @@ class Collator:
     """Tokenise a list of Examples into a batch for any prefalign method.
 
     Output keys: ``input_ids``, ``attention_mask`` (right-padded), ``labels`` (B,), ``target_dist``
-    (B, C) and, for decoder multiple choice, ``score_mask`` marking each option's tokens. Multiple
+    (B, C) and, for decoder multiple choice, ``score_mask`` marking each option's tokens. Examples
+    of multi-annotator data add ``annotation_dist`` (B, C) and ``group_dist`` (B, G, C) from meta. Multiple
     choice batches hold B*C sequences, example-major.
 
     Generation examples (``answer`` set; decoders only) give ``input_ids`` = prompt + " " + answer
@@ -106,6 +107,9 @@ class Collator:
             )
         batch["labels"] = torch.tensor([ex.hard_label() for ex in examples])
         batch["target_dist"] = torch.tensor([ex.target(self.num_classes) for ex in examples], dtype=torch.float)
+        for key in ("annotation_dist", "group_dist"):  # multi-annotator data: what disagreement metrics read
+            if all(key in ex.meta for ex in examples):
+                batch[key] = torch.tensor([ex.meta[key] for ex in examples], dtype=torch.float)
         return batch
 
     # -- encoders -------------------------------------------------------------------------------

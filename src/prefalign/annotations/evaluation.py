@@ -1,0 +1,67 @@
+"""Glue from annotated TaskDatasets to the disagreement metrics in the Trainer and in `prefalign eval`.
+
+The collator puts each example's ``annotation_dist`` (and ``group_dist``) in the batch; the Trainer
+gathers them as extra label arrays (``label_names``) beside the majority labels, and
+``trainer_metrics`` turns logits plus those arrays into the scores of evaluation.disagreement.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Sequence
+
+import numpy as np
+
+from ..data.examples import TaskDataset
+from ..evaluation.disagreement import disagreement_metrics
+
+ANNOTATION_KEYS = ("annotation_dist", "group_dist")  # batch keys only metrics read, never a model
+
+
+def annotation_keys(*datasets: TaskDataset | None) -> list[str]:
+    """The batch keys every given split carries (none unless all carry annotation_dist)."""
+    parts = [d for d in datasets if d is not None]
+    if not parts or any(d.is_generation or "annotation_dist" not in d.examples[0].meta for d in parts):
+        return []
+    keys = ["annotation_dist"]
+    if all("group_dist" in d.examples[0].meta and d.examples[0].meta["groups"] for d in parts):
+        keys.append("group_dist")
+    return keys
+
+
+def _softmax(logits: np.ndarray) -> np.ndarray:
+    z = np.asarray(logits, dtype=np.float64)
+    z = z - z.max(-1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(-1, keepdims=True)
+
+
+def _numeric(scores: dict) -> dict[str, float]:
+    return {k: float(v) for k, v in scores.items() if isinstance(v, (int, float))}
+
+
+def trainer_metrics(keys: Sequence[str], groups: Sequence[str] = ()) -> Callable:
+    """compute_metrics for transformers.Trainer when label_names are ``["labels", *keys]``."""
+
+    def compute(eval_pred) -> dict[str, float]:
+        logits = eval_pred.predictions[0] if isinstance(eval_pred.predictions, tuple) else eval_pred.predictions
+        labels, *extra = eval_pred.label_ids
+        arrays = dict(zip(keys, extra))
+        return _numeric(disagreement_metrics(_softmax(logits), np.asarray(labels).astype(int),
+                                             arrays["annotation_dist"], arrays.get("group_dist"),
+                                             groups if "group_dist" in arrays else ()))
+
+    return compute
+
+
+def dataset_groups(data: TaskDataset) -> tuple[str, ...]:
+    return tuple(data.examples[0].meta.get("groups") or ())
+
+
+def dataset_metrics(probs: np.ndarray, data: TaskDataset) -> dict[str, float]:
+    """The disagreement metrics of predicted ``probs`` (N, C) on an annotated split."""
+    labels = np.array([ex.hard_label() for ex in data.examples])
+    dist = np.array([ex.meta["annotation_dist"] for ex in data.examples])
+    keys = annotation_keys(data)
+    group_dist = np.array([ex.meta["group_dist"] for ex in data.examples]) if "group_dist" in keys else None
+    return _numeric(disagreement_metrics(probs, labels, dist, group_dist, dataset_groups(data) if group_dist is not None
+                                         else ()))

@@ -1,0 +1,87 @@
+"""Disagreement-aware metrics against worked values, and their input checks."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from prefalign.evaluation.disagreement import (disagreement_metrics, expected_calibration_error, group_scores,
+                                               jensen_shannon_divergence, macro_f1, soft_cross_entropy)
+
+
+def test_soft_cross_entropy_worked_value():
+    # item 1: -ln 0.8; item 2: -(0.6 ln 0.5 + 0.4 ln 0.5) = ln 2
+    p = [[0.8, 0.2], [0.5, 0.5]]
+    q = [[1.0, 0.0], [0.6, 0.4]]
+    assert soft_cross_entropy(p, q) == pytest.approx((-math.log(0.8) + math.log(2)) / 2)
+
+
+def test_jensen_shannon_divergence_worked_values():
+    assert jensen_shannon_divergence([[1.0, 0.0]], [[0.0, 1.0]]) == pytest.approx(1.0)  # disjoint: 1 bit
+    assert jensen_shannon_divergence([[0.3, 0.7]], [[0.3, 0.7]]) == pytest.approx(0.0, abs=1e-12)
+    # p = (.5, .5), q = (1, 0), m = (.75, .25): KL(p||m) = .5 log2(2/3) + .5 log2 2, KL(q||m) = log2(4/3)
+    expected = (0.5 * math.log2(2 / 3) + 0.5 + math.log2(4 / 3)) / 2
+    assert jensen_shannon_divergence([[0.5, 0.5]], [[1.0, 0.0]]) == pytest.approx(expected)
+    assert expected == pytest.approx(0.3112781, abs=1e-7)
+
+
+def test_jensen_shannon_matches_scipy_when_present():
+    scipy_distance = pytest.importorskip("scipy.spatial.distance")
+    rng = np.random.default_rng(0)
+    p, q = rng.dirichlet([1, 1, 1], 20), rng.dirichlet([1, 1, 1], 20)
+    ref = np.mean(scipy_distance.jensenshannon(p, q, base=2, axis=1) ** 2)
+    assert jensen_shannon_divergence(p, q) == pytest.approx(ref, abs=1e-9)
+
+
+def test_expected_calibration_error_worked_value():
+    # confidences 0.9 (right), 0.6 (wrong), 0.72 (right), 0.55 (right); bins of width 0.1:
+    # (0.5, 0.6]: acc 1/2, conf 0.575 -> 2/4 * 0.075; (0.7, 0.8]: 1/4 * 0.28; (0.8, 0.9]: 1/4 * 0.1
+    probs = [[0.9, 0.1], [0.4, 0.6], [0.72, 0.28], [0.45, 0.55]]
+    labels = [0, 0, 0, 1]
+    assert expected_calibration_error(probs, labels, n_bins=10) == pytest.approx(0.5 * 0.075 + 0.07 + 0.025)
+    # perfectly confident and right: zero
+    assert expected_calibration_error([[1.0, 0.0], [0.0, 1.0]], [0, 1]) == pytest.approx(0.0)
+
+
+def test_macro_f1_worked_value():
+    # class 0: tp 1, fp 1, fn 1 -> 0.5; class 1: tp 2, fp 1 -> 0.8; class 2: fn 1 -> 0
+    assert macro_f1([0, 1, 1, 1, 0], [0, 0, 1, 1, 2], 3) == pytest.approx((0.5 + 0.8 + 0.0) / 3)
+    assert macro_f1([1, 1], [1, 1], 3) == pytest.approx(1.0)  # absent classes are skipped
+
+
+def test_group_scores_cover_only_the_items_a_group_labelled():
+    probs = np.array([[0.8, 0.2], [0.5, 0.5], [0.1, 0.9]])
+    # group a labelled items 0 and 2; group b only item 1; group c nothing
+    group_dist = np.zeros((3, 3, 2))
+    group_dist[0, 0] = [1, 0]
+    group_dist[2, 0] = [0.5, 0.5]
+    group_dist[1, 1] = [0, 1]
+    scores = group_scores(probs, group_dist, ["a", "b", "c"])
+    assert set(scores) == {"a", "b"}
+    assert scores["a"] == pytest.approx((-math.log(0.8) - 0.5 * math.log(0.1) - 0.5 * math.log(0.9)) / 2)
+    assert scores["b"] == pytest.approx(math.log(2))
+
+
+def test_disagreement_metrics_names_the_worst_group():
+    probs = [[0.8, 0.2], [0.3, 0.7]]
+    out = disagreement_metrics(probs, [0, 0], [[0.6, 0.4], [1.0, 0.0]],
+                               group_dist=[[[1, 0], [0, 1]], [[1, 0], [0, 0]]], groups=["g=x", "g=y"])
+    assert out["accuracy"] == 0.5
+    assert out["soft_ce"] == pytest.approx(soft_cross_entropy(probs, [[0.6, 0.4], [1.0, 0.0]]))
+    assert out["group_ce/g=y"] == pytest.approx(-math.log(0.2))
+    assert out["worst_group"] == "g=y" and out["worst_group_ce"] == out["group_ce/g=y"]
+
+
+@pytest.mark.parametrize("call", [
+    lambda: soft_cross_entropy([[0.5, 0.6]], [[0.5, 0.5]]),  # row does not sum to 1
+    lambda: soft_cross_entropy([[0.5, 0.5]], [[0.2, 0.3, 0.5]]),  # shapes differ
+    lambda: jensen_shannon_divergence([[-0.1, 1.1]], [[0.5, 0.5]]),  # negative probability
+    lambda: expected_calibration_error([[0.5, 0.5]], [2]),  # label outside the classes
+    lambda: macro_f1([0, 1], [0], 2),  # lengths differ
+    lambda: group_scores([[0.5, 0.5]], np.zeros((1, 2, 2)), ["only-one-name"]),
+])
+def test_bad_inputs_raise_value_error(call):
+    with pytest.raises(ValueError):
+        call()
