@@ -304,3 +304,17 @@ def test_soft_label_training_run_reports_disagreement_metrics(tiny_bert, tmp_pat
     groups = [k for k in m if k.startswith("test_group_ce/")]
     assert groups and m["test_worst_group_ce"] == pytest.approx(max(m[k] for k in groups))
     assert 0 <= m["test_jsd"] <= 1 and m["test_soft_ce"] > 0 and m["train_steps"] == 3
+
+
+def test_a_compare_row_can_choose_its_target():
+    from prefalign.compare.config import CompareConfig, DatasetEntry, MethodEntry
+    from prefalign.compare.grid import plan
+    from prefalign.compare.report import _score
+
+    cfg = CompareConfig(methods=[MethodEntry(name="ptuning-v2", label="soft", data={"target": "soft"}),
+                                 MethodEntry(name="ptuning-v2", label="majority")],
+                        datasets=[DatasetEntry(name="MD", data={"task": "md-agreement", "path": "x"},
+                                               also=["soft_ce", "jsd"])], seeds=[0])
+    targets = [spec.experiment(cfg, Path("out")).data.target for spec in plan(cfg)]
+    assert targets == ["soft", None]
+    assert _score(0.4567, "soft_ce") == "0.46" and _score(0.0432, "jsd") == "4.3"  # CE as is, JSD x100

@@ -22,6 +22,8 @@ class MethodEntry(ConfigBase):
     label: str | None = _f(None, "row name in the table (default: name)")
     method: dict | None = _f(None, "method options, as the method section of a train config")
     training: dict | None = _f(None, "training overrides for this method (for example its learning rate)")
+    data: dict | None = _f(None, "data overrides for this row, e.g. {target: soft} to train on the annotators' "
+                           "label distribution (multi-annotator tasks)")
     seeds: list[int] | None = _f(None, "seeds of this row (default: the grid's); [0] for a method whose result no "
                                  "seed changes (the untuned model, CC)")
 
@@ -30,6 +32,7 @@ class MethodEntry(ConfigBase):
             raise ConfigError(f"methods[{self.label or self.name}].seeds is empty; list a seed or leave it out")
         self.method = self.method or {}
         self.training = self.training or {}
+        self.data = self.data or {}
         self.label = self.label or self.name
 
 

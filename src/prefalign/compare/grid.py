@@ -49,7 +49,7 @@ class RunSpec:
         merged = deep_merge(cfg.base, {"model": {"name": self.model.name}, "data": data})
         merged = deep_merge(merged, {"training": self.model.training})
         merged = deep_merge(merged, {"method": {"name": self.method.name, **self.method.method},
-                                     "training": self.method.training})
+                                     "training": self.method.training, "data": self.method.data})
         merged = deep_merge(merged, {"training": {"seed": self.seed, "output_dir": str(output_dir)}})
         return ExperimentConfig.from_dict(merged)
 

@@ -53,7 +53,7 @@ def format_params(n: int | None) -> str:
     return str(n)
 
 
-UNSCALED = ("gpt_score", "perplexity", "target_layer")  # shown as they are, not x100
+UNSCALED = ("gpt_score", "perplexity", "target_layer", "soft_ce", "worst_group_ce")  # shown as they are, not x100
 
 
 def _score(value: float | None, metric: str) -> str:
