@@ -318,3 +318,23 @@ def test_a_compare_row_can_choose_its_target():
     targets = [spec.experiment(cfg, Path("out")).data.target for spec in plan(cfg)]
     assert targets == ["soft", None]
     assert _score(0.4567, "soft_ce") == "0.46" and _score(0.0432, "jsd") == "4.3"  # CE as is, JSD x100
+
+
+def test_evaluate_scores_an_annotated_file_against_its_annotators(tiny_bert):
+    from prefalign.annotations.files import read_annotated_split
+    from prefalign.data.collator import Collator, PromptFormat, build_task_spec
+    from prefalign.evaluation.disagreement import soft_cross_entropy
+    from prefalign.methods import build_method
+    from prefalign.runner import evaluate, predict_proba
+
+    cfg = DataConfig(annotations={"format": "lists", "annotator_column": "annotators"}, target="majority",
+                     train="unused.jsonl")
+    data = read_annotated_split(FIXTURES / "own" / "lists.jsonl", cfg, ["0", "1"])
+    assert data[0].soft_label is None and data[1].meta["annotation_dist"] == pytest.approx([1 / 3, 2 / 3])
+    spec = build_task_spec(data, tiny_bert.geometry, tiny_bert.tokenizer, PromptFormat())
+    model = build_method("ptuning-v2", {"prefix_length": 4}, tiny_bert, spec)
+    collator = Collator(tiny_bert.tokenizer, tiny_bert.geometry, 2)
+    scores = evaluate(model, collator, data)
+    probs = predict_proba(model, collator, data).astype(float)
+    expected = soft_cross_entropy(probs / probs.sum(1, keepdims=True), [ex.meta["annotation_dist"] for ex in data])
+    assert scores["soft_ce"] == pytest.approx(expected) and {"f1", "jsd", "ece", "accuracy"} <= set(scores)

@@ -93,6 +93,10 @@ def _load_rows(args, label_names, need_labels: bool):
     if getattr(args, "text", None):
         return TaskDataset([Example(text=t, label=0) for t in args.text], label_names, name="texts")
     cfg = _data_section(args)
+    if need_labels and (cfg.annotations or {}).get("format"):  # multi-annotator file: disagreement metrics too
+        from .annotations.files import read_annotated_split
+
+        return read_annotated_split(args.data, cfg, label_names)
     if need_labels:
         return read_split(args.data, cfg, label_names, None, "data")
     return read_inputs(args.data, label_names, text_column=cfg.text_column, text_pair_column=cfg.text_pair_column,
