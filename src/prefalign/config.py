@@ -101,7 +101,8 @@ class DataConfig(ConfigBase):
             if options.format is not None:
                 raise ConfigError(f"data.annotations.format is for your own files; task '{self.task}' reads its own")
         elif options.format is None:
-            raise ConfigError("data.target on your own files needs data.annotations.format: long, lists or counts")
+            raise ConfigError("data.target and data.annotations on your own files need data.annotations.format: long, "
+                              "lists or counts")
 
 
 @dataclass
