@@ -130,6 +130,7 @@ class PrefalignTrainer(Trainer):
         if self.hp_search_backend is None and trial is None:
             self.store_flos()
         self.save_model(staging, _internal_call=True)
+        self.accelerator.wait_for_everyone()  # the weights writer replaces the folder: others write after it
         best_step = self.state.best_global_step
         if best_step:
             best = os.path.join(run_dir, f"{PREFIX_CHECKPOINT_DIR}-{best_step}")

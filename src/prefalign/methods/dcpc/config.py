@@ -48,6 +48,10 @@ class DCPCConfig(ConfigBase):
     detach_similarity: bool = _f(True, "treat cos(theta) in eq. 5 as a constant weight (no gradient)")
     similarity_center: bool = _f(True, "subtract the batch mean before eq. 3, so a direction all inputs share "
                                  "cannot open the gate for every pair (false: the paper's raw cosine)")
+    pair_scope: str = _f("device", "which examples form the pairs of eq. 3-12 under DDP: each process's own "
+                         "batch ('device', as the paper's single-GPU runs) or every process's batch ('global': "
+                         "an all_gather with gradient; equal to one process with the whole batch)",
+                         choices=("device", "global"))
     pair_reduction: str = _f("gated_pairs", "average each pairwise term over the pairs its gate passes, or all pairs",
                              choices=("gated_pairs", "all_pairs"))
     # Cross-layer prefix alignment (section 3.4, eq. 6-7)

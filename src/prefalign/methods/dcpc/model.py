@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import torch
@@ -145,10 +146,15 @@ class DCPCModel(nn.Module):
         task_loss = soft_cross_entropy(out.logits, target_dist) if task_loss is None else task_loss
         terms = {"loss_task": task_loss.detach()}
         total = task_loss
-        if not (cfg.use_ambiguity or cfg.use_alignment or cfg.use_pcm) or len(out.last_pooled) < 2:
+        if not (cfg.use_ambiguity or cfg.use_alignment or cfg.use_pcm):
             return total, terms
         emb = out.last_pooled if cfg.similarity_layer == -1 else out.pooled[:, cfg.similarity_layer]
         probs = torch.softmax(out.logits.float(), dim=-1) if probs is None else probs
+        layers = out.pooled[:, 1:] if cfg.use_alignment else None
+        if cfg.pair_scope == "global" and self.training:  # pairs across every DDP process's batch
+            emb, probs, layers, pcm_out = self._gather_pair_inputs(emb, probs, layers, pcm_out)
+        if len(emb) < 2:
+            return total, terms
         with torch.set_grad_enabled(torch.is_grad_enabled() and cfg.use_ambiguity):
             amb, cos_gate = losses.pairwise_ambiguity(emb, probs, cfg.tau_cos, divergence=cfg.ambiguity_divergence,
                                                       detach_similarity=cfg.detach_similarity,
@@ -166,7 +172,7 @@ class DCPCModel(nn.Module):
             delta = None
             if pcm_out is not None:
                 delta = pcm_out.delta.reshape(n, self.geo.num_layers, -1)  # P_A^l - P_B^l = delta_A - delta_B
-            align = losses.pairwise_alignment(out.pooled[:, 1:], delta, reduction=cfg.align_reduction,
+            align = losses.pairwise_alignment(layers, delta, reduction=cfg.align_reduction,
                                               normalize=cfg.align_normalize)
             l_align = losses.reduce_pairs(align, amb_gate, cfg.pair_reduction)
             terms["loss_align"] = l_align.detach()
@@ -180,3 +186,20 @@ class DCPCModel(nn.Module):
             terms["loss_kl"] = l_kl.detach()
             total = total + cfg.lambda_kl * l_kl
         return total, terms
+
+    def _gather_pair_inputs(self, emb, probs, layers, pcm_out):
+        """The pair losses' inputs from every DDP process (rank order), each rank keeping the gradient to
+        its own rows; the same tensors are exchanged on every rank, so the collectives always match."""
+        from ...training.distributed import gather_rows
+
+        emb, probs = gather_rows(emb), gather_rows(probs)
+        layers = gather_rows(layers) if layers is not None else None
+        if pcm_out is not None:
+            kl_gaussian = self.config.pcm_kl == "gaussian"
+            pcm_out = dataclasses.replace(
+                pcm_out,
+                delta=gather_rows(pcm_out.delta) if self.config.use_alignment else pcm_out.delta,
+                mu=gather_rows(pcm_out.mu) if kl_gaussian else pcm_out.mu,
+                sigma=gather_rows(pcm_out.sigma) if kl_gaussian else pcm_out.sigma,
+                p_pref=pcm_out.p_pref if kl_gaussian else gather_rows(pcm_out.p_pref))
+        return emb, probs, layers, pcm_out

@@ -1,0 +1,94 @@
+"""DDP through the Trainer: two CPU processes (torchrun, gloo) train a tiny DCPC; both ranks end with the
+same weights, and the loss matches one process with the same global batch.
+
+Pairs are formed per device unless ``method.pair_scope=global``, so the test runs that setting: only it
+is the same objective as one process with the whole batch (per-device pairs are a different loss).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+
+import pytest
+import torch.distributed as dist
+from safetensors.torch import load_file
+
+from conftest import build_tiny
+from helpers_cli import run_main, toy_rows, write_csv
+
+PER_DEVICE, WORLD, STEPS = 4, 2, 6
+REL_TOL = 1e-6  # float32 sums in another order (two halves, then an all-reduce); measured <= 7e-8
+
+pytestmark = pytest.mark.skipif(not (dist.is_available() and dist.is_gloo_available()),
+                                reason="torch.distributed with the gloo backend is not available in this torch build")
+
+
+@pytest.fixture(scope="module")
+def setup(vocab_file, tmp_path_factory):
+    """A tiny BERT without dropout (so both set-ups draw nothing at random) and a data file."""
+    root = tmp_path_factory.mktemp("ddp")
+    tiny = build_tiny("bert", vocab_file, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
+    tiny.model.save_pretrained(root / "model", safe_serialization=True)
+    tiny.tokenizer.save_pretrained(root / "model")
+    return root, write_csv(root / "train.csv", toy_rows(96, seed=0))
+
+
+def overrides(root, train_file, out, batch_size, scope):
+    # dcpc-no-pcm: the PCM samples noise, which one process and two draw differently. tau_cos = 0 and
+    # tau_ambiguity = 0 open the gates, so the ambiguity and alignment pair terms carry weight.
+    return [f"model.name={root / 'model'}", f"data.train={train_file}", "method.name=dcpc-no-pcm",
+            f"method.pair_scope={scope}", "method.head_dropout=0.0", "method.tau_cos=0.0", "method.tau_ambiguity=0.0",
+            f"training.output_dir={out}", f"training.max_steps={STEPS}", "training.eval_steps=100",
+            "training.logging_steps=1", "training.learning_rate=1e-2", f"training.batch_size={batch_size}",
+            "training.progress=false", "training.device=cpu"]
+
+
+def losses(out) -> list[float]:
+    return [e["loss"] for e in json.loads((out / "log_history.json").read_text()) if "loss" in e]
+
+
+def terms(out, name) -> list[float]:
+    return [e[name] for e in json.loads((out / "log_history.json").read_text()) if name in e]
+
+
+def torchrun(root, train_file, out, scope):
+    out.mkdir(parents=True)
+    argv = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(WORLD),
+            os.path.join(os.path.dirname(__file__), "ddp_worker.py"), str(out),
+            *overrides(root, train_file, out, PER_DEVICE, scope)]
+    env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", HF_HUB_OFFLINE="1",
+               TOKENIZERS_PARALLELISM="false", PYTHONWARNINGS="ignore", ACCELERATE_USE_CPU="true")
+    proc = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)  # its own process group, so a hang is cleaned up whole
+    try:
+        stdout, stderr = proc.communicate(timeout=180)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        stdout, stderr = proc.communicate()
+    assert proc.returncode == 0, stdout[-3000:] + stderr[-6000:]
+    return out
+
+
+def test_ddp_two_cpu_processes_match_one_process(setup, tmp_path):
+    root, train_file = setup
+    single = tmp_path / "single"
+    rc, _, err = run_main(["train"] + [a for s in overrides(root, train_file, single, PER_DEVICE * WORLD, "global")
+                                       for a in ("--set", s)])
+    assert rc == 0, err
+    ddp = torchrun(root, train_file, tmp_path / "ddp-global", "global")
+    # DDP keeps the ranks in step: identical trainable weights, bit for bit.
+    rank0, rank1 = load_file(str(ddp / "rank0.safetensors")), load_file(str(ddp / "rank1.safetensors"))
+    assert rank0.keys() == rank1.keys() and all(rank0[k].equal(rank1[k]) for k in rank0)
+    adapter = load_file(str(ddp / "adapter" / "prefalign_weights.safetensors"))  # written once, by rank 0
+    assert adapter.keys() == rank0.keys()
+    assert sum(v > 0 for v in terms(single, "loss_align")) >= STEPS - 1  # the pair terms are in play
+
+    expected, got = losses(single), losses(ddp)
+    assert len(expected) == len(got) == STEPS
+    for step, (e, g) in enumerate(zip(expected, got), 1):
+        assert abs(e - g) <= REL_TOL * abs(e), f"step {step}: one process {e}, DDP with global pairs {g}"
+    print("DDP loss, relative difference per step:", [abs(e - g) / abs(e) for e, g in zip(expected, got)])
