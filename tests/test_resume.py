@@ -160,3 +160,37 @@ def test_resume_without_a_run_or_a_checkpoint(model_dir, train_file, tmp_path):
     (out / "checkpoints" / "checkpoint-6").mkdir()  # incomplete: no trainer state, no weights
     rc, _, err = run_main([*train_argv(model_dir, train_file, out, "dcpc"), "--resume"])
     assert_one_error(rc, err, "no complete checkpoint")
+
+
+def test_same_config_and_seed_give_the_same_numbers(model_dir, train_file, uninterrupted, tmp_path):
+    out = tmp_path / "again"
+    rc, _, err = run_main(train_argv(model_dir, train_file, out, "dcpc"))
+    assert rc == 0, err
+    assert_same_run(out, uninterrupted["dcpc"])
+
+
+@pytest.mark.filterwarnings("ignore:Detected pickle protocol")  # torch's note on the hostile file
+def test_resume_never_runs_code_from_a_checkpoint(model_dir, train_file, uninterrupted, tmp_path):
+    """The Trainer's optimizer file swapped for a pickle that would create a file when unpickled: the
+    resume stops with one error line, and the file is never created."""
+    import pickle
+
+    class Evil:
+        def __reduce__(self):
+            return (open, (str(tmp_path / "code-ran"), "w"))
+
+    out = tmp_path / "run"
+    shutil.copytree(uninterrupted["dcpc"] / "checkpoints", out / "checkpoints")
+    (out / "checkpoints" / f"checkpoint-{STEPS}" / "optimizer.pt").write_bytes(pickle.dumps(Evil()))
+    rc, _, err = run_main([*train_argv(model_dir, train_file, out, "dcpc"), "--resume"])
+    assert_one_error(rc, err, "cannot be read safely", f"checkpoint-{STEPS}")
+    assert not (tmp_path / "code-ran").exists() and not (out / "adapter").exists()
+
+
+def test_bad_data_leaves_no_output_at_all(model_dir, tmp_path):
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"text": "fine", "label": "pos"}\n{"text": 3, "label": [1]}\n')
+    out = tmp_path / "run"
+    rc, _, err = run_main(train_argv(model_dir, bad, out, "dcpc"))
+    assert_one_error(rc, err, "row 2")
+    assert not out.exists()

@@ -169,6 +169,8 @@ class ExperimentConfig(ConfigBase):
         name = params.pop("name", None)
         if not name:
             raise ConfigError("method.name is required (for example dcpc or ptuning-v2)")
+        if not isinstance(name, str):
+            raise ConfigError(f"method.name must be a method's name (for example dcpc), not {name!r}")
         resolved = method_config(name, params)
         # Keep only what the user set, but typed as the method's config types them.
         self.method = {"name": name, **{k: getattr(resolved, k) for k in params}}

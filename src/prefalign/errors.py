@@ -11,6 +11,10 @@ class UserError(Exception):
 
     exit_code = 2
 
+    def __str__(self) -> str:
+        # One line, whatever the user's values hold: line breaks they put in a name are shown escaped.
+        return super().__str__().replace("\r", "\\r").replace("\n", "\\n")
+
 
 class ConfigError(UserError):
     """An unknown key, a wrong type or an out-of-range value in a config."""

@@ -215,7 +215,7 @@ def train(cfg: ExperimentConfig, *, backbone: LoadedModel | None = None,
     from transformers import EarlyStoppingCallback, TrainingArguments
 
     from .training.throughput import Throughput
-    from .training.resume import resume_point
+    from .training.resume import record_run, resume_point
     from .training.trainer import PrefalignTrainer
 
     t0 = time.time()
@@ -292,6 +292,8 @@ def train(cfg: ExperimentConfig, *, backbone: LoadedModel | None = None,
     trainer.add_callback(throughput)
     quiet_progress(trainer, tc.progress)
     if trains:
+        if checkpoint is None:  # record the config --resume will compare with, now that the inputs are good
+            record_run(cfg, out_dir / "checkpoints")
         train_out = trainer.train(resume_from_checkpoint=checkpoint)
         metrics = {"train_loss": float(train_out.training_loss), "train_steps": int(train_out.global_step)}
     else:

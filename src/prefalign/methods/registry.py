@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import hashlib
 import os
 
 from ..errors import CheckpointError, ConfigError
@@ -58,6 +59,7 @@ def save_method(model, directory: str | os.PathLike, *, backbone: LoadedModel, e
         "method": getattr(model, "method_name", "dcpc"),
         "method_config": model.config.to_dict(),
         "base_model": backbone.name,
+        "base_fingerprint": base_fingerprint(backbone),
         "geometry": dataclasses.asdict(backbone.geometry),
         "task": dataclasses.asdict(model.task),
         **(extra or {}),
@@ -81,6 +83,7 @@ def load_method(directory: str | os.PathLike, backbone: LoadedModel | None = Non
             f"'{backbone.name}' differs ({backbone.geometry.model_type}, {backbone.geometry.num_layers} layers, "
             f"hidden {backbone.geometry.hidden_size})"
         )
+    check_same_base(meta, backbone, directory)
     task = meta["task"]
     spec = TaskSpec(num_classes=task["num_classes"], multiple_choice=task["multiple_choice"],
                     verbalizer_ids=tuple(task["verbalizer_ids"]) if task.get("verbalizer_ids") else None,
@@ -91,3 +94,24 @@ def load_method(directory: str | os.PathLike, backbone: LoadedModel | None = Non
     check_state_matches(state, expected, str(directory))
     model.load_state_dict(state, strict=False)
     return model, meta
+
+
+def base_fingerprint(backbone: LoadedModel) -> str:
+    """A short hash of the base model's first 256 input-embedding rows: the same weights under another
+    name (an alias and its folder) match; another model of the same shapes does not."""
+    rows = backbone.model.get_input_embeddings().weight[:256].detach().float().cpu().contiguous()
+    return hashlib.sha256(rows.numpy().tobytes()).hexdigest()[:16]
+
+
+def check_same_base(meta: dict, backbone: LoadedModel, directory) -> None:
+    """CheckpointError unless ``backbone`` is the model the checkpoint was trained on (by name, or by
+    weights when the names differ)."""
+    if meta["base_model"] == backbone.name:
+        return
+    saved = meta.get("base_fingerprint")
+    if saved is not None and saved == base_fingerprint(backbone):
+        return
+    raise CheckpointError(
+        f"{directory} was trained on base model '{meta['base_model']}', not '{backbone.name}' (same shapes, "
+        "other weights); load it with the base model it was trained on"
+    )

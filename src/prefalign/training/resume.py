@@ -9,7 +9,10 @@ state, and finds the last complete checkpoint of a run.
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
+import pickle
 import re
 import shutil
 from pathlib import Path
@@ -65,6 +68,21 @@ def load_generators(model: torch.nn.Module, path: str | os.PathLike) -> None:
                               "was the checkpoint made by another method?")
     for name, state in states.items():
         generators[name].set_state(state)
+
+
+@contextlib.contextmanager
+def readable_state(checkpoint: str | os.PathLike):
+    """Turn a failure to read the Trainer's optimizer, schedule or RNG files into a CheckpointError.
+
+    transformers reads them with ``torch.load(weights_only=True)``, whose unpickler builds tensors and
+    plain containers only: a file that asks for anything else (code) is refused, not run.
+    """
+    try:
+        yield
+    except (pickle.UnpicklingError, RuntimeError, EOFError, OSError, KeyError, ValueError) as exc:
+        first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
+        raise CheckpointError(f"{checkpoint}: the optimizer, schedule or RNG state cannot be read safely ({first}); "
+                              "resume from an earlier checkpoint or drop --resume") from None
 
 
 def fsync_tree(folder: str | os.PathLike) -> None:
@@ -125,8 +143,21 @@ RUN_CONFIG = "run_config.yaml"  # the resolved config of the run the checkpoints
 _NOT_COMPARED = {("training", "progress"), ("training", "output_dir")}  # may change on resumption
 
 
+def _first_process() -> bool:
+    return int(os.environ.get("RANK", "0")) == 0  # set by torchrun; read before the process group exists
+
+
+def record_run(cfg, run_dir: str | os.PathLike) -> None:
+    """Write the run's resolved config beside its checkpoints, for ``--resume`` to compare with."""
+    from ..config import dump_config
+    from ..files import write_text_atomically
+
+    if _first_process():
+        write_text_atomically(Path(run_dir) / RUN_CONFIG, dump_config(cfg))
+
+
 def resume_point(cfg, run_dir: str | os.PathLike, resume: bool) -> str | None:
-    """The checkpoint to resume from (None for a fresh run, whose config is recorded for later).
+    """The checkpoint to resume from; None for a fresh run.
 
     Refuses (CheckpointError) to resume a run whose recorded config differs from ``cfg``, or one
     that has no complete checkpoint yet.
@@ -134,15 +165,11 @@ def resume_point(cfg, run_dir: str | os.PathLike, resume: bool) -> str | None:
     import yaml
 
     from ..config import dump_config
-    from ..files import write_text_atomically
 
-    run_dir = Path(run_dir)
-    first_process = int(os.environ.get("RANK", "0")) == 0
-    recorded = run_dir / RUN_CONFIG
     if not resume:
-        if first_process:
-            write_text_atomically(recorded, dump_config(cfg))
         return None
+    run_dir = Path(run_dir)
+    recorded = run_dir / RUN_CONFIG
     if not recorded.is_file():
         raise CheckpointError(f"nothing to resume in {run_dir}: no run was started there with this version of "
                               "prefalign; drop --resume to start the run")
@@ -157,7 +184,12 @@ def resume_point(cfg, run_dir: str | os.PathLike, resume: bool) -> str | None:
     if found is None:
         raise CheckpointError(f"{run_dir} holds no complete checkpoint yet (one is written every "
                               "training.eval_steps steps); drop --resume to start the run again")
-    if first_process:
+    try:
+        json.loads((found / "trainer_state.json").read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise CheckpointError(f"{found / 'trainer_state.json'} is not valid JSON; delete {found} to resume from "
+                              "the checkpoint before it") from None
+    if _first_process():
         remove_partial(run_dir)
     return str(found)
 

@@ -114,6 +114,7 @@ class PrefalignTrainer(Trainer):
                                                   else self.args.seed)
         return torch.utils.data.WeightedRandomSampler(weights, len(weights), replacement=True, generator=generator)
 
+
     # -- crash-safe checkpoints and exact resumption ------------------------------------------------
     def _rank_file(self, pattern: str) -> str:
         return pattern.format(rank=resume.rank_suffix(self.args.world_size, self.args.process_index))
@@ -175,6 +176,14 @@ class PrefalignTrainer(Trainer):
             self._resumed_sums = json.loads(open(path, encoding="utf-8").read())
         except json.JSONDecodeError as exc:
             raise CheckpointError(f"{path} is not valid JSON ({exc.msg})") from None
+
+    def _load_optimizer_and_scheduler(self, checkpoint) -> None:
+        with resume.readable_state(checkpoint):
+            super()._load_optimizer_and_scheduler(checkpoint)
+
+    def _load_rng_state(self, checkpoint) -> None:
+        with resume.readable_state(checkpoint):
+            super()._load_rng_state(checkpoint)
 
     def training_step(self, model, inputs, num_items_in_batch=None):
         if self._resumed_sums is not None:  # the Trainer zeroed these when the loop began
