@@ -54,6 +54,19 @@ def masked_mean(hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     return torch.einsum("...ntd,nt->...nd", hidden, m) / m.sum(-1).clamp(min=1).unsqueeze(-1)
 
 
+def pool_layers(hidden_states: tuple[torch.Tensor, ...], mask: torch.Tensor, start: int = 0) -> torch.Tensor:
+    """Masked mean of every layer's output at once: L+1 tensors (N, T', d) -> (N, L+1, d).
+
+    Tokens ``start:`` are pooled with ``mask`` (N, T). The layers are stacked token-major, so one
+    batched matmul per example pools them all without a transposed copy of every hidden state.
+    """
+    x = torch.stack(hidden_states, dim=2)[:, start:]  # (N, T, L+1, d)
+    w = mask.to(x.dtype)
+    w = w / w.sum(-1, keepdim=True).clamp(min=1)
+    n, _, layers, d = x.shape
+    return torch.bmm(w.unsqueeze(1), x.flatten(2)).view(n, layers, d)
+
+
 class PrefixClassifier(nn.Module):
     """A frozen backbone that takes per-example prefixes and returns class logits.
 
@@ -131,11 +144,9 @@ class PrefixClassifier(nn.Module):
             kwargs["token_type_ids"] = token_type_ids
         if "inputs_embeds" not in kwargs:
             kwargs["input_ids"] = input_ids
-        out = self.backbone()(attention_mask=mask, output_hidden_states=True, use_cache=False, **kwargs)
+        out = self.backbone()(attention_mask=mask, output_hidden_states=all_layers, use_cache=False, **kwargs)
         hidden = out.last_hidden_state[:, n_soft:]
-        pooled = None
-        if all_layers:
-            pooled = masked_mean(torch.stack(out.hidden_states)[:, :, n_soft:], attention_mask).transpose(0, 1)
+        pooled = pool_layers(out.hidden_states, attention_mask, n_soft) if all_layers else None
         last_pooled = masked_mean(hidden, attention_mask)
         head_input = {"mean": last_pooled, "first": hidden[:, 0],
                       "pooler": getattr(out, "pooler_output", None)}[self.head_pooling]
@@ -209,6 +220,6 @@ class PrefixClassifier(nn.Module):
         prompt_mask = attention_mask * (labels == -100).to(attention_mask.dtype)
         pooled = None
         if all_layers:
-            pooled = masked_mean(torch.stack(out.hidden_states), prompt_mask).transpose(0, 1)
+            pooled = pool_layers(out.hidden_states, prompt_mask)
         return LMOutput(loss=loss, answer_probs=answer_probs, pooled=pooled,
                         last_pooled=masked_mean(hidden, prompt_mask))

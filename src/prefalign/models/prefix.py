@@ -71,9 +71,11 @@ def build_prefix_cache(prefix_kv: torch.Tensor, geo: ModelGeometry, config) -> D
     b, layers, _, m, _ = prefix_kv.shape
     cache = DynamicCache(config=config)
     kv = prefix_kv.view(b, layers, 2, m, geo.num_key_value_heads, geo.head_dim).transpose(3, 4)
-    for layer in range(layers):
+    # unbind, not kv[:, layer, 0]: its backward stacks the 2L gradients once, where indexing would
+    # zero-fill and add a whole prefix-sized gradient per layer and key/value (O(L^2) work).
+    for layer, (keys, values) in enumerate(pair.unbind(1) for pair in kv.unbind(1)):
         # (B, kv_heads, m, head_dim): the layout every Cache layer expects.
-        cache.update(kv[:, layer, 0], kv[:, layer, 1], layer)
+        cache.update(keys, values, layer)
     return cache
 
 

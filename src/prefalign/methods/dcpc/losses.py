@@ -95,6 +95,25 @@ def pairwise_sq_distance(x: torch.Tensor, reduction: str = "mean") -> torch.Tens
     return dist.mean(0)
 
 
+def pairwise_lowrank_sq_distance(codes: torch.Tensor, weight: torch.Tensor, reduction: str = "mean") -> torch.Tensor:
+    """pairwise_sq_distance of x_A^l = codes_A W_l^T (row by row), from the codes: (B, m, r), (L, k, r) -> (B, B).
+
+    |x_A^l - x_B^l|^2 = sum_j (c_Aj - c_Bj)^T G_l (c_Aj - c_Bj) with G_l = W_l^T W_l (r x r), so no
+    (B, L, m k) tensor is built or kept for the backward pass; a bias shared by all rows cancels.
+    """
+    c, w = codes.float(), weight.float()
+    b, m, r = c.shape
+    gram = w.transpose(1, 2) @ w  # (L, r, r)
+    flat = c.reshape(b, m * r)
+    c_gram = torch.einsum("bmr,lrs->lbms", c, gram).reshape(len(w), b, m * r)  # c_Aj^T G_l, row by row
+    cross = c_gram @ flat.T  # (L, B, B): sum_j c_Aj^T G_l c_Bj
+    sq = (c_gram * flat).sum(-1)  # (L, B): |x_A^l|^2
+    dist = (sq.unsqueeze(2) + sq.unsqueeze(1) - 2 * cross).clamp(min=0)
+    if reduction == "mean":
+        dist = dist / (m * w.shape[1])
+    return dist.mean(0)
+
+
 def pairwise_gaussian_kl(mu: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
     """Eq. 12 (Gaussian reading): KL(N(mu_A, sigma_A^2) || N(mu_B, sigma_B^2)), mean over d.
 

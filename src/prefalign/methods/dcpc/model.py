@@ -78,7 +78,8 @@ class DCPCModel(nn.Module):
         if self.pcm is not None:
             words = self.classifier.model.get_input_embeddings()(input_ids)
             e_in = masked_mean(words.float(), attention_mask)  # eq. 9's input: pooled layer-0 embedding
-            e_in = e_in.view(n_examples, per, -1).mean(1)
+            if per > 1:  # multiple choice: one PCM input per example, the mean over its options
+                e_in = e_in.view(n_examples, per, -1).mean(1)
             pcm_out = self.pcm(e_in, static, sample=sample)
             prefix = static.unsqueeze(0) + pcm_out.delta
         else:
@@ -108,9 +109,12 @@ class DCPCModel(nn.Module):
             return self._generation_forward(input_ids, attention_mask, labels)
         per = self.task.num_classes if self.task.multiple_choice else 1
         prefix, pcm_out = self._prefix_for(input_ids, attention_mask, per, sample=self.training)
-        need_layers = cfg.use_alignment or cfg.similarity_layer != -1
+        # Every layer's pooled output feeds only the loss terms: inference without targets skips it.
+        has_targets = labels is not None or target_dist is not None
+        need_layers = has_targets and (cfg.use_alignment or cfg.similarity_layer != -1)
         out = self.classifier(input_ids, attention_mask, prefix, score_mask=score_mask,
                               token_type_ids=token_type_ids, all_layers=need_layers)
+        del prefix  # the per-example prefix (B x a P-Tuning v2 prefix) is not needed for the loss terms
         if target_dist is None and labels is not None:
             target_dist = torch.nn.functional.one_hot(labels, self.task.num_classes).float()
         if target_dist is None:
@@ -130,6 +134,7 @@ class DCPCModel(nn.Module):
         prefix, pcm_out = self._prefix_for(input_ids, prompt_mask, sample=self.training)
         need_layers = cfg.use_alignment or cfg.similarity_layer != -1
         out = self.classifier.lm_forward(input_ids, attention_mask, prefix, labels, all_layers=need_layers)
+        del prefix
         loss, terms = self.objective(out, None, pcm_out, task_loss=out.loss, probs=out.answer_probs)
         result = MethodOutput(loss=loss, logits=torch.log(out.answer_probs.clamp(min=1e-12)))
         result.terms.update(terms)
@@ -169,11 +174,10 @@ class DCPCModel(nn.Module):
         if cfg.use_ambiguity:
             total = total + cfg.lambda_ambiguity * l_amb
         if cfg.use_alignment:
-            delta = None
-            if pcm_out is not None:
-                delta = pcm_out.delta.reshape(n, self.geo.num_layers, -1)  # P_A^l - P_B^l = delta_A - delta_B
-            align = losses.pairwise_alignment(layers, delta, reduction=cfg.align_reduction,
+            align = losses.pairwise_alignment(layers, None, reduction=cfg.align_reduction,
                                               normalize=cfg.align_normalize)
+            if pcm_out is not None:  # P_A^l - P_B^l = delta_A - delta_B: the prefix half of eq. 7
+                align = align + self.pcm.pairwise_delta_distance(pcm_out, cfg.align_reduction)
             l_align = losses.reduce_pairs(align, amb_gate, cfg.pair_reduction)
             terms["loss_align"] = l_align.detach()
             total = total + cfg.lambda_align * l_align

@@ -9,6 +9,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ...models.introspect import ModelGeometry
+from . import losses
 from .config import DCPCConfig
 
 
@@ -18,6 +19,7 @@ class PCMOutput:
     sigma: torch.Tensor  # (B, d)
     p_pref: torch.Tensor  # (B, d), eq. 10
     delta: torch.Tensor  # (B, L, 2, m, kv_dim): input-dependent change of each example's prefix
+    codes: torch.Tensor | None = None  # (B, m, r): 'elementwise' only, delta = codes -> proj[1] per layer
 
 
 class PreferenceCorrection(nn.Module):
@@ -53,14 +55,27 @@ class PreferenceCorrection(nn.Module):
         d = embedding.shape[-1]
         mu, raw_sigma = self.aux(embedding).chunk(2, dim=-1)
         sigma = F.softplus(raw_sigma) + 1e-4
-        noise = torch.randn_like(mu) if sample else torch.zeros_like(mu)
-        p_pref = torch.softmax(mu + sigma * noise, dim=-1)  # eq. 10
+        p_pref = torch.softmax(mu + sigma * torch.randn_like(mu) if sample else mu, dim=-1)  # eq. 10
         b = embedding.shape[0]
         if self.mode == "elementwise":
             p_new = self.meta.unsqueeze(0) * (d * p_pref).unsqueeze(1)  # (B, m, d)
-            delta = self.proj(p_new)  # (B, m, L*2*kv)
+            codes = self.proj[0](p_new)  # (B, m, r)
+            delta = self.proj[1](codes)  # (B, m, L*2*kv)
             delta = delta.view(b, self.m, self.geo.num_layers, 2, self.geo.kv_dim).permute(0, 2, 3, 1, 4)
-        else:
-            s = p_pref @ self.meta.T  # eq. 11 as written: (B, m)
-            delta = static_prefix.unsqueeze(0) * s.view(b, 1, 1, self.m, 1)
+            return PCMOutput(mu=mu, sigma=sigma, p_pref=p_pref, delta=delta, codes=codes)
+        s = p_pref @ self.meta.T  # eq. 11 as written: (B, m)
+        delta = static_prefix.unsqueeze(0) * s.view(b, 1, 1, self.m, 1)
         return PCMOutput(mu=mu, sigma=sigma, p_pref=p_pref, delta=delta)
+
+    def pairwise_delta_distance(self, out: PCMOutput, reduction: str = "mean") -> torch.Tensor:
+        """Eq. 7's prefix half, |P_A^l - P_B^l|^2 = |delta_A^l - delta_B^l|^2 averaged over layers, (B, B).
+
+        In 'elementwise' mode delta is linear in the rank-r codes, so the distance comes from r x r
+        Gram matrices without a (B, L, 2 m kv) copy; rows gathered from other processes (more
+        deltas than codes) and 'gate' mode use the deltas themselves.
+        """
+        n, layers = len(out.delta), self.geo.num_layers
+        if out.codes is not None and len(out.codes) == n:
+            weight = self.proj[1].weight.view(layers, 2 * self.geo.kv_dim, -1)  # rows ordered as delta's (L, 2, kv)
+            return losses.pairwise_lowrank_sq_distance(out.codes, weight, reduction)
+        return losses.pairwise_sq_distance(out.delta.reshape(n, layers, -1), reduction)

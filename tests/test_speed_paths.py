@@ -1,0 +1,101 @@
+"""The batched paths the speed benchmark relies on compute what the plain ones did.
+
+pool_layers (one matmul over every layer) equals a per-layer masked mean; the prefix cache's
+unbind gives the same gradient as per-layer indexing; DCPC inference without targets skips the
+per-layer pooled states and returns the same logits as a forward that computes them.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from helpers_models import sentiment_setup
+from prefalign.methods import build_method
+from prefalign.models import classifier as classifier_mod
+from prefalign.models.classifier import masked_mean, pool_layers
+from prefalign.models.introspect import ModelGeometry
+from prefalign.models.prefix import build_prefix_cache
+
+
+@pytest.mark.parametrize("start", [0, 2])
+def test_pool_layers_equals_a_masked_mean_per_layer(start):
+    torch.manual_seed(0)
+    hidden = tuple(torch.randn(3, 5 + start, 4) for _ in range(4))
+    mask = torch.tensor([[1, 1, 1, 1, 1], [1, 1, 0, 0, 0], [1, 0, 0, 0, 0]])
+    expected = torch.stack([masked_mean(h[:, start:], mask) for h in hidden], dim=1)
+    assert torch.allclose(pool_layers(hidden, mask, start), expected, atol=1e-6)
+    assert pool_layers(hidden, mask, start).shape == (3, 4, 4)
+
+
+def test_prefix_cache_gradient_equals_per_layer_indexing():
+    """Each layer's keys and values get exactly their own rows of the prefix gradient."""
+    geo = ModelGeometry(model_type="llama", num_layers=3, hidden_size=8, num_attention_heads=4,
+                        num_key_value_heads=2, head_dim=4, is_decoder=True)
+    from transformers import LlamaConfig
+
+    config = LlamaConfig(hidden_size=8, num_hidden_layers=3, num_attention_heads=4, num_key_value_heads=2, head_dim=4)
+    torch.manual_seed(0)
+    prefix = torch.randn(2, 3, 2, 5, 8, requires_grad=True)
+    weights = torch.randn(3, 2, 2, 2, 5, 4)  # (layer, key/value, B, kv_heads, m, head_dim)
+    cache = build_prefix_cache(prefix, geo, config)
+    loss = sum((cache.layers[i].keys * weights[i, 0]).sum() + (cache.layers[i].values * weights[i, 1]).sum()
+               for i in range(3))
+    (grad,) = torch.autograd.grad(loss, prefix)
+    # d loss / d prefix[b, l, c, j, h*hd + e] = weights[l, c, b, h, j, e]
+    expected = weights.permute(2, 0, 1, 4, 3, 5).reshape(2, 3, 2, 5, 8)
+    assert torch.equal(grad, expected)
+
+
+def test_dcpc_inference_skips_layer_pooling_and_keeps_logits(tiny_bert, monkeypatch):
+    ds, spec, collator = sentiment_setup(tiny_bert, n=8)
+    model = build_method("dcpc", {"prefix_length": 3}, tiny_bert, spec).eval()
+    batch = collator(ds.examples)
+    calls = []
+    real = classifier_mod.pool_layers
+    monkeypatch.setattr(classifier_mod, "pool_layers", lambda *a, **k: calls.append(1) or real(*a, **k))
+    with torch.no_grad():
+        with_targets = model(**batch)
+        assert calls == [1] and with_targets.loss is not None
+        inputs = {k: v for k, v in batch.items() if k not in ("labels", "target_dist")}
+        without = model(**inputs)
+    assert calls == [1]  # no pooling of every layer when no loss is asked for
+    assert without.loss is None
+    assert torch.allclose(without.logits, with_targets.logits, atol=1e-6)
+
+
+@pytest.mark.parametrize("reduction", ["mean", "sum"])
+def test_lowrank_distance_equals_the_distance_of_the_materialised_rows(reduction):
+    from prefalign.methods.dcpc import losses
+
+    torch.manual_seed(0)
+    codes = torch.randn(4, 3, 2, requires_grad=True)  # (B, m, r)
+    weight = torch.randn(5, 6, 2, requires_grad=True)  # (L, k, r)
+    bias = torch.randn(5, 6)
+    rows = torch.einsum("bmr,lkr->blmk", codes, weight) + bias[None, :, None]  # (B, L, m, k)
+    explicit = losses.pairwise_sq_distance(rows.reshape(4, 5, -1), reduction)
+    lowrank = losses.pairwise_lowrank_sq_distance(codes, weight, reduction)
+    assert torch.allclose(lowrank, explicit, atol=1e-4, rtol=1e-5)
+    g_explicit = torch.autograd.grad((explicit * torch.arange(16.0).view(4, 4)).sum(), (codes, weight))
+    g_lowrank = torch.autograd.grad((lowrank * torch.arange(16.0).view(4, 4)).sum(), (codes, weight))
+    for a, b in zip(g_lowrank, g_explicit):
+        assert torch.allclose(a, b, atol=1e-3, rtol=1e-4)
+
+
+def test_pcm_delta_distance_matches_its_deltas(tiny_bert):
+    """The PCM's Gram-matrix path equals the distance of the deltas it puts in the prefixes."""
+    import dataclasses
+
+    from prefalign.methods.dcpc import losses
+
+    _, spec, _ = sentiment_setup(tiny_bert, n=8)
+    model = build_method("dcpc", {"prefix_length": 3}, tiny_bert, spec)
+    torch.nn.init.normal_(model.pcm.proj[1].weight)  # zero at the start: make the deltas differ
+    torch.nn.init.normal_(model.pcm.proj[1].bias)
+    out = model.pcm(torch.randn(5, tiny_bert.geometry.hidden_size), model.prefix(), sample=False)
+    assert out.codes is not None
+    fast = model.pcm.pairwise_delta_distance(out, "mean")
+    plain = model.pcm.pairwise_delta_distance(dataclasses.replace(out, codes=None), "mean")
+    by_hand = losses.pairwise_sq_distance(out.delta.reshape(5, tiny_bert.geometry.num_layers, -1), "mean")
+    assert torch.allclose(plain, by_hand)
+    assert torch.allclose(fast, plain, atol=1e-4, rtol=1e-4) and plain[0, 1] > 0
