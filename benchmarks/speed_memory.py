@@ -6,12 +6,15 @@
     python benchmarks/speed_memory.py --device cuda --dtype bf16   # the same on a GPU, bf16 backbone
 
 One configuration = (model, batch size, prefix length). Each runs in its own fresh subprocess,
-which builds every method on one shared frozen backbone and one fixed batch of Rotten Tomatoes
-reviews, then:
+which builds every method (the four ablations only at the grid's ``ablations_at`` prefix
+lengths) on one shared frozen backbone and one fixed batch of Rotten Tomatoes reviews, then:
 
 * time: per round, one optimizer step (zero_grad, forward, backward, AdamW step) of every
   method in turn, the order rotated each round, so machine drift hits all methods alike; a ratio
-  is the median over rounds of the per-round ratio (paired), after ``--warmup`` untimed rounds;
+  is the median over rounds of the per-round ratio (paired), after ``--warmup`` untimed rounds.
+  On CPU the time is the CPU time of the one compute thread (``time.thread_time``), which the
+  other processes of a shared machine do not inflate the way they do wall time; wall-time ratios
+  are kept too (``*_wall``). On CUDA: wall time, synchronised;
 * inference: per round, one ``no_grad`` eval-mode forward of the batch, interleaved the same way;
 * memory: peak memory of one steady-state optimizer step above the memory held just before it
   (activations, gradients and temporaries; the weights, optimizer state and libraries are not
@@ -41,15 +44,18 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-METHODS = ("floor", "ptuning-v2", "dcpc", "dcpc-no-clpa", "dcpc-no-pcm", "dcpc-no-ambiguity", "dcpc-no-clpa-pcm")
-INFER_METHODS = ("floor", "ptuning-v2", "dcpc")
-# The grid `make bench` runs (CPU, 1 thread): per model, batch sizes, prefix lengths, timed rounds, methods.
+BASE_METHODS = ("floor", "ptuning-v2", "dcpc")
+ABLATIONS = ("dcpc-no-clpa", "dcpc-no-pcm", "dcpc-no-ambiguity", "dcpc-no-clpa-pcm")
+METHODS = BASE_METHODS + ABLATIONS
+INFER_METHODS = BASE_METHODS
+# The grid `make bench` runs (CPU, 1 thread): per model, batch sizes, prefix lengths, the prefix
+# lengths at which the four ablations are measured too, timed rounds, memory repeats.
 GRID = {
-    "tiny": dict(batches=(8, 16, 32, 64), prefixes=(8, 16, 24), rounds=15, methods=METHODS),
-    "minilm": dict(batches=(8, 16, 32, 64), prefixes=(8, 16, 24), rounds=3, methods=METHODS),
-    "smollm2-135m": dict(batches=(8, 16), prefixes=(16,), rounds=3, methods=("floor", "ptuning-v2", "dcpc")),
+    "tiny": dict(batches=(8, 16, 32, 64), prefixes=(8, 16, 24), ablations_at=(8, 16, 24), rounds=15, memory_repeats=2),
+    "minilm": dict(batches=(8, 16, 32, 64), prefixes=(8, 16, 24), ablations_at=(16,), rounds=3, memory_repeats=1),
+    "smollm2-135m": dict(batches=(8, 16), prefixes=(16,), ablations_at=(), rounds=3, memory_repeats=1),
 }
-QUICK = {"tiny": dict(batches=(8, 64), prefixes=(16,), rounds=5, methods=METHODS)}
+QUICK = {"tiny": dict(batches=(8, 64), prefixes=(16,), ablations_at=(16,), rounds=5, memory_repeats=1)}
 # DCPC settings as docs/results.md trains them (the demo's tau_cos and PCM learning rate); the
 # gates only decide which pairs count, every pairwise term is computed for all pairs either way.
 DCPC_PARAMS = {"tau_cos": 0.3}
@@ -195,36 +201,37 @@ def run_one(spec: dict) -> dict:
             params = list(model.trainable_parameters().values())
         models[name], optims[name] = model, torch.optim.AdamW(params, lr=1e-4)
     meter = Meter(device)
+    # bf16: the backbone's weights in bf16 and autocast around the forward, as `training.bf16` does.
+    autocast = torch.autocast(device, dtype=torch.bfloat16, enabled=spec["dtype"] == "bf16")
 
     def step(name: str) -> None:
         model, opt = models[name], optims[name]
         model.train()
         opt.zero_grad(set_to_none=True)
-        model(**batch).loss.backward()
+        with autocast:
+            loss = model(**batch).loss
+        loss.backward()
         opt.step()
 
     @torch.no_grad()
     def infer(name: str) -> None:
         models[name].eval()
-        models[name](**inputs)
+        with autocast:
+            models[name](**inputs)
 
     names = list(spec["methods"])
     infer_names = [n for n in INFER_METHODS if n in names]
-    times = {n: [] for n in names}
-    infer_times = {n: [] for n in infer_names}
+    wall = {"step": {n: [] for n in names}, "infer": {n: [] for n in infer_names}}
+    cpu = {"step": {n: [] for n in names}, "infer": {n: [] for n in infer_names}}
     for r in range(spec["warmup"] + spec["rounds"]):
-        k = r % len(names)
-        for name in names[k:] + names[:k]:
-            t0 = meter.now()
-            step(name)
-            if r >= spec["warmup"]:
-                times[name].append(meter.now() - t0)
-        k = r % len(infer_names)
-        for name in infer_names[k:] + infer_names[:k]:
-            t0 = meter.now()
-            infer(name)
-            if r >= spec["warmup"]:
-                infer_times[name].append(meter.now() - t0)
+        for kind, fn, group in (("step", step, names), ("infer", infer, infer_names)):
+            k = r % len(group)
+            for name in group[k:] + group[:k]:  # rotated each round
+                t0, c0 = meter.now(), time.thread_time()
+                fn(name)
+                if r >= spec["warmup"]:
+                    wall[kind][name].append(meter.now() - t0)
+                    cpu[kind][name].append(time.thread_time() - c0)
     memory = {n: [] for n in names}
     for _ in range(spec["memory_repeats"]):
         for name in names:
@@ -232,7 +239,7 @@ def run_one(spec: dict) -> dict:
             step(name)
             memory[name].append(meter.memory_peak() - before)
     return {"config": spec, "tokens": int(batch["attention_mask"].sum()), "seq_len": int(batch["input_ids"].shape[1]),
-            "step_seconds": times, "infer_seconds": infer_times, "step_peak_bytes": memory,
+            "wall_seconds": wall, "thread_cpu_seconds": cpu, "step_peak_bytes": memory,
             "process_peak_bytes": (torch.cuda.max_memory_allocated() if device == "cuda" else _proc_kib("VmHWM") * 1024)}
 
 
@@ -242,12 +249,22 @@ def paired_ratio(a: list[float], b: list[float]) -> float:
     return statistics.median(x / y for x, y in zip(a, b))
 
 
+def timer(raw: dict) -> str:
+    """The time the ratios use: on CPU the compute thread's CPU time (one torch thread, so all the
+    work runs on it; time the scheduler gives other processes on the shared machine is not counted);
+    on CUDA wall time, synchronised."""
+    return "wall_seconds" if raw["config"]["device"] == "cuda" else "thread_cpu_seconds"
+
+
 def summarise(raw: dict) -> dict:
     """Medians and the ratios the targets are stated in (docs/performance.md)."""
-    t, inf, mem = raw["step_seconds"], raw["infer_seconds"], raw["step_peak_bytes"]
+    t, inf, mem = raw[timer(raw)]["step"], raw[timer(raw)]["infer"], raw["step_peak_bytes"]
+    wt = raw["wall_seconds"]["step"]
     row = {"model": raw["config"]["model"], "batch_size": raw["config"]["batch_size"],
            "prefix_length": raw["config"]["prefix_length"], "seq_len": raw["seq_len"], "tokens": raw["tokens"],
+           "timer": timer(raw),
            "step_ms": {n: round(1000 * statistics.median(v), 3) for n, v in t.items()},
+           "step_wall_ms": {n: round(1000 * statistics.median(v), 3) for n, v in wt.items()},
            "infer_ms": {n: round(1000 * statistics.median(v), 3) for n, v in inf.items()},
            "step_peak_mib": {n: round(statistics.median(v) / 2**20, 2) for n, v in mem.items()},
            "process_peak_mib": round(raw["process_peak_bytes"] / 2**20, 1)}
@@ -257,8 +274,12 @@ def summarise(raw: dict) -> dict:
             continue
         ratios[n] = {"step_vs_ptuning": paired_ratio(t[n], t["ptuning-v2"]),
                      "step_vs_floor": paired_ratio(t[n], t["floor"]),
-                     "memory_vs_ptuning": statistics.median(mem[n]) / max(statistics.median(mem["ptuning-v2"]), 1)}
-    ratios["ptuning-v2"] = {"step_vs_floor": paired_ratio(t["ptuning-v2"], t["floor"])}
+                     "memory_vs_ptuning": statistics.median(mem[n]) / max(statistics.median(mem["ptuning-v2"]), 1),
+                     # second reading: wall time, which other processes on a shared machine disturb
+                     "step_vs_ptuning_wall": paired_ratio(wt[n], wt["ptuning-v2"]),
+                     "step_vs_floor_wall": paired_ratio(wt[n], wt["floor"])}
+    ratios["ptuning-v2"] = {"step_vs_floor": paired_ratio(t["ptuning-v2"], t["floor"]),
+                            "step_vs_floor_wall": paired_ratio(wt["ptuning-v2"], wt["floor"])}
     if "dcpc" in inf:
         ratios["dcpc"]["infer_vs_ptuning"] = paired_ratio(inf["dcpc"], inf["ptuning-v2"])
     row["ratios"] = {n: {k: round(v, 3) for k, v in r.items()} for n, r in ratios.items()}
@@ -295,12 +316,15 @@ def plot(rows: list[dict], path: Path, title: str) -> None:
     keys = (("step_vs_ptuning", "step time / P-Tuning v2", 1.15), ("step_vs_floor", "step time / floor", 1.3),
             ("memory_vs_ptuning", "step peak memory / P-Tuning v2", 1.10))
     fig, axes = plt.subplots(1, 3, figsize=(15, 4.2))
-    names = [n for n in METHODS if n not in ("floor", "ptuning-v2") and n in rows[0]["ratios"]]
+    names = [n for n in METHODS if n not in ("floor", "ptuning-v2") and any(n in r["ratios"] for r in rows)]
     prefixes = sorted({r["prefix_length"] for r in rows})
     for ax, (key, label, target) in zip(axes, keys):
         for name in names:
             for m, style in zip(prefixes, ("-", "--", ":")):
-                pts = sorted((r["batch_size"], r["ratios"][name][key]) for r in rows if r["prefix_length"] == m)
+                pts = sorted((r["batch_size"], r["ratios"][name][key]) for r in rows
+                             if r["prefix_length"] == m and name in r["ratios"])
+                if not pts:
+                    continue
                 ax.plot([p[0] for p in pts], [p[1] for p in pts], style, marker="o", ms=3,
                         label=f"{name} m={m}", color=f"C{names.index(name)}")
         if key == "step_vs_floor":
@@ -320,6 +344,35 @@ def plot(rows: list[dict], path: Path, title: str) -> None:
     os.replace(tmp, path)
 
 
+def report(paths: list[str]) -> str:
+    """Markdown tables of the ratios in result files (what docs/performance.md shows)."""
+    lines = []
+    for path in paths:
+        d = json.loads(Path(path).read_text())
+        lines += [f"**{d['model']}**, {d['device']} {d['dtype']}, {d['threads']} thread(s), timer: "
+                  f"{d['rows'][0]['timer']} ({Path(path).name})", "",
+                  "| batch | m | tokens | floor ms | P-Tuning v2 ms | DCPC ms | DCPC / PT2 step | DCPC / floor step "
+                  "| PT2 / floor step | DCPC / PT2 step peak memory | DCPC / PT2 inference |",
+                  "|---|---|---|---|---|---|---|---|---|---|---|"]
+        for r in d["rows"]:
+            dc, pt, ms = r["ratios"]["dcpc"], r["ratios"]["ptuning-v2"], r["step_ms"]
+            lines.append(f"| {r['batch_size']} | {r['prefix_length']} | {r['tokens']} | {ms['floor']:.1f} | "
+                         f"{ms['ptuning-v2']:.1f} | {ms['dcpc']:.1f} | {dc['step_vs_ptuning']:.3f} | "
+                         f"{dc['step_vs_floor']:.3f} | {pt['step_vs_floor']:.3f} | {dc['memory_vs_ptuning']:.3f} | "
+                         f"{dc['infer_vs_ptuning']:.3f} |")
+        abl = [r for r in d["rows"] if "dcpc-no-clpa" in r["ratios"]]
+        if abl:
+            names = [n for n in METHODS if n not in ("floor", "ptuning-v2")]
+            lines += ["", "Step time / P-Tuning v2's and step peak memory / P-Tuning v2's, per variant:", "",
+                      "| batch | m | " + " | ".join(names) + " |", "|---|---|" + "---|" * len(names)]
+            for r in abl:
+                cells = [f"{r['ratios'][n]['step_vs_ptuning']:.3f} / {r['ratios'][n]['memory_vs_ptuning']:.3f}"
+                         for n in names]
+                lines.append(f"| {r['batch_size']} | {r['prefix_length']} | " + " | ".join(cells) + " |")
+        lines.append("")
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--models", default=None, help="comma-separated: tiny, minilm, smollm2-135m (default: all)")
@@ -327,15 +380,19 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--prefixes", default=None, help="comma-separated prefix lengths (default: the model's grid)")
     p.add_argument("--rounds", type=int, default=None, help="timed rounds per configuration (default: the grid's)")
     p.add_argument("--warmup", type=int, default=1, help="untimed rounds first")
-    p.add_argument("--memory-repeats", type=int, default=2)
+    p.add_argument("--memory-repeats", type=int, default=None, help="memory measurements per method (default: the grid's)")
     p.add_argument("--max-length", type=int, default=64, help="review length cap in tokens (the demo's 64)")
     p.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
     p.add_argument("--dtype", default="fp32", choices=("fp32", "bf16"))
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads (1: the machine is shared)")
     p.add_argument("--quick", action="store_true", help="tiny model, batch 8 and 64, prefix 16: a smoke run")
     p.add_argument("--out", default=str(HERE / "results"))
+    p.add_argument("--report", nargs="+", metavar="JSON", help="print markdown tables of result files and exit")
     p.add_argument("--one", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
+    if args.report:
+        print(report(args.report))
+        return
     if args.one:
         print("RESULT " + json.dumps(run_one(json.loads(args.one))), flush=True)
         return
@@ -356,10 +413,11 @@ def main(argv: list[str] | None = None) -> None:
         rows, raws, t0 = [], [], time.time()
         for b in batches:
             for m in prefixes:
+                methods = METHODS if m in g["ablations_at"] else BASE_METHODS
                 spec = {"model": model, "batch_size": b, "prefix_length": m, "rounds": args.rounds or g["rounds"],
-                        "warmup": args.warmup, "memory_repeats": args.memory_repeats, "max_length": args.max_length,
-                        "device": args.device, "dtype": args.dtype, "threads": args.threads,
-                        "methods": list(g["methods"])}
+                        "warmup": args.warmup, "memory_repeats": args.memory_repeats or g["memory_repeats"],
+                        "max_length": args.max_length, "device": args.device, "dtype": args.dtype,
+                        "threads": args.threads, "methods": list(methods)}
                 proc = subprocess.run([sys.executable, __file__, "--one", json.dumps(spec)], env=env,
                                       capture_output=True, text=True)
                 line = next((x for x in proc.stdout.splitlines() if x.startswith("RESULT ")), None)
