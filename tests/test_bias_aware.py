@@ -66,6 +66,14 @@ def test_balance_losses_skip_labels_absent_from_a_side():
     assert out["labels_both_sides"].item() == 2
 
 
+def test_balance_gradients_are_finite_when_a_label_is_missing_from_the_batch():
+    # A batch of 16 over 4 classes often lacks a label: 0/0 there must not reach the gradients (it did: NaN at step 2).
+    scores = SCORES[:3].clone().requires_grad_(True)
+    out = balance_losses(scores, CONTAIN[:3])
+    (out["bal1"] + out["bal2"]).backward()
+    assert torch.isfinite(scores.grad).all() and scores.grad.abs().sum() > 0
+
+
 def test_balance_gradients_are_finite_when_every_label_scores_alike():
     scores = torch.full((4, 3), 0.25, requires_grad=True)
     out = balance_losses(scores, CONTAIN)

@@ -13,9 +13,12 @@ def contain_means(scores: torch.Tensor, contain: torch.Tensor) -> tuple[torch.Te
     """
     c = contain.to(scores.dtype)
     n = 1.0 - c
-    h_c = (scores * c).sum(0) / c.sum(0)  # 0/0 -> NaN: label absent on that side
-    h_n = (scores * n).sum(0) / n.sum(0)
-    return h_c, h_n
+    nan = torch.full_like(scores[0], float("nan"))
+    out = []
+    for side in (c, n):  # divide by clamped counts, then mask: a bare 0/0 would put NaN into the gradients
+        count = side.sum(0)
+        out.append(torch.where(count > 0, (scores * side).sum(0) / count.clamp(min=1), nan))
+    return out[0], out[1]
 
 
 def balance_losses(scores: torch.Tensor, contain: torch.Tensor, margin: float | None = None) -> dict[str, torch.Tensor]:
