@@ -55,16 +55,14 @@ def masked_mean(hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
 
 
 def pool_layers(hidden_states: tuple[torch.Tensor, ...], mask: torch.Tensor, start: int = 0) -> torch.Tensor:
-    """Masked mean of every layer's output at once: L+1 tensors (N, T', d) -> (N, L+1, d).
+    """Masked mean of every layer's output: L+1 tensors (N, T', d) -> (N, L+1, d).
 
-    Tokens ``start:`` are pooled with ``mask`` (N, T). The layers are stacked token-major, so one
-    batched matmul per example pools them all without a transposed copy of every hidden state.
+    Tokens ``start:`` are pooled with ``mask`` (N, T). One matmul per layer, not one over a stack:
+    stacking would copy every hidden state, (L+1) x N x T x d more at the forward pass's peak.
     """
-    x = torch.stack(hidden_states, dim=2)[:, start:]  # (N, T, L+1, d)
-    w = mask.to(x.dtype)
-    w = w / w.sum(-1, keepdim=True).clamp(min=1)
-    n, _, layers, d = x.shape
-    return torch.bmm(w.unsqueeze(1), x.flatten(2)).view(n, layers, d)
+    w = mask.to(hidden_states[0].dtype)
+    w = (w / w.sum(-1, keepdim=True).clamp(min=1)).unsqueeze(1)  # (N, 1, T)
+    return torch.cat([torch.bmm(w, h[:, start:]) for h in hidden_states], dim=1)
 
 
 class PrefixClassifier(nn.Module):

@@ -82,6 +82,10 @@ class DCPCModel(nn.Module):
                 e_in = e_in.view(n_examples, per, -1).mean(1)
             pcm_out = self.pcm(e_in, static, sample=sample)
             prefix = static.unsqueeze(0) + pcm_out.delta
+            # The pair terms read only differences P_A - P_B = delta_A - delta_B (the static part
+            # cancels), so the output keeps the prefixes in place of the deltas: one (N, L, 2, m, kv)
+            # tensor alive through the backbone's forward instead of two.
+            pcm_out = dataclasses.replace(pcm_out, delta=prefix)
         else:
             prefix = static.unsqueeze(0).expand(n_examples, *static.shape)
         if per > 1:
