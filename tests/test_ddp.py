@@ -55,11 +55,16 @@ def terms(out, name) -> list[float]:
     return [e[name] for e in json.loads((out / "log_history.json").read_text()) if name in e]
 
 
-def torchrun(root, train_file, out, scope):
+def torchrun(root, train_file, out, scope, then: list[str] | None = None):
+    """One torchrun launch: a run into ``out`` and, with ``then`` (extra overrides), a second one
+    into ``out/then``."""
     out.mkdir(parents=True)
     argv = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(WORLD),
             os.path.join(os.path.dirname(__file__), "ddp_worker.py"), str(out),
             *overrides(root, train_file, out, PER_DEVICE, scope)]
+    if then:
+        (out / "then").mkdir()
+        argv += ["--then", str(out / "then"), f"training.output_dir={out / 'then'}", *then]
     env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", HF_HUB_OFFLINE="1",
                TOKENIZERS_PARALLELISM="false", PYTHONWARNINGS="ignore", ACCELERATE_USE_CPU="true")
     proc = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
@@ -79,12 +84,22 @@ def test_ddp_two_cpu_processes_match_one_process(setup, tmp_path):
     rc, _, err = run_main(["train"] + [a for s in overrides(root, train_file, single, PER_DEVICE * WORLD, "global")
                                        for a in ("--set", s)])
     assert rc == 0, err
-    ddp = torchrun(root, train_file, tmp_path / "ddp-global", "global")
+    # The second run turns the PCM on (its noise differs between set-ups, so no loss comparison):
+    # the gathered PCM outputs must train without a hang or shape error and keep the ranks equal.
+    ddp = torchrun(root, train_file, tmp_path / "ddp-global", "global", then=["method.name=dcpc"])
     # DDP keeps the ranks in step: identical trainable weights, bit for bit.
-    rank0, rank1 = load_file(str(ddp / "rank0.safetensors")), load_file(str(ddp / "rank1.safetensors"))
-    assert rank0.keys() == rank1.keys() and all(rank0[k].equal(rank1[k]) for k in rank0)
-    adapter = load_file(str(ddp / "adapter" / "prefalign_weights.safetensors"))  # written once, by rank 0
-    assert adapter.keys() == rank0.keys()
+    for run in (ddp, ddp / "then"):
+        rank0, rank1 = load_file(str(run / "rank0.safetensors")), load_file(str(run / "rank1.safetensors"))
+        assert rank0.keys() == rank1.keys() and all(rank0[k].equal(rank1[k]) for k in rank0)
+        adapter = load_file(str(run / "adapter" / "prefalign_weights.safetensors"))  # written by rank 0
+        assert adapter.keys() == rank0.keys()
+    assert any(k.startswith("pcm.") for k in rank0)
+    assert len(terms(ddp / "then", "loss_kl")) == STEPS  # the PCM's pair term ran on gathered rows
+    # The pair terms are logged under DDP too, and with global pairs rank 0's equal one process's
+    # (logged to 6 decimals); the task term is rank 0's own half of the batch.
+    for name in ("loss_ambiguity", "loss_align", "gate_cos_rate"):
+        one, two = terms(single, name), terms(ddp, name)
+        assert len(one) == len(two) == STEPS and all(abs(a - b) <= 2e-6 for a, b in zip(one, two)), name
     assert sum(v > 0 for v in terms(single, "loss_align")) >= STEPS - 1  # the pair terms are in play
 
     expected, got = losses(single), losses(ddp)
