@@ -200,12 +200,13 @@ def test_compare_rows_with_own_seeds_and_extra_metric_columns():
 
     def record(method, seed, f1, ppl):
         return {"model": "minilm", "method": method, "column": "TE", "metric": "f1_weighted", "status": "ok",
-                "seed": seed, "metrics": {"test_f1_weighted": f1, "test_accuracy": f1 + 0.1, "perplexity": ppl}}
+                "seed": seed, "tunable_params": 0 if method == "Untuned" else 1500,
+                "metrics": {"test_f1_weighted": f1, "test_accuracy": f1 + 0.1, "perplexity": ppl}}
 
     results = [record("Untuned", 0, 0.5, 20.0)] + [record("Ours", s, 0.6 + s / 100, 21.0 + s) for s in range(2)]
     table = markdown_tables(cfg, results)
     assert "| TE (f1_weighted) | TE (accuracy) | TE (perplexity) |" in table
-    assert "| Untuned | ? | 50.0 | 60.0 | 20.00 |" in table  # 1 of its 1 seed: no 'n/m seeds' note
+    assert "| Untuned | 0 | 50.0 | 60.0 | 20.00 |" in table  # training-free: 0 parameters; 1 of its 1 seed
     assert "60.5 (2/3 seeds)" in table and "21.50 (2/3 seeds)" in table
     assert "Rows with their own seeds: Untuned seeds 0." in table
     with pytest.raises(ConfigError, match="seeds is empty"):

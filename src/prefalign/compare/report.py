@@ -78,7 +78,7 @@ def markdown_tables(cfg: CompareConfig, results: list[dict]) -> str:
         for m in cfg.methods:
             seeds = len(m.seeds or cfg.seeds)
             row_cells = [cells.get((model.label, m.label, c)) for c in _columns(cfg)]
-            params = next((c["tunable_params"] for c in row_cells if c and c["tunable_params"]), None)
+            params = next((c["tunable_params"] for c in row_cells if c and c["tunable_params"] is not None), None)
             row = [m.label, format_params(params)]
             for d in cfg.datasets:
                 orig = cells.get((model.label, m.label, d.name), {})
