@@ -146,7 +146,12 @@ def _hidden_states_of(subject: Subject, batch: dict[str, torch.Tensor]):
     def hook(module, args, output):
         captured["out"] = output
 
+    def ask_for_hidden_states(module, args, kwargs):
+        # Methods request every layer's states only when their loss needs them; the probe always does.
+        return args, {**kwargs, "output_hidden_states": True}
+
     handle = backbone.register_forward_hook(hook)
+    ask = backbone.register_forward_pre_hook(ask_for_hidden_states, with_kwargs=True)
     try:
         inputs = {k: v for k, v in batch.items() if k not in ("labels", "target_dist", "score_mask")}
         if subject.method is not None:
@@ -156,6 +161,7 @@ def _hidden_states_of(subject: Subject, batch: dict[str, torch.Tensor]):
                                         token_type_ids=inputs.get("token_type_ids")).logits
     finally:
         handle.remove()
+        ask.remove()
     out = captured.get("out")
     if out is None or getattr(out, "hidden_states", None) is None:
         raise ModelLoadError(f"{subject.name}: the backbone returned no hidden states; its layers cannot be probed")
