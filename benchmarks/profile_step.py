@@ -1,0 +1,101 @@
+"""Where a method's optimizer step spends memory and operations: the profile behind docs/performance.md.
+
+    OMP_NUM_THREADS=1 python benchmarks/profile_step.py --model minilm --batch 16 --prefix 16
+    OMP_NUM_THREADS=1 python benchmarks/profile_step.py --model tiny --batch 8 --table   # + torch.profiler table
+
+Per method, on the batch speed_memory.py uses: the tensors autograd keeps for the backward pass
+(saved_tensors_hooks, MiB of distinct storages), the peak memory above the step's start during the
+forward pass (loss included) and during the backward pass (VmHWM, reset through
+/proc/self/clear_refs, as speed_memory.py measures), the number of top-level aten operations of
+one step (torch.profiler) and the step's CPU time of the compute thread, median of 10.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+
+if os.environ.get("MALLOC_MMAP_THRESHOLD_") is None:  # let the resident set follow live memory (speed_memory.py)
+    os.environ.update(MALLOC_MMAP_THRESHOLD_="65536", MALLOC_TRIM_THRESHOLD_="65536")
+    os.execv(sys.executable, [sys.executable] + sys.argv)
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import speed_memory as sm  # noqa: E402
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--model", default="minilm")
+    p.add_argument("--batch", type=int, default=16)
+    p.add_argument("--prefix", type=int, default=16)
+    p.add_argument("--methods", default="ptuning-v2,dcpc,dcpc-no-clpa,dcpc-no-pcm,dcpc-no-clpa-pcm")
+    p.add_argument("--table", action="store_true", help="also print torch.profiler's op table per method")
+    args = p.parse_args()
+    import torch
+    from torch.profiler import ProfilerActivity, profile
+
+    from prefalign.methods import build_method
+
+    torch.set_num_threads(1)
+    backbone = sm.build_backbone(args.model, "fp32")
+    task, batch = sm.make_batch(backbone, args.batch, 64)
+
+    def rss(field: str) -> float:
+        return sm._proc_kib(field) / 1024
+
+    def reset() -> float:
+        gc.collect()
+        with open("/proc/self/clear_refs", "w") as fh:
+            fh.write("5")
+        return rss("VmRSS")
+
+    print(f"{args.model}, batch {args.batch}, m {args.prefix}, {batch['input_ids'].shape[1]} tokens per row")
+    for name in args.methods.split(","):
+        torch.manual_seed(0)
+        model = build_method(name, {"prefix_length": args.prefix, **sm.DCPC_PARAMS}, backbone, task).train()
+        opt = torch.optim.AdamW(list(model.trainable_parameters().values()), lr=1e-4)
+
+        def step() -> None:
+            opt.zero_grad(set_to_none=True)
+            model(**batch).loss.backward()
+            opt.step()
+
+        step()
+        opt.zero_grad(set_to_none=True)
+        storages = {}
+
+        def pack(t):
+            storages[t.untyped_storage().data_ptr()] = t.untyped_storage().nbytes()
+            return t
+
+        base = reset()
+        with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+            loss = model(**batch).loss
+        fwd_peak = rss("VmHWM") - base
+        reset()
+        loss.backward()
+        bwd_peak = rss("VmHWM") - base
+        del loss
+        with profile(activities=[ProfilerActivity.CPU]) as prof:
+            step()
+        ops = sum(1 for e in prof.events() if e.name.startswith("aten::")
+                  and (e.cpu_parent is None or not e.cpu_parent.name.startswith("aten::")))
+        times = []
+        for _ in range(10):
+            c0 = time.thread_time()
+            step()
+            times.append(time.thread_time() - c0)
+        print(f"{name:18s} saved {sum(storages.values()) / 2**20:7.2f} MiB | peak forward {fwd_peak:7.1f} MiB, "
+              f"backward {bwd_peak:7.1f} MiB | {ops:4d} aten ops | {1000 * statistics.median(times):8.2f} ms CPU",
+              flush=True)
+        if args.table:
+            print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=15))
+
+
+if __name__ == "__main__":
+    main()
