@@ -209,5 +209,7 @@ def test_compare_rows_with_own_seeds_and_extra_metric_columns():
     assert "| Untuned | 0 | 50.0 | 60.0 | 20.00 |" in table  # training-free: 0 parameters; 1 of its 1 seed
     assert "60.5 (2/3 seeds)" in table and "21.50 (2/3 seeds)" in table
     assert "Rows with their own seeds: Untuned seeds 0." in table
+    cfg.datasets[0].also.append("target_layer")  # reported by no run here: a plain '–', no seed count
+    assert "| 21.50 (2/3 seeds) | – |" in markdown_tables(cfg, results)
     with pytest.raises(ConfigError, match="seeds is empty"):
         MethodEntry(name="cc", seeds=[])

@@ -59,6 +59,8 @@ UNSCALED = ("gpt_score", "perplexity", "target_layer", "soft_ce", "worst_group_c
 def _score(value: float | None, metric: str) -> str:
     if value is None:
         return "–"
+    if metric == "target_layer":
+        return f"{value:g}"
     return f"{value:.2f}" if metric in UNSCALED else f"{100 * value:.1f}"
 
 
@@ -83,7 +85,7 @@ def markdown_tables(cfg: CompareConfig, results: list[dict]) -> str:
             for d in cfg.datasets:
                 orig = cells.get((model.label, m.label, d.name), {})
                 row.append(_with_n(orig, d.metric, seeds))
-                row += [_with_n(extra[x].get((model.label, m.label, d.name), {}), x, seeds) for x in d.also]
+                row += [_extra(extra[x].get((model.label, m.label, d.name), {}), x, seeds) for x in d.also]
                 if d.shifted:
                     shifted = cells.get((model.label, m.label, d.shifted_name), {})
                     row.append(_with_n(shifted, d.metric, seeds))
@@ -120,6 +122,11 @@ def _with_n(cell: dict, metric: str, seeds: int) -> str:
     if cell and n < seeds:
         text += f" ({n}/{seeds} seeds)"
     return text
+
+
+def _extra(cell: dict, metric: str, seeds: int) -> str:
+    """An ``also`` column: '–' without a seed count where no run reports it (target_layer of other methods)."""
+    return _with_n(cell, metric, seeds) if cell.get("n") else "–"
 
 
 def _bold_best(rows: list[list[str]], cfg: CompareConfig) -> None:
