@@ -1,6 +1,6 @@
 """The batched paths the speed benchmark relies on compute what the plain ones did.
 
-pool_layers (one matmul over every layer) equals a per-layer masked mean; the prefix cache's
+pool_layers (the masked mean as one matmul per layer) equals masked_mean; the prefix cache's
 unbind gives the same gradient as per-layer indexing; DCPC inference without targets skips the
 per-layer pooled states and returns the same logits as a forward that computes them.
 """
