@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import statistics
+import textwrap
 from pathlib import Path
 
 from .config import CompareConfig
@@ -46,7 +47,7 @@ def curves_chart(cfg: CompareConfig, results: list[dict], path: Path, key: str =
     panels = [(model.label, column) for model in cfg.models for d in cfg.datasets
               for column in (d.name, d.shifted_name) if column is not None]
     panels = [p for p in panels if any((p[0], m.label, p[1]) in curves for m in cfg.methods)]
-    fig, axes = plt.subplots(1, len(panels), figsize=(4.6 * len(panels), 3.6), squeeze=False)
+    fig, axes = plt.subplots(1, len(panels), figsize=(max(6.4, 4.6 * len(panels)), 3.8), squeeze=False)
     for ax, (model, column) in zip(axes[0], panels):
         for m in cfg.methods:
             points = curves.get((model, m.label, column))
@@ -54,9 +55,10 @@ def curves_chart(cfg: CompareConfig, results: list[dict], path: Path, key: str =
                 ax.plot([s for s, _ in points], [v for _, v in points], marker="o", markersize=3, label=m.label)
         ax.set_title(f"{model}: {column}")
         ax.set_xlabel("training step")
-        ax.set_ylabel(f"validation {key.removeprefix('eval_').replace('_', ' ')}")
+        ax.set_ylabel(f"validation {key.removeprefix('eval_').replace('_', ' ')} (each method's own)")
         ax.legend(fontsize=7)
-    fig.suptitle(f"{cfg.title}: median over seeds {', '.join(map(str, cfg.seeds))}", fontsize=10)
+    title = f"{cfg.title}: median over seeds {', '.join(map(str, cfg.seeds))}"
+    fig.suptitle("\n".join(textwrap.wrap(title, 90)), fontsize=9)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.stem}.tmp.png")
