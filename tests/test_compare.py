@@ -94,6 +94,13 @@ def test_two_methods_two_seeds_grid_writes_every_report_and_resumes(grid_files):
     (run_dir / "result.json").unlink()
     rc, out, _ = run_main(["compare", "--config", str(path), "--dry-run"])
     assert rc == 0 and out.count("todo") == 1 and "todo  tiny/toy/PTv2/seed0" in out
+    # --report-only tabulates the seven finished runs and trains nothing.
+    rc, out, _ = run_main(["compare", "--config", str(path), "--report-only"])
+    assert rc == 0 and "7 of 8 runs finished" in out and not (run_dir / "result.json").exists()
+    row = next(line for line in out.splitlines() if line.startswith("| PTv2 |"))
+    seed1 = next(r["metrics"]["test_accuracy"] for r in results
+                 if r["method"] == "PTv2" and r["column"] == "toy" and r["seed"] == 1)
+    assert f"{100 * seed1:.1f}" in row.split("|")[3]
     rc, out, _ = run_main(["compare", "--config", str(path), "--set", "methods=[{name: lora, label: LoRA, "
                            "training: {learning_rate: 0.002}}]", "--dry-run"])
     assert rc == 0 and out.count("todo") == 4

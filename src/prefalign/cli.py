@@ -55,6 +55,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a compare config value, e.g. --set base.training.max_steps=20 (repeatable)")
     p.add_argument("--dry-run", action="store_true", help="list the runs and which are finished, train nothing")
+    p.add_argument("--report-only", action="store_true",
+                   help="write the tables, CSV and charts from the runs finished so far, train nothing")
     p.add_argument("--progress", action="store_true", help="show each run's progress bar")
 
     p = sub.add_parser("methods", help="list the registered methods (with --model: their tunable parameters)")
@@ -188,7 +190,10 @@ def cmd_compare(args) -> int:
         for spec, _, _, done in grid_status(cfg):
             print(f"{'done' if done else 'todo'}  {spec.run_id}")
         return 0
-    results = run_grid(cfg, progress=args.progress)
+    if args.report_only:  # a grid cut short (or still running elsewhere) is tabulated as it stands
+        results = [done for _, _, _, done in grid_status(cfg)]
+    else:
+        results = run_grid(cfg, progress=args.progress)
     paths = write_reports(cfg, results, command)
     print()
     print(paths["table"].read_text())
