@@ -214,8 +214,8 @@ def train(cfg: ExperimentConfig, *, backbone: LoadedModel | None = None,
     """
     from transformers import EarlyStoppingCallback, TrainingArguments
 
-    from .training.throughput import Throughput
     from .training.resume import record_run, resume_point
+    from .training.throughput import Throughput
     from .training.trainer import PrefalignTrainer
 
     t0 = time.time()
@@ -313,13 +313,13 @@ def train(cfg: ExperimentConfig, *, backbone: LoadedModel | None = None,
     elif test_set is not None:
         metrics.update({k: float(v) for k, v in trainer.evaluate(ListDataset(test_set), metric_key_prefix="test").items()
                         if isinstance(v, (int, float))})
-    if throughput.overall() is not None:
-        metrics["tokens_per_second"] = throughput.overall()
     if corpus is not None:
         from .evaluation.perplexity import perplexity
 
         metrics.update(perplexity(model.classifier.model, backbone.tokenizer, corpus, tc.perplexity_tokens,
                                   tc.perplexity_window))
+    if throughput.overall() is not None:
+        metrics["tokens_per_second"] = throughput.overall()
     seconds = time.time() - t0
     metrics["seconds"] = round(seconds, 2)
     model.eval()
