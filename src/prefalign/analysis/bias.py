@@ -23,6 +23,7 @@ from typing import Sequence
 import torch
 
 from ..errors import ConfigError
+from ..files import write_text_atomically
 from .layers import Subject, csv_text, format_number, read_layers
 from .probe_data import ProbeRow
 
@@ -115,13 +116,12 @@ def summary(results: Sequence[BiasResult], n_samples: int) -> str:
 
 def write_outputs(output: Path, results: Sequence[BiasResult], n_samples: int, *, title: str = "") -> dict[str, Path]:
     """bias.csv, bias_summary.txt, bias_<model>.png per subject and, for 2+ subjects, bias_compare.png."""
-    from .drift import _atomic
     from .plots import bias_compare_figure, bias_figure, safe_name
 
     output.mkdir(parents=True, exist_ok=True)
     paths: dict[str, Path] = {"csv": output / "bias.csv", "summary": output / "bias_summary.txt"}
-    _atomic(paths["csv"], bias_csv(results))
-    _atomic(paths["summary"], summary(results, n_samples) + "\n")
+    write_text_atomically(paths["csv"], bias_csv(results))
+    write_text_atomically(paths["summary"], summary(results, n_samples) + "\n")
     for r in results:
         paths[f"png:{r.subject}"] = bias_figure(r, output / f"bias_{safe_name(r.subject)}.png", title=title)
     if len(results) > 1:

@@ -30,6 +30,7 @@ from typing import Sequence
 
 import torch
 
+from ..files import write_text_atomically
 from .layers import LayerReadout, Subject, csv_text, format_number, read_layers
 from .probe_data import Pair
 
@@ -172,8 +173,8 @@ def write_outputs(output: Path, results: Sequence[DriftResult], pairs: Sequence[
     output.mkdir(parents=True, exist_ok=True)
     paths = {"csv": output / "drift.csv", "pairs_csv": output / "drift_pairs.csv", "pairs": output / "pairs.jsonl",
              "png": output / "drift.png", "summary": output / "drift_summary.txt"}
-    _atomic(paths["csv"], drift_csv(results))
-    _atomic(paths["pairs_csv"], pairs_csv(results, pairs, data_names, class_names))
+    write_text_atomically(paths["csv"], drift_csv(results))
+    write_text_atomically(paths["pairs_csv"], pairs_csv(results, pairs, data_names, class_names))
     lines = []
     for i, p in enumerate(pairs):
         lines.append(json.dumps({"pair": i, "text_a": p.a.text, "text_b": p.b.text,
@@ -181,16 +182,8 @@ def write_outputs(output: Path, results: Sequence[DriftResult], pairs: Sequence[
                                  "label_b": "|".join(data_names[c] for c in p.b.labels),
                                  "mining_cosine": None if p.cosine is None else round(p.cosine, 6)},
                                 ensure_ascii=False))
-    _atomic(paths["pairs"], "\n".join(lines) + "\n")
+    write_text_atomically(paths["pairs"], "\n".join(lines) + "\n")
     text = summary(results, len(pairs))
-    _atomic(paths["summary"], text + "\n")
+    write_text_atomically(paths["summary"], text + "\n")
     drift_figure([r.layer_means() for r in results], paths["png"], title=title)
     return paths
-
-
-def _atomic(path: Path, text: str) -> None:
-    import os
-
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import math
-import os
 import re
 from pathlib import Path
 from typing import Sequence
+
+from ..files import save_figure_atomically
 
 
 def _plt():
@@ -28,13 +29,8 @@ def safe_name(name: str) -> str:
 
 
 def save(fig, path: Path, dpi: int = 90) -> Path:
-    plt = _plt()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.tmp-{os.getpid()}.png")
-    fig.savefig(tmp, dpi=dpi)
-    plt.close(fig)
-    os.replace(tmp, path)
-    return path
+    _plt()  # a clear error when matplotlib is missing
+    return save_figure_atomically(fig, path, dpi)
 
 
 def _int_ticks():

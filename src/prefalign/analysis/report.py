@@ -26,6 +26,7 @@ import tempfile
 from pathlib import Path
 
 from ..errors import DataError
+from ..files import write_text_atomically
 
 SKIP_DIRS = {"checkpoints", "__pycache__", ".git"}
 MAX_TABLE_ROWS = 400
@@ -323,8 +324,4 @@ def build_report(run_dir: str | Path, output: str | Path | None = None) -> Path:
     run_dir = Path(run_dir)
     page = render(run_dir)
     out = Path(output) if output else run_dir / "report.html"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
-    tmp.write_text(page, encoding="utf-8")
-    os.replace(tmp, out)
-    return out
+    return write_text_atomically(out, page)

@@ -6,6 +6,7 @@ import statistics
 import textwrap
 from pathlib import Path
 
+from ..files import save_figure_atomically
 from .config import CompareConfig
 
 CURVE_KEYS = ("eval_loss", "eval_accuracy")
@@ -60,9 +61,4 @@ def curves_chart(cfg: CompareConfig, results: list[dict], path: Path, key: str =
     title = f"{cfg.title}: median over seeds {', '.join(map(str, cfg.seeds))}"
     fig.suptitle("\n".join(textwrap.wrap(title, 90)), fontsize=9)
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.tmp.png")
-    fig.savefig(tmp, dpi=110)
-    plt.close(fig)
-    tmp.replace(path)
-    return path
+    return save_figure_atomically(fig, path)

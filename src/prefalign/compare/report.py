@@ -8,7 +8,7 @@ import json
 import statistics
 from pathlib import Path
 
-from ..files import write_text_atomically
+from ..files import save_figure_atomically, write_text_atomically
 from .config import CompareConfig
 from .curves import curves_chart
 
@@ -197,12 +197,7 @@ def chart(cfg: CompareConfig, results: list[dict], path: Path) -> Path | None:
             ax.set_ylim(max(0, min(finite) - 10), min(100 if scale == 100 else 10, max(finite) + 5))
     fig.suptitle(f"{cfg.title}: median over seeds {', '.join(map(str, cfg.seeds))}", fontsize=10)
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.tmp.png")
-    fig.savefig(tmp, dpi=110)
-    plt.close(fig)
-    tmp.replace(path)
-    return path
+    return save_figure_atomically(fig, path)
 
 
 def write_reports(cfg: CompareConfig, results: list[dict], command: str) -> dict[str, Path]:

@@ -116,7 +116,7 @@ def write_curve(curve: LayerCurve, directory: str | Path, title: str = "") -> di
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from ...files import write_text_atomically
+    from ...files import save_figure_atomically, write_text_atomically
 
     out = Path(directory)
     out.mkdir(parents=True, exist_ok=True)
@@ -131,8 +131,5 @@ def write_curve(curve: LayerCurve, directory: str | Path, title: str = "") -> di
     ax.set_title(title or f"interchange ablation over {curve.pairs} pairs", fontsize=10)
     ax.legend(fontsize=8)
     fig.tight_layout()
-    tmp = png_path.with_name(f".{png_path.stem}.tmp.png")
-    fig.savefig(tmp, dpi=110)
-    plt.close(fig)
-    tmp.replace(png_path)
+    save_figure_atomically(fig, png_path)
     return {"csv": csv_path, "png": png_path}
