@@ -3,6 +3,7 @@ sets' loaders on small fixtures in their original formats, and a soft-label trai
 
 from __future__ import annotations
 
+import json
 import math
 import warnings
 from pathlib import Path
@@ -304,6 +305,41 @@ def test_soft_label_training_run_reports_disagreement_metrics(tiny_bert, tmp_pat
     groups = [k for k in m if k.startswith("test_group_ce/")]
     assert groups and m["test_worst_group_ce"] == pytest.approx(max(m[k] for k in groups))
     assert 0 <= m["test_jsd"] <= 1 and m["test_soft_ce"] > 0 and m["train_steps"] == 3
+
+
+def test_best_metric_picks_the_checkpoint_with_the_lowest_validation_soft_ce(tiny_bert, tmp_path):
+    from prefalign.config import ExperimentConfig
+    from prefalign.runner import train
+
+    cfg = ExperimentConfig.from_dict({
+        "data": {"task": "popquorn", "path": str(FIXTURES / "popquorn"), "target": "soft",
+                 "annotations": {"min_group_annotators": 2}},
+        "method": {"name": "ptuning-v2"},
+        "training": {"output_dir": str(tmp_path / "run"), "max_steps": 6, "eval_steps": 1, "batch_size": 4,
+                     "learning_rate": 5e-2, "device": "cpu", "progress": False, "save_total_limit": 1,
+                     "best_metric": "soft_ce", "early_stopping_patience": 10}})
+    result = train(cfg, backbone=tiny_bert)
+    history = json.loads((tmp_path / "run" / "log_history.json").read_text())
+    curve = [e["eval_soft_ce"] for e in history if "eval_soft_ce" in e]
+    assert len(curve) == 6 and min(curve) < max(curve)
+    kept = [p.name for p in (tmp_path / "run" / "checkpoints").glob("checkpoint-*")]
+    assert kept == [f"checkpoint-{curve.index(min(curve)) + 1}"]  # smaller is better for soft CE
+    assert result.metrics["validation_soft_ce"] == pytest.approx(min(curve), abs=1e-6)  # the kept checkpoint's
+
+
+@pytest.mark.parametrize("data, metric, message", [
+    ({"task": "sst2"}, "soft_ce", "needs a multi-annotator task"),
+    ({"task": "md-agreement"}, "worst_group_ce", "needs annotator groups"),
+    ({"task": "md-agreement"}, "f1_weighted", "use f1 here")])
+def test_best_metric_the_data_cannot_give_is_refused_before_training(metric, data, message):
+    from prefalign.data.examples import Example, TaskDataset
+    from prefalign.runner import _best_metric
+
+    meta = {"annotation_dist": [0.5, 0.5], "groups": []} if data["task"] == "md-agreement" else {}
+    split = TaskDataset([Example(text="a", label=0, meta=meta)], ["no", "yes"])
+    with pytest.raises(ConfigError, match=message):
+        _best_metric(metric, split, split, split)
+    assert _best_metric("accuracy", split, split, split) == "accuracy"
 
 
 def test_a_compare_row_can_choose_its_target():

@@ -105,6 +105,10 @@ class DataConfig(ConfigBase):
                               "lists or counts")
 
 
+# Validation scores where a smaller value is better (the rest: larger is better).
+LOWER_IS_BETTER = ("loss", "soft_ce", "jsd", "ece", "worst_group_ce")
+
+
 @dataclass
 class TrainingConfig(ConfigBase):
     """Optimisation and evaluation schedule (defaults: DCPC section 4.1)."""
@@ -121,6 +125,10 @@ class TrainingConfig(ConfigBase):
     warmup_ratio: float = _f(0.06, "linear warm-up share of the steps (section 4.1: 6%)")
     eval_steps: int = _f(200, "evaluate every this many steps (section 4.1: 200)")
     early_stopping_patience: int = _f(10, "stop after this many evaluations without improvement (section 4.1: 10)")
+    best_metric: str = _f("accuracy", "validation score that picks the checkpoint kept at the end and drives early "
+                          "stopping: accuracy, f1_weighted, loss, or on multi-annotator tasks f1 (macro), soft_ce, jsd, "
+                          "ece, worst_group_ce (lower is better for loss and the last four); generation tasks use loss",
+                          choices=LOWER_IS_BETTER + ("accuracy", "f1", "f1_weighted"))
     logging_steps: int = _f(10, "log loss terms and gate rates every this many steps")
     save_total_limit: int = _f(2, "checkpoints kept on disk (the best one is always kept)")
     seed: int = _f(42, "seed for initialisation, data order and sampling")

@@ -11,9 +11,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .config import DataConfig, ExperimentConfig, dump_config
+from .config import LOWER_IS_BETTER, DataConfig, ExperimentConfig, dump_config
 from .data import Collator, PromptFormat, TaskDataset, build_task_spec, load_rotten_tomatoes, read_table
-from .errors import DataError
+from .errors import ConfigError, DataError
 from .files import write_text_atomically
 from .methods import build_method, load_method, save_method
 from .models.loading import LoadedModel, load_backbone
@@ -142,6 +142,20 @@ def _classification_metrics(validation: TaskDataset, test: TaskDataset | None):
     return trainer_metrics(keys, dataset_groups(validation)) if keys else accuracy_metrics
 
 
+def _best_metric(name: str, train: TaskDataset, validation: TaskDataset, test: TaskDataset | None) -> str:
+    """``training.best_metric`` if the validation metrics will contain it (generation tasks: always loss)."""
+    if train.is_generation:
+        return "loss"
+    keys = _annotation_keys(validation, test)
+    available = ["accuracy", "loss"] + (["f1", "soft_ce", "jsd", "ece"] if keys else ["f1_weighted"])
+    available += ["worst_group_ce"] if "group_dist" in keys else []
+    if name not in available:
+        why = {"worst_group_ce": "annotator groups (POPQUORN)", "f1_weighted": "a single-label task (use f1 here)"}
+        raise ConfigError(f"training.best_metric={name} needs {why.get(name, 'a multi-annotator task')}; "
+                          f"this data gives {', '.join(available)}")
+    return name
+
+
 def prompt_of(cfg: DataConfig, decoder: bool = False) -> PromptFormat:
     """The data section's prompt; a registered task supplies its decoder template and label words."""
     template, verbalizers = cfg.template, cfg.verbalizers
@@ -223,6 +237,7 @@ def train(cfg: ExperimentConfig, *, backbone: LoadedModel | None = None,
     checkpoint = resume_point(cfg, Path(tc.output_dir) / "checkpoints", resume)  # before any slow work
     seed_everything(tc.seed)
     train_set, val_set, test_set = splits or load_splits(cfg.data, tc.seed)  # bad data fails before a model load
+    best_metric = _best_metric(tc.best_metric, train_set, val_set, test_set)
     judge = None
     if tc.judge == "chat" and train_set.is_generation:  # a missing endpoint fails now, not after training
         from .evaluation.judge import ChatJudge
@@ -263,8 +278,8 @@ def train(cfg: ExperimentConfig, *, backbone: LoadedModel | None = None,
         save_steps=tc.eval_steps,
         save_total_limit=tc.save_total_limit,
         load_best_model_at_end=True,
-        metric_for_best_model="loss" if generation else "accuracy",
-        greater_is_better=not generation,
+        metric_for_best_model=best_metric,
+        greater_is_better=best_metric not in LOWER_IS_BETTER,
         prediction_loss_only=generation,
         logging_steps=tc.logging_steps,
         seed=tc.seed,
