@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import statistics
 
@@ -104,6 +105,27 @@ def test_two_methods_two_seeds_grid_writes_every_report_and_resumes(grid_files):
     rc, out, _ = run_main(["compare", "--config", str(path), "--set", "methods=[{name: lora, label: LoRA, "
                            "training: {learning_rate: 0.002}}]", "--dry-run"])
     assert rc == 0 and out.count("todo") == 4
+
+
+def test_shards_split_a_grid_between_processes_without_overlap(grid_files, tmp_path):
+    root, model = grid_files
+    path = write_config(root, model, output_dir=str(tmp_path / "out"), seeds=[0],
+                        methods=[{"name": "ptuning-v2", "label": "PTv2", "method": {"prefix_length": 2}}])
+    rc, out, err = run_main(["compare", "--config", str(path), "--shard", "2/2"])  # runs 2, 4 ...: toy-P only
+    assert rc == 0, err
+    assert "1 to run (shard 2 of 2)" in out and "1 of 2 runs finished" in out
+    rc, out, _ = run_main(["compare", "--config", str(path), "--dry-run"])
+    assert out.splitlines() == ["todo  tiny/toy/PTv2/seed0", "done  tiny/toy-P/PTv2/seed0"]
+    rc, out, _ = run_main(["compare", "--config", str(path), "--shard", "1/2"])
+    assert rc == 0 and "1 already finished, 1 to run (shard 1 of 2)" in out and "2 of 2 runs finished" in out
+    for bad in ("3/2", "0/2", "half"):  # argparse's usage line and one error line, exit status 2
+        with pytest.raises(SystemExit) as stop:
+            run_main(["compare", "--config", str(path), "--shard", bad])
+        assert stop.value.code == 2
+    from prefalign.cli import _shard
+
+    with pytest.raises(argparse.ArgumentTypeError, match="between 1 and N"):
+        _shard("3/2")
 
 
 def test_validation_curves_take_eval_points_and_median_over_seeds():

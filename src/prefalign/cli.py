@@ -55,6 +55,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a compare config value, e.g. --set base.training.max_steps=20 (repeatable)")
     p.add_argument("--dry-run", action="store_true", help="list the runs and which are finished, train nothing")
+    p.add_argument("--shard", metavar="I/N", type=_shard, default=(1, 1),
+                   help="run only runs I, I+N, I+2N ... of the grid, so N processes can share it (then --report-only)")
     p.add_argument("--report-only", action="store_true",
                    help="write the tables, CSV and charts from the runs finished so far, train nothing")
     p.add_argument("--progress", action="store_true", help="show each run's progress bar")
@@ -177,6 +179,17 @@ def cmd_demo(args) -> int:
     return 0
 
 
+def _shard(text: str) -> tuple[int, int]:
+    """``--shard 2/3`` -> (2, 3)."""
+    try:
+        part, parts = (int(x) for x in text.split("/"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected I/N such as 1/2, got {text!r}") from None
+    if not 1 <= part <= parts:
+        raise argparse.ArgumentTypeError(f"I must be between 1 and N in I/N, got {text!r}")
+    return part, parts
+
+
 def cmd_compare(args) -> int:
     import shlex
 
@@ -193,7 +206,7 @@ def cmd_compare(args) -> int:
     if args.report_only:  # a grid cut short (or still running elsewhere) is tabulated as it stands
         results = [done for _, _, _, done in grid_status(cfg)]
     else:
-        results = run_grid(cfg, progress=args.progress)
+        results = run_grid(cfg, progress=args.progress, shard=args.shard)
     paths = write_reports(cfg, results, command)
     print()
     print(paths["table"].read_text())

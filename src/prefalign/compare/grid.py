@@ -99,17 +99,24 @@ def grid_status(cfg: CompareConfig) -> list[tuple[RunSpec, ExperimentConfig, Pat
     return out
 
 
-def run_grid(cfg: CompareConfig, *, progress: bool = False, log=print) -> list[dict]:
-    """Run every missing run of ``cfg`` (skipping finished ones); return all results, grid order."""
+def run_grid(cfg: CompareConfig, *, progress: bool = False, log=print, shard: tuple[int, int] = (1, 1)) -> list[dict]:
+    """Run every missing run of ``cfg`` (skipping finished ones); return all results, grid order.
+
+    ``shard=(i, n)`` runs only the grid's runs number i, i + n, i + 2n ... (1-based), so n processes
+    (cores, GPUs, machines sharing the output folder) can split one grid without running a run twice.
+    """
     from ..models.loading import load_backbone
     from ..runner import train
 
     out = Path(cfg.output_dir)
     status = grid_status(cfg)
     results = [done for _, _, _, done in status]
+    part, parts = shard
     todo = [(i, spec, exp, out / "runs" / spec.run_id) for i, (spec, exp, _, done) in enumerate(status)
-            if done is None]
-    log(f"compare: {len(status)} runs, {len(status) - len(todo)} already finished, {len(todo)} to run -> {out}")
+            if done is None and i % parts == part - 1]
+    where = f" (shard {part} of {parts})" if parts > 1 else ""
+    log(f"compare: {len(status)} runs, {len(status) - sum(d is None for *_, d in status)} already finished, "
+        f"{len(todo)} to run{where} -> {out}")
     preflight([(spec, exp) for _, spec, exp, _ in todo])
     backbones: dict[str, object] = {}
     for n, (index, spec, exp, run_dir) in enumerate(todo, 1):
