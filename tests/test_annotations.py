@@ -270,6 +270,31 @@ def test_dcpc_task_loss_is_the_cross_entropy_against_soft_targets(tiny_bert):
     assert {"loss_ambiguity", "loss_align", "loss_kl"} <= set(out.terms)  # DCPC's terms run on soft targets too
 
 
+TRAINED_ON_THE_TASK_LOSS = ["ptuning-v2", "full-ft", "lora", "adalora", "ia3", "prompt-tuning", "bitfit", "houlsby",
+                            "lpt", "pedro"]
+
+
+@pytest.mark.parametrize("name", TRAINED_ON_THE_TASK_LOSS)
+def test_every_baseline_trains_on_soft_targets(tiny_bert, name):
+    """The runner's other methods take the same soft cross-entropy, and its gradient reaches them."""
+    from prefalign.data.collator import Collator, PromptFormat, build_task_spec
+    from prefalign.methods import build_method
+
+    train, _, _ = quiet_load("md-agreement", FIXTURES / "lewidi", target="soft")
+    spec = build_task_spec(train, tiny_bert.geometry, tiny_bert.tokenizer, PromptFormat())
+    model = build_method(name, {}, tiny_bert, spec, copy_backbone=True)
+    batch = Collator(tiny_bert.tokenizer, tiny_bert.geometry, 2)(train.examples)
+    q = batch["target_dist"]
+    assert not torch.equal(q, q.round())  # the fixture's items are split, so these targets are soft
+    model.eval()
+    out = model(**batch)
+    expected = -(q * torch.log_softmax(out.logits.float(), -1)).sum(-1).mean()
+    assert out.loss.item() == pytest.approx(expected.item(), rel=1e-5)
+    out.loss.backward()
+    grads = [p.grad for p in model.trainable_parameters().values()]
+    assert any(g is not None and g.abs().sum() > 0 for g in grads)
+
+
 def test_ltuning_pairs_take_the_soft_target_of_their_label(tiny_bert):
     from prefalign.data.collator import Collator, PromptFormat, build_task_spec
     from prefalign.methods import build_method
