@@ -358,13 +358,13 @@ def test_best_metric_picks_the_checkpoint_with_the_lowest_validation_soft_ce(tin
     ({"task": "md-agreement"}, "f1_weighted", "use f1 here")])
 def test_best_metric_the_data_cannot_give_is_refused_before_training(metric, data, message):
     from prefalign.data.examples import Example, TaskDataset
-    from prefalign.runner import _best_metric
+    from prefalign.runner import checkpoint_metric
 
     meta = {"annotation_dist": [0.5, 0.5], "groups": []} if data["task"] == "md-agreement" else {}
     split = TaskDataset([Example(text="a", label=0, meta=meta)], ["no", "yes"])
     with pytest.raises(ConfigError, match=message):
-        _best_metric(metric, split, split, split)
-    assert _best_metric("accuracy", split, split, split) == "accuracy"
+        checkpoint_metric(metric, split, split, split)
+    assert checkpoint_metric("accuracy", split, split, split) == "accuracy"
 
 
 def test_a_compare_row_can_choose_its_target():

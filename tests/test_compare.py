@@ -207,6 +207,14 @@ def test_a_missing_dataset_fails_before_any_training(grid_files):
     assert not (root / "out-missing" / "runs").exists()
 
 
+def test_a_best_metric_the_data_cannot_give_fails_before_any_training(grid_files):
+    root, model = grid_files
+    path = write_config(root, model, output_dir=str(root / "out-best"), base={"training": {"best_metric": "soft_ce"}})
+    rc, out, err = run_main(["compare", "--config", str(path)])
+    assert rc != 0 and "training.best_metric=soft_ce needs a multi-annotator task" in err
+    assert err.startswith(ERROR_PREFIX) and len(err.strip().splitlines()) == 1 and "[1/" not in out
+
+
 def test_dataset_metric_defaults_to_the_task_registry():
     assert DatasetEntry(name="r", data={"task": "record"}).metric == "f1_em"
     assert DatasetEntry(name="a", data={"task": "alpaca"}).metric == "gpt_score"

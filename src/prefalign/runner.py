@@ -142,7 +142,7 @@ def _classification_metrics(validation: TaskDataset, test: TaskDataset | None):
     return trainer_metrics(keys, dataset_groups(validation)) if keys else accuracy_metrics
 
 
-def _best_metric(name: str, train: TaskDataset, validation: TaskDataset, test: TaskDataset | None) -> str:
+def checkpoint_metric(name: str, train: TaskDataset, validation: TaskDataset, test: TaskDataset | None) -> str:
     """``training.best_metric`` if the validation metrics will contain it (generation tasks: always loss)."""
     if train.is_generation:
         return "loss"
@@ -237,7 +237,7 @@ def train(cfg: ExperimentConfig, *, backbone: LoadedModel | None = None,
     checkpoint = resume_point(cfg, Path(tc.output_dir) / "checkpoints", resume)  # before any slow work
     seed_everything(tc.seed)
     train_set, val_set, test_set = splits or load_splits(cfg.data, tc.seed)  # bad data fails before a model load
-    best_metric = _best_metric(tc.best_metric, train_set, val_set, test_set)
+    best_metric = checkpoint_metric(tc.best_metric, train_set, val_set, test_set)
     judge = None
     if tc.judge == "chat" and train_set.is_generation:  # a missing endpoint fails now, not after training
         from .evaluation.judge import ChatJudge

@@ -151,16 +151,16 @@ def run_grid(cfg: CompareConfig, *, progress: bool = False, log=print, shard: tu
 def preflight(runs: list[tuple[RunSpec, ExperimentConfig]]) -> None:
     """Read every dataset (and shift) the runs need once, so a missing file or a bad shift option
     fails in one line before hours of training rather than in the middle of the grid."""
-    from ..runner import load_splits
+    from ..runner import checkpoint_metric, load_splits
 
     seen = set()
     for spec, exp in runs:
-        key = (spec.dataset.name, spec.variant)
+        key = (spec.dataset.name, spec.variant, exp.training.best_metric)
         if key in seen:
             continue
         seen.add(key)
         try:
-            load_splits(exp.data, exp.training.seed)
+            checkpoint_metric(exp.training.best_metric, *load_splits(exp.data, exp.training.seed))
         except UserError as exc:
             raise type(exc)(f"{spec.column}: {exc}") from None
 
