@@ -108,16 +108,22 @@ def test_two_methods_two_seeds_grid_writes_every_report_and_resumes(grid_files):
 
 
 def test_shards_split_a_grid_between_processes_without_overlap(grid_files, tmp_path):
+    from prefalign.compare.grid import shard_of
+
     root, model = grid_files
-    path = write_config(root, model, output_dir=str(tmp_path / "out"), seeds=[0],
+    path = write_config(root, model, output_dir=str(tmp_path / "out"), seeds=[0, 1],
                         methods=[{"name": "ptuning-v2", "label": "PTv2", "method": {"prefix_length": 2}}])
-    rc, out, err = run_main(["compare", "--config", str(path), "--shard", "2/2"])  # runs 2, 4 ...: toy-P only
+    ids = [f"tiny/{column}/PTv2/seed{seed}" for column in ("toy", "toy-P") for seed in (0, 1)]
+    first = [i for i in ids if shard_of(i, 2) == 1]
+    assert 0 < len(first) < len(ids)  # these four ids land in both shards
+    rc, out, err = run_main(["compare", "--config", str(path), "--shard", "1/2"])
     assert rc == 0, err
-    assert "1 to run (shard 2 of 2)" in out and "1 of 2 runs finished" in out
+    assert f"{len(first)} to run (shard 1 of 2)" in out and f"{len(first)} of 4 runs finished" in out
     rc, out, _ = run_main(["compare", "--config", str(path), "--dry-run"])
-    assert out.splitlines() == ["todo  tiny/toy/PTv2/seed0", "done  tiny/toy-P/PTv2/seed0"]
-    rc, out, _ = run_main(["compare", "--config", str(path), "--shard", "1/2"])
-    assert rc == 0 and "1 already finished, 1 to run (shard 1 of 2)" in out and "2 of 2 runs finished" in out
+    assert out.splitlines() == [f"{'done' if i in first else 'todo'}  {i}" for i in ids]
+    rc, out, _ = run_main(["compare", "--config", str(path), "--shard", "2/2"])
+    assert rc == 0 and f"{len(first)} already finished, {4 - len(first)} to run (shard 2 of 2)" in out
+    assert "4 of 4 runs finished" in out
     for bad in ("3/2", "0/2", "half"):  # argparse's usage line and one error line, exit status 2
         with pytest.raises(SystemExit) as stop:
             run_main(["compare", "--config", str(path), "--shard", bad])

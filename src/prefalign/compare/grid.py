@@ -102,8 +102,9 @@ def grid_status(cfg: CompareConfig) -> list[tuple[RunSpec, ExperimentConfig, Pat
 def run_grid(cfg: CompareConfig, *, progress: bool = False, log=print, shard: tuple[int, int] = (1, 1)) -> list[dict]:
     """Run every missing run of ``cfg`` (skipping finished ones); return all results, grid order.
 
-    ``shard=(i, n)`` runs only the grid's runs number i, i + n, i + 2n ... (1-based), so n processes
+    ``shard=(i, n)`` runs only the runs whose id hashes to shard i of n (1-based), so n processes
     (cores, GPUs, machines sharing the output folder) can split one grid without running a run twice.
+    A hash rather than every n-th run keeps the split even when a grid grows (say, by a seed).
     """
     from ..models.loading import load_backbone
     from ..runner import train
@@ -113,7 +114,7 @@ def run_grid(cfg: CompareConfig, *, progress: bool = False, log=print, shard: tu
     results = [done for _, _, _, done in status]
     part, parts = shard
     todo = [(i, spec, exp, out / "runs" / spec.run_id) for i, (spec, exp, _, done) in enumerate(status)
-            if done is None and i % parts == part - 1]
+            if done is None and shard_of(spec.run_id, parts) == part]
     where = f" (shard {part} of {parts})" if parts > 1 else ""
     log(f"compare: {len(status)} runs, {len(status) - sum(d is None for *_, d in status)} already finished, "
         f"{len(todo)} to run{where} -> {out}")
@@ -146,6 +147,11 @@ def run_grid(cfg: CompareConfig, *, progress: bool = False, log=print, shard: tu
         shown = f"test {spec.dataset.metric} {metric:.4f}" if metric is not None else record["status"]
         log(f"    {shown} in {record['seconds']:.0f} s")
     return results
+
+
+def shard_of(run_id: str, parts: int) -> int:
+    """The shard (1..parts) a run belongs to: a stable hash of its id, the same in every process."""
+    return int(hashlib.sha256(run_id.encode()).hexdigest(), 16) % parts + 1
 
 
 def preflight(runs: list[tuple[RunSpec, ExperimentConfig]]) -> None:
