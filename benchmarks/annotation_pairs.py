@@ -16,8 +16,9 @@ import json
 from collections import defaultdict
 from pathlib import Path
 
+from prefalign.config import LOWER_IS_BETTER  # the runner's own reading of each metric's direction
+
 METRICS = ("accuracy", "f1", "soft_ce", "jsd", "ece", "worst_group_ce")
-LOWER_IS_BETTER = {"soft_ce", "jsd", "ece", "worst_group_ce"}
 
 
 def paired_wins(runs: list[dict], a: str, b: str) -> dict[tuple[str, str], tuple[int, int]]:

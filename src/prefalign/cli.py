@@ -56,7 +56,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="override a compare config value, e.g. --set base.training.max_steps=20 (repeatable)")
     p.add_argument("--dry-run", action="store_true", help="list the runs and which are finished, train nothing")
     p.add_argument("--shard", metavar="I/N", type=_shard, default=(1, 1),
-                   help="run only runs I, I+N, I+2N ... of the grid, so N processes can share it (then --report-only)")
+                   help="run only the runs whose id hashes to shard I of N, so N processes can share a grid "
+                        "(then --report-only)")
     p.add_argument("--report-only", action="store_true",
                    help="write the tables, CSV and charts from the runs finished so far, train nothing")
     p.add_argument("--progress", action="store_true", help="show each run's progress bar")
