@@ -19,7 +19,7 @@ from prefalign.annotations import AnnotationWarning
 from prefalign.annotations.evaluation import dataset_metrics
 from prefalign.compare.config import load_compare_config
 from prefalign.compare.grid import plan
-from prefalign.runner import load_splits
+from prefalign.training.splits import load_splits
 
 
 def main() -> None:

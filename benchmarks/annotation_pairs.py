@@ -16,7 +16,7 @@ import json
 from collections import defaultdict
 from pathlib import Path
 
-from prefalign.config import LOWER_IS_BETTER  # the runner's own reading of each metric's direction
+from prefalign.training.config import LOWER_IS_BETTER  # the runner's own reading of each metric's direction
 
 METRICS = ("accuracy", "f1", "soft_ce", "jsd", "ece", "worst_group_ce")
 

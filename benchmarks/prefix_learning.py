@@ -19,11 +19,13 @@ import sys
 import time
 from pathlib import Path
 
-from prefalign.config import deep_merge, load_config
+from prefalign.configuration import deep_merge
+from prefalign.training.config import load_config
 from prefalign.demo import DEMO_DEFAULTS, demo_splits, mean_logged
 from prefalign.methods import method_config
 from prefalign.models.loading import load_backbone
-from prefalign.runner import train, versions
+from prefalign.environment import versions
+from prefalign.training.run import train
 from prefalign.shifts import polarity_shift
 
 

@@ -39,7 +39,7 @@ def main() -> None:
     import torch
     from torch.profiler import ProfilerActivity, profile
 
-    from prefalign.methods import build_method
+    from prefalign.methods import build_method, method_config
 
     torch.set_num_threads(1)
     backbone = sm.build_backbone(args.model, "fp32")
@@ -57,7 +57,7 @@ def main() -> None:
     print(f"{args.model}, batch {args.batch}, m {args.prefix}, {batch['input_ids'].shape[1]} tokens per row")
     for name in args.methods.split(","):
         torch.manual_seed(0)
-        model = build_method(name, {"prefix_length": args.prefix, **sm.DCPC_PARAMS}, backbone, task).train()
+        model = build_method(method_config(name, {"prefix_length": args.prefix, **sm.DCPC_PARAMS}), backbone, task).train()
         opt = torch.optim.AdamW(list(model.trainable_parameters().values()), lr=1e-4)
 
         def step() -> None:

@@ -181,7 +181,7 @@ def run_one(spec: dict) -> dict:
     """Measure one configuration; returns every raw measurement."""
     import torch
 
-    from prefalign.methods import build_method
+    from prefalign.methods import build_method, method_config
 
     torch.set_num_threads(spec["threads"])
     device = spec["device"]
@@ -197,7 +197,7 @@ def run_one(spec: dict) -> dict:
             model = Floor(backbone, task).to(device)
             params = model.parameters()
         else:
-            model = build_method(name, {"prefix_length": spec["prefix_length"], **DCPC_PARAMS}, backbone, task).to(device)
+            model = build_method(method_config(name, {"prefix_length": spec["prefix_length"], **DCPC_PARAMS}), backbone, task).to(device)
             params = list(model.trainable_parameters().values())
         models[name], optims[name] = model, torch.optim.AdamW(params, lr=1e-4)
     meter = Meter(device)
@@ -287,7 +287,7 @@ def summarise(raw: dict) -> dict:
 
 
 def versions() -> dict:
-    from prefalign.runner import versions as v
+    from prefalign.environment import versions as v
 
     return v()
 

@@ -13,8 +13,8 @@ import sys
 import torch
 from safetensors.torch import save_file
 
-from prefalign.config import load_config
-from prefalign.runner import train
+from prefalign.training.config import load_config
+from prefalign.training.run import train
 
 
 def run(out_dir: str, overrides: list[str]) -> None:

@@ -15,7 +15,7 @@ import torch
 
 from prefalign.annotations import (AnnotationWarning, compute_targets, encode_labels, from_counts, from_label_lists,
                                    from_long, label_distribution, majority_vote)
-from prefalign.config import DataConfig
+from prefalign.training.config import DataConfig
 from prefalign.data.tasks import load_task
 from prefalign.errors import ConfigError, DataError
 
@@ -196,7 +196,7 @@ def test_davidson_reads_counts_and_refuses_aggregates():
     ({"format": "counts", "count_columns": ["neg", "pos"]}, "counts.csv", [[1.0, 0.0], [2 / 3, 1 / 3]]),
 ])
 def test_own_files_in_each_format_train_through_load_splits(annotations, train_file, expected):
-    from prefalign.runner import load_splits
+    from prefalign.training.splits import load_splits
 
     cfg = DataConfig(train=str(FIXTURES / "own" / train_file), target="soft", annotations=annotations,
                      validation_fraction=0.2)
@@ -240,7 +240,7 @@ def test_weighted_examples_are_drawn_by_a_weighted_sampler(tiny_bert, tmp_path):
     from transformers import TrainingArguments
 
     from prefalign.data.examples import Example, TaskDataset
-    from prefalign.runner import ListDataset
+    from prefalign.training.splits import ListDataset
     from prefalign.training.trainer import PrefalignTrainer
 
     data = TaskDataset([Example(text="good", label=1, meta={"weight": 0.9}),
@@ -255,11 +255,11 @@ def test_weighted_examples_are_drawn_by_a_weighted_sampler(tiny_bert, tmp_path):
 # -- training on soft targets ------------------------------------------------------------------------------------
 def test_dcpc_task_loss_is_the_cross_entropy_against_soft_targets(tiny_bert):
     from prefalign.data.collator import Collator, PromptFormat, build_task_spec
-    from prefalign.methods import build_method
+    from prefalign.methods import build_method, method_config
 
     train, _, _ = quiet_load("md-agreement", FIXTURES / "lewidi", target="soft")
     spec = build_task_spec(train, tiny_bert.geometry, tiny_bert.tokenizer, PromptFormat())
-    model = build_method("dcpc", {"prefix_length": 4, "tau_cos": 0.0, "tau_ambiguity": 0.0}, tiny_bert, spec)
+    model = build_method(method_config("dcpc", {"prefix_length": 4, "tau_cos": 0.0, "tau_ambiguity": 0.0}), tiny_bert, spec)
     batch = Collator(tiny_bert.tokenizer, tiny_bert.geometry, 2)(train.examples)
     q = torch.tensor([ex.soft_label for ex in train.examples])
     assert torch.equal(batch["target_dist"], q) and torch.equal(batch["annotation_dist"], q)
@@ -278,11 +278,11 @@ TRAINED_ON_THE_TASK_LOSS = ["ptuning-v2", "full-ft", "lora", "adalora", "ia3", "
 def test_every_baseline_trains_on_soft_targets(tiny_bert, name):
     """The runner's other methods take the same soft cross-entropy, and its gradient reaches them."""
     from prefalign.data.collator import Collator, PromptFormat, build_task_spec
-    from prefalign.methods import build_method
+    from prefalign.methods import build_method, method_config
 
     train, _, _ = quiet_load("md-agreement", FIXTURES / "lewidi", target="soft")
     spec = build_task_spec(train, tiny_bert.geometry, tiny_bert.tokenizer, PromptFormat())
-    model = build_method(name, {}, tiny_bert, spec, copy_backbone=True)
+    model = build_method(method_config(name, {}), tiny_bert, spec, copy_backbone=True)
     batch = Collator(tiny_bert.tokenizer, tiny_bert.geometry, 2)(train.examples)
     q = batch["target_dist"]
     assert not torch.equal(q, q.round())  # the fixture's items are split, so these targets are soft
@@ -297,11 +297,11 @@ def test_every_baseline_trains_on_soft_targets(tiny_bert, name):
 
 def test_ltuning_pairs_take_the_soft_target_of_their_label(tiny_bert):
     from prefalign.data.collator import Collator, PromptFormat, build_task_spec
-    from prefalign.methods import build_method
+    from prefalign.methods import build_method, method_config
 
     train, _, _ = quiet_load("md-agreement", FIXTURES / "lewidi", target="soft")
     spec = build_task_spec(train, tiny_bert.geometry, tiny_bert.tokenizer, PromptFormat())
-    model = build_method("ltuning-prefix", {}, tiny_bert, spec)
+    model = build_method(method_config("ltuning-prefix", {}), tiny_bert, spec)
     model.train()
     batch = Collator(tiny_bert.tokenizer, tiny_bert.geometry, 2)(train.examples)
     model(**batch)
@@ -312,8 +312,8 @@ def test_ltuning_pairs_take_the_soft_target_of_their_label(tiny_bert):
 
 @pytest.mark.parametrize("method", ["dcpc", "lora"])
 def test_soft_label_training_run_reports_disagreement_metrics(tiny_bert, tmp_path, method):
-    from prefalign.config import ExperimentConfig
-    from prefalign.runner import train
+    from prefalign.training.config import ExperimentConfig
+    from prefalign.training.run import train
 
     cfg = ExperimentConfig.from_dict({
         "data": {"task": "popquorn", "path": str(FIXTURES / "popquorn"), "target": "soft",
@@ -333,8 +333,8 @@ def test_soft_label_training_run_reports_disagreement_metrics(tiny_bert, tmp_pat
 
 
 def test_best_metric_picks_the_checkpoint_with_the_lowest_validation_soft_ce(tiny_bert, tmp_path):
-    from prefalign.config import ExperimentConfig
-    from prefalign.runner import train
+    from prefalign.training.config import ExperimentConfig
+    from prefalign.training.run import train
 
     cfg = ExperimentConfig.from_dict({
         "data": {"task": "popquorn", "path": str(FIXTURES / "popquorn"), "target": "soft",
@@ -358,7 +358,7 @@ def test_best_metric_picks_the_checkpoint_with_the_lowest_validation_soft_ce(tin
     ({"task": "md-agreement"}, "f1_weighted", "use f1 here")])
 def test_best_metric_the_data_cannot_give_is_refused_before_training(metric, data, message):
     from prefalign.data.examples import Example, TaskDataset
-    from prefalign.runner import checkpoint_metric
+    from prefalign.training.run import checkpoint_metric
 
     meta = {"annotation_dist": [0.5, 0.5], "groups": []} if data["task"] == "md-agreement" else {}
     split = TaskDataset([Example(text="a", label=0, meta=meta)], ["no", "yes"])
@@ -385,15 +385,15 @@ def test_evaluate_scores_an_annotated_file_against_its_annotators(tiny_bert):
     from prefalign.annotations.files import read_annotated_split
     from prefalign.data.collator import Collator, PromptFormat, build_task_spec
     from prefalign.evaluation.disagreement import soft_cross_entropy
-    from prefalign.methods import build_method
-    from prefalign.runner import evaluate, predict_proba
+    from prefalign.methods import build_method, method_config
+    from prefalign.inference import evaluate, predict_proba
 
     cfg = DataConfig(annotations={"format": "lists", "annotator_column": "annotators"}, target="majority",
                      train="unused.jsonl")
     data = read_annotated_split(FIXTURES / "own" / "lists.jsonl", cfg, ["0", "1"])
     assert data[0].soft_label is None and data[1].meta["annotation_dist"] == pytest.approx([1 / 3, 2 / 3])
     spec = build_task_spec(data, tiny_bert.geometry, tiny_bert.tokenizer, PromptFormat())
-    model = build_method("ptuning-v2", {"prefix_length": 4}, tiny_bert, spec)
+    model = build_method(method_config("ptuning-v2", {"prefix_length": 4}), tiny_bert, spec)
     collator = Collator(tiny_bert.tokenizer, tiny_bert.geometry, 2)
     scores = evaluate(model, collator, data)
     probs = predict_proba(model, collator, data).astype(float)

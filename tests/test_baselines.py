@@ -27,7 +27,7 @@ def backbone(request, vocab_file):
 
 def build(backbone, name, **params):
     ds, spec, collator = sentiment_setup(backbone, n=16)
-    model = registry.build_method(name, params, backbone, spec)
+    model = registry.build_method(registry.method_config(name, params), backbone, spec)
     return model, batches(ds, collator, 8)
 
 
@@ -152,4 +152,4 @@ def test_peft_without_default_targets_asks_for_target_modules(vocab_file):
     lm.model.config.model_type = "mystery"
     ds, spec, _ = sentiment_setup(lm, n=4)
     with pytest.raises(ConfigError, match="target_modules"):
-        registry.build_method("lora", {}, lm, spec)
+        registry.build_method(registry.method_config("lora", {}), lm, spec)

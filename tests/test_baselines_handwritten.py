@@ -33,7 +33,7 @@ def backbone(request, vocab_file):
 
 def build(lm, name, **params):
     ds, spec, collator = sentiment_setup(lm, n=16)
-    return registry.build_method(name, params, lm, spec), batches(ds, collator, 8)
+    return registry.build_method(registry.method_config(name, params), lm, spec), batches(ds, collator, 8)
 
 
 def frozen_reference(lm, model):
@@ -227,8 +227,8 @@ def test_building_twice_never_stacks_hooks(backbone, name, params):
     # Without the copy, a second build on the same object replaces the first one's hooks.
     private = dataclasses.replace(backbone, model=copy.deepcopy(backbone.model))
     spec = first.task
-    a = registry.build_method(name, params, private, spec, copy_backbone=False)
-    b = registry.build_method(name, params, private, spec, copy_backbone=False)
+    a = registry.build_method(registry.method_config(name, params), private, spec, copy_backbone=False)
+    b = registry.build_method(registry.method_config(name, params), private, spec, copy_backbone=False)
     assert count_hooks(private.model) == n
     assert sum(p.numel() for p in b.trainable_parameters().values()) == \
         sum(p.numel() for p in first.trainable_parameters().values())

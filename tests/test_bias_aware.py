@@ -14,7 +14,7 @@ from helpers_models import DECODER_PROMPT, batches, clone_state, sentiment_setup
 from prefalign.errors import ConfigError
 from prefalign.methods.bias_aware import balance_losses, contain_means, interchange_ablation, total_loss
 from prefalign.methods.bias_aware.layer_selection import resolve_module
-from prefalign.methods.registry import build_method, load_method, save_method
+from prefalign.methods.registry import build_method, load_method, method_config, save_method
 
 # -- eq. 1-4 against hand-computed values ----------------------------------------------------------------
 # Four samples, three labels; gold labels 0, 0, 1, 2 (one-hot 'Contain').
@@ -96,7 +96,7 @@ def setup(vocab_file):
 def test_forward_loss_is_eq4_of_the_label_lm_loss_and_the_balance_terms(setup):
     lm, ds, spec, collator = setup
     params = {"layers": [1], "alpha": 2.0, "beta": 0.5, "gamma": 3.0}
-    model = build_method("bias-aware", params, lm, spec)
+    model = build_method(method_config("bias-aware", params), lm, spec)
     batch = collator(ds.examples[:8])
     out = model(**batch)
     # L_LM by hand: the gold label word's log-probability after the prompt, over the whole vocabulary.
@@ -124,7 +124,7 @@ def _changed(before: dict, after: dict) -> set[str]:
 ])
 def test_only_the_chosen_modules_and_the_refine_vector_change(setup, params, expected):
     lm, ds, spec, collator = setup
-    model = build_method("bias-aware", params, lm, spec)
+    model = build_method(method_config("bias-aware", params), lm, spec)
     assert not model.trainable_parameters()  # nothing trains before the layer is chosen
     chosen = model.prepare(collator, ds, 0)["target_layer"]
     assert model.config.layers == [chosen]
@@ -139,7 +139,7 @@ def test_only_the_chosen_modules_and_the_refine_vector_change(setup, params, exp
 
 def test_refine_vector_is_added_to_the_layer_input(setup):
     lm, ds, spec, collator = setup
-    model = build_method("bias-aware", {"layers": [2], "modules": ["o_proj"]}, lm, spec)
+    model = build_method(method_config("bias-aware", {"layers": [2], "modules": ["o_proj"]}), lm, spec)
     seen = {}
 
     def record(module, args, kwargs):
@@ -158,7 +158,7 @@ def test_refine_vector_is_added_to_the_layer_input(setup):
 
 def test_save_load_round_trip_keeps_the_chosen_layer(setup, tmp_path):
     lm, ds, spec, collator = setup
-    model = build_method("bias-aware", {}, lm, spec)
+    model = build_method(method_config("bias-aware", {}), lm, spec)
     model.prepare(collator, ds, 0)
     train_steps(model, batches(ds, collator), steps=2)
     model.eval()
@@ -173,15 +173,15 @@ def test_save_load_round_trip_keeps_the_chosen_layer(setup, tmp_path):
 def test_bad_options_are_config_errors(setup, vocab_file):
     lm, ds, spec, collator = setup
     with pytest.raises(ConfigError, match="out of range"):
-        build_method("bias-aware", {"layers": [7]}, lm, spec)
+        build_method(method_config("bias-aware", {"layers": [7]}), lm, spec)
     with pytest.raises(ConfigError, match="matches no"):
-        build_method("bias-aware", {"layers": [0], "modules": ["nope_proj"]}, lm, spec)
+        build_method(method_config("bias-aware", {"layers": [0], "modules": ["nope_proj"]}), lm, spec)
     with pytest.raises(ConfigError, match="bal2_margin"):
-        build_method("bias-aware", {"balance_scores": "logprobs"}, lm, spec)
+        build_method(method_config("bias-aware", {"balance_scores": "logprobs"}), lm, spec)
     bert = build_tiny("bert", vocab_file)
     _, bert_spec, _ = sentiment_setup(bert, n=4)
     with pytest.raises(ConfigError, match="decoder"):
-        build_method("bias-aware", {}, bert, bert_spec)
+        build_method(method_config("bias-aware", {}), bert, bert_spec)
 
 
 # -- interchange ablation (appendix A) on a rigged model ---------------------------------------------------

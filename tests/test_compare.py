@@ -190,7 +190,7 @@ def test_missing_compare_config(tmp_path):
 
 def test_digest_ignores_defaults_and_output_dir_but_not_settings():
     from prefalign.compare.grid import config_digest
-    from prefalign.config import ExperimentConfig
+    from prefalign.training.config import ExperimentConfig
 
     base = {"model": {"name": "m"}, "method": {"name": "lora"}, "training": {"output_dir": "a", "seed": 1}}
     exp = ExperimentConfig.from_dict(base)

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from prefalign.config import (
+from prefalign.training.config import (
     DataConfig,
     ExperimentConfig,
     ModelConfig,
@@ -20,7 +20,7 @@ from prefalign.config import (
 )
 from prefalign.errors import ConfigError, UserError
 from prefalign.methods import registry
-from prefalign.methods.dcpc import ABLATIONS, DCPCConfig
+from prefalign.methods.dcpc import VARIANTS, DCPCConfig
 
 CONFIG_CLASSES = [ModelConfig, DataConfig, TrainingConfig, DCPCConfig]
 
@@ -41,7 +41,7 @@ def custom_experiment() -> ExperimentConfig:
 def test_experiment_defaults_round_trip():
     cfg = ExperimentConfig()
     assert ExperimentConfig.from_dict(cfg.to_dict()) == cfg
-    assert cfg.method_name == "dcpc" and cfg.method_params == {}
+    assert cfg.method_name == "dcpc" and cfg.method == registry.method_config("dcpc")
 
 
 def test_experiment_custom_round_trip_dict_json_yaml(tmp_path):
@@ -55,7 +55,8 @@ def test_experiment_custom_round_trip_dict_json_yaml(tmp_path):
     again = load_config(str(path))
     assert again == cfg
     assert again.method_name == "dcpc-no-pcm"
-    assert again.method_params == {"tau_cos": 0.7, "prefix_length": 8, "pcm_mode": "gate"}
+    assert again.method == registry.method_config("dcpc-no-pcm", {"tau_cos": 0.7, "prefix_length": 8,
+                                                                   "pcm_mode": "gate"})
     assert again.data.template == "Review: {text}\nSentiment:"
 
 
@@ -105,19 +106,19 @@ def test_load_config_yaml_and_overrides(tmp_path):
     assert cfg.training.learning_rate == 1e-3 and isinstance(cfg.training.learning_rate, float)
     assert cfg.training.batch_size == 4 and isinstance(cfg.training.batch_size, int)
     assert cfg.training.bf16 is True
-    assert cfg.method == {"name": "dcpc-no-pcm", "tau_cos": 0.7, "lambda_align": 0.5}
+    assert cfg.method == registry.method_config("dcpc-no-pcm", {"tau_cos": 0.7, "lambda_align": 0.5})
     # Untouched fields keep their defaults.
     assert cfg.training.eval_steps == 200 and cfg.data.text_column == "text"
-    built = registry.method_config(cfg.method_name, cfg.method_params)
+    built = cfg.method  # resolved once, when the config was loaded
     assert (built.use_pcm, built.use_alignment, built.tau_cos, built.lambda_align) == (False, True, 0.7, 0.5)
 
 
 def test_load_config_without_file_and_method_as_string(tmp_path):
     assert load_config() == ExperimentConfig()
-    assert load_config(None, ["method=ptuning-v2"]).method == {"name": "ptuning-v2"}
+    assert load_config(None, ["method=ptuning-v2"]).method == registry.method_config("ptuning-v2")
     path = tmp_path / "m.yaml"
     path.write_text("method: dcpc-no-clpa\n")
-    assert load_config(str(path)).method == {"name": "dcpc-no-clpa"}
+    assert load_config(str(path)).method == registry.method_config("dcpc-no-clpa")
     assert load_config(str(path), ["method.name=dcpc"]).method_name == "dcpc"
 
 
@@ -361,10 +362,10 @@ TABLE_3 = {
 
 @pytest.mark.parametrize("name", list(TABLE_3))
 def test_variant_sets_table_3_switches(name):
-    cfg = DCPCConfig.variant(name)
+    cfg = registry.method_config(name)
     assert (cfg.use_ambiguity, cfg.use_alignment, cfg.use_pcm) == TABLE_3[name]
     # Everything else stays at its default.
-    default = DCPCConfig().to_dict()
+    default = DCPCConfig(name=name).to_dict()
     changed = {k for k, v in cfg.to_dict().items() if default[k] != v}
     assert changed <= {"use_ambiguity", "use_alignment", "use_pcm"}
     via_registry = registry.method_config(name, {"tau_cos": 0.5})
@@ -373,17 +374,18 @@ def test_variant_sets_table_3_switches(name):
 
 
 def test_variants_cover_table_3_exactly():
-    assert set(ABLATIONS) == set(TABLE_3) == set(registry.PREFIX_METHODS)
-    assert set(ABLATIONS) <= set(registry.METHODS)
+    names = {cls.name for cls in VARIANTS}
+    assert names == set(TABLE_3) == {name for name, cls in registry.METHODS.items() if issubclass(cls, VARIANTS[0])}
+    assert all(registry.METHODS[cls.name] is cls and cls.feeds_prefix for cls in VARIANTS)
 
 
 def test_variant_overrides_and_validation():
-    cfg = DCPCConfig.variant("dcpc-no-pcm", tau_cos=0.5, use_pcm=True)
+    cfg = registry.method_config("dcpc-no-pcm", {"tau_cos": 0.5, "use_pcm": True})
     assert cfg.tau_cos == 0.5 and cfg.use_pcm  # explicit overrides win
-    with pytest.raises(ConfigError, match="unknown DCPC variant"):
-        DCPCConfig.variant("dcpc-no-everything")
+    with pytest.raises(ConfigError, match="unknown method"):
+        registry.method_config("dcpc-no-everything")
     with pytest.raises(ConfigError, match="tau_cos"):
-        DCPCConfig.variant("ptuning-v2", tau_cos=3.0)
+        registry.method_config("ptuning-v2", {"tau_cos": 3.0})
     with pytest.raises(ConfigError, match="unknown method"):
         registry.method_config("lora-xl")
     with pytest.raises(ConfigError, match="did you mean 'tau_cos'"):

@@ -214,7 +214,7 @@ def test_hard_labels_only_match_one_hot_targets(tiny_bert):
 # --------------------------------------------------------------------------------------------
 def build_registered(lm, name="dcpc", **params):
     ds, spec, collator = sentiment_setup(lm, n=16)
-    model = registry.build_method(name, params, lm, spec)
+    model = registry.build_method(registry.method_config(name, params), lm, spec)
     return model, batches(ds, collator)
 
 

@@ -19,7 +19,9 @@ from prefalign.data.collator import Collator, PromptFormat, build_task_spec
 from prefalign.data.examples import Example, TaskDataset
 from prefalign.errors import ConfigError
 from prefalign.generation import evaluate_generation, generate, generate_from_ids, gold_polarity
+from prefalign.methods.base import Method, MethodConfig
 from prefalign.methods.dcpc import DCPCConfig, DCPCModel
+from prefalign.models.classifier import TaskSpec
 from prefalign.models.prefix import build_prefix_cache, extend_attention_mask, text_init_kv
 
 ALL_GATES = dict(tau_cos=0.0, tau_ambiguity=0.0, similarity_center=False)
@@ -62,12 +64,12 @@ def perturb_pcm(model: DCPCModel) -> DCPCModel:
     return model
 
 
-class FixedPrefix(torch.nn.Module):
+class FixedPrefix(Method):
     """A stand-in method: the same prefix for every example, or none."""
 
     def __init__(self, lm, kv: torch.Tensor | None) -> None:
-        super().__init__()
-        self.kv, self.geo, self.classifier = kv, lm.geometry, types.SimpleNamespace(model=lm.model)
+        super().__init__(lm.model, lm.tokenizer, lm.geometry, TaskSpec(num_classes=1, generation=True), MethodConfig())
+        self.kv, self.classifier = kv, types.SimpleNamespace(model=lm.model)
 
     def prefixes(self, input_ids, attention_mask):
         return None if self.kv is None else self.kv.unsqueeze(0).expand(len(input_ids), *self.kv.shape)
@@ -327,8 +329,8 @@ def test_evaluate_generation_gpt_score_with_the_offline_judge(llama, canned):
 
 # -- train() end to end ------------------------------------------------------------------------------------------
 def test_train_on_a_generation_task_reports_f1_em(vocab_file, tmp_path):
-    from prefalign.config import ExperimentConfig
-    from prefalign.runner import train
+    from prefalign.training.config import ExperimentConfig
+    from prefalign.training.run import train
 
     model_dir = save_tiny_model("llama", vocab_file, tmp_path / "tiny-llama")
     cfg = ExperimentConfig.from_dict({
@@ -377,21 +379,20 @@ def test_soft_prompt_methods_generate_as_their_tokens_before_the_prompt(llama):
 
 
 def test_generation_metric_comes_from_the_task_registry():
-    from prefalign.config import DataConfig
     from prefalign.data.tasks import TASKS
-    from prefalign.runner import generation_metric
+    from prefalign.training.config import DataConfig
 
-    assert generation_metric(DataConfig()) == "f1-em"  # files without a registered task: SQuAD-style f1-em
+    assert DataConfig().generation_metric == "f1-em"  # files without a registered task: SQuAD-style f1-em
     for name, task in TASKS.items():
-        assert generation_metric(DataConfig(task=name)) == task.metric
+        assert DataConfig(task=name).generation_metric == task.metric
 
 
 # -- baselines on generation tasks --------------------------------------------------------------------
 def test_lora_generates_through_its_own_adapted_copy(llama):
-    from prefalign.methods import build_method
+    from prefalign.methods import build_method, method_config
 
     spec = build_task_spec(toy_qa(), llama.geometry, llama.tokenizer, PromptFormat())
-    lora = build_method("lora", {}, llama, spec)
+    lora = build_method(method_config("lora", {}), llama, spec)
     with torch.no_grad():
         for name, p in lora.named_parameters():
             if "lora_B" in name:
@@ -404,8 +405,8 @@ def test_lora_generates_through_its_own_adapted_copy(llama):
 
 
 def test_lora_and_full_ft_train_on_a_generation_task(vocab_file, tmp_path):
-    from prefalign.config import ExperimentConfig
-    from prefalign.runner import train
+    from prefalign.training.config import ExperimentConfig
+    from prefalign.training.run import train
 
     model_dir = save_tiny_model("llama", vocab_file, tmp_path / "tiny-llama")
     for method in ("lora", "full-ft"):
@@ -419,20 +420,20 @@ def test_lora_and_full_ft_train_on_a_generation_task(vocab_file, tmp_path):
 
 
 def test_soft_prompt_baselines_refuse_generation_training(llama):
-    from prefalign.methods import build_method
+    from prefalign.methods import build_method, method_config
 
     data = toy_qa(4)
     spec = build_task_spec(data, llama.geometry, llama.tokenizer, PromptFormat())
-    model = build_method("prompt-tuning", {"num_virtual_tokens": 2}, llama, spec)
+    model = build_method(method_config("prompt-tuning", {"num_virtual_tokens": 2}), llama, spec)
     batch = collator_for(llama)(data.examples)
     with pytest.raises(ConfigError, match="generation"):
         model(**batch)
 
 
 def test_chat_judge_without_an_endpoint_fails_before_training(vocab_file, tmp_path, monkeypatch):
-    from prefalign.config import ExperimentConfig
+    from prefalign.training.config import ExperimentConfig
     from prefalign.errors import UserError
-    from prefalign.runner import train
+    from prefalign.training.run import train
 
     for var in ("PREFALIGN_API_BASE", "PREFALIGN_API_MODEL", "PREFALIGN_API_KEY"):
         monkeypatch.delenv(var, raising=False)
@@ -447,8 +448,8 @@ def test_chat_judge_without_an_endpoint_fails_before_training(vocab_file, tmp_pa
 
 def test_cli_predict_generates_answers_and_eval_explains_itself(vocab_file, tmp_path):
     from helpers_cli import run_main, write_jsonl
-    from prefalign.config import ExperimentConfig
-    from prefalign.runner import train
+    from prefalign.training.config import ExperimentConfig
+    from prefalign.training.run import train
 
     model_dir = save_tiny_model("llama", vocab_file, tmp_path / "tiny-llama")
     cfg = ExperimentConfig.from_dict({

@@ -13,7 +13,7 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from prefalign.config import ExperimentConfig, load_config
+from prefalign.training.config import ExperimentConfig, load_config
 from prefalign.data.examples import Example, TaskDataset
 from prefalign.data.readers import read_inputs, read_table
 from prefalign.errors import UserError

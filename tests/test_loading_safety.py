@@ -11,12 +11,12 @@ import pickle
 import pytest
 
 from conftest import build_tiny, toy_sentiment
-from prefalign.config import ModelConfig, load_config
+from prefalign.training.config import ModelConfig, load_config
 from prefalign.data import PromptFormat, build_task_spec
 from prefalign.errors import CheckpointError, UserError
 from prefalign.methods import registry
 from prefalign.models.loading import load_backbone
-from prefalign.runner import load_for_inference
+from prefalign.inference import load_for_inference
 
 
 class _Evil:
@@ -35,7 +35,7 @@ def evil_pickle(path) -> bytes:
 
 def save_adapter(backbone, folder, method="ptuning-v2"):
     spec = build_task_spec(toy_sentiment(8), backbone.geometry, backbone.tokenizer, PromptFormat())
-    model = registry.build_method(method, {"prefix_length": 4}, backbone, spec)
+    model = registry.build_method(registry.method_config(method, {"prefix_length": 4}), backbone, spec)
     registry.save_method(model, folder, backbone=backbone, extra={"label_names": ["negative", "positive"]})
     return folder
 

@@ -35,7 +35,7 @@ def backbone(request, vocab_file):
 
 def build(lm, name="ltuning-prefix", n=16, **params):
     ds, spec, collator = sentiment_setup(lm, n=n)
-    model = registry.build_method(name, params, lm, spec)
+    model = registry.build_method(registry.method_config(name, params), lm, spec)
     return model, batches(ds, collator, 8)
 
 
@@ -125,7 +125,7 @@ def test_frozen_backbone_is_bit_identical_and_every_trainable_parameter_changes(
 def test_a_negative_pair_never_uses_the_true_label(tiny_bert, pairing):
     ds = four_class()
     spec = build_task_spec(ds, tiny_bert.geometry, tiny_bert.tokenizer, PromptFormat())
-    model = registry.build_method("ltuning-prefix", {"pairing": pairing, "negative_seed": 3}, tiny_bert, spec)
+    model = registry.build_method(registry.method_config("ltuning-prefix", {"pairing": pairing, "negative_seed": 3}), tiny_bert, spec)
     gen = torch.Generator().manual_seed(0)
     drawn = {k: set() for k in range(4)}
     for _ in range(300):
@@ -158,7 +158,7 @@ def test_negatives_are_reproducible_from_the_seed(tiny_bert):
     true = torch.tensor([0, 1, 2, 3, 0, 1, 2, 3])
     draws = []
     for seed in (5, 5, 6):
-        model = registry.build_method("ltuning-prompt", {"negative_seed": seed}, tiny_bert, spec4)
+        model = registry.build_method(registry.method_config("ltuning-prompt", {"negative_seed": seed}), tiny_bert, spec4)
         draws.append(torch.cat([model.sample_pairs(true)[1] for _ in range(5)]))
     assert torch.equal(draws[0], draws[1]) and not torch.equal(draws[0], draws[2])
 
@@ -239,24 +239,24 @@ def test_label_states_are_computed_once_not_every_step(backbone, name, monkeypat
 def test_label_texts_come_from_the_names_a_mapping_or_a_list(tiny_bert):
     ds, spec, _ = sentiment_setup(tiny_bert, n=8)
     tok = tiny_bert.tokenizer
-    by_name = registry.build_method("ltuning-prefix", {}, tiny_bert, spec)
+    by_name = registry.build_method(registry.method_config("ltuning-prefix", {}), tiny_bert, spec)
     assert by_name.label_texts == ["negative", "positive"]
-    mapped = registry.build_method("ltuning-prefix", {"label_texts": {"positive": "very good"}}, tiny_bert, spec)
+    mapped = registry.build_method(registry.method_config("ltuning-prefix", {"label_texts": {"positive": "very good"}}), tiny_bert, spec)
     assert mapped.label_texts == ["negative", "very good"]
     dot = tok.convert_tokens_to_ids(".")
     ids = [tok.convert_tokens_to_ids(w) for w in ("[CLS]", "negative", "[SEP]", "very", "good")]
     # Shorter labels are padded with '.' inside the special tokens, as the authors' collator does.
     assert mapped.label_ids.tolist() == [[ids[0], ids[1], dot, ids[2]], [ids[0], ids[3], ids[4], ids[2]]]
-    listed = registry.build_method("ltuning-prompt", {"label_texts": ["bad", "good"], "label_length": 5}, tiny_bert,
+    listed = registry.build_method(registry.method_config("ltuning-prompt", {"label_texts": ["bad", "good"], "label_length": 5}), tiny_bert,
                                    spec)
     assert listed.label_texts == ["bad", "good"] and listed.label_ids.shape == (2, 5)
-    bare = registry.build_method("ltuning-prompt", {"label_special_tokens": False}, tiny_bert, spec)
+    bare = registry.build_method(registry.method_config("ltuning-prompt", {"label_special_tokens": False}), tiny_bert, spec)
     assert bare.label_ids.shape == (2, 1)
     for bad in ({"label_texts": {"neutral": "x"}}, {"label_texts": ["one"]}, {"label_length": 2}):
         with pytest.raises(ConfigError):
-            registry.build_method("ltuning-prefix", bad, tiny_bert, spec)
+            registry.build_method(registry.method_config("ltuning-prefix", bad), tiny_bert, spec)
     with pytest.raises(ConfigError, match="label texts|label names"):
-        registry.build_method("ltuning-prefix", {}, tiny_bert, TaskSpec(num_classes=2))
+        registry.build_method(registry.method_config("ltuning-prefix", {}), tiny_bert, TaskSpec(num_classes=2))
 
 
 def test_registry_checks_the_prefix_reaches_the_model_and_copies_no_backbone(tiny_llama, monkeypatch):
@@ -264,19 +264,19 @@ def test_registry_checks_the_prefix_reaches_the_model_and_copies_no_backbone(tin
     monkeypatch.setattr(registry, "check_prefix_reaches_model", lambda model, geo: checked.append(model))
     _, spec, _ = sentiment_setup(tiny_llama, n=4)
     for name in ("ltuning-prefix", "ltuning-prompt"):
-        model = registry.build_method(name, {}, tiny_llama, spec)
-        assert model.method_name == name and model.classifier.model is tiny_llama.model
+        model = registry.build_method(registry.method_config(name, {}), tiny_llama, spec)
+        assert model.name == name and model.classifier.model is tiny_llama.model
     assert checked == [tiny_llama.model]  # the prefix variant only
 
 
 def test_tasks_it_cannot_run_are_config_errors(tiny_bert, tiny_llama):
     with pytest.raises(ConfigError, match="multiple-choice"):
-        registry.build_method("ltuning-prefix", {}, tiny_bert,
+        registry.build_method(registry.method_config("ltuning-prefix", {}), tiny_bert,
                               TaskSpec(2, multiple_choice=True, label_names=("a", "b")))
     with pytest.raises(ConfigError, match="generation"):
-        registry.build_method("ltuning-prompt", {}, tiny_llama, TaskSpec(2, generation=True))
+        registry.build_method(registry.method_config("ltuning-prompt", {}), tiny_llama, TaskSpec(2, generation=True))
     with pytest.raises(ConfigError, match="decoder"):
-        registry.build_method("ltuning-prefix", {"score_head": "lm"}, tiny_bert, TaskSpec(2, label_names=("a", "b")))
+        registry.build_method(registry.method_config("ltuning-prefix", {"score_head": "lm"}), tiny_bert, TaskSpec(2, label_names=("a", "b")))
     with pytest.raises(ConfigError):
         registry.method_config("ltuning-prefix", {"pooling": "max"})
 
@@ -304,8 +304,9 @@ def test_save_load_round_trip_gives_identical_logits(backbone, tmp_path, name, p
 
 @pytest.mark.parametrize("kind,name", [("bert", "ltuning-prefix"), ("llama", "ltuning-prompt")])
 def test_three_steps_of_runner_train_on_a_saved_model(vocab_file, tmp_path, kind, name):
-    from prefalign.config import ExperimentConfig
-    from prefalign.runner import evaluate, load_for_inference, predict_proba, train
+    from prefalign.training.config import ExperimentConfig
+    from prefalign.inference import evaluate, load_for_inference, predict_proba
+    from prefalign.training.run import train
 
     model_dir = save_tiny_model(kind, vocab_file, tmp_path / f"tiny-{kind}")
     data = {"max_length": 16}

@@ -13,7 +13,7 @@ from conftest import build_tiny
 from helpers_models import clone_state, sentiment_setup
 from prefalign.errors import ConfigError, DataError
 from prefalign.methods.baselines.calibration import calibrate, domain_texts
-from prefalign.methods.registry import build_method, load_method, save_method
+from prefalign.methods.registry import build_method, load_method, method_config, save_method
 
 
 # -- CC / DC: worked examples ------------------------------------------------------------------------------
@@ -47,7 +47,7 @@ def decoder(vocab_file):
 @pytest.mark.parametrize("method", ["cc", "dc"])
 def test_cc_dc_divide_by_the_prior_of_their_inputs(decoder, method):
     lm, ds, spec, collator = decoder
-    model = build_method(method, {}, lm, spec)
+    model = build_method(method_config(method, {}), lm, spec)
     assert not model.trainable_parameters()
     model.prepare(collator, ds, 0)
     inputs = model.inputs(ds)
@@ -56,7 +56,7 @@ def test_cc_dc_divide_by_the_prior_of_their_inputs(decoder, method):
     else:
         assert len(inputs) == 20
     # The prior by hand: the mean label-word distribution of the untuned model over those inputs.
-    zero = build_method("zero-shot", {}, lm, spec)
+    zero = build_method(method_config("zero-shot", {}), lm, spec)
     with torch.no_grad():
         prior = torch.softmax(zero(**{k: v for k, v in collator(inputs).items() if k != "labels"}).logits, -1).mean(0)
         batch = collator(ds.examples[:8])
@@ -68,7 +68,7 @@ def test_cc_dc_divide_by_the_prior_of_their_inputs(decoder, method):
 
 def test_calibration_survives_save_and_load(decoder, tmp_path):
     lm, ds, spec, collator = decoder
-    model = build_method("dc", {"num_samples": 4}, lm, spec)
+    model = build_method(method_config("dc", {"num_samples": 4}), lm, spec)
     model.prepare(collator, ds, 0)
     save_method(model, tmp_path / "dc", backbone=lm)
     loaded, _ = load_method(tmp_path / "dc", lm)
@@ -79,13 +79,13 @@ def test_calibration_needs_a_decoder(vocab_file):
     bert = build_tiny("bert", vocab_file)
     _, spec, _ = sentiment_setup(bert, n=4)
     with pytest.raises(ConfigError, match="decoder"):
-        build_method("cc", {}, bert, spec)
+        build_method(method_config("cc", {}), bert, spec)
 
 
 # -- CRISPR ---------------------------------------------------------------------------------------------------
 def test_crispr_prunes_the_top_attributed_neurons_and_nothing_else(decoder, tmp_path):
     lm, ds, spec, collator = decoder
-    model = build_method("crispr", {"num_neurons": 5, "probe_examples": 8}, lm, spec)
+    model = build_method(method_config("crispr", {"num_neurons": 5, "probe_examples": 8}), lm, spec)
     assert not model.trainable_parameters()
     before = clone_state(model)
     model.prepare(collator, ds, 0)
@@ -101,7 +101,7 @@ def test_crispr_prunes_the_top_attributed_neurons_and_nothing_else(decoder, tmp_
     import random
 
     picked = random.Random(0).sample(range(len(ds)), 8)
-    fresh = build_method("crispr", {"num_neurons": 5, "probe_examples": 8}, lm, spec)
+    fresh = build_method(method_config("crispr", {"num_neurons": 5, "probe_examples": 8}), lm, spec)
     fresh.eval()
     attr = fresh.attribution(collator([ds.examples[i] for i in picked]),
                              torch.tensor([ds.examples[i].label for i in picked]))
@@ -122,7 +122,7 @@ def test_lora_all_linear_adapts_every_projection_but_not_the_lm_head(tiny_llama)
     from conftest import toy_sentiment
 
     spec = build_task_spec(toy_sentiment(4), tiny_llama.geometry, tiny_llama.tokenizer, DECODER_PROMPT)
-    model = build_method("lora", {"r": 8, "target_modules": ["all-linear"]}, tiny_llama, spec)
+    model = build_method(method_config("lora", {"r": 8, "target_modules": ["all-linear"]}), tiny_llama, spec)
     adapted = {n.split(".lora_A")[0].rsplit(".", 1)[-1] for n in model.trainable_parameters() if "lora_A" in n}
     assert adapted == {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"}
     assert not any("lm_head" in n for n in model.trainable_parameters())

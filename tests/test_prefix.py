@@ -371,7 +371,7 @@ def test_a_model_that_ignores_the_cache_is_refused(vocab_file):
 
     from conftest import make_tokenizer
     from prefalign.errors import ModelLoadError
-    from prefalign.methods import build_method
+    from prefalign.methods import build_method, method_config
     from prefalign.models.classifier import TaskSpec
     from prefalign.models.introspect import geometry
     from prefalign.models.loading import LoadedModel
@@ -380,7 +380,7 @@ def test_a_model_that_ignores_the_cache_is_refused(vocab_file):
     model = AutoModel.from_config(DistilBertConfig(vocab_size=len(tok), dim=32, n_layers=2, n_heads=4, hidden_dim=64))
     lm = LoadedModel(model, tok, geometry(model.config), "tiny-distilbert", "tiny-distilbert")
     with pytest.raises(ModelLoadError, match="ignore past_key_values"):
-        build_method("ptuning-v2", {}, lm, TaskSpec(2))
+        build_method(method_config("ptuning-v2", {}), lm, TaskSpec(2))
 
 
 @pytest.mark.parametrize("family", ["qwen2", "mistral", "roberta"])
@@ -391,7 +391,7 @@ def test_dcpc_trains_on_other_families(vocab_file, family):
 
     from conftest import make_tokenizer, toy_sentiment
     from prefalign.data.collator import Collator, PromptFormat, build_task_spec
-    from prefalign.methods import build_method
+    from prefalign.methods import build_method, method_config
     from prefalign.models.introspect import geometry
     from prefalign.models.loading import LoadedModel
 
@@ -413,8 +413,8 @@ def test_dcpc_trains_on_other_families(vocab_file, family):
     data = toy_sentiment(8, soft=True)
     prompt = PromptFormat(template="review: {text} sentiment:") if lm.geometry.is_decoder else PromptFormat()
     spec = build_task_spec(data, lm.geometry, tok, prompt)
-    dcpc = build_method("dcpc", {"prefix_length": 4, "tau_cos": 0.0, "tau_ambiguity": 0.0,
-                                 "similarity_center": False}, lm, spec)
+    dcpc = build_method(method_config("dcpc", {"prefix_length": 4, "tau_cos": 0.0, "tau_ambiguity": 0.0,
+                                 "similarity_center": False}), lm, spec)
     assert dcpc.prefix().shape == (2, 2, 4, expected_kv * lm.geometry.head_dim)
     dcpc.train()
     out = dcpc(**Collator(tok, lm.geometry, 2, prompt)(data.examples))

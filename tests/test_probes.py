@@ -19,7 +19,7 @@ from prefalign.analysis.drift import COLUMNS, drift_from_readouts, kl_divergence
 from prefalign.analysis.layers import Subject, base_subject, read_layers
 from prefalign.analysis.probe_data import Pair, ProbeRow, balanced_sample, mine_pairs, read_multilabel
 from prefalign.data.collator import Collator
-from prefalign.methods import build_method
+from prefalign.methods import build_method, method_config
 from prefalign.models.classifier import masked_mean
 from prefalign.models.prefix import build_prefix_cache, extend_attention_mask
 
@@ -62,7 +62,7 @@ def llama(vocab_file):
 
 def dcpc_subject(lm, name="dcpc", **params):
     ds, spec, collator = sentiment_setup(lm, n=8, soft=False)
-    model = build_method(name, {"use_pcm": True, **params} if name == "dcpc" else params, lm, spec)
+    model = build_method(method_config(name, {"use_pcm": True, **params} if name == "dcpc" else params), lm, spec)
     with torch.no_grad():  # move the prefixes away from their text initialisation
         for p in model.prefix.parameters():
             p.add_(torch.randn_like(p) * 0.5)
@@ -113,7 +113,7 @@ def test_dcpc_checkpoint_is_read_with_its_prefixes_in_place(llama):
 def test_encoder_checkpoint_reads_its_head_on_every_layer(vocab_file):
     lm = build_tiny("bert", vocab_file)
     ds, spec, collator = sentiment_setup(lm, n=6, soft=False)
-    model = build_method("ptuning-v2", {}, lm, spec).eval()
+    model = build_method(method_config("ptuning-v2", {}), lm, spec).eval()
     subject = Subject(name="pt", classifier=model.classifier, collator=collator, label_names=ds.label_names, method=model)
     r = read_layers(subject, ds.examples)
     batch = collator(ds.examples)
@@ -207,7 +207,7 @@ def test_contain_means_empty_sets_are_nan():
 def test_bias_refuses_encoders(vocab_file):
     lm = build_tiny("bert", vocab_file)
     ds, spec, collator = sentiment_setup(lm, n=4, soft=False)
-    model = build_method("ptuning-v2", {}, lm, spec).eval()
+    model = build_method(method_config("ptuning-v2", {}), lm, spec).eval()
     subject = Subject(name="enc", classifier=model.classifier, collator=collator, label_names=ds.label_names,
                       method=model)
     from prefalign.errors import ConfigError

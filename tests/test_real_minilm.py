@@ -64,8 +64,9 @@ def majority_rate(data) -> float:
 
 @pytest.mark.parametrize("method", list(RUNS))
 def test_minilm_learns_rotten_tomatoes(method, minilm, frozen_weights, splits, tmp_path):
-    from prefalign.config import load_config
-    from prefalign.runner import evaluate, load_for_inference, train
+    from prefalign.training.config import load_config
+    from prefalign.inference import evaluate, load_for_inference
+    from prefalign.training.run import train
 
     cfg = load_config(None, [
         f"method.name={method}", f"training.output_dir={tmp_path / method}", "training.max_steps=40",

@@ -153,7 +153,7 @@ def test_resume_without_a_run_or_a_checkpoint(model_dir, train_file, tmp_path):
     rc, _, err = run_main([*train_argv(model_dir, train_file, out, "dcpc"), "--resume"])
     assert_one_error(rc, err, "nothing to resume", "drop --resume")
     (out / "checkpoints").mkdir(parents=True)
-    from prefalign.config import dump_config, load_config
+    from prefalign.training.config import dump_config, load_config
 
     cfg = load_config(None, train_argv(model_dir, train_file, out, "dcpc")[2::2])
     (out / "checkpoints" / resume.RUN_CONFIG).write_text(dump_config(cfg))

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from helpers_models import sentiment_setup
-from prefalign.methods import build_method
+from prefalign.methods import build_method, method_config
 from prefalign.models import classifier as classifier_mod
 from prefalign.models.classifier import masked_mean, pool_layers
 from prefalign.models.introspect import ModelGeometry
@@ -49,7 +49,7 @@ def test_prefix_cache_gradient_equals_per_layer_indexing():
 
 def test_dcpc_inference_skips_layer_pooling_and_keeps_logits(tiny_bert, monkeypatch):
     ds, spec, collator = sentiment_setup(tiny_bert, n=8)
-    model = build_method("dcpc", {"prefix_length": 3}, tiny_bert, spec).eval()
+    model = build_method(method_config("dcpc", {"prefix_length": 3}), tiny_bert, spec).eval()
     batch = collator(ds.examples)
     calls = []
     real = classifier_mod.pool_layers
@@ -89,7 +89,7 @@ def test_pcm_delta_distance_matches_its_deltas(tiny_bert):
     from prefalign.methods.dcpc import losses
 
     _, spec, _ = sentiment_setup(tiny_bert, n=8)
-    model = build_method("dcpc", {"prefix_length": 3}, tiny_bert, spec)
+    model = build_method(method_config("dcpc", {"prefix_length": 3}), tiny_bert, spec)
     torch.nn.init.normal_(model.pcm.proj[1].weight)  # zero at the start: make the deltas differ
     torch.nn.init.normal_(model.pcm.proj[1].bias)
     out = model.pcm(torch.randn(5, tiny_bert.geometry.hidden_size), model.prefix(), sample=False)

@@ -184,9 +184,9 @@ def test_real_alpaca():
 def test_boolq_ps_config_trains_on_styled_answers_and_scores_the_test_labels(tmp_path):
     """data.shift = boolq-ps turns train/validation into styled answers; the test split keeps its
     yes/no labels, as answers the yes/no accuracy reads (runner.as_generation)."""
-    from prefalign.config import DataConfig
+    from prefalign.training.config import DataConfig
     from prefalign.generation import gold_polarity
-    from prefalign.runner import load_splits
+    from prefalign.training.splits import load_splits
 
     (tmp_path / "boolq_validation.json").write_text(json.dumps(boolq_rows(40)))
     cfg = DataConfig(task="boolq", path=str(tmp_path), shift={"name": "boolq-ps"}, validation_fraction=0.25)

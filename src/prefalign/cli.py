@@ -70,14 +70,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _data_section(args):
-    from .config import load_config
+    from .training.config import load_config
 
     return load_config(args.config, args.overrides).data
 
 
 def cmd_train(args) -> int:
-    from .config import load_config
-    from .runner import train
+    from .training.config import load_config
+    from .training.run import train
 
     cfg = load_config(args.config, args.overrides)
     result = train(cfg, resume=args.resume)
@@ -93,12 +93,12 @@ def cmd_train(args) -> int:
 def _load_rows(args, label_names, need_labels: bool):
     from .data.examples import Example, TaskDataset
     from .data.readers import read_inputs
-    from .runner import read_split
+    from .training.splits import read_split
 
     if getattr(args, "text", None):
         return TaskDataset([Example(text=t, label=0) for t in args.text], label_names, name="texts")
     cfg = _data_section(args)
-    if need_labels and (cfg.annotations or {}).get("format"):  # multi-annotator file: disagreement metrics too
+    if need_labels and cfg.annotations is not None and cfg.annotations.format:  # multi-annotator file: disagreement metrics too
         from .annotations.files import read_annotated_split
 
         return read_annotated_split(args.data, cfg, label_names)
@@ -109,7 +109,7 @@ def _load_rows(args, label_names, need_labels: bool):
 
 
 def cmd_eval(args) -> int:
-    from .runner import evaluate, load_for_inference
+    from .inference import evaluate, load_for_inference
 
     model, backbone, collator, meta = load_for_inference(args.adapter)
     if getattr(model.task, "generation", False):
@@ -125,7 +125,7 @@ def cmd_eval(args) -> int:
 
 
 def cmd_predict(args) -> int:
-    from .runner import load_for_inference, predict_proba
+    from .inference import load_for_inference, predict_proba
 
     model, backbone, collator, meta = load_for_inference(args.adapter)
     names = meta["label_names"]
@@ -217,15 +217,12 @@ def cmd_compare(args) -> int:
 
 
 def cmd_methods(args) -> int:
-    from .methods.dcpc import ABLATIONS
     from .methods.registry import METHODS
 
     counts = _tunable_counts(args.model) if args.model else {}
-    for name, (config_cls, _) in METHODS.items():
-        about = (config_cls.__doc__ or "").strip().splitlines()[0]
-        if name in ABLATIONS and name != "dcpc":
-            off = ", ".join(f"{k}={v}" for k, v in ABLATIONS[name].items())
-            about = "P-Tuning v2: DCPC with every part off" if name == "ptuning-v2" else f"DCPC ablation: {off}"
+    for name, cls in METHODS.items():
+        # A named variant (DCPC's ablations, P-Tuning v2) says what it switches off; others, what they configure.
+        about = ((cls.__doc__ if cls.config_defaults else cls.config_class.__doc__) or "").strip().splitlines()[0]
         count = "" if not counts else f"{counts[name]:>12,d}  " if counts.get(name) is not None else f"{'-':>12}  "
         print(f"{name:20s} {count}{about}")
     return 0
@@ -234,7 +231,7 @@ def cmd_methods(args) -> int:
 def _tunable_counts(model_name: str) -> dict[str, int]:
     """Tunable parameters of every method on ``model_name`` for a two-class task (head included)."""
     from .data import Example, PromptFormat, TaskDataset, build_task_spec
-    from .methods import build_method
+    from .methods import build_method, method_config
     from .methods.registry import METHODS
     from .models.loading import load_backbone
 
@@ -246,7 +243,7 @@ def _tunable_counts(model_name: str) -> dict[str, int]:
     out: dict[str, int | None] = {}
     for name in METHODS:
         try:
-            model = build_method(name, {}, backbone, spec)
+            model = build_method(method_config(name, {}), backbone, spec)
         except ConfigError:  # a method this backbone cannot run (CC, DC, bias-aware need a decoder): '-'
             out[name] = None
             continue

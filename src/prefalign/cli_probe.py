@@ -135,7 +135,7 @@ def _subjects(args, data_names: list[str]):
     """Every model to probe, in order: the base model (if --model), then each --adapter."""
     from .analysis.layers import base_subject, checkpoint_subject
     from .models.loading import load_backbone
-    from .training.checkpoint import read_checkpoint
+    from .methods.checkpoint import read_checkpoint
 
     backbones = {}
     metas = []
@@ -187,10 +187,9 @@ def _base_prompt(args, adapter_metas: list[dict], decoder: bool):
             task = get_task(args.task)
             source = (task.decoder_template, task.verbalizers)
         elif args.config:
-            from .config import load_config
-            from .runner import prompt_of
+            from .training.config import load_config
 
-            p = prompt_of(load_config(args.config, args.overrides).data, decoder=True)
+            p = load_config(args.config, args.overrides).data.prompt(decoder=True)
             source = (p.template, p.verbalizers)
         elif adapter_metas:
             p = adapter_metas[0].get("prompt") or {}

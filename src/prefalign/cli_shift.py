@@ -70,7 +70,7 @@ def _list_shifts() -> int:
 def _shift(args) -> int:
     if args.list:
         return _list_shifts()
-    from .config import parse_overrides
+    from .configuration import parse_overrides
     from .data.tasks import load_task
     from .shifts.registry import apply_shift, shift_parameters
 

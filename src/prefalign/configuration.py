@@ -7,7 +7,10 @@ import dataclasses
 import difflib
 import json
 import typing
+from pathlib import Path
 from typing import Any
+
+import yaml
 
 from .errors import ConfigError
 
@@ -158,3 +161,54 @@ class ConfigBase:
     def help(cls) -> dict[str, str]:
         """Field name -> help text."""
         return {f.name: f.metadata.get("help", "") for f in dataclasses.fields(cls)}
+
+
+def parse_overrides(pairs: list[str]) -> dict:
+    """``["training.learning_rate=1e-3", ...]`` -> nested dict with YAML-typed values."""
+    out: dict = {}
+    for pair in pairs:
+        if "=" not in pair:
+            raise ConfigError(f"--set expects key=value, got '{pair}'")
+        key, raw = pair.split("=", 1)
+        try:
+            value = yaml.safe_load(raw) if raw != "" else ""
+        except yaml.YAMLError:
+            value = raw
+        node = out
+        parts = key.strip().split(".")
+        if not all(parts):
+            raise ConfigError(f"--set key '{key}' is malformed")
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"--set key '{key}' conflicts with another override")
+        node[parts[-1]] = value
+    return out
+
+
+def deep_merge(base: dict, update: dict) -> dict:
+    """Recursively merge ``update`` into a copy of ``base``."""
+    result = copy.deepcopy(base)
+    for key, value in update.items():
+        if isinstance(value, dict) and isinstance(result.get(key), dict):
+            result[key] = deep_merge(result[key], value)
+        else:
+            result[key] = value
+    return result
+
+
+def read_yaml_mapping(path: str, kind: str, holds: str) -> dict:
+    """The mapping in YAML file ``path``; a ConfigError names a missing file, a YAML error's line,
+    or a file that is not a mapping (``kind`` names the file, ``holds`` what it should hold)."""
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"{kind} not found: {path}")
+    try:
+        loaded = yaml.safe_load(p.read_text()) or {}
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark else ""
+        raise ConfigError(f"{path} is not valid YAML{where}") from None
+    if not isinstance(loaded, dict):
+        raise ConfigError(f"{path} must hold a mapping with {holds}")
+    return loaded

@@ -7,10 +7,12 @@ import platform
 import time
 from pathlib import Path
 
-from .config import deep_merge, load_config
+from .configuration import deep_merge
+from .training.config import load_config
 from .data import TaskDataset, load_rotten_tomatoes
 from .models.loading import load_backbone
-from .runner import train, versions
+from .environment import versions
+from .training.run import train
 from .shifts import polarity_shift, write_card, write_dataset_jsonl
 
 # The embedded defaults: chosen on validation data so that P-Tuning v2 itself learns (docs/method.md).

@@ -106,7 +106,7 @@ def base_subject(backbone: LoadedModel, label_names: Sequence[str], prompt: Prom
 
 def checkpoint_subject(adapter_dir: str, backbone: LoadedModel | None = None, name: str | None = None) -> Subject:
     """A saved adapter (any prefalign method) on its base model, ready to probe."""
-    from ..runner import load_for_inference
+    from ..inference import load_for_inference
 
     model, backbone, collator, meta = load_for_inference(adapter_dir, backbone)
     if getattr(model.task, "generation", False):

@@ -154,8 +154,8 @@ def load_probe_data(args) -> ProbeData:
             raise DataError(f"task '{args.task}' has no separate {args.split} split (validation is carved out of train "
                             "at training time); use --split train or --split test")
         return from_task_dataset(data, f"{args.task}/{args.split}")
-    from ..config import load_config
-    from ..runner import load_splits
+    from ..training.config import load_config
+    from ..training.splits import load_splits
 
     cfg = load_config(args.config, args.overrides)
     splits = dict(zip(("train", "validation", "test"), load_splits(cfg.data, cfg.training.seed)))

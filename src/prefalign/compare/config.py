@@ -5,8 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..config import deep_merge, parse_overrides, read_yaml_mapping
-from ..configuration import ConfigBase
+from ..configuration import ConfigBase, deep_merge, parse_overrides, read_yaml_mapping
 from ..configuration import option as _f
 from ..errors import ConfigError
 

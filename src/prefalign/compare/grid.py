@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import os
 import platform
 import shutil
 import time
@@ -12,9 +13,18 @@ import traceback
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..config import DataConfig, ExperimentConfig, ModelConfig, TrainingConfig, deep_merge
+import torch
+
+from ..annotations.config import AnnotationConfig
+from ..configuration import ConfigBase, deep_merge
+from ..environment import versions
 from ..errors import TrainingError, UserError
 from ..files import write_text_atomically
+from ..methods import method_class
+from ..models.loading import load_backbone
+from ..training.config import DataConfig, ExperimentConfig, ModelConfig, TrainingConfig
+from ..training.run import checkpoint_metric, train
+from ..training.splits import load_splits
 from .config import CompareConfig, DatasetEntry, MethodEntry, ModelEntry
 from .curves import validation_curve
 
@@ -70,17 +80,27 @@ def plan(cfg: CompareConfig) -> list[RunSpec]:
 def config_digest(experiment: ExperimentConfig | dict) -> str:
     """A short hash of a run's settings: a changed setting reruns the run, nothing else does.
 
-    Fields at their default value are left out, so a newer prefalign that adds an option (with a
-    default that keeps the old behaviour) still recognises results written before it existed;
-    output_dir and progress never count.
+    Fields at their default value are left out (the method's at its variant's defaults), so a newer
+    prefalign that adds an option (with a default that keeps the old behaviour) still recognises results
+    written before it existed; output_dir and progress never count.
     """
     data = experiment.to_dict() if isinstance(experiment, ExperimentConfig) else json.loads(json.dumps(experiment))
     data.get("training", {}).pop("output_dir", None)
     data.get("training", {}).pop("progress", None)
     for section, cls in (("model", ModelConfig), ("data", DataConfig), ("training", TrainingConfig)):
-        defaults = {f.name: _default(f) for f in dataclasses.fields(cls)}
-        data[section] = {k: v for k, v in data.get(section, {}).items() if k not in defaults or v != defaults[k]}
+        data[section] = _without_defaults(data.get(section, {}), cls)
+    if isinstance(data["data"].get("annotations"), dict):
+        data["data"]["annotations"] = _without_defaults(data["data"]["annotations"], AnnotationConfig)
+    method = data.get("method", {})
+    if method.get("name"):
+        defaults = method_class(method["name"]).make_config().to_dict()
+        data["method"] = {k: v for k, v in method.items() if k == "name" or k not in defaults or v != defaults[k]}
     return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _without_defaults(section: dict, cls: type[ConfigBase]) -> dict:
+    defaults = {f.name: _default(f) for f in dataclasses.fields(cls)}
+    return {k: v for k, v in section.items() if k not in defaults or v != defaults[k]}
 
 
 def _default(f: dataclasses.Field):
@@ -106,9 +126,6 @@ def run_grid(cfg: CompareConfig, *, progress: bool = False, log=print, shard: tu
     (cores, GPUs, machines sharing the output folder) can split one grid without running a run twice.
     A hash rather than every n-th run keeps the split even when a grid grows (say, by a seed).
     """
-    from ..models.loading import load_backbone
-    from ..runner import train
-
     out = Path(cfg.output_dir)
     status = grid_status(cfg)
     results = [done for _, _, _, done in status]
@@ -157,8 +174,6 @@ def shard_of(run_id: str, parts: int) -> int:
 def preflight(runs: list[tuple[RunSpec, ExperimentConfig]]) -> None:
     """Read every dataset (and shift) the runs need once, so a missing file or a bad shift option
     fails in one line before hours of training rather than in the middle of the grid."""
-    from ..runner import checkpoint_metric, load_splits
-
     seen = set()
     for spec, exp in runs:
         key = (spec.dataset.name, spec.variant, exp.training.best_metric)
@@ -177,8 +192,6 @@ def _count(model) -> int:
 
 def _record(spec: RunSpec, exp: ExperimentConfig, metrics: dict, tunable: int | None, status: str,
             error: str | None, seconds: float) -> dict:
-    from ..runner import versions
-
     return {
         "run_id": spec.run_id, "model": spec.model.label, "model_name": spec.model.name,
         "dataset": spec.dataset.name, "variant": spec.variant, "column": spec.column,
@@ -192,10 +205,6 @@ def _record(spec: RunSpec, exp: ExperimentConfig, metrics: dict, tunable: int | 
 
 def hardware() -> str:
     """'2 CPU cores, 1 torch thread, no GPU' or the GPU's name: what a table's timings were measured on."""
-    import os
-
-    import torch
-
     gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"
     return f"{os.cpu_count()} CPU cores, {torch.get_num_threads()} torch thread(s), {gpu}"
 

@@ -18,17 +18,17 @@ import torch
 from torch import nn
 
 from ..data.collator import pad_ids
+from ..errors import ConfigError
+from ..methods import Method
 from ..models.prefix import build_prefix_cache
 
 
-def language_model(method: nn.Module) -> nn.Module:
-    """The causal LM a method generates with: its classifier's backbone (adapters included)."""
-    lm = getattr(getattr(method, "classifier", None), "model", None)
-    if lm is None and hasattr(method, "generate"):
-        lm = method
-    if lm is None or not hasattr(lm, "generate"):
-        raise TypeError(f"{type(method).__name__} exposes no causal LM to generate with")
-    return lm
+def language_model(method: Method) -> nn.Module:
+    """The causal LM a method generates with: its backbone (adapters included)."""
+    if not method.geo.is_decoder:
+        raise ConfigError(f"{method.name or type(method).__name__} is built on an encoder; generation needs a "
+                          "decoder (a causal LM)")
+    return method.language_model
 
 
 def encode_prompts(tokenizer, prompts: Sequence[str], max_length: int | None = None) -> list[list[int]]:
@@ -45,7 +45,7 @@ def encode_prompts(tokenizer, prompts: Sequence[str], max_length: int | None = N
 
 
 @torch.no_grad()
-def generate(method: nn.Module, tokenizer, prompts: Sequence[str], *, num_beams: int = 3, max_new_tokens: int = 32,
+def generate(method: Method, tokenizer, prompts: Sequence[str], *, num_beams: int = 3, max_new_tokens: int = 32,
              batch_size: int = 8, max_length: int | None = None, lm: nn.Module | None = None,
              **generate_kwargs) -> list[str]:
     """Answers to ``prompts`` from ``method``'s backbone with the method's prefixes in place.
@@ -62,7 +62,7 @@ def generate(method: nn.Module, tokenizer, prompts: Sequence[str], *, num_beams:
 
 
 @torch.no_grad()
-def generate_from_ids(method: nn.Module, tokenizer, prompt_ids: Sequence[Sequence[int]], *, num_beams: int = 3,
+def generate_from_ids(method: Method, tokenizer, prompt_ids: Sequence[Sequence[int]], *, num_beams: int = 3,
                       max_new_tokens: int = 32, batch_size: int = 8, lm: nn.Module | None = None,
                       **generate_kwargs) -> list[str]:
     """``generate`` on prompts already tokenised (``Collator.prompt_ids``)."""
@@ -84,7 +84,7 @@ def generate_from_ids(method: nn.Module, tokenizer, prompt_ids: Sequence[Sequenc
 
 
 @torch.no_grad()
-def generate_batch(method: nn.Module, lm: nn.Module, tokenizer, input_ids: torch.Tensor, attention_mask: torch.Tensor,
+def generate_batch(method: Method, lm: nn.Module, tokenizer, input_ids: torch.Tensor, attention_mask: torch.Tensor,
                    *, num_beams: int = 3, max_new_tokens: int = 32, **generate_kwargs) -> torch.Tensor:
     """The new token ids ``(B, <= max_new_tokens)`` after left-padded prompts, prefix in place."""
     device = next(lm.parameters()).device
@@ -96,8 +96,8 @@ def generate_batch(method: nn.Module, lm: nn.Module, tokenizer, input_ids: torch
         kwargs["early_stopping"] = True
     kwargs.update(generate_kwargs)
     b, t = input_ids.shape
-    prefix = method.prefixes(input_ids, attention_mask) if hasattr(method, "prefixes") else None
-    soft = method.soft_prompt(b) if hasattr(method, "soft_prompt") else None
+    prefix = method.prefixes(input_ids, attention_mask)
+    soft = method.soft_prompt(b)
     if prefix is None and soft is not None:
         # Soft tokens before the input embeddings; with inputs_embeds only, generate returns new tokens only.
         words = lm.get_input_embeddings()(input_ids)
@@ -106,11 +106,7 @@ def generate_batch(method: nn.Module, lm: nn.Module, tokenizer, input_ids: torch
         return lm.generate(inputs_embeds=embeds, attention_mask=mask, **kwargs)
     if prefix is None:
         return lm.generate(input_ids=input_ids, attention_mask=attention_mask, **kwargs)[:, t:]
-    geo = getattr(method, "geo", None)
-    if geo is None:
-        from ..models.introspect import geometry
-
-        geo = geometry(lm.config)
+    geo = method.geo
     m = prefix.shape[3]
     dtype = next(lm.parameters()).dtype
     cache = build_prefix_cache(prefix.to(device=device, dtype=dtype).repeat_interleave(num_beams, dim=0), geo,
@@ -118,7 +114,7 @@ def generate_batch(method: nn.Module, lm: nn.Module, tokenizer, input_ids: torch
     placeholders = input_ids.new_full((b, m), pad)
     mask = torch.cat([attention_mask.new_ones(b, m), attention_mask], dim=1)
     # Positions of the real tokens: from m (position_offset, as in training) or from 0.
-    offset = m if getattr(getattr(method, "config", None), "position_offset", True) else 0
+    offset = m if method.position_offset else 0
     positions = (attention_mask.long().cumsum(-1) - 1).clamp(min=0) + offset
     position_ids = torch.cat([torch.arange(m, device=device).expand(b, m), positions], dim=1)
     out = lm.generate(input_ids=torch.cat([placeholders, input_ids], dim=1), attention_mask=mask,

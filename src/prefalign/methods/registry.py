@@ -1,4 +1,4 @@
-"""Names -> method configs and models; checkpoint save/load for any registered method."""
+"""Names -> method classes; building a method on a backbone, saving and loading it."""
 
 from __future__ import annotations
 
@@ -11,52 +11,74 @@ from ..errors import CheckpointError, ConfigError
 from ..models.classifier import TaskSpec
 from ..models.loading import LoadedModel, load_backbone
 from ..models.prefix import check_prefix_reaches_model
-from ..training.checkpoint import check_state_matches, read_checkpoint, write_checkpoint
+from .base import Method, MethodConfig
 from .baselines import BASELINES
-from .bias_aware import BIAS_AWARE_METHODS
-from .dcpc import ABLATIONS, DCPCConfig, DCPCModel
-from .ltuning import LTUNING_METHODS
+from .bias_aware import BiasAwareModel
+from .checkpoint import check_state_matches, read_checkpoint, write_checkpoint
+from .dcpc import VARIANTS as DCPC_VARIANTS
+from .ltuning import LTuningPrefix, LTuningPrompt
 
-# Every DCPC variant of Table 3, and P-Tuning v2 (DCPC with everything off), share one model class;
-# the baselines of Tables 1-2 follow.
-METHODS = {**{name: (DCPCConfig, DCPCModel) for name in ABLATIONS}, **BASELINES, **LTUNING_METHODS,
-           **BIAS_AWARE_METHODS}
-PREFIX_METHODS = frozenset(ABLATIONS)  # methods that feed prefixes through the key/value cache
+METHODS: dict[str, type[Method]] = {}
 
 
-def method_config(name: str, params: dict | None = None):
-    """The config of method ``name`` with ``params`` overriding its defaults."""
-    if name not in METHODS:
-        raise ConfigError(f"unknown method '{name}'; choose one of {', '.join(METHODS)}")
-    config_cls, _ = METHODS[name]
-    params = dict(params or {})
-    config = config_cls.from_dict(params, where="method")  # rejects unknown keys with a hint
-    return config_cls.variant(name, **params) if hasattr(config_cls, "variant") else config
+def register_method(cls: type[Method]) -> type[Method]:
+    """Make ``cls`` buildable by its ``name`` (usable as a class decorator)."""
+    if not (isinstance(cls, type) and issubclass(cls, Method)) or not cls.name:
+        raise TypeError(f"{cls!r} is not a Method subclass with a name")
+    if METHODS.get(cls.name, cls) is not cls:
+        raise ValueError(f"a method named '{cls.name}' is registered already ({METHODS[cls.name].__qualname__})")
+    METHODS[cls.name] = cls
+    return cls
 
 
-def build_method(name: str, params: dict | None, backbone: LoadedModel, task: TaskSpec, *, initialise: bool = True,
-                 copy_backbone: bool = True):
-    """Build method ``name`` on ``backbone`` for ``task``.
+for _cls in (*DCPC_VARIANTS, *BASELINES, LTuningPrefix, LTuningPrompt, BiasAwareModel):
+    register_method(_cls)
 
-    Prefix methods leave the backbone untouched. Baselines change it (adapters injected in place,
-    or every weight trained); they get a deep copy unless ``copy_backbone`` is False, so one
-    loaded backbone can serve several runs.
+
+def method_class(name: str) -> type[Method]:
+    """The method registered as ``name``; a ConfigError lists the known ones."""
+    if not isinstance(name, str) or name not in METHODS:
+        raise ConfigError(f"unknown method {name!r}; choose one of {', '.join(METHODS)}")
+    return METHODS[name]
+
+
+def method_config(name: str, params: dict | None = None) -> MethodConfig:
+    """The config of method ``name``: its variant's defaults with ``params`` over them."""
+    return method_class(name).make_config(params)
+
+
+def resolve_method(section: dict | str | MethodConfig) -> MethodConfig:
+    """The ``method`` section of a config (``{name: ..., <options>}``, a bare name, or a config) as its dataclass."""
+    if isinstance(section, MethodConfig):
+        return section
+    if isinstance(section, str):
+        section = {"name": section}
+    if not isinstance(section, dict):
+        raise ConfigError(f"method must be a mapping with a name, for example {{name: dcpc}}, not {section!r}")
+    if not section.get("name"):
+        raise ConfigError("method.name is required (for example dcpc or ptuning-v2)")
+    return method_config(section["name"], section)
+
+
+def build_method(config: MethodConfig, backbone: LoadedModel, task: TaskSpec, *, initialise: bool = True,
+                 copy_backbone: bool = True) -> Method:
+    """Build the method ``config`` names on ``backbone`` for ``task``.
+
+    Methods that change the backbone (adapters injected in place, every weight trained) get a deep
+    copy unless ``copy_backbone`` is False, so one loaded backbone can serve several runs.
     """
-    config = method_config(name, params)
-    _, model_cls = METHODS[name]
-    if name in PREFIX_METHODS or getattr(config, "FORM", None) == "prefix":  # L-Tuning's prefix variant too
+    cls = method_class(config.name)
+    if cls.feeds_prefix:
         check_prefix_reaches_model(backbone.model, backbone.geometry)
-    if name not in PREFIX_METHODS and copy_backbone and getattr(model_cls, "changes_backbone", True):
+    if cls.changes_backbone and copy_backbone:
         backbone = dataclasses.replace(backbone, model=copy.deepcopy(backbone.model))
-    model = model_cls(backbone.model, backbone.tokenizer, backbone.geometry, task, config, initialise=initialise)
-    model.method_name = name
-    return model
+    return cls(backbone.model, backbone.tokenizer, backbone.geometry, task, config, initialise=initialise)
 
 
-def save_method(model, directory: str | os.PathLike, *, backbone: LoadedModel, extra: dict | None = None) -> None:
+def save_method(model: Method, directory: str | os.PathLike, *, backbone: LoadedModel, extra: dict | None = None) -> None:
     """Save the trained parts of ``model`` (safetensors) and a config naming the base model, atomically."""
     meta = {
-        "method": getattr(model, "method_name", "dcpc"),
+        "method": model.name,
         "method_config": model.config.to_dict(),
         "base_model": backbone.name,
         "base_fingerprint": base_fingerprint(backbone),
@@ -67,7 +89,7 @@ def save_method(model, directory: str | os.PathLike, *, backbone: LoadedModel, e
     write_checkpoint(directory, model.trainable_state_dict(), meta)
 
 
-def load_method(directory: str | os.PathLike, backbone: LoadedModel | None = None):
+def load_method(directory: str | os.PathLike, backbone: LoadedModel | None = None) -> tuple[Method, dict]:
     """Load a saved method onto ``backbone`` (loaded from the checkpoint's base_model if None)."""
     state, meta = read_checkpoint(directory)
     for key in ("method", "method_config", "base_model", "geometry", "task"):
@@ -89,7 +111,8 @@ def load_method(directory: str | os.PathLike, backbone: LoadedModel | None = Non
                     verbalizer_ids=tuple(task["verbalizer_ids"]) if task.get("verbalizer_ids") else None,
                     generation=bool(task.get("generation", False)),
                     label_names=tuple(task["label_names"]) if task.get("label_names") else None)
-    model = build_method(meta["method"], meta["method_config"], backbone, spec, initialise=False)
+    config = method_config(meta["method"], meta["method_config"])
+    model = build_method(config, backbone, spec, initialise=False)
     expected = model.trainable_state_dict()
     check_state_matches(state, expected, str(directory))
     model.load_state_dict(state, strict=False)

@@ -3,7 +3,7 @@
 from .cards import write_card, write_dataset_jsonl
 from .rte_e import entailment_shift
 from .sst2_p import polarity_shift
-from .registry import SHIFTS, apply_shift, get_shift, register_shift, shift_parameters
+from .registry import SHIFTS, ShiftConfig, apply_shift, get_shift, register_shift, shift_parameters
 
-__all__ = ["SHIFTS", "apply_shift", "entailment_shift", "get_shift", "polarity_shift", "register_shift",
+__all__ = ["SHIFTS", "ShiftConfig", "apply_shift", "entailment_shift", "get_shift", "polarity_shift", "register_shift",
            "shift_parameters", "write_card", "write_dataset_jsonl"]

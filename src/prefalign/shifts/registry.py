@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import inspect
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable
 
+from ..configuration import ConfigBase, option
 from ..data.examples import TaskDataset
 from ..errors import ConfigError
 from .alpaca_is import instruction_shift
@@ -63,3 +64,36 @@ def apply_shift(name: str, dataset: TaskDataset, params: dict | None = None, see
         raise ConfigError(f"shift '{name}' has no parameter {', '.join(unknown)}; it takes {', '.join(sorted(known))}")
     params.setdefault("seed", seed)
     return get_shift(name).fn(dataset, **params)
+
+
+@dataclass
+class ShiftConfig(ConfigBase):
+    """``data.shift``: a registered shift's name and its parameters, written flat in YAML
+    (``{name: sst2-p, rate: 0.3}``); unknown names and parameters fail when the config is loaded."""
+
+    SECTION = "data.shift"
+    name: str = option("", "a registered shift (prefalign shift --list)")
+    params: dict = field(default_factory=dict, metadata={"help": "the shift's parameters (prefalign shift --list)"})
+
+    def validate(self) -> None:
+        if not self.name:
+            raise ConfigError("data.shift needs a name, for example {name: sst2-p}")
+        known = shift_parameters(self.name)  # a ConfigError lists the shifts if the name is unknown
+        unknown = sorted(set(self.params) - set(known))
+        if unknown:
+            raise ConfigError(f"shift '{self.name}' has no parameter {', '.join(unknown)}; it takes "
+                              f"{', '.join(sorted(known))}")
+
+    @classmethod
+    def from_dict(cls, data: dict, where: str = "data.shift") -> "ShiftConfig":
+        if not isinstance(data, dict):
+            raise ConfigError(f"{where}: expected a mapping such as {{name: sst2-p}}, got {data!r}")
+        params = {k: v for k, v in data.items() if k != "name"}
+        return cls(name=data.get("name") or "", params=params)
+
+    def to_dict(self) -> dict:
+        return {"name": self.name, **self.params}
+
+    def apply(self, dataset: TaskDataset, seed: int) -> tuple[TaskDataset, dict]:
+        """The shifted dataset and its card; a ``seed`` parameter of the shift overrides ``seed``."""
+        return apply_shift(self.name, dataset, self.params, seed=self.params.get("seed", seed))

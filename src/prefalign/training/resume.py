@@ -18,9 +18,13 @@ import shutil
 from pathlib import Path
 
 import torch
+import yaml
 from safetensors.torch import load_file, save_file
 
 from ..errors import CheckpointError
+from ..files import write_text_atomically
+from ..methods.checkpoint import WEIGHTS_FILE
+from .config import dump_config
 
 STATE_FILE = "prefalign_state{rank}.json"  # running sums behind the logs (per process)
 RNG_FILE = "prefalign_rng{rank}.safetensors"  # generators owned by the method (per process)
@@ -149,9 +153,6 @@ def _first_process() -> bool:
 
 def record_run(cfg, run_dir: str | os.PathLike) -> None:
     """Write the run's resolved config beside its checkpoints, for ``--resume`` to compare with."""
-    from ..config import dump_config
-    from ..files import write_text_atomically
-
     if _first_process():
         write_text_atomically(Path(run_dir) / RUN_CONFIG, dump_config(cfg))
 
@@ -162,10 +163,6 @@ def resume_point(cfg, run_dir: str | os.PathLike, resume: bool) -> str | None:
     Refuses (CheckpointError) to resume a run whose recorded config differs from ``cfg``, or one
     that has no complete checkpoint yet.
     """
-    import yaml
-
-    from ..config import dump_config
-
     if not resume:
         return None
     run_dir = Path(run_dir)
@@ -178,8 +175,6 @@ def resume_point(cfg, run_dir: str | os.PathLike, resume: bool) -> str | None:
     if changed:
         raise CheckpointError(f"the config differs from the run being resumed in {', '.join(changed[:4])}; "
                               f"resume with the config recorded in {recorded}, or drop --resume to start over")
-    from .checkpoint import WEIGHTS_FILE
-
     found = last_complete_checkpoint(run_dir, WEIGHTS_FILE)
     if found is None:
         raise CheckpointError(f"{run_dir} holds no complete checkpoint yet (one is written every "

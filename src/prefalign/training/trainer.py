@@ -13,13 +13,11 @@ from transformers import Trainer
 from transformers.trainer_callback import ExportableState
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, rotate_checkpoints
 
+from ..annotations.evaluation import ANNOTATION_KEYS
 from ..errors import CheckpointError, TrainingError
 from ..files import write_text_atomically
-from ..training.checkpoint import WEIGHTS_FILE, check_state_matches, read_checkpoint, write_checkpoint
+from ..methods.checkpoint import WEIGHTS_FILE, check_state_matches, read_checkpoint, write_checkpoint
 from . import resume
-
-
-METRIC_ONLY_KEYS = ("annotation_dist", "group_dist")  # batch arrays for the metrics (label_names), not the model
 
 
 def accuracy_metrics(eval_pred) -> dict[str, float]:
@@ -58,7 +56,7 @@ class PrefalignTrainer(Trainer):
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         self._forward_terms = {}
-        outputs = model(**{k: v for k, v in inputs.items() if k not in METRIC_ONLY_KEYS})
+        outputs = model(**{k: v for k, v in inputs.items() if k not in ANNOTATION_KEYS})
         loss = outputs.loss
         if not torch.isfinite(loss):
             raise TrainingError(
@@ -91,7 +89,7 @@ class PrefalignTrainer(Trainer):
         if not self.args.should_save:
             return
         model = self._unwrapped()
-        meta = {"method": getattr(model, "method_name", "dcpc"), "method_config": model.config.to_dict(),
+        meta = {"method": model.name, "method_config": model.config.to_dict(),
                 **self.checkpoint_meta}
         write_checkpoint(output_dir, model.trainable_state_dict(), meta)
 

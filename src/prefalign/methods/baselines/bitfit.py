@@ -18,6 +18,7 @@ import math
 import torch
 from torch import nn
 
+from .config import BitFitConfig
 from .hooks import PREFIX, HookedBaseline, add_output, find_layers, is_linear, ours, out_features
 
 
@@ -34,7 +35,8 @@ def _add_projected_bias(module, args, output):
 class BitFit(HookedBaseline):
     """BitFit: bias terms only (hooked zero biases where a linear layer has none)."""
 
-    method_name = "bitfit"
+    name = "bitfit"
+    config_class = BitFitConfig
 
     def install(self, model, initialise):
         rank = self.config.rank

@@ -18,7 +18,7 @@ from torch import nn
 from ...configuration import option as _f
 from ...data.examples import Example
 from ...errors import ConfigError
-from ..dcpc.model import MethodOutput, soft_cross_entropy
+from ..base import MethodOutput, soft_cross_entropy
 from .config import BaselineConfig
 from .model import BaselineModel
 
@@ -73,12 +73,13 @@ class DomainCalibrationConfig(BaselineConfig):
 class Calibrated(BaselineModel):
     """A frozen decoder whose label probabilities are divided by a prior estimated in ``prepare``."""
 
-    method_name = "zero-shot"
+    name = "zero-shot"
+    config_class = ZeroShotConfig
     changes_backbone = False  # nothing in the backbone changes: no copy needed
 
     def adapt(self, model, tokenizer, initialise):
         if not self.geo.is_decoder or not self.task.verbalizer_ids:
-            raise ConfigError(f"{self.method_name} reads label words through an LM head: it needs a decoder and a "
+            raise ConfigError(f"{self.name} reads label words through an LM head: it needs a decoder and a "
                               "classification task")
         self.register_buffer("log_prior", torch.full((self.task.num_classes,), 0.0))
 
@@ -113,7 +114,8 @@ def _blank(text: str, pair: bool) -> Example:
 
 
 class ContextualCalibration(Calibrated):
-    method_name = "cc"
+    name = "cc"
+    config_class = ContextualCalibrationConfig
 
     def inputs(self, train_set):
         pair = any(ex.text_pair is not None for ex in train_set.examples[:1])
@@ -121,7 +123,8 @@ class ContextualCalibration(Calibrated):
 
 
 class DomainCalibration(Calibrated):
-    method_name = "dc"
+    name = "dc"
+    config_class = DomainCalibrationConfig
 
     def inputs(self, train_set):
         cfg = self.config

@@ -4,23 +4,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ...configuration import ConfigBase
 from ...configuration import option as _f
-
-
+from ..base import HeadConfig
 
 
 @dataclass
-class BaselineConfig(ConfigBase):
+class BaselineConfig(HeadConfig):
     """Options every baseline shares: how an encoder's head reads the backbone."""
-
-    SECTION = "method"
-    head_dropout: float = _f(0.1, "dropout before the encoder classification head")
-    head_pooling: str = _f("mean", "encoder head input: 'mean' of real tokens, 'first' token or the BERT 'pooler'",
-                           choices=("mean", "first", "pooler"))
-
-    def validate(self) -> None:
-        self.check_range("head_dropout", 0.0, 0.99)
 
 
 @dataclass

@@ -43,7 +43,8 @@ class CrisprConfig(BaselineConfig):
 class Crispr(BaselineModel):
     """A decoder with its bias neurons pruned; nothing trains."""
 
-    method_name = "crispr"
+    name = "crispr"
+    config_class = CrisprConfig
 
     def adapt(self, model, tokenizer, initialise):
         from ..bias_aware.layer_selection import resolve_module

@@ -16,6 +16,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from .config import HoulsbyAdapterConfig
 from .hooks import ATTENTION_OUTPUT, FFN_OUTPUT, PREFIX, HookedBaseline, add_output, find_layers, ours, \
     out_features, require_in_layer
 
@@ -43,7 +44,8 @@ def _adapter_hook(module, args, output):
 class HoulsbyAdapter(HookedBaseline):
     """Houlsby-Adapter: two bottleneck adapters per block, after attention and after the FFN."""
 
-    method_name = "houlsby"
+    name = "houlsby"
+    config_class = HoulsbyAdapterConfig
 
     def install(self, model, initialise):
         cfg = self.config

@@ -23,6 +23,7 @@ import torch
 from torch import nn
 
 from ...errors import ConfigError
+from .config import LatePromptTuningConfig
 from .hooks import PREFIX, HookedBaseline, MaskReader, OwnedHook, find_layers, layer_hidden, with_layer_hidden
 
 
@@ -69,7 +70,8 @@ class LatePromptGenerator(MaskReader):
 class LatePromptTuning(HookedBaseline):
     """LPT: placeholders before the input; their states at layer k come from the prompt generator."""
 
-    method_name = "lpt"
+    name = "lpt"
+    config_class = LatePromptTuningConfig
 
     def install(self, model, initialise):
         cfg, geo = self.config, self.geo

@@ -10,22 +10,22 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from ...errors import ConfigError
 from ...models.classifier import PrefixClassifier, TaskSpec
 from ...models.introspect import ModelGeometry
-from ..dcpc.model import MethodOutput, soft_cross_entropy
-from .config import BaselineConfig
+from ..base import Method, MethodOutput, soft_cross_entropy
+from .config import BaselineConfig, FullFineTuningConfig
 
 
-class BaselineModel(nn.Module):
+class BaselineModel(Method):
     """Frozen backbone + task head; subclasses add trainable parts in ``adapt``."""
 
-    method_name = "baseline"
+    config_class = BaselineConfig
     freeze_backbone = True
 
     def __init__(self, model: nn.Module, tokenizer, geo: ModelGeometry, task: TaskSpec, config: BaselineConfig,
                  *, initialise: bool = True) -> None:
-        super().__init__()
-        self.config, self.geo, self.task = config, geo, task
+        super().__init__(model, tokenizer, geo, task, config)
         self.classifier = PrefixClassifier(model, geo, task, head_dropout=config.head_dropout,
                                            head_pooling=config.head_pooling, freeze=self.freeze_backbone)
         self.adapt(model, tokenizer, initialise)
@@ -34,34 +34,11 @@ class BaselineModel(nn.Module):
     def adapt(self, model: nn.Module, tokenizer, initialise: bool) -> None:
         """Add the method's trainable parts to ``model`` (in place) or to ``self``."""
 
-    def soft_prompt(self, batch_size: int) -> torch.Tensor | None:
-        """Soft tokens ``(B, p, d)`` placed before the input embeddings, or None."""
-        return None
-
     def regularizer(self) -> torch.Tensor | None:
         """An extra training loss the method defines (AdaLoRA's orthogonality term), or None."""
         return None
 
-    def trainer_callbacks(self) -> list:
-        """transformers TrainerCallbacks the method needs (AdaLoRA's budget allocation)."""
-        return []
-
-    def prefixes(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor | None:
-        """Baselines put no prefix in the cache (generation reads this)."""
-        return None
-
     # -- shared ---------------------------------------------------------------------------------------
-    def trainable_parameters(self) -> dict[str, nn.Parameter]:
-        return {n: p for n, p in self.named_parameters() if p.requires_grad}
-
-    def learning_rates(self) -> dict[str, float | None]:
-        return {}
-
-    def trainable_state_dict(self) -> dict[str, torch.Tensor]:
-        """Everything that trained: the method's parameters and any state outside the frozen backbone."""
-        trained = set(self.trainable_parameters())
-        return {k: v for k, v in self.state_dict().items() if k in trained or not k.startswith("classifier.model.")}
-
     def forward(self, input_ids, attention_mask, labels=None, target_dist=None, score_mask=None,
                 token_type_ids=None, **_: object) -> MethodOutput:
         if labels is not None and labels.dim() == 2:  # token labels: a generation task (decoders)
@@ -86,9 +63,7 @@ class BaselineModel(nn.Module):
     def _generation_forward(self, input_ids, attention_mask, labels) -> MethodOutput:
         """The LM loss on answer tokens; soft prompts are not supported here (ConfigError)."""
         if self.soft_prompt(1) is not None:
-            from ...errors import ConfigError
-
-            raise ConfigError(f"{self.method_name} feeds soft tokens, which the generation path does not take; "
+            raise ConfigError(f"{self.name} feeds soft tokens, which the generation path does not take; "
                               "use ptuning-v2, dcpc, lora, full-ft or another adapter method for generation tasks")
         out = self.classifier.lm_forward(input_ids, attention_mask, None, labels)
         result = MethodOutput(loss=out.loss, logits=torch.log(out.answer_probs.clamp(min=1e-12)))
@@ -103,7 +78,8 @@ class BaselineModel(nn.Module):
 class FullFineTuning(BaselineModel):
     """Full-FT: the whole backbone and the head train."""
 
-    method_name = "full-ft"
+    name = "full-ft"
+    config_class = FullFineTuningConfig
     freeze_backbone = False
 
     def adapt(self, model, tokenizer, initialise):

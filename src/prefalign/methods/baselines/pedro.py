@@ -21,6 +21,7 @@ import torch
 from torch import nn
 
 from ...errors import ConfigError
+from .config import PedroConfig
 from .hooks import FFN_OUTPUT, FUSED_QKV, KEY, PREFIX, VALUE, HookedBaseline, MaskReader, OwnedHook, find_in_layer, \
     find_layers, in_features, layer_hidden, out_features, require_in_layer
 
@@ -73,7 +74,8 @@ class VectorGenerator(MaskReader):
 class Pedro(HookedBaseline):
     """PEDRO: per-block, per-input scaling vectors for keys, values and FFN activations."""
 
-    method_name = "pedro"
+    name = "pedro"
+    config_class = PedroConfig
 
     def install(self, model, initialise):
         geo = self.geo

@@ -11,6 +11,7 @@ from torch import nn
 from transformers import TrainerCallback
 
 from ...errors import ConfigError
+from .config import AdaLoraBaselineConfig, IA3BaselineConfig, LoraBaselineConfig, PromptTuningConfig
 from .model import BaselineModel
 
 
@@ -32,7 +33,8 @@ def _targets(model: nn.Module, given: list[str] | None, mapping: dict, method: s
 class LoraBaseline(BaselineModel):
     """LoRA (Hu et al., 2021) through PEFT."""
 
-    method_name = "lora"
+    name = "lora"
+    config_class = LoraBaselineConfig
 
     def adapt(self, model, tokenizer, initialise):
         from peft import LoraConfig, inject_adapter_in_model
@@ -50,7 +52,8 @@ class LoraBaseline(BaselineModel):
 class IA3Baseline(BaselineModel):
     """(IA)^3 (Liu et al., 2022) through PEFT."""
 
-    method_name = "ia3"
+    name = "ia3"
+    config_class = IA3BaselineConfig
 
     def adapt(self, model, tokenizer, initialise):
         from peft import IA3Config, inject_adapter_in_model
@@ -70,7 +73,8 @@ class IA3Baseline(BaselineModel):
 class AdaLoraBaseline(BaselineModel):
     """AdaLoRA (Zhang et al., 2023) through PEFT's tuner, whose rank allocator runs after each step."""
 
-    method_name = "adalora"
+    name = "adalora"
+    config_class = AdaLoraBaselineConfig
 
     def adapt(self, model, tokenizer, initialise):
         from peft import AdaLoraConfig
@@ -139,7 +143,8 @@ class AdaLoraCallback(TrainerCallback):
 class PromptTuningBaseline(BaselineModel):
     """Prompt tuning (Lester et al., 2021): PEFT's PromptEmbedding, soft tokens before the input."""
 
-    method_name = "prompt-tuning"
+    name = "prompt-tuning"
+    config_class = PromptTuningConfig
 
     def adapt(self, model, tokenizer, initialise):
         from peft import PromptTuningConfig as PeftPromptConfig

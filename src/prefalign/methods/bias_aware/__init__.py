@@ -12,7 +12,5 @@ from .layer_selection import LayerCurve, interchange_ablation, write_curve
 from .losses import balance_losses, contain_means, total_loss
 from .model import BiasAwareModel
 
-BIAS_AWARE_METHODS = {"bias-aware": (BiasAwareConfig, BiasAwareModel)}
-
-__all__ = ["BIAS_AWARE_METHODS", "BiasAwareConfig", "BiasAwareModel", "LayerCurve", "balance_losses",
+__all__ = ["BiasAwareConfig", "BiasAwareModel", "LayerCurve", "balance_losses",
            "contain_means", "interchange_ablation", "total_loss", "write_curve"]

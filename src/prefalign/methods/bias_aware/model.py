@@ -11,7 +11,8 @@ from torch import nn
 from ...errors import ConfigError
 from ..baselines.hooks import OwnedHook, find_layers, layer_hidden, with_layer_hidden
 from ..baselines.model import BaselineModel
-from ..dcpc.model import MethodOutput
+from ..base import MethodOutput
+from .config import BiasAwareConfig
 from .layer_selection import LayerCurve, interchange_ablation, resolve_module
 from .losses import balance_losses, total_loss
 
@@ -31,7 +32,8 @@ class RefineVector(nn.Module):
 class BiasAwareModel(BaselineModel):
     """The backbone frozen except ``config.modules`` of ``config.layers`` (chosen by interchange ablation)."""
 
-    method_name = "bias-aware"
+    name = "bias-aware"
+    config_class = BiasAwareConfig
 
     def adapt(self, model: nn.Module, tokenizer, initialise: bool) -> None:
         if not self.geo.is_decoder or not self.task.verbalizer_ids:

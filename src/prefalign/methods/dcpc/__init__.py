@@ -6,7 +6,7 @@ pcm.py     the Preference Correction Module, eq. 9-11
 model.py   prefixes + PCM on a frozen backbone, and the eq. 13 objective
 """
 
-from .config import ABLATIONS, DCPCConfig
-from .model import DCPCModel
+from .config import DCPCConfig
+from .model import VARIANTS, DCPCModel, PTuningV2
 
-__all__ = ["ABLATIONS", "DCPCConfig", "DCPCModel"]
+__all__ = ["VARIANTS", "DCPCConfig", "DCPCModel", "PTuningV2"]

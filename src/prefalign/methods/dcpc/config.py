@@ -4,28 +4,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ...configuration import ConfigBase
 from ...configuration import option as _f
 from ...models.prefix import DEFAULT_INIT_TEXT
-
-ABLATIONS = {
-    # Table 3 of the paper, plus P-Tuning v2 itself (DCPC with everything off).
-    "dcpc": {},
-    "dcpc-no-clpa": {"use_alignment": False},
-    "dcpc-no-pcm": {"use_pcm": False},
-    "dcpc-no-ambiguity": {"use_ambiguity": False},
-    "dcpc-no-clpa-pcm": {"use_alignment": False, "use_pcm": False},
-    "ptuning-v2": {"use_ambiguity": False, "use_alignment": False, "use_pcm": False},
-}
-
-
+from ..base import HeadConfig
 
 
 @dataclass
-class DCPCConfig(ConfigBase):
+class DCPCConfig(HeadConfig):
     """DCPC (P-Tuning v2 prefixes + ambiguity loss + CLPA + PCM); P-Tuning v2 when all three are off."""
-
-    SECTION = "method"
 
     # P-Tuning v2 prefixes (section 3.1, eq. 1-2)
     prefix_length: int = _f(16, "m, prefix tokens per layer (section 4.1: 16)")
@@ -73,28 +59,15 @@ class DCPCConfig(ConfigBase):
     lambda_ambiguity: float = _f(1.0, "lambda1 of eq. 13")
     lambda_align: float = _f(1.0, "lambda2 of eq. 13")
     lambda_kl: float = _f(0.1, "lambda3 of eq. 13")
-    head_dropout: float = _f(0.1, "dropout before the encoder classification head")
-    head_pooling: str = _f("mean", "encoder head input: 'mean' of real tokens (what MiniLM was trained for), "
-                           "'first' token, or the frozen BERT 'pooler' (what BertForSequenceClassification uses)",
-                           choices=("mean", "first", "pooler"))
 
     def validate(self) -> None:
+        super().validate()
         self.check_range("prefix_length", 1, 4096)
         self.check_range("tau_cos", 0.0, 1.0)  # eq. 5 weights by cos: a negative gate would flip signs
         self.check_range("tau_ambiguity", 0.0, None)
         for name in ("lambda_ambiguity", "lambda_align", "lambda_kl"):
             self.check_range(name, 0.0, None)
-        self.check_range("head_dropout", 0.0, 0.99)
         self.check_range("reparam_hidden_size", 1, None)
         self.check_range("pcm_aux_rank", 1, None)
         self.check_range("pcm_proj_rank", 1, None)
         self.check_range("pcm_learning_rate", 0.0, 10.0)
-
-    @classmethod
-    def variant(cls, name: str, **overrides) -> "DCPCConfig":
-        """A named variant: dcpc, an ablation of Table 3, or ptuning-v2."""
-        from ...errors import ConfigError
-
-        if name not in ABLATIONS:
-            raise ConfigError(f"unknown DCPC variant '{name}'; choose one of {', '.join(ABLATIONS)}")
-        return cls(**{**ABLATIONS[name], **overrides})

@@ -3,50 +3,31 @@
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass
 
 import torch
 from torch import nn
-from transformers.utils import ModelOutput
 
 from ...models.classifier import PrefixClassifier, TaskSpec, masked_mean
 from ...models.introspect import ModelGeometry
 from ...models.prefix import PrefixEncoder, text_init_kv
+from ...utils.distributed import gather_rows
+from ..base import Method, MethodOutput, soft_cross_entropy
 from . import losses
 from .config import DCPCConfig
 from .pcm import PreferenceCorrection
 
 
-@dataclass
-class MethodOutput(ModelOutput):
-    """What every prefalign method's forward returns: ``loss``, ``logits`` (B, C) and ``terms``.
-
-    ``terms`` (named loss terms and gate pass rates, detached) is a plain attribute, not a
-    ModelOutput field, so the Trainer's evaluation loop only gathers tensors.
-    """
-
-    loss: torch.Tensor | None = None
-    logits: torch.Tensor | None = None
-
-    @property
-    def terms(self) -> dict:
-        return self.__dict__.setdefault("_terms", {})
-
-
-def soft_cross_entropy(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """Task loss for hard (one-hot) or soft targets: mean of -sum_c q_c log p_c."""
-    return -(target * torch.log_softmax(logits.float(), dim=-1)).sum(-1).mean()
-
-
-class DCPCModel(nn.Module):
+class DCPCModel(Method):
     """DCPC on any supported backbone; with every switch off, exactly P-Tuning v2."""
 
-    method_name = "dcpc"
+    name = "dcpc"
+    config_class = DCPCConfig
+    feeds_prefix = True
+    changes_backbone = False
 
     def __init__(self, model: nn.Module, tokenizer, geo: ModelGeometry, task: TaskSpec, config: DCPCConfig,
                  *, initialise: bool = True) -> None:
-        super().__init__()
-        self.config, self.geo, self.task = config, geo, task
+        super().__init__(model, tokenizer, geo, task, config)
         self.classifier = PrefixClassifier(model, geo, task, position_offset=config.position_offset,
                                            head_dropout=config.head_dropout, head_pooling=config.head_pooling)
         init_kv = None
@@ -57,17 +38,13 @@ class DCPCModel(nn.Module):
         self.pcm = PreferenceCorrection(geo, config) if config.use_pcm else None
 
     # -- parameters ---------------------------------------------------------------------------
-    def trainable_parameters(self) -> dict[str, nn.Parameter]:
-        """Every parameter DCPC trains (prefixes, PCM, encoder head); the backbone is frozen."""
-        return {n: p for n, p in self.named_parameters() if p.requires_grad}
-
     def learning_rates(self) -> dict[str, float | None]:
-        """Per-parameter-name-prefix learning rates that differ from training.learning_rate."""
+        """The PCM's own learning rate (prefixes and the encoder head train at training.learning_rate)."""
         return {"pcm.": self.config.pcm_learning_rate}
 
-    def trainable_state_dict(self) -> dict[str, torch.Tensor]:
-        """The checkpointed state: everything but the frozen backbone."""
-        return {k: v for k, v in self.state_dict().items() if not k.startswith("classifier.model.")}
+    @property
+    def position_offset(self) -> bool:
+        return self.config.position_offset
 
     # -- prefixes -----------------------------------------------------------------------------
     def _prefix_for(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, per: int = 1, *, sample: bool):
@@ -198,8 +175,6 @@ class DCPCModel(nn.Module):
     def _gather_pair_inputs(self, emb, probs, layers, pcm_out):
         """The pair losses' inputs from every DDP process (rank order), each rank keeping the gradient to
         its own rows; the same tensors are exchanged on every rank, so the collectives always match."""
-        from ...training.distributed import gather_rows
-
         emb, probs = gather_rows(emb), gather_rows(probs)
         layers = gather_rows(layers) if layers is not None else None
         if pcm_out is not None:
@@ -211,3 +186,42 @@ class DCPCModel(nn.Module):
                 sigma=gather_rows(pcm_out.sigma) if kl_gaussian else pcm_out.sigma,
                 p_pref=pcm_out.p_pref if kl_gaussian else gather_rows(pcm_out.p_pref))
         return emb, probs, layers, pcm_out
+
+
+# Table 3 of the paper, plus P-Tuning v2 itself (DCPC with everything off): one class, other defaults.
+class DCPCNoCLPA(DCPCModel):
+    """DCPC without cross-layer prefix alignment (Table 3, w/o CLPA)."""
+
+    name = "dcpc-no-clpa"
+    config_defaults = {"use_alignment": False}
+
+
+class DCPCNoPCM(DCPCModel):
+    """DCPC without the Preference Correction Module (Table 3, w/o PCM)."""
+
+    name = "dcpc-no-pcm"
+    config_defaults = {"use_pcm": False}
+
+
+class DCPCNoAmbiguity(DCPCModel):
+    """DCPC without the ambiguity loss (Table 3, w/o L_ambiguity)."""
+
+    name = "dcpc-no-ambiguity"
+    config_defaults = {"use_ambiguity": False}
+
+
+class DCPCNoCLPAPCM(DCPCModel):
+    """DCPC without CLPA and the PCM (Table 3, w/o CLPA & PCM)."""
+
+    name = "dcpc-no-clpa-pcm"
+    config_defaults = {"use_alignment": False, "use_pcm": False}
+
+
+class PTuningV2(DCPCModel):
+    """P-Tuning v2 (Liu et al., 2022): DCPC's deep prefixes with every DCPC term off."""
+
+    name = "ptuning-v2"
+    config_defaults = {"use_ambiguity": False, "use_alignment": False, "use_pcm": False}
+
+
+VARIANTS = (DCPCModel, DCPCNoCLPA, DCPCNoPCM, DCPCNoAmbiguity, DCPCNoCLPAPCM, PTuningV2)

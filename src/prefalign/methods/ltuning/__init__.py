@@ -4,10 +4,8 @@ config.py  the options of ltuning-prefix and ltuning-prompt, with the paper sect
 model.py   the cached frozen pass over label texts, F/Z (prefix) and G (prompt), NLI pairs, argmax prediction
 """
 
-from .config import VARIANTS, LTuningConfig, LTuningPrefixConfig, LTuningPromptConfig
-from .model import LTuningModel, PairScorer, parameter_count
+from .config import LTuningConfig, LTuningPrefixConfig, LTuningPromptConfig
+from .model import LTuningModel, LTuningPrefix, LTuningPrompt, PairScorer, parameter_count
 
-LTUNING_METHODS = {name: (config_cls, LTuningModel) for name, config_cls in VARIANTS.items()}
-
-__all__ = ["LTUNING_METHODS", "LTuningConfig", "LTuningModel", "LTuningPrefixConfig", "LTuningPromptConfig",
-           "PairScorer", "parameter_count"]
+__all__ = ["LTuningConfig", "LTuningModel", "LTuningPrefix", "LTuningPrefixConfig", "LTuningPrompt",
+           "LTuningPromptConfig", "PairScorer", "parameter_count"]

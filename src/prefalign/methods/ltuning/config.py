@@ -8,18 +8,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from ...configuration import ConfigBase
 from ...configuration import option as _f
-
-
+from ...errors import ConfigError
+from ..base import HeadConfig
 
 
 @dataclass
-class LTuningConfig(ConfigBase):
-    """Options both L-Tuning variants share: label inputs, NLI pairs, the score head."""
-
-    SECTION = "method"
-    FORM = ""  # "prefix" or "prompt": fixed by the subclass, not a user option
+class LTuningConfig(HeadConfig):
+    """Options both L-Tuning variants share: label inputs, NLI pairs, the score head (head_dropout and
+    head_pooling: encoders only; decoders always read the last token)."""
 
     # The label input y (section 2, appendix A.2)
     label_texts: dict[str, str] | list[str] | None = _f(
@@ -46,16 +43,10 @@ class LTuningConfig(ConfigBase):
     lm_verbalizers: list[str] = field(default_factory=lambda: [" yes", " no"], metadata={
         "help": "score_head=lm: the words for 'this label fits' and 'it does not'; end data.template with a yes/no "
                 "question so that they follow it"})
-    head_dropout: float = _f(0.1, "dropout before the linear score head")
-    head_pooling: str = _f("mean", "encoders: the score head reads the 'mean' of real tokens, the 'first' token or "
-                           "the frozen BERT 'pooler' (the authors' choice); decoders always read the last token",
-                           choices=("mean", "first", "pooler"))
 
     def validate(self) -> None:
-        from ...errors import ConfigError
-
+        super().validate()
         self.check_range("label_length", 1, 512)
-        self.check_range("head_dropout", 0.0, 0.99)
         if len(self.lm_verbalizers) != 2:
             raise ConfigError(f"method.lm_verbalizers needs two words (fits, does not fit), got {self.lm_verbalizers}")
         if isinstance(self.label_texts, dict):
@@ -68,7 +59,6 @@ class LTuningConfig(ConfigBase):
 class LTuningPrefixConfig(LTuningConfig):
     """L-Tuning for prefix: label tokens -> self-attention pooling -> per-layer key/value prefixes (eq. 1)."""
 
-    FORM = "prefix"
     pooling: str = _f("attention", "F_Phi and Z_Psi (appendix A.5): 'attention' = section 2's self-attention "
                       "pooling (scores w.h_t, softmax over label tokens, weighted sum -> R^d) and a bias-free "
                       "Z: R^d -> R^{L x 2 x l x kv}; 'scores' = the authors' code and A.5's count: the l raw "
@@ -80,10 +70,7 @@ class LTuningPrefixConfig(LTuningConfig):
 class LTuningPromptConfig(LTuningConfig):
     """L-Tuning for prompt: a d x d map of the label's hidden states, placed before the text embeddings (eq. 2)."""
 
-    FORM = "prompt"
     prompt_init: str = _f("scaled_identity", "G_gamma's start: 'scaled_identity' = c I with c = mean word-embedding "
                           "norm / mean label-state norm (the label's states enter at word-embedding scale); "
                           "'random': PyTorch's default Linear init", choices=("scaled_identity", "random"))
 
-
-VARIANTS = {"ltuning-prefix": LTuningPrefixConfig, "ltuning-prompt": LTuningPromptConfig}

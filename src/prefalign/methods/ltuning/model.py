@@ -24,8 +24,8 @@ from torch.nn import functional as F
 from ...errors import ConfigError
 from ...models.classifier import PrefixClassifier, TaskSpec
 from ...models.introspect import ModelGeometry
-from ..dcpc.model import MethodOutput
-from .config import LTuningConfig
+from ..base import Method, MethodOutput
+from .config import LTuningConfig, LTuningPrefixConfig, LTuningPromptConfig
 
 
 def resolve_label_texts(config: LTuningConfig, task: TaskSpec) -> list[str]:
@@ -116,22 +116,21 @@ class PairScorer(PrefixClassifier):
         return two[:, 1] - two[:, 0]
 
 
-class LTuningModel(nn.Module):
-    """L-Tuning for prefix or prompt (``config.FORM``) on a frozen encoder or decoder."""
+class LTuningModel(Method):
+    """L-Tuning for prefix or prompt (``form``, fixed by the subclass) on a frozen encoder or decoder."""
 
-    method_name = "ltuning"
-    changes_backbone = False  # registry: no deep copy of the backbone is needed
+    form: str = ""  # "prefix" (eq. 1) or "prompt" (eq. 2)
+    changes_backbone = False
 
     def __init__(self, model: nn.Module, tokenizer, geo: ModelGeometry, task: TaskSpec, config: LTuningConfig,
                  *, initialise: bool = True) -> None:
-        super().__init__()
+        super().__init__(model, tokenizer, geo, task, config)
         if task.generation or task.multiple_choice:
             kind = "generation" if task.generation else "multiple-choice"
             raise ConfigError(f"L-Tuning classifies into labels (an NLI framing of label texts); this is a {kind} "
                               "task. Use dcpc, ptuning-v2 or a baseline for it")
         if task.num_classes < 2:
             raise ConfigError("L-Tuning needs at least two classes (a negative pair takes a wrong label)")
-        self.config, self.geo, self.task, self.form = config, geo, task, config.FORM
         self.label_texts = resolve_label_texts(config, task)
         yes_no = None
         if geo.is_decoder:
@@ -139,7 +138,7 @@ class LTuningModel(nn.Module):
             if config.score_head == "lm" and yes_no[0] == yes_no[1]:
                 raise ConfigError(f"method.lm_verbalizers {config.lm_verbalizers} share a first token")
         self.classifier = PairScorer(model, geo, score_head=config.score_head, yes_no_ids=yes_no,
-                                     position_offset=getattr(config, "position_offset", True),
+                                     position_offset=self.position_offset,
                                      head_dropout=config.head_dropout, head_pooling=config.head_pooling)
         ids = label_token_ids(tokenizer, self.label_texts, length=config.label_length,
                               special=config.label_special_tokens, pad_text=config.label_pad_text)
@@ -238,17 +237,8 @@ class LTuningModel(nn.Module):
         return rows.to(true.device), labels.to(true.device), targets.to(true.device)
 
     # -- the method interface ------------------------------------------------------------------------
-    def trainable_parameters(self) -> dict[str, nn.Parameter]:
-        """F_Phi and Z_Psi (prefix) or G_gamma (prompt), plus C_zeta; the backbone is frozen."""
-        return {n: p for n, p in self.named_parameters() if p.requires_grad}
-
-    def learning_rates(self) -> dict[str, float | None]:
-        return {}
-
-    def trainable_state_dict(self) -> dict[str, torch.Tensor]:
-        """Everything but the frozen backbone (the cached label states are not saved: they are recomputed)."""
-        return {k: v for k, v in self.state_dict().items() if not k.startswith("classifier.model.")}
-
+    # Trained: F_Phi and Z_Psi (prefix) or G_gamma (prompt), plus C_zeta. The cached label states are
+    # non-persistent buffers, so checkpoints never hold them (they are recomputed when the method is built).
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, labels: torch.Tensor | None = None,
                 target_dist: torch.Tensor | None = None, score_mask: torch.Tensor | None = None,
                 token_type_ids: torch.Tensor | None = None, **_: object) -> MethodOutput:
@@ -292,6 +282,28 @@ class LTuningModel(nn.Module):
         result.terms.update({"loss_task": loss.detach(), "loss_true_pairs": pos_loss.detach(),
                              "loss_false_pairs": neg_loss.detach()})
         return result
+
+
+
+class LTuningPrefix(LTuningModel):
+    """L-Tuning for prefix: label tokens -> per-layer key/value prefixes (eq. 1)."""
+
+    name = "ltuning-prefix"
+    config_class = LTuningPrefixConfig
+    form = "prefix"
+    feeds_prefix = True
+
+    @property
+    def position_offset(self) -> bool:
+        return self.config.position_offset
+
+
+class LTuningPrompt(LTuningModel):
+    """L-Tuning for prompt: a d x d map of the label's hidden states before the text embeddings (eq. 2)."""
+
+    name = "ltuning-prompt"
+    config_class = LTuningPromptConfig
+    form = "prompt"
 
 
 def parameter_count(geo: ModelGeometry, form: str, label_length: int, *, pooling: str = "attention",

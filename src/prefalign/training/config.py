@@ -1,19 +1,26 @@
-"""The experiment config: model, data, method and training sections, from YAML plus --set overrides."""
+"""The experiment config: model, data, method and training sections, from YAML plus --set overrides.
+
+Every section is resolved here, once, when the config is loaded: ``method`` becomes its method's
+config dataclass, ``data.annotations`` an ``AnnotationConfig``, ``data.shift`` a ``ShiftConfig``, and
+``data.task`` is looked up in the task registry. Everything downstream receives these objects.
+"""
 
 from __future__ import annotations
 
-import copy
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import yaml
 
-from .configuration import ConfigBase
-from .configuration import option as _f
-from .errors import ConfigError
-
-
+from ..annotations.config import AnnotationConfig
+from ..annotations.targets import TARGETS
+from ..configuration import ConfigBase, deep_merge, parse_overrides, read_yaml_mapping
+from ..configuration import option as _f
+from ..data import PromptFormat
+from ..errors import ConfigError
+from ..methods import MethodConfig, resolve_method
+from ..shifts import ShiftConfig
+from ..data.tasks import TaskDefinition, get_task  # MERGE: prefalign.tasks
 
 
 @dataclass
@@ -36,8 +43,8 @@ class DataConfig(ConfigBase):
                           "convabuse, armis, popquorn, davidson ...) read "
                           "from data.path in its original file format; replaces train/validation/test")
     path: str | None = _f(None, "folder holding the task's files (see `prefalign tasks`)")
-    shift: dict | None = _f(None, "a preference shift applied after loading: {name: sst2-p, <its parameters>} "
-                            "(see `prefalign shift --list`)")
+    shift: ShiftConfig | None = _f(None, "a preference shift applied after loading: {name: sst2-p, <its "
+                                   "parameters>} (see `prefalign shift --list`)")
     shift_splits: list[str] = field(default_factory=lambda: ["train", "validation"], metadata={
         "help": "splits the shift rewrites; the test split stays as annotated, so scores measure the task, "
                 "not the shifted preference"})
@@ -61,7 +68,7 @@ class DataConfig(ConfigBase):
     target: str | None = _f(None, "multi-annotator data: what train examples are labelled with: majority, soft (the "
                             "annotators' label distribution) or a crowd-kit aggregate (dawid-skene, glad, mace, "
                             "one-coin-dawid-skene; add -soft for its posterior); default majority")
-    annotations: dict | None = _f(None, "multi-annotator options: {format: long|lists|counts, item_column, "
+    annotations: AnnotationConfig | None = _f(None, "multi-annotator options: {format: long|lists|counts, item_column, "
                                   "annotator_column, count_columns, rating_bins, group_columns, "
                                   "min_group_annotators, weights: crowdlab} (see docs/annotations.md)")
 
@@ -74,33 +81,52 @@ class DataConfig(ConfigBase):
         bad = sorted(set(self.shift_splits) - {"train", "validation", "test"})
         if bad:
             raise ConfigError(f"data.shift_splits may hold train, validation and test, not {', '.join(bad)}")
-        if self.shift is not None and not self.shift.get("name"):
-            raise ConfigError("data.shift needs a name, for example {name: sst2-p}")
-        if self.task:
-            from .data.tasks import get_task
-
-            get_task(self.task)
+        self._task = get_task(self.task) if self.task else None
         self._validate_annotations()
+
+    @property
+    def task_definition(self) -> TaskDefinition | None:
+        """The registered task ``data.task`` names (looked up once, when the config was built)."""
+        return self._task
+
+    @property
+    def own_annotation_files(self) -> bool:
+        """data.train/validation/test are your own multi-annotator files (data.annotations.format is set)."""
+        return not self.task and self.annotations is not None and self.annotations.format is not None
+
+    def columns(self) -> dict[str, Any]:
+        """The column settings as the file readers take them (``read_table(path, **data.columns())``)."""
+        return {"text_column": self.text_column, "text_pair_column": self.text_pair_column,
+                "label_column": self.label_column, "soft_label_column": self.soft_label_column,
+                "choice_columns": self.choice_columns}
+
+    def prompt(self, decoder: bool = False) -> PromptFormat:
+        """The prompt: data.template and data.verbalizers; a registered task supplies a decoder's defaults."""
+        template, verbalizers = self.template, self.verbalizers
+        if self._task is not None and decoder:
+            template = template or self._task.decoder_template
+            verbalizers = verbalizers or self._task.verbalizers
+        return PromptFormat(template=template, verbalizers=verbalizers)
+
+    @property
+    def generation_metric(self) -> str:
+        """How a generation task is scored: its registered metric (data.task), else SQuAD-style f1-em."""
+        return self._task.metric if self._task is not None else "f1-em"
 
     def _validate_annotations(self) -> None:
         """data.target and data.annotations apply to multi-annotator tasks and files only."""
         if self.target is None and self.annotations is None:
             return
-        from .annotations.config import AnnotationConfig
-        from .annotations.targets import TARGETS
-
         if self.target is not None and self.target not in TARGETS:
             raise ConfigError(f"data.target: {self.target!r} is not one of {', '.join(TARGETS)}")
-        options = AnnotationConfig.from_dict(self.annotations or {})
-        if self.task:
-            from .data.tasks import get_task
-
-            if not get_task(self.task).extra.get("annotated"):
+        fmt = self.annotations.format if self.annotations is not None else None
+        if self._task is not None:
+            if not self._task.extra.get("annotated"):
                 raise ConfigError(f"data.target and data.annotations need multi-annotator data; task '{self.task}' "
                                   "has one label per example (try md-agreement, convabuse, armis, popquorn, davidson)")
-            if options.format is not None:
+            if fmt is not None:
                 raise ConfigError(f"data.annotations.format is for your own files; task '{self.task}' reads its own")
-        elif options.format is None:
+        elif fmt is None:
             raise ConfigError("data.target and data.annotations on your own files need data.annotations.format: long, "
                               "lists or counts")
 
@@ -162,85 +188,21 @@ class TrainingConfig(ConfigBase):
 
 @dataclass
 class ExperimentConfig(ConfigBase):
-    """A whole run: ``method`` is ``{name: ..., <method options>}``."""
+    """A whole run: ``method`` is resolved from ``{name: ..., <method options>}`` to its method's config."""
 
     SECTION = ""
     model: ModelConfig = field(default_factory=ModelConfig)
     data: DataConfig = field(default_factory=DataConfig)
-    method: dict = field(default_factory=lambda: {"name": "dcpc"})
+    method: MethodConfig = field(default_factory=lambda: resolve_method("dcpc"))
     training: TrainingConfig = field(default_factory=TrainingConfig)
 
-    def validate(self) -> None:
-        from .methods import method_config
-
-        params = dict(self.method)
-        name = params.pop("name", None)
-        if not name:
-            raise ConfigError("method.name is required (for example dcpc or ptuning-v2)")
-        if not isinstance(name, str):
-            raise ConfigError(f"method.name must be a method's name (for example dcpc), not {name!r}")
-        resolved = method_config(name, params)
-        # Keep only what the user set, but typed as the method's config types them.
-        self.method = {"name": name, **{k: getattr(resolved, k) for k in params}}
+    def __post_init__(self) -> None:
+        self.method = resolve_method(self.method)  # a mapping, a bare name or a config: its method's dataclass
+        super().__post_init__()
 
     @property
     def method_name(self) -> str:
-        return self.method["name"]
-
-    @property
-    def method_params(self) -> dict:
-        return {k: v for k, v in self.method.items() if k != "name"}
-
-
-def parse_overrides(pairs: list[str]) -> dict:
-    """``["training.learning_rate=1e-3", ...]`` -> nested dict with YAML-typed values."""
-    out: dict = {}
-    for pair in pairs:
-        if "=" not in pair:
-            raise ConfigError(f"--set expects key=value, got '{pair}'")
-        key, raw = pair.split("=", 1)
-        try:
-            value = yaml.safe_load(raw) if raw != "" else ""
-        except yaml.YAMLError:
-            value = raw
-        node = out
-        parts = key.strip().split(".")
-        if not all(parts):
-            raise ConfigError(f"--set key '{key}' is malformed")
-        for part in parts[:-1]:
-            node = node.setdefault(part, {})
-            if not isinstance(node, dict):
-                raise ConfigError(f"--set key '{key}' conflicts with another override")
-        node[parts[-1]] = value
-    return out
-
-
-def deep_merge(base: dict, update: dict) -> dict:
-    """Recursively merge ``update`` into a copy of ``base``."""
-    result = copy.deepcopy(base)
-    for key, value in update.items():
-        if isinstance(value, dict) and isinstance(result.get(key), dict):
-            result[key] = deep_merge(result[key], value)
-        else:
-            result[key] = value
-    return result
-
-
-def read_yaml_mapping(path: str, kind: str, holds: str) -> dict:
-    """The mapping in YAML file ``path``; a ConfigError names a missing file, a YAML error's line,
-    or a file that is not a mapping (``kind`` names the file, ``holds`` what it should hold)."""
-    p = Path(path)
-    if not p.is_file():
-        raise ConfigError(f"{kind} not found: {path}")
-    try:
-        loaded = yaml.safe_load(p.read_text()) or {}
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}" if mark else ""
-        raise ConfigError(f"{path} is not valid YAML{where}") from None
-    if not isinstance(loaded, dict):
-        raise ConfigError(f"{path} must hold a mapping with {holds}")
-    return loaded
+        return self.method.name
 
 
 def load_config(path: str | None = None, overrides: list[str] | None = None, base: dict | None = None) -> ExperimentConfig:
@@ -248,13 +210,16 @@ def load_config(path: str | None = None, overrides: list[str] | None = None, bas
     data: dict[str, Any] = deep_merge({"method": {"name": "dcpc"}}, base or {})
     if path:
         loaded = read_yaml_mapping(path, "config file", "model/data/method/training sections")
-        if isinstance(loaded.get("method"), str):
-            loaded["method"] = {"name": loaded["method"]}
-        data = deep_merge(data, loaded)
-    data = deep_merge(data, parse_overrides(overrides or []))
-    if isinstance(data.get("method"), str):
-        data["method"] = {"name": data["method"]}
+        data = deep_merge(data, _method_as_mapping(loaded))
+    data = deep_merge(data, _method_as_mapping(parse_overrides(overrides or [])))
     return ExperimentConfig.from_dict(data)
+
+
+def _method_as_mapping(section: dict) -> dict:
+    """``method: dcpc`` is short for ``method: {name: dcpc}``."""
+    if isinstance(section.get("method"), str):
+        return {**section, "method": {"name": section["method"]}}
+    return section
 
 
 def dump_config(config: ExperimentConfig) -> str:

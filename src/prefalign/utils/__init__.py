@@ -1,0 +1,1 @@
+"""Utilities every layer may use: distributed helpers, config base, atomic I/O."""
