@@ -14,7 +14,7 @@ from safetensors.torch import load_file, save_file
 from conftest import build_tiny
 from helpers_models import batches, build_variant, choice_setup, clone_state, sentiment_setup, train_steps
 from prefalign.errors import CheckpointError
-from prefalign.methods import registry
+from prefalign.methods import method_config, registry
 from prefalign.methods.dcpc import DCPCConfig, DCPCModel
 from prefalign.methods.dcpc.pcm import PreferenceCorrection
 from prefalign.models.introspect import ModelGeometry
@@ -79,7 +79,7 @@ def test_dcpc_reparameterized_training(backbone):
 
 def test_ptuning_v2_has_no_pcm_and_loss_is_task_loss(backbone):
     torch.manual_seed(0)
-    model, data = make_model(backbone, DCPCConfig.variant("ptuning-v2", **ALL_GATES))
+    model, data = make_model(backbone, method_config("ptuning-v2", dict(**ALL_GATES)))
     assert model.pcm is None
     assert not any("pcm" in n for n in model.trainable_parameters())
     assert not any("pcm" in k for k in model.trainable_state_dict())
@@ -97,7 +97,7 @@ def test_training_lowers_the_task_loss_on_the_toy_task(tiny_bert, variant):
     ambiguity term on, the random backbone sees every pair as similar (cos > 0.85) and eq. 5 pulls
     all predictions together, fighting the task loss, so that term is left out here."""
     torch.manual_seed(0)
-    model, data = make_model(tiny_bert, DCPCConfig.variant(variant, head_dropout=0.0), n=16)
+    model, data = make_model(tiny_bert, method_config(variant, dict(head_dropout=0.0)), n=16)
 
     def task_loss():
         model.eval()
@@ -135,8 +135,7 @@ EXPECTED_TERMS = {
 @pytest.mark.parametrize("variant", list(EXPECTED_TERMS))
 def test_ablation_variant_logs_expected_terms(backbone, variant):
     torch.manual_seed(0)
-    cfg = DCPCConfig.variant(variant, lambda_ambiguity=0.7, lambda_align=1.3, lambda_kl=0.4, tau_cos=0.0,
-                             tau_ambiguity=0.1)
+    cfg = method_config(variant, dict(lambda_ambiguity=0.7, lambda_align=1.3, lambda_kl=0.4, tau_cos=0.0, tau_ambiguity=0.1))
     model, data = make_model(backbone, cfg)
     model.eval()
     with torch.no_grad():
@@ -400,7 +399,7 @@ def test_multiple_choice_decoder_scores_are_option_log_probabilities(tiny_llama)
     torch.manual_seed(0)
     ds, spec, collator = choice_setup(tiny_llama, n=8)
     model = DCPCModel(tiny_llama.model, tiny_llama.tokenizer, tiny_llama.geometry, spec,
-                      DCPCConfig.variant("ptuning-v2")).eval()
+                      method_config("ptuning-v2")).eval()
     ex = ds.examples[0]
     from prefalign.data.examples import Example
 
@@ -438,7 +437,7 @@ def test_pcm_is_deterministic_in_eval_and_samples_in_training(tiny_llama):
 def test_without_pcm_training_mode_is_deterministic_on_llama(tiny_llama):
     """Control for the test above: the randomness comes from the PCM, not from the backbone."""
     torch.manual_seed(0)
-    model, data = make_model(tiny_llama, DCPCConfig.variant("dcpc-no-pcm", **ALL_GATES))
+    model, data = make_model(tiny_llama, method_config("dcpc-no-pcm", dict(**ALL_GATES)))
     model.train()
     batch = {k: v for k, v in data[0].items() if k not in ("labels", "target_dist")}
     with torch.no_grad():
@@ -451,7 +450,7 @@ def test_pcm_starts_as_identity(backbone):
         torch.manual_seed(0)
         model, data = make_model(backbone, DCPCConfig(pcm_mode=mode, prefix_length=4))
         ptv2 = DCPCModel(backbone.model, backbone.tokenizer, backbone.geometry, model.task,
-                         DCPCConfig.variant("ptuning-v2", prefix_length=4))
+                         method_config("ptuning-v2", dict(prefix_length=4)))
         ptv2.load_state_dict({k: v for k, v in model.state_dict().items() if not k.startswith("pcm.")})
         model.eval(), ptv2.eval()
         batch = {k: v for k, v in data[0].items() if k not in ("labels", "target_dist")}
@@ -536,7 +535,7 @@ def test_bfloat16_backbone_forward_without_autocast(vocab_file, variant):
     lm = build_tiny("llama", vocab_file)
     lm.model.to(torch.bfloat16)
     torch.manual_seed(0)
-    model, data = make_model(lm, DCPCConfig.variant(variant, prefix_length=4), n=8)
+    model, data = make_model(lm, method_config(variant, dict(prefix_length=4)), n=8)
     model.eval()
     with torch.no_grad():
         out = model(**data[0])

@@ -360,11 +360,9 @@ def test_soft_prompt_methods_generate_as_their_tokens_before_the_prompt(llama):
     """Prompt tuning's soft tokens (here: the embeddings of real text) go in through inputs_embeds."""
     text_ids = llama.tokenizer(TEXT, add_special_tokens=False)["input_ids"][:5]
 
-    class SoftText(torch.nn.Module):
-        classifier = types.SimpleNamespace(model=llama.model)
-
-        def prefixes(self, input_ids, attention_mask):
-            return None
+    class SoftText(FixedPrefix):
+        def __init__(self):
+            super().__init__(llama, None)
 
         def soft_prompt(self, batch_size):
             return llama.model.get_input_embeddings()(torch.tensor(text_ids)).unsqueeze(0).expand(batch_size, -1, -1)

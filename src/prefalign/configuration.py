@@ -36,6 +36,9 @@ def coerce(value: Any, tp, where: str) -> Any:
     if origin is typing.Union or str(origin) == "<class 'types.UnionType'>":
         if value is None and type(None) in args:
             return None
+        options = [a for a in args if a is not type(None)]
+        if len(options) == 1:  # Optional[X]: X's own error says what is wrong (a nested section's bad key)
+            return coerce(value, options[0], where)
         for arg in args:
             if arg is type(None):
                 continue
