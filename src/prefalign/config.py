@@ -77,7 +77,7 @@ class DataConfig(ConfigBase):
         if self.shift is not None and not self.shift.get("name"):
             raise ConfigError("data.shift needs a name, for example {name: sst2-p}")
         if self.task:
-            from .data.tasks import get_task
+            from .tasks import get_task
 
             get_task(self.task)
         self._validate_annotations()
@@ -93,7 +93,7 @@ class DataConfig(ConfigBase):
             raise ConfigError(f"data.target: {self.target!r} is not one of {', '.join(TARGETS)}")
         options = AnnotationConfig.from_dict(self.annotations or {})
         if self.task:
-            from .data.tasks import get_task
+            from .tasks import get_task
 
             if not get_task(self.task).extra.get("annotated"):
                 raise ConfigError(f"data.target and data.annotations need multi-annotator data; task '{self.task}' "

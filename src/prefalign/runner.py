@@ -93,7 +93,7 @@ def _raw_splits(cfg: DataConfig, seed: int) -> tuple[TaskDataset, TaskDataset, T
 
         return load_annotated_files(cfg, seed)
     if cfg.task:
-        from .data.tasks import load_task
+        from .tasks import load_task
 
         train, validation, test = load_task(cfg.task, cfg.path, seed, annotation=_annotation_options(cfg))
         names = list(train.label_names)
@@ -160,7 +160,7 @@ def prompt_of(cfg: DataConfig, decoder: bool = False) -> PromptFormat:
     """The data section's prompt; a registered task supplies its decoder template and label words."""
     template, verbalizers = cfg.template, cfg.verbalizers
     if cfg.task and decoder:
-        from .data.tasks import get_task
+        from .tasks import get_task
 
         task = get_task(cfg.task)
         template = template or task.decoder_template
@@ -171,7 +171,7 @@ def prompt_of(cfg: DataConfig, decoder: bool = False) -> PromptFormat:
 def generation_metric(cfg: DataConfig) -> str:
     """How a generation task is scored: its registered metric (data.task), else SQuAD-style f1-em."""
     if cfg.task:
-        from .data.tasks import get_task
+        from .tasks import get_task
 
         return get_task(cfg.task).metric
     return "f1-em"
