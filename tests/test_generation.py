@@ -378,8 +378,8 @@ def test_soft_prompt_methods_generate_as_their_tokens_before_the_prompt(llama):
 
 def test_generation_metric_comes_from_the_task_registry():
     from prefalign.config import DataConfig
-    from prefalign.tasks import TASKS
     from prefalign.runner import generation_metric
+    from prefalign.tasks import TASKS
 
     assert generation_metric(DataConfig()) == "f1-em"  # files without a registered task: SQuAD-style f1-em
     for name, task in TASKS.items():
