@@ -15,7 +15,7 @@ import warnings
 import numpy as np
 
 from prefalign.annotations import AnnotationWarning
-from prefalign.data.tasks import load_task
+from prefalign.tasks import load_task
 
 
 def main() -> None:

@@ -15,8 +15,8 @@ import torch
 
 from prefalign.annotations import (AnnotationWarning, compute_targets, encode_labels, from_counts, from_label_lists,
                                    from_long, label_distribution, majority_vote)
+from prefalign.tasks import load_task
 from prefalign.training.config import DataConfig
-from prefalign.data.tasks import load_task
 from prefalign.errors import ConfigError, DataError
 
 FIXTURES = Path(__file__).parent / "data" / "annotations"

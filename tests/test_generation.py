@@ -377,7 +377,7 @@ def test_soft_prompt_methods_generate_as_their_tokens_before_the_prompt(llama):
 
 
 def test_generation_metric_comes_from_the_task_registry():
-    from prefalign.data.tasks import TASKS
+    from prefalign.tasks import TASKS
     from prefalign.training.config import DataConfig
 
     assert DataConfig().generation_metric == "f1-em"  # files without a registered task: SQuAD-style f1-em

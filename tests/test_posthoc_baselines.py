@@ -170,7 +170,7 @@ def _tweeteval(folder, texts, labels, mapping="0\tnot-hate\n1\thate\n"):
 
 
 def test_tweeteval_reads_the_original_files_and_skips_blank_tweets(tmp_path):
-    from prefalign.data.tasks import get_task, load_task
+    from prefalign.tasks import get_task, load_task
 
     folder = _tweeteval(tmp_path / "hate", ["i hate it\u2028really", "", "nice day"], ["1", "0", "0"])
     train, val, test = load_task("tweeteval-hate", folder)

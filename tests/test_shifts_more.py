@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from prefalign.data.examples import Example, TaskDataset
-from prefalign.data.tasks import load_task
+from prefalign.tasks import load_task
 from prefalign.errors import ConfigError
 from prefalign.shifts.copa_bs import bias_shift, biased_distribution, human_related_option, human_score
 from prefalign.shifts.registry import SHIFTS, apply_shift

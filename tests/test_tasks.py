@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from prefalign.data.tasks import TASKS, load_task
+from prefalign.tasks import TASKS, load_task
 from prefalign.errors import DataError
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"

@@ -182,7 +182,7 @@ def _base_prompt(args, adapter_metas: list[dict], decoder: bool):
     if decoder and (template is None or words is None):
         source = None
         if args.task:
-            from .data.tasks import get_task
+            from .tasks import get_task
 
             task = get_task(args.task)
             source = (task.decoder_template, task.verbalizers)

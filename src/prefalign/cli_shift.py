@@ -48,7 +48,7 @@ def run(args) -> int:
 
 
 def _tasks() -> int:
-    from .data.tasks import TASKS
+    from .tasks import TASKS
 
     for task in TASKS.values():
         print(f"{task.name:16s} {task.kind:16s} metric {task.metric:10s} shift {task.shift or '-'}")
@@ -71,7 +71,7 @@ def _shift(args) -> int:
     if args.list:
         return _list_shifts()
     from .configuration import parse_overrides
-    from .data.tasks import load_task
+    from .tasks import load_task
     from .shifts.registry import apply_shift, shift_parameters
 
     if not args.name:

@@ -146,7 +146,7 @@ def load_probe_data(args) -> ProbeData:
         return read_multilabel(args.data, text_column=args.text_column, label_column=args.label_column,
                                text_pair_column=args.text_pair_column, label_names=label_names)
     if args.task:
-        from ..data.tasks import load_task
+        from ..tasks import load_task
 
         splits = dict(zip(("train", "validation", "test"), load_task(args.task, args.path, args.seed)))
         data = splits[args.split]

@@ -55,7 +55,7 @@ class DatasetEntry(ConfigBase):
         if self.metric is None:
             task = self.data.get("task")
             if task:
-                from ..data.tasks import get_task
+                from ..tasks import get_task
 
                 self.metric = get_task(task).metric.replace("-", "_")
             else:

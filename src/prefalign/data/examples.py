@@ -86,6 +86,11 @@ class TaskDataset:
         return counts
 
 
+def example_text(ex: Example) -> str:
+    """The text a shift or rephraser reads: the input and, for pair tasks, its second segment."""
+    return ex.text if ex.text_pair is None else f"{ex.text}\n{ex.text_pair}"
+
+
 def validate_examples(examples: Sequence[Example], label_names: Sequence[str], name: str) -> None:
     """Raise DataError on the first example a method could not train or evaluate on."""
     if not examples:

@@ -3,6 +3,9 @@
 Formats are chosen by suffix: ``.csv``, ``.tsv``, ``.jsonl`` and ``.json`` (a JSON array of
 objects, or one object per line), each optionally compressed as ``.gz`` or ``.bz2``; a folder
 is read as one saved by ``datasets.Dataset.save_to_disk``. Nothing is ever unpickled.
+
+``read_records`` and ``record_field`` read the raw JSON / JSON-lines records of a benchmark's
+own layout (prefalign.tasks), for loaders that build their examples field by field.
 """
 
 from __future__ import annotations
@@ -14,8 +17,9 @@ import itertools
 import json
 import re
 import sys
+from contextlib import contextmanager
 from pathlib import Path
-from typing import IO, Any, Callable, Iterable, Sequence
+from typing import IO, Any, Callable, Iterable, Iterator, Sequence
 
 from ..errors import ConfigError, DataError
 from .examples import Example, TaskDataset
@@ -24,6 +28,7 @@ _FORMATS = (".csv", ".tsv", ".jsonl", ".json")
 _OPENERS: dict[str, Callable[..., IO[str]]] = {"": open, ".gz": gzip.open, ".bz2": bz2.open}
 _SUPPORTED = ", ".join(_FORMATS) + " (optionally .gz or .bz2) or a folder saved by datasets.save_to_disk"
 _INT_LIKE = re.compile(r"[+-]?\d+(?:\.0*)?")
+_ROW_SHAPE = '{"text": ..., "label": ...}'
 
 Row = dict[str, Any]
 
@@ -131,6 +136,32 @@ def read_inputs(
     return TaskDataset(examples, [str(x) for x in label_names], name or _dataset_name(path))
 
 
+def read_records(path: str | Path) -> list[Row]:
+    """The objects of a JSON array file or a JSON-lines file, whatever its suffix, as they stand.
+
+    For loaders of a benchmark's own layout (SuperGLUE, Alpaca) that read their fields with
+    ``record_field``; errors name the file and the line or record (counted from 1).
+    """
+    path = Path(path)
+    with _reading(path), open(path, encoding="utf-8-sig") as f:  # newline=None: \r\n and \r end lines too
+        _, records = _read_json(f, False, None, path, noun="record", shape="a JSON object")
+    if not records:
+        raise DataError(f"{path} has no records; check that it is the right file")
+    return records
+
+
+def record_field(record: Row, key: str, path: Path, n: int, kind: type | tuple = str, allow_empty: bool = False):
+    """``record[key]``, checked for type (and, for text, non-emptiness); DataError names file, record and field."""
+    value = record.get(key)
+    if value is None:
+        raise DataError(f"{path} record {n} has no field {key!r}; fields present: {sorted(record)}")
+    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+        raise DataError(f"{path} record {n}: field {key!r} is {value!r}, expected {getattr(kind, '__name__', kind)}")
+    if kind is str and not allow_empty and not value.strip():
+        raise DataError(f"{path} record {n}: field {key!r} is empty; fill it in or drop the record")
+    return value
+
+
 def _read_rows(path: Path, label_column: str | None, limit: int | None) -> tuple[list[str], list[Row], list[str] | None]:
     """Columns, rows and (for a saved dataset) the label column's ClassLabel names of a data path."""
     if not path.exists():
@@ -180,11 +211,17 @@ def _read_file(path: Path, limit: int | None) -> tuple[list[str], list[Row]]:
     fmt = suffixes[-2 if compression else -1] if len(suffixes) > bool(compression) else ""
     if fmt not in _FORMATS:
         raise DataError(f"unsupported data file {path}; supported formats: {_SUPPORTED}")
+    with _reading(path), _OPENERS[compression](path, "rt", encoding="utf-8-sig", newline="") as f:
+        if fmt in (".csv", ".tsv"):
+            return _read_delimited(f, "\t" if fmt == ".tsv" else ",", limit, path)
+        return _read_json(f, fmt == ".jsonl", limit, path)
+
+
+@contextmanager
+def _reading(path: Path) -> Iterator[None]:
+    """Turn a decoding or I/O failure while reading ``path`` into a one-line DataError."""
     try:
-        with _OPENERS[compression](path, "rt", encoding="utf-8-sig", newline="") as f:
-            if fmt in (".csv", ".tsv"):
-                return _read_delimited(f, "\t" if fmt == ".tsv" else ",", limit, path)
-            return _read_json(f, fmt == ".jsonl", limit, path)
+        yield
     except UnicodeDecodeError as e:
         raise DataError(
             f"{path} is not UTF-8 text ({e.reason} at byte {e.start}); re-save it as UTF-8"
@@ -208,8 +245,9 @@ def _read_delimited(f: IO[str], delimiter: str, limit: int | None, path: Path) -
     return list(columns), rows
 
 
-def _read_json(f: IO[str], lines_only: bool, limit: int | None, path: Path) -> tuple[list[str], list[Row]]:
-    """Read a JSON array of objects or JSON lines (one object per line)."""
+def _read_json(f: IO[str], lines_only: bool, limit: int | None, path: Path, noun: str = "row",
+               shape: str = _ROW_SHAPE) -> tuple[list[str], list[Row]]:
+    """Read a JSON array of objects or JSON lines (one object per line); errors call an object a ``noun``."""
     lines: Iterable[str] = f
     if not lines_only:
         text = f.read()
@@ -218,7 +256,7 @@ def _read_json(f: IO[str], lines_only: bool, limit: int | None, path: Path) -> t
                 records = json.loads(text)
             except json.JSONDecodeError as e:
                 raise DataError(f"{path} is not valid JSON: {e}") from e
-            return _check_objects(records[:limit] if limit else records, path)
+            return _check_objects(records[:limit] if limit else records, path, noun, shape)
         lines = text.split("\n")  # not splitlines(): JSON strings may hold a raw U+2028
     records = []
     for line_no, line in enumerate(lines, 1):
@@ -233,17 +271,17 @@ def _read_json(f: IO[str], lines_only: bool, limit: int | None, path: Path) -> t
                 f"{path} line {line_no} is not valid JSON ({e.msg}); expected a JSON array of objects "
                 "or one JSON object per line"
             ) from e
-    return _check_objects(records, path)
+    return _check_objects(records, path, noun, shape)
 
 
-def _check_objects(records: list, path: Path) -> tuple[list[str], list[Row]]:
+def _check_objects(records: list, path: Path, noun: str = "row",
+                   shape: str = _ROW_SHAPE) -> tuple[list[str], list[Row]]:
     """Check that every JSON record is an object; return the union of their keys and the rows."""
     columns: dict[str, None] = {}
     for n, record in enumerate(records, 1):
         if not isinstance(record, dict):
             raise DataError(
-                f"{path} row {n} is a JSON {type(record).__name__}, not an object; write each row as "
-                '{"text": ..., "label": ...}'
+                f"{path} {noun} {n} is a JSON {type(record).__name__}, not an object; write each {noun} as {shape}"
             )
         columns.update(dict.fromkeys(record))
     return list(columns), records

@@ -9,8 +9,7 @@ computed. References default to the answer itself.
 
 from __future__ import annotations
 
-from ..data.examples import TaskDataset
-from ..data.tasks import example_text
+from ..data.examples import TaskDataset, example_text
 from ..errors import ConfigError
 from .cards import shift_card
 from .styles import restyle

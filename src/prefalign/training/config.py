@@ -20,7 +20,7 @@ from ..data import PromptFormat
 from ..errors import ConfigError
 from ..methods import MethodConfig, resolve_method
 from ..shifts import ShiftConfig
-from ..data.tasks import TaskDefinition, get_task  # MERGE: prefalign.tasks
+from ..tasks import TaskDefinition, get_task
 
 
 @dataclass

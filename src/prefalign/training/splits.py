@@ -9,7 +9,7 @@ import torch
 
 from ..annotations.files import load_annotated_files
 from ..data import Example, TaskDataset, load_rotten_tomatoes, read_table
-from ..data.tasks import load_task  # MERGE: prefalign.tasks
+from ..tasks import load_task
 from ..errors import DataError
 from .config import DataConfig
 

