@@ -14,8 +14,6 @@ import numpy as np
 from ..data.examples import TaskDataset
 from ..evaluation.disagreement import disagreement_metrics
 
-ANNOTATION_KEYS = ("annotation_dist", "group_dist")  # batch keys only metrics read, never a model
-
 
 def annotation_keys(*datasets: TaskDataset | None) -> list[str]:
     """The batch keys every given split carries (none unless all carry annotation_dist)."""
