@@ -1,4 +1,4 @@
-"""Target layer selection by interchange ablation (bias-aware-peft-paper.md, appendix A, eq. 5-6)."""
+"""Target layer selection by interchange ablation (bias-aware PEFT paper, appendix A, eq. 5-6)."""
 
 from __future__ import annotations
 
