@@ -18,9 +18,13 @@ import shutil
 from pathlib import Path
 
 import torch
+import yaml
 from safetensors.torch import load_file, save_file
 
+from ..config import dump_config
 from ..errors import CheckpointError
+from ..files import replace_folder, write_text_atomically
+from .checkpoint import WEIGHTS_FILE
 
 STATE_FILE = "prefalign_state{rank}.json"  # running sums behind the logs (per process)
 RNG_FILE = "prefalign_rng{rank}.safetensors"  # generators owned by the method (per process)
@@ -106,14 +110,8 @@ def publish(staging: str | os.PathLike, final: str | os.PathLike) -> None:
     """Rename a complete ``staging`` folder to ``final`` (replacing an older one of the same name)."""
     staging, final = Path(staging), Path(final)
     fsync_tree(staging)
-    if final.exists():
-        old = final.with_name(f"{STAGING_PREFIX}old-{final.name}")
-        shutil.rmtree(old, ignore_errors=True)
-        os.replace(final, old)
-        os.replace(staging, final)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        os.replace(staging, final)
+    # The old folder is set aside under the staging prefix, so remove_partial clears it after a kill.
+    replace_folder(staging, final, aside=final.with_name(f"{STAGING_PREFIX}old-{final.name}"))
     _fsync_dir(final.parent)
 
 
@@ -149,9 +147,6 @@ def _first_process() -> bool:
 
 def record_run(cfg, run_dir: str | os.PathLike) -> None:
     """Write the run's resolved config beside its checkpoints, for ``--resume`` to compare with."""
-    from ..config import dump_config
-    from ..files import write_text_atomically
-
     if _first_process():
         write_text_atomically(Path(run_dir) / RUN_CONFIG, dump_config(cfg))
 
@@ -162,10 +157,6 @@ def resume_point(cfg, run_dir: str | os.PathLike, resume: bool) -> str | None:
     Refuses (CheckpointError) to resume a run whose recorded config differs from ``cfg``, or one
     that has no complete checkpoint yet.
     """
-    import yaml
-
-    from ..config import dump_config
-
     if not resume:
         return None
     run_dir = Path(run_dir)
@@ -178,8 +169,6 @@ def resume_point(cfg, run_dir: str | os.PathLike, resume: bool) -> str | None:
     if changed:
         raise CheckpointError(f"the config differs from the run being resumed in {', '.join(changed[:4])}; "
                               f"resume with the config recorded in {recorded}, or drop --resume to start over")
-    from .checkpoint import WEIGHTS_FILE
-
     found = last_complete_checkpoint(run_dir, WEIGHTS_FILE)
     if found is None:
         raise CheckpointError(f"{run_dir} holds no complete checkpoint yet (one is written every "
