@@ -11,6 +11,7 @@ from torch import nn
 
 from ...data.collator import pad_ids
 from ...errors import ConfigError
+from ...files import save_figure_atomically, write_text_atomically
 from ...models.introspect import ModelGeometry
 from ..baselines.hooks import find_layers
 
@@ -110,8 +111,6 @@ def write_curve(curve: LayerCurve, directory: str | Path, title: str = "") -> di
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-
-    from ...files import save_figure_atomically, write_text_atomically
 
     out = Path(directory)
     out.mkdir(parents=True, exist_ok=True)
