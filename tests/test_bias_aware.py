@@ -1,4 +1,4 @@
-"""Bias-aware PEFT (bias-aware-peft-paper.md): balance losses, interchange ablation, what trains, the runner."""
+"""Bias-aware PEFT (the bias-aware PEFT paper): balance losses, interchange ablation, what trains, the runner."""
 
 from __future__ import annotations
 

@@ -20,11 +20,6 @@ def option(default, help: str, **metadata):
     return dataclasses.field(default=default, metadata={"help": help, **metadata})
 
 
-def choice(*options: str) -> dict:
-    """Field metadata restricting a string to ``options``."""
-    return {"choices": options}
-
-
 def _type_name(tp) -> str:
     return getattr(tp, "__name__", str(tp))
 

@@ -14,8 +14,6 @@ from ..errors import ConfigError, DataError
 from .formats import AnnotatedItems
 from .targets import majority_vote
 
-WEIGHTS = ("crowdlab",)
-
 
 def labels_matrix(items: AnnotatedItems) -> np.ndarray:
     """cleanlab's ``(N, M)`` labels_multiannotator: annotator m's label of item n, NaN where none."""

@@ -141,16 +141,9 @@ class Collator:
         return self._encode_prompt(self.prompt.render(short, True))[-budget:]
 
     def _pad(self, seqs: list[list[int]], score_from: list[int] | None = None) -> dict[str, torch.Tensor]:
-        width = max(len(s) for s in seqs)
-        pad = self.tokenizer.pad_token_id
-        ids = torch.full((len(seqs), width), pad, dtype=torch.long)
-        mask = torch.zeros((len(seqs), width), dtype=torch.long)
-        for i, s in enumerate(seqs):
-            ids[i, : len(s)] = torch.tensor(s)
-            mask[i, : len(s)] = 1
-        batch = {"input_ids": ids, "attention_mask": mask}
+        batch = pad_ids(seqs, self.tokenizer.pad_token_id, padding_side="right")
         if score_from is not None:
-            score = torch.zeros_like(mask)
+            score = torch.zeros_like(batch["attention_mask"])
             for i, (s, start) in enumerate(zip(seqs, score_from)):
                 score[i, start : len(s)] = 1
             batch["score_mask"] = score

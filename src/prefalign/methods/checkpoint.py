@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import tempfile
 from pathlib import Path
 
 import torch
 from safetensors.torch import load_file, save_file
 
 from ..errors import CheckpointError
+from ..files import write_folder_atomically
 
 WEIGHTS_FILE = "prefalign_weights.safetensors"
 CONFIG_FILE = "prefalign_config.json"
@@ -19,11 +18,10 @@ FORMAT_VERSION = 1
 
 
 def write_checkpoint(directory: str | os.PathLike, state: dict[str, torch.Tensor], meta: dict) -> Path:
-    """Write weights and config to a temporary folder beside ``directory``, then rename it into place."""
-    target = Path(directory)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
-    try:
+    """Write weights and config to a temporary folder beside ``directory``, then swap it into place
+    (the old checkpoint is kept until the new one is complete)."""
+
+    def fill(folder: Path) -> None:
         tensors, seen = {}, set()
         for k, v in state.items():
             v = v.detach().contiguous().cpu()
@@ -31,30 +29,10 @@ def write_checkpoint(directory: str | os.PathLike, state: dict[str, torch.Tensor
             # safetensors refuses tensors sharing storage (tied embeddings under full fine-tuning).
             tensors[k] = v.clone() if key in seen else v
             seen.add(key)
-        save_file(tensors, str(tmp / WEIGHTS_FILE), metadata={"format": "pt", "prefalign": str(FORMAT_VERSION)})
-        (tmp / CONFIG_FILE).write_text(json.dumps({"format_version": FORMAT_VERSION, **meta}, indent=2))
-        _apply_umask(tmp)
-        if target.exists():
-            # Keep the old checkpoint until the new one is complete, then swap.
-            old = Path(tempfile.mkdtemp(prefix=f".{target.name}.old-", dir=target.parent))
-            os.replace(target, old / "ckpt")
-            os.replace(tmp, target)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, target)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
-    return target
+        save_file(tensors, str(folder / WEIGHTS_FILE), metadata={"format": "pt", "prefalign": str(FORMAT_VERSION)})
+        (folder / CONFIG_FILE).write_text(json.dumps({"format_version": FORMAT_VERSION, **meta}, indent=2))
 
-
-def _apply_umask(folder: Path) -> None:
-    """mkdtemp makes 0700 folders; give the checkpoint the modes a normal mkdir/open would."""
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(folder, 0o777 & ~umask)
-    for f in folder.iterdir():
-        os.chmod(f, 0o666 & ~umask)
+    return write_folder_atomically(directory, fill)
 
 
 def read_checkpoint(directory: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict]:

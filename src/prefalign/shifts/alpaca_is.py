@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from ..data.examples import TaskDataset
 from ..errors import ConfigError
-from .styles import generation_card, restyle
+from .styles import answer_item, styled_shift
 
 PAPER = "DCPC appendix A.1.1 (Alpaca-IS)"
 
@@ -31,15 +31,6 @@ def instruction_shift(
     if not dataset.is_generation:
         raise ConfigError(f"the Alpaca-IS shift needs a generation dataset with responses; {dataset.name} has none")
 
-    def item(ex):
-        if ex.references is None:
-            ex.references = [ex.answer]
-        instruction = ex.text if not ex.text_pair else f"{ex.text}\n\n{ex.text_pair}"
-        return instruction, ex.answer, ex.answer
-
-    shifted, counts, used = restyle(dataset, task="alpaca", item=item, styles=styles, fraction=fraction,
-                                    rephraser=rephraser, seed=seed, label_names=list(dataset.label_names),
-                                    name=f"{dataset.name}-IS")
-    parameters = {"fraction": fraction, "styles": styles or "terse, elaborate, conversational",
-                  "rephraser": used, "seed": seed}
-    return shifted, generation_card("alpaca-is", PAPER, dataset, shifted, parameters, **counts)
+    return styled_shift(dataset, shift="alpaca-is", paper=PAPER, task="alpaca", suffix="IS",
+                        item=answer_item(lambda ex: ex.text if not ex.text_pair else f"{ex.text}\n\n{ex.text_pair}"),
+                        styles=styles, fraction=fraction, rephraser=rephraser, seed=seed)

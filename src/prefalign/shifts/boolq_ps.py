@@ -12,7 +12,7 @@ from __future__ import annotations
 from ..data.examples import TaskDataset, example_text
 from ..errors import ConfigError
 from .cards import shift_card
-from .styles import restyle
+from .styles import styled_shift
 
 PAPER = "DCPC appendix A.1.1 (BoolQ-PS)"
 
@@ -48,9 +48,6 @@ def preference_shift(
         ex.meta["label"] = names[ex.hard_label()]
         return question, "Yes." if is_yes else "No.", "yes" if is_yes else "no"
 
-    shifted, counts, used = restyle(dataset, task="boolq", item=item, styles=styles, fraction=fraction,
-                                    rephraser=rephraser, seed=seed, label_names=names, name=f"{dataset.name}-PS")
-    parameters = {"fraction": fraction, "styles": styles or "casual, formal, expressive", "rephraser": used,
-                  "yes_label": yes_label, "seed": seed}
-    card = shift_card("boolq-ps", PAPER, dataset, shifted, parameters, **counts, hard_label_flips=0)
-    return shifted, card
+    return styled_shift(dataset, shift="boolq-ps", paper=PAPER, task="boolq", suffix="PS", item=item, styles=styles,
+                        fraction=fraction, rephraser=rephraser, seed=seed, parameters={"yes_label": yes_label},
+                        extra_counts=lambda shifted: {"hard_label_flips": 0}, card=shift_card)

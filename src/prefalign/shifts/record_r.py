@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from ..data.examples import TaskDataset
 from ..errors import ConfigError
-from .styles import generation_card, restyle
+from .styles import answer_item, styled_shift
 
 PAPER = "DCPC appendix A.1.1 (ReCoRD-R)"
 
@@ -33,18 +33,10 @@ def rephrase_shift(
     if not dataset.is_generation:
         raise ConfigError(f"the ReCoRD-R shift needs a generation dataset with answers; {dataset.name} has none")
 
-    def item(ex):
-        if ex.references is None:
-            ex.references = [ex.answer]
-        return ex.text, ex.answer, ex.answer
+    def kept(shifted: TaskDataset) -> dict:
+        return {"n_rephrased_keeping_gold_entity": sum(1 for ex in shifted.examples if ex.meta["style"] != "original"
+                                                       and any(ref in ex.answer for ref in ex.references))}
 
-    shifted, counts, used = restyle(dataset, task="record", item=item, styles=styles, fraction=fraction,
-                                    rephraser=rephraser, seed=seed, label_names=list(dataset.label_names),
-                                    name=f"{dataset.name}-R")
-    kept = sum(1 for ex in shifted.examples if ex.meta["style"] != "original"
-               and any(ref in ex.answer for ref in ex.references))
-    parameters = {"fraction": fraction, "styles": styles or "rephrasing-1, rephrasing-2, rephrasing-3",
-                  "rephraser": used, "seed": seed}
-    card = generation_card("record-r", PAPER, dataset, shifted, parameters, **counts,
-                           n_rephrased_keeping_gold_entity=kept)
-    return shifted, card
+    return styled_shift(dataset, shift="record-r", paper=PAPER, task="record", suffix="R",
+                        item=answer_item(lambda ex: ex.text), styles=styles, fraction=fraction, rephraser=rephraser,
+                        seed=seed, extra_counts=kept)

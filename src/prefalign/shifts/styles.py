@@ -1,4 +1,5 @@
-"""The loop shared by the answer-style shifts (BoolQ-PS, ReCoRD-R, Alpaca-IS): pick, rephrase, count.
+"""What the answer-style shifts (BoolQ-PS, ReCoRD-R, Alpaca-IS) share: pick, rephrase, count and
+describe (``styled_shift``).
 
 ``fraction`` of the examples (drawn with ``random.Random(seed)``) each get one style, drawn
 uniformly from ``styles`` with the same generator; their answer becomes the rephraser's rewrite
@@ -100,6 +101,38 @@ def generation_card(shift: str, paper: str, source: TaskDataset, shifted: TaskDa
         "label_distribution_before": {"original": float(len(source))},
         "label_distribution_after": style_distribution(shifted),
     }
+
+
+def styled_shift(dataset: TaskDataset, *, shift: str, paper: str, task: str, suffix: str, item: Item, styles,
+                 fraction: float, rephraser, seed: int, parameters: dict | None = None,
+                 extra_counts: Callable[[TaskDataset], dict] | None = None,
+                 card: Callable[..., dict] = generation_card) -> tuple[TaskDataset, dict]:
+    """An answer-style shift from start to card: ``restyle`` the dataset into ``<name>-<suffix>`` and
+    describe it with ``card`` (default ``generation_card``) under ``shift`` and ``paper``.
+
+    The card's parameters are fraction, styles (default: the task's three), the rephraser used,
+    the shift's own ``parameters`` and the seed; its counts are ``restyle``'s plus
+    ``extra_counts(shifted)``.
+    """
+    shifted, counts, used = restyle(dataset, task=task, item=item, styles=styles, fraction=fraction,
+                                    rephraser=rephraser, seed=seed, label_names=list(dataset.label_names),
+                                    name=f"{dataset.name}-{suffix}")
+    described = {"fraction": fraction, "styles": styles or ", ".join(STYLES[task]), "rephraser": used,
+                 **(parameters or {}), "seed": seed}
+    extra = extra_counts(shifted) if extra_counts is not None else {}
+    return shifted, card(shift, paper, dataset, shifted, described, **counts, **extra)
+
+
+def answer_item(context: Callable[[Example], str]) -> Item:
+    """The ``Item`` of a generation example whose answer is rewritten as it is: ``context(ex)`` for the
+    prompt, the answer both shown and kept; ``references`` default to the gold answer."""
+
+    def item(ex: Example) -> tuple[str, str, str]:
+        if ex.references is None:
+            ex.references = [ex.answer]
+        return context(ex), ex.answer, ex.answer
+
+    return item
 
 
 def write_generation_jsonl(path: str | Path, dataset: TaskDataset) -> Path:

@@ -22,7 +22,7 @@ import yaml
 from safetensors.torch import load_file, save_file
 
 from ..errors import CheckpointError
-from ..files import write_text_atomically
+from ..files import replace_folder, write_text_atomically
 from ..methods.checkpoint import WEIGHTS_FILE
 from .config import dump_config
 
@@ -110,14 +110,8 @@ def publish(staging: str | os.PathLike, final: str | os.PathLike) -> None:
     """Rename a complete ``staging`` folder to ``final`` (replacing an older one of the same name)."""
     staging, final = Path(staging), Path(final)
     fsync_tree(staging)
-    if final.exists():
-        old = final.with_name(f"{STAGING_PREFIX}old-{final.name}")
-        shutil.rmtree(old, ignore_errors=True)
-        os.replace(final, old)
-        os.replace(staging, final)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        os.replace(staging, final)
+    # The old folder is set aside under the staging prefix, so remove_partial clears it after a kill.
+    replace_folder(staging, final, aside=final.with_name(f"{STAGING_PREFIX}old-{final.name}"))
     _fsync_dir(final.parent)
 
 

@@ -1,5 +1,6 @@
-"""Bias-aware PEFT (bias-aware-peft-paper.md): target layer by interchange ablation, o_proj/down_proj of that
-layer plus a refine vector, and the bias balance losses.
+"""Bias-aware PEFT (the paper "Debiasing the Fine-Grained Classification Task in LLMs with Bias-Aware
+PEFT"): target layer by interchange ablation, o_proj/down_proj of that layer plus a refine vector, and
+the bias balance losses.
 
 config.py           options, with the paper section each comes from
 layer_selection.py  interchange ablation (appendix A, eq. 5-6) and its curve

@@ -1,4 +1,4 @@
-"""Target layer selection by interchange ablation (bias-aware-peft-paper.md, appendix A, eq. 5-6)."""
+"""Target layer selection by interchange ablation (bias-aware PEFT paper, appendix A, eq. 5-6)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,9 @@ from typing import Sequence
 import torch
 from torch import nn
 
+from ...data.collator import pad_ids
 from ...errors import ConfigError
+from ...files import save_figure_atomically, write_text_atomically
 from ...models.introspect import ModelGeometry
 from ..baselines.hooks import find_layers
 
@@ -38,14 +40,10 @@ def resolve_module(layer: nn.Module, name: str, geo: ModelGeometry) -> tuple[str
     return hits[0], modules[hits[0]]
 
 
-def _pad_right(seqs: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
-    width = max(len(s) for s in seqs)
-    ids = torch.full((len(seqs), width), pad_id, dtype=torch.long)
-    mask = torch.zeros((len(seqs), width), dtype=torch.long)
-    for i, s in enumerate(seqs):
-        ids[i, : len(s)] = torch.tensor(s)
-        mask[i, : len(s)] = 1
-    return ids, mask
+def _pad_right(seqs: list[list[int]], pad_id: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """Right-padded ids and attention mask on ``device``, as the collator pads a batch."""
+    batch = pad_ids(seqs, pad_id, padding_side="right")
+    return batch["input_ids"].to(device), batch["attention_mask"].to(device)
 
 
 def _last_logprobs(model: nn.Module, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -77,15 +75,13 @@ def interchange_ablation(model: nn.Module, geo: ModelGeometry, prompts: Sequence
     parts = [resolve_module(block, component, geo)[1] for block in blocks]
     vids = torch.tensor(list(verbalizer_ids), device=device)
     # Eq. 5: the most likely wrong label at the end of each prompt.
-    ids, mask = (t.to(device) for t in _pad_right([list(p) for p in prompts], pad_id))
+    ids, mask = _pad_right([list(p) for p in prompts], pad_id, device)
     scores = _last_logprobs(model, ids, mask)[:, vids]
     gold_t = torch.tensor(list(gold), device=device)
     scores[torch.arange(len(gold)), gold_t] = float("-inf")
     biased = scores.argmax(-1).tolist()
-    gold_ids, mask = (t.to(device) for t in _pad_right([list(p) + [verbalizer_ids[y]] for p, y in zip(prompts, gold)],
-                                                       pad_id))
-    biased_ids, _ = (t.to(device) for t in _pad_right([list(p) + [verbalizer_ids[y]] for p, y in zip(prompts, biased)],
-                                                      pad_id))
+    gold_ids, mask = _pad_right([list(p) + [verbalizer_ids[y]] for p, y in zip(prompts, gold)], pad_id, device)
+    biased_ids, _ = _pad_right([list(p) + [verbalizer_ids[y]] for p, y in zip(prompts, biased)], pad_id, device)
     # h^_l: the component's output on every biased sample, all layers in one pass.
     saved: dict[int, torch.Tensor] = {}
     handles = [part.register_forward_hook(lambda m, a, out, l=l: saved.__setitem__(l, out.detach()))
@@ -115,8 +111,6 @@ def write_curve(curve: LayerCurve, directory: str | Path, title: str = "") -> di
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-
-    from ...files import save_figure_atomically, write_text_atomically
 
     out = Path(directory)
     out.mkdir(parents=True, exist_ok=True)

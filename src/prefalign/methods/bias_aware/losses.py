@@ -1,4 +1,4 @@
-"""The bias balance losses (bias-aware-peft-paper.md, section 4.2.2, eq. 1-4)."""
+"""The bias balance losses (bias-aware PEFT paper, section 4.2.2, eq. 1-4)."""
 
 from __future__ import annotations
 
