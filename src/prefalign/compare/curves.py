@@ -22,6 +22,23 @@ def validation_curve(log_history: list[dict]) -> list[dict]:
     return [points[s] for s in sorted(points)]
 
 
+def mean_logged(logs: list[dict], key: str) -> float | None:
+    """Mean of a logged training term over a run's logs; None when the method does not log it."""
+    values = [entry[key] for entry in logs if key in entry]
+    return sum(values) / len(values) if values else None
+
+
+# Training terms whose mean over a run's logs goes into its record as ``<key>_mean`` (DCPC's share of
+# pairs through each gate), so a dataset's ``also: [gate_cos_rate_mean]`` can show it.
+LOGGED_MEANS = ("gate_cos_rate", "gate_ambiguity_rate")
+
+
+def logged_means(logs: list[dict]) -> dict[str, float]:
+    """``{gate_cos_rate_mean: ..., ...}`` for the LOGGED_MEANS terms the run logged."""
+    means = {f"{key}_mean": mean_logged(logs, key) for key in LOGGED_MEANS}
+    return {k: v for k, v in means.items() if v is not None}
+
+
 def median_curves(results: list[dict], key: str = "eval_loss") -> dict[tuple[str, str, str], list[tuple[int, float]]]:
     """(model, method, column) -> [(step, median of ``key`` over the seeds evaluated at that step)]."""
     by_step: dict[tuple[str, str, str], dict[int, list[float]]] = {}

