@@ -65,7 +65,8 @@ def _score(value: float | None, metric: str) -> str:
 
 
 def markdown_tables(cfg: CompareConfig, results: list[dict]) -> str:
-    """One table per backbone: rows are methods, columns each dataset, its shifted twin and the drop."""
+    """One table per backbone: rows are methods, columns each dataset, its shifted twin and the drop;
+    a dataset's ``also`` metrics follow its score, and its shifted twin's."""
     cells = median_table(results)
     extra = {x: median_table(results, x) for d in cfg.datasets for x in d.also}
     blocks = []
@@ -220,7 +221,12 @@ def write_reports(cfg: CompareConfig, results: list[dict], command: str) -> dict
     head = [f"## {cfg.title}", "", f"Command: `{command}`", "",
             f"{len(finished)} of {len(results)} runs finished, {total / 60:.1f} min of training and evaluation in all; "
             f"machine: {machine}; " + ", ".join(f"{k} {v}" for k, v in versions.items()), "", ""]
-    write_text_atomically(paths["table"], "\n".join(head) + markdown_tables(cfg, results) + "\n")
+    tables = markdown_tables(cfg, results)
+    if cfg.pairs:
+        from .pairs import pairs_table
+
+        tables += "\n\n" + pairs_table(results, *cfg.pairs)
+    write_text_atomically(paths["table"], "\n".join(head) + tables + "\n")
     chart(cfg, results, paths["chart"])
     if curves_chart(cfg, finished, paths["curves"]) is None:
         paths.pop("curves")
