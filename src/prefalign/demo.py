@@ -11,7 +11,8 @@ from .compare.curves import mean_logged
 from .config import deep_merge, load_config
 from .data import TaskDataset, rotten_tomatoes
 from .models.loading import load_backbone
-from .runner import train, versions
+from .environment import versions
+from .runner import train
 from .shifts import polarity_shift, write_card, write_dataset_jsonl
 
 # The embedded defaults: chosen on validation data so that P-Tuning v2 itself learns (docs/method.md).

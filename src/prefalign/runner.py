@@ -13,6 +13,7 @@ import torch
 
 from .config import LOWER_IS_BETTER, DataConfig, ExperimentConfig, dump_config
 from .data import Collator, PromptFormat, TaskDataset, build_task_spec, load_rotten_tomatoes, read_table
+from .environment import versions
 from .errors import ConfigError, DataError
 from .files import write_text_atomically
 from .methods import build_method, load_method, save_method
@@ -181,19 +182,6 @@ def seed_everything(seed: int) -> None:
     from transformers import set_seed
 
     set_seed(seed)
-
-
-def versions() -> dict[str, str]:
-    """Library versions recorded beside every run."""
-    import importlib.metadata as md
-
-    out = {}
-    for pkg in ("prefalign", "torch", "transformers", "peft", "accelerate", "safetensors"):
-        try:
-            out[pkg] = md.version(pkg)
-        except md.PackageNotFoundError:
-            out[pkg] = "not installed"
-    return out
 
 
 @dataclass

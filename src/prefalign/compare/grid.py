@@ -178,7 +178,7 @@ def _count(model) -> int:
 
 def _record(spec: RunSpec, exp: ExperimentConfig, metrics: dict, tunable: int | None, status: str,
             error: str | None, seconds: float) -> dict:
-    from ..runner import versions
+    from ..environment import versions
 
     return {
         "run_id": spec.run_id, "model": spec.model.label, "model_name": spec.model.name,
