@@ -13,7 +13,6 @@ one step (torch.profiler) and the step's CPU time of the compute thread, median 
 from __future__ import annotations
 
 import argparse
-import gc
 import os
 import statistics
 import sys
@@ -48,11 +47,11 @@ def main() -> None:
     def rss(field: str) -> float:
         return sm._proc_kib(field) / 1024
 
+    meter = sm.Meter("cpu")
+
     def reset() -> float:
-        gc.collect()
-        with open("/proc/self/clear_refs", "w") as fh:
-            fh.write("5")
-        return rss("VmRSS")
+        """Reset the peak resident set to the current one (speed_memory's own reset); MiB held now."""
+        return meter.memory_start() / 2**20
 
     print(f"{args.model}, batch {args.batch}, m {args.prefix}, {batch['input_ids'].shape[1]} tokens per row")
     for name in args.methods.split(","):

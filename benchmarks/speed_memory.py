@@ -36,7 +36,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -64,22 +63,18 @@ DCPC_PARAMS = {"tau_cos": 0.3}
 # -- one configuration, in its own process ------------------------------------------------------
 def build_backbone(name: str, dtype: str):
     """The frozen backbone: 'tiny' is a random 2-layer BERT (hidden 64) with MiniLM's tokenizer."""
-    from prefalign.models.loading import LoadedModel, load_backbone
+    import torch
+
+    from prefalign.models.loading import load_backbone
+    from prefalign.models.tiny import tiny_backbone
 
     torch_dtype = {"fp32": "float32", "bf16": "bfloat16"}[dtype]
     if name != "tiny":
         return load_backbone(name, dtype=torch_dtype)
-    import torch
-    from transformers import AutoModel, BertConfig
-
-    from prefalign.models.introspect import geometry
-
-    tok = load_backbone("minilm").tokenizer
-    torch.manual_seed(0)
-    cfg = BertConfig(vocab_size=len(tok), hidden_size=64, num_hidden_layers=2, num_attention_heads=4,
-                     intermediate_size=128, max_position_embeddings=512)
-    model = AutoModel.from_config(cfg).to(getattr(torch, torch_dtype)).eval()
-    return LoadedModel(model=model, tokenizer=tok, geometry=geometry(cfg), name="tiny", path="tiny")
+    backbone = tiny_backbone("bert", load_backbone("minilm").tokenizer, 0, name="tiny", hidden_size=64,
+                             intermediate_size=128, max_position_embeddings=512)
+    backbone.model.to(getattr(torch, torch_dtype))
+    return backbone
 
 
 class Floor:
@@ -127,10 +122,12 @@ class Floor:
 def make_batch(backbone, batch_size: int, max_length: int):
     """(task spec, batch): the first ``batch_size`` Rotten Tomatoes training reviews, collated."""
     from prefalign.data import Collator, PromptFormat, TaskDataset, build_task_spec, load_rotten_tomatoes
+    from prefalign.data.tasks import get_task
 
     train, _ = load_rotten_tomatoes(seed=0, max_train=batch_size, max_test=1)
     data = TaskDataset(list(train.examples)[:batch_size], train.label_names, "bench")
-    prompt = PromptFormat(template="Review: {text}\nSentiment:", verbalizers=[" negative", " positive"]) \
+    task = get_task("rotten_tomatoes")  # decoders read the registered task's prompt and label words
+    prompt = PromptFormat(template=task.decoder_template, verbalizers=task.verbalizers) \
         if backbone.geometry.is_decoder else PromptFormat()
     spec = build_task_spec(data, backbone.geometry, backbone.tokenizer, prompt)
     batch = Collator(backbone.tokenizer, backbone.geometry, data.num_classes, prompt, max_length)(data.examples)
@@ -286,32 +283,14 @@ def summarise(raw: dict) -> dict:
     return row
 
 
-def versions() -> dict:
-    from prefalign.environment import versions as v
-
-    return v()
-
-
-def machine(device: str) -> str:
-    text = f"{platform.platform()}, {os.cpu_count()} CPU cores"
-    try:
-        model = next(line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name"))
-        text += f" ({model})"
-    except (OSError, StopIteration):
-        pass
-    if device == "cuda":
-        import torch
-
-        text += f", GPU {torch.cuda.get_device_name()}"
-    return text
-
-
 def plot(rows: list[dict], path: Path, title: str) -> None:
     """Step-time and memory ratios of DCPC (and ablations) to P-Tuning v2 against batch size."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+
+    from prefalign.files import save_figure_atomically
 
     keys = (("step_vs_ptuning", "step time / P-Tuning v2", 1.15), ("step_vs_floor", "step time / floor", 1.3),
             ("memory_vs_ptuning", "step peak memory / P-Tuning v2", 1.10))
@@ -339,9 +318,7 @@ def plot(rows: list[dict], path: Path, title: str) -> None:
     axes[0].legend(fontsize=6, ncol=2)
     fig.suptitle(title, fontsize=10)
     fig.tight_layout()
-    tmp = path.with_suffix(".tmp.png")
-    fig.savefig(tmp, dpi=110)
-    os.replace(tmp, path)
+    save_figure_atomically(fig, path, dpi=110)
 
 
 TARGETS = (("step_vs_ptuning", 1.15), ("step_vs_floor", 1.3), ("memory_vs_ptuning", 1.10), ("infer_vs_ptuning", 1.05))
@@ -414,6 +391,9 @@ def main(argv: list[str] | None = None) -> None:
     if args.one:
         print("RESULT " + json.dumps(run_one(json.loads(args.one))), flush=True)
         return
+    from prefalign.environment import machine, versions
+    from prefalign.files import write_text_atomically
+
     grid = QUICK if args.quick else GRID
     models = args.models.split(",") if args.models else list(grid)
     out = Path(args.out)
@@ -456,9 +436,7 @@ def main(argv: list[str] | None = None) -> None:
                   "max_length": args.max_length, "dcpc_params": DCPC_PARAMS, "machine": machine(args.device),
                   "versions": versions(), "seconds": round(time.time() - t0, 1), "rows": rows, "raw": raws}
         path = out / f"speed_memory_{model}{suffix}.json"
-        tmp = path.with_suffix(".json.tmp")
-        tmp.write_text(json.dumps(result, indent=1))
-        os.replace(tmp, path)
+        write_text_atomically(path, json.dumps(result, indent=1))
         plot(rows, path.with_suffix(".png"), f"{model}, {args.device} {args.dtype}, {args.threads} thread(s): "
                                              "ratios (median over interleaved rounds)")
         print(f"wrote {path} and {path.with_suffix('.png')}", flush=True)

@@ -8,8 +8,8 @@ import pytest
 import torch
 
 from prefalign.data.examples import Example, TaskDataset
-from prefalign.models.introspect import geometry
 from prefalign.models.loading import LoadedModel, prepare_tokenizer
+from prefalign.models.tiny import tiny_backbone
 
 WORDS = (
     "good great fine lovely superb bad awful poor dull boring movie film plot actor scene story "
@@ -55,32 +55,9 @@ def one_thread():
 
 
 def build_tiny(kind: str, vocab_file: str, seed: int = 0, **overrides) -> LoadedModel:
-    """A tiny random 'bert', 'llama' (grouped-query attention) or 'gpt2' with a word tokenizer;
-    ``overrides`` replace config fields."""
-    from transformers import AutoModel, AutoModelForCausalLM, BertConfig, GPT2Config, LlamaConfig
-
-    tok = make_tokenizer(vocab_file)
-    v = len(tok)
-    torch.manual_seed(seed)
-    if kind == "bert":
-        cfg = BertConfig(**{**dict(vocab_size=v, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
-                                   intermediate_size=64, max_position_embeddings=128), **overrides})
-        model = AutoModel.from_config(cfg)
-    elif kind == "llama":
-        cfg = LlamaConfig(**{**dict(vocab_size=v, hidden_size=32, num_hidden_layers=3, num_attention_heads=4,
-                                    num_key_value_heads=2, head_dim=16, intermediate_size=64,
-                                    max_position_embeddings=256, pad_token_id=0, bos_token_id=2, eos_token_id=3,
-                                    tie_word_embeddings=True), **overrides})
-        model = AutoModelForCausalLM.from_config(cfg)
-    elif kind == "gpt2":
-        cfg = GPT2Config(**{**dict(vocab_size=v, n_embd=32, n_layer=2, n_head=4, n_positions=256, bos_token_id=2,
-                                   eos_token_id=3, pad_token_id=0), **overrides})
-        model = AutoModelForCausalLM.from_config(cfg)
-    else:
-        raise ValueError(kind)
-    model.eval()
-    return LoadedModel(model=model, tokenizer=tok, geometry=geometry(model.config), name=f"tiny-{kind}",
-                       path=f"tiny-{kind}")
+    """A tiny random 'bert', 'llama' (grouped-query attention) or 'gpt2' with a word tokenizer
+    (prefalign.models.tiny); ``overrides`` replace config fields."""
+    return tiny_backbone(kind, make_tokenizer(vocab_file), seed, **overrides)
 
 
 @pytest.fixture

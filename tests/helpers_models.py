@@ -5,16 +5,17 @@ from __future__ import annotations
 import pytest
 import torch
 
-from conftest import build_tiny, toy_choice, toy_sentiment
+from conftest import make_tokenizer, toy_choice, toy_sentiment
 from prefalign.data.collator import Collator, PromptFormat, build_task_spec
 from prefalign.models.loading import LoadedModel
+from prefalign.models.tiny import tiny_backbone
 
 DECODER_PROMPT = PromptFormat(template="review: {text} sentiment:")
 
 
 def build_variant(kind: str, vocab_file: str, seed: int = 0, **overrides) -> LoadedModel:
-    """A tiny backbone like conftest.build_tiny, with config fields overridden."""
-    return build_tiny(kind, vocab_file, seed, **overrides)
+    """A tiny backbone like conftest.build_tiny (prefalign.models.tiny), with config fields overridden."""
+    return tiny_backbone(kind, make_tokenizer(vocab_file), seed, **overrides)
 
 
 def prompt_for(lm: LoadedModel) -> PromptFormat:

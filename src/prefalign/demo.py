@@ -8,11 +8,11 @@ import time
 from pathlib import Path
 
 from .configuration import deep_merge
-from .training.config import load_config
-from .data import TaskDataset, load_rotten_tomatoes
-from .models.loading import load_backbone
+from .data import TaskDataset, rotten_tomatoes
 from .environment import versions
-from .training.run import train
+from .models.loading import load_backbone
+from .training.config import load_config
+from .training.run import mean_logged, train
 from .shifts import polarity_shift, write_card, write_dataset_jsonl
 
 # The embedded defaults: chosen on validation data so that P-Tuning v2 itself learns (docs/method.md).
@@ -40,13 +40,9 @@ METHODS = ("ptuning-v2", "dcpc")
 
 
 def demo_splits(seed: int, quick: bool) -> tuple[TaskDataset, TaskDataset, TaskDataset]:
-    """Train / validation / test reviews, split by movie so no film is in two splits."""
-    n_train, n_val, n_test = (64, 32, 64) if quick else (2000, 400, 1000)
-    train_all, test = load_rotten_tomatoes(seed=seed, max_train=n_train + n_val, max_test=n_test)
-    examples = list(train_all.examples)
-    return (TaskDataset(examples[:n_train], train_all.label_names, "rotten_tomatoes/train"),
-            TaskDataset(examples[n_train:], train_all.label_names, "rotten_tomatoes/validation"),
-            test)
+    """Train / validation / test reviews, the test movies apart: the task rotten_tomatoes-demo's splits
+    (configs/compare/demo_minilm.yaml), or with ``quick`` a small sample drawn the same way."""
+    return rotten_tomatoes.demo_splits(seed, rotten_tomatoes.QUICK_SIZES if quick else rotten_tomatoes.DEMO_SIZES)
 
 
 def run_demo(output_dir: str = "runs/demo", model: str = "minilm", seed: int = 0, quick: bool = False,
@@ -91,12 +87,6 @@ def run_demo(output_dir: str = "runs/demo", model: str = "minilm", seed: int = 0
     print(f"\nAccuracy on clean held-out reviews. Total time: {seconds / 60:.1f} min ({seconds:.0f} s). "
           f"Results in {out}/")
     return summary
-
-
-def mean_logged(logs: list[dict], key: str) -> float | None:
-    """Mean of a logged training term over a run's logs; None when the method does not log it."""
-    values = [entry[key] for entry in logs if key in entry]
-    return sum(values) / len(values) if values else None
 
 
 def render_table(rows: list[dict]) -> str:

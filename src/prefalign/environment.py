@@ -1,6 +1,9 @@
-"""TEMPORARY: replaced by h-bench's environment.py at merge."""
+"""What a result was measured with: library versions and the machine, recorded beside runs and benchmarks."""
 
 from __future__ import annotations
+
+import os
+import platform
 
 
 def versions() -> dict[str, str]:
@@ -14,3 +17,19 @@ def versions() -> dict[str, str]:
         except md.PackageNotFoundError:
             out[pkg] = "not installed"
     return out
+
+
+def machine(device: str = "cpu") -> str:
+    """'Linux-..., 2 CPU cores (CPU model name)', plus ', GPU <name>' when ``device`` is cuda."""
+    text = f"{platform.platform()}, {os.cpu_count()} CPU cores"
+    try:
+        with open("/proc/cpuinfo") as fh:
+            model = next(line.split(":", 1)[1].strip() for line in fh if line.startswith("model name"))
+        text += f" ({model})"
+    except (OSError, StopIteration):
+        pass
+    if device == "cuda":
+        import torch
+
+        text += f", GPU {torch.cuda.get_device_name()}"
+    return text

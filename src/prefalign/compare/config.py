@@ -94,6 +94,9 @@ class CompareConfig(ConfigBase):
     base: dict | None = _f(None, "model/data/method/training sections every run starts from")
     keep: str = _f("adapter", "what each finished run keeps: 'all' (checkpoints too), 'adapter' or 'metrics'",
                    choices=("all", "adapter", "metrics"))
+    pairs: list[str] | None = _f(None, "two row-label targets [a, b], e.g. [majority, soft]: table.md also counts, per "
+                                 "dataset and metric, the seed-matched (method, seed) pairs in which the row "
+                                 "'<method> / b' beats '<method> / a' (prefalign.compare.pairs)")
 
     def validate(self) -> None:
         self.base = self.base or {}
@@ -109,6 +112,8 @@ class CompareConfig(ConfigBase):
             raise ConfigError("compare: list at least one entry under datasets")
         if not self.seeds:
             raise ConfigError("compare: list at least one seed")
+        if self.pairs is not None and (len(self.pairs) != 2 or len(set(self.pairs)) != 2):
+            raise ConfigError(f"compare: pairs names two different targets [a, b], e.g. [majority, soft]; got {self.pairs}")
         for kind, entries in (("method", [m.label for m in self.methods]), ("dataset", [d.name for d in self.datasets]),
                               ("model", [m.label for m in self.models])):
             dupes = sorted({e for e in entries if entries.count(e) > 1})

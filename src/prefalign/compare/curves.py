@@ -7,6 +7,7 @@ import textwrap
 from pathlib import Path
 
 from ..files import save_figure_atomically
+from ..training.run import mean_logged
 from .config import CompareConfig
 
 CURVE_KEYS = ("eval_loss", "eval_accuracy")
@@ -20,6 +21,17 @@ def validation_curve(log_history: list[dict]) -> list[dict]:
             points[int(entry["step"])] = {"step": int(entry["step"]),
                                           **{k: float(entry[k]) for k in CURVE_KEYS if k in entry}}
     return [points[s] for s in sorted(points)]
+
+
+# Training terms whose mean over a run's logs goes into its record as ``<key>_mean`` (DCPC's share of
+# pairs through each gate), so a dataset's ``also: [gate_cos_rate_mean]`` can show it.
+LOGGED_MEANS = ("gate_cos_rate", "gate_ambiguity_rate")
+
+
+def logged_means(logs: list[dict]) -> dict[str, float]:
+    """``{gate_cos_rate_mean: ..., ...}`` for the LOGGED_MEANS terms the run logged."""
+    means = {f"{key}_mean": mean_logged(logs, key) for key in LOGGED_MEANS}
+    return {k: v for k, v in means.items() if v is not None}
 
 
 def median_curves(results: list[dict], key: str = "eval_loss") -> dict[tuple[str, str, str], list[tuple[int, float]]]:

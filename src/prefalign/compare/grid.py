@@ -26,7 +26,7 @@ from ..training.config import DataConfig, ExperimentConfig, ModelConfig, Trainin
 from ..training.run import checkpoint_metric, train
 from ..training.splits import load_splits
 from .config import CompareConfig, DatasetEntry, MethodEntry, ModelEntry
-from .curves import validation_curve
+from .curves import logged_means, validation_curve
 
 RESULT_FILE = "result.json"
 
@@ -147,7 +147,8 @@ def run_grid(cfg: CompareConfig, *, progress: bool = False, log=print, shard: tu
         t0 = time.time()
         try:
             result = train(exp, backbone=backbones[spec.model.name])
-            record = _record(spec, exp, result.metrics, _count(result.model), "ok", None, time.time() - t0)
+            metrics = {**result.metrics, **logged_means(result.log_history)}
+            record = _record(spec, exp, metrics, _count(result.model), "ok", None, time.time() - t0)
             record["curve"] = validation_curve(result.log_history)
         except TrainingError as exc:  # a diverged run is a result too: the table marks it
             record = _record(spec, exp, {}, None, "failed", str(exc), time.time() - t0)

@@ -65,7 +65,8 @@ def _score(value: float | None, metric: str) -> str:
 
 
 def markdown_tables(cfg: CompareConfig, results: list[dict]) -> str:
-    """One table per backbone: rows are methods, columns each dataset, its shifted twin and the drop."""
+    """One table per backbone: rows are methods, columns each dataset, its shifted twin and the drop;
+    a dataset's ``also`` metrics follow its score, and its shifted twin's."""
     cells = median_table(results)
     extra = {x: median_table(results, x) for d in cfg.datasets for x in d.also}
     blocks = []
@@ -75,7 +76,7 @@ def markdown_tables(cfg: CompareConfig, results: list[dict]) -> str:
             header.append(f"{d.name} ({d.metric})")
             header += [f"{d.name} ({m})" for m in d.also]
             if d.shifted:
-                header += [f"{d.shifted_name} ({d.metric})", "drop"]
+                header += [f"{d.shifted_name} ({d.metric})"] + [f"{d.shifted_name} ({m})" for m in d.also] + ["drop"]
         rows = []
         for m in cfg.methods:
             seeds = len(m.seeds or cfg.seeds)
@@ -89,6 +90,7 @@ def markdown_tables(cfg: CompareConfig, results: list[dict]) -> str:
                 if d.shifted:
                     shifted = cells.get((model.label, m.label, d.shifted_name), {})
                     row.append(_with_n(shifted, d.metric, seeds))
+                    row += [_extra(extra[x].get((model.label, m.label, d.shifted_name), {}), x, seeds) for x in d.also]
                     a, b = orig.get("median"), shifted.get("median")
                     row.append(_score(a - b, d.metric) if a is not None and b is not None else "–")
             rows.append(row)
@@ -147,7 +149,7 @@ def _bold_best(rows: list[list[str]], cfg: CompareConfig) -> None:
                 for row, v in zip(rows, values):
                     if v == best:
                         row[c] = f"**{row[c]}**"
-        col += (3 if d.shifted else 1) + len(d.also)  # the extra columns are not bolded
+        col += (1 + len(d.also)) * (2 if d.shifted else 1) + bool(d.shifted)  # extra and drop columns: not bolded
 
 
 def results_csv(results: list[dict]) -> str:
@@ -219,7 +221,12 @@ def write_reports(cfg: CompareConfig, results: list[dict], command: str) -> dict
     head = [f"## {cfg.title}", "", f"Command: `{command}`", "",
             f"{len(finished)} of {len(results)} runs finished, {total / 60:.1f} min of training and evaluation in all; "
             f"machine: {machine}; " + ", ".join(f"{k} {v}" for k, v in versions.items()), "", ""]
-    write_text_atomically(paths["table"], "\n".join(head) + markdown_tables(cfg, results) + "\n")
+    tables = markdown_tables(cfg, results)
+    if cfg.pairs:
+        from .pairs import pairs_table
+
+        tables += "\n\n" + pairs_table(results, *cfg.pairs)
+    write_text_atomically(paths["table"], "\n".join(head) + tables + "\n")
     chart(cfg, results, paths["chart"])
     if curves_chart(cfg, finished, paths["curves"]) is None:
         paths.pop("curves")

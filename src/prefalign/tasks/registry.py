@@ -60,7 +60,7 @@ def load_task(name: str, path: str | Path | None, seed: int = 0, annotation: dic
     (data.annotations) and ``validation_fraction``; see prefalign.annotations.
     """
     task = get_task(name)
-    if name == "rotten_tomatoes":
+    if task.extra.get("embedded"):  # the corpus ships in an installed package: no data.path
         return task.load(Path("."), seed)
     if not path:
         raise DataError(f"task '{name}' needs data.path: a folder holding {task.files}")

@@ -108,6 +108,12 @@ def _numbers(scores: dict) -> dict[str, float]:
     return {k: float(v) for k, v in scores.items() if isinstance(v, (int, float))}
 
 
+def mean_logged(logs: list[dict], key: str) -> float | None:
+    """Mean of a logged training term over a run's logs; None when the method does not log it."""
+    values = [entry[key] for entry in logs if key in entry]
+    return sum(values) / len(values) if values else None
+
+
 def checkpoint_metric(name: str, train: TaskDataset, validation: TaskDataset, test: TaskDataset | None) -> str:
     """``training.best_metric`` if the validation metrics will contain it (generation tasks: always loss)."""
     if train.is_generation:
