@@ -13,7 +13,7 @@ from .models.loading import load_backbone
 from .runner import train, versions
 from .shifts import polarity_shift, write_card, write_dataset_jsonl
 
-# The embedded defaults: chosen on validation data so that P-Tuning v2 itself learns (docs/method.md).
+# The embedded defaults: chosen on validation data so that P-Tuning v2 itself learns (docs/methods/dcpc.md).
 DEMO_DEFAULTS = {
     "model": {"name": "minilm"},
     "data": {"max_length": 64},
