@@ -72,7 +72,7 @@ def test_trainable_parameter_count_equals_the_a5_formula(backbone, name, params)
         assert kv == 32 and d == 48
 
 
-def test_the_counts_docs_method_md_lists_for_minilm_and_smollm2():
+def test_the_counts_docs_methods_ltuning_md_lists_for_minilm_and_smollm2():
     from prefalign.models.introspect import ModelGeometry
 
     minilm = ModelGeometry("bert", False, 6, 384, 12, 12, 32)

@@ -15,7 +15,7 @@ from .training.config import load_config
 from .training.run import mean_logged, train
 from .shifts import polarity_shift, write_card, write_dataset_jsonl
 
-# The embedded defaults: chosen on validation data so that P-Tuning v2 itself learns (docs/method.md).
+# The embedded defaults: chosen on validation data so that P-Tuning v2 itself learns (docs/methods/dcpc.md).
 DEMO_DEFAULTS = {
     "model": {"name": "minilm"},
     "data": {"max_length": 64},

@@ -1,7 +1,7 @@
 """Class scores from a frozen backbone with per-example deep prefixes.
 
 Encoders score through a trainable head on mean-pooled output (MiniLM was trained for mean
-pooling; BERT's pooler on the first token stays at the majority class, see docs/method.md).
+pooling; BERT's pooler on the first token stays at the majority class, see docs/methods/dcpc.md).
 Decoders score through their own LM head: a class's score is the log-probability of its
 verbalizer token after the prompt; a multiple-choice option's score is the mean
 log-probability of its tokens.

@@ -8,7 +8,7 @@ zero-initialised bias vector added to its output by a forward hook, so the model
 ``rank=r`` is appendix A.1.2's reading ("we initialize the vectors in a reduced dimension r' and
 project them back to d_model using a learnable matrix", r' = 8): every linear layer in the blocks
 gets an added bias ``P z`` with ``z`` in R^r and ``P`` (out x r) learnable, ``P`` zero-initialised;
-the backbone's own biases stay frozen. See docs/method.md, "Baselines: readings chosen".
+the backbone's own biases stay frozen. See docs/methods/baselines.md, "Baselines: readings chosen".
 """
 
 from __future__ import annotations

@@ -88,7 +88,7 @@ class BitFitConfig(BaselineConfig):
 
     rank: int | None = _f(None, "None: plain trainable bias vectors (BitFit). r: each added bias is P z with z in "
                           "R^r and a learnable d x r matrix P, the backbone's own biases frozen (appendix A.1.2's "
-                          "reading, r' = 8; see docs/method.md)")
+                          "reading, r' = 8; see docs/methods/baselines.md)")
 
     def validate(self) -> None:
         super().validate()

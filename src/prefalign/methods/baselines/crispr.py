@@ -1,7 +1,7 @@
 """CRISPR (Yang et al., 2024) as the bias-aware PEFT paper runs it (appendix D): bias neurons found by
 gradient-based attribution on 20 training examples, then pruned. Training-free, like CC and DC.
 
-Reading (the paper gives no more detail; see docs/method.md): the neurons are the feed-forward
+Reading (the paper gives no more detail; see docs/methods/baselines.md): the neurons are the feed-forward
 intermediate units (the inputs of each layer's down projection); an example's bias objective is
 log p(y^) - log p(y) with y^ its most likely wrong label (as in appendix A's eq. 5); a neuron's
 attribution is activation x gradient of that objective at the last prompt token (integrated
