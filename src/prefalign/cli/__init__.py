@@ -7,8 +7,9 @@ import json
 import os
 import sys
 
-from . import cli_probe, cli_shift
-from .errors import UserError
+from . import probe as cli_probe
+from . import shift as cli_shift
+from ..errors import UserError
 
 
 def _add_config_args(p: argparse.ArgumentParser) -> None:
@@ -70,14 +71,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _data_section(args):
-    from .config import load_config
+    from ..config import load_config
 
     return load_config(args.config, args.overrides).data
 
 
 def cmd_train(args) -> int:
-    from .config import load_config
-    from .runner import train
+    from ..config import load_config
+    from ..runner import train
 
     cfg = load_config(args.config, args.overrides)
     result = train(cfg, resume=args.resume)
@@ -91,15 +92,15 @@ def cmd_train(args) -> int:
 
 
 def _load_rows(args, label_names, need_labels: bool):
-    from .data.examples import Example, TaskDataset
-    from .data.readers import read_inputs
-    from .runner import read_split
+    from ..data.examples import Example, TaskDataset
+    from ..data.readers import read_inputs
+    from ..runner import read_split
 
     if getattr(args, "text", None):
         return TaskDataset([Example(text=t, label=0) for t in args.text], label_names, name="texts")
     cfg = _data_section(args)
     if need_labels and (cfg.annotations or {}).get("format"):  # multi-annotator file: disagreement metrics too
-        from .annotations.files import read_annotated_split
+        from ..annotations.files import read_annotated_split
 
         return read_annotated_split(args.data, cfg, label_names)
     if need_labels:
@@ -109,11 +110,11 @@ def _load_rows(args, label_names, need_labels: bool):
 
 
 def cmd_eval(args) -> int:
-    from .runner import evaluate, load_for_inference
+    from ..runner import evaluate, load_for_inference
 
     model, backbone, collator, meta = load_for_inference(args.adapter)
     if getattr(model.task, "generation", False):
-        from .errors import ConfigError
+        from ..errors import ConfigError
 
         raise ConfigError(f"{args.adapter} answers a generation task; `prefalign eval` scores class labels. Use "
                           "`prefalign predict` for its answers, or train/compare, which score the test split "
@@ -125,7 +126,7 @@ def cmd_eval(args) -> int:
 
 
 def cmd_predict(args) -> int:
-    from .runner import load_for_inference, predict_proba
+    from ..runner import load_for_inference, predict_proba
 
     model, backbone, collator, meta = load_for_inference(args.adapter)
     names = meta["label_names"]
@@ -142,13 +143,13 @@ def cmd_predict(args) -> int:
 
 def _predict_answers(args, model, backbone, collator) -> int:
     """`prefalign predict` for a generation adapter: generated answers (beam search of 3)."""
-    from .data.examples import Example
-    from .generation import generate_from_ids
+    from ..data.examples import Example
+    from ..generation import generate_from_ids
 
     if args.text:
         texts, pairs = list(args.text), [None] * len(args.text)
     else:
-        from .data.readers import read_inputs
+        from ..data.readers import read_inputs
 
         cfg = _data_section(args)
         rows = read_inputs(args.data, ["0", "1"], text_column=cfg.text_column, text_pair_column=cfg.text_pair_column,
@@ -164,7 +165,7 @@ def _predict_answers(args, model, backbone, collator) -> int:
 
 def _write_lines(args, lines: list[str]) -> None:
     if args.output:
-        from .files import write_text_atomically
+        from ..files import write_text_atomically
 
         write_text_atomically(args.output, "\n".join(lines) + "\n")
         print(f"wrote {len(lines)} predictions to {args.output}")
@@ -173,7 +174,7 @@ def _write_lines(args, lines: list[str]) -> None:
 
 
 def cmd_demo(args) -> int:
-    from .demo import run_demo
+    from ..demo import run_demo
 
     run_demo(output_dir=args.output_dir, model=args.model, seed=args.seed, quick=args.quick,
              config_path=args.config, overrides=args.overrides)
@@ -194,8 +195,8 @@ def _shard(text: str) -> tuple[int, int]:
 def cmd_compare(args) -> int:
     import shlex
 
-    from .compare import load_compare_config, run_grid, write_reports
-    from .compare.grid import grid_status
+    from ..compare import load_compare_config, run_grid, write_reports
+    from ..compare.grid import grid_status
 
     cfg = load_compare_config(args.config, args.overrides)
     command = "prefalign compare " + " ".join(shlex.quote(a) for a in sys.argv[2:]) if sys.argv[1:2] == ["compare"] \
@@ -217,8 +218,8 @@ def cmd_compare(args) -> int:
 
 
 def cmd_methods(args) -> int:
-    from .methods.dcpc import ABLATIONS
-    from .methods.registry import METHODS
+    from ..methods.dcpc import ABLATIONS
+    from ..methods.registry import METHODS
 
     counts = _tunable_counts(args.model) if args.model else {}
     for name, (config_cls, _) in METHODS.items():
@@ -233,15 +234,15 @@ def cmd_methods(args) -> int:
 
 def _tunable_counts(model_name: str) -> dict[str, int]:
     """Tunable parameters of every method on ``model_name`` for a two-class task (head included)."""
-    from .data import Example, PromptFormat, TaskDataset, build_task_spec
-    from .methods import build_method
-    from .methods.registry import METHODS
-    from .models.loading import load_backbone
+    from ..data import Example, PromptFormat, TaskDataset, build_task_spec
+    from ..methods import build_method
+    from ..methods.registry import METHODS
+    from ..models.loading import load_backbone
 
     backbone = load_backbone(model_name)
     data = TaskDataset([Example(text="a", label=0), Example(text="b", label=1)], ["negative", "positive"])
     spec = build_task_spec(data, backbone.geometry, backbone.tokenizer, PromptFormat(template="{text}\nAnswer:"))
-    from .errors import ConfigError
+    from ..errors import ConfigError
 
     out: dict[str, int | None] = {}
     for name in METHODS:
@@ -260,7 +261,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.version:
-        from . import __version__
+        from .. import __version__
 
         print(__version__)
         return 0

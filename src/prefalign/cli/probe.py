@@ -17,7 +17,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from .errors import ConfigError
+from ..errors import ConfigError
 
 COMMANDS = ("probe", "report")
 
@@ -133,9 +133,9 @@ def _progress(text: str) -> None:
 
 def _subjects(args, data_names: list[str]):
     """Every model to probe, in order: the base model (if --model), then each --adapter."""
-    from .analysis.layers import base_subject, checkpoint_subject
-    from .models.loading import load_backbone
-    from .training.checkpoint import read_checkpoint
+    from ..analysis.layers import base_subject, checkpoint_subject
+    from ..models.loading import load_backbone
+    from ..training.checkpoint import read_checkpoint
 
     backbones = {}
     metas = []
@@ -175,20 +175,20 @@ def _subjects(args, data_names: list[str]):
 
 def _base_prompt(args, adapter_metas: list[dict], decoder: bool):
     """The base model's prompt: --template/--verbalizers, else the task's or config's, else the first checkpoint's."""
-    from .data.collator import PromptFormat
+    from ..data.collator import PromptFormat
 
     template = args.template.replace("\\n", "\n") if args.template else None  # a typed \n is a line break
     words = args.verbalizers.split(",") if args.verbalizers else None  # keep leading spaces: ' negative'
     if decoder and (template is None or words is None):
         source = None
         if args.task:
-            from .data.tasks import get_task
+            from ..data.tasks import get_task
 
             task = get_task(args.task)
             source = (task.decoder_template, task.verbalizers)
         elif args.config:
-            from .config import load_config
-            from .runner import prompt_of
+            from ..config import load_config
+            from ..runner import prompt_of
 
             p = prompt_of(load_config(args.config, args.overrides).data, decoder=True)
             source = (p.template, p.verbalizers)
@@ -202,7 +202,7 @@ def _base_prompt(args, adapter_metas: list[dict], decoder: bool):
 
 
 def _data(args):
-    from .analysis.probe_data import load_probe_data
+    from ..analysis.probe_data import load_probe_data
 
     return load_probe_data(args)
 
@@ -212,9 +212,9 @@ def _describe(subjects) -> str:
 
 
 def _drift(args) -> int:
-    from .analysis import drift as drift_mod
-    from .analysis.layers import embed_texts
-    from .analysis.probe_data import mine_pairs, pool_sample, read_pairs
+    from ..analysis import drift as drift_mod
+    from ..analysis.layers import embed_texts
+    from ..analysis.probe_data import mine_pairs, pool_sample, read_pairs
 
     if args.pairs:
         pairs, data_names = read_pairs(args.pairs, _split_names(args.label_names))
@@ -228,7 +228,7 @@ def _drift(args) -> int:
         rows = pool_sample(data, args.pool, args.seed)
         first = subjects[0]
         _progress(f"mining {args.num_pairs} pairs among {len(rows)} inputs of {source} with {first.name}'s embeddings")
-        from .models.loading import LoadedModel
+        from ..models.loading import LoadedModel
 
         clf = first.classifier
         backbone = LoadedModel(model=clf.model, tokenizer=first.tokenizer, geometry=clf.geo, name=first.name, path="")
@@ -258,8 +258,8 @@ def _split_names(value):
 
 
 def _bias(args) -> int:
-    from .analysis import bias as bias_mod
-    from .analysis.probe_data import balanced_sample
+    from ..analysis import bias as bias_mod
+    from ..analysis.probe_data import balanced_sample
 
     data = _data(args)
     rows = data.rows if not args.max_examples or args.max_examples >= len(data.rows) \
@@ -286,9 +286,9 @@ def _bias(args) -> int:
 def _target_layer(args) -> int:
     import random
 
-    from .data import Collator, Example, TaskDataset, build_task_spec
-    from .methods.bias_aware import interchange_ablation, write_curve
-    from .models.loading import load_backbone
+    from ..data import Collator, Example, TaskDataset, build_task_spec
+    from ..methods.bias_aware import interchange_ablation, write_curve
+    from ..models.loading import load_backbone
 
     data = _data(args)
     if data.multi_label:
@@ -314,7 +314,7 @@ def _target_layer(args) -> int:
     lines += [f"{i:5d}  {v:.6f}" + ("  <- chosen" if i == curve.layer else "") for i, v in enumerate(curve.kl)]
     lines.append(f"chosen target layer: {curve.layer} (0-based; of {len(curve.kl)})")
     summary = Path(args.output) / "summary.txt"
-    from .files import write_text_atomically
+    from ..files import write_text_atomically
 
     write_text_atomically(summary, "\n".join(lines) + "\n")
     print("\n".join(lines))
@@ -323,7 +323,7 @@ def _target_layer(args) -> int:
 
 
 def _report(args) -> int:
-    from .analysis.report import build_report
+    from ..analysis.report import build_report
 
     out = build_report(args.run_dir, args.output)
     print(f"wrote {out} ({out.stat().st_size // 1024} KB, self-contained: open it in any browser, offline)")

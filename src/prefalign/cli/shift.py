@@ -17,7 +17,7 @@ import secrets
 import shutil
 from pathlib import Path
 
-from .errors import ConfigError, DataError
+from ..errors import ConfigError, DataError
 
 COMMANDS = ("shift", "tasks")
 SPLITS = ("train", "validation", "test")
@@ -48,7 +48,7 @@ def run(args) -> int:
 
 
 def _tasks() -> int:
-    from .data.tasks import TASKS
+    from ..data.tasks import TASKS
 
     for task in TASKS.values():
         print(f"{task.name:16s} {task.kind:16s} metric {task.metric:10s} shift {task.shift or '-'}")
@@ -58,7 +58,7 @@ def _tasks() -> int:
 
 
 def _list_shifts() -> int:
-    from .shifts.registry import SHIFTS, shift_parameters
+    from ..shifts.registry import SHIFTS, shift_parameters
 
     for name, shift in SHIFTS.items():
         params = ", ".join(f"{k}={v!r}" for k, v in shift_parameters(name).items())
@@ -70,9 +70,9 @@ def _list_shifts() -> int:
 def _shift(args) -> int:
     if args.list:
         return _list_shifts()
-    from .config import parse_overrides
-    from .data.tasks import load_task
-    from .shifts.registry import apply_shift, shift_parameters
+    from ..config import parse_overrides
+    from ..data.tasks import load_task
+    from ..shifts.registry import apply_shift, shift_parameters
 
     if not args.name:
         raise ConfigError("prefalign shift needs a shift name (or --list to see them)")
@@ -107,8 +107,8 @@ def _shift(args) -> int:
 
 def _write(output: Path, split: str, shifted, card: dict) -> list[Path]:
     """Write <split>.jsonl and <split>.card.{json,md} into ``output``, all or nothing."""
-    from .shifts.cards import write_card, write_dataset_jsonl
-    from .shifts.styles import write_generation_jsonl
+    from ..shifts.cards import write_card, write_dataset_jsonl
+    from ..shifts.styles import write_generation_jsonl
 
     created = not output.exists()
     output.mkdir(parents=True, exist_ok=True)
