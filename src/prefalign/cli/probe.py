@@ -1,10 +1,9 @@
-"""`prefalign probe drift`, `prefalign probe bias` and `prefalign report`.
+"""`prefalign probe drift`, `prefalign probe bias` and `prefalign probe target-layer`.
 
     prefalign probe drift [--model BASE] [--adapter [NAME=]DIR ...] (--pairs FILE | DATA) --output DIR
                           [--num-pairs 32] [--pool 512] [--top-k 10]
     prefalign probe bias  [--model BASE] [--adapter [NAME=]DIR ...] DATA --output DIR [--max-examples 256]
     prefalign probe target-layer --model BASE DATA --output DIR [--examples 20] [--component o_proj]
-    prefalign report RUN_DIR [--output report.html]
 
 DATA is one of ``--data FILE`` (CSV/TSV/JSON/JSONL; the label cell may hold a list of labels),
 ``--task NAME --path FOLDER`` or ``--config CONFIG.yaml`` (its data section), with ``--split``.
@@ -18,8 +17,9 @@ import sys
 from pathlib import Path
 
 from ..errors import ConfigError
+from .common import add_config_args
 
-COMMANDS = ("probe", "report")
+COMMAND = "probe"
 
 
 def _add_models(p) -> None:
@@ -43,9 +43,8 @@ def _add_data(p) -> None:
     p.add_argument("--label-names", help="class names in index order, comma-separated (default: inferred)")
     p.add_argument("--task", help="a registered task (see `prefalign tasks`), read from --path")
     p.add_argument("--path", help="folder holding the task's files")
-    p.add_argument("--config", "-c", help="a training config: its data section names the data")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a config value (with --config)")
+    add_config_args(p, config_help="a training config: its data section names the data",
+                    set_help="override a config value (with --config)")
     p.add_argument("--split", default="test", choices=("train", "validation", "test"),
                    help="split of --task / --config to read (default: test, SST-2's dev.tsv)")
     p.add_argument("--seed", type=int, default=0, help="seed of every sample the probe draws (default 0)")
@@ -54,8 +53,8 @@ def _add_data(p) -> None:
     p.add_argument("--title", default="", help="title of the figures")
 
 
-def add_parsers(subparsers) -> None:
-    """Add `probe` (with `drift` and `bias`) and `report` to the main parser's subparsers."""
+def add_parser(subparsers) -> None:
+    """Add `probe` (with `drift`, `bias` and `target-layer`) to the main parser's subparsers."""
     probe = subparsers.add_parser("probe", help="layer-wise probes: preference drift (DCPC) and label bias "
                                                 "(bias-aware PEFT) of base models and checkpoints")
     kinds = probe.add_subparsers(dest="probe_command")
@@ -84,15 +83,9 @@ def add_parsers(subparsers) -> None:
     t.add_argument("--component", default="o_proj", help="module of each layer whose output is swapped, by name "
                                                          "or suffix (default o_proj, appendix A)")
     _add_data(t)
-    r = subparsers.add_parser("report", help="one offline HTML page of a run directory: curves, metrics, probes, "
-                                             "dataset cards")
-    r.add_argument("run_dir", help="a folder written by `prefalign train` (with probe outputs below it, if any)")
-    r.add_argument("--output", "-o", help="where to write the page (default: RUN_DIR/report.html)")
 
 
 def run(args) -> int:
-    if args.command == "report":
-        return _report(args)
     if args.probe_command is None:
         raise ConfigError("prefalign probe needs a probe: drift or bias, or target-layer (see prefalign probe --help)")
     _check_numbers(args)
@@ -319,12 +312,4 @@ def _target_layer(args) -> int:
     write_text_atomically(summary, "\n".join(lines) + "\n")
     print("\n".join(lines))
     print(f"wrote {paths['csv']}, {paths['png']}, {summary}")
-    return 0
-
-
-def _report(args) -> int:
-    from ..analysis.report import build_report
-
-    out = build_report(args.run_dir, args.output)
-    print(f"wrote {out} ({out.stat().st_size // 1024} KB, self-contained: open it in any browser, offline)")
     return 0
