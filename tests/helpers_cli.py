@@ -70,10 +70,18 @@ def console_script() -> str:
 
 def run_script(args: list[str], cwd: Path, timeout: float = 120) -> subprocess.CompletedProcess:
     """Run the real console script in a subprocess (offline, one thread, no tokenizer fork warnings)."""
+    return _run_command([console_script(), *args], cwd, timeout)
+
+
+def run_module(args: list[str], cwd: Path, timeout: float = 120) -> subprocess.CompletedProcess:
+    """Run ``python -m prefalign`` in a subprocess, like :func:`run_script`."""
+    return _run_command([sys.executable, "-m", "prefalign", *args], cwd, timeout)
+
+
+def _run_command(command: list[str], cwd: Path, timeout: float) -> subprocess.CompletedProcess:
     env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", HF_HUB_OFFLINE="1",
                TOKENIZERS_PARALLELISM="false", PYTHONWARNINGS="ignore")
-    return subprocess.run([console_script(), *args], cwd=cwd, env=env, capture_output=True, text=True,
-                          timeout=timeout)
+    return subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
 
 
 def error_lines(stderr: str) -> list[str]:

@@ -19,6 +19,7 @@ from helpers_cli import (
     assert_no_adapter,
     assert_one_error,
     run_main,
+    run_module,
     run_script,
     save_tiny_model,
     toy_rows,
@@ -340,6 +341,16 @@ def test_console_script_user_error(tmp_path):
     assert proc.stderr.count("\n") == 1, proc.stderr
     assert_one_error(proc.returncode, proc.stderr, "training.lerning_rate", "did you mean 'learning_rate'")
     assert not (tmp_path / "out").exists()
+
+
+def test_python_dash_m_prefalign_is_the_command(tmp_path):
+    from prefalign import __version__
+
+    proc = run_module(["--version"], cwd=tmp_path)
+    assert (proc.returncode, proc.stdout.strip()) == (0, __version__), proc.stderr
+    proc = run_module(["shift"], cwd=tmp_path)
+    assert proc.stdout == ""
+    assert_one_error(proc.returncode, proc.stderr, "needs a shift name")
 
 
 # -- the demo's table (the demo itself trains MiniLM four times: too slow here) --------------------

@@ -128,7 +128,7 @@ def test_shards_split_a_grid_between_processes_without_overlap(grid_files, tmp_p
         with pytest.raises(SystemExit) as stop:
             run_main(["compare", "--config", str(path), "--shard", bad])
         assert stop.value.code == 2
-    from prefalign.cli import _shard
+    from prefalign.cli.compare import _shard
 
     with pytest.raises(argparse.ArgumentTypeError, match="between 1 and N"):
         _shard("3/2")

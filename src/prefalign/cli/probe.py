@@ -1,10 +1,9 @@
-"""`prefalign probe drift`, `prefalign probe bias` and `prefalign report`.
+"""`prefalign probe drift`, `prefalign probe bias` and `prefalign probe target-layer`.
 
     prefalign probe drift [--model BASE] [--adapter [NAME=]DIR ...] (--pairs FILE | DATA) --output DIR
                           [--num-pairs 32] [--pool 512] [--top-k 10]
     prefalign probe bias  [--model BASE] [--adapter [NAME=]DIR ...] DATA --output DIR [--max-examples 256]
     prefalign probe target-layer --model BASE DATA --output DIR [--examples 20] [--component o_proj]
-    prefalign report RUN_DIR [--output report.html]
 
 DATA is one of ``--data FILE`` (CSV/TSV/JSON/JSONL; the label cell may hold a list of labels),
 ``--task NAME --path FOLDER`` or ``--config CONFIG.yaml`` (its data section), with ``--split``.
@@ -17,9 +16,10 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from .errors import ConfigError
+from ..errors import ConfigError
+from .common import add_config_args
 
-COMMANDS = ("probe", "report")
+COMMAND = "probe"
 
 
 def _add_models(p) -> None:
@@ -43,9 +43,8 @@ def _add_data(p) -> None:
     p.add_argument("--label-names", help="class names in index order, comma-separated (default: inferred)")
     p.add_argument("--task", help="a registered task (see `prefalign tasks`), read from --path")
     p.add_argument("--path", help="folder holding the task's files")
-    p.add_argument("--config", "-c", help="a training config: its data section names the data")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a config value (with --config)")
+    add_config_args(p, config_help="a training config: its data section names the data",
+                    set_help="override a config value (with --config)")
     p.add_argument("--split", default="test", choices=("train", "validation", "test"),
                    help="split of --task / --config to read (default: test, SST-2's dev.tsv)")
     p.add_argument("--seed", type=int, default=0, help="seed of every sample the probe draws (default 0)")
@@ -54,8 +53,8 @@ def _add_data(p) -> None:
     p.add_argument("--title", default="", help="title of the figures")
 
 
-def add_parsers(subparsers) -> None:
-    """Add `probe` (with `drift` and `bias`) and `report` to the main parser's subparsers."""
+def add_parser(subparsers) -> None:
+    """Add `probe` (with `drift`, `bias` and `target-layer`) to the main parser's subparsers."""
     probe = subparsers.add_parser("probe", help="layer-wise probes: preference drift (DCPC) and label bias "
                                                 "(bias-aware PEFT) of base models and checkpoints")
     kinds = probe.add_subparsers(dest="probe_command")
@@ -84,15 +83,9 @@ def add_parsers(subparsers) -> None:
     t.add_argument("--component", default="o_proj", help="module of each layer whose output is swapped, by name "
                                                          "or suffix (default o_proj, appendix A)")
     _add_data(t)
-    r = subparsers.add_parser("report", help="one offline HTML page of a run directory: curves, metrics, probes, "
-                                             "dataset cards")
-    r.add_argument("run_dir", help="a folder written by `prefalign train` (with probe outputs below it, if any)")
-    r.add_argument("--output", "-o", help="where to write the page (default: RUN_DIR/report.html)")
 
 
 def run(args) -> int:
-    if args.command == "report":
-        return _report(args)
     if args.probe_command is None:
         raise ConfigError("prefalign probe needs a probe: drift or bias, or target-layer (see prefalign probe --help)")
     _check_numbers(args)
@@ -133,9 +126,9 @@ def _progress(text: str) -> None:
 
 def _subjects(args, data_names: list[str]):
     """Every model to probe, in order: the base model (if --model), then each --adapter."""
-    from .analysis.layers import base_subject, checkpoint_subject
-    from .models.loading import load_backbone
-    from .methods.checkpoint import read_checkpoint
+    from ..analysis.layers import base_subject, checkpoint_subject
+    from ..methods.checkpoint import read_checkpoint
+    from ..models.loading import load_backbone
 
     backbones = {}
     metas = []
@@ -175,19 +168,19 @@ def _subjects(args, data_names: list[str]):
 
 def _base_prompt(args, adapter_metas: list[dict], decoder: bool):
     """The base model's prompt: --template/--verbalizers, else the task's or config's, else the first checkpoint's."""
-    from .data.collator import PromptFormat
+    from ..data.collator import PromptFormat
 
     template = args.template.replace("\\n", "\n") if args.template else None  # a typed \n is a line break
     words = args.verbalizers.split(",") if args.verbalizers else None  # keep leading spaces: ' negative'
     if decoder and (template is None or words is None):
         source = None
         if args.task:
-            from .tasks import get_task
+            from ..tasks import get_task
 
             task = get_task(args.task)
             source = (task.decoder_template, task.verbalizers)
         elif args.config:
-            from .training.config import load_config
+            from ..training.config import load_config
 
             p = load_config(args.config, args.overrides).data.prompt(decoder=True)
             source = (p.template, p.verbalizers)
@@ -201,7 +194,7 @@ def _base_prompt(args, adapter_metas: list[dict], decoder: bool):
 
 
 def _data(args):
-    from .analysis.probe_data import load_probe_data
+    from ..analysis.probe_data import load_probe_data
 
     return load_probe_data(args)
 
@@ -211,9 +204,9 @@ def _describe(subjects) -> str:
 
 
 def _drift(args) -> int:
-    from .analysis import drift as drift_mod
-    from .analysis.layers import embed_texts
-    from .analysis.probe_data import mine_pairs, pool_sample, read_pairs
+    from ..analysis import drift as drift_mod
+    from ..analysis.layers import embed_texts
+    from ..analysis.probe_data import mine_pairs, pool_sample, read_pairs
 
     if args.pairs:
         pairs, data_names = read_pairs(args.pairs, _split_names(args.label_names))
@@ -227,7 +220,7 @@ def _drift(args) -> int:
         rows = pool_sample(data, args.pool, args.seed)
         first = subjects[0]
         _progress(f"mining {args.num_pairs} pairs among {len(rows)} inputs of {source} with {first.name}'s embeddings")
-        from .models.loading import LoadedModel
+        from ..models.loading import LoadedModel
 
         clf = first.classifier
         backbone = LoadedModel(model=clf.model, tokenizer=first.tokenizer, geometry=clf.geo, name=first.name, path="")
@@ -257,8 +250,8 @@ def _split_names(value):
 
 
 def _bias(args) -> int:
-    from .analysis import bias as bias_mod
-    from .analysis.probe_data import balanced_sample
+    from ..analysis import bias as bias_mod
+    from ..analysis.probe_data import balanced_sample
 
     data = _data(args)
     rows = data.rows if not args.max_examples or args.max_examples >= len(data.rows) \
@@ -285,9 +278,9 @@ def _bias(args) -> int:
 def _target_layer(args) -> int:
     import random
 
-    from .data import Collator, Example, TaskDataset, build_task_spec
-    from .methods.bias_aware import interchange_ablation, write_curve
-    from .models.loading import load_backbone
+    from ..data import Collator, Example, TaskDataset, build_task_spec
+    from ..methods.bias_aware import interchange_ablation, write_curve
+    from ..models.loading import load_backbone
 
     data = _data(args)
     if data.multi_label:
@@ -313,17 +306,9 @@ def _target_layer(args) -> int:
     lines += [f"{i:5d}  {v:.6f}" + ("  <- chosen" if i == curve.layer else "") for i, v in enumerate(curve.kl)]
     lines.append(f"chosen target layer: {curve.layer} (0-based; of {len(curve.kl)})")
     summary = Path(args.output) / "summary.txt"
-    from .files import write_text_atomically
+    from ..files import write_text_atomically
 
     write_text_atomically(summary, "\n".join(lines) + "\n")
     print("\n".join(lines))
     print(f"wrote {paths['csv']}, {paths['png']}, {summary}")
-    return 0
-
-
-def _report(args) -> int:
-    from .analysis.report import build_report
-
-    out = build_report(args.run_dir, args.output)
-    print(f"wrote {out} ({out.stat().st_size // 1024} KB, self-contained: open it in any browser, offline)")
     return 0

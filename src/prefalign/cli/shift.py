@@ -1,9 +1,8 @@
-"""`prefalign shift` (build a preference-shifted twin of a task split) and `prefalign tasks`.
+"""`prefalign shift`: build a preference-shifted twin of a task split.
 
     prefalign shift NAME --task TASK --path FOLDER [--split train] --output DIR [--seed N]
                    [--set param=value ...] [--rephraser rule|chat]
     prefalign shift --list
-    prefalign tasks
 
 `shift` writes DIR/<split>.jsonl and its card DIR/<split>.card.json and .card.md, all or
 nothing: the files are written into a staging folder inside DIR and moved in only once every
@@ -17,14 +16,14 @@ import secrets
 import shutil
 from pathlib import Path
 
-from .errors import ConfigError, DataError
+from ..errors import ConfigError, DataError
 
-COMMANDS = ("shift", "tasks")
+COMMAND = "shift"
 SPLITS = ("train", "validation", "test")
 
 
-def add_parsers(subparsers) -> None:
-    """Add the `shift` and `tasks` sub-commands to the main parser's subparsers."""
+def add_parser(subparsers) -> None:
+    """Add the `shift` sub-command to the main parser's subparsers."""
     p = subparsers.add_parser("shift", help="build a preference-shifted dataset (DCPC appendix A.1.1) and its card",
                               description="Build a preference-shifted twin of one split of a registered task.")
     p.add_argument("name", nargs="?", help="the shift, e.g. sst2-p, rte-e, copa-bs, boolq-ps, record-r, alpaca-is")
@@ -39,26 +38,10 @@ def add_parsers(subparsers) -> None:
     p.add_argument("--rephraser", choices=("rule", "chat"),
                    help="for boolq-ps, record-r, alpaca-is: 'rule' (offline, default) or 'chat' (an OpenAI-"
                         "compatible endpoint from PREFALIGN_API_BASE, PREFALIGN_API_MODEL, PREFALIGN_API_KEY)")
-    subparsers.add_parser("tasks", help="list the registered tasks: kind, metric, expected files and shift")
-
-
-def run(args) -> int:
-    """Run `shift` or `tasks`; user errors propagate as UserError for cli.main to report."""
-    return _tasks() if args.command == "tasks" else _shift(args)
-
-
-def _tasks() -> int:
-    from .tasks import TASKS
-
-    for task in TASKS.values():
-        print(f"{task.name:16s} {task.kind:16s} metric {task.metric:10s} shift {task.shift or '-'}")
-        print(f"{'':16s} files: {task.files}")
-        print(f"{'':16s} {task.description}")
-    return 0
 
 
 def _list_shifts() -> int:
-    from .shifts.registry import SHIFTS, shift_parameters
+    from ..shifts.registry import SHIFTS, shift_parameters
 
     for name, shift in SHIFTS.items():
         params = ", ".join(f"{k}={v!r}" for k, v in shift_parameters(name).items())
@@ -67,12 +50,13 @@ def _list_shifts() -> int:
     return 0
 
 
-def _shift(args) -> int:
+def run(args) -> int:
+    """Run `shift`; user errors propagate as UserError for prefalign.cli.main to report."""
     if args.list:
         return _list_shifts()
-    from .configuration import parse_overrides
-    from .tasks import load_task
-    from .shifts.registry import apply_shift, shift_parameters
+    from ..configuration import parse_overrides
+    from ..shifts.registry import apply_shift, shift_parameters
+    from ..tasks import load_task
 
     if not args.name:
         raise ConfigError("prefalign shift needs a shift name (or --list to see them)")
@@ -107,8 +91,8 @@ def _shift(args) -> int:
 
 def _write(output: Path, split: str, shifted, card: dict) -> list[Path]:
     """Write <split>.jsonl and <split>.card.{json,md} into ``output``, all or nothing."""
-    from .shifts.cards import write_card, write_dataset_jsonl
-    from .shifts.styles import write_generation_jsonl
+    from ..shifts.cards import write_card, write_dataset_jsonl
+    from ..shifts.styles import write_generation_jsonl
 
     created = not output.exists()
     output.mkdir(parents=True, exist_ok=True)

@@ -1,0 +1,7 @@
+"""`python -m prefalign ...` runs the `prefalign` command."""
+
+import sys
+
+from .cli import main
+
+sys.exit(main())

@@ -1,0 +1,53 @@
+"""The `prefalign` command: one module per sub-command, put together here.
+
+Each command module exposes ``COMMAND`` (its name), ``add_parser(subparsers)`` and ``run(args)``.
+Their top-level imports are light (argparse, prefalign.errors); torch, transformers, the runner
+and the methods are imported inside ``run``, so ``prefalign --help`` and argument errors stay fast.
+User errors (prefalign.errors.UserError) are caught once, in :func:`main`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+from ..errors import UserError
+from . import compare, demo, evaluate, methods, predict, probe, report, shift, tasks, train
+
+# In the order `prefalign --help` lists them.
+COMMAND_MODULES = (train, evaluate, predict, demo, compare, methods, shift, tasks, probe, report)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="prefalign", description=(
+        "Fine-tune language models on labels people disagree about (DCPC, P-Tuning v2 and friends)."))
+    parser.add_argument("--version", action="store_true", help="print the version and exit")
+    sub = parser.add_subparsers(dest="command")
+    for module in COMMAND_MODULES:
+        module.add_parser(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point: one line on stderr and a non-zero exit for every user error."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.version:
+        from .. import __version__
+
+        print(__version__)
+        return 0
+    if not args.command:
+        parser.print_help()
+        return 2
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    handlers = {module.COMMAND: module.run for module in COMMAND_MODULES}
+    try:
+        return handlers[args.command](args)
+    except UserError as exc:
+        print(f"prefalign: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("prefalign: interrupted", file=sys.stderr)
+        return 130

@@ -1,0 +1,68 @@
+"""`prefalign predict`: class probabilities (or generated answers) of a saved adapter for a file or texts."""
+
+from __future__ import annotations
+
+import json
+
+from .common import add_config_args, data_section, load_rows
+
+COMMAND = "predict"
+
+
+def add_parser(subparsers) -> None:
+    p = subparsers.add_parser("predict", help="class probabilities of a saved adapter for a file or texts")
+    p.add_argument("--adapter", required=True, help="folder written by `prefalign train` (…/adapter)")
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--data", help="file with a text column (labels not needed)")
+    src.add_argument("--text", action="append", help="a text to classify (repeatable)")
+    p.add_argument("--output", "-o", help="write JSON lines here instead of standard output")
+    add_config_args(p)
+    p.add_argument("--batch-size", type=int, default=64)
+
+
+def run(args) -> int:
+    from ..inference import load_for_inference, predict_proba
+
+    model, backbone, collator, meta = load_for_inference(args.adapter)
+    names = meta["label_names"]
+    if getattr(model.task, "generation", False):
+        return _predict_answers(args, model, backbone, collator)
+    data = load_rows(args, names, need_labels=False)
+    probs = predict_proba(model, collator, data, batch_size=args.batch_size, progress=args.output is not None)
+    lines = [json.dumps({"text": ex.text, "label": names[int(p.argmax())],
+                         "probabilities": {n: round(float(v), 6) for n, v in zip(names, p)}})
+             for ex, p in zip(data.examples, probs)]
+    _write_lines(args, lines)
+    return 0
+
+
+def _predict_answers(args, model, backbone, collator) -> int:
+    """`prefalign predict` for a generation adapter: generated answers (beam search of 3)."""
+    from ..data.examples import Example
+    from ..generation import generate_from_ids
+
+    if args.text:
+        texts, pairs = list(args.text), [None] * len(args.text)
+    else:
+        from ..data.readers import read_inputs
+
+        cfg = data_section(args)
+        rows = read_inputs(args.data, ["0", "1"], text_column=cfg.text_column, text_pair_column=cfg.text_pair_column,
+                           name="data")
+        texts, pairs = [ex.text for ex in rows.examples], [ex.text_pair for ex in rows.examples]
+    examples = [Example(text=t, text_pair=p, answer="-") for t, p in zip(texts, pairs)]
+    answers = generate_from_ids(model, backbone.tokenizer, collator.prompt_ids(examples), num_beams=3,
+                                batch_size=args.batch_size)
+    lines = [json.dumps({"text": t, "answer": a}) for t, a in zip(texts, answers)]
+    _write_lines(args, lines)
+    return 0
+
+
+def _write_lines(args, lines: list[str]) -> None:
+    if args.output:
+        from ..files import write_text_atomically
+
+        write_text_atomically(args.output, "\n".join(lines) + "\n")
+        print(f"wrote {len(lines)} predictions to {args.output}")
+    else:
+        print("\n".join(lines))
