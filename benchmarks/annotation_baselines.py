@@ -16,7 +16,7 @@ import warnings
 import numpy as np
 
 from prefalign.annotations import AnnotationWarning
-from prefalign.annotations.evaluation import dataset_metrics
+from prefalign.annotations.metrics import dataset_metrics
 from prefalign.compare.config import load_compare_config
 from prefalign.compare.grid import plan
 from prefalign.training.splits import load_splits

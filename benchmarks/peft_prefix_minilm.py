@@ -26,7 +26,7 @@ from transformers import AutoTokenizer, BertForSequenceClassification, Trainer, 
 from prefalign.data import read_table
 from prefalign.demo import demo_splits
 from prefalign.models.loading import resolve_model_path
-from prefalign.environment import versions
+from prefalign.utils.environment import versions
 
 SHARED_SST2 = Path(__file__).resolve().parents[2] / "shared" / "data" / "sst2"
 

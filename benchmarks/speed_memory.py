@@ -290,7 +290,7 @@ def plot(rows: list[dict], path: Path, title: str) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from prefalign.files import save_figure_atomically
+    from prefalign.utils.atomic_files import save_figure_atomically
 
     keys = (("step_vs_ptuning", "step time / P-Tuning v2", 1.15), ("step_vs_floor", "step time / floor", 1.3),
             ("memory_vs_ptuning", "step peak memory / P-Tuning v2", 1.10))
@@ -391,8 +391,8 @@ def main(argv: list[str] | None = None) -> None:
     if args.one:
         print("RESULT " + json.dumps(run_one(json.loads(args.one))), flush=True)
         return
-    from prefalign.environment import machine, versions
-    from prefalign.files import write_text_atomically
+    from prefalign.utils.environment import machine, versions
+    from prefalign.utils.atomic_files import write_text_atomically
 
     grid = QUICK if args.quick else GRID
     models = args.models.split(",") if args.models else list(grid)

@@ -382,7 +382,7 @@ def test_a_compare_row_can_choose_its_target():
 
 
 def test_evaluate_scores_an_annotated_file_against_its_annotators(tiny_bert):
-    from prefalign.annotations.files import read_annotated_split
+    from prefalign.annotations.own_files import read_annotated_split
     from prefalign.data.collator import Collator, PromptFormat, build_task_spec
     from prefalign.evaluation.disagreement import soft_cross_entropy
     from prefalign.methods import build_method, method_config

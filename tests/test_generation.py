@@ -278,7 +278,7 @@ class Canned(torch.nn.Module):
 @pytest.fixture
 def canned(monkeypatch):
     def use(texts):
-        monkeypatch.setattr("prefalign.generation.evaluate.generate_from_ids", lambda *a, **k: list(texts))
+        monkeypatch.setattr("prefalign.generation.scoring.generate_from_ids", lambda *a, **k: list(texts))
     return use
 
 

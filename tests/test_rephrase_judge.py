@@ -9,7 +9,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 
 from prefalign.data.examples import Example, TaskDataset
-from prefalign.endpoints import ChatEndpoint, EndpointError
+from prefalign.utils.endpoints import ChatEndpoint, EndpointError
 from prefalign.errors import ConfigError, DataError, UserError
 from prefalign.evaluation.judge import OFFLINE_JUDGE, ChatJudge, OfflineJudge, gpt_score, parse_score, token_f1
 from prefalign.shifts.registry import apply_shift

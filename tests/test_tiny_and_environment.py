@@ -1,5 +1,5 @@
 """prefalign.models.tiny (the one tiny-backbone builder of the tests and the speed benchmark) and
-prefalign.environment (versions and machine, recorded beside runs and benchmark results)."""
+prefalign.utils.environment (versions and machine, recorded beside runs and benchmark results)."""
 
 from __future__ import annotations
 

@@ -7,9 +7,9 @@ import platform
 import time
 from pathlib import Path
 
-from .configuration import deep_merge
+from .utils.config_base import deep_merge
 from .data import TaskDataset, rotten_tomatoes
-from .environment import versions
+from .utils.environment import versions
 from .models.loading import load_backbone
 from .training.config import load_config
 from .training.run import mean_logged, train

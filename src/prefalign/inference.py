@@ -6,7 +6,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from .annotations.evaluation import ANNOTATION_KEYS, annotation_keys, dataset_metrics
+from .annotations.metrics import ANNOTATION_KEYS, annotation_keys, dataset_metrics
 from .data import Collator, PromptFormat, TaskDataset
 from .errors import CheckpointError
 from .methods import Method, load_method

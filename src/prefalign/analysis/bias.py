@@ -23,9 +23,10 @@ from typing import Sequence
 import torch
 
 from ..errors import ConfigError
-from ..files import write_text_atomically
+from ..utils.atomic_files import write_text_atomically
 from .layers import Subject, csv_text, format_number, read_layers
 from .probe_data import ProbeRow
+from .plots import bias_compare_figure, bias_figure, safe_name
 
 COLUMNS = ("model", "layer", "label", "contain", "not_contain", "gap", "n_contain", "n_not_contain")
 
@@ -116,8 +117,6 @@ def summary(results: Sequence[BiasResult], n_samples: int) -> str:
 
 def write_outputs(output: Path, results: Sequence[BiasResult], n_samples: int, *, title: str = "") -> dict[str, Path]:
     """bias.csv, bias_summary.txt, bias_<model>.png per subject and, for 2+ subjects, bias_compare.png."""
-    from .plots import bias_compare_figure, bias_figure, safe_name
-
     output.mkdir(parents=True, exist_ok=True)
     paths: dict[str, Path] = {"csv": output / "bias.csv", "summary": output / "bias_summary.txt"}
     write_text_atomically(paths["csv"], bias_csv(results))

@@ -30,9 +30,11 @@ from typing import Sequence
 
 import torch
 
-from ..files import write_text_atomically
+from ..utils.atomic_files import write_text_atomically
 from .layers import LayerReadout, Subject, csv_text, format_number, read_layers
 from .probe_data import Pair
+import json
+from .plots import drift_figure
 
 COLUMNS = ("model", "layer", "cosine_similarity", "edit_distance", "kl_divergence", "label_difference", "n_pairs")
 PAIR_COLUMNS = ("model", "pair", "layer", "cosine_similarity", "edit_distance", "kl_divergence", "label_difference",
@@ -166,10 +168,6 @@ def summary(results: Sequence[DriftResult], n_pairs: int) -> str:
 def write_outputs(output: Path, results: Sequence[DriftResult], pairs: Sequence[Pair], data_names: Sequence[str],
                   class_names: dict[str, list[str]], *, title: str = "") -> dict[str, Path]:
     """drift.csv, drift_pairs.csv, pairs.jsonl, drift.png and drift_summary.txt in ``output``."""
-    import json
-
-    from .plots import drift_figure
-
     output.mkdir(parents=True, exist_ok=True)
     paths = {"csv": output / "drift.csv", "pairs_csv": output / "drift_pairs.csv", "pairs": output / "pairs.jsonl",
              "png": output / "drift.png", "summary": output / "drift_summary.txt"}

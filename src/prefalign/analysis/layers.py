@@ -32,6 +32,10 @@ from ..data.examples import Example, TaskDataset
 from ..errors import CheckpointError, ConfigError, ModelLoadError
 from ..models.classifier import PrefixClassifier, TaskSpec, masked_mean
 from ..models.loading import LoadedModel
+from ..inference import load_for_inference
+import math
+import csv
+import io
 
 FINAL_NORM_NAMES = ("norm", "ln_f", "final_layernorm", "final_layer_norm", "norm_f")
 
@@ -106,8 +110,6 @@ def base_subject(backbone: LoadedModel, label_names: Sequence[str], prompt: Prom
 
 def checkpoint_subject(adapter_dir: str, backbone: LoadedModel | None = None, name: str | None = None) -> Subject:
     """A saved adapter (any prefalign method) on its base model, ready to probe."""
-    from ..inference import load_for_inference
-
     model, backbone, collator, meta = load_for_inference(adapter_dir, backbone)
     if getattr(model.task, "generation", False):
         raise CheckpointError(f"{adapter_dir} answers a generation task; the probes read class labels, so they need "
@@ -258,8 +260,6 @@ def embed_texts(backbone: LoadedModel, texts: Sequence[str], pairs: Sequence[str
 
 def format_number(value) -> str:
     """A CSV/summary cell: floats to 6 significant digits, NaN as empty."""
-    import math
-
     if isinstance(value, float):
         return "" if math.isnan(value) else f"{value:.6g}"
     return str(value)
@@ -267,9 +267,6 @@ def format_number(value) -> str:
 
 def csv_text(rows, columns) -> str:
     """CSV text of dict rows with ``columns``, numbers through ``format_number``."""
-    import csv
-    import io
-
     buf = io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=columns, lineterminator="\n")
     writer.writeheader()

@@ -7,15 +7,16 @@ import re
 from pathlib import Path
 from typing import Sequence
 
-from ..files import save_figure_atomically
+import torch
+
+from ..errors import ConfigError
+from ..utils.atomic_files import save_figure_atomically
 
 
 def _plt():
     try:
         import matplotlib
     except ImportError:
-        from ..errors import ConfigError
-
         raise ConfigError("the probe figures and the report need matplotlib: pip install matplotlib") from None
 
     matplotlib.use("Agg")
@@ -112,8 +113,6 @@ def bias_figure(result, path: Path, title: str = "") -> Path:
 
 def bias_compare_figure(results: Sequence, path: Path, title: str = "") -> Path:
     """Appendix G's Figure 6: one column per model (before / after), shared y-axes."""
-    import torch
-
     plt = _plt()
     values = torch.cat([torch.cat([r.contain.flatten(), r.not_contain.flatten()]) for r in results])
     values = values[~torch.isnan(values)]

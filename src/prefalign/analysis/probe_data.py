@@ -23,6 +23,11 @@ from typing import Any, Sequence
 
 from ..data.examples import Example
 from ..errors import ConfigError, DataError
+from ..data.readers import _read_rows
+from ..training.config import load_config
+from ..training.splits import load_splits
+import torch
+from ..tasks import load_task
 
 _SPLIT = re.compile(r"\s*[,;|]\s*")
 
@@ -54,8 +59,6 @@ def read_multilabel(path: str | Path, *, text_column: str = "text", label_column
                     text_pair_column: str | None = None, label_names: Sequence[str] | None = None,
                     limit: int | None = None) -> ProbeData:
     """Read a CSV/TSV/JSON/JSONL file (or saved datasets folder) whose label cells hold one or more labels."""
-    from ..data.readers import _read_rows
-
     path = Path(path)
     columns, raw_rows, class_names = _read_rows(path, label_column, limit)
     for option, col in (("--text-column", text_column), ("--label-column", label_column),
@@ -146,17 +149,12 @@ def load_probe_data(args) -> ProbeData:
         return read_multilabel(args.data, text_column=args.text_column, label_column=args.label_column,
                                text_pair_column=args.text_pair_column, label_names=label_names)
     if args.task:
-        from ..tasks import load_task
-
         splits = dict(zip(("train", "validation", "test"), load_task(args.task, args.path, args.seed)))
         data = splits[args.split]
         if data is None:
             raise DataError(f"task '{args.task}' has no separate {args.split} split (validation is carved out of train "
                             "at training time); use --split train or --split test")
         return from_task_dataset(data, f"{args.task}/{args.split}")
-    from ..training.config import load_config
-    from ..training.splits import load_splits
-
     cfg = load_config(args.config, args.overrides)
     splits = dict(zip(("train", "validation", "test"), load_splits(cfg.data, cfg.training.seed)))
     data = splits[args.split]
@@ -215,8 +213,6 @@ class Pair:
 
 def read_pairs(path: str | Path, label_names: Sequence[str] | None = None) -> tuple[list[Pair], list[str]]:
     """Pairs from a file with columns text_a, text_b and optional label_a, label_b (one label each)."""
-    from ..data.readers import _read_rows
-
     path = Path(path)
     columns, rows, _ = _read_rows(path, None, None)
     for col in ("text_a", "text_b"):
@@ -254,8 +250,6 @@ def mine_pairs(rows: Sequence[ProbeRow], embeddings, n_pairs: int) -> list[Pair]
     greedily from the most similar down; identical texts and unlabelled rows are skipped; ties break
     by row order, so the result is deterministic.
     """
-    import torch
-
     keep = [i for i, r in enumerate(rows) if r.labels]
     if len(keep) < 2:
         raise DataError("need at least two labelled inputs to mine pairs")

@@ -25,8 +25,12 @@ import os
 import tempfile
 from pathlib import Path
 
+import yaml
+
 from ..errors import DataError
-from ..files import write_text_atomically
+from ..utils.atomic_files import write_text_atomically
+from ..utils.environment import versions
+from .plots import training_curves
 
 SKIP_DIRS = {"checkpoints", "__pycache__", ".git"}
 MAX_TABLE_ROWS = 400
@@ -167,8 +171,6 @@ def _cards_beside_data(config: Path | None) -> list[Path]:
     """Cards of the data files the run's config names: <dir>/<split>.card.{json,md} beside <dir>/<split>.jsonl."""
     if config is None:
         return []
-    import yaml
-
     try:
         data = (yaml.safe_load(config.read_text()) or {}).get("data") or {}
     except (OSError, yaml.YAMLError, AttributeError):
@@ -203,8 +205,6 @@ def _metrics_section(found: dict) -> str:
 
 
 def _curves_section(found: dict, workdir: Path) -> str:
-    from .plots import training_curves
-
     if not found["log_history"]:
         return '<p class="muted">no log_history.json in this run directory.</p>'
     history = _read_json(found["log_history"])
@@ -299,8 +299,6 @@ def render(run_dir: Path) -> str:
         config = ("<details><summary>config.yaml</summary><pre>" +
                   _e(found["config"].read_text(encoding="utf-8", errors="replace")) + "</pre></details>")
     figures = "".join(f'<p class="muted">{_e(f.name)}</p>' + _img(f, f.name) for f in found["figures"])
-    from .. import __version__
-
     stamp = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     sections = [
         ("run", "Run", f"<p>{_e(' · '.join(headline) or str(run_dir))}</p>" + config + _adapter_section(found)),
@@ -315,7 +313,7 @@ def render(run_dir: Path) -> str:
     body = "".join(f'<section id="{sid}"><h2>{_e(name)}</h2>{content}</section>' for sid, name, content in sections)
     return (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>{_e(title)}</title>'
             f"<style>{CSS}</style></head><body><h1>{_e(title)}</h1>"
-            f'<p class="muted">{_e(run_dir.resolve())} · generated {stamp} by prefalign {__version__}</p>'
+            f'<p class="muted">{_e(run_dir.resolve())} · generated {stamp} by prefalign {versions()["prefalign"]}</p>'
             f"{nav}{body}</body></html>\n")
 
 

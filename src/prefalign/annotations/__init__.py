@@ -6,7 +6,7 @@ See docs/annotations.md. The disagreement-aware metrics live in prefalign.evalua
 from .config import AnnotationConfig
 from .dataset import annotated_splits, group_distributions, group_names, to_task_dataset
 from .formats import AnnotatedItems, AnnotationWarning, encode_labels, from_counts, from_label_lists, from_long
-from .loaders import read_annotation_file, read_davidson, read_lewidi, read_popquorn
+from .readers import read_annotation_file, read_davidson, read_lewidi, read_popquorn
 from .targets import TARGETS, aggregate, compute_targets, label_distribution, majority_vote
 
 __all__ = ["AnnotatedItems", "AnnotationConfig", "AnnotationWarning", "TARGETS", "aggregate", "annotated_splits",

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..configuration import ConfigBase
-from ..configuration import option as _f
+from ..utils.config_base import ConfigBase
+from ..utils.config_base import option as _f
 from ..errors import ConfigError
 
 

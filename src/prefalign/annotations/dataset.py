@@ -18,6 +18,7 @@ from ..errors import DataError
 from .config import AnnotationConfig
 from .formats import AnnotatedItems
 from .targets import compute_targets, label_distribution
+from .weights import crowdlab_weights
 
 Splits = tuple[TaskDataset, TaskDataset, TaskDataset | None]
 
@@ -99,8 +100,6 @@ def annotated_splits(train: AnnotatedItems, validation: AnnotatedItems | None, t
     groups = group_names(parts, columns, options.min_group_annotators) if columns else []
     weights = None
     if options.weights == "crowdlab":
-        from .weights import crowdlab_weights
-
         weights = crowdlab_weights(train, seed=0)
     out = [to_task_dataset(train, target or "majority", seed=0, groups=groups, weights=weights)]
     out += [to_task_dataset(p, "majority", seed=0, groups=groups) if p is not None else None for p in (validation, test)]

@@ -35,7 +35,7 @@ def load_rows(args, label_names, need_labels: bool):
         return TaskDataset([Example(text=t, label=0) for t in args.text], label_names, name="texts")
     cfg = data_section(args)
     if need_labels and cfg.annotations is not None and cfg.annotations.format:  # multi-annotator file: disagreement metrics too
-        from ..annotations.files import read_annotated_split
+        from ..annotations.own_files import read_annotated_split
 
         return read_annotated_split(args.data, cfg, label_names)
     if need_labels:

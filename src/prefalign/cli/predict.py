@@ -60,7 +60,7 @@ def _predict_answers(args, model, backbone, collator) -> int:
 
 def _write_lines(args, lines: list[str]) -> None:
     if args.output:
-        from ..files import write_text_atomically
+        from ..utils.atomic_files import write_text_atomically
 
         write_text_atomically(args.output, "\n".join(lines) + "\n")
         print(f"wrote {len(lines)} predictions to {args.output}")

@@ -306,7 +306,7 @@ def _target_layer(args) -> int:
     lines += [f"{i:5d}  {v:.6f}" + ("  <- chosen" if i == curve.layer else "") for i, v in enumerate(curve.kl)]
     lines.append(f"chosen target layer: {curve.layer} (0-based; of {len(curve.kl)})")
     summary = Path(args.output) / "summary.txt"
-    from ..files import write_text_atomically
+    from ..utils.atomic_files import write_text_atomically
 
     write_text_atomically(summary, "\n".join(lines) + "\n")
     print("\n".join(lines))

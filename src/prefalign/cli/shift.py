@@ -54,7 +54,7 @@ def run(args) -> int:
     """Run `shift`; user errors propagate as UserError for prefalign.cli.main to report."""
     if args.list:
         return _list_shifts()
-    from ..configuration import parse_overrides
+    from ..utils.config_base import parse_overrides
     from ..shifts.registry import apply_shift, shift_parameters
     from ..tasks import load_task
 

@@ -5,9 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..configuration import ConfigBase, deep_merge, parse_overrides, read_yaml_mapping
-from ..configuration import option as _f
+from ..utils.config_base import ConfigBase, deep_merge, parse_overrides, read_yaml_mapping
+from ..utils.config_base import option as _f
 from ..errors import ConfigError
+from ..tasks import get_task
 
 
 
@@ -55,8 +56,6 @@ class DatasetEntry(ConfigBase):
         if self.metric is None:
             task = self.data.get("task")
             if task:
-                from ..tasks import get_task
-
                 self.metric = get_task(task).metric.replace("-", "_")
             else:
                 self.metric = "accuracy"

@@ -6,7 +6,7 @@ import statistics
 import textwrap
 from pathlib import Path
 
-from ..files import save_figure_atomically
+from ..utils.atomic_files import save_figure_atomically
 from ..training.run import mean_logged
 from .config import CompareConfig
 

@@ -16,10 +16,10 @@ from pathlib import Path
 import torch
 
 from ..annotations.config import AnnotationConfig
-from ..configuration import ConfigBase, deep_merge
-from ..environment import versions
+from ..utils.config_base import ConfigBase, deep_merge
+from ..utils.environment import versions
 from ..errors import TrainingError, UserError
-from ..files import write_text_atomically
+from ..utils.atomic_files import write_text_atomically
 from ..methods import method_class
 from ..models.loading import load_backbone
 from ..training.config import DataConfig, ExperimentConfig, ModelConfig, TrainingConfig

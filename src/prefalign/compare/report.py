@@ -8,9 +8,10 @@ import json
 import statistics
 from pathlib import Path
 
-from ..files import save_figure_atomically, write_text_atomically
+from ..utils.atomic_files import save_figure_atomically, write_text_atomically
 from .config import CompareConfig
 from .curves import curves_chart
+from .pairs import pairs_table
 
 
 def metric_value(metrics: dict, metric: str) -> float | None:
@@ -223,8 +224,6 @@ def write_reports(cfg: CompareConfig, results: list[dict], command: str) -> dict
             f"machine: {machine}; " + ", ".join(f"{k} {v}" for k, v in versions.items()), "", ""]
     tables = markdown_tables(cfg, results)
     if cfg.pairs:
-        from .pairs import pairs_table
-
         tables += "\n\n" + pairs_table(results, *cfg.pairs)
     write_text_atomically(paths["table"], "\n".join(head) + tables + "\n")
     chart(cfg, results, paths["chart"])

@@ -1,7 +1,7 @@
 """gpt-score: a 1-10 judge of instruction-following responses (DCPC section 4.1 uses GPT-4o).
 
 ``ChatJudge`` asks an OpenAI-compatible chat endpoint (PREFALIGN_API_BASE / _MODEL / _KEY, see
-``prefalign.endpoints``) to rate a response for coherence, completeness and adherence to the
+``prefalign.utils.endpoints``) to rate a response for coherence, completeness and adherence to the
 instruction on the paper's 1-10 scale, and parses the number. ``OfflineJudge`` needs no network:
 it maps the token-overlap F1 with the reference to 1-10 and is labelled as a stand-in
 (``OFFLINE_JUDGE``), never as GPT-4o; its scores are not comparable to the paper's.
@@ -15,6 +15,7 @@ from collections import Counter
 from typing import Protocol, Sequence, runtime_checkable
 
 from ..errors import ConfigError, DataError
+from ..utils.endpoints import ChatEndpoint
 
 OFFLINE_JUDGE = "offline stand-in (token-overlap), not GPT-4o"
 
@@ -59,8 +60,6 @@ class ChatJudge:
 
     def __init__(self, endpoint=None, *, base_url: str | None = None, model: str | None = None,
                  api_key: str | None = None, timeout: float = 60.0, retries: int = 2):
-        from ..endpoints import ChatEndpoint
-
         self.endpoint = endpoint or ChatEndpoint.from_env(base_url, model, api_key, timeout=timeout, retries=retries)
         self.name = f"chat judge ({self.endpoint.describe()})"
 

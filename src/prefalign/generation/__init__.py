@@ -1,6 +1,6 @@
 """Generation with a method's prefixes in the cache, and scoring generation tasks by generating."""
 
-from .evaluate import evaluate_generation, gold_polarity
+from .scoring import evaluate_generation, gold_polarity
 from .generate import encode_prompts, generate, generate_batch, generate_from_ids, language_model
 
 __all__ = ["encode_prompts", "evaluate_generation", "generate", "generate_batch", "generate_from_ids",

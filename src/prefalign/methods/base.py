@@ -26,8 +26,8 @@ import torch
 from torch import nn
 from transformers.utils import ModelOutput
 
-from ..configuration import ConfigBase
-from ..configuration import option as _f
+from ..utils.config_base import ConfigBase
+from ..utils.config_base import option as _f
 from ..models.classifier import PrefixClassifier, TaskSpec
 from ..models.introspect import ModelGeometry
 

@@ -10,7 +10,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from ..errors import CheckpointError
-from ..files import write_folder_atomically
+from ..utils.atomic_files import write_folder_atomically
 
 WEIGHTS_FILE = "prefalign_weights.safetensors"
 CONFIG_FILE = "prefalign_config.json"

@@ -16,6 +16,7 @@ from torch import nn
 
 from .introspect import ModelGeometry
 from .prefix import build_prefix_cache, extend_attention_mask, positions_from_zero
+from ..errors import ConfigError
 
 
 @dataclass(frozen=True)
@@ -77,8 +78,6 @@ class PrefixClassifier(nn.Module):
         self.model, self.geo, self.task, self.position_offset = model, geo, task, position_offset
         self.head_pooling = head_pooling
         if head_pooling == "pooler" and not geo.is_decoder and getattr(model, "pooler", None) is None:
-            from ..errors import ConfigError
-
             raise ConfigError("method.head_pooling=pooler needs a BERT-style model with a pooler; use mean")
         for p in self.model.parameters():
             p.requires_grad_(not freeze)
@@ -193,8 +192,6 @@ class PrefixClassifier(nn.Module):
         similarity and alignment terms) cover the prompt tokens only, as generation sees them.
         """
         if not self.geo.is_decoder:
-            from ..errors import ConfigError
-
             raise ConfigError("generation tasks need a decoder (a model with an LM head)")
         kwargs = {}
         mask = attention_mask

@@ -8,8 +8,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import ModelLoadError
-from ..files import write_folder_atomically
+from ..utils.atomic_files import write_folder_atomically
 from .introspect import ModelGeometry, geometry
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaForCausalLM
+from transformers import AutoConfig, AutoModel, AutoModelForCausalLM, AutoTokenizer
 
 SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 ALIASES = {
@@ -59,9 +62,6 @@ def _smollm2_path() -> Path:
 
 def convert_gguf(folder: Path, gguf_file: str, target: Path) -> Path:
     """Convert a GGUF LLaMA checkpoint once into a safetensors folder (atomic: temp dir, then rename)."""
-    import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaForCausalLM
-
     if importlib.util.find_spec("gguf") is None:
         raise ModelLoadError("converting the SmolLM2 GGUF file needs the gguf package: pip install gguf")
     gguf_model = AutoModelForCausalLM.from_pretrained(str(folder), gguf_file=gguf_file, dtype=torch.float32)
@@ -91,9 +91,6 @@ def resolve_model_path(name: str) -> str:
 
 def load_backbone(name: str, *, trust_remote_code: bool = False, dtype: str | None = None) -> LoadedModel:
     """Load the model and tokenizer behind ``name`` (alias, folder or hub id), encoder or decoder."""
-    import torch
-    from transformers import AutoConfig, AutoModel, AutoModelForCausalLM, AutoTokenizer
-
     path = resolve_model_path(name)
     looks_local = path.startswith((".", "/", "~")) or path.count("/") > 1
     if looks_local and not Path(path).expanduser().exists():

@@ -13,6 +13,7 @@ from torch import nn
 from transformers import DynamicCache
 
 from .introspect import ModelGeometry
+from ..errors import ModelLoadError
 
 DEFAULT_INIT_TEXT = (
     "Read the following text carefully and decide which of the possible labels describes it best."
@@ -96,8 +97,6 @@ def positions_from_zero(attention_mask: torch.Tensor, geo: ModelGeometry, paddin
 @torch.no_grad()
 def check_prefix_reaches_model(model, geo: ModelGeometry) -> None:
     """Raise ModelLoadError if the model ignores a pre-filled cache (its attention takes no past_key_values)."""
-    from ..errors import ModelLoadError
-
     device = next(model.parameters()).device
     ids = torch.arange(1, 4, device=device).unsqueeze(0) % max(getattr(model.config, "vocab_size", 4), 4)
     mask = torch.ones_like(ids)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from .introspect import geometry
 from .loading import LoadedModel
+import torch
+from transformers import AutoModel, AutoModelForCausalLM, BertConfig, GPT2Config, LlamaConfig
 
 # Each kind's config fields; ``overrides`` replace them. The vocabulary size is the tokenizer's.
 TINY_CONFIGS = {
@@ -23,9 +25,6 @@ def tiny_backbone(kind: str, tokenizer, seed: int = 0, *, name: str | None = Non
     building); ``overrides`` replace config fields, e.g. ``hidden_size=64``. ``name`` defaults to
     ``tiny-<kind>``.
     """
-    import torch
-    from transformers import AutoModel, AutoModelForCausalLM, BertConfig, GPT2Config, LlamaConfig
-
     if kind not in TINY_CONFIGS:
         raise ValueError(f"unknown tiny backbone {kind!r}; choose one of {', '.join(TINY_CONFIGS)}")
     config_cls, auto = {"bert": (BertConfig, AutoModel), "llama": (LlamaConfig, AutoModelForCausalLM),

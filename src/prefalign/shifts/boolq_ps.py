@@ -31,7 +31,7 @@ def preference_shift(
     ``fraction`` of the examples (default all, as the paper rewrites every label) get a styled
     answer; ``styles`` (default casual, formal, expressive) are the styles drawn from;
     ``rephraser`` is "rule" (offline, seeded), "chat" (the paper's prompt on an
-    OpenAI-compatible endpoint, see ``prefalign.endpoints``) or a Rephraser object. The question
+    OpenAI-compatible endpoint, see ``prefalign.utils.endpoints``) or a Rephraser object. The question
     is ``text_pair`` when present (BoolQ's layout), else ``text``. The input is not modified.
     """
     if dataset.is_generation or dataset.is_multiple_choice or dataset.num_classes != 2:

@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 from ..data.examples import TaskDataset
-from ..files import write_text_atomically
+from ..utils.atomic_files import write_text_atomically
 from ..errors import ConfigError
 
 

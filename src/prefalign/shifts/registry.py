@@ -6,7 +6,7 @@ import inspect
 from dataclasses import dataclass, field
 from typing import Callable
 
-from ..configuration import ConfigBase, option
+from ..utils.config_base import ConfigBase, option
 from ..data.examples import TaskDataset
 from ..errors import ConfigError
 from .alpaca_is import instruction_shift

@@ -18,6 +18,7 @@ import re
 from typing import Protocol, runtime_checkable
 
 from ..errors import ConfigError, DataError
+from ..utils.endpoints import ChatEndpoint
 
 STYLES: dict[str, tuple[str, ...]] = {
     "boolq": ("casual", "formal", "expressive"),
@@ -148,8 +149,6 @@ class ChatRephraser:
 
     def __init__(self, endpoint=None, *, base_url: str | None = None, model: str | None = None,
                  api_key: str | None = None, temperature: float = 0.0, timeout: float = 60.0, retries: int = 2):
-        from ..endpoints import ChatEndpoint
-
         self.endpoint = endpoint or ChatEndpoint.from_env(base_url, model, api_key, timeout=timeout, retries=retries)
         self.temperature = temperature
         self.name = f"chat ({self.endpoint.describe()}, paper prompts)"

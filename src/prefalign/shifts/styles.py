@@ -17,7 +17,7 @@ from typing import Callable
 
 from ..data.examples import Example, TaskDataset
 from ..errors import ConfigError
-from ..files import write_text_atomically
+from ..utils.atomic_files import write_text_atomically
 from .cards import check_unit_interval
 from .rephrase import STYLES, make_rephraser
 

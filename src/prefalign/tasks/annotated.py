@@ -11,7 +11,7 @@ from pathlib import Path
 
 from ..annotations.config import AnnotationConfig
 from ..annotations.dataset import annotated_splits, carve
-from ..annotations.loaders import read_davidson, read_lewidi, read_popquorn
+from ..annotations.readers import read_davidson, read_lewidi, read_popquorn
 from ..errors import DataError
 from .registry import SPLIT_SEED, Splits, TaskDefinition, register
 

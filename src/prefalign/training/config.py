@@ -14,8 +14,8 @@ import yaml
 
 from ..annotations.config import AnnotationConfig
 from ..annotations.targets import TARGETS
-from ..configuration import ConfigBase, deep_merge, parse_overrides, read_yaml_mapping
-from ..configuration import option as _f
+from ..utils.config_base import ConfigBase, deep_merge, parse_overrides, read_yaml_mapping
+from ..utils.config_base import option as _f
 from ..data import PromptFormat
 from ..errors import ConfigError
 from ..methods import MethodConfig, resolve_method

@@ -22,7 +22,7 @@ import yaml
 from safetensors.torch import load_file, save_file
 
 from ..errors import CheckpointError
-from ..files import replace_folder, write_text_atomically
+from ..utils.atomic_files import replace_folder, write_text_atomically
 from ..methods.checkpoint import WEIGHTS_FILE
 from .config import dump_config
 

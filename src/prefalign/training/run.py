@@ -11,13 +11,13 @@ import torch
 from transformers import EarlyStoppingCallback, TrainingArguments, set_seed
 from transformers.trainer_callback import PrinterCallback, ProgressCallback
 
-from ..annotations.evaluation import annotation_keys, dataset_groups, trainer_metrics
+from ..annotations.metrics import annotation_keys, dataset_groups, trainer_metrics
 from ..data import Collator, TaskDataset, build_task_spec
-from ..environment import versions
+from ..utils.environment import versions
 from ..errors import ConfigError
 from ..evaluation.judge import ChatJudge
 from ..evaluation.perplexity import perplexity, read_corpus
-from ..files import write_text_atomically
+from ..utils.atomic_files import write_text_atomically
 from ..generation import evaluate_generation
 from ..methods import Method, build_method, save_method
 from ..models.loading import LoadedModel, load_backbone

@@ -7,7 +7,7 @@ import random
 
 import torch
 
-from ..annotations.files import load_annotated_files
+from ..annotations.own_files import load_annotated_files
 from ..data import Example, TaskDataset, load_rotten_tomatoes, read_table
 from ..tasks import load_task
 from ..errors import DataError

@@ -13,9 +13,9 @@ from transformers import Trainer
 from transformers.trainer_callback import ExportableState
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, rotate_checkpoints
 
-from ..annotations.evaluation import ANNOTATION_KEYS
+from ..annotations.metrics import ANNOTATION_KEYS
 from ..errors import CheckpointError, TrainingError
-from ..files import write_text_atomically
+from ..utils.atomic_files import write_text_atomically
 from ..methods.checkpoint import WEIGHTS_FILE, check_state_matches, read_checkpoint, write_checkpoint
 from . import resume
 

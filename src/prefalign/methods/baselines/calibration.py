@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from ...configuration import option as _f
+from ...utils.config_base import option as _f
 from ...data.examples import Example
 from ...errors import ConfigError
 from ..base import MethodOutput, soft_cross_entropy

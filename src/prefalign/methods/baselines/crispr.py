@@ -16,11 +16,12 @@ from dataclasses import dataclass
 
 import torch
 
-from ...configuration import option as _f
+from ...utils.config_base import option as _f
 from ...errors import ConfigError
 from .config import BaselineConfig
 from .hooks import find_layers
 from .model import BaselineModel
+from ..bias_aware.layer_selection import resolve_module
 
 
 @dataclass
@@ -47,8 +48,6 @@ class Crispr(BaselineModel):
     config_class = CrisprConfig
 
     def adapt(self, model, tokenizer, initialise):
-        from ..bias_aware.layer_selection import resolve_module
-
         if not self.geo.is_decoder or not self.task.verbalizer_ids:
             raise ConfigError("crispr attributes label words read through an LM head: it needs a decoder and a "
                               "classification task")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from ...configuration import option as _f
+from ...utils.config_base import option as _f
 from ...errors import ConfigError
 from ..baselines.config import BaselineConfig
 

@@ -11,7 +11,7 @@ from torch import nn
 
 from ...data.collator import pad_ids
 from ...errors import ConfigError
-from ...files import save_figure_atomically, write_text_atomically
+from ...utils.atomic_files import save_figure_atomically, write_text_atomically
 from ...models.introspect import ModelGeometry
 from ..baselines.hooks import find_layers
 

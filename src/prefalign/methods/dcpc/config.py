@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ...configuration import option as _f
+from ...utils.config_base import option as _f
 from ...models.prefix import DEFAULT_INIT_TEXT
 from ..base import HeadConfig
 

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import os
 import platform
+import importlib.metadata as md
+import torch
 
 
 def versions() -> dict[str, str]:
     """Library versions recorded beside every run."""
-    import importlib.metadata as md
-
     out = {}
     for pkg in ("prefalign", "torch", "transformers", "peft", "accelerate", "safetensors"):
         try:
@@ -29,7 +29,5 @@ def machine(device: str = "cpu") -> str:
     except (OSError, StopIteration):
         pass
     if device == "cuda":
-        import torch
-
         text += f", GPU {torch.cuda.get_device_name()}"
     return text

@@ -6,7 +6,7 @@ from ..data.examples import TaskDataset
 from ..errors import DataError
 from .config import AnnotationConfig
 from .dataset import Splits, annotated_splits, group_names, to_task_dataset
-from .loaders import read_annotation_file
+from .readers import read_annotation_file
 
 
 def _read(path, cfg, label_names, name: str):

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import warnings
 
 from ..data.collator import Collator, PromptFormat
 from ..data.examples import Example, TaskDataset
 from ..errors import ConfigError, DataError
 from ..evaluation.metrics import accuracy, answer_polarity, f1_em
 from .generate import generate_from_ids
+from ..evaluation.judge import gpt_score
 
 METRICS = ("f1-em", "accuracy", "gpt-score")
 
@@ -82,12 +82,6 @@ def evaluate_generation(model, backbone, data: TaskDataset, metric: str, *, coll
 
 
 def _gpt_score(data: TaskDataset, predictions: list[str], judge) -> dict:
-    try:
-        from ..evaluation.judge import gpt_score
-    except ImportError:
-        warnings.warn("gpt-score needs prefalign.evaluation.judge, which is not installed; the test split is "
-                      "generated but not scored", stacklevel=3)
-        return {}
     instructions = [ex.text if ex.text_pair is None else f"{ex.text}\n{ex.text_pair}" for ex in data.examples]
     references = [ex.answer for ex in data.examples]
     score = gpt_score(instructions, references, predictions, judge)  # {"mean", "n", "judge"}

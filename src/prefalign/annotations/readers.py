@@ -20,6 +20,7 @@ import pandas as pd
 
 from ..errors import DataError
 from .formats import AnnotatedItems, AnnotationWarning, from_counts, from_label_lists, from_long
+from ..data.readers import _read_rows
 
 LEWIDI_SETS = {"MD-Agreement": ["not_offensive", "offensive"], "ConvAbuse": ["not_abusive", "abusive"],
                "ArMIS": ["not_misogynous", "misogynous"]}
@@ -150,8 +151,6 @@ def read_annotation_file(path: str | Path, fmt: str, *, text_column: str = "text
                          count_columns: Sequence[str] | None = None, rating_bins: Sequence[float] | None = None,
                          group_columns: Sequence[str] | None = None, name: str | None = None) -> AnnotatedItems:
     """A CSV/TSV/JSON(L) file in ``fmt`` 'long', 'lists' or 'counts' as annotated items."""
-    from ..data.readers import _read_rows
-
     path = Path(path)
     name = name or path.stem
     columns, rows, _ = _read_rows(path, None, None)

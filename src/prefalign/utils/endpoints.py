@@ -19,7 +19,7 @@ import urllib.parse
 import urllib.request
 from dataclasses import dataclass
 
-from .errors import ConfigError, UserError
+from ..errors import ConfigError, UserError
 
 ENV_BASE, ENV_MODEL, ENV_KEY = "PREFALIGN_API_BASE", "PREFALIGN_API_MODEL", "PREFALIGN_API_KEY"
 _RETRY_STATUS = {408, 409, 429, 500, 502, 503, 504}
