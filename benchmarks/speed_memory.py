@@ -122,7 +122,7 @@ class Floor:
 def make_batch(backbone, batch_size: int, max_length: int):
     """(task spec, batch): the first ``batch_size`` Rotten Tomatoes training reviews, collated."""
     from prefalign.data import Collator, PromptFormat, TaskDataset, build_task_spec, load_rotten_tomatoes
-    from prefalign.data.tasks import get_task
+    from prefalign.tasks import get_task
 
     train, _ = load_rotten_tomatoes(seed=0, max_train=batch_size, max_test=1)
     data = TaskDataset(list(train.examples)[:batch_size], train.label_names, "bench")

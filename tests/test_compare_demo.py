@@ -16,7 +16,8 @@ import pytest
 from prefalign.compare import load_compare_config, plan
 from prefalign.compare.curves import logged_means
 from prefalign.compare.report import median_table
-from prefalign.config import deep_merge, load_config
+from prefalign.configuration import deep_merge
+from prefalign.training.config import load_config
 from prefalign.demo import DEMO_DEFAULTS, demo_splits
 from prefalign.methods import method_config
 
@@ -54,7 +55,7 @@ def test_prefix_learning_config_holds_every_committed_record():
     assert len(records) == len(runs) == 10
 
     def same(exp, record) -> bool:
-        method = method_config(exp.method_name, exp.method_params).to_dict()
+        method = exp.method.to_dict()
         training = exp.training.to_dict()
         return (exp.method_name == record["method"] and exp.training.seed == record["seed"]
                 and all(method[k] == v for k, v in record["method_config"].items())
@@ -68,9 +69,9 @@ def test_prefix_learning_config_holds_every_committed_record():
 
 @needs_corpus
 def test_demo_task_is_the_demos_split_and_the_shift_rewrites_only_training_labels():
-    from prefalign.config import DataConfig
-    from prefalign.data.tasks import load_task
-    from prefalign.runner import load_splits
+    from prefalign.tasks import load_task
+    from prefalign.training.config import DataConfig
+    from prefalign.training.splits import load_splits
     from prefalign.shifts import polarity_shift
 
     def rows(ds):
