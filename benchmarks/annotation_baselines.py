@@ -43,8 +43,10 @@ def main() -> None:
         for name, probs in (("majority class", onehot), ("label prior", prior)):
             m = dataset_metrics(np.tile(probs, (len(test), 1)), test)
             wg = f"{m['worst_group_ce']:.2f}" if "worst_group_ce" in m else "–"
-            print(f"| {spec.dataset.name} ({len(test)} test items) | {name} | {100 * m['accuracy']:.1f} | "
-                  f"{100 * m['f1']:.1f} | {m['soft_ce']:.2f} | {100 * m['jsd']:.1f} | {100 * m['ece']:.1f} | {wg} |")
+            print(
+                f"| {spec.dataset.name} ({len(test)} test items) | {name} | {100 * m['accuracy']:.1f} | "
+                f"{100 * m['f1']:.1f} | {m['soft_ce']:.2f} | {100 * m['jsd']:.1f} | {100 * m['ece']:.1f} | {wg} |"
+            )
 
 
 if __name__ == "__main__":

@@ -34,8 +34,10 @@ def main() -> None:
     mace_top = np.array([max(ex.soft_label) for ex in train("mace-soft")])
     print(f"{args.task}: {len(majority)} training items")
     print(f"Dawid-Skene label differs from the majority vote: {np.mean(dawid_skene != majority):.1%}")
-    print(f"MACE soft posterior with a top class >= 0.95: {np.mean(mace_top >= 0.95):.1%} "
-          f"(median top class {np.median(mace_top):.3f})")
+    print(
+        f"MACE soft posterior with a top class >= 0.95: {np.mean(mace_top >= 0.95):.1%} "
+        f"(median top class {np.median(mace_top):.3f})"
+    )
 
 
 if __name__ == "__main__":

@@ -52,27 +52,49 @@ def main(data: str = "rt", lr: float = 1e-2, folder: Path = SHARED_SST2) -> None
 
     def encode(dataset):
         enc = tok([e.text for e in dataset.examples], truncation=True, max_length=64)
-        return [{"input_ids": i, "attention_mask": m, "labels": e.label}
-                for i, m, e in zip(enc["input_ids"], enc["attention_mask"], dataset.examples)]
+        return [
+            {"input_ids": i, "attention_mask": m, "labels": e.label}
+            for i, m, e in zip(enc["input_ids"], enc["attention_mask"], dataset.examples)
+        ]
 
     def collate(rows):
         batch = tok.pad([{k: r[k] for k in ("input_ids", "attention_mask")} for r in rows], return_tensors="pt")
         batch["labels"] = torch.tensor([r["labels"] for r in rows])
         return batch
 
-    args = TrainingArguments(output_dir="runs/peft_prefix_minilm", learning_rate=lr, per_device_train_batch_size=16,
-                             per_device_eval_batch_size=64, warmup_steps=0.06, lr_scheduler_type="linear",
-                             eval_strategy="no", save_strategy="no", report_to=[], use_cpu=True, seed=0,
-                             remove_unused_columns=False, disable_tqdm=True, logging_steps=50, **schedule)
+    args = TrainingArguments(
+        output_dir="runs/peft_prefix_minilm",
+        learning_rate=lr,
+        per_device_train_batch_size=16,
+        per_device_eval_batch_size=64,
+        warmup_steps=0.06,
+        lr_scheduler_type="linear",
+        eval_strategy="no",
+        save_strategy="no",
+        report_to=[],
+        use_cpu=True,
+        seed=0,
+        remove_unused_columns=False,
+        disable_tqdm=True,
+        logging_steps=50,
+        **schedule,
+    )
     t0 = time.time()
     trainer = Trainer(model=model, args=args, train_dataset=encode(train), data_collator=collate)
     trainer.train()
     pred = trainer.predict(encode(test))
     acc = float((np.argmax(pred.predictions, -1) == pred.label_ids).mean())
     majority = max(np.mean(pred.label_ids), 1 - np.mean(pred.label_ids))
-    row = {"data": data, "learning_rate": lr, "steps": trainer.state.global_step, "test_accuracy": round(acc, 4),
-           "majority_rate": round(float(majority), 4), "seconds": round(time.time() - t0, 1),
-           "machine": platform.platform(), "versions": versions()}
+    row = {
+        "data": data,
+        "learning_rate": lr,
+        "steps": trainer.state.global_step,
+        "test_accuracy": round(acc, 4),
+        "majority_rate": round(float(majority), 4),
+        "seconds": round(time.time() - t0, 1),
+        "machine": platform.platform(),
+        "versions": versions(),
+    }
     print(json.dumps(row), flush=True)
     out = Path(__file__).parent / "results"
     out.mkdir(exist_ok=True)
@@ -81,5 +103,8 @@ def main(data: str = "rt", lr: float = 1e-2, folder: Path = SHARED_SST2) -> None
 
 
 if __name__ == "__main__":
-    main(sys.argv[1] if len(sys.argv) > 1 else "rt", float(sys.argv[2]) if len(sys.argv) > 2 else 1e-2,
-         Path(sys.argv[3]) if len(sys.argv) > 3 else SHARED_SST2)
+    main(
+        sys.argv[1] if len(sys.argv) > 1 else "rt",
+        float(sys.argv[2]) if len(sys.argv) > 2 else 1e-2,
+        Path(sys.argv[3]) if len(sys.argv) > 3 else SHARED_SST2,
+    )

@@ -56,10 +56,12 @@ def main() -> None:
     print(f"{args.model}, batch {args.batch}, m {args.prefix}, {batch['input_ids'].shape[1]} tokens per row")
     for name in args.methods.split(","):
         torch.manual_seed(0)
-        model = build_method(method_config(name, {"prefix_length": args.prefix, **sm.DCPC_PARAMS}), backbone, task).train()
+        model = build_method(
+            method_config(name, {"prefix_length": args.prefix, **sm.DCPC_PARAMS}), backbone, task
+        ).train()
         opt = torch.optim.AdamW(list(model.trainable_parameters().values()), lr=1e-4)
 
-        def step() -> None:
+        def step(model=model, opt=opt) -> None:
             opt.zero_grad(set_to_none=True)
             model(**batch).loss.backward()
             opt.step()
@@ -68,7 +70,7 @@ def main() -> None:
         opt.zero_grad(set_to_none=True)
         storages = {}
 
-        def pack(t):
+        def pack(t, storages=storages):
             storages[t.untyped_storage().data_ptr()] = t.untyped_storage().nbytes()
             return t
 
@@ -82,16 +84,21 @@ def main() -> None:
         del loss
         with profile(activities=[ProfilerActivity.CPU]) as prof:
             step()
-        ops = sum(1 for e in prof.events() if e.name.startswith("aten::")
-                  and (e.cpu_parent is None or not e.cpu_parent.name.startswith("aten::")))
+        ops = sum(
+            1
+            for e in prof.events()
+            if e.name.startswith("aten::") and (e.cpu_parent is None or not e.cpu_parent.name.startswith("aten::"))
+        )
         times = []
         for _ in range(10):
             c0 = time.thread_time()
             step()
             times.append(time.thread_time() - c0)
-        print(f"{name:18s} saved {sum(storages.values()) / 2**20:7.2f} MiB | peak forward {fwd_peak:7.1f} MiB, "
-              f"backward {bwd_peak:7.1f} MiB | {ops:4d} aten ops | {1000 * statistics.median(times):8.2f} ms CPU",
-              flush=True)
+        print(
+            f"{name:18s} saved {sum(storages.values()) / 2**20:7.2f} MiB | peak forward {fwd_peak:7.1f} MiB, "
+            f"backward {bwd_peak:7.1f} MiB | {ops:4d} aten ops | {1000 * statistics.median(times):8.2f} ms CPU",
+            flush=True,
+        )
         if args.table:
             print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=15))
 

@@ -71,8 +71,15 @@ def build_backbone(name: str, dtype: str):
     torch_dtype = {"fp32": "float32", "bf16": "bfloat16"}[dtype]
     if name != "tiny":
         return load_backbone(name, dtype=torch_dtype)
-    backbone = tiny_backbone("bert", load_backbone("minilm").tokenizer, 0, name="tiny", hidden_size=64,
-                             intermediate_size=128, max_position_embeddings=512)
+    backbone = tiny_backbone(
+        "bert",
+        load_backbone("minilm").tokenizer,
+        0,
+        name="tiny",
+        hidden_size=64,
+        intermediate_size=128,
+        max_position_embeddings=512,
+    )
     backbone.model.to(getattr(torch, torch_dtype))
     return backbone
 
@@ -115,7 +122,9 @@ class Floor:
             out = self.classifier(input_ids, attention_mask, None, token_type_ids=token_type_ids)
         finally:
             self.active = False
-        loss = None if labels is None else soft_cross_entropy(out.logits, F.one_hot(labels, out.logits.shape[-1]).float())
+        loss = (
+            None if labels is None else soft_cross_entropy(out.logits, F.one_hot(labels, out.logits.shape[-1]).float())
+        )
         return MethodOutput(loss=loss, logits=out.logits)
 
 
@@ -127,8 +136,11 @@ def make_batch(backbone, batch_size: int, max_length: int):
     train, _ = load_rotten_tomatoes(seed=0, max_train=batch_size, max_test=1)
     data = TaskDataset(list(train.examples)[:batch_size], train.label_names, "bench")
     task = get_task("rotten_tomatoes")  # decoders read the registered task's prompt and label words
-    prompt = PromptFormat(template=task.decoder_template, verbalizers=task.verbalizers) \
-        if backbone.geometry.is_decoder else PromptFormat()
+    prompt = (
+        PromptFormat(template=task.decoder_template, verbalizers=task.verbalizers)
+        if backbone.geometry.is_decoder
+        else PromptFormat()
+    )
     spec = build_task_spec(data, backbone.geometry, backbone.tokenizer, prompt)
     batch = Collator(backbone.tokenizer, backbone.geometry, data.num_classes, prompt, max_length)(data.examples)
     return spec, batch
@@ -194,7 +206,9 @@ def run_one(spec: dict) -> dict:
             model = Floor(backbone, task).to(device)
             params = model.parameters()
         else:
-            model = build_method(method_config(name, {"prefix_length": spec["prefix_length"], **DCPC_PARAMS}), backbone, task).to(device)
+            model = build_method(
+                method_config(name, {"prefix_length": spec["prefix_length"], **DCPC_PARAMS}), backbone, task
+            ).to(device)
             params = list(model.trainable_parameters().values())
         models[name], optims[name] = model, torch.optim.AdamW(params, lr=1e-4)
     meter = Meter(device)
@@ -235,9 +249,15 @@ def run_one(spec: dict) -> dict:
             before = meter.memory_start()
             step(name)
             memory[name].append(meter.memory_peak() - before)
-    return {"config": spec, "tokens": int(batch["attention_mask"].sum()), "seq_len": int(batch["input_ids"].shape[1]),
-            "wall_seconds": wall, "thread_cpu_seconds": cpu, "step_peak_bytes": memory,
-            "process_peak_bytes": (torch.cuda.max_memory_allocated() if device == "cuda" else _proc_kib("VmHWM") * 1024)}
+    return {
+        "config": spec,
+        "tokens": int(batch["attention_mask"].sum()),
+        "seq_len": int(batch["input_ids"].shape[1]),
+        "wall_seconds": wall,
+        "thread_cpu_seconds": cpu,
+        "step_peak_bytes": memory,
+        "process_peak_bytes": (torch.cuda.max_memory_allocated() if device == "cuda" else _proc_kib("VmHWM") * 1024),
+    }
 
 
 # -- the grid: one subprocess per configuration, then ratios, JSON and a plot --------------------
@@ -257,26 +277,35 @@ def summarise(raw: dict) -> dict:
     """Medians and the ratios the targets are stated in (docs/performance.md)."""
     t, inf, mem = raw[timer(raw)]["step"], raw[timer(raw)]["infer"], raw["step_peak_bytes"]
     wt = raw["wall_seconds"]["step"]
-    row = {"model": raw["config"]["model"], "batch_size": raw["config"]["batch_size"],
-           "prefix_length": raw["config"]["prefix_length"], "seq_len": raw["seq_len"], "tokens": raw["tokens"],
-           "timer": timer(raw),
-           "step_ms": {n: round(1000 * statistics.median(v), 3) for n, v in t.items()},
-           "step_wall_ms": {n: round(1000 * statistics.median(v), 3) for n, v in wt.items()},
-           "infer_ms": {n: round(1000 * statistics.median(v), 3) for n, v in inf.items()},
-           "step_peak_mib": {n: round(statistics.median(v) / 2**20, 2) for n, v in mem.items()},
-           "process_peak_mib": round(raw["process_peak_bytes"] / 2**20, 1)}
+    row = {
+        "model": raw["config"]["model"],
+        "batch_size": raw["config"]["batch_size"],
+        "prefix_length": raw["config"]["prefix_length"],
+        "seq_len": raw["seq_len"],
+        "tokens": raw["tokens"],
+        "timer": timer(raw),
+        "step_ms": {n: round(1000 * statistics.median(v), 3) for n, v in t.items()},
+        "step_wall_ms": {n: round(1000 * statistics.median(v), 3) for n, v in wt.items()},
+        "infer_ms": {n: round(1000 * statistics.median(v), 3) for n, v in inf.items()},
+        "step_peak_mib": {n: round(statistics.median(v) / 2**20, 2) for n, v in mem.items()},
+        "process_peak_mib": round(raw["process_peak_bytes"] / 2**20, 1),
+    }
     ratios = {}
     for n in t:
         if n in ("floor", "ptuning-v2"):
             continue
-        ratios[n] = {"step_vs_ptuning": paired_ratio(t[n], t["ptuning-v2"]),
-                     "step_vs_floor": paired_ratio(t[n], t["floor"]),
-                     "memory_vs_ptuning": statistics.median(mem[n]) / max(statistics.median(mem["ptuning-v2"]), 1),
-                     # second reading: wall time, which other processes on a shared machine disturb
-                     "step_vs_ptuning_wall": paired_ratio(wt[n], wt["ptuning-v2"]),
-                     "step_vs_floor_wall": paired_ratio(wt[n], wt["floor"])}
-    ratios["ptuning-v2"] = {"step_vs_floor": paired_ratio(t["ptuning-v2"], t["floor"]),
-                            "step_vs_floor_wall": paired_ratio(wt["ptuning-v2"], wt["floor"])}
+        ratios[n] = {
+            "step_vs_ptuning": paired_ratio(t[n], t["ptuning-v2"]),
+            "step_vs_floor": paired_ratio(t[n], t["floor"]),
+            "memory_vs_ptuning": statistics.median(mem[n]) / max(statistics.median(mem["ptuning-v2"]), 1),
+            # second reading: wall time, which other processes on a shared machine disturb
+            "step_vs_ptuning_wall": paired_ratio(wt[n], wt["ptuning-v2"]),
+            "step_vs_floor_wall": paired_ratio(wt[n], wt["floor"]),
+        }
+    ratios["ptuning-v2"] = {
+        "step_vs_floor": paired_ratio(t["ptuning-v2"], t["floor"]),
+        "step_vs_floor_wall": paired_ratio(wt["ptuning-v2"], wt["floor"]),
+    }
     if "dcpc" in inf:
         ratios["dcpc"]["infer_vs_ptuning"] = paired_ratio(inf["dcpc"], inf["ptuning-v2"])
     row["ratios"] = {n: {k: round(v, 3) for k, v in r.items()} for n, r in ratios.items()}
@@ -292,25 +321,39 @@ def plot(rows: list[dict], path: Path, title: str) -> None:
 
     from prefalign.utils.atomic_files import save_figure_atomically
 
-    keys = (("step_vs_ptuning", "step time / P-Tuning v2", 1.15), ("step_vs_floor", "step time / floor", 1.3),
-            ("memory_vs_ptuning", "step peak memory / P-Tuning v2", 1.10))
+    keys = (
+        ("step_vs_ptuning", "step time / P-Tuning v2", 1.15),
+        ("step_vs_floor", "step time / floor", 1.3),
+        ("memory_vs_ptuning", "step peak memory / P-Tuning v2", 1.10),
+    )
     fig, axes = plt.subplots(1, 3, figsize=(15, 4.2))
     names = [n for n in METHODS if n not in ("floor", "ptuning-v2") and any(n in r["ratios"] for r in rows)]
     prefixes = sorted({r["prefix_length"] for r in rows})
     for ax, (key, label, target) in zip(axes, keys):
         for name in names:
             for m, style in zip(prefixes, ("-", "--", ":")):
-                pts = sorted((r["batch_size"], r["ratios"][name][key]) for r in rows
-                             if r["prefix_length"] == m and name in r["ratios"])
+                pts = sorted(
+                    (r["batch_size"], r["ratios"][name][key])
+                    for r in rows
+                    if r["prefix_length"] == m and name in r["ratios"]
+                )
                 if not pts:
                     continue
-                ax.plot([p[0] for p in pts], [p[1] for p in pts], style, marker="o", ms=3,
-                        label=f"{name} m={m}", color=f"C{names.index(name)}")
+                ax.plot(
+                    [p[0] for p in pts],
+                    [p[1] for p in pts],
+                    style,
+                    marker="o",
+                    ms=3,
+                    label=f"{name} m={m}",
+                    color=f"C{names.index(name)}",
+                )
         if key == "step_vs_floor":
             for m, style in zip(prefixes, ("-", "--", ":")):
                 pts = sorted((r["batch_size"], r["ratios"]["ptuning-v2"][key]) for r in rows if r["prefix_length"] == m)
-                ax.plot([p[0] for p in pts], [p[1] for p in pts], style, marker="x", color="grey",
-                        label=f"ptuning-v2 m={m}")
+                ax.plot(
+                    [p[0] for p in pts], [p[1] for p in pts], style, marker="x", color="grey", label=f"ptuning-v2 m={m}"
+                )
         ax.axhline(target, color="red", lw=0.8)
         ax.set_xscale("log", base=2)
         ax.set_xlabel("batch size")
@@ -326,43 +369,64 @@ TARGETS = (("step_vs_ptuning", 1.15), ("step_vs_floor", 1.3), ("memory_vs_ptunin
 
 def targets_table(paths: list[str], batches=(16, 64), prefix: int = 16) -> list[str]:
     """DCPC's ratios against the targets of issue 7, at the batch sizes they are stated for."""
-    lines = ["| model | batch | m | DCPC / PT2 step (<= 1.15) | DCPC / floor step (<= 1.3) | "
-             "DCPC / PT2 step peak memory (<= 1.10) | DCPC / PT2 inference (<= 1.05) |", "|---|---|---|---|---|---|---|"]
+    lines = [
+        "| model | batch | m | DCPC / PT2 step (<= 1.15) | DCPC / floor step (<= 1.3) | "
+        "DCPC / PT2 step peak memory (<= 1.10) | DCPC / PT2 inference (<= 1.05) |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for path in paths:
         d = json.loads(Path(path).read_text())
         rows = [r for r in d["rows"] if r["prefix_length"] == prefix and r["batch_size"] in batches]
         for r in rows or [r for r in d["rows"] if r["prefix_length"] == prefix]:
-            cells = [f"{r['ratios']['dcpc'][k]:.3f} {'met' if r['ratios']['dcpc'][k] <= t else '**missed**'}"
-                     for k, t in TARGETS]
+            cells = [
+                f"{r['ratios']['dcpc'][k]:.3f} {'met' if r['ratios']['dcpc'][k] <= t else '**missed**'}"
+                for k, t in TARGETS
+            ]
             lines.append(f"| {d['model']} | {r['batch_size']} | {r['prefix_length']} | " + " | ".join(cells) + " |")
     return lines
 
 
 def report(paths: list[str]) -> str:
     """Markdown tables of the ratios in result files (what docs/performance.md shows)."""
-    lines = ["Targets (DCPC, m = 16, at the batch sizes the targets name, 16 and 64; SmolLM2 was measured at batch 8 and 16 only):", ""]
+    lines = [
+        "Targets (DCPC, m = 16, at the batch sizes the targets name, 16 and 64; "
+        "SmolLM2 was measured at batch 8 and 16 only):",
+        "",
+    ]
     lines += targets_table(paths) + [""]
     for path in paths:
         d = json.loads(Path(path).read_text())
-        lines += [f"**{d['model']}**, {d['device']} {d['dtype']}, {d['threads']} thread(s), timer: "
-                  f"{d['rows'][0]['timer']} ({Path(path).name})", "",
-                  "| batch | m | tokens | floor ms | P-Tuning v2 ms | DCPC ms | DCPC / PT2 step | DCPC / floor step "
-                  "| PT2 / floor step | DCPC / PT2 step peak memory | DCPC / PT2 inference |",
-                  "|---|---|---|---|---|---|---|---|---|---|---|"]
+        lines += [
+            f"**{d['model']}**, {d['device']} {d['dtype']}, {d['threads']} thread(s), timer: "
+            f"{d['rows'][0]['timer']} ({Path(path).name})",
+            "",
+            "| batch | m | tokens | floor ms | P-Tuning v2 ms | DCPC ms | DCPC / PT2 step | DCPC / floor step "
+            "| PT2 / floor step | DCPC / PT2 step peak memory | DCPC / PT2 inference |",
+            "|---|---|---|---|---|---|---|---|---|---|---|",
+        ]
         for r in d["rows"]:
             dc, pt, ms = r["ratios"]["dcpc"], r["ratios"]["ptuning-v2"], r["step_ms"]
-            lines.append(f"| {r['batch_size']} | {r['prefix_length']} | {r['tokens']} | {ms['floor']:.1f} | "
-                         f"{ms['ptuning-v2']:.1f} | {ms['dcpc']:.1f} | {dc['step_vs_ptuning']:.3f} | "
-                         f"{dc['step_vs_floor']:.3f} | {pt['step_vs_floor']:.3f} | {dc['memory_vs_ptuning']:.3f} | "
-                         f"{dc['infer_vs_ptuning']:.3f} |")
+            lines.append(
+                f"| {r['batch_size']} | {r['prefix_length']} | {r['tokens']} | {ms['floor']:.1f} | "
+                f"{ms['ptuning-v2']:.1f} | {ms['dcpc']:.1f} | {dc['step_vs_ptuning']:.3f} | "
+                f"{dc['step_vs_floor']:.3f} | {pt['step_vs_floor']:.3f} | {dc['memory_vs_ptuning']:.3f} | "
+                f"{dc['infer_vs_ptuning']:.3f} |"
+            )
         abl = [r for r in d["rows"] if "dcpc-no-clpa" in r["ratios"]]
         if abl:
             names = [n for n in METHODS if n not in ("floor", "ptuning-v2")]
-            lines += ["", "Step time / P-Tuning v2's and step peak memory / P-Tuning v2's, per variant:", "",
-                      "| batch | m | " + " | ".join(names) + " |", "|---|---|" + "---|" * len(names)]
+            lines += [
+                "",
+                "Step time / P-Tuning v2's and step peak memory / P-Tuning v2's, per variant:",
+                "",
+                "| batch | m | " + " | ".join(names) + " |",
+                "|---|---|" + "---|" * len(names),
+            ]
             for r in abl:
-                cells = [f"{r['ratios'][n]['step_vs_ptuning']:.3f} / {r['ratios'][n]['memory_vs_ptuning']:.3f}"
-                         for n in names]
+                cells = [
+                    f"{r['ratios'][n]['step_vs_ptuning']:.3f} / {r['ratios'][n]['memory_vs_ptuning']:.3f}"
+                    for n in names
+                ]
                 lines.append(f"| {r['batch_size']} | {r['prefix_length']} | " + " | ".join(cells) + " |")
         lines.append("")
     return "\n".join(lines)
@@ -375,7 +439,9 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--prefixes", default=None, help="comma-separated prefix lengths (default: the model's grid)")
     p.add_argument("--rounds", type=int, default=None, help="timed rounds per configuration (default: the grid's)")
     p.add_argument("--warmup", type=int, default=1, help="untimed rounds first")
-    p.add_argument("--memory-repeats", type=int, default=None, help="memory measurements per method (default: the grid's)")
+    p.add_argument(
+        "--memory-repeats", type=int, default=None, help="memory measurements per method (default: the grid's)"
+    )
     p.add_argument("--max-length", type=int, default=64, help="review length cap in tokens (the demo's 64)")
     p.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
     p.add_argument("--dtype", default="fp32", choices=("fp32", "bf16"))
@@ -391,8 +457,8 @@ def main(argv: list[str] | None = None) -> None:
     if args.one:
         print("RESULT " + json.dumps(run_one(json.loads(args.one))), flush=True)
         return
-    from prefalign.utils.environment import machine, versions
     from prefalign.utils.atomic_files import write_text_atomically
+    from prefalign.utils.environment import machine, versions
 
     grid = QUICK if args.quick else GRID
     models = args.models.split(",") if args.models else list(grid)
@@ -401,9 +467,15 @@ def main(argv: list[str] | None = None) -> None:
     suffix = "" if (args.device, args.dtype) == ("cpu", "fp32") else f"_{args.device}-{args.dtype}"
     if args.quick:
         suffix += "_quick"
-    env = {**os.environ, "OMP_NUM_THREADS": str(args.threads), "MKL_NUM_THREADS": str(args.threads),
-           # Freed tensors go straight back to the kernel, so RSS follows live memory (see the docstring).
-           "MALLOC_MMAP_THRESHOLD_": "65536", "MALLOC_TRIM_THRESHOLD_": "65536", "TOKENIZERS_PARALLELISM": "false"}
+    env = {
+        **os.environ,
+        "OMP_NUM_THREADS": str(args.threads),
+        "MKL_NUM_THREADS": str(args.threads),
+        # Freed tensors go straight back to the kernel, so RSS follows live memory (see the docstring).
+        "MALLOC_MMAP_THRESHOLD_": "65536",
+        "MALLOC_TRIM_THRESHOLD_": "65536",
+        "TOKENIZERS_PARALLELISM": "false",
+    }
     for model in models:
         g = grid.get(model) or GRID[model]
         batches = [int(x) for x in args.batches.split(",")] if args.batches else g["batches"]
@@ -412,33 +484,58 @@ def main(argv: list[str] | None = None) -> None:
         for b in batches:
             for m in prefixes:
                 methods = METHODS if m in g["ablations_at"] else BASE_METHODS
-                spec = {"model": model, "batch_size": b, "prefix_length": m, "rounds": args.rounds or g["rounds"],
-                        "warmup": args.warmup, "memory_repeats": args.memory_repeats or g["memory_repeats"],
-                        "max_length": args.max_length, "device": args.device, "dtype": args.dtype,
-                        "threads": args.threads, "methods": list(methods)}
-                proc = subprocess.run([sys.executable, __file__, "--one", json.dumps(spec)], env=env,
-                                      capture_output=True, text=True)
+                spec = {
+                    "model": model,
+                    "batch_size": b,
+                    "prefix_length": m,
+                    "rounds": args.rounds or g["rounds"],
+                    "warmup": args.warmup,
+                    "memory_repeats": args.memory_repeats or g["memory_repeats"],
+                    "max_length": args.max_length,
+                    "device": args.device,
+                    "dtype": args.dtype,
+                    "threads": args.threads,
+                    "methods": list(methods),
+                }
+                proc = subprocess.run(
+                    [sys.executable, __file__, "--one", json.dumps(spec)], env=env, capture_output=True, text=True
+                )
                 line = next((x for x in proc.stdout.splitlines() if x.startswith("RESULT ")), None)
                 if proc.returncode or line is None:
                     sys.exit(f"{model} batch {b} prefix {m} failed:\n{proc.stderr[-3000:]}")
-                raw = json.loads(line[len("RESULT "):])
+                raw = json.loads(line[len("RESULT ") :])
                 row = summarise(raw)
                 raws.append(raw)
                 rows.append(row)
                 d = row["ratios"]["dcpc"]
-                print(f"{model:>13} B={b:<3} m={m:<3} step ms: floor {row['step_ms']['floor']:.1f} "
-                      f"ptv2 {row['step_ms']['ptuning-v2']:.1f} dcpc {row['step_ms']['dcpc']:.1f} | dcpc/ptv2 "
-                      f"{d['step_vs_ptuning']:.3f} dcpc/floor {d['step_vs_floor']:.3f} mem/ptv2 "
-                      f"{d['memory_vs_ptuning']:.3f} infer/ptv2 {d.get('infer_vs_ptuning', float('nan')):.3f}",
-                      flush=True)
-        result = {"command": "python benchmarks/speed_memory.py " + " ".join(argv if argv is not None else sys.argv[1:]),
-                  "model": model, "device": args.device, "dtype": args.dtype, "threads": args.threads,
-                  "max_length": args.max_length, "dcpc_params": DCPC_PARAMS, "machine": machine(args.device),
-                  "versions": versions(), "seconds": round(time.time() - t0, 1), "rows": rows, "raw": raws}
+                print(
+                    f"{model:>13} B={b:<3} m={m:<3} step ms: floor {row['step_ms']['floor']:.1f} "
+                    f"ptv2 {row['step_ms']['ptuning-v2']:.1f} dcpc {row['step_ms']['dcpc']:.1f} | dcpc/ptv2 "
+                    f"{d['step_vs_ptuning']:.3f} dcpc/floor {d['step_vs_floor']:.3f} mem/ptv2 "
+                    f"{d['memory_vs_ptuning']:.3f} infer/ptv2 {d.get('infer_vs_ptuning', float('nan')):.3f}",
+                    flush=True,
+                )
+        result = {
+            "command": "python benchmarks/speed_memory.py " + " ".join(argv if argv is not None else sys.argv[1:]),
+            "model": model,
+            "device": args.device,
+            "dtype": args.dtype,
+            "threads": args.threads,
+            "max_length": args.max_length,
+            "dcpc_params": DCPC_PARAMS,
+            "machine": machine(args.device),
+            "versions": versions(),
+            "seconds": round(time.time() - t0, 1),
+            "rows": rows,
+            "raw": raws,
+        }
         path = out / f"speed_memory_{model}{suffix}.json"
         write_text_atomically(path, json.dumps(result, indent=1))
-        plot(rows, path.with_suffix(".png"), f"{model}, {args.device} {args.dtype}, {args.threads} thread(s): "
-                                             "ratios (median over interleaved rounds)")
+        plot(
+            rows,
+            path.with_suffix(".png"),
+            f"{model}, {args.device} {args.dtype}, {args.threads} thread(s): ratios (median over interleaved rounds)",
+        )
         print(f"wrote {path} and {path.with_suffix('.png')}", flush=True)
 
 

@@ -35,11 +35,19 @@ def make_tokenizer(vocab_file):
     core.normalizer = normalizers.Lowercase()
     core.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
     core.post_processor = processors.TemplateProcessing(
-        single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B:1 [SEP]:1",
+        single="[CLS] $A [SEP]",
+        pair="[CLS] $A [SEP] $B:1 [SEP]:1",
         special_tokens=[("[CLS]", vocab["[CLS]"]), ("[SEP]", vocab["[SEP]"])],
     )
-    tok = PreTrainedTokenizerFast(tokenizer_object=core, unk_token="[UNK]", pad_token="[PAD]", cls_token="[CLS]",
-                                  sep_token="[SEP]", mask_token="[MASK]", eos_token="[SEP]")
+    tok = PreTrainedTokenizerFast(
+        tokenizer_object=core,
+        unk_token="[UNK]",
+        pad_token="[PAD]",
+        cls_token="[CLS]",
+        sep_token="[SEP]",
+        mask_token="[MASK]",
+        eos_token="[SEP]",
+    )
     prepare_tokenizer(tok)
     return tok
 
@@ -94,7 +102,7 @@ def toy_sentiment(n: int = 64, seed: int = 0, soft: bool = False) -> TaskDataset
 def toy_choice(n: int = 16, seed: int = 0) -> TaskDataset:
     rng = random.Random(seed)
     examples = []
-    for i in range(n):
+    for _i in range(n):
         label = rng.randint(0, 1)
         right, wrong = "the sun", "the rain"
         choices = [right, wrong] if label == 0 else [wrong, right]

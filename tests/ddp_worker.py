@@ -27,8 +27,9 @@ def run(out_dir: str, overrides: list[str]) -> None:
 if __name__ == "__main__":
     torch.set_num_threads(1)
     args = sys.argv[1:]
-    first, _, second = (args[: args.index("--then")], None, args[args.index("--then") + 1:]) if "--then" in args \
-        else (args, None, [])
+    first, _, second = (
+        (args[: args.index("--then")], None, args[args.index("--then") + 1 :]) if "--then" in args else (args, None, [])
+    )
     run(first[0], first[1:])
     if second:
         run(second[0], first[1:] + second[1:])

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import pytest
 import torch
 
 from conftest import make_tokenizer, toy_choice, toy_sentiment
@@ -39,7 +38,7 @@ def choice_setup(lm: LoadedModel, n: int = 8):
 
 def batches(dataset, collator, batch_size: int = 8):
     """Every batch of ``dataset`` in order, collated."""
-    return [collator(dataset.examples[i:i + batch_size]) for i in range(0, len(dataset), batch_size)]
+    return [collator(dataset.examples[i : i + batch_size]) for i in range(0, len(dataset), batch_size)]
 
 
 def clone_state(module: torch.nn.Module) -> dict[str, torch.Tensor]:

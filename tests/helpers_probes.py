@@ -16,11 +16,22 @@ def tiny_llama_dir(vocab_file: str, root: Path) -> Path:
 
 def train_tiny(model_dir: Path, train_csv: Path, out_dir: Path, method: str, steps: int = 4, *extra: str) -> Path:
     """`prefalign train` for a few steps on the toy reviews; returns the run directory."""
-    sets = [f"model.name={model_dir}", f"data.train={train_csv}", f"method.name={method}",
-            f"training.output_dir={out_dir}", f"training.max_steps={steps}", f"training.eval_steps={steps}",
-            "training.learning_rate=1e-2", "training.logging_steps=1", "training.progress=false",
-            "training.device=cpu", "training.batch_size=8", f"data.template={TEMPLATE}",
-            f"data.verbalizers={VERBALIZERS}", *extra]
+    sets = [
+        f"model.name={model_dir}",
+        f"data.train={train_csv}",
+        f"method.name={method}",
+        f"training.output_dir={out_dir}",
+        f"training.max_steps={steps}",
+        f"training.eval_steps={steps}",
+        "training.learning_rate=1e-2",
+        "training.logging_steps=1",
+        "training.progress=false",
+        "training.device=cpu",
+        "training.batch_size=8",
+        f"data.template={TEMPLATE}",
+        f"data.verbalizers={VERBALIZERS}",
+        *extra,
+    ]
     rc, out, err = run_main(["train"] + [a for s in sets for a in ("--set", s)])
     assert rc == 0, err
     return out_dir

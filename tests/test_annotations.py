@@ -4,7 +4,6 @@ sets' loaders on small fixtures in their original formats, and a soft-label trai
 from __future__ import annotations
 
 import json
-import math
 import warnings
 from pathlib import Path
 
@@ -13,11 +12,19 @@ import pandas as pd
 import pytest
 import torch
 
-from prefalign.annotations import (AnnotationWarning, compute_targets, encode_labels, from_counts, from_label_lists,
-                                   from_long, label_distribution, majority_vote)
+from prefalign.annotations import (
+    AnnotationWarning,
+    compute_targets,
+    encode_labels,
+    from_counts,
+    from_label_lists,
+    from_long,
+    label_distribution,
+    majority_vote,
+)
+from prefalign.errors import ConfigError, DataError
 from prefalign.tasks import load_task
 from prefalign.training.config import DataConfig
-from prefalign.errors import ConfigError, DataError
 
 FIXTURES = Path(__file__).parent / "data" / "annotations"
 pytestmark = pytest.mark.filterwarnings("ignore::prefalign.annotations.AnnotationWarning")
@@ -31,13 +38,24 @@ def quiet_load(name: str, folder: Path, **annotation):
 
 # -- formats ---------------------------------------------------------------------------------------------------
 def test_long_rows_become_counts_in_first_seen_item_order():
-    frame = pd.DataFrame({"task": ["b", "a", "b", "a", "b"], "worker": ["w1", "w1", "w2", "w2", "w3"],
-                          "label": ["pos", "neg", "pos", "pos", "neg"], "text": ["tb", "ta", "tb", "ta", "tb"]})
+    frame = pd.DataFrame(
+        {
+            "task": ["b", "a", "b", "a", "b"],
+            "worker": ["w1", "w1", "w2", "w2", "w3"],
+            "label": ["pos", "neg", "pos", "pos", "neg"],
+            "text": ["tb", "ta", "tb", "ta", "tb"],
+        }
+    )
     items = from_long(frame, label_names=["neg", "pos"])
     assert items.item_ids == ["b", "a"] and items.texts == ["tb", "ta"]
     np.testing.assert_array_equal(items.counts, [[1, 2], [1, 1]])
-    assert sorted(items.long.itertuples(index=False)) == [(0, "w1", 1), (0, "w2", 1), (0, "w3", 0), (1, "w1", 0),
-                                                        (1, "w2", 1)]
+    assert sorted(items.long.itertuples(index=False)) == [
+        (0, "w1", 1),
+        (0, "w2", 1),
+        (0, "w3", 0),
+        (1, "w1", 0),
+        (1, "w2", 1),
+    ]
 
 
 def test_label_lists_and_counts_agree():
@@ -47,17 +65,24 @@ def test_label_lists_and_counts_agree():
     assert lists.has_annotators and not counts.has_annotators
 
 
-@pytest.mark.parametrize("build, message", [
-    (lambda: from_label_lists(["x", "y"], [[0, 1], []]), "no annotations"),
-    (lambda: from_counts(["x", "y"], [[1, 2], [0, 0]], ["a", "b"]), "no annotations"),
-    (lambda: from_counts(["x"], [[1.5, 2]], ["a", "b"]), "whole numbers"),
-    (lambda: from_label_lists(["x"], [["pos", "maybe"]], label_names=["neg", "pos"]), "outside the label set"),
-    (lambda: from_label_lists(["x"], [[1, 2]], label_names=["neg", "pos"]), "outside the label set"),
-    (lambda: from_label_lists(["x"], [[1.0, 2.5, 4.0]]), "rating_bins"),
-    (lambda: from_long(pd.DataFrame({"task": [1, 1], "worker": ["a", "a"], "label": [0, 1], "text": ["t", "t"]})),
-     "twice"),
-    (lambda: from_long(pd.DataFrame({"task": [1], "worker": ["a"], "label": [0]})), "no column 'text'"),
-])
+@pytest.mark.parametrize(
+    "build, message",
+    [
+        (lambda: from_label_lists(["x", "y"], [[0, 1], []]), "no annotations"),
+        (lambda: from_counts(["x", "y"], [[1, 2], [0, 0]], ["a", "b"]), "no annotations"),
+        (lambda: from_counts(["x"], [[1.5, 2]], ["a", "b"]), "whole numbers"),
+        (lambda: from_label_lists(["x"], [["pos", "maybe"]], label_names=["neg", "pos"]), "outside the label set"),
+        (lambda: from_label_lists(["x"], [[1, 2]], label_names=["neg", "pos"]), "outside the label set"),
+        (lambda: from_label_lists(["x"], [[1.0, 2.5, 4.0]]), "rating_bins"),
+        (
+            lambda: from_long(
+                pd.DataFrame({"task": [1, 1], "worker": ["a", "a"], "label": [0, 1], "text": ["t", "t"]})
+            ),
+            "twice",
+        ),
+        (lambda: from_long(pd.DataFrame({"task": [1], "worker": ["a"], "label": [0]})), "no column 'text'"),
+    ],
+)
 def test_bad_annotations_raise_data_error(build, message):
     with pytest.raises(DataError, match=message):
         build()
@@ -122,8 +147,12 @@ def test_hard_aggregate_targets_are_the_posterior_argmax_without_soft_labels():
 def test_aggregate_output_is_put_back_in_item_and_class_order():
     crowdkit = pytest.importorskip("crowdkit.aggregation")
     # class 'c' never chosen; crowd-kit's own frame has only columns 0 and 1
-    items = from_label_lists(["x", "y", "z"], [["b", "a"], ["a", "a"], ["b", "b"]], [["u", "v"], ["u", "v"], ["u", "v"]],
-                             label_names=["a", "b", "c"])
+    items = from_label_lists(
+        ["x", "y", "z"],
+        [["b", "a"], ["a", "a"], ["b", "b"]],
+        [["u", "v"], ["u", "v"], ["u", "v"]],
+        label_names=["a", "b", "c"],
+    )
     _, soft = compute_targets(items, "dawid-skene-soft")
     direct = crowdkit.DawidSkene().fit_predict_proba(items.long)
     assert soft.shape == (3, 3) and (soft[:, 2] == 0).all()
@@ -151,8 +180,12 @@ def test_convabuse_maps_severity_and_renders_the_dialogue():
     # severities "-2,-1,1": two of three <= -1 -> abusive; "1,1,0,1": none; "-3,1": a tie
     assert train[0].soft_label == pytest.approx([1 / 3, 2 / 3]) and train[1].soft_label == [1.0, 0.0]
     assert train[2].soft_label == [0.5, 0.5]
-    assert train[0].text.splitlines() == ["Agent: Hi. How can I help?", "User: hello", "Agent: What would you like?",
-                                          "User: you are stupid"]
+    assert train[0].text.splitlines() == [
+        "Agent: Hi. How can I help?",
+        "User: hello",
+        "Agent: What would you like?",
+        "User: you are stupid",
+    ]
     assert train.label_names == ["not_abusive", "abusive"] and test[1].label == 1
 
 
@@ -164,8 +197,9 @@ def test_armis_groups_are_its_annotators_groups():
 
 
 def test_popquorn_bins_ratings_and_builds_demographic_groups():
-    train, val, test = quiet_load("popquorn", FIXTURES / "popquorn", target="soft",
-                                  annotations={"min_group_annotators": 2})
+    train, val, test = quiet_load(
+        "popquorn", FIXTURES / "popquorn", target="soft", annotations={"min_group_annotators": 2}
+    )
     assert (len(train), len(val), len(test)) == (7, 1, 2)  # 10 items: 2 test, 1 validation
     seen = {ex.meta["item"] for d in (train, val, test) for ex in d}
     assert len(seen) == 10
@@ -190,16 +224,20 @@ def test_davidson_reads_counts_and_refuses_aggregates():
         quiet_load("davidson", FIXTURES / "davidson", target="glad")
 
 
-@pytest.mark.parametrize("annotations, train_file, expected", [
-    ({"format": "long"}, "long.csv", [[2 / 3, 1 / 3], [1 / 3, 2 / 3]]),
-    ({"format": "lists", "annotator_column": "annotators"}, "lists.jsonl", [[1.0, 0.0], [1 / 3, 2 / 3]]),
-    ({"format": "counts", "count_columns": ["neg", "pos"]}, "counts.csv", [[1.0, 0.0], [2 / 3, 1 / 3]]),
-])
+@pytest.mark.parametrize(
+    "annotations, train_file, expected",
+    [
+        ({"format": "long"}, "long.csv", [[2 / 3, 1 / 3], [1 / 3, 2 / 3]]),
+        ({"format": "lists", "annotator_column": "annotators"}, "lists.jsonl", [[1.0, 0.0], [1 / 3, 2 / 3]]),
+        ({"format": "counts", "count_columns": ["neg", "pos"]}, "counts.csv", [[1.0, 0.0], [2 / 3, 1 / 3]]),
+    ],
+)
 def test_own_files_in_each_format_train_through_load_splits(annotations, train_file, expected):
     from prefalign.training.splits import load_splits
 
-    cfg = DataConfig(train=str(FIXTURES / "own" / train_file), target="soft", annotations=annotations,
-                     validation_fraction=0.2)
+    cfg = DataConfig(
+        train=str(FIXTURES / "own" / train_file), target="soft", annotations=annotations, validation_fraction=0.2
+    )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", AnnotationWarning)
         train, val, _ = load_splits(cfg, seed=0)
@@ -209,13 +247,16 @@ def test_own_files_in_each_format_train_through_load_splits(annotations, train_f
     assert all(ex.soft_label == ex.meta["annotation_dist"] for ex in train)
 
 
-@pytest.mark.parametrize("data, message", [
-    ({"task": "sst2", "target": "soft"}, "multi-annotator"),
-    ({"task": "md-agreement", "target": "median"}, "not one of"),
-    ({"task": "popquorn", "annotations": {"rating_bin": [3]}}, "did you mean 'rating_bins'"),
-    ({"train": "x.csv", "target": "soft"}, "annotations.format"),
-    ({"task": "md-agreement", "annotations": {"format": "long"}}, "your own files"),
-])
+@pytest.mark.parametrize(
+    "data, message",
+    [
+        ({"task": "sst2", "target": "soft"}, "multi-annotator"),
+        ({"task": "md-agreement", "target": "median"}, "not one of"),
+        ({"task": "popquorn", "annotations": {"rating_bin": [3]}}, "did you mean 'rating_bins'"),
+        ({"train": "x.csv", "target": "soft"}, "annotations.format"),
+        ({"task": "md-agreement", "annotations": {"format": "long"}}, "your own files"),
+    ],
+)
 def test_config_errors(data, message):
     with pytest.raises(ConfigError, match=message):
         DataConfig.from_dict(data)
@@ -243,8 +284,10 @@ def test_weighted_examples_are_drawn_by_a_weighted_sampler(tiny_bert, tmp_path):
     from prefalign.training.splits import ListDataset
     from prefalign.training.trainer import PrefalignTrainer
 
-    data = TaskDataset([Example(text="good", label=1, meta={"weight": 0.9}),
-                        Example(text="bad", label=0, meta={"weight": 0.1})], ["neg", "pos"])
+    data = TaskDataset(
+        [Example(text="good", label=1, meta={"weight": 0.9}), Example(text="bad", label=0, meta={"weight": 0.1})],
+        ["neg", "pos"],
+    )
     args = TrainingArguments(output_dir=str(tmp_path), use_cpu=True, report_to=[], seed=1)
     trainer = PrefalignTrainer(model=torch.nn.Linear(1, 1), args=args, train_dataset=ListDataset(data))
     sampler = trainer._get_train_sampler()
@@ -259,7 +302,9 @@ def test_dcpc_task_loss_is_the_cross_entropy_against_soft_targets(tiny_bert):
 
     train, _, _ = quiet_load("md-agreement", FIXTURES / "lewidi", target="soft")
     spec = build_task_spec(train, tiny_bert.geometry, tiny_bert.tokenizer, PromptFormat())
-    model = build_method(method_config("dcpc", {"prefix_length": 4, "tau_cos": 0.0, "tau_ambiguity": 0.0}), tiny_bert, spec)
+    model = build_method(
+        method_config("dcpc", {"prefix_length": 4, "tau_cos": 0.0, "tau_ambiguity": 0.0}), tiny_bert, spec
+    )
     batch = Collator(tiny_bert.tokenizer, tiny_bert.geometry, 2)(train.examples)
     q = torch.tensor([ex.soft_label for ex in train.examples])
     assert torch.equal(batch["target_dist"], q) and torch.equal(batch["annotation_dist"], q)
@@ -270,8 +315,18 @@ def test_dcpc_task_loss_is_the_cross_entropy_against_soft_targets(tiny_bert):
     assert {"loss_ambiguity", "loss_align", "loss_kl"} <= set(out.terms)  # DCPC's terms run on soft targets too
 
 
-TRAINED_ON_THE_TASK_LOSS = ["ptuning-v2", "full-ft", "lora", "adalora", "ia3", "prompt-tuning", "bitfit", "houlsby",
-                            "lpt", "pedro"]
+TRAINED_ON_THE_TASK_LOSS = [
+    "ptuning-v2",
+    "full-ft",
+    "lora",
+    "adalora",
+    "ia3",
+    "prompt-tuning",
+    "bitfit",
+    "houlsby",
+    "lpt",
+    "pedro",
+]
 
 
 @pytest.mark.parametrize("name", TRAINED_ON_THE_TASK_LOSS)
@@ -315,18 +370,40 @@ def test_soft_label_training_run_reports_disagreement_metrics(tiny_bert, tmp_pat
     from prefalign.training.config import ExperimentConfig
     from prefalign.training.run import train
 
-    cfg = ExperimentConfig.from_dict({
-        "data": {"task": "popquorn", "path": str(FIXTURES / "popquorn"), "target": "soft",
-                 "annotations": {"min_group_annotators": 2}},
-        "method": {"name": method},
-        "training": {"output_dir": str(tmp_path / "run"), "max_steps": 3, "eval_steps": 2, "batch_size": 4,
-                     "learning_rate": 1e-2, "device": "cpu", "progress": False, "logging_steps": 1}})
+    cfg = ExperimentConfig.from_dict(
+        {
+            "data": {
+                "task": "popquorn",
+                "path": str(FIXTURES / "popquorn"),
+                "target": "soft",
+                "annotations": {"min_group_annotators": 2},
+            },
+            "method": {"name": method},
+            "training": {
+                "output_dir": str(tmp_path / "run"),
+                "max_steps": 3,
+                "eval_steps": 2,
+                "batch_size": 4,
+                "learning_rate": 1e-2,
+                "device": "cpu",
+                "progress": False,
+                "logging_steps": 1,
+            },
+        }
+    )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", AnnotationWarning)
         result = train(cfg, backbone=tiny_bert)
     m = result.metrics
-    assert {"test_accuracy", "test_f1", "test_soft_ce", "test_jsd", "test_ece", "test_worst_group_ce",
-            "validation_soft_ce"} <= set(m)
+    assert {
+        "test_accuracy",
+        "test_f1",
+        "test_soft_ce",
+        "test_jsd",
+        "test_ece",
+        "test_worst_group_ce",
+        "validation_soft_ce",
+    } <= set(m)
     groups = [k for k in m if k.startswith("test_group_ce/")]
     assert groups and m["test_worst_group_ce"] == pytest.approx(max(m[k] for k in groups))
     assert 0 <= m["test_jsd"] <= 1 and m["test_soft_ce"] > 0 and m["train_steps"] == 3
@@ -336,13 +413,29 @@ def test_best_metric_picks_the_checkpoint_with_the_lowest_validation_soft_ce(tin
     from prefalign.training.config import ExperimentConfig
     from prefalign.training.run import train
 
-    cfg = ExperimentConfig.from_dict({
-        "data": {"task": "popquorn", "path": str(FIXTURES / "popquorn"), "target": "soft",
-                 "annotations": {"min_group_annotators": 2}},
-        "method": {"name": "ptuning-v2"},
-        "training": {"output_dir": str(tmp_path / "run"), "max_steps": 6, "eval_steps": 1, "batch_size": 4,
-                     "learning_rate": 5e-2, "device": "cpu", "progress": False, "save_total_limit": 1,
-                     "best_metric": "soft_ce", "early_stopping_patience": 10}})
+    cfg = ExperimentConfig.from_dict(
+        {
+            "data": {
+                "task": "popquorn",
+                "path": str(FIXTURES / "popquorn"),
+                "target": "soft",
+                "annotations": {"min_group_annotators": 2},
+            },
+            "method": {"name": "ptuning-v2"},
+            "training": {
+                "output_dir": str(tmp_path / "run"),
+                "max_steps": 6,
+                "eval_steps": 1,
+                "batch_size": 4,
+                "learning_rate": 5e-2,
+                "device": "cpu",
+                "progress": False,
+                "save_total_limit": 1,
+                "best_metric": "soft_ce",
+                "early_stopping_patience": 10,
+            },
+        }
+    )
     result = train(cfg, backbone=tiny_bert)
     history = json.loads((tmp_path / "run" / "log_history.json").read_text())
     curve = [e["eval_soft_ce"] for e in history if "eval_soft_ce" in e]
@@ -352,10 +445,14 @@ def test_best_metric_picks_the_checkpoint_with_the_lowest_validation_soft_ce(tin
     assert result.metrics["validation_soft_ce"] == pytest.approx(min(curve), abs=1e-6)  # the kept checkpoint's
 
 
-@pytest.mark.parametrize("data, metric, message", [
-    ({"task": "sst2"}, "soft_ce", "needs a multi-annotator task"),
-    ({"task": "md-agreement"}, "worst_group_ce", "needs annotator groups"),
-    ({"task": "md-agreement"}, "f1_weighted", "use f1 here")])
+@pytest.mark.parametrize(
+    "data, metric, message",
+    [
+        ({"task": "sst2"}, "soft_ce", "needs a multi-annotator task"),
+        ({"task": "md-agreement"}, "worst_group_ce", "needs annotator groups"),
+        ({"task": "md-agreement"}, "f1_weighted", "use f1 here"),
+    ],
+)
 def test_best_metric_the_data_cannot_give_is_refused_before_training(metric, data, message):
     from prefalign.data.examples import Example, TaskDataset
     from prefalign.training.run import checkpoint_metric
@@ -372,10 +469,14 @@ def test_a_compare_row_can_choose_its_target():
     from prefalign.compare.grid import plan
     from prefalign.compare.report import _score
 
-    cfg = CompareConfig(methods=[MethodEntry(name="ptuning-v2", label="soft", data={"target": "soft"}),
-                                 MethodEntry(name="ptuning-v2", label="majority")],
-                        datasets=[DatasetEntry(name="MD", data={"task": "md-agreement", "path": "x"},
-                                               also=["soft_ce", "jsd"])], seeds=[0])
+    cfg = CompareConfig(
+        methods=[
+            MethodEntry(name="ptuning-v2", label="soft", data={"target": "soft"}),
+            MethodEntry(name="ptuning-v2", label="majority"),
+        ],
+        datasets=[DatasetEntry(name="MD", data={"task": "md-agreement", "path": "x"}, also=["soft_ce", "jsd"])],
+        seeds=[0],
+    )
     targets = [spec.experiment(cfg, Path("out")).data.target for spec in plan(cfg)]
     assert targets == ["soft", None]
     assert _score(0.4567, "soft_ce") == "0.46" and _score(0.0432, "jsd") == "4.3"  # CE as is, JSD x100
@@ -385,11 +486,12 @@ def test_evaluate_scores_an_annotated_file_against_its_annotators(tiny_bert):
     from prefalign.annotations.own_files import read_annotated_split
     from prefalign.data.collator import Collator, PromptFormat, build_task_spec
     from prefalign.evaluation.disagreement import soft_cross_entropy
-    from prefalign.methods import build_method, method_config
     from prefalign.inference import evaluate, predict_proba
+    from prefalign.methods import build_method, method_config
 
-    cfg = DataConfig(annotations={"format": "lists", "annotator_column": "annotators"}, target="majority",
-                     train="unused.jsonl")
+    cfg = DataConfig(
+        annotations={"format": "lists", "annotator_column": "annotators"}, target="majority", train="unused.jsonl"
+    )
     data = read_annotated_split(FIXTURES / "own" / "lists.jsonl", cfg, ["0", "1"])
     assert data[0].soft_label is None and data[1].meta["annotation_dist"] == pytest.approx([1 / 3, 2 / 3])
     spec = build_task_spec(data, tiny_bert.geometry, tiny_bert.tokenizer, PromptFormat())

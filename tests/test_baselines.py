@@ -31,8 +31,6 @@ def build(backbone, name, **params):
     return model, batches(ds, collator, 8)
 
 
-
-
 @pytest.mark.parametrize("name", PEFT_AND_FULL + HANDWRITTEN)
 def test_baseline_trains_every_trainable_parameter_and_leaves_the_callers_backbone_alone(backbone, name):
     torch.manual_seed(0)
@@ -55,8 +53,11 @@ def test_baseline_trains_every_trainable_parameter_and_leaves_the_callers_backbo
 def test_peft_baselines_keep_the_copied_backbones_own_weights_frozen(backbone, name):
     torch.manual_seed(0)
     model, data = build(backbone, name)
-    own = {k: v.detach().clone() for k, v in model.classifier.model.state_dict().items()
-           if k not in model.trainable_parameters() and not any(t in k for t in ("lora_", "ia3_"))}
+    own = {
+        k: v.detach().clone()
+        for k, v in model.classifier.model.state_dict().items()
+        if k not in model.trainable_parameters() and not any(t in k for t in ("lora_", "ia3_"))
+    }
     train_steps(model, data, steps=3, weight_decay=WEIGHT_DECAY)
     after = model.classifier.model.state_dict()
     assert all(torch.equal(own[k], after[k]) for k in own)
@@ -67,8 +68,9 @@ def test_peft_baselines_keep_the_copied_backbones_own_weights_frozen(backbone, n
 def test_full_fine_tuning_trains_the_backbone(tiny_bert):
     model, _ = build(tiny_bert, "full-ft")
     names = set(model.trainable_parameters())
-    backbone_names = {f"classifier.model.{n}" for n, _ in model.classifier.model.named_parameters()
-                      if not n.startswith("pooler.")}  # the mean-pooling head never reads the pooler
+    backbone_names = {
+        f"classifier.model.{n}" for n, _ in model.classifier.model.named_parameters() if not n.startswith("pooler.")
+    }  # the mean-pooling head never reads the pooler
     assert backbone_names <= names and not any(".pooler." in n for n in names)
 
 

@@ -21,8 +21,13 @@ from prefalign.methods.baselines.hooks import count_hooks, find_layers
 from prefalign.methods.baselines.lpt import segment_means
 
 # (method, params): the defaults plus the paper's r' reading of BitFit.
-VARIANTS = [("bitfit", {}), ("bitfit", {"rank": 8}), ("houlsby", {}), ("lpt", {"prompt_length": 4, "bottleneck": 8}),
-            ("pedro", {})]
+VARIANTS = [
+    ("bitfit", {}),
+    ("bitfit", {"rank": 8}),
+    ("houlsby", {}),
+    ("lpt", {"prompt_length": 4, "bottleneck": 8}),
+    ("pedro", {}),
+]
 IDS = ["bitfit", "bitfit-r8", "houlsby", "lpt", "pedro"]
 
 
@@ -50,8 +55,6 @@ def logits(model, batch):
         return model(**batch).logits
 
 
-
-
 # AdamW's default weight decay, as these tests always trained with: BitFit r=8's added bias on
 # BERT's keys gets no gradient (a bias shared by every key cancels in the softmax) and moves only
 # through the decay.
@@ -77,9 +80,13 @@ def test_lpt_without_its_generator_is_the_frozen_model_reading_zero_placeholders
     plain = frozen_reference(backbone, model)
     b = data[0]["input_ids"].shape[0]
     with torch.no_grad():
-        expected = plain.classifier(data[0]["input_ids"], data[0]["attention_mask"], None,
-                                    token_type_ids=data[0].get("token_type_ids"),
-                                    prompt_embeds=torch.zeros(b, 4, backbone.geometry.hidden_size)).logits
+        expected = plain.classifier(
+            data[0]["input_ids"],
+            data[0]["attention_mask"],
+            None,
+            token_type_ids=data[0].get("token_type_ids"),
+            prompt_embeds=torch.zeros(b, 4, backbone.geometry.hidden_size),
+        ).logits
     assert torch.equal(logits(model, data[0]), expected)
     assert not torch.allclose(with_prompt, expected)  # the generated prompt reaches the output
 
@@ -164,8 +171,7 @@ def expected_count(lm, name, params, num_classes=2):
     head = 0 if g.is_decoder else d * num_classes + num_classes
     q_out = g.num_attention_heads * g.head_dim
     # per-layer linear output widths: BERT q, k, v, attention out, intermediate, output; LLaMA q k v o gate up down
-    outs = [q_out, g.kv_dim, g.kv_dim, d, f, d] if g.model_type == "bert" else \
-        [q_out, g.kv_dim, g.kv_dim, d, f, f, d]
+    outs = [q_out, g.kv_dim, g.kv_dim, d, f, d] if g.model_type == "bert" else [q_out, g.kv_dim, g.kv_dim, d, f, f, d]
     if name == "bitfit" and params.get("rank"):
         r = params["rank"]
         return head + L * sum(o * r + r for o in outs)
@@ -185,8 +191,9 @@ def expected_count(lm, name, params, num_classes=2):
     raise ValueError(name)
 
 
-@pytest.mark.parametrize(("name", "params"), VARIANTS + [("lpt", {}), ("houlsby", {"bottleneck": 3}),
-                                                         ("pedro", {"r": 5})])
+@pytest.mark.parametrize(
+    ("name", "params"), VARIANTS + [("lpt", {}), ("houlsby", {"bottleneck": 3}), ("pedro", {"r": 5})]
+)
 def test_tunable_parameter_count_matches_the_hand_formula(backbone, name, params):
     model, _ = build(backbone, name, **params)
     n = sum(p.numel() for p in model.trainable_parameters().values())
@@ -201,8 +208,11 @@ def test_training_moves_only_the_method_and_round_trips(backbone, tmp_path, name
     model, data = build(backbone, name, **params)
     trainable = model.trainable_parameters()
     before = {n: p.detach().clone() for n, p in trainable.items()}
-    own = {k: v.detach().clone() for k, v in model.classifier.model.state_dict().items()
-           if f"classifier.model.{k}" not in trainable}
+    own = {
+        k: v.detach().clone()
+        for k, v in model.classifier.model.state_dict().items()
+        if f"classifier.model.{k}" not in trainable
+    }
     train_steps(model, data, steps=3, weight_decay=WEIGHT_DECAY)
     assert not [n for n, p in trainable.items() if torch.equal(before[n], p.detach())]
     after = model.classifier.model.state_dict()
@@ -230,13 +240,15 @@ def test_building_twice_never_stacks_hooks(backbone, name, params):
     a = registry.build_method(registry.method_config(name, params), private, spec, copy_backbone=False)
     b = registry.build_method(registry.method_config(name, params), private, spec, copy_backbone=False)
     assert count_hooks(private.model) == n
-    assert sum(p.numel() for p in b.trainable_parameters().values()) == \
-        sum(p.numel() for p in first.trainable_parameters().values())
+    assert sum(p.numel() for p in b.trainable_parameters().values()) == sum(
+        p.numel() for p in first.trainable_parameters().values()
+    )
     del a
 
 
-@pytest.mark.parametrize(("name", "params"), [v for v in VARIANTS if v[0] in ("lpt", "pedro", "houlsby")],
-                         ids=["houlsby", "lpt", "pedro"])
+@pytest.mark.parametrize(
+    ("name", "params"), [v for v in VARIANTS if v[0] in ("lpt", "pedro", "houlsby")], ids=["houlsby", "lpt", "pedro"]
+)
 def test_a_deep_copy_runs_on_its_own_parameters(tiny_llama, name, params):
     torch.manual_seed(0)
     model, data = build(tiny_llama, name, **params)

@@ -10,7 +10,7 @@ import torch
 
 from conftest import build_tiny, toy_sentiment
 from helpers_cli import run_main, save_tiny_model, toy_rows, write_csv
-from helpers_models import DECODER_PROMPT, batches, clone_state, sentiment_setup, train_steps
+from helpers_models import batches, clone_state, sentiment_setup, train_steps
 from prefalign.errors import ConfigError
 from prefalign.methods.bias_aware import balance_losses, contain_means, interchange_ablation, total_loss
 from prefalign.methods.bias_aware.layer_selection import resolve_module
@@ -22,9 +22,10 @@ SCORES = torch.tensor([[0.5, 0.3, 0.2], [0.7, 0.2, 0.1], [0.1, 0.6, 0.3], [0.3, 
 CONTAIN = torch.tensor([[1, 0, 0], [1, 0, 0], [0, 1, 0], [0, 0, 1]])
 # By hand: H^C = [(0.5+0.7)/2, 0.6, 0.4] = [0.6, 0.6, 0.4], ct_in = 1.6/3;
 #          H^N = [(0.1+0.3)/2, (0.3+0.2+0.3)/3, (0.2+0.1+0.3)/3] = [0.2, 0.8/3, 0.2], ct_out = (0.4+0.8/3)/3.
-BAL1 = math.sqrt(2 * (0.6 - 1.6 / 3) ** 2 + (0.4 - 1.6 / 3) ** 2) \
-    + math.sqrt(2 * (0.2 - 2 / 9) ** 2 + (0.8 / 3 - 2 / 9) ** 2)
-BAL2 = -math.sqrt(0.4 ** 2 + (0.6 - 0.8 / 3) ** 2 + 0.2 ** 2)
+BAL1 = math.sqrt(2 * (0.6 - 1.6 / 3) ** 2 + (0.4 - 1.6 / 3) ** 2) + math.sqrt(
+    2 * (0.2 - 2 / 9) ** 2 + (0.8 / 3 - 2 / 9) ** 2
+)
+BAL2 = -math.sqrt(0.4**2 + (0.6 - 0.8 / 3) ** 2 + 0.2**2)
 
 
 def test_contain_means_eq1_by_hand():
@@ -49,8 +50,9 @@ def test_balance_losses_take_multi_label_samples():
     h_n = [0.2, (0.2 + 0.3) / 2, 0.2]
     out = balance_losses(SCORES, contain)
     norm = lambda v: math.sqrt(sum(x * x for x in v))  # noqa: E731
-    assert out["bal1"].item() == pytest.approx(norm([h - sum(h_c) / 3 for h in h_c])
-                                               + norm([h - sum(h_n) / 3 for h in h_n]), abs=1e-6)
+    assert out["bal1"].item() == pytest.approx(
+        norm([h - sum(h_c) / 3 for h in h_c]) + norm([h - sum(h_n) / 3 for h in h_n]), abs=1e-6
+    )
     assert out["bal2"].item() == pytest.approx(-norm([a - b for a, b in zip(h_c, h_n)]), abs=1e-6)
 
 
@@ -82,7 +84,9 @@ def test_balance_gradients_are_finite_when_every_label_scores_alike():
 
 
 def test_total_loss_eq4():
-    assert total_loss(torch.tensor(2.0), torch.tensor(3.0), torch.tensor(-1.0), 0.5, 2.0, 4.0).item() == 3.0  # 1 + 6 - 4
+    assert (
+        total_loss(torch.tensor(2.0), torch.tensor(3.0), torch.tensor(-1.0), 0.5, 2.0, 4.0).item() == 3.0
+    )  # 1 + 6 - 4
 
 
 # -- the model on a tiny LLaMA ---------------------------------------------------------------------------
@@ -110,18 +114,22 @@ def test_forward_loss_is_eq4_of_the_label_lm_loss_and_the_balance_terms(setup):
     bal = balance_losses(probs, torch.nn.functional.one_hot(batch["labels"], 2))
     assert out.terms["loss_bal1"].item() == pytest.approx(bal["bal1"].item(), abs=1e-5)
     assert out.terms["loss_bal2"].item() == pytest.approx(bal["bal2"].item(), abs=1e-5)
-    assert out.loss.item() == pytest.approx(2.0 * lm_loss.item() + 0.5 * bal["bal1"].item()
-                                            + 3.0 * bal["bal2"].item(), abs=1e-5)
+    assert out.loss.item() == pytest.approx(
+        2.0 * lm_loss.item() + 0.5 * bal["bal1"].item() + 3.0 * bal["bal2"].item(), abs=1e-5
+    )
 
 
 def _changed(before: dict, after: dict) -> set[str]:
     return {k for k in before if not torch.equal(before[k], after[k])}
 
 
-@pytest.mark.parametrize("params, expected", [
-    ({}, {"self_attn.o_proj.weight", "mlp.down_proj.weight"}),  # the paper's default: o and down
-    ({"modules": ["q_proj", "v_proj"], "refine": False}, {"self_attn.q_proj.weight", "self_attn.v_proj.weight"}),
-])
+@pytest.mark.parametrize(
+    "params, expected",
+    [
+        ({}, {"self_attn.o_proj.weight", "mlp.down_proj.weight"}),  # the paper's default: o and down
+        ({"modules": ["q_proj", "v_proj"], "refine": False}, {"self_attn.q_proj.weight", "self_attn.v_proj.weight"}),
+    ],
+)
 def test_only_the_chosen_modules_and_the_refine_vector_change(setup, params, expected):
     lm, ds, spec, collator = setup
     model = build_method(method_config("bias-aware", params), lm, spec)
@@ -214,16 +222,32 @@ def decoder_files(vocab_file, tmp_path_factory):
     model = save_tiny_model("llama", vocab_file, d / "tiny-llama")
     corpus = d / "corpus.txt"
     corpus.write_text(" ".join(toy_sentiment(40, seed=3).examples[i].text for i in range(40)) + "\n")
-    return {"model": model, "train": write_csv(d / "train.csv", toy_rows(48, seed=0)),
-            "test": write_csv(d / "test.csv", toy_rows(16, seed=1)), "corpus": corpus}
+    return {
+        "model": model,
+        "train": write_csv(d / "train.csv", toy_rows(48, seed=0)),
+        "test": write_csv(d / "test.csv", toy_rows(16, seed=1)),
+        "corpus": corpus,
+    }
 
 
 def _train(files, out, method, *extra):
-    sets = [f"model.name={files['model']}", f"data.train={files['train']}", f"data.test={files['test']}",
-            "data.template=review: {text} sentiment:", f"method.name={method}", f"training.output_dir={out}",
-            "training.max_steps=2", "training.eval_steps=2", "training.logging_steps=1", "training.progress=false",
-            "training.device=cpu", f"training.perplexity_text={files['corpus']}", "training.perplexity_tokens=64",
-            "training.perplexity_window=32", *extra]
+    sets = [
+        f"model.name={files['model']}",
+        f"data.train={files['train']}",
+        f"data.test={files['test']}",
+        "data.template=review: {text} sentiment:",
+        f"method.name={method}",
+        f"training.output_dir={out}",
+        "training.max_steps=2",
+        "training.eval_steps=2",
+        "training.logging_steps=1",
+        "training.progress=false",
+        "training.device=cpu",
+        f"training.perplexity_text={files['corpus']}",
+        "training.perplexity_tokens=64",
+        "training.perplexity_window=32",
+        *extra,
+    ]
     return run_main(["train"] + [a for s in sets for a in ("--set", s)])
 
 
@@ -248,9 +272,22 @@ def test_runner_names_a_missing_perplexity_corpus(decoder_files, tmp_path):
 
 def test_probe_target_layer_prints_the_curve_and_writes_a_png(decoder_files, tmp_path):
     out = tmp_path / "probe"
-    rc, stdout, err = run_main(["probe", "target-layer", "--model", str(decoder_files["model"]), "--data",
-                                str(decoder_files["train"]), "--template", "review: {text} sentiment:",
-                                "--examples", "6", "--output", str(out)])
+    rc, stdout, err = run_main(
+        [
+            "probe",
+            "target-layer",
+            "--model",
+            str(decoder_files["model"]),
+            "--data",
+            str(decoder_files["train"]),
+            "--template",
+            "review: {text} sentiment:",
+            "--examples",
+            "6",
+            "--output",
+            str(out),
+        ]
+    )
     assert rc == 0, err
     assert "chosen target layer:" in stdout
     rows = (out / "layer_kl.csv").read_text().splitlines()

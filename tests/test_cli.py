@@ -52,10 +52,19 @@ def data(tmp_path_factory):
 
 
 def train_argv(model_dir, train_file, output_dir, method="ptuning-v2", *extra):
-    sets = [f"model.name={model_dir}", f"data.train={train_file}", f"method.name={method}",
-            f"training.output_dir={output_dir}", "training.max_steps=20", "training.eval_steps=10",
-            "training.learning_rate=1e-2", "training.logging_steps=10", "training.progress=false",
-            "training.device=cpu", *extra]
+    sets = [
+        f"model.name={model_dir}",
+        f"data.train={train_file}",
+        f"method.name={method}",
+        f"training.output_dir={output_dir}",
+        "training.max_steps=20",
+        "training.eval_steps=10",
+        "training.learning_rate=1e-2",
+        "training.logging_steps=10",
+        "training.progress=false",
+        "training.device=cpu",
+        *extra,
+    ]
     return ["train"] + [arg for s in sets for arg in ("--set", s)]
 
 
@@ -91,7 +100,9 @@ def test_train_saves_only_the_trained_parts(trained, model_dir, method):
     assert {p.name for p in adapter.iterdir()} == ADAPTER_FILES
     # Only prefixes (and the PCM and head): far smaller than the backbone it rides on.
     assert dir_size(adapter) < 0.5 * dir_size(model_dir)
-    assert (adapter / "prefalign_weights.safetensors").stat().st_size < 0.5 * (model_dir / "model.safetensors").stat().st_size
+    assert (adapter / "prefalign_weights.safetensors").stat().st_size < 0.5 * (
+        model_dir / "model.safetensors"
+    ).stat().st_size
     with safe_open(str(adapter / "prefalign_weights.safetensors"), framework="pt") as fh:
         keys = list(fh.keys())
     assert keys and not [k for k in keys if k.startswith("classifier.model.")]
@@ -131,8 +142,9 @@ def check_prediction(line: str, text: str) -> dict:
 @pytest.mark.parametrize("method", METHODS)
 def test_predict_texts_prints_one_json_line_each(trained, method):
     texts = ["the movie was really superb", "a dull and boring plot"]
-    rc, out, err = run_main(["predict", "--adapter", str(trained[method]["adapter"]),
-                             "--text", texts[0], "--text", texts[1]])
+    rc, out, err = run_main(
+        ["predict", "--adapter", str(trained[method]["adapter"]), "--text", texts[0], "--text", texts[1]]
+    )
     assert rc == 0, err
     lines = out.strip().splitlines()
     assert len(lines) == 2
@@ -160,8 +172,9 @@ def test_predict_file_to_output_agrees_with_eval(trained, data, tmp_path):
 
 def test_predict_file_without_label_column(trained, data, tmp_path):
     target = tmp_path / "texts.jsonl"
-    rc, out, err = run_main(["predict", "--adapter", str(trained["dcpc"]["adapter"]),
-                             "--data", str(data["texts"]), "-o", str(target)])
+    rc, out, err = run_main(
+        ["predict", "--adapter", str(trained["dcpc"]["adapter"]), "--data", str(data["texts"]), "-o", str(target)]
+    )
     assert rc == 0, err
     texts = [r["text"] for r in toy_rows(8, seed=2)]
     lines = target.read_text().splitlines()
@@ -170,8 +183,11 @@ def test_predict_file_without_label_column(trained, data, tmp_path):
         check_prediction(line, text)
 
 
-@pytest.mark.parametrize("texts", [["the film was good"], ["a lovely film", "a lovely film"],
-                                   ["10", "the film was good"]], ids=["one-row", "repeated", "number-like"])
+@pytest.mark.parametrize(
+    "texts",
+    [["the film was good"], ["a lovely film", "a lovely film"], ["10", "the film was good"]],
+    ids=["one-row", "repeated", "number-like"],
+)
 def test_predict_unlabelled_file_any_texts(trained, tmp_path, texts):
     source = write_csv(tmp_path / "texts.csv", [{"text": t} for t in texts])
     rc, out, err = run_main(["predict", "--adapter", str(trained["ptuning-v2"]["adapter"]), "--data", str(source)])
@@ -184,8 +200,9 @@ def test_predict_unlabelled_file_any_texts(trained, tmp_path, texts):
 
 def test_predict_output_in_missing_folder(trained, tmp_path):
     target = tmp_path / "missing" / "out.jsonl"
-    rc, out, err = run_main(["predict", "--adapter", str(trained["ptuning-v2"]["adapter"]),
-                             "--text", "a good film", "-o", str(target)])
+    rc, out, err = run_main(
+        ["predict", "--adapter", str(trained["ptuning-v2"]["adapter"]), "--text", "a good film", "-o", str(target)]
+    )
     assert rc == 0, err  # the folder is created
     assert len(target.read_text().splitlines()) == 1
 
@@ -195,8 +212,9 @@ def test_adapter_trained_on_relative_model_path_loads_from_another_cwd(model_dir
     elsewhere.mkdir()
     shutil.copytree(model_dir, work / "tiny-bert")
     monkeypatch.chdir(work)
-    rc, out, err = run_main(train_argv("./tiny-bert", data["train"], "run", "ptuning-v2",
-                                       "training.max_steps=2", "training.eval_steps=2"))
+    rc, out, err = run_main(
+        train_argv("./tiny-bert", data["train"], "run", "ptuning-v2", "training.max_steps=2", "training.eval_steps=2")
+    )
     assert rc == 0, err
     monkeypatch.chdir(elsewhere)
     rc, out, err = run_main(["eval", "--adapter", str(work / "run" / "adapter"), "--data", str(data["test"])])
@@ -216,8 +234,9 @@ def test_retraining_into_the_same_output_dir_swaps_the_adapter(model_dir, data, 
 
 
 def test_console_script_predicts(trained, tmp_path):
-    proc = run_script(["predict", "--adapter", str(trained["ptuning-v2"]["adapter"]), "--text", "a great film"],
-                      cwd=tmp_path)
+    proc = run_script(
+        ["predict", "--adapter", str(trained["ptuning-v2"]["adapter"]), "--text", "a great film"], cwd=tmp_path
+    )
     assert proc.returncode == 0, proc.stderr
     assert "Traceback" not in proc.stderr
     lines = proc.stdout.strip().splitlines()
@@ -245,8 +264,11 @@ def data_error_case(name, data, tmp_path):
         return ["data.text_column=nope"], data["train"], ["'nope'", "text_column"]
     if name == "label-outside-label-names":
         rows = toy_rows(20) + [{"text": "the plot was quite fine", "label": "neutral"}]
-        return (["data.label_names=[negative,positive]"], write_csv(tmp_path / "three.csv", rows),
-                ["'neutral'", "row 21"])
+        return (
+            ["data.label_names=[negative,positive]"],
+            write_csv(tmp_path / "three.csv", rows),
+            ["'neutral'", "row 21"],
+        )
     if name == "empty-dataset":
         return [], write_csv(tmp_path / "empty.csv", [], columns=["text", "label"]), ["no data rows", "empty.csv"]
     raise ValueError(name)
@@ -269,13 +291,17 @@ def test_train_model_path_that_does_not_exist(data, tmp_path):
     assert_no_adapter(out_dir)
 
 
-@pytest.mark.parametrize("override, needles", [
-    ("training.lerning_rate=1", ["unknown config key", "training.lerning_rate", "learning_rate"]),
-    ("training.batch_size=abc", ["training.batch_size", "integer", "abc"]),
-    ("training.learning_rate=[1, 2]", ["training.learning_rate", "number"]),
-    ("training.device=gpu", ["training.device", "gpu", "cpu"]),
-    ("method.name=dcpcc", ["unknown method", "dcpcc"]),
-], ids=["unknown-key", "int-type", "float-type", "choice", "method"])
+@pytest.mark.parametrize(
+    "override, needles",
+    [
+        ("training.lerning_rate=1", ["unknown config key", "training.lerning_rate", "learning_rate"]),
+        ("training.batch_size=abc", ["training.batch_size", "integer", "abc"]),
+        ("training.learning_rate=[1, 2]", ["training.learning_rate", "number"]),
+        ("training.device=gpu", ["training.device", "gpu", "cpu"]),
+        ("method.name=dcpcc", ["unknown method", "dcpcc"]),
+    ],
+    ids=["unknown-key", "int-type", "float-type", "choice", "method"],
+)
 def test_train_config_errors(model_dir, data, tmp_path, override, needles):
     out_dir = tmp_path / "out"
     rc, out, err = run_main(train_argv(model_dir, data["train"], out_dir, "ptuning-v2", override))
@@ -334,8 +360,9 @@ def test_eval_on_a_file_without_labels(trained, data):
 
 
 def test_console_script_user_error(tmp_path):
-    proc = run_script(["train", "--set", "training.lerning_rate=1", "--set", f"training.output_dir={tmp_path / 'out'}"],
-                      cwd=tmp_path)
+    proc = run_script(
+        ["train", "--set", "training.lerning_rate=1", "--set", f"training.output_dir={tmp_path / 'out'}"], cwd=tmp_path
+    )
     assert proc.returncode == 2
     assert proc.stdout == ""
     assert proc.stderr.count("\n") == 1, proc.stderr

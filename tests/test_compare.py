@@ -31,13 +31,29 @@ def write_config(root, model, **changes):
         "seeds": [0, 1],
         "keep": "adapter",
         "models": [{"name": str(model), "label": "tiny"}],
-        "base": {"data": {"max_length": 16},
-                 "training": {"batch_size": 8, "max_steps": 2, "eval_steps": 1, "logging_steps": 1,
-                              "progress": False, "learning_rate": 1e-2}},
-        "methods": [{"name": "ptuning-v2", "label": "PTv2", "method": {"prefix_length": 2}},
-                    {"name": "lora", "label": "LoRA", "training": {"learning_rate": 1e-3}}],
-        "datasets": [{"name": "toy", "data": {"train": str(root / "train.csv"), "test": str(root / "test.csv")},
-                      "shifted": {"name": "sst2-p"}, "shifted_name": "toy-P"}],
+        "base": {
+            "data": {"max_length": 16},
+            "training": {
+                "batch_size": 8,
+                "max_steps": 2,
+                "eval_steps": 1,
+                "logging_steps": 1,
+                "progress": False,
+                "learning_rate": 1e-2,
+            },
+        },
+        "methods": [
+            {"name": "ptuning-v2", "label": "PTv2", "method": {"prefix_length": 2}},
+            {"name": "lora", "label": "LoRA", "training": {"learning_rate": 1e-3}},
+        ],
+        "datasets": [
+            {
+                "name": "toy",
+                "data": {"train": str(root / "train.csv"), "test": str(root / "test.csv")},
+                "shifted": {"name": "sst2-p"},
+                "shifted_name": "toy-P",
+            }
+        ],
     }
     cfg.update(changes)
     path = root / "compare.yaml"
@@ -54,7 +70,8 @@ def test_two_methods_two_seeds_grid_writes_every_report_and_resumes(grid_files):
     results = json.loads((root / "out" / "results.json").read_text())["runs"]
     assert len(results) == 8 and all(r["status"] == "ok" for r in results)
     assert {(r["method"], r["column"], r["seed"]) for r in results} == {
-        (m, c, s) for m in ("PTv2", "LoRA") for c in ("toy", "toy-P") for s in (0, 1)}
+        (m, c, s) for m in ("PTv2", "LoRA") for c in ("toy", "toy-P") for s in (0, 1)
+    }
     # The shifted runs trained on soft labels; the original ones did not.
     for r in results:
         assert (r["config"]["data"]["shift"] is not None) == (r["column"] == "toy-P")
@@ -69,10 +86,12 @@ def test_two_methods_two_seeds_grid_writes_every_report_and_resumes(grid_files):
     table = (root / "out" / "table.md").read_text()
     assert "| Method | Tunable params | toy (accuracy) | toy-P (accuracy) | drop |" in table
     for method in ("PTv2", "LoRA"):
-        orig = statistics.median(r["metrics"]["test_accuracy"] for r in results
-                                 if r["method"] == method and r["column"] == "toy")
-        shifted = statistics.median(r["metrics"]["test_accuracy"] for r in results
-                                    if r["method"] == method and r["column"] == "toy-P")
+        orig = statistics.median(
+            r["metrics"]["test_accuracy"] for r in results if r["method"] == method and r["column"] == "toy"
+        )
+        shifted = statistics.median(
+            r["metrics"]["test_accuracy"] for r in results if r["method"] == method and r["column"] == "toy-P"
+        )
         row = next(line for line in table.splitlines() if line.startswith(f"| {method} |"))
         cells = [c.strip().strip("*") for c in row.strip("|").split("|")]
         assert cells[2] == f"{100 * orig:.1f}" and cells[3] == f"{100 * shifted:.1f}"
@@ -99,11 +118,22 @@ def test_two_methods_two_seeds_grid_writes_every_report_and_resumes(grid_files):
     rc, out, _ = run_main(["compare", "--config", str(path), "--report-only"])
     assert rc == 0 and "7 of 8 runs finished" in out and not (run_dir / "result.json").exists()
     row = next(line for line in out.splitlines() if line.startswith("| PTv2 |"))
-    seed1 = next(r["metrics"]["test_accuracy"] for r in results
-                 if r["method"] == "PTv2" and r["column"] == "toy" and r["seed"] == 1)
+    seed1 = next(
+        r["metrics"]["test_accuracy"]
+        for r in results
+        if r["method"] == "PTv2" and r["column"] == "toy" and r["seed"] == 1
+    )
     assert f"{100 * seed1:.1f}" in row.split("|")[3]
-    rc, out, _ = run_main(["compare", "--config", str(path), "--set", "methods=[{name: lora, label: LoRA, "
-                           "training: {learning_rate: 0.002}}]", "--dry-run"])
+    rc, out, _ = run_main(
+        [
+            "compare",
+            "--config",
+            str(path),
+            "--set",
+            "methods=[{name: lora, label: LoRA, training: {learning_rate: 0.002}}]",
+            "--dry-run",
+        ]
+    )
     assert rc == 0 and out.count("todo") == 4
 
 
@@ -111,8 +141,13 @@ def test_shards_split_a_grid_between_processes_without_overlap(grid_files, tmp_p
     from prefalign.compare.grid import shard_of
 
     root, model = grid_files
-    path = write_config(root, model, output_dir=str(tmp_path / "out"), seeds=[0, 1],
-                        methods=[{"name": "ptuning-v2", "label": "PTv2", "method": {"prefix_length": 2}}])
+    path = write_config(
+        root,
+        model,
+        output_dir=str(tmp_path / "out"),
+        seeds=[0, 1],
+        methods=[{"name": "ptuning-v2", "label": "PTv2", "method": {"prefix_length": 2}}],
+    )
     ids = [f"tiny/{column}/PTv2/seed{seed}" for column in ("toy", "toy-P") for seed in (0, 1)]
     first = [i for i in ids if shard_of(i, 2) == 1]
     assert 0 < len(first) < len(ids)  # these four ids land in both shards
@@ -135,30 +170,65 @@ def test_shards_split_a_grid_between_processes_without_overlap(grid_files, tmp_p
 
 
 def test_validation_curves_take_eval_points_and_median_over_seeds():
-    log = [{"loss": 0.9, "step": 1}, {"eval_loss": 0.7, "eval_accuracy": 0.5, "step": 2},
-           {"loss": 0.6, "step": 3}, {"eval_loss": 0.5, "eval_accuracy": 0.75, "step": 4}, {"train_loss": 1, "step": 4}]
-    assert validation_curve(log) == [{"step": 2, "eval_loss": 0.7, "eval_accuracy": 0.5},
-                                     {"step": 4, "eval_loss": 0.5, "eval_accuracy": 0.75}]
-    runs = [{"model": "m", "method": "A", "column": "c", "status": "ok",
-             "curve": [{"step": 2, "eval_loss": v}, {"step": 4, "eval_loss": v / 2}]} for v in (0.2, 0.8, 0.6)]
-    runs.append({"model": "m", "method": "A", "column": "c", "status": "failed", "curve": [{"step": 2, "eval_loss": 9}]})
+    log = [
+        {"loss": 0.9, "step": 1},
+        {"eval_loss": 0.7, "eval_accuracy": 0.5, "step": 2},
+        {"loss": 0.6, "step": 3},
+        {"eval_loss": 0.5, "eval_accuracy": 0.75, "step": 4},
+        {"train_loss": 1, "step": 4},
+    ]
+    assert validation_curve(log) == [
+        {"step": 2, "eval_loss": 0.7, "eval_accuracy": 0.5},
+        {"step": 4, "eval_loss": 0.5, "eval_accuracy": 0.75},
+    ]
+    runs = [
+        {
+            "model": "m",
+            "method": "A",
+            "column": "c",
+            "status": "ok",
+            "curve": [{"step": 2, "eval_loss": v}, {"step": 4, "eval_loss": v / 2}],
+        }
+        for v in (0.2, 0.8, 0.6)
+    ]
+    runs.append(
+        {"model": "m", "method": "A", "column": "c", "status": "failed", "curve": [{"step": 2, "eval_loss": 9}]}
+    )
     assert median_curves(runs) == {("m", "A", "c"): [(2, 0.6), (4, 0.3)]}
 
 
 def test_medians_and_drops_from_hand_made_results():
-    cfg = CompareConfig(seeds=[0, 1, 2], models=[ModelEntry(name="m")],
-                        methods=[MethodEntry(name="dcpc", label="DCPC"), MethodEntry(name="lora", label="LoRA")],
-                        datasets=[DatasetEntry(name="SST-2", shifted={"name": "sst2-p"}, shifted_name="SST-2-P")])
+    cfg = CompareConfig(
+        seeds=[0, 1, 2],
+        models=[ModelEntry(name="m")],
+        methods=[MethodEntry(name="dcpc", label="DCPC"), MethodEntry(name="lora", label="LoRA")],
+        datasets=[DatasetEntry(name="SST-2", shifted={"name": "sst2-p"}, shifted_name="SST-2-P")],
+    )
 
     def run(method, column, seed, acc, status="ok"):
-        return {"model": "m", "method": method, "column": column, "seed": seed, "metric": "accuracy",
-                "status": status, "metrics": {"test_accuracy": acc} if acc is not None else {},
-                "tunable_params": 1500, "seconds": 1.0}
+        return {
+            "model": "m",
+            "method": method,
+            "column": column,
+            "seed": seed,
+            "metric": "accuracy",
+            "status": status,
+            "metrics": {"test_accuracy": acc} if acc is not None else {},
+            "tunable_params": 1500,
+            "seconds": 1.0,
+        }
 
-    results = [run("DCPC", "SST-2", 0, 0.80), run("DCPC", "SST-2", 1, 0.70), run("DCPC", "SST-2", 2, 0.90),
-               run("DCPC", "SST-2-P", 0, 0.75), run("DCPC", "SST-2-P", 1, 0.60), run("DCPC", "SST-2-P", 2, None,
-                                                                                      "failed"),
-               run("LoRA", "SST-2", 0, 0.50), run("LoRA", "SST-2", 1, 0.50), run("LoRA", "SST-2", 2, 0.60)]
+    results = [
+        run("DCPC", "SST-2", 0, 0.80),
+        run("DCPC", "SST-2", 1, 0.70),
+        run("DCPC", "SST-2", 2, 0.90),
+        run("DCPC", "SST-2-P", 0, 0.75),
+        run("DCPC", "SST-2-P", 1, 0.60),
+        run("DCPC", "SST-2-P", 2, None, "failed"),
+        run("LoRA", "SST-2", 0, 0.50),
+        run("LoRA", "SST-2", 1, 0.50),
+        run("LoRA", "SST-2", 2, 0.60),
+    ]
     cells = median_table(results)
     assert cells[("m", "DCPC", "SST-2")]["median"] == pytest.approx(0.80)
     assert cells[("m", "DCPC", "SST-2-P")]["median"] == pytest.approx(0.675)  # two finished seeds
@@ -168,14 +238,17 @@ def test_medians_and_drops_from_hand_made_results():
     assert "| LoRA | 1.5K | 50.0 | – | – |" in table
 
 
-@pytest.mark.parametrize("change, needle", [
-    ({"methods": []}, "at least one entry under methods"),
-    ({"methods": [{"name": "lora"}, {"name": "lora"}]}, "repeated: lora"),
-    ({"methods": [{"name": "lora", "lr": 1}]}, "unknown config key 'methods[0].lr'"),
-    ({"base": {"method": {"name": "dcpc"}}}, "must not hold a method section"),
-    ({"datasets": [{"name": "x", "shifted": {"fraction": 0.5}}]}, "shifted needs a name"),
-    ({"keep": "everything"}, "keep"),
-])
+@pytest.mark.parametrize(
+    "change, needle",
+    [
+        ({"methods": []}, "at least one entry under methods"),
+        ({"methods": [{"name": "lora"}, {"name": "lora"}]}, "repeated: lora"),
+        ({"methods": [{"name": "lora", "lr": 1}]}, "unknown config key 'methods[0].lr'"),
+        ({"base": {"method": {"name": "dcpc"}}}, "must not hold a method section"),
+        ({"datasets": [{"name": "x", "shifted": {"fraction": 0.5}}]}, "shifted needs a name"),
+        ({"keep": "everything"}, "keep"),
+    ],
+)
 def test_bad_compare_configs_fail_in_one_line(grid_files, change, needle):
     root, model = grid_files
     path = write_config(root, model, **change)
@@ -205,9 +278,15 @@ def test_digest_ignores_defaults_and_output_dir_but_not_settings():
 
 def test_a_missing_dataset_fails_before_any_training(grid_files):
     root, model = grid_files
-    path = write_config(root, model, output_dir=str(root / "out-missing"), datasets=[
-        {"name": "toy", "data": {"train": str(root / "train.csv"), "test": str(root / "test.csv")}},
-        {"name": "gone", "data": {"task": "rte", "path": str(root / "no-rte")}}])
+    path = write_config(
+        root,
+        model,
+        output_dir=str(root / "out-missing"),
+        datasets=[
+            {"name": "toy", "data": {"train": str(root / "train.csv"), "test": str(root / "test.csv")}},
+            {"name": "gone", "data": {"task": "rte", "path": str(root / "no-rte")}},
+        ],
+    )
     rc, _, err = run_main(["compare", "--config", str(path)])
     assert rc == 2 and "gone" in err and "no-rte" in err
     assert not (root / "out-missing" / "runs").exists()

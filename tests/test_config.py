@@ -9,6 +9,9 @@ from pathlib import Path
 import pytest
 import yaml
 
+from prefalign.errors import ConfigError, UserError
+from prefalign.methods import registry
+from prefalign.methods.dcpc import VARIANTS, DCPCConfig
 from prefalign.training.config import (
     DataConfig,
     ExperimentConfig,
@@ -18,21 +21,26 @@ from prefalign.training.config import (
     load_config,
     parse_overrides,
 )
-from prefalign.errors import ConfigError, UserError
-from prefalign.methods import registry
-from prefalign.methods.dcpc import VARIANTS, DCPCConfig
 
 CONFIG_CLASSES = [ModelConfig, DataConfig, TrainingConfig, DCPCConfig]
 
 
 def custom_experiment() -> ExperimentConfig:
-    return ExperimentConfig.from_dict({
-        "model": {"name": "some/folder", "dtype": "bfloat16"},
-        "data": {"train": "train.csv", "label_names": ["neg", "pos"], "template": "Review: {text}\nSentiment:",
-                 "verbalizers": [" bad", " good"], "max_length": 64, "max_train_examples": 100},
-        "method": {"name": "dcpc-no-pcm", "tau_cos": 0.7, "prefix_length": 8, "pcm_mode": "gate"},
-        "training": {"learning_rate": 3e-4, "batch_size": 8, "bf16": True, "device": "cpu", "max_steps": 50},
-    })
+    return ExperimentConfig.from_dict(
+        {
+            "model": {"name": "some/folder", "dtype": "bfloat16"},
+            "data": {
+                "train": "train.csv",
+                "label_names": ["neg", "pos"],
+                "template": "Review: {text}\nSentiment:",
+                "verbalizers": [" bad", " good"],
+                "max_length": 64,
+                "max_train_examples": 100,
+            },
+            "method": {"name": "dcpc-no-pcm", "tau_cos": 0.7, "prefix_length": 8, "pcm_mode": "gate"},
+            "training": {"learning_rate": 3e-4, "batch_size": 8, "bf16": True, "device": "cpu", "max_steps": 50},
+        }
+    )
 
 
 # --------------------------------------------------------------------------------------------
@@ -55,14 +63,23 @@ def test_experiment_custom_round_trip_dict_json_yaml(tmp_path):
     again = load_config(str(path))
     assert again == cfg
     assert again.method_name == "dcpc-no-pcm"
-    assert again.method == registry.method_config("dcpc-no-pcm", {"tau_cos": 0.7, "prefix_length": 8,
-                                                                   "pcm_mode": "gate"})
+    assert again.method == registry.method_config(
+        "dcpc-no-pcm", {"tau_cos": 0.7, "prefix_length": 8, "pcm_mode": "gate"}
+    )
     assert again.data.template == "Review: {text}\nSentiment:"
 
 
 def test_dcpc_config_round_trip():
-    cfg = DCPCConfig(prefix_length=4, reparameterize=True, tau_cos=0.5, pcm_mode="gate", pcm_kl="softmax",
-                     lambda_kl=0.25, similarity_layer=0, prefix_init="random")
+    cfg = DCPCConfig(
+        prefix_length=4,
+        reparameterize=True,
+        tau_cos=0.5,
+        pcm_mode="gate",
+        pcm_kl="softmax",
+        lambda_kl=0.25,
+        similarity_layer=0,
+        prefix_init="random",
+    )
     assert DCPCConfig.from_dict(cfg.to_dict()) == cfg
     assert DCPCConfig.from_dict(json.loads(cfg.to_json())) == cfg
     assert DCPCConfig.from_dict(yaml.safe_load(yaml.safe_dump(cfg.to_dict()))) == cfg
@@ -99,8 +116,16 @@ training:
 def test_load_config_yaml_and_overrides(tmp_path):
     path = tmp_path / "exp.yaml"
     path.write_text(YAML_TEXT)
-    cfg = load_config(str(path), ["training.batch_size=4", "method.lambda_align=0.5", "training.bf16=true",
-                                  "data.verbalizers=[' bad', ' good']", "model.dtype=null"])
+    cfg = load_config(
+        str(path),
+        [
+            "training.batch_size=4",
+            "method.lambda_align=0.5",
+            "training.bf16=true",
+            "data.verbalizers=[' bad', ' good']",
+            "model.dtype=null",
+        ],
+    )
     assert cfg.model.name == "./my-model" and cfg.model.dtype is None
     assert cfg.data.label_names == ["neg", "pos"] and cfg.data.verbalizers == [" bad", " good"]
     assert cfg.training.learning_rate == 1e-3 and isinstance(cfg.training.learning_rate, float)
@@ -124,23 +149,33 @@ def test_load_config_without_file_and_method_as_string(tmp_path):
 
 def test_parse_overrides_nests_and_types_values():
     assert parse_overrides(["a.b.c=3", "a.b.d=x", "e=[1, 2]", "f=", "g=true"]) == {
-        "a": {"b": {"c": 3, "d": "x"}}, "e": [1, 2], "f": "", "g": True}
+        "a": {"b": {"c": 3, "d": "x"}},
+        "e": [1, 2],
+        "f": "",
+        "g": True,
+    }
 
 
-@pytest.mark.parametrize("overrides, message", [
-    (["training.batch_size"], "key=value"),
-    (["training..batch_size=3"], "malformed"),
-    (["training=1", "training.batch_size=3"], "conflicts"),
-])
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        (["training.batch_size"], "key=value"),
+        (["training..batch_size=3"], "malformed"),
+        (["training=1", "training.batch_size=3"], "conflicts"),
+    ],
+)
 def test_bad_overrides(overrides, message):
     with pytest.raises(ConfigError, match=message):
         load_config(None, overrides)
 
 
-@pytest.mark.parametrize("text, message", [
-    ("model: [unclosed\n", "not valid YAML"),
-    ("- just\n- a list\n", "mapping"),
-])
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("model: [unclosed\n", "not valid YAML"),
+        ("- just\n- a list\n", "mapping"),
+    ],
+)
 def test_bad_yaml_files(tmp_path, text, message):
     path = tmp_path / "bad.yaml"
     path.write_text(text)
@@ -156,14 +191,17 @@ def test_missing_yaml_file(tmp_path):
 # --------------------------------------------------------------------------------------------
 # Unknown keys
 # --------------------------------------------------------------------------------------------
-@pytest.mark.parametrize("data, hint", [
-    ({"trainig": {}}, "did you mean 'training'"),
-    ({"training": {"learning_rat": 1e-3}}, "did you mean 'learning_rate'"),
-    ({"model": {"nme": "x"}}, "did you mean 'name'"),
-    ({"data": {"label_column_": "y"}}, "did you mean 'label_column'"),
-    ({"method": {"name": "dcpc", "tau_coss": 0.5}}, "did you mean 'tau_cos'"),
-    ({"method": {"name": "dcpc", "lambda_algn": 0.5}}, "did you mean 'lambda_align'"),
-])
+@pytest.mark.parametrize(
+    "data, hint",
+    [
+        ({"trainig": {}}, "did you mean 'training'"),
+        ({"training": {"learning_rat": 1e-3}}, "did you mean 'learning_rate'"),
+        ({"model": {"nme": "x"}}, "did you mean 'name'"),
+        ({"data": {"label_column_": "y"}}, "did you mean 'label_column'"),
+        ({"method": {"name": "dcpc", "tau_coss": 0.5}}, "did you mean 'tau_cos'"),
+        ({"method": {"name": "dcpc", "lambda_algn": 0.5}}, "did you mean 'lambda_align'"),
+    ],
+)
 def test_unknown_keys_get_a_did_you_mean_hint(data, hint):
     with pytest.raises(ConfigError, match=hint) as info:
         ExperimentConfig.from_dict(data)
@@ -191,33 +229,37 @@ def test_config_error_is_a_user_error():
 # --------------------------------------------------------------------------------------------
 # Bad types
 # --------------------------------------------------------------------------------------------
-@pytest.mark.parametrize("data", [
-    {"training": {"batch_size": "sixteen"}},
-    {"training": {"batch_size": 16.5}},
-    {"training": {"batch_size": True}},
-    {"training": {"learning_rate": "fast"}},
-    {"training": {"learning_rate": float("nan")}},
-    {"training": {"bf16": "maybe"}},
-    {"training": {"bf16": 1}},
-    {"training": []},
-    {"model": "minilm"},
-    {"data": {"label_names": "neg,pos"}},
-    {"data": {"max_train_examples": 2.5}},
-    {"data": {"text_column": ["a"]}},
-    {"method": ["dcpc"]},
-    {"method": {"name": "dcpc", "tau_cos": "high"}},
-    {"method": {"name": "dcpc", "prefix_length": "long"}},
-    {"method": {"name": "dcpc", "use_pcm": "sometimes"}},
-    {"method": {"name": "dcpc", "prefix_init_text": {"a": 1}}},
-])
+@pytest.mark.parametrize(
+    "data",
+    [
+        {"training": {"batch_size": "sixteen"}},
+        {"training": {"batch_size": 16.5}},
+        {"training": {"batch_size": True}},
+        {"training": {"learning_rate": "fast"}},
+        {"training": {"learning_rate": float("nan")}},
+        {"training": {"bf16": "maybe"}},
+        {"training": {"bf16": 1}},
+        {"training": []},
+        {"model": "minilm"},
+        {"data": {"label_names": "neg,pos"}},
+        {"data": {"max_train_examples": 2.5}},
+        {"data": {"text_column": ["a"]}},
+        {"method": ["dcpc"]},
+        {"method": {"name": "dcpc", "tau_cos": "high"}},
+        {"method": {"name": "dcpc", "prefix_length": "long"}},
+        {"method": {"name": "dcpc", "use_pcm": "sometimes"}},
+        {"method": {"name": "dcpc", "prefix_init_text": {"a": 1}}},
+    ],
+)
 def test_bad_types_raise_config_error(data):
     with pytest.raises(ConfigError):
         ExperimentConfig.from_dict(data)
 
 
 def test_lenient_coercions_give_the_annotated_type():
-    cfg = ExperimentConfig.from_dict({"training": {"batch_size": "8", "learning_rate": "2e-4", "bf16": "yes",
-                                                   "epochs": 3}})
+    cfg = ExperimentConfig.from_dict(
+        {"training": {"batch_size": "8", "learning_rate": "2e-4", "bf16": "yes", "epochs": 3}}
+    )
     assert cfg.training.batch_size == 8 and isinstance(cfg.training.batch_size, int)
     assert cfg.training.learning_rate == 2e-4
     assert cfg.training.bf16 is True
@@ -225,12 +267,15 @@ def test_lenient_coercions_give_the_annotated_type():
     assert DCPCConfig(prefix_length=8.0).prefix_length == 8
 
 
-@pytest.mark.parametrize("data", [
-    {"model": {"name": None}},
-    {"data": {"text_column": None}},
-    {"training": {"output_dir": None}},
-    {"method": {"name": "dcpc", "prefix_init_text": None}},
-])
+@pytest.mark.parametrize(
+    "data",
+    [
+        {"model": {"name": None}},
+        {"data": {"text_column": None}},
+        {"training": {"output_dir": None}},
+        {"method": {"name": "dcpc", "prefix_init_text": None}},
+    ],
+)
 def test_null_for_a_required_string_is_a_config_error(data):
     with pytest.raises(ConfigError):
         ExperimentConfig.from_dict(data)
@@ -239,59 +284,68 @@ def test_null_for_a_required_string_is_a_config_error(data):
 # --------------------------------------------------------------------------------------------
 # Out-of-range values
 # --------------------------------------------------------------------------------------------
-@pytest.mark.parametrize("cls, field, value", [
-    (DCPCConfig, "prefix_length", 0),
-    (DCPCConfig, "prefix_length", 5000),
-    (DCPCConfig, "tau_cos", 1.01),
-    (DCPCConfig, "tau_cos", -0.1),
-    (DCPCConfig, "tau_ambiguity", -0.1),
-    (DCPCConfig, "lambda_ambiguity", -1.0),
-    (DCPCConfig, "lambda_align", -1.0),
-    (DCPCConfig, "lambda_kl", -0.01),
-    (DCPCConfig, "head_dropout", -0.1),
-    (DCPCConfig, "pcm_aux_rank", 0),
-    (DCPCConfig, "pcm_proj_rank", 0),
-    (TrainingConfig, "learning_rate", -1e-4),
-    (TrainingConfig, "learning_rate", 11.0),
-    (TrainingConfig, "batch_size", 0),
-    (TrainingConfig, "eval_batch_size", 0),
-    (TrainingConfig, "warmup_ratio", 1.5),
-    (TrainingConfig, "eval_steps", 0),
-    (TrainingConfig, "early_stopping_patience", 0),
-    (TrainingConfig, "logging_steps", 0),
-    (TrainingConfig, "save_total_limit", 0),
-    (DataConfig, "max_length", 4),
-    (DataConfig, "validation_fraction", 0.95),
-    (DataConfig, "validation_fraction", -0.1),
-])
+@pytest.mark.parametrize(
+    "cls, field, value",
+    [
+        (DCPCConfig, "prefix_length", 0),
+        (DCPCConfig, "prefix_length", 5000),
+        (DCPCConfig, "tau_cos", 1.01),
+        (DCPCConfig, "tau_cos", -0.1),
+        (DCPCConfig, "tau_ambiguity", -0.1),
+        (DCPCConfig, "lambda_ambiguity", -1.0),
+        (DCPCConfig, "lambda_align", -1.0),
+        (DCPCConfig, "lambda_kl", -0.01),
+        (DCPCConfig, "head_dropout", -0.1),
+        (DCPCConfig, "pcm_aux_rank", 0),
+        (DCPCConfig, "pcm_proj_rank", 0),
+        (TrainingConfig, "learning_rate", -1e-4),
+        (TrainingConfig, "learning_rate", 11.0),
+        (TrainingConfig, "batch_size", 0),
+        (TrainingConfig, "eval_batch_size", 0),
+        (TrainingConfig, "warmup_ratio", 1.5),
+        (TrainingConfig, "eval_steps", 0),
+        (TrainingConfig, "early_stopping_patience", 0),
+        (TrainingConfig, "logging_steps", 0),
+        (TrainingConfig, "save_total_limit", 0),
+        (DataConfig, "max_length", 4),
+        (DataConfig, "validation_fraction", 0.95),
+        (DataConfig, "validation_fraction", -0.1),
+    ],
+)
 def test_out_of_range_values_raise_config_error(cls, field, value):
     with pytest.raises(ConfigError, match=field):
         cls(**{field: value})
 
 
-@pytest.mark.parametrize("cls, field, value", [
-    (DCPCConfig, "tau_cos", 1.0),
-    (DCPCConfig, "tau_cos", 0.0),
-    (DCPCConfig, "tau_ambiguity", 0.0),
-    (DCPCConfig, "prefix_length", 1),
-    (DCPCConfig, "head_dropout", 0.0),
-    (TrainingConfig, "warmup_ratio", 0.0),
-    (DataConfig, "validation_fraction", 0.9),
-])
+@pytest.mark.parametrize(
+    "cls, field, value",
+    [
+        (DCPCConfig, "tau_cos", 1.0),
+        (DCPCConfig, "tau_cos", 0.0),
+        (DCPCConfig, "tau_ambiguity", 0.0),
+        (DCPCConfig, "prefix_length", 1),
+        (DCPCConfig, "head_dropout", 0.0),
+        (TrainingConfig, "warmup_ratio", 0.0),
+        (DataConfig, "validation_fraction", 0.9),
+    ],
+)
 def test_range_bounds_are_inclusive(cls, field, value):
     assert getattr(cls(**{field: value}), field) == value
 
 
-@pytest.mark.parametrize("cls, field, value", [
-    (DCPCConfig, "head_dropout", 1.5),  # a probability; nn.Dropout(1.5) raises ValueError at model build
-    (DCPCConfig, "reparam_hidden_size", 0),  # an empty MLP: the reparameterised prefix can never move
-    (DCPCConfig, "reparam_hidden_size", -8),  # nn.Linear(d, -8) raises RuntimeError at model build
-    (TrainingConfig, "weight_decay", -0.1),  # torch.optim.AdamW raises ValueError
-    (TrainingConfig, "head_learning_rate", -1e-3),  # learning_rate is checked, the head's rate is not
-    (DataConfig, "max_train_examples", -5),
-    (DataConfig, "max_eval_examples", -5),
-    (ModelConfig, "dtype", "float33"),  # load_backbone's getattr(torch, dtype) raises a bare AttributeError
-])
+@pytest.mark.parametrize(
+    "cls, field, value",
+    [
+        (DCPCConfig, "head_dropout", 1.5),  # a probability; nn.Dropout(1.5) raises ValueError at model build
+        (DCPCConfig, "reparam_hidden_size", 0),  # an empty MLP: the reparameterised prefix can never move
+        (DCPCConfig, "reparam_hidden_size", -8),  # nn.Linear(d, -8) raises RuntimeError at model build
+        (TrainingConfig, "weight_decay", -0.1),  # torch.optim.AdamW raises ValueError
+        (TrainingConfig, "head_learning_rate", -1e-3),  # learning_rate is checked, the head's rate is not
+        (DataConfig, "max_train_examples", -5),
+        (DataConfig, "max_eval_examples", -5),
+        (ModelConfig, "dtype", "float33"),  # load_backbone's getattr(torch, dtype) raises a bare AttributeError
+    ],
+)
 def test_more_out_of_range_values_raise_config_error(cls, field, value):
     with pytest.raises(ConfigError, match=field):
         cls(**{field: value})
@@ -415,8 +469,9 @@ def test_dcpc_help_names_the_paper_sections():
     assert "3.3" in helps["use_ambiguity"] and "3.4" in helps["use_alignment"] and "3.5" in helps["use_pcm"]
 
 
-@pytest.mark.parametrize("path", sorted(Path(__file__).resolve().parents[1].joinpath("configs").glob("*.yaml")),
-                         ids=lambda p: p.name)
+@pytest.mark.parametrize(
+    "path", sorted(Path(__file__).resolve().parents[1].joinpath("configs").glob("*.yaml")), ids=lambda p: p.name
+)
 def test_every_shipped_config_loads(path):
     cfg = load_config(str(path))
     assert cfg.method_name and cfg.model.name and cfg.training.output_dir

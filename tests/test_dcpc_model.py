@@ -33,8 +33,6 @@ def make_model(lm, config: DCPCConfig, n: int = 32):
     return model, batches(ds, collator)
 
 
-
-
 def assert_trains_only_its_own_parameters(model, lm, data):
     backbone_before = clone_state(lm.model)
     trainable = model.trainable_parameters()
@@ -135,7 +133,9 @@ EXPECTED_TERMS = {
 @pytest.mark.parametrize("variant", list(EXPECTED_TERMS))
 def test_ablation_variant_logs_expected_terms(backbone, variant):
     torch.manual_seed(0)
-    cfg = method_config(variant, dict(lambda_ambiguity=0.7, lambda_align=1.3, lambda_kl=0.4, tau_cos=0.0, tau_ambiguity=0.1))
+    cfg = method_config(
+        variant, dict(lambda_ambiguity=0.7, lambda_align=1.3, lambda_kl=0.4, tau_cos=0.0, tau_ambiguity=0.1)
+    )
     model, data = make_model(backbone, cfg)
     model.eval()
     with torch.no_grad():
@@ -178,8 +178,7 @@ def test_no_pair_passes_cosine_gate_gives_exactly_the_task_loss(backbone):
 def test_total_loss_is_eq_13(backbone):
     torch.manual_seed(0)
     l1, l2, l3 = 0.5, 2.0, 0.3
-    model, data = make_model(backbone, DCPCConfig(lambda_ambiguity=l1, lambda_align=l2, lambda_kl=l3,
-                                                  **ALL_GATES))
+    model, data = make_model(backbone, DCPCConfig(lambda_ambiguity=l1, lambda_align=l2, lambda_kl=l3, **ALL_GATES))
     with torch.no_grad():  # make the KL term sizeable so a missing lambda3 term would show
         torch.nn.init.normal_(model.pcm.aux[0].weight, std=1.0)
         torch.nn.init.normal_(model.pcm.aux[2].weight, std=1.0)
@@ -229,8 +228,9 @@ def perturb_trainables(model, seed=0):
 @pytest.mark.parametrize("reparameterize", [False, True])
 def test_save_load_round_trip_gives_identical_logits(backbone, tmp_path, pcm_mode, reparameterize):
     torch.manual_seed(0)
-    model, data = build_registered(backbone, pcm_mode=pcm_mode, reparameterize=reparameterize,
-                                   reparam_hidden_size=16, prefix_length=4)
+    model, data = build_registered(
+        backbone, pcm_mode=pcm_mode, reparameterize=reparameterize, reparam_hidden_size=16, prefix_length=4
+    )
     perturb_trainables(model)
     model.eval()
     with torch.no_grad():
@@ -398,8 +398,9 @@ def test_multiple_choice_decoder_scores_are_option_log_probabilities(tiny_llama)
     """Each option is scored on its own: swapping the two options swaps the two scores."""
     torch.manual_seed(0)
     ds, spec, collator = choice_setup(tiny_llama, n=8)
-    model = DCPCModel(tiny_llama.model, tiny_llama.tokenizer, tiny_llama.geometry, spec,
-                      method_config("ptuning-v2")).eval()
+    model = DCPCModel(
+        tiny_llama.model, tiny_llama.tokenizer, tiny_llama.geometry, spec, method_config("ptuning-v2")
+    ).eval()
     ex = ds.examples[0]
     from prefalign.data.examples import Example
 
@@ -421,7 +422,7 @@ def test_pcm_is_deterministic_in_eval_and_samples_in_training(tiny_llama):
     model, data = make_model(lm, DCPCConfig(**ALL_GATES))
     with torch.no_grad():
         torch.nn.init.normal_(model.pcm.proj[1].weight, std=0.5)  # let p_pref reach the prefixes
-        model.pcm.aux[2].bias[lm.geometry.hidden_size:] = 1.0  # sigma = softplus(1) ~ 1.3
+        model.pcm.aux[2].bias[lm.geometry.hidden_size :] = 1.0  # sigma = softplus(1) ~ 1.3
         torch.nn.init.normal_(model.pcm.meta, std=1.0)
     batch = {k: v for k, v in data[0].items() if k not in ("labels", "target_dist")}
     model.eval()
@@ -449,8 +450,13 @@ def test_pcm_starts_as_identity(backbone):
     for mode in ("elementwise", "gate"):
         torch.manual_seed(0)
         model, data = make_model(backbone, DCPCConfig(pcm_mode=mode, prefix_length=4))
-        ptv2 = DCPCModel(backbone.model, backbone.tokenizer, backbone.geometry, model.task,
-                         method_config("ptuning-v2", dict(prefix_length=4)))
+        ptv2 = DCPCModel(
+            backbone.model,
+            backbone.tokenizer,
+            backbone.geometry,
+            model.task,
+            method_config("ptuning-v2", dict(prefix_length=4)),
+        )
         ptv2.load_state_dict({k: v for k, v in model.state_dict().items() if not k.startswith("pcm.")})
         model.eval(), ptv2.eval()
         batch = {k: v for k, v in data[0].items() if k not in ("labels", "target_dist")}
@@ -465,8 +471,9 @@ def test_pcm_starts_as_identity(backbone):
 # --------------------------------------------------------------------------------------------
 # The PCM's arithmetic (eq. 9-11) on a hand-set module
 # --------------------------------------------------------------------------------------------
-PCM_GEO = ModelGeometry("llama", True, num_layers=2, hidden_size=4, num_attention_heads=2, num_key_value_heads=1,
-                        head_dim=3)  # d = 4, kv_dim = 3
+PCM_GEO = ModelGeometry(
+    "llama", True, num_layers=2, hidden_size=4, num_attention_heads=2, num_key_value_heads=1, head_dim=3
+)  # d = 4, kv_dim = 3
 
 
 def hand_set_pcm(mode: str) -> PreferenceCorrection:
@@ -512,7 +519,7 @@ def test_pcm_elementwise_mode_layout_matches_the_prefix_encoder():
         for layer in range(2):
             for kv in range(2):  # (layer, key/value) blocks of kv_dim, as in PrefixEncoder
                 start = (layer * 2 + kv) * 3
-                assert out.delta[0, layer, kv, j].tolist() == pytest.approx(flat[start:start + 3], abs=1e-5)
+                assert out.delta[0, layer, kv, j].tolist() == pytest.approx(flat[start : start + 3], abs=1e-5)
 
 
 def test_pcm_samples_only_when_asked():

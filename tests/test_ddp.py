@@ -23,8 +23,10 @@ from helpers_cli import run_main, toy_rows, write_csv
 PER_DEVICE, WORLD, STEPS = 4, 2, 6
 REL_TOL = 1e-6  # float32 sums in another order (two halves, then an all-reduce); measured <= 7e-8
 
-pytestmark = pytest.mark.skipif(not (dist.is_available() and dist.is_gloo_available()),
-                                reason="torch.distributed with the gloo backend is not available in this torch build")
+pytestmark = pytest.mark.skipif(
+    not (dist.is_available() and dist.is_gloo_available()),
+    reason="torch.distributed with the gloo backend is not available in this torch build",
+)
 
 
 @pytest.fixture(scope="module")
@@ -40,11 +42,23 @@ def setup(vocab_file, tmp_path_factory):
 def overrides(root, train_file, out, batch_size, scope):
     # dcpc-no-pcm: the PCM samples noise, which one process and two draw differently. tau_cos = 0 and
     # tau_ambiguity = 0 open the gates, so the ambiguity and alignment pair terms carry weight.
-    return [f"model.name={root / 'model'}", f"data.train={train_file}", "method.name=dcpc-no-pcm",
-            f"method.pair_scope={scope}", "method.head_dropout=0.0", "method.tau_cos=0.0", "method.tau_ambiguity=0.0",
-            f"training.output_dir={out}", f"training.max_steps={STEPS}", "training.eval_steps=100",
-            "training.logging_steps=1", "training.learning_rate=1e-2", f"training.batch_size={batch_size}",
-            "training.progress=false", "training.device=cpu"]
+    return [
+        f"model.name={root / 'model'}",
+        f"data.train={train_file}",
+        "method.name=dcpc-no-pcm",
+        f"method.pair_scope={scope}",
+        "method.head_dropout=0.0",
+        "method.tau_cos=0.0",
+        "method.tau_ambiguity=0.0",
+        f"training.output_dir={out}",
+        f"training.max_steps={STEPS}",
+        "training.eval_steps=100",
+        "training.logging_steps=1",
+        "training.learning_rate=1e-2",
+        f"training.batch_size={batch_size}",
+        "training.progress=false",
+        "training.device=cpu",
+    ]
 
 
 def losses(out) -> list[float]:
@@ -59,16 +73,32 @@ def torchrun(root, train_file, out, scope, then: list[str] | None = None):
     """One torchrun launch: a run into ``out`` and, with ``then`` (extra overrides), a second one
     into ``out/then``."""
     out.mkdir(parents=True)
-    argv = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(WORLD),
-            os.path.join(os.path.dirname(__file__), "ddp_worker.py"), str(out),
-            *overrides(root, train_file, out, PER_DEVICE, scope)]
+    argv = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node",
+        str(WORLD),
+        os.path.join(os.path.dirname(__file__), "ddp_worker.py"),
+        str(out),
+        *overrides(root, train_file, out, PER_DEVICE, scope),
+    ]
     if then:
         (out / "then").mkdir()
         argv += ["--then", str(out / "then"), f"training.output_dir={out / 'then'}", *then]
-    env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", HF_HUB_OFFLINE="1",
-               TOKENIZERS_PARALLELISM="false", PYTHONWARNINGS="ignore", ACCELERATE_USE_CPU="true")
-    proc = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            start_new_session=True)  # its own process group, so a hang is cleaned up whole
+    env = dict(
+        os.environ,
+        OMP_NUM_THREADS="1",
+        MKL_NUM_THREADS="1",
+        HF_HUB_OFFLINE="1",
+        TOKENIZERS_PARALLELISM="false",
+        PYTHONWARNINGS="ignore",
+        ACCELERATE_USE_CPU="true",
+    )
+    proc = subprocess.Popen(
+        argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True
+    )  # its own process group, so a hang is cleaned up whole
     try:
         stdout, stderr = proc.communicate(timeout=180)
     except subprocess.TimeoutExpired:
@@ -81,8 +111,9 @@ def torchrun(root, train_file, out, scope, then: list[str] | None = None):
 def test_ddp_two_cpu_processes_match_one_process(setup, tmp_path):
     root, train_file = setup
     single = tmp_path / "single"
-    rc, _, err = run_main(["train"] + [a for s in overrides(root, train_file, single, PER_DEVICE * WORLD, "global")
-                                       for a in ("--set", s)])
+    rc, _, err = run_main(
+        ["train"] + [a for s in overrides(root, train_file, single, PER_DEVICE * WORLD, "global") for a in ("--set", s)]
+    )
     assert rc == 0, err
     # The second run turns the PCM on (its noise differs between set-ups, so no loss comparison):
     # the gathered PCM outputs must train without a hang or shape error and keep the ranks equal.

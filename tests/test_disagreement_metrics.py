@@ -7,8 +7,14 @@ import math
 import numpy as np
 import pytest
 
-from prefalign.evaluation.disagreement import (disagreement_metrics, expected_calibration_error, group_scores,
-                                               jensen_shannon_divergence, macro_f1, soft_cross_entropy)
+from prefalign.evaluation.disagreement import (
+    disagreement_metrics,
+    expected_calibration_error,
+    group_scores,
+    jensen_shannon_divergence,
+    macro_f1,
+    soft_cross_entropy,
+)
 
 
 def test_soft_cross_entropy_worked_value():
@@ -66,22 +72,26 @@ def test_group_scores_cover_only_the_items_a_group_labelled():
 
 def test_disagreement_metrics_names_the_worst_group():
     probs = [[0.8, 0.2], [0.3, 0.7]]
-    out = disagreement_metrics(probs, [0, 0], [[0.6, 0.4], [1.0, 0.0]],
-                               group_dist=[[[1, 0], [0, 1]], [[1, 0], [0, 0]]], groups=["g=x", "g=y"])
+    out = disagreement_metrics(
+        probs, [0, 0], [[0.6, 0.4], [1.0, 0.0]], group_dist=[[[1, 0], [0, 1]], [[1, 0], [0, 0]]], groups=["g=x", "g=y"]
+    )
     assert out["accuracy"] == 0.5
     assert out["soft_ce"] == pytest.approx(soft_cross_entropy(probs, [[0.6, 0.4], [1.0, 0.0]]))
     assert out["group_ce/g=y"] == pytest.approx(-math.log(0.2))
     assert out["worst_group"] == "g=y" and out["worst_group_ce"] == out["group_ce/g=y"]
 
 
-@pytest.mark.parametrize("call", [
-    lambda: soft_cross_entropy([[0.5, 0.6]], [[0.5, 0.5]]),  # row does not sum to 1
-    lambda: soft_cross_entropy([[0.5, 0.5]], [[0.2, 0.3, 0.5]]),  # shapes differ
-    lambda: jensen_shannon_divergence([[-0.1, 1.1]], [[0.5, 0.5]]),  # negative probability
-    lambda: expected_calibration_error([[0.5, 0.5]], [2]),  # label outside the classes
-    lambda: macro_f1([0, 1], [0], 2),  # lengths differ
-    lambda: group_scores([[0.5, 0.5]], np.zeros((1, 2, 2)), ["only-one-name"]),
-])
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda: soft_cross_entropy([[0.5, 0.6]], [[0.5, 0.5]]),  # row does not sum to 1
+        lambda: soft_cross_entropy([[0.5, 0.5]], [[0.2, 0.3, 0.5]]),  # shapes differ
+        lambda: jensen_shannon_divergence([[-0.1, 1.1]], [[0.5, 0.5]]),  # negative probability
+        lambda: expected_calibration_error([[0.5, 0.5]], [2]),  # label outside the classes
+        lambda: macro_f1([0, 1], [0], 2),  # lengths differ
+        lambda: group_scores([[0.5, 0.5]], np.zeros((1, 2, 2)), ["only-one-name"]),
+    ],
+)
 def test_bad_inputs_raise_value_error(call):
     with pytest.raises(ValueError):
         call()

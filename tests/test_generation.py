@@ -37,8 +37,14 @@ def toy_qa(n: int = 8, offset: int = 0) -> TaskDataset:
         word = (pos if label else neg)[i % 4]
         extra = " very" * (i % 3)  # prompts of different lengths
         answer = "positive" if label else "negative"
-        examples.append(Example(text=f"the movie was{extra} {word}", answer=answer,
-                                references=[answer, f"a {answer} review"], meta={"label": "yes" if label else "no"}))
+        examples.append(
+            Example(
+                text=f"the movie was{extra} {word}",
+                answer=answer,
+                references=[answer, f"a {answer} review"],
+                meta={"label": "yes" if label else "no"},
+            )
+        )
     return TaskDataset(examples, [], name="toy-qa")
 
 
@@ -104,7 +110,7 @@ def test_collator_labels_only_the_answer_and_eos(llama):
         n = len(prompt) + len(answer)
         assert ids[i, :n].tolist() == prompt + answer and mask[i].sum() == n
         assert (labels[i, : len(prompt)] == -100).all() and (labels[i, n:] == -100).all()
-        assert labels[i, len(prompt):n].tolist() == answer
+        assert labels[i, len(prompt) : n].tolist() == answer
         assert tok.decode(prompt[-2:]) == "answer :"
 
 
@@ -114,7 +120,7 @@ def test_collator_cuts_the_prompt_never_the_answer(llama):
     answer = llama.tokenizer(" " + ex.answer, add_special_tokens=False)["input_ids"] + [llama.tokenizer.eos_token_id]
     n = batch["input_ids"].shape[1]
     assert 12 <= n <= 16
-    assert batch["labels"][0, -len(answer):].tolist() == answer
+    assert batch["labels"][0, -len(answer) :].tolist() == answer
     assert (batch["labels"][0, : n - len(answer)] == -100).all()
     prompt = batch["input_ids"][0, : n - len(answer)].tolist()
     assert llama.tokenizer.decode(prompt[-2:]) == "answer :"  # the text was cut, not the template
@@ -152,10 +158,12 @@ def test_lm_loss_and_answer_distribution_match_a_hand_computation(llama):
         prefix = model.prefixes(ids, mask)
         out = model.classifier.lm_forward(ids, mask, prefix, labels)
         cache = build_prefix_cache(prefix, llama.geometry, llama.model.config)
-        logits = llama.model(input_ids=ids, attention_mask=extend_attention_mask(mask, prefix.shape[3]),
-                             past_key_values=cache).logits
-        expected = F.cross_entropy(logits[:, :-1].reshape(-1, logits.shape[-1]), labels[:, 1:].reshape(-1),
-                                   ignore_index=-100)
+        logits = llama.model(
+            input_ids=ids, attention_mask=extend_attention_mask(mask, prefix.shape[3]), past_key_values=cache
+        ).logits
+        expected = F.cross_entropy(
+            logits[:, :-1].reshape(-1, logits.shape[-1]), labels[:, 1:].reshape(-1), ignore_index=-100
+        )
         assert out.loss.item() == pytest.approx(expected.item(), rel=1e-5)
         assert model(**batch).loss.item() == pytest.approx(expected.item(), rel=1e-5)  # the task loss alone
         for i in range(len(ids)):
@@ -209,16 +217,18 @@ def test_greedy_generation_logits_equal_the_prefixed_forward(llama):
     col = collator_for(llama)
     prompts = col.prompt_ids(toy_qa(3).examples)  # different lengths: left padding inside the batch
     rec = Recorder()
-    texts = generate_from_ids(method, llama.tokenizer, prompts, num_beams=1, max_new_tokens=3,
-                              logits_processor=LogitsProcessorList([rec]))
+    texts = generate_from_ids(
+        method, llama.tokenizer, prompts, num_beams=1, max_new_tokens=3, logits_processor=LogitsProcessorList([rec])
+    )
     assert len(texts) == 3 and len(rec.steps) == 3
     tokens = torch.stack([s.argmax(-1) for s in rec.steps], 1)
     with torch.no_grad():
         for i, prompt in enumerate(prompts):
             ids = torch.tensor([prompt + tokens[i, :2].tolist()])
             cache = build_prefix_cache(kv.unsqueeze(0), llama.geometry, llama.model.config)
-            logits = llama.model(input_ids=ids, attention_mask=torch.ones(1, m + ids.shape[1], dtype=torch.long),
-                                 past_key_values=cache).logits[0]
+            logits = llama.model(
+                input_ids=ids, attention_mask=torch.ones(1, m + ids.shape[1], dtype=torch.long), past_key_values=cache
+            ).logits[0]
             for step in range(3):
                 assert torch.allclose(rec.steps[step][i], logits[len(prompt) - 1 + step], atol=1e-4), (i, step)
 
@@ -229,17 +239,25 @@ def test_beam_search_of_three_with_per_example_prefixes(llama):
     model = perturb_pcm(dcpc(llama)).eval()
     prompts = collator_for(llama).prompt_ids(toy_qa(3).examples)
     rec = Recorder()
-    batched = generate_from_ids(model, llama.tokenizer, prompts, num_beams=3, max_new_tokens=4, batch_size=3,
-                                logits_processor=LogitsProcessorList([rec]))
+    batched = generate_from_ids(
+        model,
+        llama.tokenizer,
+        prompts,
+        num_beams=3,
+        max_new_tokens=4,
+        batch_size=3,
+        logits_processor=LogitsProcessorList([rec]),
+    )
     assert all(isinstance(t, str) for t in batched) and len(batched) == 3
     for i, p in enumerate(prompts):
         alone = Recorder()
-        text = generate_from_ids(model, llama.tokenizer, [p], num_beams=3, max_new_tokens=4,
-                                 logits_processor=LogitsProcessorList([alone]))
+        text = generate_from_ids(
+            model, llama.tokenizer, [p], num_beams=3, max_new_tokens=4, logits_processor=LogitsProcessorList([alone])
+        )
         assert text[0] == batched[i]
         # Every step's beam scores (3 rows per example, example-major) match the prompt's own run.
         for step in range(len(alone.steps)):
-            assert torch.allclose(rec.steps[step][3 * i:3 * i + 3], alone.steps[step], atol=1e-4), (i, step)
+            assert torch.allclose(rec.steps[step][3 * i : 3 * i + 3], alone.steps[step], atol=1e-4), (i, step)
     texts = generate(model, llama.tokenizer, ["the movie was good\nanswer:"], num_beams=3, max_new_tokens=4)
     assert len(texts) == 1 and isinstance(texts[0], str)
 
@@ -247,10 +265,22 @@ def test_beam_search_of_three_with_per_example_prefixes(llama):
 def test_a_prefix_changes_what_is_generated(llama):
     prompts = collator_for(llama).prompt_ids(toy_qa(2).examples)
     with_prefix, without = Recorder(), Recorder()
-    generate_from_ids(FixedPrefix(llama, random_kv(llama)), llama.tokenizer, prompts, num_beams=1, max_new_tokens=1,
-                      logits_processor=LogitsProcessorList([with_prefix]))
-    generate_from_ids(FixedPrefix(llama, None), llama.tokenizer, prompts, num_beams=1, max_new_tokens=1,
-                      logits_processor=LogitsProcessorList([without]))
+    generate_from_ids(
+        FixedPrefix(llama, random_kv(llama)),
+        llama.tokenizer,
+        prompts,
+        num_beams=1,
+        max_new_tokens=1,
+        logits_processor=LogitsProcessorList([with_prefix]),
+    )
+    generate_from_ids(
+        FixedPrefix(llama, None),
+        llama.tokenizer,
+        prompts,
+        num_beams=1,
+        max_new_tokens=1,
+        logits_processor=LogitsProcessorList([without]),
+    )
     assert not torch.allclose(with_prefix.steps[0], without.steps[0], atol=1e-3)
 
 
@@ -262,10 +292,22 @@ def test_text_prefix_generates_as_the_text_before_the_prompt(llama, num_beams):
     text_ids = llama.tokenizer(TEXT, add_special_tokens=False)["input_ids"][:m]
     prompts = collator_for(llama).prompt_ids(toy_qa(3).examples)
     rec_prefix, rec_text = Recorder(), Recorder()
-    a = generate_from_ids(FixedPrefix(llama, kv), llama.tokenizer, prompts, num_beams=num_beams, max_new_tokens=4,
-                          logits_processor=LogitsProcessorList([rec_prefix]))
-    b = generate_from_ids(FixedPrefix(llama, None), llama.tokenizer, [text_ids + p for p in prompts],
-                          num_beams=num_beams, max_new_tokens=4, logits_processor=LogitsProcessorList([rec_text]))
+    a = generate_from_ids(
+        FixedPrefix(llama, kv),
+        llama.tokenizer,
+        prompts,
+        num_beams=num_beams,
+        max_new_tokens=4,
+        logits_processor=LogitsProcessorList([rec_prefix]),
+    )
+    b = generate_from_ids(
+        FixedPrefix(llama, None),
+        llama.tokenizer,
+        [text_ids + p for p in prompts],
+        num_beams=num_beams,
+        max_new_tokens=4,
+        logits_processor=LogitsProcessorList([rec_text]),
+    )
     assert a == b
     assert torch.allclose(rec_prefix.steps[0], rec_text.steps[0], atol=1e-4)
 
@@ -279,6 +321,7 @@ class Canned(torch.nn.Module):
 def canned(monkeypatch):
     def use(texts):
         monkeypatch.setattr("prefalign.generation.scoring.generate_from_ids", lambda *a, **k: list(texts))
+
     return use
 
 
@@ -333,14 +376,24 @@ def test_train_on_a_generation_task_reports_f1_em(vocab_file, tmp_path):
     from prefalign.training.run import train
 
     model_dir = save_tiny_model("llama", vocab_file, tmp_path / "tiny-llama")
-    cfg = ExperimentConfig.from_dict({
-        "model": {"name": str(model_dir)},
-        "data": {"max_length": 32},
-        "method": {"name": "dcpc", "prefix_length": 4, **ALL_GATES},
-        "training": {"output_dir": str(tmp_path / "run"), "max_steps": 3, "eval_steps": 2, "batch_size": 4,
-                     "eval_batch_size": 4, "learning_rate": 1e-2, "device": "cpu", "progress": False,
-                     "logging_steps": 1},
-    })
+    cfg = ExperimentConfig.from_dict(
+        {
+            "model": {"name": str(model_dir)},
+            "data": {"max_length": 32},
+            "method": {"name": "dcpc", "prefix_length": 4, **ALL_GATES},
+            "training": {
+                "output_dir": str(tmp_path / "run"),
+                "max_steps": 3,
+                "eval_steps": 2,
+                "batch_size": 4,
+                "eval_batch_size": 4,
+                "learning_rate": 1e-2,
+                "device": "cpu",
+                "progress": False,
+                "logging_steps": 1,
+            },
+        }
+    )
     result = train(cfg, splits=(toy_qa(8), toy_qa(4, offset=8), toy_qa(4, offset=12)))
     m = result.metrics
     assert {"test_f1", "test_em", "test_f1_em", "validation_loss"} <= set(m)
@@ -369,10 +422,22 @@ def test_soft_prompt_methods_generate_as_their_tokens_before_the_prompt(llama):
 
     prompts = collator_for(llama).prompt_ids(toy_qa(3).examples)
     rec_soft, rec_text = Recorder(), Recorder()
-    a = generate_from_ids(SoftText(), llama.tokenizer, prompts, num_beams=3, max_new_tokens=3,
-                          logits_processor=LogitsProcessorList([rec_soft]))
-    b = generate_from_ids(FixedPrefix(llama, None), llama.tokenizer, [text_ids + p for p in prompts], num_beams=3,
-                          max_new_tokens=3, logits_processor=LogitsProcessorList([rec_text]))
+    a = generate_from_ids(
+        SoftText(),
+        llama.tokenizer,
+        prompts,
+        num_beams=3,
+        max_new_tokens=3,
+        logits_processor=LogitsProcessorList([rec_soft]),
+    )
+    b = generate_from_ids(
+        FixedPrefix(llama, None),
+        llama.tokenizer,
+        [text_ids + p for p in prompts],
+        num_beams=3,
+        max_new_tokens=3,
+        logits_processor=LogitsProcessorList([rec_text]),
+    )
     assert a == b and torch.allclose(rec_soft.steps[0], rec_text.steps[0], atol=1e-4)
 
 
@@ -397,8 +462,7 @@ def test_lora_generates_through_its_own_adapted_copy(llama):
                 p.normal_(std=1.0)
     prompts = ["the movie was good", "the movie was very bad"]
     adapted = generate(lora, llama.tokenizer, prompts, num_beams=1, max_new_tokens=4, do_sample=False)
-    plain = generate(FixedPrefix(llama, None), llama.tokenizer, prompts, num_beams=1, max_new_tokens=4,
-                     do_sample=False)
+    plain = generate(FixedPrefix(llama, None), llama.tokenizer, prompts, num_beams=1, max_new_tokens=4, do_sample=False)
     assert adapted != plain  # the caller's backbone has no adapters; the method's copy does
 
 
@@ -408,11 +472,23 @@ def test_lora_and_full_ft_train_on_a_generation_task(vocab_file, tmp_path):
 
     model_dir = save_tiny_model("llama", vocab_file, tmp_path / "tiny-llama")
     for method in ("lora", "full-ft"):
-        cfg = ExperimentConfig.from_dict({
-            "model": {"name": str(model_dir)}, "data": {"max_length": 32}, "method": {"name": method},
-            "training": {"output_dir": str(tmp_path / method), "max_steps": 2, "eval_steps": 2, "batch_size": 4,
-                         "eval_batch_size": 4, "learning_rate": 1e-3, "device": "cpu", "progress": False},
-        })
+        cfg = ExperimentConfig.from_dict(
+            {
+                "model": {"name": str(model_dir)},
+                "data": {"max_length": 32},
+                "method": {"name": method},
+                "training": {
+                    "output_dir": str(tmp_path / method),
+                    "max_steps": 2,
+                    "eval_steps": 2,
+                    "batch_size": 4,
+                    "eval_batch_size": 4,
+                    "learning_rate": 1e-3,
+                    "device": "cpu",
+                    "progress": False,
+                },
+            }
+        )
         result = train(cfg, splits=(toy_qa(8), toy_qa(4, offset=8), toy_qa(4, offset=12)))
         assert 0.0 <= result.metrics["test_f1_em"] <= 1.0 and result.metrics["train_steps"] == 2
 
@@ -429,16 +505,19 @@ def test_soft_prompt_baselines_refuse_generation_training(llama):
 
 
 def test_chat_judge_without_an_endpoint_fails_before_training(vocab_file, tmp_path, monkeypatch):
-    from prefalign.training.config import ExperimentConfig
     from prefalign.errors import UserError
+    from prefalign.training.config import ExperimentConfig
     from prefalign.training.run import train
 
     for var in ("PREFALIGN_API_BASE", "PREFALIGN_API_MODEL", "PREFALIGN_API_KEY"):
         monkeypatch.delenv(var, raising=False)
-    cfg = ExperimentConfig.from_dict({
-        "model": {"name": str(tmp_path / "never-loaded")}, "method": {"name": "ptuning-v2"},
-        "training": {"output_dir": str(tmp_path / "run"), "judge": "chat", "max_steps": 1},
-    })
+    cfg = ExperimentConfig.from_dict(
+        {
+            "model": {"name": str(tmp_path / "never-loaded")},
+            "method": {"name": "ptuning-v2"},
+            "training": {"output_dir": str(tmp_path / "run"), "judge": "chat", "max_steps": 1},
+        }
+    )
     with pytest.raises(UserError, match="PREFALIGN_API_BASE"):
         train(cfg, splits=(toy_qa(8), toy_qa(4, offset=8), toy_qa(4, offset=12)))
     assert not (tmp_path / "run").exists()
@@ -450,12 +529,21 @@ def test_cli_predict_generates_answers_and_eval_explains_itself(vocab_file, tmp_
     from prefalign.training.run import train
 
     model_dir = save_tiny_model("llama", vocab_file, tmp_path / "tiny-llama")
-    cfg = ExperimentConfig.from_dict({
-        "model": {"name": str(model_dir)}, "data": {"max_length": 32},
-        "method": {"name": "ptuning-v2", "prefix_length": 2},
-        "training": {"output_dir": str(tmp_path / "run"), "max_steps": 1, "eval_steps": 1, "batch_size": 4,
-                     "device": "cpu", "progress": False},
-    })
+    cfg = ExperimentConfig.from_dict(
+        {
+            "model": {"name": str(model_dir)},
+            "data": {"max_length": 32},
+            "method": {"name": "ptuning-v2", "prefix_length": 2},
+            "training": {
+                "output_dir": str(tmp_path / "run"),
+                "max_steps": 1,
+                "eval_steps": 1,
+                "batch_size": 4,
+                "device": "cpu",
+                "progress": False,
+            },
+        }
+    )
     train(cfg, splits=(toy_qa(8), toy_qa(4, offset=8), toy_qa(4, offset=12)))
     adapter = str(tmp_path / "run" / "adapter")
     rc, out, err = run_main(["predict", "--adapter", adapter, "--text", "the movie was good", "--text", "bad"])

@@ -10,23 +10,25 @@ import json
 import math
 
 import pytest
-from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from prefalign.training.config import ExperimentConfig, load_config
 from prefalign.data.examples import Example, TaskDataset
 from prefalign.data.readers import read_inputs, read_table
 from prefalign.errors import UserError
 from prefalign.shifts.registry import SHIFTS, apply_shift, shift_parameters
+from prefalign.training.config import ExperimentConfig, load_config
 
-SETTINGS = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture,
-                                                                           HealthCheck.too_slow])
+SETTINGS = settings(
+    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow]
+)
 
 text = st.text(max_size=12)  # any unicode: empty, control characters, surrogate-free astral planes ...
 huge = st.integers(min_value=-(10**30), max_value=10**30)
 json_scalar = st.none() | st.booleans() | huge | st.floats(allow_nan=False, allow_infinity=False) | text
-json_value = st.recursive(json_scalar, lambda inner: st.lists(inner, max_size=3)
-                          | st.dictionaries(text, inner, max_size=3), max_leaves=6)
+json_value = st.recursive(
+    json_scalar, lambda inner: st.lists(inner, max_size=3) | st.dictionaries(text, inner, max_size=3), max_leaves=6
+)
 column = st.sampled_from(["text", "label", "soft", "id", "premise"]) | text
 row = st.dictionaries(column, json_value, max_size=5)
 
@@ -72,8 +74,11 @@ def test_read_table_jsonl(tmp_path_factory, rows, soft, names):
 
 
 @SETTINGS
-@given(header=st.lists(column, min_size=1, max_size=4), cells=st.lists(st.lists(text, max_size=5), max_size=6),
-       fmt=st.sampled_from([".csv", ".tsv"]))
+@given(
+    header=st.lists(column, min_size=1, max_size=4),
+    cells=st.lists(st.lists(text, max_size=5), max_size=6),
+    fmt=st.sampled_from([".csv", ".tsv"]),
+)
 def test_read_table_delimited(tmp_path_factory, header, cells, fmt):
     folder = tmp_path_factory.mktemp("csv")
     path = folder / f"data{fmt}"
@@ -111,7 +116,7 @@ def test_duplicate_ids_and_huge_labels_are_read_or_refused(tmp_path):
     path.write_text('{"id": 1, "text": "a", "label": 0}\n{"id": 1, "text": "a", "label": 1}\n')
     data = read_table(path)
     assert [ex.hard_label() for ex in data.examples] == [0, 1]
-    path.write_text('{"text": "a", "label": 0}\n{"text": "b", "label": %d}\n' % 10**30)
+    path.write_text(f'{{"text": "a", "label": 0}}\n{{"text": "b", "label": {10**30}}}\n')
     with pytest.raises(UserError, match="row 2"):
         read_table(path, label_names=["neg", "pos"])
 
@@ -146,10 +151,29 @@ param_value = st.none() | st.booleans() | huge | st.floats() | text | st.lists(t
 
 
 @SETTINGS
-@given(name=st.sampled_from(sorted(SHIFTS)), data=datasets(), seed=st.integers(0, 2**32),
-       params=st.dictionaries(st.sampled_from(["fraction", "alpha", "beta", "delta_positive", "delta_negative",
-                                               "positive_label", "entailment_label", "yes_label", "styles",
-                                               "not_a_parameter"]), param_value, max_size=3))
+@given(
+    name=st.sampled_from(sorted(SHIFTS)),
+    data=datasets(),
+    seed=st.integers(0, 2**32),
+    params=st.dictionaries(
+        st.sampled_from(
+            [
+                "fraction",
+                "alpha",
+                "beta",
+                "delta_positive",
+                "delta_negative",
+                "positive_label",
+                "entailment_label",
+                "yes_label",
+                "styles",
+                "not_a_parameter",
+            ]
+        ),
+        param_value,
+        max_size=3,
+    ),
+)
 def test_shift_builders(name, data, seed, params):
     params = {k: v for k, v in params.items() if k in shift_parameters(name) or k == "not_a_parameter"}
     params.pop("rephraser", None)  # 'chat' would call a network endpoint
@@ -170,12 +194,53 @@ def test_shift_builders(name, data, seed, params):
 
 # -- config parser --------------------------------------------------------------------------------
 
-keys = st.sampled_from(["model.name", "model.trust_remote_code", "data.train", "data.max_length", "data.shift",
-                        "method.name", "method.prefix_length", "method.tau_cos", "method.pair_scope",
-                        "training.learning_rate", "training.batch_size", "training.seed", "training.device",
-                        "training.nonsense", "nonsense", "data", "method"]) | text
-raw_values = st.sampled_from(["", "1", "-1", "0.5", "1e999", "nan", "true", "[1, 2]", "{a: 1}", "dcpc",
-                              "ptuning-v2", "cpu", "{name: sst2-p}", "'quoted'", "null", "10" * 20]) | text
+keys = (
+    st.sampled_from(
+        [
+            "model.name",
+            "model.trust_remote_code",
+            "data.train",
+            "data.max_length",
+            "data.shift",
+            "method.name",
+            "method.prefix_length",
+            "method.tau_cos",
+            "method.pair_scope",
+            "training.learning_rate",
+            "training.batch_size",
+            "training.seed",
+            "training.device",
+            "training.nonsense",
+            "nonsense",
+            "data",
+            "method",
+        ]
+    )
+    | text
+)
+raw_values = (
+    st.sampled_from(
+        [
+            "",
+            "1",
+            "-1",
+            "0.5",
+            "1e999",
+            "nan",
+            "true",
+            "[1, 2]",
+            "{a: 1}",
+            "dcpc",
+            "ptuning-v2",
+            "cpu",
+            "{name: sst2-p}",
+            "'quoted'",
+            "null",
+            "10" * 20,
+        ]
+    )
+    | text
+)
 
 
 @SETTINGS

@@ -34,8 +34,18 @@ LAYERS = [
 ]
 RANK = {unit: rank for rank, units in enumerate(LAYERS) for unit in units}
 # Imported inside functions on purpose: slow to import and needed by few paths, or optional extras.
-LAZY_OK = {"matplotlib", "crowdkit", "cleanlab", "sklearn", "scipy", "datasets", "gguf", "peft", "huggingface_hub",
-           "torch.distributed.nn"}
+LAZY_OK = {
+    "matplotlib",
+    "crowdkit",
+    "cleanlab",
+    "sklearn",
+    "scipy",
+    "datasets",
+    "gguf",
+    "peft",
+    "huggingface_hub",
+    "torch.distributed.nn",
+}
 
 
 def modules():

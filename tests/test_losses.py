@@ -336,8 +336,7 @@ def test_gaussian_kl_two_dimensions_is_mean_over_dimensions():
     got = losses.pairwise_gaussian_kl(mu, sigma)
     # dim 0 as above; dim 1: ln 1 + (0.25 + 0) / (2 * 0.25) - 1/2 = 0  -> divide the sum by d = 2
     assert_matrix(got, [[0.0, 0.4431472 / 2], [1.3068528 / 2, 0.0]], tol=1e-5)
-    assert got[0, 1].item() == pytest.approx(
-        (gauss_kl_1d(0, 1, 1, 2) + gauss_kl_1d(1, 0.5, 1, 0.5)) / 2, abs=1e-6)
+    assert got[0, 1].item() == pytest.approx((gauss_kl_1d(0, 1, 1, 2) + gauss_kl_1d(1, 0.5, 1, 0.5)) / 2, abs=1e-6)
 
 
 def test_gaussian_kl_matches_torch_distributions():

@@ -39,8 +39,6 @@ def build(lm, name="ltuning-prefix", n=16, **params):
     return model, batches(ds, collator, 8)
 
 
-
-
 def four_class(n=24, seed=0) -> TaskDataset:
     rng = random.Random(seed)
     words = ["bad", "dull", "good", "superb"]
@@ -63,7 +61,7 @@ def test_trainable_parameter_count_equals_the_a5_formula(backbone, name, params)
     elif params.get("pooling") == "scores":
         assert count == d + 2 * l * (l * L * kv) + 2 * d  # A.5, with Z emitting kv_dim-wide rows
         if kv == d:  # MHA (tiny BERT): A.5's closed form, literally
-            assert count == 2 * l ** 2 * L * d + 3 * d
+            assert count == 2 * l**2 * L * d + 3 * d
     else:
         assert count == d + 2 * l * (d * L * kv) + 2 * d  # the pooled vector is d wide
     if model.form == "prefix":
@@ -77,13 +75,17 @@ def test_the_counts_docs_methods_ltuning_md_lists_for_minilm_and_smollm2():
 
     minilm = ModelGeometry("bert", False, 6, 384, 12, 12, 32)
     smollm2 = ModelGeometry("llama", True, 30, 576, 9, 3, 64)
-    table = {(minilm, 3): (42_624, 5_309_568), (minilm, 7): (226_944, 12_387_456),
-             (smollm2, 1): (13_248, 6_637_248), (smollm2, 5): (289_728, 33_179_328)}
+    table = {
+        (minilm, 3): (42_624, 5_309_568),
+        (minilm, 7): (226_944, 12_387_456),
+        (smollm2, 1): (13_248, 6_637_248),
+        (smollm2, 5): (289_728, 33_179_328),
+    }
     for (geo, l), (scores, attention) in table.items():
         assert parameter_count(geo, "prefix", l, pooling="scores") == scores
         assert parameter_count(geo, "prefix", l, pooling="attention") == attention
     d = 384
-    assert parameter_count(minilm, "prefix", 3, pooling="scores") == 2 * 3 ** 2 * 6 * d + 3 * d  # A.5, MHA
+    assert parameter_count(minilm, "prefix", 3, pooling="scores") == 2 * 3**2 * 6 * d + 3 * d  # A.5, MHA
     assert parameter_count(minilm, "prompt", 3) == 148_224 and parameter_count(smollm2, "prompt", 1) == 332_928
 
 
@@ -125,7 +127,9 @@ def test_frozen_backbone_is_bit_identical_and_every_trainable_parameter_changes(
 def test_a_negative_pair_never_uses_the_true_label(tiny_bert, pairing):
     ds = four_class()
     spec = build_task_spec(ds, tiny_bert.geometry, tiny_bert.tokenizer, PromptFormat())
-    model = registry.build_method(registry.method_config("ltuning-prefix", {"pairing": pairing, "negative_seed": 3}), tiny_bert, spec)
+    model = registry.build_method(
+        registry.method_config("ltuning-prefix", {"pairing": pairing, "negative_seed": 3}), tiny_bert, spec
+    )
     gen = torch.Generator().manual_seed(0)
     drawn = {k: set() for k in range(4)}
     for _ in range(300):
@@ -158,7 +162,9 @@ def test_negatives_are_reproducible_from_the_seed(tiny_bert):
     true = torch.tensor([0, 1, 2, 3, 0, 1, 2, 3])
     draws = []
     for seed in (5, 5, 6):
-        model = registry.build_method(registry.method_config("ltuning-prompt", {"negative_seed": seed}), tiny_bert, spec4)
+        model = registry.build_method(
+            registry.method_config("ltuning-prompt", {"negative_seed": seed}), tiny_bert, spec4
+        )
         draws.append(torch.cat([model.sample_pairs(true)[1] for _ in range(5)]))
     assert torch.equal(draws[0], draws[1]) and not torch.equal(draws[0], draws[2])
 
@@ -193,8 +199,9 @@ def test_eval_logits_score_every_label_and_prediction_is_their_argmax(backbone, 
         tt = batch.get("token_type_ids")
         for i in (0, 5):
             for k in range(c):
-                alone = model.score_pairs(batch["input_ids"], batch["attention_mask"], torch.tensor([i]),
-                                          torch.tensor([k]), tt)
+                alone = model.score_pairs(
+                    batch["input_ids"], batch["attention_mask"], torch.tensor([i]), torch.tensor([k]), tt
+                )
                 torch.testing.assert_close(out.logits[i, k], alone[0], rtol=1e-5, atol=1e-5)
         assert not torch.allclose(out.logits[:, 0], out.logits[:, 1])  # the label conditions the score
     predicted = out.logits.argmax(-1)
@@ -202,7 +209,8 @@ def test_eval_logits_score_every_label_and_prediction_is_their_argmax(backbone, 
     assert metrics["accuracy"] == pytest.approx((predicted == batch["labels"]).float().mean().item())
     # The eval loss is the expected training loss: half true pairs, half wrong ones.
     per = torch.nn.functional.binary_cross_entropy_with_logits(
-        out.logits, torch.nn.functional.one_hot(batch["labels"], 2).float(), reduction="none")
+        out.logits, torch.nn.functional.one_hot(batch["labels"], 2).float(), reduction="none"
+    )
     onehot = torch.nn.functional.one_hot(batch["labels"], 2).bool()
     assert out.loss.item() == pytest.approx(0.5 * (per[onehot].mean() + per[~onehot].mean()).item(), rel=1e-5)
 
@@ -221,8 +229,9 @@ def test_label_states_are_computed_once_not_every_step(backbone, name, monkeypat
     model, data = build(backbone, name)
     assert calls["encode"] == 1
     passes = []
-    hook = model.classifier.backbone().register_forward_hook(lambda m, args, kw, out: passes.append(1),
-                                                             with_kwargs=True)
+    hook = model.classifier.backbone().register_forward_hook(
+        lambda m, args, kw, out: passes.append(1), with_kwargs=True
+    )
     train_steps(model, data, steps=3)
     model.eval()
     with torch.no_grad():
@@ -241,16 +250,21 @@ def test_label_texts_come_from_the_names_a_mapping_or_a_list(tiny_bert):
     tok = tiny_bert.tokenizer
     by_name = registry.build_method(registry.method_config("ltuning-prefix", {}), tiny_bert, spec)
     assert by_name.label_texts == ["negative", "positive"]
-    mapped = registry.build_method(registry.method_config("ltuning-prefix", {"label_texts": {"positive": "very good"}}), tiny_bert, spec)
+    mapped = registry.build_method(
+        registry.method_config("ltuning-prefix", {"label_texts": {"positive": "very good"}}), tiny_bert, spec
+    )
     assert mapped.label_texts == ["negative", "very good"]
     dot = tok.convert_tokens_to_ids(".")
     ids = [tok.convert_tokens_to_ids(w) for w in ("[CLS]", "negative", "[SEP]", "very", "good")]
     # Shorter labels are padded with '.' inside the special tokens, as the authors' collator does.
     assert mapped.label_ids.tolist() == [[ids[0], ids[1], dot, ids[2]], [ids[0], ids[3], ids[4], ids[2]]]
-    listed = registry.build_method(registry.method_config("ltuning-prompt", {"label_texts": ["bad", "good"], "label_length": 5}), tiny_bert,
-                                   spec)
+    listed = registry.build_method(
+        registry.method_config("ltuning-prompt", {"label_texts": ["bad", "good"], "label_length": 5}), tiny_bert, spec
+    )
     assert listed.label_texts == ["bad", "good"] and listed.label_ids.shape == (2, 5)
-    bare = registry.build_method(registry.method_config("ltuning-prompt", {"label_special_tokens": False}), tiny_bert, spec)
+    bare = registry.build_method(
+        registry.method_config("ltuning-prompt", {"label_special_tokens": False}), tiny_bert, spec
+    )
     assert bare.label_ids.shape == (2, 1)
     for bad in ({"label_texts": {"neutral": "x"}}, {"label_texts": ["one"]}, {"label_length": 2}):
         with pytest.raises(ConfigError):
@@ -271,19 +285,27 @@ def test_registry_checks_the_prefix_reaches_the_model_and_copies_no_backbone(tin
 
 def test_tasks_it_cannot_run_are_config_errors(tiny_bert, tiny_llama):
     with pytest.raises(ConfigError, match="multiple-choice"):
-        registry.build_method(registry.method_config("ltuning-prefix", {}), tiny_bert,
-                              TaskSpec(2, multiple_choice=True, label_names=("a", "b")))
+        registry.build_method(
+            registry.method_config("ltuning-prefix", {}),
+            tiny_bert,
+            TaskSpec(2, multiple_choice=True, label_names=("a", "b")),
+        )
     with pytest.raises(ConfigError, match="generation"):
         registry.build_method(registry.method_config("ltuning-prompt", {}), tiny_llama, TaskSpec(2, generation=True))
     with pytest.raises(ConfigError, match="decoder"):
-        registry.build_method(registry.method_config("ltuning-prefix", {"score_head": "lm"}), tiny_bert, TaskSpec(2, label_names=("a", "b")))
+        registry.build_method(
+            registry.method_config("ltuning-prefix", {"score_head": "lm"}),
+            tiny_bert,
+            TaskSpec(2, label_names=("a", "b")),
+        )
     with pytest.raises(ConfigError):
         registry.method_config("ltuning-prefix", {"pooling": "max"})
 
 
 # -- checkpoints and the runner -----------------------------------------------------------------------------------
-@pytest.mark.parametrize("name,params", [("ltuning-prefix", {"label_texts": {"positive": "very good"}}),
-                                         ("ltuning-prompt", {})])
+@pytest.mark.parametrize(
+    "name,params", [("ltuning-prefix", {"label_texts": {"positive": "very good"}}), ("ltuning-prompt", {})]
+)
 def test_save_load_round_trip_gives_identical_logits(backbone, tmp_path, name, params):
     torch.manual_seed(0)
     model, data = build(backbone, name, **params)
@@ -304,22 +326,32 @@ def test_save_load_round_trip_gives_identical_logits(backbone, tmp_path, name, p
 
 @pytest.mark.parametrize("kind,name", [("bert", "ltuning-prefix"), ("llama", "ltuning-prompt")])
 def test_three_steps_of_runner_train_on_a_saved_model(vocab_file, tmp_path, kind, name):
-    from prefalign.training.config import ExperimentConfig
     from prefalign.inference import evaluate, load_for_inference, predict_proba
+    from prefalign.training.config import ExperimentConfig
     from prefalign.training.run import train
 
     model_dir = save_tiny_model(kind, vocab_file, tmp_path / f"tiny-{kind}")
     data = {"max_length": 16}
     if kind == "llama":
         data["template"] = "review: {text} sentiment:"
-    cfg = ExperimentConfig.from_dict({
-        "model": {"name": str(model_dir)},
-        "data": data,
-        "method": {"name": name},
-        "training": {"output_dir": str(tmp_path / "run"), "max_steps": 3, "eval_steps": 2, "batch_size": 4,
-                     "eval_batch_size": 4, "learning_rate": 1e-2, "device": "cpu", "progress": False,
-                     "logging_steps": 1},
-    })
+    cfg = ExperimentConfig.from_dict(
+        {
+            "model": {"name": str(model_dir)},
+            "data": data,
+            "method": {"name": name},
+            "training": {
+                "output_dir": str(tmp_path / "run"),
+                "max_steps": 3,
+                "eval_steps": 2,
+                "batch_size": 4,
+                "eval_batch_size": 4,
+                "learning_rate": 1e-2,
+                "device": "cpu",
+                "progress": False,
+                "logging_steps": 1,
+            },
+        }
+    )
     result = train(cfg, splits=(toy_sentiment(12), toy_sentiment(4, seed=1), toy_sentiment(4, seed=2)))
     m = result.metrics
     assert m["train_steps"] == 3 and 0.0 <= m["test_accuracy"] <= 1.0 and "validation_loss" in m

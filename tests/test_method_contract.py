@@ -20,14 +20,19 @@ from prefalign.methods import METHODS, Method, MethodConfig, build_method, load_
 
 TRAINING_FREE = {"zero-shot", "cc", "dc", "crispr"}  # bias-aware PEFT appendix D: evaluated, never stepped
 DECODER_ONLY = TRAINING_FREE | {"bias-aware"}  # they read label words through the LM head
-SMALL = {"bias-aware": {"probe_examples": 4}, "crispr": {"probe_examples": 8, "num_neurons": 3},
-         "dc": {"num_samples": 4}}  # keep the data-reading steps of prepare() small on the toy set
+SMALL = {
+    "bias-aware": {"probe_examples": 4},
+    "crispr": {"probe_examples": 8, "num_neurons": 3},
+    "dc": {"num_samples": 4},
+}  # keep the data-reading steps of prepare() small on the toy set
 # Parameters that legitimately get no gradient in a few steps, with the reason.
 NO_GRADIENT_YET = {
     "adalora": ("lora_E",),  # AdaLoRA's singular values start at zero: their gradient needs P and Q to move first
 }
 
-CASES = [(name, kind) for name in METHODS for kind in ("bert", "llama") if not (name in DECODER_ONLY and kind == "bert")]
+CASES = [
+    (name, kind) for name in METHODS for kind in ("bert", "llama") if not (name in DECODER_ONLY and kind == "bert")
+]
 
 
 @pytest.fixture(scope="module")
@@ -78,8 +83,11 @@ def test_training_moves_every_trainable_parameter_and_nothing_else(backbones, na
         return
     assert trainable, f"{name} has nothing to train"
     shared = {p.data_ptr() for p in trainable.values()}  # tied weights (an LM head tied to trained embeddings)
-    frozen = {k: v.detach().clone() for k, v in model.state_dict().items()
-              if k not in trainable and v.data_ptr() not in shared}
+    frozen = {
+        k: v.detach().clone()
+        for k, v in model.state_dict().items()
+        if k not in trainable and v.data_ptr() not in shared
+    }
     before = {n: p.detach().clone() for n, p in trainable.items()}
     train_steps(model, data, steps=3)
     after = model.state_dict()
@@ -89,7 +97,9 @@ def test_training_moves_every_trainable_parameter_and_nothing_else(backbones, na
         if n not in trainable:
             assert not p.requires_grad and p.grad is None, n
     exempt = NO_GRADIENT_YET.get(name, ())
-    unchanged = [n for n, p in trainable.items() if torch.equal(before[n], p.detach()) and not any(e in n for e in exempt)]
+    unchanged = [
+        n for n, p in trainable.items() if torch.equal(before[n], p.detach()) and not any(e in n for e in exempt)
+    ]
     assert not unchanged, f"parameters that never changed: {unchanged}"
     # The backbone object the caller passed in is bit-identical, whether the method copied it or not.
     now = lm.model.state_dict()

@@ -11,14 +11,17 @@ import pytest
 from prefalign.evaluation.metrics import accuracy, answer_polarity, exact_match, f1_em, normalize_answer, token_f1
 
 
-@pytest.mark.parametrize("text, expected", [
-    ("The Eiffel Tower", "eiffel tower"),
-    ("  A  cat,  an apple... THE end! ", "cat apple end"),
-    ("U.S.A.", "usa"),
-    ("theatre anthem", "theatre anthem"),  # articles only as whole words
-    ("Barack Obama's", "barack obamas"),
-    ("", ""),
-])
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("The Eiffel Tower", "eiffel tower"),
+        ("  A  cat,  an apple... THE end! ", "cat apple end"),
+        ("U.S.A.", "usa"),
+        ("theatre anthem", "theatre anthem"),  # articles only as whole words
+        ("Barack Obama's", "barack obamas"),
+        ("", ""),
+    ],
+)
 def test_normalize_answer_follows_squad(text, expected):
     assert normalize_answer(text) == expected
 
@@ -69,27 +72,30 @@ def test_accuracy_counts_none_as_wrong():
     assert accuracy(["yes", "no", None, "no"], ["yes", "yes", "no", "no"]) == 0.5
 
 
-@pytest.mark.parametrize("text, expected", [
-    ("Yes.", "yes"),
-    ("Yeah, for sure.", "yes"),  # the paper's casual rewrite
-    ("Indeed, it is.", "yes"),  # formal
-    ("Absolutely, without a doubt!", "yes"),  # expressive
-    ("Of course it does", "yes"),
-    ("That's correct.", "yes"),
-    ("Sure thing", "yes"),
-    ("No.", "no"),
-    ("Nope, not at all.", "no"),
-    ("It is not.", "no"),
-    ("That is false", "no"),
-    ("Never, I'm afraid.", "no"),
-    ("It isn't, unfortunately.", "no"),
-    ("Absolutely not!", "no"),  # an intensifier followed by "not"
-    ("Of course not.", "no"),
-    ("Certainly not", "no"),
-    ("Not true at all", "no"),  # first decisive word wins
-    ("True, it is not the case that", "yes"),
-    ("The sky", None),
-    ("", None),
-])
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("Yes.", "yes"),
+        ("Yeah, for sure.", "yes"),  # the paper's casual rewrite
+        ("Indeed, it is.", "yes"),  # formal
+        ("Absolutely, without a doubt!", "yes"),  # expressive
+        ("Of course it does", "yes"),
+        ("That's correct.", "yes"),
+        ("Sure thing", "yes"),
+        ("No.", "no"),
+        ("Nope, not at all.", "no"),
+        ("It is not.", "no"),
+        ("That is false", "no"),
+        ("Never, I'm afraid.", "no"),
+        ("It isn't, unfortunately.", "no"),
+        ("Absolutely not!", "no"),  # an intensifier followed by "not"
+        ("Of course not.", "no"),
+        ("Certainly not", "no"),
+        ("Not true at all", "no"),  # first decisive word wins
+        ("True, it is not the case that", "yes"),
+        ("The sky", None),
+        ("", None),
+    ],
+)
 def test_answer_polarity_lexicon_rule(text, expected):
     assert answer_polarity(text) == expected

@@ -103,8 +103,9 @@ def test_crispr_prunes_the_top_attributed_neurons_and_nothing_else(decoder, tmp_
     picked = random.Random(0).sample(range(len(ds)), 8)
     fresh = build_method(method_config("crispr", {"num_neurons": 5, "probe_examples": 8}), lm, spec)
     fresh.eval()
-    attr = fresh.attribution(collator([ds.examples[i] for i in picked]),
-                             torch.tensor([ds.examples[i].label for i in picked]))
+    attr = fresh.attribution(
+        collator([ds.examples[i] for i in picked]), torch.tensor([ds.examples[i].label for i in picked])
+    )
     top = {(int(i // attr.shape[1]), int(i % attr.shape[1])) for i in torch.topk(attr.flatten(), 5).indices}
     assert top == {tuple(n) for n in neurons}
     # A checkpoint re-prunes the same neurons on a fresh backbone.
@@ -117,9 +118,9 @@ def test_crispr_prunes_the_top_attributed_neurons_and_nothing_else(decoder, tmp_
 
 # -- LoRA over all linear modules (appendix D) ------------------------------------------------------------------
 def test_lora_all_linear_adapts_every_projection_but_not_the_lm_head(tiny_llama):
-    from prefalign.data.collator import build_task_spec
-    from helpers_models import DECODER_PROMPT
     from conftest import toy_sentiment
+    from helpers_models import DECODER_PROMPT
+    from prefalign.data.collator import build_task_spec
 
     spec = build_task_spec(toy_sentiment(4), tiny_llama.geometry, tiny_llama.tokenizer, DECODER_PROMPT)
     model = build_method(method_config("lora", {"r": 8, "target_modules": ["all-linear"]}), tiny_llama, spec)
@@ -191,17 +192,32 @@ def test_compare_rows_with_own_seeds_and_extra_metric_columns():
     from prefalign.compare.grid import plan
     from prefalign.compare.report import markdown_tables
 
-    cfg = CompareConfig(seeds=[0, 1, 2], methods=[MethodEntry(name="zero-shot", label="Untuned", seeds=[0]),
-                                                  MethodEntry(name="bias-aware", label="Ours")],
-                        datasets=[DatasetEntry(name="TE", data={"task": "tweeteval-emotion"}, metric="f1_weighted",
-                                               also=["accuracy", "perplexity"])])
+    cfg = CompareConfig(
+        seeds=[0, 1, 2],
+        methods=[
+            MethodEntry(name="zero-shot", label="Untuned", seeds=[0]),
+            MethodEntry(name="bias-aware", label="Ours"),
+        ],
+        datasets=[
+            DatasetEntry(
+                name="TE", data={"task": "tweeteval-emotion"}, metric="f1_weighted", also=["accuracy", "perplexity"]
+            )
+        ],
+    )
     runs = plan(cfg)
     assert [(r.method.label, r.seed) for r in runs] == [("Untuned", 0), ("Ours", 0), ("Ours", 1), ("Ours", 2)]
 
     def record(method, seed, f1, ppl):
-        return {"model": "minilm", "method": method, "column": "TE", "metric": "f1_weighted", "status": "ok",
-                "seed": seed, "tunable_params": 0 if method == "Untuned" else 1500,
-                "metrics": {"test_f1_weighted": f1, "test_accuracy": f1 + 0.1, "perplexity": ppl}}
+        return {
+            "model": "minilm",
+            "method": method,
+            "column": "TE",
+            "metric": "f1_weighted",
+            "status": "ok",
+            "seed": seed,
+            "tunable_params": 0 if method == "Untuned" else 1500,
+            "metrics": {"test_f1_weighted": f1, "test_accuracy": f1 + 0.1, "perplexity": ppl},
+        }
 
     results = [record("Untuned", 0, 0.5, 20.0)] + [record("Ours", s, 0.6 + s / 100, 21.0 + s) for s in range(2)]
     table = markdown_tables(cfg, results)

@@ -52,8 +52,15 @@ def max_diff_on_tokens(a: torch.Tensor, b: torch.Tensor, mask: torch.Tensor) -> 
 # geometry()
 # --------------------------------------------------------------------------------------------
 def test_geometry_llama_gqa_reads_kv_heads_and_explicit_head_dim():
-    cfg = LlamaConfig(hidden_size=48, num_attention_heads=4, num_key_value_heads=2, head_dim=16,
-                      num_hidden_layers=3, intermediate_size=64, vocab_size=50)
+    cfg = LlamaConfig(
+        hidden_size=48,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        head_dim=16,
+        num_hidden_layers=3,
+        intermediate_size=64,
+        vocab_size=50,
+    )
     geo = geometry(cfg)
     assert geo.model_type == "llama" and geo.is_decoder
     assert (geo.num_layers, geo.hidden_size, geo.num_attention_heads) == (3, 48, 4)
@@ -63,16 +70,25 @@ def test_geometry_llama_gqa_reads_kv_heads_and_explicit_head_dim():
 
 
 def test_geometry_llama_without_gqa_defaults():
-    geo = geometry(LlamaConfig(hidden_size=48, num_attention_heads=4, num_hidden_layers=2, vocab_size=50,
-                               intermediate_size=64))
+    geo = geometry(
+        LlamaConfig(hidden_size=48, num_attention_heads=4, num_hidden_layers=2, vocab_size=50, intermediate_size=64)
+    )
     assert geo.num_key_value_heads == 4
     assert geo.head_dim == 12
     assert geo.kv_dim == 48
 
 
 def test_geometry_mistral_single_kv_head():
-    geo = geometry(MistralConfig(hidden_size=64, num_attention_heads=8, num_key_value_heads=1, num_hidden_layers=2,
-                                 vocab_size=50, intermediate_size=64))
+    geo = geometry(
+        MistralConfig(
+            hidden_size=64,
+            num_attention_heads=8,
+            num_key_value_heads=1,
+            num_hidden_layers=2,
+            vocab_size=50,
+            intermediate_size=64,
+        )
+    )
     assert geo.is_decoder and geo.num_key_value_heads == 1 and geo.head_dim == 8 and geo.kv_dim == 8
 
 
@@ -105,8 +121,9 @@ def test_geometry_rejects_config_without_sizes():
 # --------------------------------------------------------------------------------------------
 # PrefixEncoder
 # --------------------------------------------------------------------------------------------
-GQA_GEO = ModelGeometry("llama", True, num_layers=3, hidden_size=48, num_attention_heads=4, num_key_value_heads=2,
-                        head_dim=16)
+GQA_GEO = ModelGeometry(
+    "llama", True, num_layers=3, hidden_size=48, num_attention_heads=4, num_key_value_heads=2, head_dim=16
+)
 
 
 @pytest.mark.parametrize("reparameterize", [False, True])
@@ -159,16 +176,19 @@ def test_build_prefix_cache_layout():
     torch.manual_seed(0)
     b, m = 2, 5
     prefix = torch.randn(b, GQA_GEO.num_layers, 2, m, GQA_GEO.kv_dim)
-    cache = build_prefix_cache(prefix, GQA_GEO, LlamaConfig(hidden_size=48, num_attention_heads=4,
-                                                            num_key_value_heads=2, head_dim=16, num_hidden_layers=3))
+    cache = build_prefix_cache(
+        prefix,
+        GQA_GEO,
+        LlamaConfig(hidden_size=48, num_attention_heads=4, num_key_value_heads=2, head_dim=16, num_hidden_layers=3),
+    )
     assert len(cache.layers) == 3
     hd = GQA_GEO.head_dim
     for layer in range(3):
         keys, values = cache.layers[layer].keys, cache.layers[layer].values
         assert keys.shape == (b, 2, m, hd) and values.shape == (b, 2, m, hd)
         for h in range(2):
-            assert torch.equal(keys[:, h], prefix[:, layer, 0, :, h * hd:(h + 1) * hd])
-            assert torch.equal(values[:, h], prefix[:, layer, 1, :, h * hd:(h + 1) * hd])
+            assert torch.equal(keys[:, h], prefix[:, layer, 0, :, h * hd : (h + 1) * hd])
+            assert torch.equal(values[:, h], prefix[:, layer, 1, :, h * hd : (h + 1) * hd])
     assert cache.get_seq_length() == m
 
 
@@ -243,13 +263,21 @@ def test_masked_out_prefix_leaves_outputs_unchanged(kind, vocab_file):
     with torch.no_grad():
         plain = bb(input_ids=ids, attention_mask=mask).last_hidden_state
         zero_mask = torch.cat([torch.zeros(len(ids), m, dtype=mask.dtype), mask], dim=1)
-        hidden = bb(input_ids=ids, attention_mask=zero_mask, use_cache=False,
-                    past_key_values=build_prefix_cache(prefix, geo, lm.model.config),
-                    position_ids=positions_from_zero(mask, geo, lm.model.config.pad_token_id)).last_hidden_state
+        hidden = bb(
+            input_ids=ids,
+            attention_mask=zero_mask,
+            use_cache=False,
+            past_key_values=build_prefix_cache(prefix, geo, lm.model.config),
+            position_ids=positions_from_zero(mask, geo, lm.model.config.pad_token_id),
+        ).last_hidden_state
         # The same prefix, visible: it must change the outputs, or the test above proves nothing.
-        seen = bb(input_ids=ids, attention_mask=extend_attention_mask(mask, m), use_cache=False,
-                  past_key_values=build_prefix_cache(prefix, geo, lm.model.config),
-                  position_ids=positions_from_zero(mask, geo, lm.model.config.pad_token_id)).last_hidden_state
+        seen = bb(
+            input_ids=ids,
+            attention_mask=extend_attention_mask(mask, m),
+            use_cache=False,
+            past_key_values=build_prefix_cache(prefix, geo, lm.model.config),
+            position_ids=positions_from_zero(mask, geo, lm.model.config.pad_token_id),
+        ).last_hidden_state
     assert max_diff_on_tokens(hidden, plain, mask) < 1e-5
     assert max_diff_on_tokens(seen, plain, mask) > 1e-2
 
@@ -402,8 +430,9 @@ def test_dcpc_trains_on_other_families(vocab_file, family):
     if family == "qwen2":
         model = AutoModelForCausalLM.from_config(Qwen2Config(**common, num_key_value_heads=2, pad_token_id=0))
     elif family == "mistral":
-        model = AutoModelForCausalLM.from_config(MistralConfig(**common, num_key_value_heads=1, sliding_window=8,
-                                                               pad_token_id=0))
+        model = AutoModelForCausalLM.from_config(
+            MistralConfig(**common, num_key_value_heads=1, sliding_window=8, pad_token_id=0)
+        )
     else:
         model = AutoModel.from_config(RobertaConfig(**common, pad_token_id=0, max_position_embeddings=130))
     lm = LoadedModel(model, tok, geometry(model.config), f"tiny-{family}", f"tiny-{family}")
@@ -413,8 +442,11 @@ def test_dcpc_trains_on_other_families(vocab_file, family):
     data = toy_sentiment(8, soft=True)
     prompt = PromptFormat(template="review: {text} sentiment:") if lm.geometry.is_decoder else PromptFormat()
     spec = build_task_spec(data, lm.geometry, tok, prompt)
-    dcpc = build_method(method_config("dcpc", {"prefix_length": 4, "tau_cos": 0.0, "tau_ambiguity": 0.0,
-                                 "similarity_center": False}), lm, spec)
+    dcpc = build_method(
+        method_config("dcpc", {"prefix_length": 4, "tau_cos": 0.0, "tau_ambiguity": 0.0, "similarity_center": False}),
+        lm,
+        spec,
+    )
     assert dcpc.prefix().shape == (2, 2, 4, expected_kv * lm.geometry.head_dim)
     dcpc.train()
     out = dcpc(**Collator(tok, lm.geometry, 2, prompt)(data.examples))

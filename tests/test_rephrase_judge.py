@@ -9,7 +9,6 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 
 from prefalign.data.examples import Example, TaskDataset
-from prefalign.utils.endpoints import ChatEndpoint, EndpointError
 from prefalign.errors import ConfigError, DataError, UserError
 from prefalign.evaluation.judge import OFFLINE_JUDGE, ChatJudge, OfflineJudge, gpt_score, parse_score, token_f1
 from prefalign.shifts.registry import apply_shift
@@ -25,6 +24,7 @@ from prefalign.shifts.rephrase import (
     parse_numbered,
     yes_no,
 )
+from prefalign.utils.endpoints import ChatEndpoint, EndpointError
 
 
 class Stub:
@@ -38,8 +38,13 @@ class Stub:
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self):
                 length = int(self.headers.get("Content-Length", 0))
-                stub.requests.append({"path": self.path, "auth": self.headers.get("Authorization"),
-                                      "body": json.loads(self.rfile.read(length))})
+                stub.requests.append(
+                    {
+                        "path": self.path,
+                        "auth": self.headers.get("Authorization"),
+                        "body": json.loads(self.rfile.read(length)),
+                    }
+                )
                 status, body = stub.replies.pop(0) if stub.replies else (500, {"error": "no reply queued"})
                 if isinstance(body, str):
                     body = {"choices": [{"message": {"role": "assistant", "content": body}}]}
@@ -75,8 +80,10 @@ BOOLQ_REPLY = '1) Casual: "Yeah, totally."\n2) Formal: "Indeed, it is."\n3) Expr
 
 # -- the paper's prompts and the reply parser -------------------------------------------------------------
 def test_prompts_are_the_papers_and_end_with_the_item():
-    assert BOOLQ_PROMPT.startswith("You are given a question and a yes/no answer. Please rewrite the answer in "
-                                   "three different styles: 1) Casual, 2) Formal, 3) Expressive.")
+    assert BOOLQ_PROMPT.startswith(
+        "You are given a question and a yes/no answer. Please rewrite the answer in "
+        "three different styles: 1) Casual, 2) Formal, 3) Expressive."
+    )
     assert '3) Expressive: "Absolutely, without a doubt!"' in BOOLQ_PROMPT
     assert "Try to express the same information using different words and sentence structures." in RECORD_PROMPT
     assert "1) Terse, 2) Elaborate, and 3) Conversational" in ALPACA_PROMPT
@@ -85,20 +92,29 @@ def test_prompts_are_the_papers_and_end_with_the_item():
     assert build_prompt("alpaca", "Say hi.", "Hi.").endswith("Rephrased Responses:")
 
 
-@pytest.mark.parametrize("reply", [
-    BOOLQ_REPLY,
-    '**1) Casual:** "Yeah, totally."\n**2) Formal:** "Indeed, it is."\n**3) Expressive:** "Oh, absolutely yes!"',
-    'Sure, here they are:\n\n1. Casual: Yeah, totally.\n2. Formal: Indeed, it is.\n3. Expressive: Oh, absolutely yes!',
-    'Casual: "Yeah, totally."\nFormal: "Indeed, it is."\nExpressive: "Oh, absolutely yes!"',
-])
+@pytest.mark.parametrize(
+    "reply",
+    [
+        BOOLQ_REPLY,
+        '**1) Casual:** "Yeah, totally."\n**2) Formal:** "Indeed, it is."\n**3) Expressive:** "Oh, absolutely yes!"',
+        "Sure, here they are:\n\n1. Casual: Yeah, totally.\n2. Formal: Indeed, it is.\n"
+        "3. Expressive: Oh, absolutely yes!",
+        'Casual: "Yeah, totally."\nFormal: "Indeed, it is."\nExpressive: "Oh, absolutely yes!"',
+    ],
+)
 def test_parse_numbered_variants(reply):
     assert parse_numbered(reply, 3, ("Casual", "Formal", "Expressive")) == [
-        "Yeah, totally.", "Indeed, it is.", "Oh, absolutely yes!"]
+        "Yeah, totally.",
+        "Indeed, it is.",
+        "Oh, absolutely yes!",
+    ]
 
 
 def test_parse_numbered_keeps_inner_lists_of_long_answers():
-    reply = ("1) Terse: Steps: mix, cook.\n2) Elaborate: Follow these steps:\n1. Mix the batter.\n2. Cook it.\n"
-             "3. Serve.\n3) Conversational: \"So you mix it, then cook it!\"")
+    reply = (
+        "1) Terse: Steps: mix, cook.\n2) Elaborate: Follow these steps:\n1. Mix the batter.\n2. Cook it.\n"
+        '3. Serve.\n3) Conversational: "So you mix it, then cook it!"'
+    )
     items = parse_numbered(reply, 3, ("Terse", "Elaborate", "Conversational"))
     assert items[0] == "Steps: mix, cook."
     assert items[1] == "Follow these steps:\n1. Mix the batter.\n2. Cook it.\n3. Serve."
@@ -150,7 +166,10 @@ def test_chat_rephraser_against_stub(stub):
     stub.replies.append((200, BOOLQ_REPLY))
     r = ChatRephraser(stub.endpoint())
     assert r.rephrase("boolq", "is the sea salty", "Yes.") == {
-        "casual": "Yeah, totally.", "formal": "Indeed, it is.", "expressive": "Oh, absolutely yes!"}
+        "casual": "Yeah, totally.",
+        "formal": "Indeed, it is.",
+        "expressive": "Oh, absolutely yes!",
+    }
     assert r.rephrase("boolq", "is the sea salty", "Yes.")["formal"] == "Indeed, it is."  # cached
     (req,) = stub.requests
     assert req["path"] == "/v1/chat/completions" and req["auth"] == "Bearer sk-test"
@@ -164,8 +183,11 @@ def test_chat_rephraser_from_env_drives_a_shift(stub, monkeypatch):
     monkeypatch.setenv("PREFALIGN_API_MODEL", "stub-model")
     monkeypatch.delenv("PREFALIGN_API_KEY", raising=False)
     stub.replies += [(200, BOOLQ_REPLY), (200, '1) "Nah."\n2) "It is not."\n3) "No way!"')]
-    data = TaskDataset([Example(text="p", text_pair="q1", label=1), Example(text="p", text_pair="q2", label=0)],
-                       ["no", "yes"], name="b")
+    data = TaskDataset(
+        [Example(text="p", text_pair="q1", label=1), Example(text="p", text_pair="q2", label=0)],
+        ["no", "yes"],
+        name="b",
+    )
     shifted, card = apply_shift("boolq-ps", data, {"rephraser": "chat", "styles": ["formal"]})
     assert [ex.answer for ex in shifted] == ["Indeed, it is.", "It is not."]
     assert card["parameters"]["rephraser"].startswith("chat (stub-model")
@@ -178,11 +200,14 @@ def test_endpoint_retries_server_errors(stub):
     assert len(stub.requests) == 2
 
 
-@pytest.mark.parametrize("reply, match", [
-    ((401, {"error": {"message": "bad key"}}), "refused the request: HTTP 401"),
-    ((200, {"unexpected": True}), "not a chat completion"),
-    ((500, {"error": "down"}), "failed after 2 attempts"),
-])
+@pytest.mark.parametrize(
+    "reply, match",
+    [
+        ((401, {"error": {"message": "bad key"}}), "refused the request: HTTP 401"),
+        ((200, {"unexpected": True}), "not a chat completion"),
+        ((500, {"error": "down"}), "failed after 2 attempts"),
+    ],
+)
 def test_endpoint_errors_are_one_line_user_errors(stub, reply, match):
     stub.replies += [reply, reply]
     with pytest.raises(EndpointError, match=match) as err:
@@ -205,8 +230,16 @@ def test_unreachable_endpoint_and_bad_config():
 
 
 # -- judges -------------------------------------------------------------------------------------------------
-@pytest.mark.parametrize("reply, score", [("Score: 8\nGood.", 8.0), ("**Score:** 9/10", 9.0),
-                                          ("I'd say 6 out of 10.", 6.0), ("7", 7.0), ("Score: 7.5", 7.5)])
+@pytest.mark.parametrize(
+    "reply, score",
+    [
+        ("Score: 8\nGood.", 8.0),
+        ("**Score:** 9/10", 9.0),
+        ("I'd say 6 out of 10.", 6.0),
+        ("7", 7.0),
+        ("Score: 7.5", 7.5),
+    ],
+)
 def test_parse_score(reply, score):
     assert parse_score(reply) == score
 

@@ -59,10 +59,30 @@ def run_dir(vocab_file, tmp_path_factory):
     data_dir = root / "data" / "toy-p"
     write_dataset_jsonl(data_dir / "train.jsonl", shifted)
     write_card(data_dir, {**card, "task": "toy", "split": "train"}, filename="train.card")
-    run = train_tiny(model, data_dir / "train.jsonl", root / "run", "dcpc", 6, "method.use_pcm=true",
-                     "method.tau_cos=0.0", "data.label_names=[negative, positive]")
-    rc, _, err = run_main(["probe", "drift", "--adapter", str(run / "adapter"), "--data",
-                           str(toy_csv(root / "test.csv", 24)), "--num-pairs", "3", "-o", str(run / "probes" / "drift")])
+    run = train_tiny(
+        model,
+        data_dir / "train.jsonl",
+        root / "run",
+        "dcpc",
+        6,
+        "method.use_pcm=true",
+        "method.tau_cos=0.0",
+        "data.label_names=[negative, positive]",
+    )
+    rc, _, err = run_main(
+        [
+            "probe",
+            "drift",
+            "--adapter",
+            str(run / "adapter"),
+            "--data",
+            str(toy_csv(root / "test.csv", 24)),
+            "--num-pairs",
+            "3",
+            "-o",
+            str(run / "probes" / "drift"),
+        ]
+    )
     assert rc == 0, err
     return run
 
@@ -87,8 +107,15 @@ def test_report_is_self_contained_and_complete(run_dir, tmp_path):
     assert "validation_accuracy" in page.section("metrics")
     assert f"{metrics['validation_accuracy']:.4f}" in page.section("metrics")
     training = page.section("training")
-    for series in ("loss_task", "loss_ambiguity", "loss_align", "loss_kl", "gate_cos_rate", "gate_ambiguity_rate",
-                   "eval_accuracy"):
+    for series in (
+        "loss_task",
+        "loss_ambiguity",
+        "loss_align",
+        "loss_kl",
+        "gate_cos_rate",
+        "gate_ambiguity_rate",
+        "eval_accuracy",
+    ):
         assert series in training, series
     probes = page.section("probes")
     assert "drift.png" in probes and "cosine_similarity" in probes and "preference drift over 3 pairs" in probes

@@ -41,10 +41,21 @@ def train_file(tmp_path_factory):
 def train_argv(model_dir, train_file, output_dir, method, *extra):
     # logging_steps does not divide eval_steps, so a checkpoint falls between two logs: the resumed
     # run must carry the half-summed loss and loss terms over, not just the weights.
-    sets = [f"model.name={model_dir}", f"data.train={train_file}", f"method.name={method}",
-            f"training.output_dir={output_dir}", f"training.max_steps={STEPS}", f"training.eval_steps={EVERY}",
-            "training.logging_steps=4", "training.learning_rate=1e-2", "training.batch_size=8",
-            "training.progress=false", "training.device=cpu", "training.save_total_limit=2", *extra]
+    sets = [
+        f"model.name={model_dir}",
+        f"data.train={train_file}",
+        f"method.name={method}",
+        f"training.output_dir={output_dir}",
+        f"training.max_steps={STEPS}",
+        f"training.eval_steps={EVERY}",
+        "training.logging_steps=4",
+        "training.learning_rate=1e-2",
+        "training.batch_size=8",
+        "training.progress=false",
+        "training.device=cpu",
+        "training.save_total_limit=2",
+        *extra,
+    ]
     return ["train"] + [arg for s in sets for arg in ("--set", s)]
 
 
@@ -54,8 +65,10 @@ def outputs(run: Path) -> tuple[dict, dict, list]:
     metrics = json.loads((run / "metrics.json").read_text())["metrics"]
     timing = ("seconds", "runtime", "per_second")
     metrics = {k: v for k, v in metrics.items() if not any(t in k for t in timing)}
-    logs = [{k: v for k, v in entry.items() if not any(t in k for t in timing)}
-            for entry in json.loads((run / "log_history.json").read_text())]
+    logs = [
+        {k: v for k, v in entry.items() if not any(t in k for t in timing)}
+        for entry in json.loads((run / "log_history.json").read_text())
+    ]
     return weights, metrics, logs
 
 
@@ -88,12 +101,19 @@ def test_sigkill_then_resume_gives_the_uninterrupted_run(model_dir, train_file, 
     """The issue's test: SIGKILL a `prefalign train` subprocess after its first checkpoint, resume it."""
     out = tmp_path / "run"
     argv = train_argv(model_dir, train_file, out, "dcpc")
-    env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", HF_HUB_OFFLINE="1",
-               TOKENIZERS_PARALLELISM="false", PYTHONWARNINGS="ignore")
+    env = dict(
+        os.environ,
+        OMP_NUM_THREADS="1",
+        MKL_NUM_THREADS="1",
+        HF_HUB_OFFLINE="1",
+        TOKENIZERS_PARALLELISM="false",
+        PYTHONWARNINGS="ignore",
+    )
     # torch.set_num_threads(1), as the in-process runs have it (conftest), so both runs add in one order.
     code = "import sys, torch; torch.set_num_threads(1); from prefalign.cli import main; sys.exit(main(sys.argv[1:]))"
-    proc = subprocess.Popen([sys.executable, "-c", code, *argv], env=env, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", code, *argv], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+    )
     first = out / "checkpoints" / f"checkpoint-{EVERY}"
     deadline = time.time() + 60
     while not first.is_dir() and proc.poll() is None and time.time() < deadline:
@@ -110,8 +130,9 @@ def test_sigkill_then_resume_gives_the_uninterrupted_run(model_dir, train_file, 
 
 
 @pytest.mark.parametrize("method", ["dcpc", "ltuning-prefix"])
-def test_kill_during_a_save_keeps_the_previous_checkpoint(model_dir, train_file, uninterrupted, tmp_path,
-                                                          monkeypatch, method):
+def test_kill_during_a_save_keeps_the_previous_checkpoint(
+    model_dir, train_file, uninterrupted, tmp_path, monkeypatch, method
+):
     """A crash in the middle of writing checkpoint 2*EVERY leaves no checkpoint-12 folder, only a staging
     folder; checkpoint-6 stays whole, and resuming from it repeats the uninterrupted run (L-Tuning's
     negative-label generator included)."""
@@ -142,8 +163,9 @@ def test_kill_during_a_save_keeps_the_previous_checkpoint(model_dir, train_file,
 def test_resume_refuses_a_changed_config(model_dir, train_file, uninterrupted, tmp_path):
     out = tmp_path / "run"
     shutil.copytree(uninterrupted["ltuning-prefix"] / "checkpoints", out / "checkpoints")
-    rc, _, err = run_main([*train_argv(model_dir, train_file, out, "ltuning-prefix", "training.learning_rate=0.5"),
-                           "--resume"])
+    rc, _, err = run_main(
+        [*train_argv(model_dir, train_file, out, "ltuning-prefix", "training.learning_rate=0.5"), "--resume"]
+    )
     assert_one_error(rc, err, "training.learning_rate", "--resume")
     assert not (out / "adapter").exists()
 

@@ -7,30 +7,48 @@ from pathlib import Path
 import pytest
 
 from prefalign.data.examples import Example, TaskDataset
-from prefalign.tasks import load_task
 from prefalign.errors import ConfigError
 from prefalign.shifts.copa_bs import bias_shift, biased_distribution, human_related_option, human_score
 from prefalign.shifts.registry import SHIFTS, apply_shift
 from prefalign.shifts.rephrase import yes_no
+from prefalign.tasks import load_task
 
 RECORD_FIXTURE = Path(__file__).resolve().parent / "data" / "record"
 SHARED_COPA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "copa"
 
 
 def copa(items: list[tuple[str, str, int]]) -> TaskDataset:
-    return TaskDataset([Example(text=f"premise {i} What was the cause?", choices=[a, b], label=y)
-                        for i, (a, b, y) in enumerate(items)], ["choice1", "choice2"], name="copa")
+    return TaskDataset(
+        [
+            Example(text=f"premise {i} What was the cause?", choices=[a, b], label=y)
+            for i, (a, b, y) in enumerate(items)
+        ],
+        ["choice1", "choice2"],
+        name="copa",
+    )
 
 
 def boolq(labels: list[int]) -> TaskDataset:
-    return TaskDataset([Example(text=f"passage {i}", text_pair=f"is it {i}", label=y) for i, y in enumerate(labels)],
-                       ["no", "yes"], name="boolq")
+    return TaskDataset(
+        [Example(text=f"passage {i}", text_pair=f"is it {i}", label=y) for i, y in enumerate(labels)],
+        ["no", "yes"],
+        name="boolq",
+    )
 
 
 def alpaca(n: int = 12) -> TaskDataset:
-    return TaskDataset([Example(text=f"Explain idea {i}.", answer=f"Sure! It is very simple: idea {i} is a lot of "
-                                f"fun. It is important to note that it works.", meta={"row": i}) for i in range(n)],
-                       [], name="alpaca")
+    return TaskDataset(
+        [
+            Example(
+                text=f"Explain idea {i}.",
+                answer=f"Sure! It is very simple: idea {i} is a lot of fun. It is important to note that it works.",
+                meta={"row": i},
+            )
+            for i in range(n)
+        ],
+        [],
+        name="alpaca",
+    )
 
 
 def test_all_six_shifts_are_registered():
@@ -38,16 +56,19 @@ def test_all_six_shifts_are_registered():
 
 
 # -- COPA-BS ---------------------------------------------------------------------------------------------
-@pytest.mark.parametrize("choice1, choice2, expected", [
-    # hand-picked COPA items (val idx 6, 27, 92, 39, 0) and the paper's own example
-    ("The forecast called for storms.", "My friends urged me to go out.", 1),
-    ("He heard thunder.", "The sun went down.", 0),
-    ("He parallel parked on the street.", "The parking meter expired.", 0),
-    ("His hair turned gray.", "He sold his belongings.", 1),
-    ("The toilet filled with water.", "Water flowed from the spout.", None),  # tie: neither
-    ("The person went to the store.", "The rain caused flooding.", 0),
-    ("The rain caused flooding.", "The person went to the store.", 1),
-])
+@pytest.mark.parametrize(
+    "choice1, choice2, expected",
+    [
+        # hand-picked COPA items (val idx 6, 27, 92, 39, 0) and the paper's own example
+        ("The forecast called for storms.", "My friends urged me to go out.", 1),
+        ("He heard thunder.", "The sun went down.", 0),
+        ("He parallel parked on the street.", "The parking meter expired.", 0),
+        ("His hair turned gray.", "He sold his belongings.", 1),
+        ("The toilet filled with water.", "Water flowed from the spout.", None),  # tie: neither
+        ("The person went to the store.", "The rain caused flooding.", 0),
+        ("The rain caused flooding.", "The person went to the store.", 1),
+    ],
+)
 def test_human_related_rule_on_hand_picked_items(choice1, choice2, expected):
     assert human_related_option(choice1, choice2) == expected
 
@@ -72,8 +93,12 @@ HUMAN_NATURE = ("The man went to the store.", "The rain fell.")
 
 
 def test_copa_bs_moves_answers_to_the_human_option():
-    items = [(*HUMAN_NATURE, 1), (*HUMAN_NATURE, 0), (HUMAN_NATURE[1], HUMAN_NATURE[0], 0),
-             ("It rained.", "It snowed.", 1)]
+    items = [
+        (*HUMAN_NATURE, 1),
+        (*HUMAN_NATURE, 0),
+        (HUMAN_NATURE[1], HUMAN_NATURE[0], 0),
+        ("It rained.", "It snowed.", 1),
+    ]
     data = copa(items)
     shifted, card = bias_shift(data, alpha=1.5, fraction=1.0)
     assert [ex.label for ex in shifted] == [0, 0, 1, 1]
@@ -103,8 +128,9 @@ def test_copa_bs_seed_picks_a_deterministic_subset():
     assert changed != [i for i, ex in enumerate(c) if ex.label == 0]
 
 
-@pytest.mark.parametrize("kwargs, match", [({"alpha": -1}, "alpha"), ({"fraction": 2}, "fraction"),
-                                           ({"alpha": True}, "alpha")])
+@pytest.mark.parametrize(
+    "kwargs, match", [({"alpha": -1}, "alpha"), ({"fraction": 2}, "fraction"), ({"alpha": True}, "alpha")]
+)
 def test_copa_bs_bad_parameters(kwargs, match):
     with pytest.raises(ConfigError, match=match):
         bias_shift(copa([(*HUMAN_NATURE, 1)]), **kwargs)
@@ -152,9 +178,16 @@ def test_boolq_ps_fraction_styles_and_seed():
     assert len(plain) == 20 and all(ex.answer in ("yes", "no") for ex in plain)
 
 
-@pytest.mark.parametrize("params, match", [({"styles": "rude"}, "unknown style rude"), ({"fraction": -0.1}, "fraction"),
-                                           ({"yes_label": "true"}, "yes_label"), ({"rephraser": "gpt"}, "rephraser"),
-                                           ({"colour": 1}, "no parameter colour")])
+@pytest.mark.parametrize(
+    "params, match",
+    [
+        ({"styles": "rude"}, "unknown style rude"),
+        ({"fraction": -0.1}, "fraction"),
+        ({"yes_label": "true"}, "yes_label"),
+        ({"rephraser": "gpt"}, "rephraser"),
+        ({"colour": 1}, "no parameter colour"),
+    ],
+)
 def test_boolq_ps_bad_parameters(params, match):
     with pytest.raises(ConfigError, match=match):
         apply_shift("boolq-ps", boolq([0, 1]), params)

@@ -30,8 +30,15 @@ def test_pool_layers_equals_a_masked_mean_per_layer(start):
 
 def test_prefix_cache_gradient_equals_per_layer_indexing():
     """Each layer's keys and values get exactly their own rows of the prefix gradient."""
-    geo = ModelGeometry(model_type="llama", num_layers=3, hidden_size=8, num_attention_heads=4,
-                        num_key_value_heads=2, head_dim=4, is_decoder=True)
+    geo = ModelGeometry(
+        model_type="llama",
+        num_layers=3,
+        hidden_size=8,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        head_dim=4,
+        is_decoder=True,
+    )
     from transformers import LlamaConfig
 
     config = LlamaConfig(hidden_size=8, num_hidden_layers=3, num_attention_heads=4, num_key_value_heads=2, head_dim=4)
@@ -39,8 +46,9 @@ def test_prefix_cache_gradient_equals_per_layer_indexing():
     prefix = torch.randn(2, 3, 2, 5, 8, requires_grad=True)
     weights = torch.randn(3, 2, 2, 2, 5, 4)  # (layer, key/value, B, kv_heads, m, head_dim)
     cache = build_prefix_cache(prefix, geo, config)
-    loss = sum((cache.layers[i].keys * weights[i, 0]).sum() + (cache.layers[i].values * weights[i, 1]).sum()
-               for i in range(3))
+    loss = sum(
+        (cache.layers[i].keys * weights[i, 0]).sum() + (cache.layers[i].values * weights[i, 1]).sum() for i in range(3)
+    )
     (grad,) = torch.autograd.grad(loss, prefix)
     # d loss / d prefix[b, l, c, j, h*hd + e] = weights[l, c, b, h, j, e]
     expected = weights.permute(2, 0, 1, 4, 3, 5).reshape(2, 3, 2, 5, 8)

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from prefalign.tasks import TASKS, load_task
 from prefalign.errors import DataError
+from prefalign.tasks import TASKS, load_task
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 RECORD_FIXTURE = Path(__file__).resolve().parent / "data" / "record"
@@ -27,18 +27,33 @@ def write_jsonl(path: Path, rows: list[dict]) -> Path:
 
 
 def boolq_rows(n: int, key: str = "answer") -> list[dict]:
-    return [{"question": f"is thing {i} true", "passage": f"Passage {i} says thing {i} is {i % 3 != 0}.",
-             key: i % 3 != 0} for i in range(n)]
+    return [
+        {"question": f"is thing {i} true", "passage": f"Passage {i} says thing {i} is {i % 3 != 0}.", key: i % 3 != 0}
+        for i in range(n)
+    ]
 
 
 def copa_rows(n: int = 6) -> list[dict]:
-    return [{"premise": f"The man did thing {i}.", "choice1": "He went home.", "choice2": "It rained.",
-             "question": "cause" if i % 2 else "effect", "label": i % 2, "idx": i} for i in range(n)]
+    return [
+        {
+            "premise": f"The man did thing {i}.",
+            "choice1": "He went home.",
+            "choice2": "It rained.",
+            "question": "cause" if i % 2 else "effect",
+            "label": i % 2,
+            "idx": i,
+        }
+        for i in range(n)
+    ]
 
 
 def test_registered_tasks_declare_kind_metric_and_shift():
-    expected = {"boolq": ("classification", "accuracy", "boolq-ps"), "copa": ("multiple_choice", "accuracy", "copa-bs"),
-                "record": ("generation", "f1-em", "record-r"), "alpaca": ("generation", "gpt-score", "alpaca-is")}
+    expected = {
+        "boolq": ("classification", "accuracy", "boolq-ps"),
+        "copa": ("multiple_choice", "accuracy", "copa-bs"),
+        "record": ("generation", "f1-em", "record-r"),
+        "alpaca": ("generation", "gpt-score", "alpaca-is"),
+    }
     for name, (kind, metric, shift) in expected.items():
         task = TASKS[name]
         assert (task.kind, task.metric, task.shift) == (kind, metric, shift)
@@ -93,12 +108,15 @@ def test_copa_text_carries_the_question_type(tmp_path):
     assert train[1].meta["question"] == "cause"
 
 
-@pytest.mark.parametrize("change, match", [
-    ({"question": "why"}, "field 'question' is 'why'"),
-    ({"label": 2}, "field 'label' is 2"),
-    ({"choice2": ""}, "field 'choice2' is empty"),
-    ({"label": None}, "has no field 'label'"),
-])
+@pytest.mark.parametrize(
+    "change, match",
+    [
+        ({"question": "why"}, "field 'question' is 'why'"),
+        ({"label": 2}, "field 'label' is 2"),
+        ({"choice2": ""}, "field 'choice2' is empty"),
+        ({"label": None}, "has no field 'label'"),
+    ],
+)
 def test_copa_bad_records(tmp_path, change, match):
     rows = copa_rows(3)
     rows[2].update(change)
@@ -124,7 +142,7 @@ def test_record_fixture_one_example_per_query():
 def test_record_entity_spans_are_inclusive_and_checked(tmp_path):
     row = json.loads((RECORD_FIXTURE / "val.jsonl").read_text().splitlines()[0])
     text, span = row["passage"]["text"], row["passage"]["entities"][0]
-    assert text[span["start"]:span["end"] + 1] == "Ada Lovelace"
+    assert text[span["start"] : span["end"] + 1] == "Ada Lovelace"
     row["passage"]["entities"].append({"start": 5, "end": 10_000})
     write_jsonl(tmp_path / "train.jsonl", [row])
     write_jsonl(tmp_path / "val.jsonl", [row])
@@ -143,8 +161,10 @@ def test_record_unlabelled_queries_are_refused(tmp_path):
 
 
 def test_alpaca_json_array_with_held_out_test(tmp_path):
-    rows = [{"instruction": f"Do task {i}.", "input": "some input" if i % 2 else "", "output": f"Done {i}."}
-            for i in range(30)]
+    rows = [
+        {"instruction": f"Do task {i}.", "input": "some input" if i % 2 else "", "output": f"Done {i}."}
+        for i in range(30)
+    ]
     (tmp_path / "alpaca_data.json").write_text(json.dumps(rows))
     train, validation, test = load_task("alpaca", tmp_path)
     assert (len(train), validation, len(test)) == (27, None, 3)
@@ -184,8 +204,8 @@ def test_real_alpaca():
 def test_boolq_ps_config_trains_on_styled_answers_and_scores_the_test_labels(tmp_path):
     """data.shift = boolq-ps turns train/validation into styled answers; the test split keeps its
     yes/no labels, as answers the yes/no accuracy reads (runner.as_generation)."""
-    from prefalign.training.config import DataConfig
     from prefalign.generation import gold_polarity
+    from prefalign.training.config import DataConfig
     from prefalign.training.splits import load_splits
 
     (tmp_path / "boolq_validation.json").write_text(json.dumps(boolq_rows(40)))

@@ -13,9 +13,18 @@ def test_prefalign_train_logs_tokens_per_second(vocab_file, tmp_path):
     model_dir = save_tiny_model("bert", vocab_file, tmp_path / "tiny-bert")
     train_file = write_csv(tmp_path / "train.csv", toy_rows(48))
     out = tmp_path / "run"
-    sets = [f"model.name={model_dir}", f"data.train={train_file}", "method.name=dcpc", f"training.output_dir={out}",
-            "training.max_steps=4", "training.eval_steps=2", "training.logging_steps=2", "training.batch_size=8",
-            "training.progress=false", "training.device=cpu"]
+    sets = [
+        f"model.name={model_dir}",
+        f"data.train={train_file}",
+        "method.name=dcpc",
+        f"training.output_dir={out}",
+        "training.max_steps=4",
+        "training.eval_steps=2",
+        "training.logging_steps=2",
+        "training.batch_size=8",
+        "training.progress=false",
+        "training.device=cpu",
+    ]
     rc, _, err = run_main(["train"] + [a for s in sets for a in ("--set", s)])
     assert rc == 0, err
     train_logs = [h for h in json.loads((out / "log_history.json").read_text()) if "loss" in h]

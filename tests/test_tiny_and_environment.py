@@ -27,7 +27,12 @@ def test_tiny_overrides_and_name_and_unknown_kind(vocab_file):
     tok = make_tokenizer(vocab_file)
     lm = tiny_backbone("bert", tok, name="tiny", hidden_size=64, intermediate_size=128, max_position_embeddings=512)
     cfg = lm.model.config
-    assert (cfg.hidden_size, cfg.intermediate_size, cfg.max_position_embeddings, cfg.num_hidden_layers) == (64, 128, 512, 2)
+    assert (cfg.hidden_size, cfg.intermediate_size, cfg.max_position_embeddings, cfg.num_hidden_layers) == (
+        64,
+        128,
+        512,
+        2,
+    )
     assert (lm.name, lm.path, lm.geometry.hidden_size) == ("tiny", "tiny", 64)
     with pytest.raises(ValueError, match="unknown tiny backbone"):
         tiny_backbone("t5", tok)

@@ -13,15 +13,27 @@ The public API, small on purpose:
 __version__ = "0.1.0"
 
 from .errors import UserError
+from .inference import evaluate, load_for_inference, predict_proba
 from .methods import build_method, load_method, save_method
 from .methods.dcpc import DCPCConfig, DCPCModel
 from .models import load_backbone
-from .inference import evaluate, load_for_inference, predict_proba
 from .shifts import polarity_shift
 from .training.config import ExperimentConfig, load_config
 from .training.run import train
 
 __all__ = [
-    "DCPCConfig", "DCPCModel", "ExperimentConfig", "UserError", "build_method", "evaluate", "load_backbone",
-    "load_config", "load_for_inference", "load_method", "polarity_shift", "predict_proba", "save_method", "train",
+    "DCPCConfig",
+    "DCPCModel",
+    "ExperimentConfig",
+    "UserError",
+    "build_method",
+    "evaluate",
+    "load_backbone",
+    "load_config",
+    "load_for_inference",
+    "load_method",
+    "polarity_shift",
+    "predict_proba",
+    "save_method",
+    "train",
 ]

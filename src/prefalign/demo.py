@@ -7,13 +7,13 @@ import platform
 import time
 from pathlib import Path
 
-from .utils.config_base import deep_merge
 from .data import TaskDataset, rotten_tomatoes
-from .utils.environment import versions
 from .models.loading import load_backbone
+from .shifts import polarity_shift, write_card, write_dataset_jsonl
 from .training.config import load_config
 from .training.run import mean_logged, train
-from .shifts import polarity_shift, write_card, write_dataset_jsonl
+from .utils.config_base import deep_merge
+from .utils.environment import versions
 
 # The embedded defaults: chosen on validation data so that P-Tuning v2 itself learns (docs/methods/dcpc.md).
 DEMO_DEFAULTS = {
@@ -45,8 +45,14 @@ def demo_splits(seed: int, quick: bool) -> tuple[TaskDataset, TaskDataset, TaskD
     return rotten_tomatoes.demo_splits(seed, rotten_tomatoes.QUICK_SIZES if quick else rotten_tomatoes.DEMO_SIZES)
 
 
-def run_demo(output_dir: str = "runs/demo", model: str = "minilm", seed: int = 0, quick: bool = False,
-             config_path: str | None = None, overrides: list[str] | None = None) -> dict:
+def run_demo(
+    output_dir: str = "runs/demo",
+    model: str = "minilm",
+    seed: int = 0,
+    quick: bool = False,
+    config_path: str | None = None,
+    overrides: list[str] | None = None,
+) -> dict:
     """Train both methods on both training sets, print the accuracy table, write summary files."""
     t0 = time.time()
     out = Path(output_dir)
@@ -56,36 +62,58 @@ def run_demo(output_dir: str = "runs/demo", model: str = "minilm", seed: int = 0
     train_shifted, card = polarity_shift(train_clean, seed=seed)
     write_card(out / "data" / "sst2-p", card)
     write_dataset_jsonl(out / "data" / "sst2-p" / "train.jsonl", train_shifted)
-    print(f"Rotten Tomatoes: {len(train_clean)} train / {len(validation)} validation / {len(test)} test reviews; "
-          f"SST-2-P shifted {card['n_changed']} training labels (fraction {card['parameters']['fraction']})")
+    print(
+        f"Rotten Tomatoes: {len(train_clean)} train / {len(validation)} validation / {len(test)} test reviews; "
+        f"SST-2-P shifted {card['n_changed']} training labels (fraction {card['parameters']['fraction']})"
+    )
     backbone = load_backbone(base["model"]["name"])
     rows = []
     for train_name, train_set in (("clean", train_clean), ("sst2-p", train_shifted)):
         for method in METHODS:
             run_dir = out / f"{method}-{train_name}"
-            cfg = load_config(config_path, list(overrides or []) + [f"training.output_dir={run_dir}"],
-                              base=deep_merge(base, {"method": {"name": method}}))
+            cfg = load_config(
+                config_path,
+                list(overrides or []) + [f"training.output_dir={run_dir}"],
+                base=deep_merge(base, {"method": {"name": method}}),
+            )
             print(f"training {method} on {train_name} labels ...", flush=True)
             result = train(cfg, backbone=backbone, splits=(train_set, validation, test))
             m = result.metrics
-            print(f"  validation {m['validation_accuracy']:.3f}, test {m['test_accuracy']:.3f}, "
-                  f"{m['train_steps']} steps, {m['seconds']:.0f} s", flush=True)
-            rows.append({"method": method, "train_labels": train_name,
-                         "test_accuracy": result.metrics["test_accuracy"],
-                         "gate_cos_rate": mean_logged(result.log_history, "gate_cos_rate"),
-                         "validation_accuracy": result.metrics["validation_accuracy"],
-                         "steps": result.metrics["train_steps"], "seconds": result.metrics["seconds"]})
+            print(
+                f"  validation {m['validation_accuracy']:.3f}, test {m['test_accuracy']:.3f}, "
+                f"{m['train_steps']} steps, {m['seconds']:.0f} s",
+                flush=True,
+            )
+            rows.append(
+                {
+                    "method": method,
+                    "train_labels": train_name,
+                    "test_accuracy": result.metrics["test_accuracy"],
+                    "gate_cos_rate": mean_logged(result.log_history, "gate_cos_rate"),
+                    "validation_accuracy": result.metrics["validation_accuracy"],
+                    "steps": result.metrics["train_steps"],
+                    "seconds": result.metrics["seconds"],
+                }
+            )
     seconds = time.time() - t0
-    summary = {"rows": rows, "seconds": round(seconds, 1), "model": base["model"]["name"], "seed": seed,
-               "quick": quick, "machine": platform.platform(), "versions": versions()}
+    summary = {
+        "rows": rows,
+        "seconds": round(seconds, 1),
+        "model": base["model"]["name"],
+        "seed": seed,
+        "quick": quick,
+        "machine": platform.platform(),
+        "versions": versions(),
+    }
     out.mkdir(parents=True, exist_ok=True)
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
     table = render_table(rows)
     (out / "summary.md").write_text(table + f"\n\nTotal time: {seconds:.0f} s\n")
     print()
     print(table)
-    print(f"\nAccuracy on clean held-out reviews. Total time: {seconds / 60:.1f} min ({seconds:.0f} s). "
-          f"Results in {out}/")
+    print(
+        f"\nAccuracy on clean held-out reviews. Total time: {seconds / 60:.1f} min ({seconds:.0f} s). Results in {out}/"
+    )
     return summary
 
 
@@ -95,8 +123,10 @@ def render_table(rows: list[dict]) -> str:
     sets = list(dict.fromkeys(r["train_labels"] for r in rows))
     acc = {(r["method"], r["train_labels"]): r["test_accuracy"] for r in rows}
     gate = {(r["method"], r["train_labels"]): r.get("gate_cos_rate") for r in rows}
-    lines = ["| method | " + " | ".join(f"trained on {s} labels" for s in sets) + " | pairs through the cosine gate |",
-             "|---|" + "---|" * (len(sets) + 1)]
+    lines = [
+        "| method | " + " | ".join(f"trained on {s} labels" for s in sets) + " | pairs through the cosine gate |",
+        "|---|" + "---|" * (len(sets) + 1),
+    ]
     for m in methods:
         rates = [gate[(m, s)] for s in sets if gate.get((m, s)) is not None]
         shown = " / ".join(f"{100 * r:.1f}%" for r in rates) if rates else "n/a (no pairwise terms)"

@@ -25,14 +25,16 @@ def load_for_inference(adapter_dir: str, backbone: LoadedModel | None = None):
     if "label_names" not in meta:
         raise CheckpointError(f"{adapter_dir}: prefalign_config.json lacks label_names")
     prompt = PromptFormat(**meta.get("prompt", {}))
-    collator = Collator(backbone.tokenizer, backbone.geometry, len(meta["label_names"]), prompt,
-                        meta.get("max_length", 128))
+    collator = Collator(
+        backbone.tokenizer, backbone.geometry, len(meta["label_names"]), prompt, meta.get("max_length", 128)
+    )
     return model, backbone, collator, meta
 
 
 @torch.no_grad()
-def predict_proba(model: Method, collator: Collator, data: TaskDataset, batch_size: int = 64,
-                  progress: bool = False) -> np.ndarray:
+def predict_proba(
+    model: Method, collator: Collator, data: TaskDataset, batch_size: int = 64, progress: bool = False
+) -> np.ndarray:
     """Class probabilities (N, C) for every example, in order."""
     model.eval()
     device = next(model.parameters()).device
@@ -45,8 +47,9 @@ def predict_proba(model: Method, collator: Collator, data: TaskDataset, batch_si
     return np.concatenate(out)
 
 
-def evaluate(model: Method, collator: Collator, data: TaskDataset, batch_size: int = 64,
-             progress: bool = False) -> dict:
+def evaluate(
+    model: Method, collator: Collator, data: TaskDataset, batch_size: int = 64, progress: bool = False
+) -> dict:
     """Accuracy (against hard labels) and the number of examples; on multi-annotator data also F1, soft
     cross-entropy, JSD, ECE and per-group scores (prefalign.evaluation.disagreement)."""
     probs = predict_proba(model, collator, data, batch_size, progress)

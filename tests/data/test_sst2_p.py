@@ -69,9 +69,7 @@ def test_deterministic_for_a_seed():
 
 def test_positive_label_zero_and_flips():
     data = TaskDataset([Example(text=f"t{i}", label=i % 2) for i in range(10)], ["positive", "negative"])
-    shifted, card = polarity_shift(
-        data, fraction=1.0, positive_label=0, delta_positive=0.7, delta_negative=0.2
-    )
+    shifted, card = polarity_shift(data, fraction=1.0, positive_label=0, delta_positive=0.7, delta_negative=0.2)
     for ex in shifted:
         # class 0 is positive: y' = 0.3 for positives, 0.2 for negatives, stored at index 0
         assert ex.soft_label == pytest.approx([0.3, 0.7] if ex.label == 0 else [0.2, 0.8])
@@ -83,7 +81,11 @@ def test_card_fields():
     assert card["shift"] == "sst2-p"
     assert card["paper"] == "DCPC appendix A.1.1 eq. 16-18"
     assert card["parameters"] == {
-        "fraction": 0.5, "delta_positive": 0.3, "delta_negative": 0.4, "positive_label": 1, "seed": 7,
+        "fraction": 0.5,
+        "delta_positive": 0.3,
+        "delta_negative": 0.4,
+        "positive_label": 1,
+        "seed": 7,
     }
     assert card["label_names"] == NAMES
     assert card["label_distribution_before"] == {"negative": 10.0, "positive": 10.0}
@@ -94,12 +96,15 @@ def test_card_fields():
     json.dumps(card)
 
 
-@pytest.mark.parametrize("kwargs, message", [
-    ({"fraction": 1.5}, r"fraction must be a number in \[0, 1\]"),
-    ({"delta_positive": -0.1}, "delta_positive must be"),
-    ({"delta_negative": "0.4"}, "delta_negative must be"),
-    ({"positive_label": 2}, "positive_label must be 0 or 1"),
-])
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"fraction": 1.5}, r"fraction must be a number in \[0, 1\]"),
+        ({"delta_positive": -0.1}, "delta_positive must be"),
+        ({"delta_negative": "0.4"}, "delta_negative must be"),
+        ({"positive_label": 2}, "positive_label must be 0 or 1"),
+    ],
+)
 def test_bad_parameters(kwargs, message):
     with pytest.raises(ConfigError, match=message):
         polarity_shift(binary(4, 4), **kwargs)
@@ -128,6 +133,7 @@ def test_card_and_jsonl_written_and_read_back(tmp_path):
     written = sorted(p.name for p in (tmp_path / "out").iterdir())
     assert written == ["DATASET_CARD.json", "DATASET_CARD.md", "train.jsonl"]  # no temporary files left
     back = read_table(data_path, soft_label_column="soft_label", label_names=card["label_names"])
+
     def fields(ds):
         return [(ex.text, ex.label, ex.soft_label) for ex in ds]
 
@@ -139,8 +145,9 @@ def test_card_and_jsonl_written_and_read_back(tmp_path):
 def test_jsonl_round_trip_for_pairs_and_choices(tmp_path):
     examples = [Example(text="p", text_pair="h", label=0), Example(text="q", text_pair="i", label=1)]
     pairs = TaskDataset(examples, ["a", "b"])
-    back = read_table(write_dataset_jsonl(tmp_path / "pairs.jsonl", pairs), text_pair_column="text_pair",
-                      label_names=["a", "b"])
+    back = read_table(
+        write_dataset_jsonl(tmp_path / "pairs.jsonl", pairs), text_pair_column="text_pair", label_names=["a", "b"]
+    )
     assert [(ex.text, ex.text_pair, ex.label) for ex in back] == [("p", "h", 0), ("q", "i", 1)]
     first = json.loads((tmp_path / "pairs.jsonl").read_text(encoding="utf-8").splitlines()[0])
     assert set(first) == {"text", "label", "text_pair"}

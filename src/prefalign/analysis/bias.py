@@ -16,17 +16,17 @@ encoder has no LM head to exit through. Samples may carry several labels (TweetE
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
 
 import torch
 
 from ..errors import ConfigError
 from ..utils.atomic_files import write_text_atomically
 from .layers import Subject, csv_text, format_number, read_layers
-from .probe_data import ProbeRow
 from .plots import bias_compare_figure, bias_figure, safe_name
+from .probe_data import ProbeRow
 
 COLUMNS = ("model", "layer", "label", "contain", "not_contain", "gap", "n_contain", "n_not_contain")
 
@@ -49,9 +49,18 @@ class BiasResult:
         for layer in range(self.num_layers):
             for c, name in enumerate(self.label_names):
                 con, nco = float(self.contain[layer, c]), float(self.not_contain[layer, c])
-                out.append({"model": self.subject, "layer": layer + 1, "label": name, "contain": con,
-                            "not_contain": nco, "gap": con - nco, "n_contain": self.n_contain[c],
-                            "n_not_contain": self.n_not_contain[c]})
+                out.append(
+                    {
+                        "model": self.subject,
+                        "layer": layer + 1,
+                        "label": name,
+                        "contain": con,
+                        "not_contain": nco,
+                        "gap": con - nco,
+                        "n_contain": self.n_contain[c],
+                        "n_not_contain": self.n_not_contain[c],
+                    }
+                )
         return out
 
 
@@ -60,8 +69,10 @@ def label_map(subject: Subject, data_names: Sequence[str]) -> list[int]:
     own = [str(n) for n in subject.label_names]
     missing = [n for n in data_names if str(n) not in own]
     if missing:
-        raise ConfigError(f"{subject.name} knows the labels {own}, but the data has {missing}; probe data "
-                          "labelled with the checkpoint's own label names")
+        raise ConfigError(
+            f"{subject.name} knows the labels {own}, but the data has {missing}; probe data "
+            "labelled with the checkpoint's own label names"
+        )
     return [own.index(str(n)) for n in data_names]
 
 
@@ -69,18 +80,23 @@ def contain_means(label_logits: torch.Tensor, contains: torch.Tensor) -> tuple[t
     """(contain, not_contain), each (L, C): means of ``label_logits`` (L, N, C) over the samples where
     ``contains`` (N, C, bool) is true / false; NaN where the set is empty."""
     m = contains.to(label_logits.dtype).unsqueeze(0)  # (1, N, C)
+
     def mean(weights):
         total = weights.sum(1)
         return torch.where(total > 0, (label_logits * weights).sum(1) / total.clamp(min=1), torch.nan)
+
     return mean(m), mean(1 - m)
 
 
-def probe_bias(subject: Subject, rows: Sequence[ProbeRow], data_names: Sequence[str], *,
-               batch_size: int = 16) -> BiasResult:
+def probe_bias(
+    subject: Subject, rows: Sequence[ProbeRow], data_names: Sequence[str], *, batch_size: int = 16
+) -> BiasResult:
     """Contain / NOT Contain per label and layer for ``subject`` on ``rows`` (labels index ``data_names``)."""
     if not subject.is_decoder:
-        raise ConfigError(f"probe bias exits early through an LM head, and {subject.name} is an encoder (no LM head); "
-                          "use a decoder (LLaMA, Mistral, Qwen2, GPT-2 ...)")
+        raise ConfigError(
+            f"probe bias exits early through an LM head, and {subject.name} is an encoder (no LM head); "
+            "use a decoder (LLaMA, Mistral, Qwen2, GPT-2 ...)"
+        )
     mapping = label_map(subject, data_names)
     readout = read_layers(subject, [r.example() for r in rows], top_k=0, batch_size=batch_size)
     logits = readout.label_logits[1:, :, mapping].double()  # (L, N, C) in the data's label order
@@ -90,9 +106,9 @@ def probe_bias(subject: Subject, rows: Sequence[ProbeRow], data_names: Sequence[
             contains[i, c] = True
     contain, not_contain = contain_means(logits, contains)
     n_in = contains.sum(0).tolist()
-    return BiasResult(subject.name, [str(n) for n in data_names], contain, not_contain, n_in,
-                      [len(rows) - k for k in n_in])
-
+    return BiasResult(
+        subject.name, [str(n) for n in data_names], contain, not_contain, n_in, [len(rows) - k for k in n_in]
+    )
 
 
 def bias_csv(results: Sequence[BiasResult]) -> str:
@@ -107,8 +123,11 @@ def summary(results: Sequence[BiasResult], n_samples: int) -> str:
         lines.append(f"{r.subject}: layer {r.num_layers} (last)")
         for c, name in enumerate(r.label_names):
             con, nco = float(r.contain[last, c]), float(r.not_contain[last, c])
-            lines.append(f"  {name:16s} Contain {format_number(con):>9s}  NOT Contain {format_number(nco):>9s}  gap {format_number(con - nco):>9s}"
-                         f"  (n {r.n_contain[c]} / {r.n_not_contain[c]})")
+            lines.append(
+                f"  {name:16s} Contain {format_number(con):>9s}  NOT Contain {format_number(nco):>9s}  "
+                f"gap {format_number(con - nco):>9s}"
+                f"  (n {r.n_contain[c]} / {r.n_not_contain[c]})"
+            )
         finite = [float(v) for v in r.contain[last] if not math.isnan(float(v))]
         if len(finite) > 1:
             lines.append(f"  spread of Contain across labels (max - min): {format_number(max(finite) - min(finite))}")

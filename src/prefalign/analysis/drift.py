@@ -23,22 +23,33 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
 
 import torch
 
 from ..utils.atomic_files import write_text_atomically
 from .layers import LayerReadout, Subject, csv_text, format_number, read_layers
-from .probe_data import Pair
-import json
 from .plots import drift_figure
+from .probe_data import Pair
 
 COLUMNS = ("model", "layer", "cosine_similarity", "edit_distance", "kl_divergence", "label_difference", "n_pairs")
-PAIR_COLUMNS = ("model", "pair", "layer", "cosine_similarity", "edit_distance", "kl_divergence", "label_difference",
-                "label_a", "label_b", "predicted_a", "predicted_b")
+PAIR_COLUMNS = (
+    "model",
+    "pair",
+    "layer",
+    "cosine_similarity",
+    "edit_distance",
+    "kl_divergence",
+    "label_difference",
+    "label_a",
+    "label_b",
+    "predicted_a",
+    "predicted_b",
+)
 
 
 def levenshtein(a: Sequence, b: Sequence) -> int:
@@ -77,10 +88,17 @@ class DriftResult:
     def layer_means(self) -> list[dict]:
         rows = []
         for layer in range(self.num_layers):
-            rows.append({"model": self.subject, "layer": layer + 1,
-                         "cosine_similarity": _mean(self.cosine[:, layer]), "edit_distance": _mean(self.edit[:, layer]),
-                         "kl_divergence": _mean(self.kl[:, layer]),
-                         "label_difference": _mean(self.label_diff[:, layer]), "n_pairs": self.cosine.shape[0]})
+            rows.append(
+                {
+                    "model": self.subject,
+                    "layer": layer + 1,
+                    "cosine_similarity": _mean(self.cosine[:, layer]),
+                    "edit_distance": _mean(self.edit[:, layer]),
+                    "kl_divergence": _mean(self.kl[:, layer]),
+                    "label_difference": _mean(self.label_diff[:, layer]),
+                    "n_pairs": self.cosine.shape[0],
+                }
+            )
         return rows
 
 
@@ -113,32 +131,45 @@ def probe_drift(subject: Subject, pairs: Sequence[Pair], *, top_k: int = 10, bat
     return drift_from_readouts(subject.name, ra, rb)
 
 
-
 def drift_csv(results: Sequence[DriftResult]) -> str:
     return csv_text((row for result in results for row in result.layer_means()), COLUMNS)
 
 
-def pairs_csv(results: Sequence[DriftResult], pairs: Sequence[Pair], data_names: Sequence[str],
-              class_names: dict[str, list[str]]) -> str:
+def pairs_csv(
+    results: Sequence[DriftResult], pairs: Sequence[Pair], data_names: Sequence[str], class_names: dict[str, list[str]]
+) -> str:
     buf = io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=PAIR_COLUMNS, lineterminator="\n")
     writer.writeheader()
-    label = (lambda row: "|".join(data_names[i] for i in row.labels))
+
+    def label(row):
+        return "|".join(data_names[i] for i in row.labels)
+
     for result in results:
         names = class_names.get(result.subject, [])
         for i, pair in enumerate(pairs):
             for layer in range(result.num_layers):
                 pa = pb = ""
                 if result.predicted_a is not None:
-                    pa, pb = (names[int(t[i, layer])] if names else int(t[i, layer])
-                              for t in (result.predicted_a, result.predicted_b))
-                writer.writerow({"model": result.subject, "pair": i, "layer": layer + 1,
-                                 "cosine_similarity": format_number(float(result.cosine[i, layer])),
-                                 "edit_distance": format_number(float(result.edit[i, layer])),
-                                 "kl_divergence": format_number(float(result.kl[i, layer])),
-                                 "label_difference": format_number(float(result.label_diff[i, layer])),
-                                 "label_a": label(pair.a), "label_b": label(pair.b), "predicted_a": pa,
-                                 "predicted_b": pb})
+                    pa, pb = (
+                        names[int(t[i, layer])] if names else int(t[i, layer])
+                        for t in (result.predicted_a, result.predicted_b)
+                    )
+                writer.writerow(
+                    {
+                        "model": result.subject,
+                        "pair": i,
+                        "layer": layer + 1,
+                        "cosine_similarity": format_number(float(result.cosine[i, layer])),
+                        "edit_distance": format_number(float(result.edit[i, layer])),
+                        "kl_divergence": format_number(float(result.kl[i, layer])),
+                        "label_difference": format_number(float(result.label_diff[i, layer])),
+                        "label_a": label(pair.a),
+                        "label_b": label(pair.b),
+                        "predicted_a": pa,
+                        "predicted_b": pb,
+                    }
+                )
     return buf.getvalue()
 
 
@@ -150,36 +181,66 @@ def summary(results: Sequence[DriftResult], n_pairs: int) -> str:
         first, last = rows[0], rows[-1]
         peak = max(rows, key=lambda row: -1 if math.isnan(row["kl_divergence"]) else row["kl_divergence"])
         lines.append(f"{r.subject}: {r.num_layers} layers")
-        lines.append(f"  cosine similarity  layer 1 {format_number(first['cosine_similarity'])} -> layer {last['layer']} "
-                     f"{format_number(last['cosine_similarity'])} (min {format_number(min(x['cosine_similarity'] for x in rows))})")
+        lines.append(
+            f"  cosine similarity  layer 1 {format_number(first['cosine_similarity'])} -> layer {last['layer']} "
+            f"{format_number(last['cosine_similarity'])} "
+            f"(min {format_number(min(x['cosine_similarity'] for x in rows))})"
+        )
         if not math.isnan(first["edit_distance"]):
-            lines.append(f"  top-k edit distance layer 1 {format_number(first['edit_distance'])} -> layer {last['layer']} "
-                         f"{format_number(last['edit_distance'])}")
+            lines.append(
+                f"  top-k edit distance layer 1 {format_number(first['edit_distance'])} -> layer {last['layer']} "
+                f"{format_number(last['edit_distance'])}"
+            )
         if not math.isnan(first["kl_divergence"]):
-            lines.append(f"  KL(p_A || p_B)     layer 1 {format_number(first['kl_divergence'])} -> layer {last['layer']} "
-                         f"{format_number(last['kl_divergence'])} (peak {format_number(peak['kl_divergence'])} at layer {peak['layer']})")
-            lines.append(f"  predictions differ in {format_number(100 * last['label_difference'])}% of pairs at the last layer "
-                         f"(mean over layers {format_number(100 * sum(x['label_difference'] for x in rows) / len(rows))}%)")
+            lines.append(
+                f"  KL(p_A || p_B)     layer 1 {format_number(first['kl_divergence'])} -> layer {last['layer']} "
+                f"{format_number(last['kl_divergence'])} "
+                f"(peak {format_number(peak['kl_divergence'])} at layer {peak['layer']})"
+            )
+            lines.append(
+                f"  predictions differ in {format_number(100 * last['label_difference'])}% of pairs at the last layer "
+                f"(mean over layers {format_number(100 * sum(x['label_difference'] for x in rows) / len(rows))}%)"
+            )
         else:
             lines.append("  no label read-out (a bare encoder has no trained head): KL and label difference empty")
     return "\n".join(lines)
 
 
-def write_outputs(output: Path, results: Sequence[DriftResult], pairs: Sequence[Pair], data_names: Sequence[str],
-                  class_names: dict[str, list[str]], *, title: str = "") -> dict[str, Path]:
+def write_outputs(
+    output: Path,
+    results: Sequence[DriftResult],
+    pairs: Sequence[Pair],
+    data_names: Sequence[str],
+    class_names: dict[str, list[str]],
+    *,
+    title: str = "",
+) -> dict[str, Path]:
     """drift.csv, drift_pairs.csv, pairs.jsonl, drift.png and drift_summary.txt in ``output``."""
     output.mkdir(parents=True, exist_ok=True)
-    paths = {"csv": output / "drift.csv", "pairs_csv": output / "drift_pairs.csv", "pairs": output / "pairs.jsonl",
-             "png": output / "drift.png", "summary": output / "drift_summary.txt"}
+    paths = {
+        "csv": output / "drift.csv",
+        "pairs_csv": output / "drift_pairs.csv",
+        "pairs": output / "pairs.jsonl",
+        "png": output / "drift.png",
+        "summary": output / "drift_summary.txt",
+    }
     write_text_atomically(paths["csv"], drift_csv(results))
     write_text_atomically(paths["pairs_csv"], pairs_csv(results, pairs, data_names, class_names))
     lines = []
     for i, p in enumerate(pairs):
-        lines.append(json.dumps({"pair": i, "text_a": p.a.text, "text_b": p.b.text,
-                                 "label_a": "|".join(data_names[c] for c in p.a.labels),
-                                 "label_b": "|".join(data_names[c] for c in p.b.labels),
-                                 "mining_cosine": None if p.cosine is None else round(p.cosine, 6)},
-                                ensure_ascii=False))
+        lines.append(
+            json.dumps(
+                {
+                    "pair": i,
+                    "text_a": p.a.text,
+                    "text_b": p.b.text,
+                    "label_a": "|".join(data_names[c] for c in p.a.labels),
+                    "label_b": "|".join(data_names[c] for c in p.b.labels),
+                    "mining_cosine": None if p.cosine is None else round(p.cosine, 6),
+                },
+                ensure_ascii=False,
+            )
+        )
     write_text_atomically(paths["pairs"], "\n".join(lines) + "\n")
     text = summary(results, len(pairs))
     write_text_atomically(paths["summary"], text + "\n")

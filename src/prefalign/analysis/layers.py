@@ -21,8 +21,11 @@ Per layer ``l`` (0 = the embeddings, ``l`` = the output of transformer block ``l
 
 from __future__ import annotations
 
+import csv
+import io
+import math
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Callable, Sequence
 
 import torch
 from torch import nn
@@ -30,12 +33,9 @@ from torch import nn
 from ..data.collator import Collator, PromptFormat, build_task_spec
 from ..data.examples import Example, TaskDataset
 from ..errors import CheckpointError, ConfigError, ModelLoadError
+from ..inference import load_for_inference
 from ..models.classifier import PrefixClassifier, TaskSpec, masked_mean
 from ..models.loading import LoadedModel
-from ..inference import load_for_inference
-import math
-import csv
-import io
 
 FINAL_NORM_NAMES = ("norm", "ln_f", "final_layernorm", "final_layer_norm", "norm_f")
 
@@ -86,8 +86,14 @@ class LayerReadout:
         return self.pooled.shape[0] - 1
 
 
-def base_subject(backbone: LoadedModel, label_names: Sequence[str], prompt: PromptFormat, *, max_length: int = 128,
-                 name: str | None = None) -> Subject:
+def base_subject(
+    backbone: LoadedModel,
+    label_names: Sequence[str],
+    prompt: PromptFormat,
+    *,
+    max_length: int = 128,
+    name: str | None = None,
+) -> Subject:
     """The bare backbone as a subject; decoders read classes through their LM head with ``prompt``."""
     geo = backbone.geometry
     names = [str(n) for n in label_names]
@@ -101,28 +107,42 @@ def base_subject(backbone: LoadedModel, label_names: Sequence[str], prompt: Prom
     classifier = PrefixClassifier(backbone.model, geo, spec)
     classifier.eval()
     collator = Collator(backbone.tokenizer, geo, len(names), prompt, max_length)
-    return Subject(name=name or _short(backbone.name), classifier=classifier, collator=collator, label_names=names,
-                   has_readout=geo.is_decoder,
-                   description=f"base model {backbone.name}" + (f", prompt {prompt.template!r}" if geo.is_decoder else ""),
-                   meta={"base_model": backbone.name, "prompt": {"template": prompt.template,
-                                                                 "verbalizers": prompt.verbalizers}})
+    return Subject(
+        name=name or _short(backbone.name),
+        classifier=classifier,
+        collator=collator,
+        label_names=names,
+        has_readout=geo.is_decoder,
+        description=f"base model {backbone.name}" + (f", prompt {prompt.template!r}" if geo.is_decoder else ""),
+        meta={"base_model": backbone.name, "prompt": {"template": prompt.template, "verbalizers": prompt.verbalizers}},
+    )
 
 
 def checkpoint_subject(adapter_dir: str, backbone: LoadedModel | None = None, name: str | None = None) -> Subject:
     """A saved adapter (any prefalign method) on its base model, ready to probe."""
     model, backbone, collator, meta = load_for_inference(adapter_dir, backbone)
     if getattr(model.task, "generation", False):
-        raise CheckpointError(f"{adapter_dir} answers a generation task; the probes read class labels, so they need "
-                              "a classification checkpoint")
+        raise CheckpointError(
+            f"{adapter_dir} answers a generation task; the probes read class labels, so they need "
+            "a classification checkpoint"
+        )
     if getattr(model.task, "multiple_choice", False):
-        raise CheckpointError(f"{adapter_dir} is a multiple-choice checkpoint; the probes read one label distribution "
-                              "per input, so they need a classification checkpoint")
+        raise CheckpointError(
+            f"{adapter_dir} is a multiple-choice checkpoint; the probes read one label distribution "
+            "per input, so they need a classification checkpoint"
+        )
     classifier = getattr(model, "classifier", None)
     if not isinstance(classifier, PrefixClassifier):
         raise CheckpointError(f"{adapter_dir}: method '{meta.get('method')}' has no PrefixClassifier to probe")
-    return Subject(name=name or meta.get("method", "checkpoint"), classifier=classifier, collator=collator,
-                   label_names=list(meta["label_names"]), method=model,
-                   description=f"{meta.get('method')} checkpoint {adapter_dir} on {meta.get('base_model')}", meta=meta)
+    return Subject(
+        name=name or meta.get("method", "checkpoint"),
+        classifier=classifier,
+        collator=collator,
+        label_names=list(meta["label_names"]),
+        method=model,
+        description=f"{meta.get('method')} checkpoint {adapter_dir} on {meta.get('base_model')}",
+        meta=meta,
+    )
 
 
 def _short(name: str) -> str:
@@ -159,8 +179,9 @@ def _hidden_states_of(subject: Subject, batch: dict[str, torch.Tensor]):
         if subject.method is not None:
             logits = subject.method(**inputs).logits
         else:
-            logits = subject.classifier(inputs["input_ids"], inputs["attention_mask"], None,
-                                        token_type_ids=inputs.get("token_type_ids")).logits
+            logits = subject.classifier(
+                inputs["input_ids"], inputs["attention_mask"], None, token_type_ids=inputs.get("token_type_ids")
+            ).logits
     finally:
         handle.remove()
         ask.remove()
@@ -169,14 +190,20 @@ def _hidden_states_of(subject: Subject, batch: dict[str, torch.Tensor]):
         raise ModelLoadError(f"{subject.name}: the backbone returned no hidden states; its layers cannot be probed")
     width = batch["input_ids"].shape[1]
     # Soft tokens (prompt tuning, LPT) come before the input: keep the last `width` positions.
-    hidden = [h[:, h.shape[1] - width:] for h in out.hidden_states]
-    last = out.last_hidden_state[:, out.last_hidden_state.shape[1] - width:]
+    hidden = [h[:, h.shape[1] - width :] for h in out.hidden_states]
+    last = out.last_hidden_state[:, out.last_hidden_state.shape[1] - width :]
     return hidden, logits, last
 
 
 @torch.no_grad()
-def read_layers(subject: Subject, examples: Sequence[Example], *, top_k: int = 10, batch_size: int = 16,
-                progress: Callable[[int, int], None] | None = None) -> LayerReadout:
+def read_layers(
+    subject: Subject,
+    examples: Sequence[Example],
+    *,
+    top_k: int = 10,
+    batch_size: int = 16,
+    progress: Callable[[int, int], None] | None = None,
+) -> LayerReadout:
     """Run ``examples`` through ``subject`` once and read every layer (see the module docstring)."""
     if not examples:
         raise ConfigError("nothing to probe: no examples")
@@ -189,12 +216,14 @@ def read_layers(subject: Subject, examples: Sequence[Example], *, top_k: int = 1
     lm_head = clf.model.get_output_embeddings() if decoder else None
     norm = final_norm(clf.model) if decoder else None
     if decoder and (lm_head is None or norm is None):
-        raise ModelLoadError(f"{subject.name}: cannot find the decoder's final norm and LM head for the logit lens "
-                             f"(looked for {', '.join(FINAL_NORM_NAMES)})")
+        raise ModelLoadError(
+            f"{subject.name}: cannot find the decoder's final norm and LM head for the logit lens "
+            f"(looked for {', '.join(FINAL_NORM_NAMES)})"
+        )
     vids = clf.verbalizer_ids if decoder and subject.has_readout else None
     pooled, scores, raw, tops, finals = [], [], [], [], []
     for start in range(0, len(examples), batch_size):
-        chunk = list(examples[start:start + batch_size])
+        chunk = list(examples[start : start + batch_size])
         batch = {k: v.to(device) for k, v in subject.collator(chunk).items()}
         hidden, logits, last_hidden = _hidden_states_of(subject, batch)
         mask = batch["attention_mask"]
@@ -223,10 +252,17 @@ def read_layers(subject: Subject, examples: Sequence[Example], *, top_k: int = 1
             scores.append(torch.stack(heads))
         if progress is not None:
             progress(min(start + batch_size, len(examples)), len(examples))
-    cat = (lambda parts: torch.cat(parts, dim=1) if parts else None)
-    return LayerReadout(pooled=torch.cat(pooled, dim=1).cpu(), class_scores=cat(scores),
-                        label_logits=cat(raw) if decoder else cat(scores), topk=cat(tops),
-                        final_logits=torch.cat(finals) if subject.has_readout else None)
+
+    def cat(parts):
+        return torch.cat(parts, dim=1) if parts else None
+
+    return LayerReadout(
+        pooled=torch.cat(pooled, dim=1).cpu(),
+        class_scores=cat(scores),
+        label_logits=cat(raw) if decoder else cat(scores),
+        topk=cat(tops),
+        final_logits=torch.cat(finals) if subject.has_readout else None,
+    )
 
 
 def _head_input(clf: PrefixClassifier, hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -239,18 +275,24 @@ def _head_input(clf: PrefixClassifier, hidden: torch.Tensor, mask: torch.Tensor)
 
 
 @torch.no_grad()
-def embed_texts(backbone: LoadedModel, texts: Sequence[str], pairs: Sequence[str | None] | None = None, *,
-                batch_size: int = 32, max_length: int = 128) -> torch.Tensor:
+def embed_texts(
+    backbone: LoadedModel,
+    texts: Sequence[str],
+    pairs: Sequence[str | None] | None = None,
+    *,
+    batch_size: int = 32,
+    max_length: int = 128,
+) -> torch.Tensor:
     """Mean-pooled last-layer states (N, d) of the bare backbone on the raw texts (no prompt), for mining."""
     tok = backbone.tokenizer
     base = backbone.model.base_model if backbone.geometry.is_decoder else backbone.model
     device = next(backbone.model.parameters()).device
     out = []
     for start in range(0, len(texts), batch_size):
-        chunk = list(texts[start:start + batch_size])
+        chunk = list(texts[start : start + batch_size])
         pair = None
-        if pairs is not None and any(p is not None for p in pairs[start:start + batch_size]):
-            pair = [p or "" for p in pairs[start:start + batch_size]]
+        if pairs is not None and any(p is not None for p in pairs[start : start + batch_size]):
+            pair = [p or "" for p in pairs[start : start + batch_size]]
         enc = tok(chunk, pair, truncation=True, max_length=max_length, padding=True, return_tensors="pt")
         enc = {k: v.to(device) for k, v in enc.items() if k in ("input_ids", "attention_mask", "token_type_ids")}
         hidden = base(**enc).last_hidden_state

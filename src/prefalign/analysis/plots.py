@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import torch
 
@@ -44,10 +44,12 @@ def _finite(values) -> bool:
     return any(not (isinstance(v, float) and math.isnan(v)) for v in values)
 
 
-DRIFT_PANELS = (("cosine_similarity", "cosine similarity of pooled states"),
-                ("edit_distance", "top-k edit distance (logit lens)"),
-                ("kl_divergence", "KL(p_A || p_B) of label distributions"),
-                ("label_difference", "share of pairs predicted differently"))
+DRIFT_PANELS = (
+    ("cosine_similarity", "cosine similarity of pooled states"),
+    ("edit_distance", "top-k edit distance (logit lens)"),
+    ("kl_divergence", "KL(p_A || p_B) of label distributions"),
+    ("label_difference", "share of pairs predicted differently"),
+)
 
 
 def drift_figure(per_subject: Sequence[Sequence[dict]], path: Path, title: str = "") -> Path:
@@ -140,22 +142,28 @@ def training_curves(log_history: list[dict], path: Path) -> tuple[Path | None, l
         for key, value in entry.items():
             if not isinstance(value, (int, float)) or isinstance(value, bool):
                 continue
-            if key in ("loss", "eval_loss") or key.startswith(("loss_", "gate_", "eval_loss_", "eval_gate_")) \
-                    or key in ("eval_accuracy", "learning_rate"):
+            if (
+                key in ("loss", "eval_loss")
+                or key.startswith(("loss_", "gate_", "eval_loss_", "eval_gate_"))
+                or key in ("eval_accuracy", "learning_rate")
+            ):
                 xs, ys = series.setdefault(key, ([], []))
                 xs.append(step)
                 ys.append(float(value))
     if not series:
         return None, []
-    groups = [("losses", [k for k in series if "loss" in k]), ("gate pass rates", [k for k in series if "gate_" in k]),
-              ("evaluation accuracy", [k for k in series if k == "eval_accuracy"]),
-              ("learning rate", [k for k in series if k == "learning_rate"])]
+    groups = [
+        ("losses", [k for k in series if "loss" in k]),
+        ("gate pass rates", [k for k in series if "gate_" in k]),
+        ("evaluation accuracy", [k for k in series if k == "eval_accuracy"]),
+        ("learning rate", [k for k in series if k == "learning_rate"]),
+    ]
     groups = [(t, keys) for t, keys in groups if keys]
     cols = min(2, len(groups))
     rows = (len(groups) + cols - 1) // cols
     fig, axes = plt.subplots(rows, cols, figsize=(6.2 * cols, 3.6 * rows), squeeze=False)
     flat = [ax for row in axes for ax in row]
-    for ax in flat[len(groups):]:
+    for ax in flat[len(groups) :]:
         ax.set_visible(False)
     for ax, (label, keys) in zip(flat, groups):
         for key in keys:

@@ -17,17 +17,19 @@ from __future__ import annotations
 import json
 import random
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
+
+import torch
 
 from ..data.examples import Example
-from ..errors import ConfigError, DataError
 from ..data.readers import _read_rows
+from ..errors import ConfigError, DataError
+from ..tasks import load_task
 from ..training.config import load_config
 from ..training.splits import load_splits
-import torch
-from ..tasks import load_task
 
 _SPLIT = re.compile(r"\s*[,;|]\s*")
 
@@ -55,14 +57,23 @@ class ProbeData:
         return any(len(r.labels) > 1 for r in self.rows)
 
 
-def read_multilabel(path: str | Path, *, text_column: str = "text", label_column: str = "label",
-                    text_pair_column: str | None = None, label_names: Sequence[str] | None = None,
-                    limit: int | None = None) -> ProbeData:
+def read_multilabel(
+    path: str | Path,
+    *,
+    text_column: str = "text",
+    label_column: str = "label",
+    text_pair_column: str | None = None,
+    label_names: Sequence[str] | None = None,
+    limit: int | None = None,
+) -> ProbeData:
     """Read a CSV/TSV/JSON/JSONL file (or saved datasets folder) whose label cells hold one or more labels."""
     path = Path(path)
     columns, raw_rows, class_names = _read_rows(path, label_column, limit)
-    for option, col in (("--text-column", text_column), ("--label-column", label_column),
-                        ("--text-pair-column", text_pair_column)):
+    for option, col in (
+        ("--text-column", text_column),
+        ("--label-column", label_column),
+        ("--text-pair-column", text_pair_column),
+    ):
         if col is not None and col not in columns:
             raise DataError(f"{path} has no column {col!r} (set by {option}); columns: {', '.join(columns[:20])}")
     names = [str(n) for n in label_names] if label_names else (list(class_names) if class_names else None)
@@ -122,7 +133,9 @@ def _label_items(cell: Any, n: int, path: Path) -> list:
         try:
             value = json.loads(text)
         except json.JSONDecodeError:
-            raise DataError(f"{path} row {n}: label cell {text[:40]!r} starts like a JSON list but is not one") from None
+            raise DataError(
+                f"{path} row {n}: label cell {text[:40]!r} starts like a JSON list but is not one"
+            ) from None
         return _label_items(value, n, path)
     return [part for part in _SPLIT.split(text) if part]
 
@@ -130,30 +143,40 @@ def _label_items(cell: Any, n: int, path: Path) -> list:
 def from_task_dataset(data, source: str) -> ProbeData:
     """A TaskDataset (task registry, config) as probe rows: each example's hard label."""
     if data.is_generation or data.is_multiple_choice:
-        raise DataError(f"{source} is a {'generation' if data.is_generation else 'multiple-choice'} split; the probes "
-                        "need inputs with class labels")
+        raise DataError(
+            f"{source} is a {'generation' if data.is_generation else 'multiple-choice'} split; the probes "
+            "need inputs with class labels"
+        )
     rows = [ProbeRow(text=ex.text, labels=(ex.hard_label(),), text_pair=ex.text_pair) for ex in data.examples]
     return ProbeData(rows, list(data.label_names), source)
 
 
 def load_probe_data(args) -> ProbeData:
     """The rows named by the probe's data options: --data FILE, --task/--path, or -c config (+ --split)."""
-    sources = [flag for flag, value in (("--data", args.data), ("--task", args.task), ("--config", args.config))
-               if value]
+    sources = [
+        flag for flag, value in (("--data", args.data), ("--task", args.task), ("--config", args.config)) if value
+    ]
     if len(sources) > 1:
         raise ConfigError(f"give one data source, not {' and '.join(sources)}")
     if not sources:
         raise ConfigError("name the data: --data FILE, --task NAME --path FOLDER, or --config CONFIG.yaml")
     label_names = _names(args.label_names)
     if args.data:
-        return read_multilabel(args.data, text_column=args.text_column, label_column=args.label_column,
-                               text_pair_column=args.text_pair_column, label_names=label_names)
+        return read_multilabel(
+            args.data,
+            text_column=args.text_column,
+            label_column=args.label_column,
+            text_pair_column=args.text_pair_column,
+            label_names=label_names,
+        )
     if args.task:
         splits = dict(zip(("train", "validation", "test"), load_task(args.task, args.path, args.seed)))
         data = splits[args.split]
         if data is None:
-            raise DataError(f"task '{args.task}' has no separate {args.split} split (validation is carved out of train "
-                            "at training time); use --split train or --split test")
+            raise DataError(
+                f"task '{args.task}' has no separate {args.split} split (validation is carved out of train "
+                "at training time); use --split train or --split test"
+            )
         return from_task_dataset(data, f"{args.task}/{args.split}")
     cfg = load_config(args.config, args.overrides)
     splits = dict(zip(("train", "validation", "test"), load_splits(cfg.data, cfg.training.seed)))
@@ -217,8 +240,9 @@ def read_pairs(path: str | Path, label_names: Sequence[str] | None = None) -> tu
     columns, rows, _ = _read_rows(path, None, None)
     for col in ("text_a", "text_b"):
         if col not in columns:
-            raise DataError(f"{path} has no column {col!r}; a pairs file has columns text_a, text_b and optionally "
-                            "label_a, label_b")
+            raise DataError(
+                f"{path} has no column {col!r}; a pairs file has columns text_a, text_b and optionally label_a, label_b"
+            )
     names = list(label_names) if label_names else []
     pairs = []
     for n, row in enumerate(rows, 1):

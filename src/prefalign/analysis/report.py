@@ -111,8 +111,16 @@ def _pairs_table(path: Path) -> str:
                 r = json.loads(line)
             except json.JSONDecodeError:
                 continue
-            rows.append([r.get("pair", ""), r.get("label_a", ""), r.get("text_a", ""), r.get("label_b", ""),
-                         r.get("text_b", ""), "" if r.get("mining_cosine") is None else r["mining_cosine"]])
+            rows.append(
+                [
+                    r.get("pair", ""),
+                    r.get("label_a", ""),
+                    r.get("text_a", ""),
+                    r.get("label_b", ""),
+                    r.get("text_b", ""),
+                    "" if r.get("mining_cosine") is None else r["mining_cosine"],
+                ]
+            )
     note = f'<p class="muted">first {MAX_TABLE_ROWS} of {len(rows)} pairs</p>' if len(rows) > MAX_TABLE_ROWS else ""
     return note + _table(["pair", "label A", "text A", "label B", "text B", "mining cosine"], rows[:MAX_TABLE_ROWS])
 
@@ -136,15 +144,21 @@ def _read_json(path: Path):
 def collect(run_dir: Path) -> dict:
     """What the report shows, found in ``run_dir`` (no rendering)."""
     files = list(_walk(run_dir))
-    found = {"config": run_dir / "config.yaml" if (run_dir / "config.yaml").is_file() else None,
-             "metrics": run_dir / "metrics.json" if (run_dir / "metrics.json").is_file() else None,
-             "log_history": run_dir / "log_history.json" if (run_dir / "log_history.json").is_file() else None,
-             "adapter": run_dir / "adapter" / "prefalign_config.json"
-             if (run_dir / "adapter" / "prefalign_config.json").is_file() else None}
+    found = {
+        "config": run_dir / "config.yaml" if (run_dir / "config.yaml").is_file() else None,
+        "metrics": run_dir / "metrics.json" if (run_dir / "metrics.json").is_file() else None,
+        "log_history": run_dir / "log_history.json" if (run_dir / "log_history.json").is_file() else None,
+        "adapter": run_dir / "adapter" / "prefalign_config.json"
+        if (run_dir / "adapter" / "prefalign_config.json").is_file()
+        else None,
+    }
     probe_dirs: dict[Path, list[Path]] = {}
     for f in files:
-        if f.name in PROBE_FILES + ("pairs.jsonl",) or f.name.endswith("_summary.txt") or \
-                (f.suffix == ".png" and f.parent != run_dir):
+        if (
+            f.name in PROBE_FILES + ("pairs.jsonl",)
+            or f.name.endswith("_summary.txt")
+            or (f.suffix == ".png" and f.parent != run_dir)
+        ):
             probe_dirs.setdefault(f.parent, []).append(f)
     found["probes"] = probe_dirs
     found["figures"] = [f for f in files if f.suffix == ".png" and f.parent == run_dir]
@@ -152,8 +166,10 @@ def collect(run_dir: Path) -> dict:
     cards += _cards_beside_data(found["config"])
     found["cards"] = _unique(cards)
     if not any([found["config"], found["metrics"], found["log_history"], probe_dirs, cards, found["figures"]]):
-        raise DataError(f"{run_dir} holds no run outputs (config.yaml, metrics.json, log_history.json, probe outputs or "
-                        "dataset cards); point prefalign report at a folder written by prefalign train or probe")
+        raise DataError(
+            f"{run_dir} holds no run outputs (config.yaml, metrics.json, log_history.json, probe outputs or "
+            "dataset cards); point prefalign report at a folder written by prefalign train or probe"
+        )
     return found
 
 
@@ -213,8 +229,10 @@ def _curves_section(found: dict, workdir: Path) -> str:
     png, series = training_curves(history, workdir / "curves.png")
     if png is None:
         return '<p class="muted">log_history.json holds no logged losses or rates.</p>'
-    return (_img(png, "training curves") +
-            f'<p class="muted">series: {_e(", ".join(series))} ({len(history)} log entries)</p>')
+    return (
+        _img(png, "training curves")
+        + f'<p class="muted">series: {_e(", ".join(series))} ({len(history)} log entries)</p>'
+    )
 
 
 def _adapter_section(found: dict) -> str:
@@ -226,18 +244,24 @@ def _adapter_section(found: dict) -> str:
     if prompt:
         rows.append(["prompt", json.dumps(prompt, ensure_ascii=False)])
     method = meta.get("method_config") or {}
-    out = "<h3>Checkpoint</h3>" + _table(["key", "value"], [[k, json.dumps(v) if isinstance(v, (list, dict)) else v]
-                                                          for k, v in rows])
+    out = "<h3>Checkpoint</h3>" + _table(
+        ["key", "value"], [[k, json.dumps(v) if isinstance(v, (list, dict)) else v] for k, v in rows]
+    )
     if method:
-        out += ("<details><summary>method settings</summary>" +
-                _table(["option", "value"], [[k, json.dumps(v)] for k, v in method.items()]) + "</details>")
+        out += (
+            "<details><summary>method settings</summary>"
+            + _table(["option", "value"], [[k, json.dumps(v)] for k, v in method.items()])
+            + "</details>"
+        )
     return out
 
 
 def _probe_section(found: dict, run_dir: Path) -> str:
     if not found["probes"]:
-        return ('<p class="muted">no probe outputs below this run directory; write them here with '
-                "<code>prefalign probe drift|bias --output RUN_DIR/probes/...</code></p>")
+        return (
+            '<p class="muted">no probe outputs below this run directory; write them here with '
+            "<code>prefalign probe drift|bias --output RUN_DIR/probes/...</code></p>"
+        )
     parts = []
     for folder, files in sorted(found["probes"].items()):
         rel = folder.relative_to(run_dir) if folder != run_dir else Path(".")
@@ -267,8 +291,10 @@ def _card_section(found: dict, run_dir: Path) -> str:
         if card.suffix == ".json":
             data = _read_json(card)
             if isinstance(data, dict):
-                rows = [[k, v if _is_num(v) or isinstance(v, str) else json.dumps(v, ensure_ascii=False)[:600]]
-                        for k, v in data.items()]
+                rows = [
+                    [k, v if _is_num(v) or isinstance(v, str) else json.dumps(v, ensure_ascii=False)[:600]]
+                    for k, v in data.items()
+                ]
                 parts.append(_table(["field", "value"], rows))
             else:
                 parts.append(f"<pre>{_e(json.dumps(data, indent=2)[:5000])}</pre>")
@@ -296,8 +322,11 @@ def render(run_dir: Path) -> str:
         curves = _curves_section(found, Path(tmp))
     config = ""
     if found["config"]:
-        config = ("<details><summary>config.yaml</summary><pre>" +
-                  _e(found["config"].read_text(encoding="utf-8", errors="replace")) + "</pre></details>")
+        config = (
+            "<details><summary>config.yaml</summary><pre>"
+            + _e(found["config"].read_text(encoding="utf-8", errors="replace"))
+            + "</pre></details>"
+        )
     figures = "".join(f'<p class="muted">{_e(f.name)}</p>' + _img(f, f.name) for f in found["figures"])
     stamp = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     sections = [
@@ -311,10 +340,12 @@ def render(run_dir: Path) -> str:
         sections.append(("figures", "Other figures", figures))
     nav = "<nav>" + "".join(f'<a href="#{sid}">{_e(name)}</a>' for sid, name, _ in sections) + "</nav>"
     body = "".join(f'<section id="{sid}"><h2>{_e(name)}</h2>{content}</section>' for sid, name, content in sections)
-    return (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>{_e(title)}</title>'
-            f"<style>{CSS}</style></head><body><h1>{_e(title)}</h1>"
-            f'<p class="muted">{_e(run_dir.resolve())} · generated {stamp} by prefalign {versions()["prefalign"]}</p>'
-            f"{nav}{body}</body></html>\n")
+    return (
+        f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>{_e(title)}</title>'
+        f"<style>{CSS}</style></head><body><h1>{_e(title)}</h1>"
+        f'<p class="muted">{_e(run_dir.resolve())} · generated {stamp} by prefalign {versions()["prefalign"]}</p>'
+        f"{nav}{body}</body></html>\n"
+    )
 
 
 def build_report(run_dir: str | Path, output: str | Path | None = None) -> Path:

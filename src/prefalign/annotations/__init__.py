@@ -9,7 +9,25 @@ from .formats import AnnotatedItems, AnnotationWarning, encode_labels, from_coun
 from .readers import read_annotation_file, read_davidson, read_lewidi, read_popquorn
 from .targets import TARGETS, aggregate, compute_targets, label_distribution, majority_vote
 
-__all__ = ["AnnotatedItems", "AnnotationConfig", "AnnotationWarning", "TARGETS", "aggregate", "annotated_splits",
-           "compute_targets", "encode_labels", "from_counts", "from_label_lists", "from_long", "group_distributions",
-           "group_names", "label_distribution", "majority_vote", "read_annotation_file", "read_davidson",
-           "read_lewidi", "read_popquorn", "to_task_dataset"]
+__all__ = [
+    "AnnotatedItems",
+    "AnnotationConfig",
+    "AnnotationWarning",
+    "TARGETS",
+    "aggregate",
+    "annotated_splits",
+    "compute_targets",
+    "encode_labels",
+    "from_counts",
+    "from_label_lists",
+    "from_long",
+    "group_distributions",
+    "group_names",
+    "label_distribution",
+    "majority_vote",
+    "read_annotation_file",
+    "read_davidson",
+    "read_lewidi",
+    "read_popquorn",
+    "to_task_dataset",
+]

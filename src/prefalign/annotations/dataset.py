@@ -9,7 +9,7 @@ none) with ``groups`` naming the rows. ``weight`` holds a CROWDLAB weight when a
 from __future__ import annotations
 
 import random
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -52,8 +52,14 @@ def group_distributions(items: AnnotatedItems, groups: Sequence[str]) -> np.ndar
     return np.divide(counts, total, out=np.zeros_like(counts), where=total > 0)
 
 
-def to_task_dataset(items: AnnotatedItems, target: str = "majority", *, seed: int = 0,
-                    groups: Sequence[str] = (), weights: np.ndarray | None = None) -> TaskDataset:
+def to_task_dataset(
+    items: AnnotatedItems,
+    target: str = "majority",
+    *,
+    seed: int = 0,
+    groups: Sequence[str] = (),
+    weights: np.ndarray | None = None,
+) -> TaskDataset:
     """Examples labelled by ``target`` (hard label and, for soft targets, the distribution), with the
     annotators' distribution, group distributions and weights in meta."""
     labels, soft = compute_targets(items, target, seed=seed)
@@ -62,19 +68,30 @@ def to_task_dataset(items: AnnotatedItems, target: str = "majority", *, seed: in
     names = tuple(groups)
     examples = []
     for i in range(len(items)):
-        meta = {"item": items.item_ids[i], "annotation_dist": dist[i].tolist(),
-                "n_annotations": int(items.counts[i].sum())}
+        meta = {
+            "item": items.item_ids[i],
+            "annotation_dist": dist[i].tolist(),
+            "n_annotations": int(items.counts[i].sum()),
+        }
         if group_dist is not None:
             meta["group_dist"], meta["groups"] = group_dist[i].tolist(), names
         if weights is not None:
             meta["weight"] = float(weights[i])
-        examples.append(Example(text=items.texts[i], text_pair=items.text_pairs[i] if items.text_pairs else None,
-                                label=int(labels[i]), soft_label=None if soft is None else soft[i].tolist(),
-                                meta=meta))
+        examples.append(
+            Example(
+                text=items.texts[i],
+                text_pair=items.text_pairs[i] if items.text_pairs else None,
+                label=int(labels[i]),
+                soft_label=None if soft is None else soft[i].tolist(),
+                meta=meta,
+            )
+        )
     return TaskDataset(examples, list(items.label_names), items.name)
 
 
-def carve(items: AnnotatedItems, fraction: float, seed: int, names: tuple[str, str]) -> tuple[AnnotatedItems, AnnotatedItems]:
+def carve(
+    items: AnnotatedItems, fraction: float, seed: int, names: tuple[str, str]
+) -> tuple[AnnotatedItems, AnnotatedItems]:
     """Shuffle items with ``seed`` and hold ``fraction`` of them out (at least one)."""
     n_out = max(1, int(round(len(items) * fraction)))
     if len(items) - n_out < 2:
@@ -84,9 +101,17 @@ def carve(items: AnnotatedItems, fraction: float, seed: int, names: tuple[str, s
     return items.subset(order[n_out:], names[0]), items.subset(order[:n_out], names[1])
 
 
-def annotated_splits(train: AnnotatedItems, validation: AnnotatedItems | None, test: AnnotatedItems | None,
-                     target: str | None, options: AnnotationConfig, *, seed: int, validation_fraction: float = 0.1,
-                     default_groups: Sequence[str] = ()) -> Splits:
+def annotated_splits(
+    train: AnnotatedItems,
+    validation: AnnotatedItems | None,
+    test: AnnotatedItems | None,
+    target: str | None,
+    options: AnnotationConfig,
+    *,
+    seed: int,
+    validation_fraction: float = 0.1,
+    default_groups: Sequence[str] = (),
+) -> Splits:
     """(train, validation, test) TaskDatasets: train labelled by ``target``; validation and test by
     majority vote (ties drawn with a fixed seed), every split keeping the annotators' distribution.
 
@@ -102,7 +127,7 @@ def annotated_splits(train: AnnotatedItems, validation: AnnotatedItems | None, t
     if options.weights == "crowdlab":
         weights = crowdlab_weights(train, seed=0)
     out = [to_task_dataset(train, target or "majority", seed=0, groups=groups, weights=weights)]
-    out += [to_task_dataset(p, "majority", seed=0, groups=groups) if p is not None else None for p in (validation, test)]
+    out += [
+        to_task_dataset(p, "majority", seed=0, groups=groups) if p is not None else None for p in (validation, test)
+    ]
     return out[0], out[1], out[2]
-
-

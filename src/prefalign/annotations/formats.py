@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import math
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -55,8 +56,9 @@ class AnnotatedItems:
         empty = np.flatnonzero(self.counts.sum(1) <= 0)
         if len(empty):
             shown = ", ".join(str(self.item_ids[i]) for i in empty[:5])
-            raise DataError(f"{self.name}: {len(empty)} item(s) have no annotations (items {shown}); "
-                            "annotate them or drop them")
+            raise DataError(
+                f"{self.name}: {len(empty)} item(s) have no annotations (items {shown}); annotate them or drop them"
+            )
         for i, text in enumerate(self.texts):
             if not isinstance(text, str) or not text.strip():
                 raise DataError(f"{self.name}: item {self.item_ids[i]} has an empty text")
@@ -68,7 +70,7 @@ class AnnotatedItems:
     def has_annotators(self) -> bool:
         return self.long is not None
 
-    def subset(self, indices: Sequence[int], name: str | None = None) -> "AnnotatedItems":
+    def subset(self, indices: Sequence[int], name: str | None = None) -> AnnotatedItems:
         """The items at ``indices`` (in that order), with their annotations."""
         idx = np.asarray(indices, dtype=int)
         long = None
@@ -78,17 +80,29 @@ class AnnotatedItems:
             long["task"] = long["task"].map(remap)
             long = long.sort_values("task", kind="stable").reset_index(drop=True)
         pick = lambda xs: None if xs is None else [xs[i] for i in idx]  # noqa: E731
-        return AnnotatedItems(pick(self.texts), list(self.label_names), self.counts[idx], long, pick(self.text_pairs),
-                              pick(self.item_ids), dict(self.attributes), name or self.name)
+        return AnnotatedItems(
+            pick(self.texts),
+            list(self.label_names),
+            self.counts[idx],
+            long,
+            pick(self.text_pairs),
+            pick(self.item_ids),
+            dict(self.attributes),
+            name or self.name,
+        )
 
 
 def _warn_single_label_annotators(long: pd.DataFrame, name: str) -> None:
     per_worker = long.groupby("worker").size()
     single = per_worker[per_worker == 1]
     if len(single):
-        warnings.warn(f"{name}: {len(single)} of {len(per_worker)} annotators gave one label only "
-                      f"(e.g. {', '.join(map(str, single.index[:3]))}); worker-reliability aggregates "
-                      "(Dawid-Skene, GLAD, MACE) estimate them from that one label", AnnotationWarning, stacklevel=4)
+        warnings.warn(
+            f"{name}: {len(single)} of {len(per_worker)} annotators gave one label only "
+            f"(e.g. {', '.join(map(str, single.index[:3]))}); worker-reliability aggregates "
+            "(Dawid-Skene, GLAD, MACE) estimate them from that one label",
+            AnnotationWarning,
+            stacklevel=4,
+        )
 
 
 # -- labels -------------------------------------------------------------------------------------------
@@ -99,8 +113,13 @@ def bin_names(bins: Sequence[float]) -> list[str]:
     return [f"<{fmt(edges[0])}"] + [f"{fmt(a)}-{fmt(b)}" for a, b in zip(edges, edges[1:])] + [f">={fmt(edges[-1])}"]
 
 
-def encode_labels(values: Sequence[Any], label_names: Sequence[str] | None = None,
-                  rating_bins: Sequence[float] | None = None, *, where: str = "annotations") -> tuple[np.ndarray, list[str]]:
+def encode_labels(
+    values: Sequence[Any],
+    label_names: Sequence[str] | None = None,
+    rating_bins: Sequence[float] | None = None,
+    *,
+    where: str = "annotations",
+) -> tuple[np.ndarray, list[str]]:
     """Class indices of raw annotation values, and the label names.
 
     With ``rating_bins`` (ascending edges) a numeric rating r falls in class k when
@@ -123,14 +142,18 @@ def encode_labels(values: Sequence[Any], label_names: Sequence[str] | None = Non
             raise DataError(f"{where}: rating {bad!r} is not a number; rating_bins need numeric ratings") from None
         names = list(label_names) if label_names else bin_names(bins)
         if len(names) != len(bins) + 1:
-            raise DataError(f"{where}: {len(bins)} rating bin edge(s) make {len(bins) + 1} classes, "
-                            f"but label_names has {len(names)}")
+            raise DataError(
+                f"{where}: {len(bins)} rating bin edge(s) make {len(bins) + 1} classes, "
+                f"but label_names has {len(names)}"
+            )
         return np.digitize(ratings, bins).astype(int), [str(x) for x in names]
     keys = [_key(v) for v in raw]
     fractional = [v for v in keys if isinstance(v, float)]
     if fractional:
-        raise DataError(f"{where}: label {fractional[0]!r} is a rating, not a class; set rating_bins "
-                        "(data.annotations.rating_bins, e.g. [3]) to bin ratings into classes")
+        raise DataError(
+            f"{where}: label {fractional[0]!r} is a rating, not a class; set rating_bins "
+            "(data.annotations.rating_bins, e.g. [3]) to bin ratings into classes"
+        )
     if label_names is None:
         ints = [k for k in keys if isinstance(k, int)]
         if ints and len(ints) != len(keys):
@@ -179,16 +202,31 @@ def _key(v: Any) -> int | float | str:
 
 
 # -- constructors ---------------------------------------------------------------------------------------
-def from_long(frame: pd.DataFrame, *, item_column: str = "task", annotator_column: str = "worker",
-              label_column: str = "label", text_column: str = "text", text_pair_column: str | None = None,
-              label_names: Sequence[str] | None = None, rating_bins: Sequence[float] | None = None,
-              attribute_columns: Sequence[str] = (), name: str = "annotations") -> AnnotatedItems:
+def from_long(
+    frame: pd.DataFrame,
+    *,
+    item_column: str = "task",
+    annotator_column: str = "worker",
+    label_column: str = "label",
+    text_column: str = "text",
+    text_pair_column: str | None = None,
+    label_names: Sequence[str] | None = None,
+    rating_bins: Sequence[float] | None = None,
+    attribute_columns: Sequence[str] = (),
+    name: str = "annotations",
+) -> AnnotatedItems:
     """Items from long rows, one per (item, annotator, label), as crowd-kit takes them.
 
     Items keep the order in which they first appear; an item's text is read from its first row.
     """
-    wanted = [item_column, annotator_column, label_column, text_column, *([text_pair_column] if text_pair_column
-                                                                          else []), *attribute_columns]
+    wanted = [
+        item_column,
+        annotator_column,
+        label_column,
+        text_column,
+        *([text_pair_column] if text_pair_column else []),
+        *attribute_columns,
+    ]
     missing = [c for c in wanted if c not in frame.columns]
     if missing:
         raise DataError(f"{name}: no column {missing[0]!r}; available columns: {', '.join(map(str, frame.columns))}")
@@ -203,8 +241,10 @@ def from_long(frame: pd.DataFrame, *, item_column: str = "task", annotator_colum
     dupes = pd.Series(list(zip(task, worker))).duplicated()
     if dupes.any():
         row = int(np.flatnonzero(dupes)[0])
-        raise DataError(f"{name}: annotator {worker[row]} labelled item {order[task[row]]} twice (row {row + 1}); "
-                        "keep one annotation per annotator and item")
+        raise DataError(
+            f"{name}: annotator {worker[row]} labelled item {order[task[row]]} twice (row {row + 1}); "
+            "keep one annotation per annotator and item"
+        )
     first = frame.assign(_item=item_keys).drop_duplicates("_item").set_index("_item")
     texts = [str(first.loc[k, text_column]) for k in order]
     pairs = [str(first.loc[k, text_pair_column]) for k in order] if text_pair_column else None
@@ -215,18 +255,27 @@ def from_long(frame: pd.DataFrame, *, item_column: str = "task", annotator_colum
         per_worker = frame.assign(_w=worker)[["_w", *attribute_columns]].drop_duplicates()
         clash = per_worker["_w"].duplicated()
         if clash.any():
-            raise DataError(f"{name}: annotator {per_worker['_w'][clash].iloc[0]} has different "
-                            f"{', '.join(attribute_columns)} in different rows")
+            raise DataError(
+                f"{name}: annotator {per_worker['_w'][clash].iloc[0]} has different "
+                f"{', '.join(attribute_columns)} in different rows"
+            )
         attributes = {str(r["_w"]): {c: str(r[c]) for c in attribute_columns} for _, r in per_worker.iterrows()}
     long = pd.DataFrame({"task": task, "worker": worker, "label": labels})
     _warn_single_label_annotators(long, name)
     return AnnotatedItems(texts, names, counts, long, pairs, order, attributes, name)
 
 
-def from_label_lists(texts: Sequence[str], labels: Sequence[Sequence[Any]],
-                     annotators: Sequence[Sequence[str]] | None = None, *, text_pairs: Sequence[str] | None = None,
-                     item_ids: Sequence[str] | None = None, label_names: Sequence[str] | None = None,
-                     rating_bins: Sequence[float] | None = None, name: str = "annotations") -> AnnotatedItems:
+def from_label_lists(
+    texts: Sequence[str],
+    labels: Sequence[Sequence[Any]],
+    annotators: Sequence[Sequence[str]] | None = None,
+    *,
+    text_pairs: Sequence[str] | None = None,
+    item_ids: Sequence[str] | None = None,
+    label_names: Sequence[str] | None = None,
+    rating_bins: Sequence[float] | None = None,
+    name: str = "annotations",
+) -> AnnotatedItems:
     """Items from one row each holding the list of labels it received (and, optionally, who gave them)."""
     if len(labels) != len(texts) or (annotators is not None and len(annotators) != len(texts)):
         raise DataError(f"{name}: {len(texts)} texts but {len(labels)} label lists")
@@ -248,9 +297,15 @@ def from_label_lists(texts: Sequence[str], labels: Sequence[Sequence[Any]],
     return AnnotatedItems(list(texts), names, counts, long, list(text_pairs) if text_pairs else None, ids, {}, name)
 
 
-def from_counts(texts: Sequence[str], counts: np.ndarray | Sequence[Sequence[float]], label_names: Sequence[str],
-                *, text_pairs: Sequence[str] | None = None, item_ids: Sequence[str] | None = None,
-                name: str = "annotations") -> AnnotatedItems:
+def from_counts(
+    texts: Sequence[str],
+    counts: np.ndarray | Sequence[Sequence[float]],
+    label_names: Sequence[str],
+    *,
+    text_pairs: Sequence[str] | None = None,
+    item_ids: Sequence[str] | None = None,
+    name: str = "annotations",
+) -> AnnotatedItems:
     """Items from per-class annotation counts (no annotator ids: crowd-kit aggregates cannot run)."""
     arr = np.asarray(counts, dtype=float)
     if arr.ndim != 2 or arr.shape[1] != len(label_names):
@@ -258,6 +313,13 @@ def from_counts(texts: Sequence[str], counts: np.ndarray | Sequence[Sequence[flo
     if np.isnan(arr).any() or (arr < 0).any() or (arr != np.round(arr)).any():
         row = int(np.flatnonzero(np.isnan(arr).any(1) | (arr < 0).any(1) | (arr != np.round(arr)).any(1))[0])
         raise DataError(f"{name}: item {row + 1} has counts {arr[row].tolist()}; counts must be whole numbers >= 0")
-    return AnnotatedItems(list(texts), [str(x) for x in label_names], arr, None,
-                          list(text_pairs) if text_pairs else None, [str(x) for x in item_ids] if item_ids else None,
-                          {}, name)
+    return AnnotatedItems(
+        list(texts),
+        [str(x) for x in label_names],
+        arr,
+        None,
+        list(text_pairs) if text_pairs else None,
+        [str(x) for x in item_ids] if item_ids else None,
+        {},
+        name,
+    )

@@ -7,7 +7,7 @@ gathers them as extra label arrays (``label_names``) beside the majority labels,
 
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
@@ -46,9 +46,15 @@ def trainer_metrics(keys: Sequence[str], groups: Sequence[str] = ()) -> Callable
         logits = eval_pred.predictions[0] if isinstance(eval_pred.predictions, tuple) else eval_pred.predictions
         labels, *extra = eval_pred.label_ids
         arrays = dict(zip(keys, extra))
-        return _numeric(disagreement_metrics(_softmax(logits), np.asarray(labels).astype(int),
-                                             arrays["annotation_dist"], arrays.get("group_dist"),
-                                             groups if "group_dist" in arrays else ()))
+        return _numeric(
+            disagreement_metrics(
+                _softmax(logits),
+                np.asarray(labels).astype(int),
+                arrays["annotation_dist"],
+                arrays.get("group_dist"),
+                groups if "group_dist" in arrays else (),
+            )
+        )
 
     return compute
 
@@ -63,5 +69,6 @@ def dataset_metrics(probs: np.ndarray, data: TaskDataset) -> dict[str, float]:
     dist = np.array([ex.meta["annotation_dist"] for ex in data.examples])
     keys = annotation_keys(data)
     group_dist = np.array([ex.meta["group_dist"] for ex in data.examples]) if "group_dist" in keys else None
-    return _numeric(disagreement_metrics(probs, labels, dist, group_dist, dataset_groups(data) if group_dist is not None
-                                         else ()))
+    return _numeric(
+        disagreement_metrics(probs, labels, dist, group_dist, dataset_groups(data) if group_dist is not None else ())
+    )

@@ -12,11 +12,20 @@ from .readers import read_annotation_file
 def _read(path, cfg, label_names, name: str):
     """One file in data.annotations.format with the data section's columns (``cfg`` is a DataConfig)."""
     options: AnnotationConfig = cfg.annotations or AnnotationConfig()
-    return read_annotation_file(path, options.format, text_column=cfg.text_column,
-                                text_pair_column=cfg.text_pair_column, label_column=cfg.label_column,
-                                label_names=label_names, item_column=options.item_column,
-                                annotator_column=options.annotator_column, count_columns=options.count_columns,
-                                rating_bins=options.rating_bins, group_columns=options.group_columns, name=name)
+    return read_annotation_file(
+        path,
+        options.format,
+        text_column=cfg.text_column,
+        text_pair_column=cfg.text_pair_column,
+        label_column=cfg.label_column,
+        label_names=label_names,
+        item_column=options.item_column,
+        annotator_column=options.annotator_column,
+        count_columns=options.count_columns,
+        rating_bins=options.rating_bins,
+        group_columns=options.group_columns,
+        name=name,
+    )
 
 
 def load_annotated_files(cfg, seed: int) -> Splits:
@@ -27,8 +36,9 @@ def load_annotated_files(cfg, seed: int) -> Splits:
     names = list(train.label_names)
     validation = _read(cfg.validation, cfg, names, "validation") if cfg.validation else None
     test = _read(cfg.test, cfg, names, "test") if cfg.test else None
-    return annotated_splits(train, validation, test, cfg.target, cfg.annotations, seed=seed,
-                            validation_fraction=cfg.validation_fraction)
+    return annotated_splits(
+        train, validation, test, cfg.target, cfg.annotations, seed=seed, validation_fraction=cfg.validation_fraction
+    )
 
 
 def read_annotated_split(path, cfg, label_names) -> TaskDataset:

@@ -12,18 +12,21 @@ from __future__ import annotations
 
 import json
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 import pandas as pd
 
+from ..data.readers import _read_rows
 from ..errors import DataError
 from .formats import AnnotatedItems, AnnotationWarning, from_counts, from_label_lists, from_long
-from ..data.readers import _read_rows
 
-LEWIDI_SETS = {"MD-Agreement": ["not_offensive", "offensive"], "ConvAbuse": ["not_abusive", "abusive"],
-               "ArMIS": ["not_misogynous", "misogynous"]}
+LEWIDI_SETS = {
+    "MD-Agreement": ["not_offensive", "offensive"],
+    "ConvAbuse": ["not_abusive", "abusive"],
+    "ArMIS": ["not_misogynous", "misogynous"],
+}
 CONVABUSE_TURNS = (("prev_agent", "Agent"), ("prev_user", "User"), ("agent", "Agent"), ("user", "User"))
 POPQUORN_ATTRIBUTES = ("gender", "race", "age", "occupation", "education")
 DAVIDSON_CLASSES = ("hate_speech", "offensive_language", "neither")
@@ -47,7 +50,9 @@ def _convabuse_text(raw: str, where: str) -> str:
     try:
         turns = json.loads(raw)
     except json.JSONDecodeError:
-        raise DataError(f"{where}: ConvAbuse text is not the JSON dialogue (prev_agent, prev_user, agent, user)") from None
+        raise DataError(
+            f"{where}: ConvAbuse text is not the JSON dialogue (prev_agent, prev_user, agent, user)"
+        ) from None
     lines = [f"{who}: {turns[key].strip()}" for key, who in CONVABUSE_TURNS if str(turns.get(key) or "").strip()]
     return "\n".join(lines)
 
@@ -76,7 +81,9 @@ def read_lewidi(path: str | Path, dataset: str) -> AnnotatedItems:
             try:
                 values = [int(int(v) <= -1) for v in values]
             except ValueError:
-                raise DataError(f"{where}: ConvAbuse annotations must be integers -3..1, got {r['annotations']!r}") from None
+                raise DataError(
+                    f"{where}: ConvAbuse annotations must be integers -3..1, got {r['annotations']!r}"
+                ) from None
             text = _convabuse_text(r["text"], where)
         else:
             text = str(r["text"])
@@ -87,17 +94,28 @@ def read_lewidi(path: str | Path, dataset: str) -> AnnotatedItems:
         labels.append(values)
         workers.append(who)
         ids.append(str(item_id))
-    items = from_label_lists(texts, labels, workers, item_ids=ids, label_names=LEWIDI_SETS[dataset],
-                             name=f"{dataset}/{path.stem.rsplit('_', 1)[-1]}")
+    items = from_label_lists(
+        texts,
+        labels,
+        workers,
+        item_ids=ids,
+        label_names=LEWIDI_SETS[dataset],
+        name=f"{dataset}/{path.stem.rsplit('_', 1)[-1]}",
+    )
     items.attributes = groups
     if unpaired:
-        warnings.warn(f"{path}: items {', '.join(unpaired[:5])} list a different number of annotators than labels; "
-                      "their labels are kept, each under an annotator id of its own", AnnotationWarning, stacklevel=2)
+        warnings.warn(
+            f"{path}: items {', '.join(unpaired[:5])} list a different number of annotators than labels; "
+            "their labels are kept, each under an annotator id of its own",
+            AnnotationWarning,
+            stacklevel=2,
+        )
     return items
 
 
-def read_popquorn(path: str | Path, rating_bins: Sequence[float] = (3.0,),
-                  label_names: Sequence[str] | None = None) -> AnnotatedItems:
+def read_popquorn(
+    path: str | Path, rating_bins: Sequence[float] = (3.0,), label_names: Sequence[str] | None = None
+) -> AnnotatedItems:
     """POPQUORN's raw_data.csv: 1-5 offensiveness ratings binned by ``rating_bins`` (default [3]:
     1-2 not offensive, 3-5 offensive), with each annotator's demographics as attributes."""
     path = Path(path)
@@ -107,9 +125,17 @@ def read_popquorn(path: str | Path, rating_bins: Sequence[float] = (3.0,),
         raise DataError(f"cannot read {path} as CSV: {e}") from e
     if label_names is None and list(rating_bins) == [3.0]:
         label_names = ["not_offensive", "offensive"]
-    return from_long(frame, item_column="instance_id", annotator_column="user_id", label_column="offensiveness",
-                     text_column="text", rating_bins=rating_bins, label_names=label_names,
-                     attribute_columns=[c for c in POPQUORN_ATTRIBUTES if c in frame.columns], name="popquorn")
+    return from_long(
+        frame,
+        item_column="instance_id",
+        annotator_column="user_id",
+        label_column="offensiveness",
+        text_column="text",
+        rating_bins=rating_bins,
+        label_names=label_names,
+        attribute_columns=[c for c in POPQUORN_ATTRIBUTES if c in frame.columns],
+        name="popquorn",
+    )
 
 
 def read_davidson(path: str | Path) -> AnnotatedItems:
@@ -123,8 +149,13 @@ def read_davidson(path: str | Path) -> AnnotatedItems:
     if missing:
         raise DataError(f"{path}: no column {missing[0]!r}; expected Davidson et al.'s labeled_data.csv")
     ids = frame[frame.columns[0]].astype(str).tolist()
-    return from_counts(frame["tweet"].astype(str).tolist(), frame[list(DAVIDSON_CLASSES)].to_numpy(),
-                       list(DAVIDSON_CLASSES), item_ids=ids, name="davidson")
+    return from_counts(
+        frame["tweet"].astype(str).tolist(),
+        frame[list(DAVIDSON_CLASSES)].to_numpy(),
+        list(DAVIDSON_CLASSES),
+        item_ids=ids,
+        name="davidson",
+    )
 
 
 # -- your own files -------------------------------------------------------------------------------------
@@ -145,20 +176,39 @@ def _as_list(value, where: str) -> list:
     return [value]
 
 
-def read_annotation_file(path: str | Path, fmt: str, *, text_column: str = "text", text_pair_column: str | None = None,
-                         label_column: str = "label", label_names: Sequence[str] | None = None,
-                         item_column: str = "task", annotator_column: str = "worker",
-                         count_columns: Sequence[str] | None = None, rating_bins: Sequence[float] | None = None,
-                         group_columns: Sequence[str] | None = None, name: str | None = None) -> AnnotatedItems:
+def read_annotation_file(
+    path: str | Path,
+    fmt: str,
+    *,
+    text_column: str = "text",
+    text_pair_column: str | None = None,
+    label_column: str = "label",
+    label_names: Sequence[str] | None = None,
+    item_column: str = "task",
+    annotator_column: str = "worker",
+    count_columns: Sequence[str] | None = None,
+    rating_bins: Sequence[float] | None = None,
+    group_columns: Sequence[str] | None = None,
+    name: str | None = None,
+) -> AnnotatedItems:
     """A CSV/TSV/JSON(L) file in ``fmt`` 'long', 'lists' or 'counts' as annotated items."""
     path = Path(path)
     name = name or path.stem
     columns, rows, _ = _read_rows(path, None, None)
     frame = pd.DataFrame(rows, columns=columns)
     if fmt == "long":
-        return from_long(frame, item_column=item_column, annotator_column=annotator_column, label_column=label_column,
-                         text_column=text_column, text_pair_column=text_pair_column, label_names=label_names,
-                         rating_bins=rating_bins, attribute_columns=list(group_columns or ()), name=name)
+        return from_long(
+            frame,
+            item_column=item_column,
+            annotator_column=annotator_column,
+            label_column=label_column,
+            text_column=text_column,
+            text_pair_column=text_pair_column,
+            label_names=label_names,
+            rating_bins=rating_bins,
+            attribute_columns=list(group_columns or ()),
+            name=name,
+        )
     for col in [text_column, *([text_pair_column] if text_pair_column else [])]:
         if col not in frame.columns:
             raise DataError(f"{path}: no column {col!r}; available columns: {', '.join(columns)}")
@@ -170,9 +220,12 @@ def read_annotation_file(path: str | Path, fmt: str, *, text_column: str = "text
         labels = [_as_list(v, f"{path} row {n}") for n, v in enumerate(frame[label_column], 1)]
         workers = None
         if annotator_column in frame.columns:
-            workers = [[str(w) for w in _as_list(v, f"{path} row {n}")] for n, v in enumerate(frame[annotator_column], 1)]
-        return from_label_lists(texts, labels, workers, text_pairs=pairs, label_names=label_names,
-                                rating_bins=rating_bins, name=name)
+            workers = [
+                [str(w) for w in _as_list(v, f"{path} row {n}")] for n, v in enumerate(frame[annotator_column], 1)
+            ]
+        return from_label_lists(
+            texts, labels, workers, text_pairs=pairs, label_names=label_names, rating_bins=rating_bins, name=name
+        )
     if fmt == "counts":
         missing = [c for c in count_columns or [] if c not in frame.columns]
         if missing:

@@ -53,8 +53,10 @@ def aggregate(items: AnnotatedItems, method: str, *, seed: int = 0) -> np.ndarra
     if method not in AGGREGATES:
         raise ConfigError(f"unknown aggregate {method!r}; choose one of {', '.join(AGGREGATES)}")
     if not items.has_annotators:
-        raise DataError(f"{items.name}: target '{method}' models each annotator's reliability, but this data gives "
-                        "per-class counts without annotator ids; use target majority or soft")
+        raise DataError(
+            f"{items.name}: target '{method}' models each annotator's reliability, but this data gives "
+            "per-class counts without annotator ids; use target majority or soft"
+        )
     try:
         from crowdkit import aggregation
     except ImportError:

@@ -25,8 +25,9 @@ def labels_matrix(items: AnnotatedItems) -> np.ndarray:
     return out
 
 
-def out_of_fold_probs(texts: list[str], labels: np.ndarray, n_classes: int, *, folds: int = 5,
-                      seed: int = 0) -> np.ndarray:
+def out_of_fold_probs(
+    texts: list[str], labels: np.ndarray, n_classes: int, *, folds: int = 5, seed: int = 0
+) -> np.ndarray:
     """Predicted class probabilities ``(N, C)`` of a TF-IDF logistic regression, each from the fold that
     held the item out (scikit-learn's cross_val_predict)."""
     from sklearn.feature_extraction.text import TfidfVectorizer
@@ -39,8 +40,9 @@ def out_of_fold_probs(texts: list[str], labels: np.ndarray, n_classes: int, *, f
     if k < 2 or (smallest > 0).sum() < 2:
         raise DataError("CROWDLAB weights need at least two examples of at least two classes")
     model = make_pipeline(TfidfVectorizer(min_df=1, sublinear_tf=True), LogisticRegression(max_iter=1000))
-    probs = cross_val_predict(model, texts, labels, cv=StratifiedKFold(k, shuffle=True, random_state=seed),
-                              method="predict_proba")
+    probs = cross_val_predict(
+        model, texts, labels, cv=StratifiedKFold(k, shuffle=True, random_state=seed), method="predict_proba"
+    )
     full = np.zeros((len(texts), n_classes))
     full[:, np.unique(labels)] = probs  # classes nobody chose get probability 0
     return full
@@ -57,7 +59,12 @@ def crowdlab_weights(items: AnnotatedItems, *, seed: int = 0) -> np.ndarray:
     probs = out_of_fold_probs(texts, majority_vote(items.counts, seed=seed), len(items.label_names), seed=seed)
     probs = np.clip(probs, 1e-6, None)
     probs /= probs.sum(1, keepdims=True)
-    result = get_label_quality_multiannotator(matrix, probs, consensus_method="majority_vote",
-                                              return_detailed_quality=False, return_annotator_stats=False,
-                                              verbose=False)
+    result = get_label_quality_multiannotator(
+        matrix,
+        probs,
+        consensus_method="majority_vote",
+        return_detailed_quality=False,
+        return_annotator_stats=False,
+        verbose=False,
+    )
     return result["label_quality"]["consensus_quality_score"].to_numpy(dtype=float)

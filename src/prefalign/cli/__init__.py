@@ -20,8 +20,10 @@ COMMAND_MODULES = (train, evaluate, predict, demo, compare, methods, shift, task
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="prefalign", description=(
-        "Fine-tune language models on labels people disagree about (DCPC, P-Tuning v2 and friends)."))
+    parser = argparse.ArgumentParser(
+        prog="prefalign",
+        description=("Fine-tune language models on labels people disagree about (DCPC, P-Tuning v2 and friends)."),
+    )
     parser.add_argument("--version", action="store_true", help="print the version and exit")
     sub = parser.add_subparsers(dest="command")
     for module in COMMAND_MODULES:

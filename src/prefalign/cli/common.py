@@ -11,8 +11,9 @@ CONFIG_HELP = "YAML experiment config (model/data/method/training sections)"
 SET_HELP = "override one config value, e.g. --set training.learning_rate=1e-3 (repeatable)"
 
 
-def add_config_args(p: argparse.ArgumentParser, *, config_help: str = CONFIG_HELP, set_help: str = SET_HELP,
-                    required: bool = False) -> None:
+def add_config_args(
+    p: argparse.ArgumentParser, *, config_help: str = CONFIG_HELP, set_help: str = SET_HELP, required: bool = False
+) -> None:
     """``--config/-c`` and the repeatable ``--set KEY=VALUE`` (collected in ``args.overrides``)."""
     p.add_argument("--config", "-c", required=required, help=config_help)
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help=set_help)
@@ -34,11 +35,19 @@ def load_rows(args, label_names, need_labels: bool):
     if getattr(args, "text", None):
         return TaskDataset([Example(text=t, label=0) for t in args.text], label_names, name="texts")
     cfg = data_section(args)
-    if need_labels and cfg.annotations is not None and cfg.annotations.format:  # multi-annotator file: disagreement metrics too
+    if (
+        need_labels and cfg.annotations is not None and cfg.annotations.format
+    ):  # multi-annotator file: disagreement metrics too
         from ..annotations.own_files import read_annotated_split
 
         return read_annotated_split(args.data, cfg, label_names)
     if need_labels:
         return read_split(args.data, cfg, label_names, None, "data")
-    return read_inputs(args.data, label_names, text_column=cfg.text_column, text_pair_column=cfg.text_pair_column,
-                       choice_columns=cfg.choice_columns, name="data")
+    return read_inputs(
+        args.data,
+        label_names,
+        text_column=cfg.text_column,
+        text_pair_column=cfg.text_pair_column,
+        choice_columns=cfg.choice_columns,
+        name="data",
+    )

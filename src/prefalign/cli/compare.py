@@ -11,16 +11,28 @@ COMMAND = "compare"
 
 
 def add_parser(subparsers) -> None:
-    p = subparsers.add_parser("compare", help="methods x datasets (and their shifted twins) x seeds into the "
-                                              "paper's tables")
-    add_config_args(p, required=True, config_help="compare YAML (see configs/compare/)",
-                    set_help="override a compare config value, e.g. --set base.training.max_steps=20 (repeatable)")
+    p = subparsers.add_parser(
+        "compare", help="methods x datasets (and their shifted twins) x seeds into the paper's tables"
+    )
+    add_config_args(
+        p,
+        required=True,
+        config_help="compare YAML (see configs/compare/)",
+        set_help="override a compare config value, e.g. --set base.training.max_steps=20 (repeatable)",
+    )
     p.add_argument("--dry-run", action="store_true", help="list the runs and which are finished, train nothing")
-    p.add_argument("--shard", metavar="I/N", type=_shard, default=(1, 1),
-                   help="run only the runs whose id hashes to shard I of N, so N processes can share a grid "
-                        "(then --report-only)")
-    p.add_argument("--report-only", action="store_true",
-                   help="write the tables, CSV and charts from the runs finished so far, train nothing")
+    p.add_argument(
+        "--shard",
+        metavar="I/N",
+        type=_shard,
+        default=(1, 1),
+        help="run only the runs whose id hashes to shard I of N, so N processes can share a grid (then --report-only)",
+    )
+    p.add_argument(
+        "--report-only",
+        action="store_true",
+        help="write the tables, CSV and charts from the runs finished so far, train nothing",
+    )
     p.add_argument("--progress", action="store_true", help="show each run's progress bar")
 
 
@@ -42,8 +54,11 @@ def run(args) -> int:
     from ..compare.grid import grid_status
 
     cfg = load_compare_config(args.config, args.overrides)
-    command = "prefalign compare " + " ".join(shlex.quote(a) for a in sys.argv[2:]) if sys.argv[1:2] == ["compare"] \
+    command = (
+        "prefalign compare " + " ".join(shlex.quote(a) for a in sys.argv[2:])
+        if sys.argv[1:2] == ["compare"]
         else f"prefalign compare --config {args.config}"
+    )
     if args.dry_run:
         for spec, _, _, done in grid_status(cfg):
             print(f"{'done' if done else 'todo'}  {spec.run_id}")
@@ -55,6 +70,8 @@ def run(args) -> int:
     paths = write_reports(cfg, results, command)
     print()
     print(paths["table"].read_text())
-    print(f"results: {paths['csv']}, {paths['json']}, chart: {paths['chart']}"
-          + (f", validation curves: {paths['curves']}" if "curves" in paths else ""))
+    print(
+        f"results: {paths['csv']}, {paths['json']}, chart: {paths['chart']}"
+        + (f", validation curves: {paths['curves']}" if "curves" in paths else "")
+    )
     return 0

@@ -8,8 +8,9 @@ COMMAND = "demo"
 
 
 def add_parser(subparsers) -> None:
-    p = subparsers.add_parser("demo", help="the main job: P-Tuning v2 vs DCPC on clean and polarity-shifted "
-                                           "Rotten Tomatoes")
+    p = subparsers.add_parser(
+        "demo", help="the main job: P-Tuning v2 vs DCPC on clean and polarity-shifted Rotten Tomatoes"
+    )
     p.add_argument("--output-dir", default="runs/demo", help="where runs and the summary go")
     p.add_argument("--model", default="minilm", help="backbone (default: the embedded MiniLM)")
     p.add_argument("--seed", type=int, default=0)
@@ -20,6 +21,12 @@ def add_parser(subparsers) -> None:
 def run(args) -> int:
     from ..demo import run_demo
 
-    run_demo(output_dir=args.output_dir, model=args.model, seed=args.seed, quick=args.quick,
-             config_path=args.config, overrides=args.overrides)
+    run_demo(
+        output_dir=args.output_dir,
+        model=args.model,
+        seed=args.seed,
+        quick=args.quick,
+        config_path=args.config,
+        overrides=args.overrides,
+    )
     return 0

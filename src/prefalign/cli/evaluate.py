@@ -24,9 +24,11 @@ def run(args) -> int:
     if getattr(model.task, "generation", False):
         from ..errors import ConfigError
 
-        raise ConfigError(f"{args.adapter} answers a generation task; `prefalign eval` scores class labels. Use "
-                          "`prefalign predict` for its answers, or train/compare, which score the test split "
-                          "with the task's metric")
+        raise ConfigError(
+            f"{args.adapter} answers a generation task; `prefalign eval` scores class labels. Use "
+            "`prefalign predict` for its answers, or train/compare, which score the test split "
+            "with the task's metric"
+        )
     data = load_rows(args, meta["label_names"], need_labels=True)
     metrics = evaluate(model, collator, data, batch_size=args.batch_size, progress=True)
     print(json.dumps(metrics))

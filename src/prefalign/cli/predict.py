@@ -29,9 +29,16 @@ def run(args) -> int:
         return _predict_answers(args, model, backbone, collator)
     data = load_rows(args, names, need_labels=False)
     probs = predict_proba(model, collator, data, batch_size=args.batch_size, progress=args.output is not None)
-    lines = [json.dumps({"text": ex.text, "label": names[int(p.argmax())],
-                         "probabilities": {n: round(float(v), 6) for n, v in zip(names, p)}})
-             for ex, p in zip(data.examples, probs)]
+    lines = [
+        json.dumps(
+            {
+                "text": ex.text,
+                "label": names[int(p.argmax())],
+                "probabilities": {n: round(float(v), 6) for n, v in zip(names, p)},
+            }
+        )
+        for ex, p in zip(data.examples, probs)
+    ]
     _write_lines(args, lines)
     return 0
 
@@ -47,12 +54,14 @@ def _predict_answers(args, model, backbone, collator) -> int:
         from ..data.readers import read_inputs
 
         cfg = data_section(args)
-        rows = read_inputs(args.data, ["0", "1"], text_column=cfg.text_column, text_pair_column=cfg.text_pair_column,
-                           name="data")
+        rows = read_inputs(
+            args.data, ["0", "1"], text_column=cfg.text_column, text_pair_column=cfg.text_pair_column, name="data"
+        )
         texts, pairs = [ex.text for ex in rows.examples], [ex.text_pair for ex in rows.examples]
     examples = [Example(text=t, text_pair=p, answer="-") for t, p in zip(texts, pairs)]
-    answers = generate_from_ids(model, backbone.tokenizer, collator.prompt_ids(examples), num_beams=3,
-                                batch_size=args.batch_size)
+    answers = generate_from_ids(
+        model, backbone.tokenizer, collator.prompt_ids(examples), num_beams=3, batch_size=args.batch_size
+    )
     lines = [json.dumps({"text": t, "answer": a}) for t, a in zip(texts, answers)]
     _write_lines(args, lines)
     return 0

@@ -23,15 +23,29 @@ COMMAND = "probe"
 
 
 def _add_models(p) -> None:
-    p.add_argument("--model", help="a base model to probe (alias such as smollm2-135m, local folder or hub id); "
-                                   "NAME=MODEL names it in tables and plots")
-    p.add_argument("--adapter", action="append", default=[], metavar="[NAME=]DIR",
-                   help="a checkpoint written by `prefalign train` (…/adapter), probed with its trained parts in "
-                        "place (repeatable; NAME defaults to its method)")
-    p.add_argument("--template", help="prompt of the base model, with {text}; \\n is a line break (default: the "
-                                      "task's or the first checkpoint's)")
-    p.add_argument("--verbalizers", help="label words of the base model, comma-separated in label order "
-                                         "(default: the task's, the first checkpoint's, or ' ' + label name)")
+    p.add_argument(
+        "--model",
+        help="a base model to probe (alias such as smollm2-135m, local folder or hub id); "
+        "NAME=MODEL names it in tables and plots",
+    )
+    p.add_argument(
+        "--adapter",
+        action="append",
+        default=[],
+        metavar="[NAME=]DIR",
+        help="a checkpoint written by `prefalign train` (…/adapter), probed with its trained parts in "
+        "place (repeatable; NAME defaults to its method)",
+    )
+    p.add_argument(
+        "--template",
+        help="prompt of the base model, with {text}; \\n is a line break (default: the "
+        "task's or the first checkpoint's)",
+    )
+    p.add_argument(
+        "--verbalizers",
+        help="label words of the base model, comma-separated in label order "
+        "(default: the task's, the first checkpoint's, or ' ' + label name)",
+    )
     p.add_argument("--max-length", type=int, default=128, help="tokens per input for the base model (default 128)")
 
 
@@ -43,10 +57,17 @@ def _add_data(p) -> None:
     p.add_argument("--label-names", help="class names in index order, comma-separated (default: inferred)")
     p.add_argument("--task", help="a registered task (see `prefalign tasks`), read from --path")
     p.add_argument("--path", help="folder holding the task's files")
-    add_config_args(p, config_help="a training config: its data section names the data",
-                    set_help="override a config value (with --config)")
-    p.add_argument("--split", default="test", choices=("train", "validation", "test"),
-                   help="split of --task / --config to read (default: test, SST-2's dev.tsv)")
+    add_config_args(
+        p,
+        config_help="a training config: its data section names the data",
+        set_help="override a config value (with --config)",
+    )
+    p.add_argument(
+        "--split",
+        default="test",
+        choices=("train", "validation", "test"),
+        help="split of --task / --config to read (default: test, SST-2's dev.tsv)",
+    )
     p.add_argument("--seed", type=int, default=0, help="seed of every sample the probe draws (default 0)")
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--output", "-o", required=True, help="folder for the CSV, PNG and summary files")
@@ -55,33 +76,62 @@ def _add_data(p) -> None:
 
 def add_parser(subparsers) -> None:
     """Add `probe` (with `drift`, `bias` and `target-layer`) to the main parser's subparsers."""
-    probe = subparsers.add_parser("probe", help="layer-wise probes: preference drift (DCPC) and label bias "
-                                                "(bias-aware PEFT) of base models and checkpoints")
+    probe = subparsers.add_parser(
+        "probe",
+        help="layer-wise probes: preference drift (DCPC) and label bias "
+        "(bias-aware PEFT) of base models and checkpoints",
+    )
     kinds = probe.add_subparsers(dest="probe_command")
-    d = kinds.add_parser("drift", help="per layer: cosine, top-k edit distance, KL of label distributions and "
-                                       "label difference between similar inputs (DCPC Table 5, Figure 2)")
+    d = kinds.add_parser(
+        "drift",
+        help="per layer: cosine, top-k edit distance, KL of label distributions and "
+        "label difference between similar inputs (DCPC Table 5, Figure 2)",
+    )
     _add_models(d)
-    d.add_argument("--pairs", help="file of pairs (columns text_a, text_b, optional label_a, label_b) instead of "
-                                   "mining them from the data")
+    d.add_argument(
+        "--pairs",
+        help="file of pairs (columns text_a, text_b, optional label_a, label_b) instead of mining them from the data",
+    )
     d.add_argument("--num-pairs", type=int, default=32, help="pairs to mine (default 32)")
-    d.add_argument("--pool", type=int, default=512,
-                   help="inputs the pairs are mined from, drawn class-balanced with --seed (default 512; 0 = all)")
+    d.add_argument(
+        "--pool",
+        type=int,
+        default=512,
+        help="inputs the pairs are mined from, drawn class-balanced with --seed (default 512; 0 = all)",
+    )
     d.add_argument("--top-k", type=int, default=10, help="tokens compared by the edit distance (default 10)")
     _add_data(d)
-    b = kinds.add_parser("bias", help="per layer and label: mean logit on samples that contain the label and on "
-                                      "those that do not, by early exit through the LM head (decoders)")
+    b = kinds.add_parser(
+        "bias",
+        help="per layer and label: mean logit on samples that contain the label and on "
+        "those that do not, by early exit through the LM head (decoders)",
+    )
     _add_models(b)
-    b.add_argument("--max-examples", type=int, default=256,
-                   help="class-balanced sample of this many inputs, drawn with --seed (default 256; 0 = all)")
+    b.add_argument(
+        "--max-examples",
+        type=int,
+        default=256,
+        help="class-balanced sample of this many inputs, drawn with --seed (default 256; 0 = all)",
+    )
     _add_data(b)
-    t = kinds.add_parser("target-layer", help="interchange ablation (bias-aware PEFT, appendix A): per layer, the "
-                                               "KL of the output after swapping a component's activation between "
-                                               "gold and biased samples; the argmax layer is bias-aware's target")
+    t = kinds.add_parser(
+        "target-layer",
+        help="interchange ablation (bias-aware PEFT, appendix A): per layer, the "
+        "KL of the output after swapping a component's activation between "
+        "gold and biased samples; the argmax layer is bias-aware's target",
+    )
     _add_models(t)
-    t.add_argument("--examples", type=int, default=20, help="examples the gold/biased pairs come from, drawn with "
-                                                            "--seed (default 20, section 5.1)")
-    t.add_argument("--component", default="o_proj", help="module of each layer whose output is swapped, by name "
-                                                         "or suffix (default o_proj, appendix A)")
+    t.add_argument(
+        "--examples",
+        type=int,
+        default=20,
+        help="examples the gold/biased pairs come from, drawn with --seed (default 20, section 5.1)",
+    )
+    t.add_argument(
+        "--component",
+        default="o_proj",
+        help="module of each layer whose output is swapped, by name or suffix (default o_proj, appendix A)",
+    )
     _add_data(t)
 
 
@@ -147,8 +197,11 @@ def _subjects(args, data_names: list[str]):
             data_names = _split_names(args.label_names) or (metas[0][2].get("label_names") if metas else None)
             if not data_names:
                 raise ConfigError("the pairs carry no labels: give the base model's classes with --label-names")
-        subjects.append(base_subject(backbone, data_names, prompt, max_length=args.max_length,
-                                     name=name or f"base ({Path(str(model)).name})"))
+        subjects.append(
+            base_subject(
+                backbone, data_names, prompt, max_length=args.max_length, name=name or f"base ({Path(str(model)).name})"
+            )
+        )
     counts: dict[str, int] = {}
     for name, path, meta in metas:
         base = meta.get("base_model")
@@ -224,11 +277,18 @@ def _drift(args) -> int:
 
         clf = first.classifier
         backbone = LoadedModel(model=clf.model, tokenizer=first.tokenizer, geometry=clf.geo, name=first.name, path="")
-        emb = embed_texts(backbone, [r.text for r in rows], [r.text_pair for r in rows], batch_size=args.batch_size,
-                          max_length=args.max_length)
+        emb = embed_texts(
+            backbone,
+            [r.text for r in rows],
+            [r.text_pair for r in rows],
+            batch_size=args.batch_size,
+            max_length=args.max_length,
+        )
         pairs = mine_pairs(rows, emb, args.num_pairs)
-        source = (f"{len(pairs)} pairs mined from {len(rows)} inputs of {source} (nearest by centred cosine of "
-                  f"{first.name}'s mean-pooled last layer, different labels, seed {args.seed})")
+        source = (
+            f"{len(pairs)} pairs mined from {len(rows)} inputs of {source} (nearest by centred cosine of "
+            f"{first.name}'s mean-pooled last layer, different labels, seed {args.seed})"
+        )
     results = []
     for subject in subjects:
         _progress(f"probing {subject.name} on {len(pairs)} pairs")
@@ -254,8 +314,11 @@ def _bias(args) -> int:
     from ..analysis.probe_data import balanced_sample
 
     data = _data(args)
-    rows = data.rows if not args.max_examples or args.max_examples >= len(data.rows) \
+    rows = (
+        data.rows
+        if not args.max_examples or args.max_examples >= len(data.rows)
         else balanced_sample(data, args.max_examples, args.seed)
+    )
     subjects = _subjects(args, data.label_names)
     results = []
     for subject in subjects:
@@ -263,8 +326,10 @@ def _bias(args) -> int:
         results.append(bias_mod.probe_bias(subject, rows, data.label_names, batch_size=args.batch_size))
     paths = bias_mod.write_outputs(Path(args.output), results, len(rows), title=args.title)
     kind = "multi-label" if data.multi_label else "single-label"
-    header = (f"data: {len(rows)} inputs of {data.source} ({kind}; class-balanced sample, seed {args.seed})\n"
-              f"models:\n{_describe(subjects)}\n")
+    header = (
+        f"data: {len(rows)} inputs of {data.source} ({kind}; class-balanced sample, seed {args.seed})\n"
+        f"models:\n{_describe(subjects)}\n"
+    )
     for s in subjects:
         words = ", ".join(f"{n}={w!r}" for n, w in zip(s.label_names, s.verbalizer_tokens()))
         header += f"  {s.name} label tokens: {words}\n"
@@ -291,18 +356,31 @@ def _target_layer(args) -> int:
         raise ConfigError("probe target-layer reads labels through an LM head: --model must be a decoder")
     prompt = _base_prompt(args, [], True)
     names = list(data.label_names)
-    spec = build_task_spec(TaskDataset([Example(text="x", label=0)], names, name="labels"), backbone.geometry,
-                           backbone.tokenizer, prompt)
+    spec = build_task_spec(
+        TaskDataset([Example(text="x", label=0)], names, name="labels"), backbone.geometry, backbone.tokenizer, prompt
+    )
     collator = Collator(backbone.tokenizer, backbone.geometry, len(names), prompt, args.max_length)
     rows = random.Random(args.seed).sample(data.rows, min(args.examples, len(data.rows)))
-    _progress(f"interchange ablation of {args.component} over {len(rows)} pairs and "
-              f"{backbone.geometry.num_layers} layers")
-    curve = interchange_ablation(backbone.model, backbone.geometry, collator.prompt_ids([r.example() for r in rows]),
-                                 [r.labels[0] for r in rows], spec.verbalizer_ids, args.component,
-                                 pad_id=backbone.tokenizer.pad_token_id or 0)
+    _progress(
+        f"interchange ablation of {args.component} over {len(rows)} pairs and {backbone.geometry.num_layers} layers"
+    )
+    curve = interchange_ablation(
+        backbone.model,
+        backbone.geometry,
+        collator.prompt_ids([r.example() for r in rows]),
+        [r.labels[0] for r in rows],
+        spec.verbalizer_ids,
+        args.component,
+        pad_id=backbone.tokenizer.pad_token_id or 0,
+    )
     paths = write_curve(curve, args.output, title=args.title)
-    lines = [f"data: {len(rows)} inputs of {data.source} (seed {args.seed})", f"model: {backbone.name}",
-             f"prompt: {prompt.template!r}", f"component: {args.component}", "layer  mean KL"]
+    lines = [
+        f"data: {len(rows)} inputs of {data.source} (seed {args.seed})",
+        f"model: {backbone.name}",
+        f"prompt: {prompt.template!r}",
+        f"component: {args.component}",
+        "layer  mean KL",
+    ]
     lines += [f"{i:5d}  {v:.6f}" + ("  <- chosen" if i == curve.layer else "") for i, v in enumerate(curve.kl)]
     lines.append(f"chosen target layer: {curve.layer} (0-based; of {len(curve.kl)})")
     summary = Path(args.output) / "summary.txt"

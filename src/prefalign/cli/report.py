@@ -6,8 +6,9 @@ COMMAND = "report"
 
 
 def add_parser(subparsers) -> None:
-    r = subparsers.add_parser("report", help="one offline HTML page of a run directory: curves, metrics, probes, "
-                                             "dataset cards")
+    r = subparsers.add_parser(
+        "report", help="one offline HTML page of a run directory: curves, metrics, probes, dataset cards"
+    )
     r.add_argument("run_dir", help="a folder written by `prefalign train` (with probe outputs below it, if any)")
     r.add_argument("--output", "-o", help="where to write the page (default: RUN_DIR/report.html)")
 

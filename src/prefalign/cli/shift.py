@@ -24,8 +24,11 @@ SPLITS = ("train", "validation", "test")
 
 def add_parser(subparsers) -> None:
     """Add the `shift` sub-command to the main parser's subparsers."""
-    p = subparsers.add_parser("shift", help="build a preference-shifted dataset (DCPC appendix A.1.1) and its card",
-                              description="Build a preference-shifted twin of one split of a registered task.")
+    p = subparsers.add_parser(
+        "shift",
+        help="build a preference-shifted dataset (DCPC appendix A.1.1) and its card",
+        description="Build a preference-shifted twin of one split of a registered task.",
+    )
     p.add_argument("name", nargs="?", help="the shift, e.g. sst2-p, rte-e, copa-bs, boolq-ps, record-r, alpaca-is")
     p.add_argument("--list", action="store_true", help="list the shifts and their parameters, then exit")
     p.add_argument("--task", help="registered task to read (see `prefalign tasks`)")
@@ -33,11 +36,20 @@ def add_parser(subparsers) -> None:
     p.add_argument("--split", default="train", choices=SPLITS, help="which split to shift (default: train)")
     p.add_argument("--output", "-o", help="folder for <split>.jsonl and its card")
     p.add_argument("--seed", type=int, default=0, help="seed of the shift's random choices (default: 0)")
-    p.add_argument("--set", dest="params", action="append", default=[], metavar="PARAM=VALUE",
-                   help="a shift parameter, e.g. --set fraction=0.5 (repeatable; see --list)")
-    p.add_argument("--rephraser", choices=("rule", "chat"),
-                   help="for boolq-ps, record-r, alpaca-is: 'rule' (offline, default) or 'chat' (an OpenAI-"
-                        "compatible endpoint from PREFALIGN_API_BASE, PREFALIGN_API_MODEL, PREFALIGN_API_KEY)")
+    p.add_argument(
+        "--set",
+        dest="params",
+        action="append",
+        default=[],
+        metavar="PARAM=VALUE",
+        help="a shift parameter, e.g. --set fraction=0.5 (repeatable; see --list)",
+    )
+    p.add_argument(
+        "--rephraser",
+        choices=("rule", "chat"),
+        help="for boolq-ps, record-r, alpaca-is: 'rule' (offline, default) or 'chat' (an OpenAI-"
+        "compatible endpoint from PREFALIGN_API_BASE, PREFALIGN_API_MODEL, PREFALIGN_API_KEY)",
+    )
 
 
 def _list_shifts() -> int:
@@ -54,9 +66,9 @@ def run(args) -> int:
     """Run `shift`; user errors propagate as UserError for prefalign.cli.main to report."""
     if args.list:
         return _list_shifts()
-    from ..utils.config_base import parse_overrides
     from ..shifts.registry import apply_shift, shift_parameters
     from ..tasks import load_task
+    from ..utils.config_base import parse_overrides
 
     if not args.name:
         raise ConfigError("prefalign shift needs a shift name (or --list to see them)")
@@ -79,8 +91,10 @@ def run(args) -> int:
     splits = dict(zip(SPLITS, load_task(args.task, args.path, args.seed)))
     data = splits[args.split]
     if data is None:
-        raise DataError(f"task '{args.task}' has no separate {args.split} split in {args.path} (it is carved out "
-                        "of train at training time); shift --split train instead")
+        raise DataError(
+            f"task '{args.task}' has no separate {args.split} split in {args.path} (it is carved out "
+            "of train at training time); shift --split train instead"
+        )
     shifted, card = apply_shift(args.name, data, params, seed=args.seed)
     card = {**card, "task": args.task, "split": args.split, "source_path": str(args.path) if args.path else None}
     files = _write(output, args.split, shifted, card)
@@ -100,8 +114,10 @@ def _write(output: Path, split: str, shifted, card: dict) -> list[Path]:
     try:
         staging.mkdir()
         writer = write_generation_jsonl if shifted.is_generation else write_dataset_jsonl
-        names = [writer(staging / f"{split}.jsonl", shifted).name,
-                 *(p.name for p in write_card(staging, card, filename=f"{split}.card"))]
+        names = [
+            writer(staging / f"{split}.jsonl", shifted).name,
+            *(p.name for p in write_card(staging, card, filename=f"{split}.card")),
+        ]
         for name in names:
             os.replace(staging / name, output / name)
         return [output / name for name in names[:2]]

@@ -10,8 +10,11 @@ COMMAND = "train"
 def add_parser(subparsers) -> None:
     p = subparsers.add_parser("train", help="train a method from a YAML config; saves <output_dir>/adapter")
     add_config_args(p)
-    p.add_argument("--resume", action="store_true",
-                   help="continue an interrupted run from its last complete checkpoint (same config)")
+    p.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue an interrupted run from its last complete checkpoint (same config)",
+    )
 
 
 def run(args) -> int:

@@ -5,12 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..utils.config_base import ConfigBase, deep_merge, parse_overrides, read_yaml_mapping
-from ..utils.config_base import option as _f
 from ..errors import ConfigError
 from ..tasks import get_task
-
-
+from ..utils.config_base import ConfigBase, deep_merge, parse_overrides, read_yaml_mapping
+from ..utils.config_base import option as _f
 
 
 @dataclass
@@ -22,10 +20,16 @@ class MethodEntry(ConfigBase):
     label: str | None = _f(None, "row name in the table (default: name)")
     method: dict | None = _f(None, "method options, as the method section of a train config")
     training: dict | None = _f(None, "training overrides for this method (for example its learning rate)")
-    data: dict | None = _f(None, "data overrides for this row, e.g. {target: soft} to train on the annotators' "
-                           "label distribution (multi-annotator tasks)")
-    seeds: list[int] | None = _f(None, "seeds of this row (default: the grid's); [0] for a method whose result no "
-                                 "seed changes (the untuned model, CC)")
+    data: dict | None = _f(
+        None,
+        "data overrides for this row, e.g. {target: soft} to train on the annotators' "
+        "label distribution (multi-annotator tasks)",
+    )
+    seeds: list[int] | None = _f(
+        None,
+        "seeds of this row (default: the grid's); [0] for a method whose result no "
+        "seed changes (the untuned model, CC)",
+    )
 
     def validate(self) -> None:
         if self.seeds is not None and not self.seeds:
@@ -45,11 +49,18 @@ class DatasetEntry(ConfigBase):
     data: dict | None = _f(None, "the data section (task/path or files, template, limits)")
     shifted: dict | None = _f(None, "shift for the twin column, e.g. {name: sst2-p, fraction: 0.5}; null: none")
     shifted_name: str | None = _f(None, "twin column name (default: the shift's name upper-cased, e.g. SST2-P)")
-    metric: str | None = _f(None, "the test metric in the table (a run's test metric key without 'test_': "
-                            "accuracy, f1_em, gpt_score); default: the registered task's metric, else accuracy")
-    also: list[str] = field(default_factory=list, metadata={
-        "help": "further metrics shown in their own columns beside the main one (a run's metric key, looked up as "
-                "test_<key> then <key>): e.g. [accuracy, perplexity]; perplexity needs training.perplexity_text"})
+    metric: str | None = _f(
+        None,
+        "the test metric in the table (a run's test metric key without 'test_': "
+        "accuracy, f1_em, gpt_score); default: the registered task's metric, else accuracy",
+    )
+    also: list[str] = field(
+        default_factory=list,
+        metadata={
+            "help": "further metrics shown in their own columns beside the main one (a run's metric key, looked up as "
+            "test_<key> then <key>): e.g. [accuracy, perplexity]; perplexity needs training.perplexity_text"
+        },
+    )
 
     def validate(self) -> None:
         self.data = self.data or {}
@@ -91,17 +102,24 @@ class CompareConfig(ConfigBase):
     methods: list[MethodEntry] = field(default_factory=list, metadata={"help": "table rows"})
     datasets: list[DatasetEntry] = field(default_factory=list, metadata={"help": "table columns"})
     base: dict | None = _f(None, "model/data/method/training sections every run starts from")
-    keep: str = _f("adapter", "what each finished run keeps: 'all' (checkpoints too), 'adapter' or 'metrics'",
-                   choices=("all", "adapter", "metrics"))
-    pairs: list[str] | None = _f(None, "two row-label targets [a, b], e.g. [majority, soft]: table.md also counts, per "
-                                 "dataset and metric, the seed-matched (method, seed) pairs in which the row "
-                                 "'<method> / b' beats '<method> / a' (prefalign.compare.pairs)")
+    keep: str = _f(
+        "adapter",
+        "what each finished run keeps: 'all' (checkpoints too), 'adapter' or 'metrics'",
+        choices=("all", "adapter", "metrics"),
+    )
+    pairs: list[str] | None = _f(
+        None,
+        "two row-label targets [a, b], e.g. [majority, soft]: table.md also counts, per "
+        "dataset and metric, the seed-matched (method, seed) pairs in which the row "
+        "'<method> / b' beats '<method> / a' (prefalign.compare.pairs)",
+    )
 
     def validate(self) -> None:
         self.base = self.base or {}
         if "method" in self.base:
-            raise ConfigError("compare: base must not hold a method section; put each method's options under "
-                              "methods[].method")
+            raise ConfigError(
+                "compare: base must not hold a method section; put each method's options under methods[].method"
+            )
         unknown = sorted(set(self.base) - {"model", "data", "training"})
         if unknown:
             raise ConfigError(f"compare: base may hold model, data and training sections, not {', '.join(unknown)}")
@@ -112,9 +130,14 @@ class CompareConfig(ConfigBase):
         if not self.seeds:
             raise ConfigError("compare: list at least one seed")
         if self.pairs is not None and (len(self.pairs) != 2 or len(set(self.pairs)) != 2):
-            raise ConfigError(f"compare: pairs names two different targets [a, b], e.g. [majority, soft]; got {self.pairs}")
-        for kind, entries in (("method", [m.label for m in self.methods]), ("dataset", [d.name for d in self.datasets]),
-                              ("model", [m.label for m in self.models])):
+            raise ConfigError(
+                f"compare: pairs names two different targets [a, b], e.g. [majority, soft]; got {self.pairs}"
+            )
+        for kind, entries in (
+            ("method", [m.label for m in self.methods]),
+            ("dataset", [d.name for d in self.datasets]),
+            ("model", [m.label for m in self.models]),
+        ):
             dupes = sorted({e for e in entries if entries.count(e) > 1})
             if dupes:
                 raise ConfigError(f"compare: {kind} names must be unique; repeated: {', '.join(dupes)}")
@@ -128,6 +151,8 @@ def load_compare_config(path: str, overrides: list[str] | None = None) -> Compar
         if key in data:
             if not isinstance(data[key], list):
                 raise ConfigError(f"compare: {key} must be a list")
-            data[key] = [entry.from_dict({"name": item} if isinstance(item, str) else item, where=f"{key}[{i}]")
-                         for i, item in enumerate(data[key])]
+            data[key] = [
+                entry.from_dict({"name": item} if isinstance(item, str) else item, where=f"{key}[{i}]")
+                for i, item in enumerate(data[key])
+            ]
     return CompareConfig.from_dict(data)

@@ -6,8 +6,8 @@ import statistics
 import textwrap
 from pathlib import Path
 
-from ..utils.atomic_files import save_figure_atomically
 from ..training.run import mean_logged
+from ..utils.atomic_files import save_figure_atomically
 from .config import CompareConfig
 
 CURVE_KEYS = ("eval_loss", "eval_accuracy")
@@ -18,8 +18,10 @@ def validation_curve(log_history: list[dict]) -> list[dict]:
     points = {}
     for entry in log_history:
         if "eval_loss" in entry and "step" in entry:
-            points[int(entry["step"])] = {"step": int(entry["step"]),
-                                          **{k: float(entry[k]) for k in CURVE_KEYS if k in entry}}
+            points[int(entry["step"])] = {
+                "step": int(entry["step"]),
+                **{k: float(entry[k]) for k in CURVE_KEYS if k in entry},
+            }
     return [points[s] for s in sorted(points)]
 
 
@@ -57,8 +59,13 @@ def curves_chart(cfg: CompareConfig, results: list[dict], path: Path, key: str =
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    panels = [(model.label, column) for model in cfg.models for d in cfg.datasets
-              for column in (d.name, d.shifted_name) if column is not None]
+    panels = [
+        (model.label, column)
+        for model in cfg.models
+        for d in cfg.datasets
+        for column in (d.name, d.shifted_name)
+        if column is not None
+    ]
     panels = [p for p in panels if any((p[0], m.label, p[1]) in curves for m in cfg.methods)]
     fig, axes = plt.subplots(1, len(panels), figsize=(max(6.4, 4.6 * len(panels)), 3.8), squeeze=False)
     for ax, (model, column) in zip(axes[0], panels):

@@ -16,15 +16,15 @@ from pathlib import Path
 import torch
 
 from ..annotations.config import AnnotationConfig
-from ..utils.config_base import ConfigBase, deep_merge
-from ..utils.environment import versions
 from ..errors import TrainingError, UserError
-from ..utils.atomic_files import write_text_atomically
 from ..methods import method_class
 from ..models.loading import load_backbone
 from ..training.config import DataConfig, ExperimentConfig, ModelConfig, TrainingConfig
 from ..training.run import checkpoint_metric, train
 from ..training.splits import load_splits
+from ..utils.atomic_files import write_text_atomically
+from ..utils.config_base import ConfigBase, deep_merge
+from ..utils.environment import versions
 from .config import CompareConfig, DatasetEntry, MethodEntry, ModelEntry
 from .curves import logged_means, validation_curve
 
@@ -58,8 +58,14 @@ class RunSpec:
             data["shift"] = dict(self.dataset.shifted)
         merged = deep_merge(cfg.base, {"model": {"name": self.model.name}, "data": data})
         merged = deep_merge(merged, {"training": self.model.training})
-        merged = deep_merge(merged, {"method": {"name": self.method.name, **self.method.method},
-                                     "training": self.method.training, "data": self.method.data})
+        merged = deep_merge(
+            merged,
+            {
+                "method": {"name": self.method.name, **self.method.method},
+                "training": self.method.training,
+                "data": self.method.data,
+            },
+        )
         merged = deep_merge(merged, {"training": {"seed": self.seed, "output_dir": str(output_dir)}})
         return ExperimentConfig.from_dict(merged)
 
@@ -130,19 +136,25 @@ def run_grid(cfg: CompareConfig, *, progress: bool = False, log=print, shard: tu
     status = grid_status(cfg)
     results = [done for _, _, _, done in status]
     part, parts = shard
-    todo = [(i, spec, exp, out / "runs" / spec.run_id) for i, (spec, exp, _, done) in enumerate(status)
-            if done is None and shard_of(spec.run_id, parts) == part]
+    todo = [
+        (i, spec, exp, out / "runs" / spec.run_id)
+        for i, (spec, exp, _, done) in enumerate(status)
+        if done is None and shard_of(spec.run_id, parts) == part
+    ]
     where = f" (shard {part} of {parts})" if parts > 1 else ""
-    log(f"compare: {len(status)} runs, {len(status) - sum(d is None for *_, d in status)} already finished, "
-        f"{len(todo)} to run{where} -> {out}")
+    log(
+        f"compare: {len(status)} runs, {len(status) - sum(d is None for *_, d in status)} already finished, "
+        f"{len(todo)} to run{where} -> {out}"
+    )
     preflight([(spec, exp) for _, spec, exp, _ in todo])
     backbones: dict[str, object] = {}
     for n, (index, spec, exp, run_dir) in enumerate(todo, 1):
         log(f"[{n}/{len(todo)}] {spec.run_id} ...")
         if spec.model.name not in backbones:
             backbones.clear()  # one backbone in memory at a time
-            backbones[spec.model.name] = load_backbone(exp.model.name, trust_remote_code=exp.model.trust_remote_code,
-                                                      dtype=exp.model.dtype)
+            backbones[spec.model.name] = load_backbone(
+                exp.model.name, trust_remote_code=exp.model.trust_remote_code, dtype=exp.model.dtype
+            )
         exp.training.progress = progress
         t0 = time.time()
         try:
@@ -191,16 +203,37 @@ def _count(model) -> int:
     return int(sum(p.numel() for p in model.trainable_parameters().values()))
 
 
-def _record(spec: RunSpec, exp: ExperimentConfig, metrics: dict, tunable: int | None, status: str,
-            error: str | None, seconds: float) -> dict:
+def _record(
+    spec: RunSpec,
+    exp: ExperimentConfig,
+    metrics: dict,
+    tunable: int | None,
+    status: str,
+    error: str | None,
+    seconds: float,
+) -> dict:
     return {
-        "run_id": spec.run_id, "model": spec.model.label, "model_name": spec.model.name,
-        "dataset": spec.dataset.name, "variant": spec.variant, "column": spec.column,
-        "method": spec.method.label, "method_name": spec.method.name, "seed": spec.seed,
-        "metric": spec.dataset.metric, "status": status, "error": error, "metrics": metrics,
-        "tunable_params": tunable, "seconds": round(seconds, 1), "config_digest": config_digest(exp),
-        "config": exp.to_dict(), "machine": platform.platform(), "processor": platform.processor() or platform.machine(),
-        "hardware": hardware(), "versions": versions(),
+        "run_id": spec.run_id,
+        "model": spec.model.label,
+        "model_name": spec.model.name,
+        "dataset": spec.dataset.name,
+        "variant": spec.variant,
+        "column": spec.column,
+        "method": spec.method.label,
+        "method_name": spec.method.name,
+        "seed": spec.seed,
+        "metric": spec.dataset.metric,
+        "status": status,
+        "error": error,
+        "metrics": metrics,
+        "tunable_params": tunable,
+        "seconds": round(seconds, 1),
+        "config_digest": config_digest(exp),
+        "config": exp.to_dict(),
+        "machine": platform.platform(),
+        "processor": platform.processor() or platform.machine(),
+        "hardware": hardware(),
+        "versions": versions(),
     }
 
 

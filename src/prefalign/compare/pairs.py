@@ -41,8 +41,10 @@ def paired_wins(runs: list[dict | None], a: str, b: str) -> dict[tuple[str, str]
 def pairs_table(runs: list[dict | None], a: str, b: str) -> str:
     """Markdown: one row per dataset column, one 'wins/pairs' cell per metric; a line when nothing pairs."""
     wins = paired_wins(runs, a, b)
-    heading = (f"Seed-matched pairs: in how many (method, seed) pairs the '<method> / {b}' run beats the "
-               f"'<method> / {a}' run with the same seed (ties are no win).")
+    heading = (
+        f"Seed-matched pairs: in how many (method, seed) pairs the '<method> / {b}' run beats the "
+        f"'<method> / {a}' run with the same seed (ties are no win)."
+    )
     if not wins:
         return heading + f"\n\nNo finished '<method> / {a}' and '<method> / {b}' runs with the same seed yet."
     columns = list(dict.fromkeys(column for column, _ in wins))

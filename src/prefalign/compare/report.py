@@ -96,10 +96,14 @@ def markdown_tables(cfg: CompareConfig, results: list[dict]) -> str:
                     row.append(_score(a - b, d.metric) if a is not None and b is not None else "–")
             rows.append(row)
         _bold_best(rows, cfg)
-        lines = [f"**{model.label}** — median of test {', '.join(sorted({d.metric for d in cfg.datasets}))} over "
-                 f"seeds {', '.join(map(str, cfg.seeds))} (x100 for accuracy and f1-em); 'drop' is original minus "
-                 "shifted; a cell with fewer finished seeds says how many." + _own_seeds(cfg), "",
-                 "| " + " | ".join(header) + " |", "|" + "|".join(["---"] + ["---:"] * (len(header) - 1)) + "|"]
+        lines = [
+            f"**{model.label}** — median of test {', '.join(sorted({d.metric for d in cfg.datasets}))} over "
+            f"seeds {', '.join(map(str, cfg.seeds))} (x100 for accuracy and f1-em); 'drop' is original minus "
+            "shifted; a cell with fewer finished seeds says how many." + _own_seeds(cfg),
+            "",
+            "| " + " | ".join(header) + " |",
+            "|" + "|".join(["---"] + ["---:"] * (len(header) - 1)) + "|",
+        ]
         lines += ["| " + " | ".join(row) + " |" for row in rows]
         blocks.append("\n".join(lines))
     return "\n\n".join(blocks)
@@ -156,16 +160,37 @@ def _bold_best(rows: list[list[str]], cfg: CompareConfig) -> None:
 def results_csv(results: list[dict]) -> str:
     """One line per run: ids, status, test metric, tunable parameters, seconds."""
     buf = io.StringIO()
-    fields = ["model", "dataset", "variant", "column", "method", "method_name", "seed", "status", "metric",
-              "test_score", "validation_accuracy", "train_steps", "tunable_params", "seconds", "error"]
+    fields = [
+        "model",
+        "dataset",
+        "variant",
+        "column",
+        "method",
+        "method_name",
+        "seed",
+        "status",
+        "metric",
+        "test_score",
+        "validation_accuracy",
+        "train_steps",
+        "tunable_params",
+        "seconds",
+        "error",
+    ]
     writer = csv.DictWriter(buf, fieldnames=fields, lineterminator="\n")
     writer.writeheader()
     for r in results:
         if r is None:
             continue
         m = r["metrics"]
-        writer.writerow({**{k: r.get(k) for k in fields if k in r}, "test_score": m.get(f"test_{r['metric']}"),
-                         "validation_accuracy": m.get("validation_accuracy"), "train_steps": m.get("train_steps")})
+        writer.writerow(
+            {
+                **{k: r.get(k) for k in fields if k in r},
+                "test_score": m.get(f"test_{r['metric']}"),
+                "validation_accuracy": m.get("validation_accuracy"),
+                "train_steps": m.get("train_steps"),
+            }
+        )
     return buf.getvalue()
 
 
@@ -178,8 +203,9 @@ def chart(cfg: CompareConfig, results: list[dict], path: Path) -> Path | None:
 
     cells = median_table(results)
     panels = [(model, d) for model in cfg.models for d in cfg.datasets]
-    fig, axes = plt.subplots(1, len(panels), figsize=(max(4.5, 1.1 * len(cfg.methods)) * len(panels), 3.8),
-                             squeeze=False)
+    fig, axes = plt.subplots(
+        1, len(panels), figsize=(max(4.5, 1.1 * len(cfg.methods)) * len(panels), 3.8), squeeze=False
+    )
     width = 0.38
     for ax, (model, d) in zip(axes[0], panels):
         xs = range(len(cfg.methods))
@@ -188,14 +214,21 @@ def chart(cfg: CompareConfig, results: list[dict], path: Path) -> Path | None:
             if column is None:
                 continue
             values = [cells.get((model.label, m.label, column), {}).get("median") for m in cfg.methods]
-            ax.bar([x + offset for x in xs], [scale * v if v is not None else 0 for v in values], width,
-                   label=f"{name} ({column})")
+            ax.bar(
+                [x + offset for x in xs],
+                [scale * v if v is not None else 0 for v in values],
+                width,
+                label=f"{name} ({column})",
+            )
         ax.set_xticks(list(xs), [m.label for m in cfg.methods], rotation=30, ha="right")
         ax.set_title(f"{model.label}: {d.name}")
         ax.set_ylabel(f"test {d.metric}" + (" x100" if scale == 100 else ""))
         ax.legend(fontsize=8, loc="lower right")
-        finite = [scale * c["median"] for (mo, _, col), c in cells.items()
-                  if mo == model.label and col in (d.name, d.shifted_name) and c.get("median") is not None]
+        finite = [
+            scale * c["median"]
+            for (mo, _, col), c in cells.items()
+            if mo == model.label and col in (d.name, d.shifted_name) and c.get("median") is not None
+        ]
         if finite:
             ax.set_ylim(max(0, min(finite) - 10), min(100 if scale == 100 else 10, max(finite) + 5))
     fig.suptitle(f"{cfg.title}: median over seeds {', '.join(map(str, cfg.seeds))}", fontsize=10)
@@ -214,14 +247,30 @@ def write_reports(cfg: CompareConfig, results: list[dict], command: str) -> dict
     if hardware:
         machine += " (" + "; ".join(hardware) + ")"
     versions = finished[0]["versions"] if finished else {}
-    paths = {"json": out / "results.json", "csv": out / "results.csv", "table": out / "table.md",
-             "chart": out / "chart.png", "curves": out / "validation_loss.png"}
-    write_text_atomically(paths["json"], json.dumps({"title": cfg.title, "command": command, "config": cfg.to_dict(),
-                                            "runs": finished}, indent=2, default=str))
+    paths = {
+        "json": out / "results.json",
+        "csv": out / "results.csv",
+        "table": out / "table.md",
+        "chart": out / "chart.png",
+        "curves": out / "validation_loss.png",
+    }
+    write_text_atomically(
+        paths["json"],
+        json.dumps(
+            {"title": cfg.title, "command": command, "config": cfg.to_dict(), "runs": finished}, indent=2, default=str
+        ),
+    )
     write_text_atomically(paths["csv"], results_csv(finished))
-    head = [f"## {cfg.title}", "", f"Command: `{command}`", "",
-            f"{len(finished)} of {len(results)} runs finished, {total / 60:.1f} min of training and evaluation in all; "
-            f"machine: {machine}; " + ", ".join(f"{k} {v}" for k, v in versions.items()), "", ""]
+    head = [
+        f"## {cfg.title}",
+        "",
+        f"Command: `{command}`",
+        "",
+        f"{len(finished)} of {len(results)} runs finished, {total / 60:.1f} min of training and evaluation in all; "
+        f"machine: {machine}; " + ", ".join(f"{k} {v}" for k, v in versions.items()),
+        "",
+        "",
+    ]
     tables = markdown_tables(cfg, results)
     if cfg.pairs:
         tables += "\n\n" + pairs_table(results, *cfg.pairs)

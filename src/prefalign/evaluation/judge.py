@@ -12,7 +12,8 @@ from __future__ import annotations
 import re
 import string
 from collections import Counter
-from typing import Protocol, Sequence, runtime_checkable
+from collections.abc import Sequence
+from typing import Protocol, runtime_checkable
 
 from ..errors import ConfigError, DataError
 from ..utils.endpoints import ChatEndpoint
@@ -26,7 +27,7 @@ JUDGE_PROMPT = (
     "Instruction:\n{instruction}\n\n"
     "Reference answer:\n{reference}\n\n"
     "Response to evaluate:\n{response}\n\n"
-    "Reply with the score on the first line as \"Score: N\" (N an integer from 1 to 10), then one sentence "
+    'Reply with the score on the first line as "Score: N" (N an integer from 1 to 10), then one sentence '
     "explaining it."
 )
 
@@ -43,8 +44,11 @@ class Judge(Protocol):
 def parse_score(reply: str) -> float:
     """The 1-10 score in a judge's reply ("Score: 8", "8/10", "**8**"); DataError if none is found."""
     text = reply.replace("*", "")
-    for pattern in (r"score\s*[:=]?\s*(\d+(?:\.\d+)?)", r"(\d+(?:\.\d+)?)\s*(?:/|out of)\s*10\b",
-                    r"(?<![\d.])(\d+(?:\.\d+)?)(?![\d.])"):
+    for pattern in (
+        r"score\s*[:=]?\s*(\d+(?:\.\d+)?)",
+        r"(\d+(?:\.\d+)?)\s*(?:/|out of)\s*10\b",
+        r"(?<![\d.])(\d+(?:\.\d+)?)(?![\d.])",
+    ):
         m = re.search(pattern, text, re.IGNORECASE)
         if m:
             value = float(m.group(1))
@@ -58,15 +62,22 @@ def parse_score(reply: str) -> float:
 class ChatJudge:
     """gpt-score through an OpenAI-compatible chat endpoint (the paper used GPT-4o)."""
 
-    def __init__(self, endpoint=None, *, base_url: str | None = None, model: str | None = None,
-                 api_key: str | None = None, timeout: float = 60.0, retries: int = 2):
+    def __init__(
+        self,
+        endpoint=None,
+        *,
+        base_url: str | None = None,
+        model: str | None = None,
+        api_key: str | None = None,
+        timeout: float = 60.0,
+        retries: int = 2,
+    ):
         self.endpoint = endpoint or ChatEndpoint.from_env(base_url, model, api_key, timeout=timeout, retries=retries)
         self.name = f"chat judge ({self.endpoint.describe()})"
 
     def score(self, instruction: str, reference: str, response: str) -> float:
         prompt = JUDGE_PROMPT.format(instruction=instruction, reference=reference, response=response)
-        return parse_score(self.endpoint.chat([{"role": "user", "content": prompt}], temperature=0.0,
-                                              max_tokens=100))
+        return parse_score(self.endpoint.chat([{"role": "user", "content": prompt}], temperature=0.0, max_tokens=100))
 
 
 class OfflineJudge:
@@ -95,8 +106,9 @@ def _tokens(text: str) -> list[str]:
     return [t for t in text.split() if t not in ("a", "an", "the")]
 
 
-def gpt_score(instructions: Sequence[str], references: Sequence[str], responses: Sequence[str],
-              judge: Judge | None = None) -> dict:
+def gpt_score(
+    instructions: Sequence[str], references: Sequence[str], responses: Sequence[str], judge: Judge | None = None
+) -> dict:
     """The mean judge score over the items: ``{"mean", "n", "judge"}`` (``judge`` names who scored).
 
     Without ``judge`` the offline stand-in is used, and the result says so.
@@ -106,8 +118,10 @@ def gpt_score(instructions: Sequence[str], references: Sequence[str], responses:
         raise ConfigError(f"judge must have a name and score(); got {type(judge).__name__}")
     n = len(instructions)
     if len(references) != n or len(responses) != n:
-        raise DataError(f"gpt_score needs as many references and responses as instructions; got {n} instructions, "
-                        f"{len(references)} references, {len(responses)} responses")
+        raise DataError(
+            f"gpt_score needs as many references and responses as instructions; got {n} instructions, "
+            f"{len(references)} references, {len(responses)} responses"
+        )
     if n == 0:
         raise DataError("gpt_score got no items to score")
     scores = [float(judge.score(i, r, s)) for i, r, s in zip(instructions, references, responses)]

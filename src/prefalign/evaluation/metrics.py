@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 import string
 from collections import Counter
-from typing import Sequence
+from collections.abc import Sequence
 
 _ARTICLES = re.compile(r"\b(a|an|the)\b")
 _PUNCTUATION = set(string.punctuation)
@@ -76,8 +76,22 @@ def accuracy(predictions: Sequence, labels: Sequence) -> float:
 # The lexicon rule: scan the normalised words left to right; the first word (or two-word phrase)
 # found in either list decides. An affirmative intensifier directly followed by "not" reads as no
 # ("absolutely not", "certainly not", "of course not"). No decisive word: None (scored wrong).
-YES_WORDS = frozenset({"yes", "yeah", "yep", "yup", "indeed", "absolutely", "certainly", "definitely", "correct",
-                       "true", "sure", "affirmative"})
+YES_WORDS = frozenset(
+    {
+        "yes",
+        "yeah",
+        "yep",
+        "yup",
+        "indeed",
+        "absolutely",
+        "certainly",
+        "definitely",
+        "correct",
+        "true",
+        "sure",
+        "affirmative",
+    }
+)
 NO_WORDS = frozenset({"no", "nope", "nah", "not", "never", "false", "incorrect", "negative"})
 YES_PHRASES = frozenset({("of", "course")})
 
@@ -90,18 +104,37 @@ def answer_polarity(text: str) -> str | None:
     """
     words = [_expand_negation(w) for w in normalize_answer(text).split()]
     for i, word in enumerate(words):
-        pair = tuple(words[i:i + 2])
+        pair = tuple(words[i : i + 2])
         if pair in YES_PHRASES:
-            return "no" if words[i + 2:i + 3] == ["not"] else "yes"
+            return "no" if words[i + 2 : i + 3] == ["not"] else "yes"
         if word in YES_WORDS:
-            return "no" if words[i + 1:i + 2] == ["not"] else "yes"
+            return "no" if words[i + 1 : i + 2] == ["not"] else "yes"
         if word in NO_WORDS:
             return "no"
     return None
 
 
-_NEGATED_AUX = {"isnt", "arent", "wasnt", "werent", "dont", "doesnt", "didnt", "cant", "cannot", "couldnt", "wont",
-                "wouldnt", "shouldnt", "hasnt", "havent", "hadnt", "aint", "mustnt", "neednt"}
+_NEGATED_AUX = {
+    "isnt",
+    "arent",
+    "wasnt",
+    "werent",
+    "dont",
+    "doesnt",
+    "didnt",
+    "cant",
+    "cannot",
+    "couldnt",
+    "wont",
+    "wouldnt",
+    "shouldnt",
+    "hasnt",
+    "havent",
+    "hadnt",
+    "aint",
+    "mustnt",
+    "neednt",
+}
 
 
 def _expand_negation(word: str) -> str:

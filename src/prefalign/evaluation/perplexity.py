@@ -14,8 +14,10 @@ def read_corpus(path: str | Path) -> str:
     """The text of ``path`` (UTF-8); a DataError when missing or empty."""
     p = Path(path)
     if not p.is_file():
-        raise DataError(f"training.perplexity_text {path} is not a file; point it at a plain-text corpus "
-                        "such as WikiText-2's wiki.test.raw")
+        raise DataError(
+            f"training.perplexity_text {path} is not a file; point it at a plain-text corpus "
+            "such as WikiText-2's wiki.test.raw"
+        )
     text = p.read_text(encoding="utf-8", errors="replace")
     if not text.strip():
         raise DataError(f"training.perplexity_text {path} is empty")
@@ -38,7 +40,7 @@ def perplexity(model: torch.nn.Module, tokenizer, text: str, max_tokens: int = 4
     device = next(model.parameters()).device
     total, count = 0.0, 0
     for start in range(0, len(ids), window):
-        chunk = ids[start:start + window].unsqueeze(0).to(device)
+        chunk = ids[start : start + window].unsqueeze(0).to(device)
         if chunk.shape[1] < 2:
             break
         logits = model(input_ids=chunk, use_cache=False).logits[0, :-1].float()

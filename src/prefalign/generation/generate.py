@@ -12,7 +12,7 @@ training (``position_offset``), and the placeholders are cut from the output.
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 from torch import nn
@@ -26,8 +26,9 @@ from ..models.prefix import build_prefix_cache
 def language_model(method: Method) -> nn.Module:
     """The causal LM a method generates with: its backbone (adapters included)."""
     if not method.geo.is_decoder:
-        raise ConfigError(f"{method.name or type(method).__name__} is built on an encoder; generation needs a "
-                          "decoder (a causal LM)")
+        raise ConfigError(
+            f"{method.name or type(method).__name__} is built on an encoder; generation needs a decoder (a causal LM)"
+        )
     return method.language_model
 
 
@@ -45,9 +46,18 @@ def encode_prompts(tokenizer, prompts: Sequence[str], max_length: int | None = N
 
 
 @torch.no_grad()
-def generate(method: Method, tokenizer, prompts: Sequence[str], *, num_beams: int = 3, max_new_tokens: int = 32,
-             batch_size: int = 8, max_length: int | None = None, lm: nn.Module | None = None,
-             **generate_kwargs) -> list[str]:
+def generate(
+    method: Method,
+    tokenizer,
+    prompts: Sequence[str],
+    *,
+    num_beams: int = 3,
+    max_new_tokens: int = 32,
+    batch_size: int = 8,
+    max_length: int | None = None,
+    lm: nn.Module | None = None,
+    **generate_kwargs,
+) -> list[str]:
     """Answers to ``prompts`` from ``method``'s backbone with the method's prefixes in place.
 
     ``method`` is any prefalign method: ``method.prefixes(input_ids, attention_mask)`` gives the
@@ -57,14 +67,30 @@ def generate(method: Method, tokenizer, prompts: Sequence[str], *, num_beams: in
     arguments go to ``generate``. Returns the decoded continuations, special tokens dropped.
     """
     ids = encode_prompts(tokenizer, prompts, max_length)
-    return generate_from_ids(method, tokenizer, ids, num_beams=num_beams, max_new_tokens=max_new_tokens,
-                             batch_size=batch_size, lm=lm, **generate_kwargs)
+    return generate_from_ids(
+        method,
+        tokenizer,
+        ids,
+        num_beams=num_beams,
+        max_new_tokens=max_new_tokens,
+        batch_size=batch_size,
+        lm=lm,
+        **generate_kwargs,
+    )
 
 
 @torch.no_grad()
-def generate_from_ids(method: Method, tokenizer, prompt_ids: Sequence[Sequence[int]], *, num_beams: int = 3,
-                      max_new_tokens: int = 32, batch_size: int = 8, lm: nn.Module | None = None,
-                      **generate_kwargs) -> list[str]:
+def generate_from_ids(
+    method: Method,
+    tokenizer,
+    prompt_ids: Sequence[Sequence[int]],
+    *,
+    num_beams: int = 3,
+    max_new_tokens: int = 32,
+    batch_size: int = 8,
+    lm: nn.Module | None = None,
+    **generate_kwargs,
+) -> list[str]:
     """``generate`` on prompts already tokenised (``Collator.prompt_ids``)."""
     lm = lm if lm is not None else language_model(method)
     was_training, lm_training = method.training, lm.training
@@ -73,9 +99,17 @@ def generate_from_ids(method: Method, tokenizer, prompt_ids: Sequence[Sequence[i
     texts = []
     try:
         for start in range(0, len(prompt_ids), batch_size):
-            batch = pad_ids([list(s) for s in prompt_ids[start:start + batch_size]], tokenizer.pad_token_id, "left")
-            new = generate_batch(method, lm, tokenizer, batch["input_ids"], batch["attention_mask"],
-                                 num_beams=num_beams, max_new_tokens=max_new_tokens, **generate_kwargs)
+            batch = pad_ids([list(s) for s in prompt_ids[start : start + batch_size]], tokenizer.pad_token_id, "left")
+            new = generate_batch(
+                method,
+                lm,
+                tokenizer,
+                batch["input_ids"],
+                batch["attention_mask"],
+                num_beams=num_beams,
+                max_new_tokens=max_new_tokens,
+                **generate_kwargs,
+            )
             texts.extend(tokenizer.decode(row, skip_special_tokens=True).strip() for row in new)
     finally:
         method.train(was_training)
@@ -84,14 +118,30 @@ def generate_from_ids(method: Method, tokenizer, prompt_ids: Sequence[Sequence[i
 
 
 @torch.no_grad()
-def generate_batch(method: Method, lm: nn.Module, tokenizer, input_ids: torch.Tensor, attention_mask: torch.Tensor,
-                   *, num_beams: int = 3, max_new_tokens: int = 32, **generate_kwargs) -> torch.Tensor:
+def generate_batch(
+    method: Method,
+    lm: nn.Module,
+    tokenizer,
+    input_ids: torch.Tensor,
+    attention_mask: torch.Tensor,
+    *,
+    num_beams: int = 3,
+    max_new_tokens: int = 32,
+    **generate_kwargs,
+) -> torch.Tensor:
     """The new token ids ``(B, <= max_new_tokens)`` after left-padded prompts, prefix in place."""
     device = next(lm.parameters()).device
     input_ids, attention_mask = input_ids.to(device), attention_mask.to(device)
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-    kwargs = dict(max_new_tokens=max_new_tokens, num_beams=num_beams, num_return_sequences=1, do_sample=False,
-                  pad_token_id=pad, eos_token_id=tokenizer.eos_token_id, use_cache=True)
+    kwargs = dict(
+        max_new_tokens=max_new_tokens,
+        num_beams=num_beams,
+        num_return_sequences=1,
+        do_sample=False,
+        pad_token_id=pad,
+        eos_token_id=tokenizer.eos_token_id,
+        use_cache=True,
+    )
     if num_beams > 1:
         kwargs["early_stopping"] = True
     kwargs.update(generate_kwargs)
@@ -109,14 +159,20 @@ def generate_batch(method: Method, lm: nn.Module, tokenizer, input_ids: torch.Te
     geo = method.geo
     m = prefix.shape[3]
     dtype = next(lm.parameters()).dtype
-    cache = build_prefix_cache(prefix.to(device=device, dtype=dtype).repeat_interleave(num_beams, dim=0), geo,
-                               lm.config)
+    cache = build_prefix_cache(
+        prefix.to(device=device, dtype=dtype).repeat_interleave(num_beams, dim=0), geo, lm.config
+    )
     placeholders = input_ids.new_full((b, m), pad)
     mask = torch.cat([attention_mask.new_ones(b, m), attention_mask], dim=1)
     # Positions of the real tokens: from m (position_offset, as in training) or from 0.
     offset = m if method.position_offset else 0
     positions = (attention_mask.long().cumsum(-1) - 1).clamp(min=0) + offset
     position_ids = torch.cat([torch.arange(m, device=device).expand(b, m), positions], dim=1)
-    out = lm.generate(input_ids=torch.cat([placeholders, input_ids], dim=1), attention_mask=mask,
-                      position_ids=position_ids, past_key_values=cache, **kwargs)
-    return out[:, m + t:]
+    out = lm.generate(
+        input_ids=torch.cat([placeholders, input_ids], dim=1),
+        attention_mask=mask,
+        position_ids=position_ids,
+        past_key_values=cache,
+        **kwargs,
+    )
+    return out[:, m + t :]

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-
 from ..data.collator import Collator, PromptFormat
 from ..data.examples import Example, TaskDataset
 from ..errors import ConfigError, DataError
+from ..evaluation.judge import gpt_score
 from ..evaluation.metrics import accuracy, answer_polarity, f1_em
 from .generate import generate_from_ids
-from ..evaluation.judge import gpt_score
 
 METRICS = ("f1-em", "accuracy", "gpt-score")
 
@@ -33,15 +32,29 @@ def gold_polarity(ex: Example) -> str | None:
 
 def default_max_new_tokens(tokenizer, data: TaskDataset, slack: int = 8, cap: int = 256) -> int:
     """Room for the longest reference answer plus ``slack`` tokens, at most ``cap``."""
-    longest = max(len(tokenizer(" " + ref, add_special_tokens=False)["input_ids"])
-                  for ex in data.examples for ref in (ex.references or [ex.answer]))
+    longest = max(
+        len(tokenizer(" " + ref, add_special_tokens=False)["input_ids"])
+        for ex in data.examples
+        for ref in (ex.references or [ex.answer])
+    )
     return min(longest + slack, cap)
 
 
-def evaluate_generation(model, backbone, data: TaskDataset, metric: str, *, collator: Collator | None = None,
-                        prompt: PromptFormat | None = None, max_length: int = 128, num_beams: int = 3,
-                        max_new_tokens: int | None = None, batch_size: int = 8, judge=None,
-                        return_predictions: bool = False) -> dict:
+def evaluate_generation(
+    model,
+    backbone,
+    data: TaskDataset,
+    metric: str,
+    *,
+    collator: Collator | None = None,
+    prompt: PromptFormat | None = None,
+    max_length: int = 128,
+    num_beams: int = 3,
+    max_new_tokens: int | None = None,
+    batch_size: int = 8,
+    judge=None,
+    return_predictions: bool = False,
+) -> dict:
     """Generate an answer per example of ``data`` with ``model``'s prefixes and score it by ``metric``.
 
     * ``"f1-em"`` (ReCoRD): {"f1", "em", "f1_em"}, SQuAD-normalised, max over each example's references;
@@ -58,12 +71,14 @@ def evaluate_generation(model, backbone, data: TaskDataset, metric: str, *, coll
     if not data.is_generation:
         raise DataError(f"{data.name}: evaluate_generation needs generation examples (with answer texts)")
     tokenizer = backbone.tokenizer
-    collator = collator or Collator(tokenizer, backbone.geometry, data.num_classes, prompt or PromptFormat(),
-                                    max_length)
+    collator = collator or Collator(
+        tokenizer, backbone.geometry, data.num_classes, prompt or PromptFormat(), max_length
+    )
     prompt_ids = collator.prompt_ids(data.examples)
     new_tokens = max_new_tokens or default_max_new_tokens(tokenizer, data)
-    predictions = generate_from_ids(model, tokenizer, prompt_ids, num_beams=num_beams, max_new_tokens=new_tokens,
-                                    batch_size=batch_size)  # the method's own LM: baselines adapt a copy
+    predictions = generate_from_ids(
+        model, tokenizer, prompt_ids, num_beams=num_beams, max_new_tokens=new_tokens, batch_size=batch_size
+    )  # the method's own LM: baselines adapt a copy
     result: dict = {"n": len(data)}
     if metric == "f1-em":
         result.update(f1_em(predictions, [ex.references or [ex.answer] for ex in data.examples]))
@@ -71,8 +86,10 @@ def evaluate_generation(model, backbone, data: TaskDataset, metric: str, *, coll
         golds = [gold_polarity(ex) for ex in data.examples]
         missing = [i for i, g in enumerate(golds) if g is None]
         if missing:
-            raise DataError(f"{data.name}: example {missing[0]} has no yes/no label in meta and its answer "
-                            f"{data.examples[missing[0]].answer!r} reads as neither yes nor no")
+            raise DataError(
+                f"{data.name}: example {missing[0]} has no yes/no label in meta and its answer "
+                f"{data.examples[missing[0]].answer!r} reads as neither yes nor no"
+            )
         result["accuracy"] = accuracy([answer_polarity(p) for p in predictions], golds)
     else:
         result.update(_gpt_score(data, predictions, judge))

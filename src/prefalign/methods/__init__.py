@@ -12,5 +12,18 @@ from .registry import (
     save_method,
 )
 
-__all__ = ["METHODS", "HeadConfig", "Method", "MethodConfig", "MethodOutput", "build_method", "load_method",
-           "method_class", "method_config", "register_method", "resolve_method", "save_method", "soft_cross_entropy"]
+__all__ = [
+    "METHODS",
+    "HeadConfig",
+    "Method",
+    "MethodConfig",
+    "MethodOutput",
+    "build_method",
+    "load_method",
+    "method_class",
+    "method_config",
+    "register_method",
+    "resolve_method",
+    "save_method",
+    "soft_cross_entropy",
+]

@@ -26,10 +26,10 @@ import torch
 from torch import nn
 from transformers.utils import ModelOutput
 
-from ..utils.config_base import ConfigBase
-from ..utils.config_base import option as _f
 from ..models.classifier import PrefixClassifier, TaskSpec
 from ..models.introspect import ModelGeometry
+from ..utils.config_base import ConfigBase
+from ..utils.config_base import option as _f
 
 HEAD_POOLINGS = ("mean", "first", "pooler")
 
@@ -47,9 +47,12 @@ class HeadConfig(MethodConfig):
     """Options of methods that read the backbone through a trainable encoder head."""
 
     head_dropout: float = _f(0.1, "dropout before the encoder classification head")
-    head_pooling: str = _f("mean", "encoder head input: 'mean' of real tokens (what MiniLM was trained for), "
-                           "'first' token, or the frozen BERT 'pooler' (what BertForSequenceClassification uses)",
-                           choices=HEAD_POOLINGS)
+    head_pooling: str = _f(
+        "mean",
+        "encoder head input: 'mean' of real tokens (what MiniLM was trained for), "
+        "'first' token, or the frozen BERT 'pooler' (what BertForSequenceClassification uses)",
+        choices=HEAD_POOLINGS,
+    )
 
     def validate(self) -> None:
         self.check_range("head_dropout", 0.0, 0.99)
@@ -90,8 +93,16 @@ class Method(nn.Module):
     task: TaskSpec
     classifier: PrefixClassifier
 
-    def __init__(self, model: nn.Module, tokenizer, geo: ModelGeometry, task: TaskSpec, config: MethodConfig,
-                 *, initialise: bool = True) -> None:
+    def __init__(
+        self,
+        model: nn.Module,
+        tokenizer,
+        geo: ModelGeometry,
+        task: TaskSpec,
+        config: MethodConfig,
+        *,
+        initialise: bool = True,
+    ) -> None:
         super().__init__()
         self.config, self.geo, self.task = config, geo, task
 
@@ -102,9 +113,16 @@ class Method(nn.Module):
         return cls.config_class.from_dict({**cls.config_defaults, **params, "name": cls.name}, where="method")
 
     # -- what a method defines --------------------------------------------------------------------
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, labels: torch.Tensor | None = None,
-                target_dist: torch.Tensor | None = None, score_mask: torch.Tensor | None = None,
-                token_type_ids: torch.Tensor | None = None, **_: object) -> MethodOutput:
+    def forward(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor,
+        labels: torch.Tensor | None = None,
+        target_dist: torch.Tensor | None = None,
+        score_mask: torch.Tensor | None = None,
+        token_type_ids: torch.Tensor | None = None,
+        **_: object,
+    ) -> MethodOutput:
         raise NotImplementedError
 
     def trainable_parameters(self) -> dict[str, nn.Parameter]:

@@ -44,7 +44,9 @@ def read_checkpoint(directory: str | os.PathLike) -> tuple[dict[str, torch.Tenso
     if not config_path.exists() or not weights_path.exists():
         pickles = sorted(p.name for p in folder.iterdir() if p.suffix in {".bin", ".pt", ".pth", ".pkl", ".ckpt"})
         extra = f" (found {', '.join(pickles)}: pickle files are never loaded)" if pickles else ""
-        raise CheckpointError(f"{folder} is not a prefalign checkpoint: it needs {CONFIG_FILE} and {WEIGHTS_FILE}{extra}")
+        raise CheckpointError(
+            f"{folder} is not a prefalign checkpoint: it needs {CONFIG_FILE} and {WEIGHTS_FILE}{extra}"
+        )
     try:
         meta = json.loads(config_path.read_text())
     except json.JSONDecodeError as exc:

@@ -60,8 +60,9 @@ def resolve_method(section: dict | str | MethodConfig) -> MethodConfig:
     return method_config(section["name"], section)
 
 
-def build_method(config: MethodConfig, backbone: LoadedModel, task: TaskSpec, *, initialise: bool = True,
-                 copy_backbone: bool = True) -> Method:
+def build_method(
+    config: MethodConfig, backbone: LoadedModel, task: TaskSpec, *, initialise: bool = True, copy_backbone: bool = True
+) -> Method:
     """Build the method ``config`` names on ``backbone`` for ``task``.
 
     Methods that change the backbone (adapters injected in place, every weight trained) get a deep
@@ -75,7 +76,9 @@ def build_method(config: MethodConfig, backbone: LoadedModel, task: TaskSpec, *,
     return cls(backbone.model, backbone.tokenizer, backbone.geometry, task, config, initialise=initialise)
 
 
-def save_method(model: Method, directory: str | os.PathLike, *, backbone: LoadedModel, extra: dict | None = None) -> None:
+def save_method(
+    model: Method, directory: str | os.PathLike, *, backbone: LoadedModel, extra: dict | None = None
+) -> None:
     """Save the trained parts of ``model`` (safetensors) and a config naming the base model, atomically."""
     meta = {
         "method": model.name,
@@ -107,10 +110,13 @@ def load_method(directory: str | os.PathLike, backbone: LoadedModel | None = Non
         )
     check_same_base(meta, backbone, directory)
     task = meta["task"]
-    spec = TaskSpec(num_classes=task["num_classes"], multiple_choice=task["multiple_choice"],
-                    verbalizer_ids=tuple(task["verbalizer_ids"]) if task.get("verbalizer_ids") else None,
-                    generation=bool(task.get("generation", False)),
-                    label_names=tuple(task["label_names"]) if task.get("label_names") else None)
+    spec = TaskSpec(
+        num_classes=task["num_classes"],
+        multiple_choice=task["multiple_choice"],
+        verbalizer_ids=tuple(task["verbalizer_ids"]) if task.get("verbalizer_ids") else None,
+        generation=bool(task.get("generation", False)),
+        label_names=tuple(task["label_names"]) if task.get("label_names") else None,
+    )
     config = method_config(meta["method"], meta["method_config"])
     model = build_method(config, backbone, spec, initialise=False)
     expected = model.trainable_state_dict()

@@ -14,9 +14,9 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from ..errors import ConfigError
 from .introspect import ModelGeometry
 from .prefix import build_prefix_cache, extend_attention_mask, positions_from_zero
-from ..errors import ConfigError
 
 
 @dataclass(frozen=True)
@@ -72,8 +72,17 @@ class PrefixClassifier(nn.Module):
     Holds the only trainable non-prefix parameters of a prefix method: the encoder's head.
     """
 
-    def __init__(self, model: nn.Module, geo: ModelGeometry, task: TaskSpec, *, position_offset: bool = True,
-                 head_dropout: float = 0.1, head_pooling: str = "mean", freeze: bool = True) -> None:
+    def __init__(
+        self,
+        model: nn.Module,
+        geo: ModelGeometry,
+        task: TaskSpec,
+        *,
+        position_offset: bool = True,
+        head_dropout: float = 0.1,
+        head_pooling: str = "mean",
+        freeze: bool = True,
+    ) -> None:
         super().__init__()
         self.model, self.geo, self.task, self.position_offset = model, geo, task, position_offset
         self.head_pooling = head_pooling
@@ -127,8 +136,9 @@ class PrefixClassifier(nn.Module):
             kwargs["inputs_embeds"] = torch.cat([prompt_embeds.to(words.dtype), words], dim=1)
             mask = torch.cat([attention_mask.new_ones(attention_mask.shape[0], n_soft), attention_mask], dim=1)
             if token_type_ids is not None:
-                token_type_ids = torch.cat([token_type_ids.new_zeros(token_type_ids.shape[0], n_soft),
-                                            token_type_ids], dim=1)
+                token_type_ids = torch.cat(
+                    [token_type_ids.new_zeros(token_type_ids.shape[0], n_soft), token_type_ids], dim=1
+                )
         if prefix_kv is not None:
             prefix_kv = prefix_kv.to(next(self.model.parameters()).dtype)  # bf16 backbones take bf16 prefixes
             m = prefix_kv.shape[3]
@@ -145,8 +155,9 @@ class PrefixClassifier(nn.Module):
         hidden = out.last_hidden_state[:, n_soft:]
         pooled = pool_layers(out.hidden_states, attention_mask, n_soft) if all_layers else None
         last_pooled = masked_mean(hidden, attention_mask)
-        head_input = {"mean": last_pooled, "first": hidden[:, 0],
-                      "pooler": getattr(out, "pooler_output", None)}[self.head_pooling]
+        head_input = {"mean": last_pooled, "first": hidden[:, 0], "pooler": getattr(out, "pooler_output", None)}[
+            self.head_pooling
+        ]
         logits = self._scores(hidden, head_input, input_ids, attention_mask, score_mask)
         c = self.task.num_classes
         if self.task.multiple_choice:
@@ -201,20 +212,24 @@ class PrefixClassifier(nn.Module):
             mask = extend_attention_mask(attention_mask, prefix_kv.shape[3])
             if not self.position_offset:
                 kwargs["position_ids"] = positions_from_zero(attention_mask, self.geo, None)
-        out = self.backbone()(input_ids=input_ids, attention_mask=mask, output_hidden_states=all_layers,
-                              use_cache=False, **kwargs)
+        out = self.backbone()(
+            input_ids=input_ids, attention_mask=mask, output_hidden_states=all_layers, use_cache=False, **kwargs
+        )
         hidden = out.last_hidden_state
         targets = labels[:, 1:]
         rows, cols = (targets != -100).nonzero(as_tuple=True)
         logits = self.model.get_output_embeddings()(hidden[rows, cols]).float()  # (K, V)
         loss = torch.nn.functional.cross_entropy(logits, targets[rows, cols]) if len(rows) else logits.sum() * 0
         probs = torch.softmax(logits, dim=-1)
-        counts = torch.zeros(hidden.shape[0], device=hidden.device).index_add(0, rows, torch.ones_like(rows, dtype=torch.float))
+        counts = torch.zeros(hidden.shape[0], device=hidden.device).index_add(
+            0, rows, torch.ones_like(rows, dtype=torch.float)
+        )
         sums = torch.zeros(hidden.shape[0], probs.shape[-1], device=hidden.device).index_add(0, rows, probs)
         answer_probs = sums / counts.clamp(min=1).unsqueeze(-1)
         prompt_mask = attention_mask * (labels == -100).to(attention_mask.dtype)
         pooled = None
         if all_layers:
             pooled = pool_layers(out.hidden_states, prompt_mask)
-        return LMOutput(loss=loss, answer_probs=answer_probs, pooled=pooled,
-                        last_pooled=masked_mean(hidden, prompt_mask))
+        return LMOutput(
+            loss=loss, answer_probs=answer_probs, pooled=pooled, last_pooled=masked_mean(hidden, prompt_mask)
+        )

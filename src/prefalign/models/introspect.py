@@ -53,7 +53,8 @@ def geometry(config) -> ModelGeometry:
     head_dim = _first(config, "head_dim") or hidden // heads
     archs = getattr(config, "architectures", None) or []
     is_decoder = (
-        model_type in DECODER_TYPES
-        or any(a.endswith("ForCausalLM") or a.endswith("LMHeadModel") for a in archs)
+        model_type in DECODER_TYPES or any(a.endswith("ForCausalLM") or a.endswith("LMHeadModel") for a in archs)
     ) and model_type not in ENCODER_TYPES
-    return ModelGeometry(model_type, bool(is_decoder), int(layers), int(hidden), int(heads), int(kv_heads), int(head_dim))
+    return ModelGeometry(
+        model_type, bool(is_decoder), int(layers), int(hidden), int(heads), int(kv_heads), int(head_dim)
+    )

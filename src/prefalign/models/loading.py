@@ -7,12 +7,12 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+import torch
+from transformers import AutoConfig, AutoModel, AutoModelForCausalLM, AutoTokenizer, LlamaForCausalLM
+
 from ..errors import ModelLoadError
 from ..utils.atomic_files import write_folder_atomically
 from .introspect import ModelGeometry, geometry
-import torch
-from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaForCausalLM
-from transformers import AutoConfig, AutoModel, AutoModelForCausalLM, AutoTokenizer
 
 SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 ALIASES = {
@@ -104,7 +104,9 @@ def load_backbone(name: str, *, trust_remote_code: bool = False, dtype: str | No
             f"folder with config.json, and the hub id could not be resolved ({_first_line(exc)[:160]})"
         ) from None
     geo = geometry(config)
-    torch_dtype = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}.get(dtype or "float32")
+    torch_dtype = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}.get(
+        dtype or "float32"
+    )
     if torch_dtype is None:
         raise ModelLoadError(f"model.dtype must be float32, bfloat16 or float16, got {dtype!r}")
     cls = AutoModelForCausalLM if geo.is_decoder else AutoModel
@@ -115,7 +117,8 @@ def load_backbone(name: str, *, trust_remote_code: bool = False, dtype: str | No
         tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
     except Exception as exc:
         raise ModelLoadError(
-            f"cannot load model '{name}' from {path}: {_first_line(exc)[:200]} (prefalign loads only safetensors weights)"
+            f"cannot load model '{name}' from {path}: {_first_line(exc)[:200]} "
+            "(prefalign loads only safetensors weights)"
         ) from None
     prepare_tokenizer(tokenizer)
     # Adapters record the base model by name: make a local folder absolute so they load from anywhere.

@@ -12,12 +12,10 @@ import torch
 from torch import nn
 from transformers import DynamicCache
 
-from .introspect import ModelGeometry
 from ..errors import ModelLoadError
+from .introspect import ModelGeometry
 
-DEFAULT_INIT_TEXT = (
-    "Read the following text carefully and decide which of the possible labels describes it best."
-)
+DEFAULT_INIT_TEXT = "Read the following text carefully and decide which of the possible labels describes it best."
 
 
 class PrefixEncoder(nn.Module):
@@ -107,7 +105,9 @@ def check_prefix_reaches_model(model, geo: ModelGeometry) -> None:
     gen = torch.Generator(device="cpu").manual_seed(0)  # leave the global RNG (and so training) untouched
     kv = (torch.randn(1, geo.num_layers, 2, 2, geo.kv_dim, generator=gen) * 3).to(device=device, dtype=plain.dtype)
     cache = build_prefix_cache(kv, geo, model.config)
-    prefixed = base(input_ids=ids, attention_mask=extend_attention_mask(mask, 2), past_key_values=cache).last_hidden_state
+    prefixed = base(
+        input_ids=ids, attention_mask=extend_attention_mask(mask, 2), past_key_values=cache
+    ).last_hidden_state
     model.train(was_training)
     if torch.allclose(plain, prefixed):
         raise ModelLoadError(

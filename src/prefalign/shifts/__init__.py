@@ -1,9 +1,19 @@
 """Preference-shift builders: turn a dataset into a shifted variant plus a card describing the change."""
 
 from .cards import write_card, write_dataset_jsonl
+from .registry import SHIFTS, ShiftConfig, apply_shift, get_shift, register_shift, shift_parameters
 from .rte_e import entailment_shift
 from .sst2_p import polarity_shift
-from .registry import SHIFTS, ShiftConfig, apply_shift, get_shift, register_shift, shift_parameters
 
-__all__ = ["SHIFTS", "ShiftConfig", "apply_shift", "entailment_shift", "get_shift", "polarity_shift", "register_shift",
-           "shift_parameters", "write_card", "write_dataset_jsonl"]
+__all__ = [
+    "SHIFTS",
+    "ShiftConfig",
+    "apply_shift",
+    "entailment_shift",
+    "get_shift",
+    "polarity_shift",
+    "register_shift",
+    "shift_parameters",
+    "write_card",
+    "write_dataset_jsonl",
+]

@@ -31,6 +31,15 @@ def instruction_shift(
     if not dataset.is_generation:
         raise ConfigError(f"the Alpaca-IS shift needs a generation dataset with responses; {dataset.name} has none")
 
-    return styled_shift(dataset, shift="alpaca-is", paper=PAPER, task="alpaca", suffix="IS",
-                        item=answer_item(lambda ex: ex.text if not ex.text_pair else f"{ex.text}\n\n{ex.text_pair}"),
-                        styles=styles, fraction=fraction, rephraser=rephraser, seed=seed)
+    return styled_shift(
+        dataset,
+        shift="alpaca-is",
+        paper=PAPER,
+        task="alpaca",
+        suffix="IS",
+        item=answer_item(lambda ex: ex.text if not ex.text_pair else f"{ex.text}\n\n{ex.text_pair}"),
+        styles=styles,
+        fraction=fraction,
+        rephraser=rephraser,
+        seed=seed,
+    )

@@ -35,8 +35,9 @@ def preference_shift(
     is ``text_pair`` when present (BoolQ's layout), else ``text``. The input is not modified.
     """
     if dataset.is_generation or dataset.is_multiple_choice or dataset.num_classes != 2:
-        raise ConfigError(f"the BoolQ-PS shift needs a two-class yes/no dataset; {dataset.name} has classes "
-                          f"{dataset.label_names}")
+        raise ConfigError(
+            f"the BoolQ-PS shift needs a two-class yes/no dataset; {dataset.name} has classes {dataset.label_names}"
+        )
     if yes_label not in dataset.label_names:
         raise ConfigError(f"yes_label {yes_label!r} is not one of {dataset.label_names}")
     yes = dataset.label_names.index(yes_label)
@@ -48,6 +49,18 @@ def preference_shift(
         ex.meta["label"] = names[ex.hard_label()]
         return question, "Yes." if is_yes else "No.", "yes" if is_yes else "no"
 
-    return styled_shift(dataset, shift="boolq-ps", paper=PAPER, task="boolq", suffix="PS", item=item, styles=styles,
-                        fraction=fraction, rephraser=rephraser, seed=seed, parameters={"yes_label": yes_label},
-                        extra_counts=lambda shifted: {"hard_label_flips": 0}, card=shift_card)
+    return styled_shift(
+        dataset,
+        shift="boolq-ps",
+        paper=PAPER,
+        task="boolq",
+        suffix="PS",
+        item=item,
+        styles=styles,
+        fraction=fraction,
+        rephraser=rephraser,
+        seed=seed,
+        parameters={"yes_label": yes_label},
+        extra_counts=lambda shifted: {"hard_label_flips": 0},
+        card=shift_card,
+    )

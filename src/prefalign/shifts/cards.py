@@ -6,8 +6,8 @@ import json
 from pathlib import Path
 
 from ..data.examples import TaskDataset
-from ..utils.atomic_files import write_text_atomically
 from ..errors import ConfigError
+from ..utils.atomic_files import write_text_atomically
 
 
 def write_card(directory: str | Path, card: dict, filename: str = "DATASET_CARD") -> tuple[Path, Path]:
@@ -72,8 +72,9 @@ def _number(value: float) -> str:
     return f"{value:.6f}".rstrip("0").rstrip(".")
 
 
-def shift_card(shift: str, paper: str, source: TaskDataset, shifted: TaskDataset, parameters: dict,
-               **counts: object) -> dict:
+def shift_card(
+    shift: str, paper: str, source: TaskDataset, shifted: TaskDataset, parameters: dict, **counts: object
+) -> dict:
     """A shift's card: what was shifted, with which parameters, and the label mass before and after."""
     return {
         "shift": shift,

@@ -20,23 +20,28 @@ import re
 
 from ..data.examples import TaskDataset
 from ..errors import ConfigError
-from .rte_e import biased_distribution as _biased_pair
 from .cards import check_unit_interval, shift_card
+from .rte_e import biased_distribution as _biased_pair
 
 PAPER = "DCPC appendix A.1.1 eq. 14-15"
 
-PERSON_WORDS = frozenset("""
+PERSON_WORDS = frozenset(
+    """
 man men woman women boy boys girl girls person people child children kid kids baby toddler teenager adult
 mother father mom dad parent parents son daughter brother sister husband wife family friend friends neighbor
 neighbors boss employee employees worker workers student students teacher teachers doctor nurse patient police
 officer driver customer customers audience crowd team player players guest guests stranger strangers
 someone somebody everyone everybody anyone nobody host owner tenant landlord cashier waiter clerk coach fan fans
-""".split())
-PRONOUNS = frozenset("""
+""".split()
+)
+PRONOUNS = frozenset(
+    """
 i me my mine myself we us our ours ourselves you your yours yourself he him his himself she her hers herself
 they them their theirs themselves
-""".split())
-HUMAN_VERBS = frozenset("""
+""".split()
+)
+HUMAN_VERBS = frozenset(
+    """
 went go goes bought buy buys paid pay pays called call calls said say says told tell asked ask wrote write
 read decided decide wanted want tried try visited visit worked work studied study learned learn taught
 ate eat drank drink cooked cook cleaned clean washed wash walked walk ran run drove drive rode ride
@@ -49,15 +54,18 @@ wore dressed shaved brushed combed slept woke sat stood knocked rang hid searche
 met married divorced moved packed unpacked mailed phoned texted typed printed painted drew cut sewed
 heard hear saw see noticed notice felt smelled tasted realized remembered forgot
 practiced trained exercised jogged swam hiked climbed shopped celebrated prayed confessed lied cheated stole
-""".split())
-NATURE_WORDS = frozenset("""
+""".split()
+)
+NATURE_WORDS = frozenset(
+    """
 rain rained raining storm storms stormy thunder lightning sun sunny sunlight sunshine wind windy snow snowed
 snowing ice icy frost fog foggy flood flooded flooding weather forecast hurricane tornado earthquake
 cloud clouds cloudy sky temperature heat cold season winter summer spring autumn fall tree trees leaf leaves
 grass flower flowers plant plants river lake ocean sea wave waves tide water mud dust fire smoke
 volcano drought hail moon star stars dawn dusk night nature animal animals dog cat bird birds insect
 insects bug bugs mold rust erosion gravity earth soil rock rocks sand
-""".split())
+""".split()
+)
 _TOKEN = re.compile(r"[a-z]+")
 
 
@@ -96,8 +104,10 @@ def bias_shift(
     those with a human-related option, ties, and the labels that changed.
     """
     if not dataset.is_multiple_choice or dataset.num_classes != 2:
-        raise ConfigError(f"the COPA-BS shift needs a two-choice multiple-choice dataset; {dataset.name} is not "
-                          "(read COPA with choices choice1, choice2)")
+        raise ConfigError(
+            f"the COPA-BS shift needs a two-choice multiple-choice dataset; {dataset.name} is not "
+            "(read COPA with choices choice1, choice2)"
+        )
     if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or alpha < 0:
         raise ConfigError(f"alpha must be a non-negative number, got {alpha!r}")
     check_unit_interval("fraction", fraction)
@@ -121,14 +131,33 @@ def bias_shift(
             human_after += int(new == h)
         flips += int(new != y)
         ex.label, ex.soft_label = new, None
-        ex.meta.update({"shifted": True, "human_option": h,
-                        "p_biased": {dataset.label_names[o1]: p1, dataset.label_names[1 - o1]: p2}})
+        ex.meta.update(
+            {
+                "shifted": True,
+                "human_option": h,
+                "p_biased": {dataset.label_names[o1]: p1, dataset.label_names[1 - o1]: p2},
+            }
+        )
     shifted = TaskDataset(examples, list(dataset.label_names), f"{dataset.name}-BS")
-    parameters = {"alpha": alpha, "fraction": fraction, "seed": seed,
-                  "human_rule": "lexicon score (people + pronouns + human-activity verbs - nature words); "
-                                "strictly higher wins, tie = neither"}
-    card = shift_card("copa-bs", PAPER, dataset, shifted, parameters, n_selected=len(chosen),
-                      n_with_human_option=len(chosen) - ties, n_ties=ties, n_changed=flips,
-                      n_human_answer_before=human_before, n_human_answer_after=human_after,
-                      hard_label_flips=flips)
+    parameters = {
+        "alpha": alpha,
+        "fraction": fraction,
+        "seed": seed,
+        "human_rule": "lexicon score (people + pronouns + human-activity verbs - nature words); "
+        "strictly higher wins, tie = neither",
+    }
+    card = shift_card(
+        "copa-bs",
+        PAPER,
+        dataset,
+        shifted,
+        parameters,
+        n_selected=len(chosen),
+        n_with_human_option=len(chosen) - ties,
+        n_ties=ties,
+        n_changed=flips,
+        n_human_answer_before=human_before,
+        n_human_answer_after=human_after,
+        hard_label_flips=flips,
+    )
     return shifted, card

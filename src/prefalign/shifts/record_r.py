@@ -34,9 +34,24 @@ def rephrase_shift(
         raise ConfigError(f"the ReCoRD-R shift needs a generation dataset with answers; {dataset.name} has none")
 
     def kept(shifted: TaskDataset) -> dict:
-        return {"n_rephrased_keeping_gold_entity": sum(1 for ex in shifted.examples if ex.meta["style"] != "original"
-                                                       and any(ref in ex.answer for ref in ex.references))}
+        return {
+            "n_rephrased_keeping_gold_entity": sum(
+                1
+                for ex in shifted.examples
+                if ex.meta["style"] != "original" and any(ref in ex.answer for ref in ex.references)
+            )
+        }
 
-    return styled_shift(dataset, shift="record-r", paper=PAPER, task="record", suffix="R",
-                        item=answer_item(lambda ex: ex.text), styles=styles, fraction=fraction, rephraser=rephraser,
-                        seed=seed, extra_counts=kept)
+    return styled_shift(
+        dataset,
+        shift="record-r",
+        paper=PAPER,
+        task="record",
+        suffix="R",
+        item=answer_item(lambda ex: ex.text),
+        styles=styles,
+        fraction=fraction,
+        rephraser=rephraser,
+        seed=seed,
+        extra_counts=kept,
+    )

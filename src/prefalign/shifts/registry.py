@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import inspect
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
-from ..utils.config_base import ConfigBase, option
 from ..data.examples import TaskDataset
 from ..errors import ConfigError
+from ..utils.config_base import ConfigBase, option
 from .alpaca_is import instruction_shift
 from .boolq_ps import preference_shift
 from .copa_bs import bias_shift
@@ -36,11 +36,13 @@ def register_shift(name: str, fn: Callable[..., tuple[TaskDataset, dict]], descr
 register_shift("sst2-p", polarity_shift, "SST-2-PolarityShift: soft labels for a share of each class (eq. 16-18)")
 register_shift("rte-e", entailment_shift, "RTE-EntailmentShift: bias entailment labels to contradiction (eq. 19-21)")
 register_shift("copa-bs", bias_shift, "COPA-BiasShift: bias answers towards the human-related option (eq. 14-15)")
-register_shift("boolq-ps", preference_shift,
-               "BoolQ-PreferenceShift: yes/no answers rewritten as casual, formal or expressive text")
+register_shift(
+    "boolq-ps", preference_shift, "BoolQ-PreferenceShift: yes/no answers rewritten as casual, formal or expressive text"
+)
 register_shift("record-r", rephrase_shift, "ReCoRD-Rephrase: gold answers rewritten three ways, same meaning")
-register_shift("alpaca-is", instruction_shift,
-               "Alpaca-InstructionShift: responses rewritten as terse, elaborate or conversational")
+register_shift(
+    "alpaca-is", instruction_shift, "Alpaca-InstructionShift: responses rewritten as terse, elaborate or conversational"
+)
 
 
 def shift_parameters(name: str) -> dict[str, object]:
@@ -81,11 +83,12 @@ class ShiftConfig(ConfigBase):
         known = shift_parameters(self.name)  # a ConfigError lists the shifts if the name is unknown
         unknown = sorted(set(self.params) - set(known))
         if unknown:
-            raise ConfigError(f"shift '{self.name}' has no parameter {', '.join(unknown)}; it takes "
-                              f"{', '.join(sorted(known))}")
+            raise ConfigError(
+                f"shift '{self.name}' has no parameter {', '.join(unknown)}; it takes {', '.join(sorted(known))}"
+            )
 
     @classmethod
-    def from_dict(cls, data: dict, where: str = "data.shift") -> "ShiftConfig":
+    def from_dict(cls, data: dict, where: str = "data.shift") -> ShiftConfig:
         if not isinstance(data, dict):
             raise ConfigError(f"{where}: expected a mapping such as {{name: sst2-p}}, got {data!r}")
         params = {k: v for k, v in data.items() if k != "name"}

@@ -31,24 +31,24 @@ BOOLQ_PROMPT = (
     "You are given a question and a yes/no answer. Please rewrite the answer in three different styles: "
     "1) Casual, 2) Formal, 3) Expressive. Keep the meaning of the answer the same.\n\n"
     "Example:\n"
-    "Question: \"Is the sky blue?\"\n"
-    "Answer: \"Yes.\"\n"
+    'Question: "Is the sky blue?"\n'
+    'Answer: "Yes."\n'
     "Rephrased Answers:\n"
-    "1) Casual: \"Yeah, for sure.\"\n"
-    "2) Formal: \"Indeed, it is.\"\n"
-    "3) Expressive: \"Absolutely, without a doubt!\""
+    '1) Casual: "Yeah, for sure."\n'
+    '2) Formal: "Indeed, it is."\n'
+    '3) Expressive: "Absolutely, without a doubt!"'
 )
 RECORD_PROMPT = (
     "You are given a passage and a correct answer. Please rewrite the answer in three different ways while "
     "keeping the meaning the same. Try to express the same information using different words and sentence "
     "structures.\n\n"
     "Example:\n"
-    "Passage: \"John went to the store to buy milk, but he forgot to bring his wallet.\"\n"
-    "Answer: \"John forgot his wallet when he went to buy milk.\"\n"
+    'Passage: "John went to the store to buy milk, but he forgot to bring his wallet."\n'
+    'Answer: "John forgot his wallet when he went to buy milk."\n'
     "Rephrased Answers:\n"
-    "1) \"John went to the store for milk but didn't have his wallet with him.\"\n"
-    "2) \"When John went to purchase some milk, he realized he had left his wallet behind.\"\n"
-    "3) \"John didn't remember his wallet when he went to buy milk.\""
+    '1) "John went to the store for milk but didn\'t have his wallet with him."\n'
+    '2) "When John went to purchase some milk, he realized he had left his wallet behind."\n'
+    '3) "John didn\'t remember his wallet when he went to buy milk."'
 )
 ALPACA_PROMPT = (
     "You are given an instruction and a response. Please rewrite the response in three different styles: "
@@ -56,12 +56,12 @@ ALPACA_PROMPT = (
     "and style of the response.\n\n"
     "Example:\n"
     "Instruction: \"Write a summary of the novel '1984' by George Orwell.\"\n"
-    "Response: \"1984 is a dystopian novel about totalitarianism.\"\n"
+    'Response: "1984 is a dystopian novel about totalitarianism."\n'
     "Rephrased Responses:\n"
-    "1) Terse: \"1984 is a dystopian story on totalitarian rule.\"\n"
+    '1) Terse: "1984 is a dystopian story on totalitarian rule."\n'
     "2) Elaborate: \"George Orwell's novel '1984' explores a dystopian world under totalitarian rule, focusing "
-    "on themes of surveillance, freedom, and oppression.\"\n"
-    "3) Conversational: \"So, 1984 is basically a story where a totalitarian government controls everything, "
+    'on themes of surveillance, freedom, and oppression."\n'
+    '3) Conversational: "So, 1984 is basically a story where a totalitarian government controls everything, '
     "and it's really all about how this impacts people's lives.\""
 )
 _QUERY = {  # (prompt, context label, answer label, list header)
@@ -69,8 +69,11 @@ _QUERY = {  # (prompt, context label, answer label, list header)
     "record": (RECORD_PROMPT, "Passage", "Answer", "Rephrased Answers"),
     "alpaca": (ALPACA_PROMPT, "Instruction", "Response", "Rephrased Responses"),
 }
-_LABELS = {"boolq": ("Casual", "Formal", "Expressive"), "record": None,
-           "alpaca": ("Terse", "Elaborate", "Conversational")}
+_LABELS = {
+    "boolq": ("Casual", "Formal", "Expressive"),
+    "record": None,
+    "alpaca": ("Terse", "Elaborate", "Conversational"),
+}
 
 
 @runtime_checkable
@@ -89,8 +92,7 @@ class Rephraser(Protocol):
 def build_prompt(task: str, context: str, answer: str) -> str:
     """The paper's prompt for ``task`` followed by the item to rewrite, in the example's format."""
     prompt, context_label, answer_label, header = _QUERY[_check_task(task)]
-    return (f"{prompt}\n\nNow rewrite this one.\n\n{context_label}: \"{context}\"\n{answer_label}: \"{answer}\"\n"
-            f"{header}:")
+    return f'{prompt}\n\nNow rewrite this one.\n\n{context_label}: "{context}"\n{answer_label}: "{answer}"\n{header}:'
 
 
 def parse_numbered(text: str, n: int = 3, labels: tuple[str, ...] | None = None) -> list[str]:
@@ -105,8 +107,9 @@ def parse_numbered(text: str, n: int = 3, labels: tuple[str, ...] | None = None)
     text = text.replace("**", "").replace("__", "")
     spans = None
     if labels:
-        spans = _find_markers(text, [rf"(?:\(?{k}\s*[).:]\s*)?{re.escape(label)}\s*[:\-]"
-                                     for k, label in enumerate(labels, 1)])
+        spans = _find_markers(
+            text, [rf"(?:\(?{k}\s*[).:]\s*)?{re.escape(label)}\s*[:\-]" for k, label in enumerate(labels, 1)]
+        )
     for sep in (r"\)", r"[.:]"):
         if spans is None:
             spans = _find_markers(text, [rf"\(?{k}\s*{sep}" for k in range(1, n + 1)])
@@ -147,8 +150,17 @@ class ChatRephraser:
     PREFALIGN_API_KEY. Replies are cached per (task, context, answer) within one instance.
     """
 
-    def __init__(self, endpoint=None, *, base_url: str | None = None, model: str | None = None,
-                 api_key: str | None = None, temperature: float = 0.0, timeout: float = 60.0, retries: int = 2):
+    def __init__(
+        self,
+        endpoint=None,
+        *,
+        base_url: str | None = None,
+        model: str | None = None,
+        api_key: str | None = None,
+        temperature: float = 0.0,
+        timeout: float = 60.0,
+        retries: int = 2,
+    ):
         self.endpoint = endpoint or ChatEndpoint.from_env(base_url, model, api_key, timeout=timeout, retries=retries)
         self.temperature = temperature
         self.name = f"chat ({self.endpoint.describe()}, paper prompts)"
@@ -157,8 +169,9 @@ class ChatRephraser:
     def rephrase(self, task: str, context: str, answer: str) -> dict[str, str]:
         key = (_check_task(task), context, answer)
         if key not in self._cache:
-            reply = self.endpoint.chat([{"role": "user", "content": build_prompt(task, context, answer)}],
-                                       temperature=self.temperature)
+            reply = self.endpoint.chat(
+                [{"role": "user", "content": build_prompt(task, context, answer)}], temperature=self.temperature
+            )
             items = parse_numbered(reply, len(STYLES[task]), _LABELS[task])
             self._cache[key] = dict(zip(STYLES[task], items))
         return dict(self._cache[key])
@@ -181,8 +194,11 @@ class RuleBasedRephraser:
             core = answer.strip().rstrip(".")
             frames = rng.sample(_RECORD_FRAMES, 3)
             return {style: frame.format(a=core) for style, frame in zip(STYLES["record"], frames)}
-        return {"terse": terse(answer), "elaborate": elaborate(context, answer, rng),
-                "conversational": conversational(answer, rng)}
+        return {
+            "terse": terse(answer),
+            "elaborate": elaborate(context, answer, rng),
+            "conversational": conversational(answer, rng),
+        }
 
 
 def make_rephraser(spec, seed: int = 0) -> Rephraser:
@@ -206,15 +222,27 @@ def _check_task(task: str) -> str:
 
 # -- rule-based rewrites ------------------------------------------------------------------------------------
 _BOOLQ_TEMPLATES = {  # style -> {is_yes: variants}; each variant states the same yes/no unambiguously
-    "casual": {True: ["Yeah, for sure.", "Yep, it is.", "Yup, pretty much."],
-               False: ["Nah, not really.", "Nope, it isn't.", "Nope, not at all."]},
-    "formal": {True: ["Indeed, it is.", "Yes, that is correct.", "Yes, that is indeed the case."],
-               False: ["No, that is not the case.", "That is not so.", "No, that is incorrect."]},
-    "expressive": {True: ["Absolutely, without a doubt!", "Oh yes, definitely!", "Yes, absolutely!"],
-                   False: ["Absolutely not!", "No way, not at all!", "Definitely not, no!"]},
+    "casual": {
+        True: ["Yeah, for sure.", "Yep, it is.", "Yup, pretty much."],
+        False: ["Nah, not really.", "Nope, it isn't.", "Nope, not at all."],
+    },
+    "formal": {
+        True: ["Indeed, it is.", "Yes, that is correct.", "Yes, that is indeed the case."],
+        False: ["No, that is not the case.", "That is not so.", "No, that is incorrect."],
+    },
+    "expressive": {
+        True: ["Absolutely, without a doubt!", "Oh yes, definitely!", "Yes, absolutely!"],
+        False: ["Absolutely not!", "No way, not at all!", "Definitely not, no!"],
+    },
 }
-_RECORD_FRAMES = ["It is {a}.", "The answer is {a}.", "That would be {a}.", "The passage points to {a}.",
-                  "{a}, according to the passage.", "It refers to {a}."]
+_RECORD_FRAMES = [
+    "It is {a}.",
+    "The answer is {a}.",
+    "That would be {a}.",
+    "The passage points to {a}.",
+    "{a}, according to the passage.",
+    "It refers to {a}.",
+]
 _NEGATIVE = {"no", "not", "nope", "nah", "never", "false", "incorrect", "isn", "aren", "doesn", "don", "wasn", "n"}
 _POSITIVE = {"yes", "yeah", "yep", "yup", "true", "y", "indeed", "absolutely", "correct", "definitely", "sure"}
 
@@ -231,9 +259,14 @@ def yes_no(answer: str) -> bool:
 
 
 _FILLER = [  # (pattern, replacement), applied in order, case-insensitive
-    (r"\bit is important to note that\s+", ""), (r"\bit is worth noting that\s+", ""),
-    (r"\bin order to\b", "to"), (r"\bdue to the fact that\b", "because"), (r"\ba lot of\b", "many"),
-    (r"\ba number of\b", "several"), (r"\bat this point in time\b", "now"), (r"\bin the event that\b", "if"),
+    (r"\bit is important to note that\s+", ""),
+    (r"\bit is worth noting that\s+", ""),
+    (r"\bin order to\b", "to"),
+    (r"\bdue to the fact that\b", "because"),
+    (r"\ba lot of\b", "many"),
+    (r"\ba number of\b", "several"),
+    (r"\bat this point in time\b", "now"),
+    (r"\bin the event that\b", "if"),
     (r"\b(?:basically|actually|really|very|quite|simply|just|certainly|definitely),?\s+", ""),
 ]
 _OPENERS = re.compile(r"^(?:sure|certainly|of course|absolutely|great question)[!,.]\s*", re.IGNORECASE)
@@ -263,26 +296,47 @@ def elaborate(instruction: str, text: str, rng: random.Random) -> str:
     request = " ".join(instruction.split())
     if len(request) > 120:
         request = request[:117].rstrip() + "..."
-    intro = rng.choice([f"Here is a complete answer to the request \"{request}\".",
-                        f"To address the request \"{request}\", here is a detailed response.",
-                        f"The request was: \"{request}\". A full response follows."])
+    intro = rng.choice(
+        [
+            f'Here is a complete answer to the request "{request}".',
+            f'To address the request "{request}", here is a detailed response.',
+            f'The request was: "{request}". A full response follows.',
+        ]
+    )
     first = _first_sentence(text)
     recap = rng.choice([f"In short: {first}", f"To summarise: {first}", f"The key point: {first}"])
     return f"{intro}\n\n{text.strip()}\n\n{recap}"
 
 
-_CONTRACTIONS = [("it is", "it's"), ("that is", "that's"), ("there is", "there's"), ("do not", "don't"),
-                 ("does not", "doesn't"), ("is not", "isn't"), ("are not", "aren't"), ("cannot", "can't"),
-                 ("will not", "won't"), ("you are", "you're"), ("we are", "we're"), ("they are", "they're"),
-                 ("I am", "I'm"), ("you will", "you'll"), ("let us", "let's")]
+_CONTRACTIONS = [
+    ("it is", "it's"),
+    ("that is", "that's"),
+    ("there is", "there's"),
+    ("do not", "don't"),
+    ("does not", "doesn't"),
+    ("is not", "isn't"),
+    ("are not", "aren't"),
+    ("cannot", "can't"),
+    ("will not", "won't"),
+    ("you are", "you're"),
+    ("we are", "we're"),
+    ("they are", "they're"),
+    ("I am", "I'm"),
+    ("you will", "you'll"),
+    ("let us", "let's"),
+]
 
 
 def conversational(text: str, rng: random.Random) -> str:
     """A friendly opener, contractions and a closing line around the same content."""
     out = text.strip()
     for full, short in _CONTRACTIONS:
-        out = re.sub(rf"\b{full}\b", lambda m, s=short: s[0].upper() + s[1:] if m.group(0)[0].isupper() else s,
-                     out, flags=re.IGNORECASE)
+        out = re.sub(
+            rf"\b{full}\b",
+            lambda m, s=short: s[0].upper() + s[1:] if m.group(0)[0].isupper() else s,
+            out,
+            flags=re.IGNORECASE,
+        )
     opener = rng.choice(["Sure thing!", "Happy to help!", "Okay, so here's the deal."])
     closer = rng.choice(["Hope that helps!", "Let me know if you'd like more detail.", "That's about it!"])
     return f"{opener} {out}\n\n{closer}"

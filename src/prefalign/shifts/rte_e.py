@@ -43,8 +43,9 @@ def entailment_shift(
     ``meta["p_biased"]``; the input dataset is not modified.
     """
     if dataset.num_classes != 2 or dataset.is_multiple_choice:
-        raise ConfigError(f"the RTE-E shift needs a two-class entailment dataset; {dataset.name} has "
-                          f"classes {dataset.label_names}")
+        raise ConfigError(
+            f"the RTE-E shift needs a two-class entailment dataset; {dataset.name} has classes {dataset.label_names}"
+        )
     if entailment_label not in dataset.label_names:
         raise ConfigError(f"entailment_label {entailment_label!r} is not one of {dataset.label_names}")
     if isinstance(beta, bool) or not isinstance(beta, (int, float)) or beta < 0:

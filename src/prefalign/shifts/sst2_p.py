@@ -57,16 +57,27 @@ def polarity_shift(
         flips += len(chosen) if delta > 0.5 else 0
 
     shifted = TaskDataset(examples, list(dataset.label_names), f"{dataset.name}-P")
-    parameters = {"fraction": fraction, "delta_positive": delta_positive, "delta_negative": delta_negative,
-                  "positive_label": positive_label, "seed": seed}
-    card = shift_card("sst2-p", PAPER, dataset, shifted, parameters, n_changed=sum(n_changed_by_class.values()),
-                      n_changed_by_class=n_changed_by_class, hard_label_flips=flips)
+    parameters = {
+        "fraction": fraction,
+        "delta_positive": delta_positive,
+        "delta_negative": delta_negative,
+        "positive_label": positive_label,
+        "seed": seed,
+    }
+    card = shift_card(
+        "sst2-p",
+        PAPER,
+        dataset,
+        shifted,
+        parameters,
+        n_changed=sum(n_changed_by_class.values()),
+        n_changed_by_class=n_changed_by_class,
+        hard_label_flips=flips,
+    )
     return shifted, card
 
 
-def _validate(
-    dataset: TaskDataset, fraction: float, delta_pos: float, delta_neg: float, positive_label: int
-) -> None:
+def _validate(dataset: TaskDataset, fraction: float, delta_pos: float, delta_neg: float, positive_label: int) -> None:
     """Raise ConfigError unless the dataset and parameters fit the SST-2-P shift."""
     if dataset.num_classes != 2 or dataset.is_multiple_choice:
         raise ConfigError(
@@ -76,13 +87,9 @@ def _validate(
     for option, value in (("fraction", fraction), ("delta_positive", delta_pos), ("delta_negative", delta_neg)):
         check_unit_interval(option, value)
     if positive_label not in (0, 1) or isinstance(positive_label, bool):
-        raise ConfigError(
-            f"positive_label must be 0 or 1 (the index of the positive class), got {positive_label!r}"
-        )
+        raise ConfigError(f"positive_label must be 0 or 1 (the index of the positive class), got {positive_label!r}")
     for i, ex in enumerate(dataset.examples):
         if ex.soft_label is not None or ex.label is None:
             raise ConfigError(
-                f"{dataset.name}: example {i} already has a soft label; "
-                "the SST-2-P shift starts from hard labels"
+                f"{dataset.name}: example {i} already has a soft label; the SST-2-P shift starts from hard labels"
             )
-

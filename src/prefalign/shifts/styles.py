@@ -12,8 +12,8 @@ from __future__ import annotations
 import copy
 import json
 import random
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from ..data.examples import Example, TaskDataset
 from ..errors import ConfigError
@@ -40,8 +40,18 @@ def parse_styles(task: str, styles) -> list[str]:
     return list(dict.fromkeys(styles))
 
 
-def restyle(dataset: TaskDataset, *, task: str, item: Item, styles, fraction: float, rephraser, seed: int,
-            label_names: list[str], name: str) -> tuple[TaskDataset, dict, str]:
+def restyle(
+    dataset: TaskDataset,
+    *,
+    task: str,
+    item: Item,
+    styles,
+    fraction: float,
+    rephraser,
+    seed: int,
+    label_names: list[str],
+    name: str,
+) -> tuple[TaskDataset, dict, str]:
     """Rewrite the answers of a random ``fraction`` into styles; return the dataset, its counts and the
     rephraser's name."""
     styles = parse_styles(task, styles)
@@ -81,8 +91,9 @@ def style_distribution(dataset: TaskDataset) -> dict[str, float]:
     return out
 
 
-def generation_card(shift: str, paper: str, source: TaskDataset, shifted: TaskDataset, parameters: dict,
-                    **counts: object) -> dict:
+def generation_card(
+    shift: str, paper: str, source: TaskDataset, shifted: TaskDataset, parameters: dict, **counts: object
+) -> dict:
     """A card like ``shift_card``'s for a generation dataset without class labels.
 
     Its "label" distribution is the distribution of answer styles, before ("original" for all)
@@ -103,10 +114,22 @@ def generation_card(shift: str, paper: str, source: TaskDataset, shifted: TaskDa
     }
 
 
-def styled_shift(dataset: TaskDataset, *, shift: str, paper: str, task: str, suffix: str, item: Item, styles,
-                 fraction: float, rephraser, seed: int, parameters: dict | None = None,
-                 extra_counts: Callable[[TaskDataset], dict] | None = None,
-                 card: Callable[..., dict] = generation_card) -> tuple[TaskDataset, dict]:
+def styled_shift(
+    dataset: TaskDataset,
+    *,
+    shift: str,
+    paper: str,
+    task: str,
+    suffix: str,
+    item: Item,
+    styles,
+    fraction: float,
+    rephraser,
+    seed: int,
+    parameters: dict | None = None,
+    extra_counts: Callable[[TaskDataset], dict] | None = None,
+    card: Callable[..., dict] = generation_card,
+) -> tuple[TaskDataset, dict]:
     """An answer-style shift from start to card: ``restyle`` the dataset into ``<name>-<suffix>`` and
     describe it with ``card`` (default ``generation_card``) under ``shift`` and ``paper``.
 
@@ -114,11 +137,24 @@ def styled_shift(dataset: TaskDataset, *, shift: str, paper: str, task: str, suf
     the shift's own ``parameters`` and the seed; its counts are ``restyle``'s plus
     ``extra_counts(shifted)``.
     """
-    shifted, counts, used = restyle(dataset, task=task, item=item, styles=styles, fraction=fraction,
-                                    rephraser=rephraser, seed=seed, label_names=list(dataset.label_names),
-                                    name=f"{dataset.name}-{suffix}")
-    described = {"fraction": fraction, "styles": styles or ", ".join(STYLES[task]), "rephraser": used,
-                 **(parameters or {}), "seed": seed}
+    shifted, counts, used = restyle(
+        dataset,
+        task=task,
+        item=item,
+        styles=styles,
+        fraction=fraction,
+        rephraser=rephraser,
+        seed=seed,
+        label_names=list(dataset.label_names),
+        name=f"{dataset.name}-{suffix}",
+    )
+    described = {
+        "fraction": fraction,
+        "styles": styles or ", ".join(STYLES[task]),
+        "rephraser": used,
+        **(parameters or {}),
+        "seed": seed,
+    }
     extra = extra_counts(shifted) if extra_counts is not None else {}
     return shifted, card(shift, paper, dataset, shifted, described, **counts, **extra)
 
@@ -140,8 +176,20 @@ def write_generation_jsonl(path: str | Path, dataset: TaskDataset) -> Path:
     ``text_pair``, ``label`` (a class index or null), ``answer``, ``references`` and ``meta``."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    lines = [json.dumps({"text": ex.text, "text_pair": ex.text_pair, "label": ex.label, "answer": ex.answer,
-                         "references": ex.references if ex.references is not None else [ex.answer],
-                         "meta": ex.meta}, ensure_ascii=False) + "\n" for ex in dataset]
+    lines = [
+        json.dumps(
+            {
+                "text": ex.text,
+                "text_pair": ex.text_pair,
+                "label": ex.label,
+                "answer": ex.answer,
+                "references": ex.references if ex.references is not None else [ex.answer],
+                "meta": ex.meta,
+            },
+            ensure_ascii=False,
+        )
+        + "\n"
+        for ex in dataset
+    ]
     write_text_atomically(path, "".join(lines))
     return path

@@ -12,7 +12,7 @@ the shared helpers; each family module holds its parsers and registers its tasks
 """
 
 # Imported in this order so that TASKS (and `prefalign tasks`) list the tasks in it.
-from . import glue, reviews, annotated, superglue, instructions, tweeteval  # noqa: F401  (register at import)
+from . import annotated, glue, instructions, reviews, superglue, tweeteval  # noqa: F401  (register at import)
 from .registry import TASKS, TaskDefinition, get_task, load_task, register
 
 __all__ = ["TASKS", "TaskDefinition", "get_task", "load_task", "register"]

@@ -30,8 +30,10 @@ def _lewidi_file(folder: Path, dataset: str, split: str) -> Path:
     for base in (folder, folder / dataset):
         if (base / f"{dataset}_{split}.json").is_file():
             return base / f"{dataset}_{split}.json"
-    raise DataError(f"{folder}: task '{dataset.lower()}' needs {dataset}_{split}.json (in data.path or its "
-                    f"{dataset}/ folder), as in Le-Wi-Di's datasets/{dataset}/")
+    raise DataError(
+        f"{folder}: task '{dataset.lower()}' needs {dataset}_{split}.json (in data.path or its "
+        f"{dataset}/ folder), as in Le-Wi-Di's datasets/{dataset}/"
+    )
 
 
 def load_lewidi(dataset: str, folder: Path, seed: int, options: dict) -> Splits:
@@ -47,6 +49,7 @@ def load_lewidi(dataset: str, folder: Path, seed: int, options: dict) -> Splits:
 def _lewidi_loader(dataset: str):
     def load(folder: Path, seed: int, options: dict) -> Splits:
         return load_lewidi(dataset, folder, seed, options)
+
     return load
 
 
@@ -59,8 +62,9 @@ def load_popquorn(folder: Path, seed: int, options: dict) -> Splits:
         raise DataError(f"{folder}: task 'popquorn' needs raw_data.csv (POPQUORN's dataset/offensiveness/raw_data.csv)")
     items = read_popquorn(path, config.rating_bins or [3.0])
     rest, test = carve(items, 0.2, SPLIT_SEED, ("popquorn/train", "popquorn/test"))
-    return annotated_splits(rest, None, test, target, config, seed=seed, validation_fraction=fraction,
-                            default_groups=POPQUORN_GROUPS)
+    return annotated_splits(
+        rest, None, test, target, config, seed=seed, validation_fraction=fraction, default_groups=POPQUORN_GROUPS
+    )
 
 
 # -- Davidson et al. (2017) ----------------------------------------------------------------------------------------
@@ -80,38 +84,69 @@ _DISAGREEMENT = {"annotated": True}
 _LEWIDI_FILES = "Le-Wi-Di's {DS}_train.json, {DS}_dev.json and {DS}_test.json (or the lewidi folder holding {DS}/)"
 
 for _name, _ds, _what, _words in (
-        ("md-agreement", "MD-Agreement", "English tweets, offensive or not, 5 annotators each",
-         "Tweet: {text}\nIs this tweet offensive? Answer yes or no.\nAnswer:"),
-        ("convabuse", "ConvAbuse", "user-chatbot dialogues, abusive or not (severity <= -1), 2-8 annotators each",
-         "{text}\nIs the user's last message abusive? Answer yes or no.\nAnswer:"),
-        ("armis", "ArMIS", "Arabic tweets, misogynous or not, 3 annotators (each a group) each",
-         "Tweet: {text}\nIs this tweet misogynous? Answer yes or no.\nAnswer:")):
-    register(TaskDefinition(
-        name=_name, kind="classification", metric="accuracy",
-        description=f"Le-Wi-Di (SemEval-2023 Task 11) {_ds}: {_what}; dev is validation; every annotation is "
-                    "kept, data.target picks what trains, test scores accuracy against the majority and the "
-                    "annotators' distribution",
-        files=_LEWIDI_FILES.replace("{DS}", _ds), load=_lewidi_loader(_ds),
-        decoder_template=_words, verbalizers=[" no", " yes"],
-        extra={**_DISAGREEMENT, **({"groups": True} if _ds == "ArMIS" else {})},
-    ))
+    (
+        "md-agreement",
+        "MD-Agreement",
+        "English tweets, offensive or not, 5 annotators each",
+        "Tweet: {text}\nIs this tweet offensive? Answer yes or no.\nAnswer:",
+    ),
+    (
+        "convabuse",
+        "ConvAbuse",
+        "user-chatbot dialogues, abusive or not (severity <= -1), 2-8 annotators each",
+        "{text}\nIs the user's last message abusive? Answer yes or no.\nAnswer:",
+    ),
+    (
+        "armis",
+        "ArMIS",
+        "Arabic tweets, misogynous or not, 3 annotators (each a group) each",
+        "Tweet: {text}\nIs this tweet misogynous? Answer yes or no.\nAnswer:",
+    ),
+):
+    register(
+        TaskDefinition(
+            name=_name,
+            kind="classification",
+            metric="accuracy",
+            description=f"Le-Wi-Di (SemEval-2023 Task 11) {_ds}: {_what}; dev is validation; every annotation is "
+            "kept, data.target picks what trains, test scores accuracy against the majority and the "
+            "annotators' distribution",
+            files=_LEWIDI_FILES.replace("{DS}", _ds),
+            load=_lewidi_loader(_ds),
+            decoder_template=_words,
+            verbalizers=[" no", " yes"],
+            extra={**_DISAGREEMENT, **({"groups": True} if _ds == "ArMIS" else {})},
+        )
+    )
 
-register(TaskDefinition(
-    name="popquorn", kind="classification", metric="accuracy",
-    description="POPQUORN offensiveness: Reddit comments rated 1-5 by 5-10 annotators with known demographics; "
-                "ratings binned by data.annotations.rating_bins (default [3]: >= 3 offensive); a fifth of the "
-                "items (fixed seed) is test; scores per gender, race and age group and the worst group",
-    files="POPQUORN's dataset/offensiveness/raw_data.csv", load=load_popquorn,
-    decoder_template="Comment: {text}\nIs this comment offensive? Answer yes or no.\nAnswer:",
-    verbalizers=[" no", " yes"], extra={**_DISAGREEMENT, "groups": True},
-))
+register(
+    TaskDefinition(
+        name="popquorn",
+        kind="classification",
+        metric="accuracy",
+        description="POPQUORN offensiveness: Reddit comments rated 1-5 by 5-10 annotators with known demographics; "
+        "ratings binned by data.annotations.rating_bins (default [3]: >= 3 offensive); a fifth of the "
+        "items (fixed seed) is test; scores per gender, race and age group and the worst group",
+        files="POPQUORN's dataset/offensiveness/raw_data.csv",
+        load=load_popquorn,
+        decoder_template="Comment: {text}\nIs this comment offensive? Answer yes or no.\nAnswer:",
+        verbalizers=[" no", " yes"],
+        extra={**_DISAGREEMENT, "groups": True},
+    )
+)
 
-register(TaskDefinition(
-    name="davidson", kind="classification", metric="accuracy",
-    description="Davidson et al. (2017) tweets: hate speech, offensive language or neither, as per-class "
-                "annotator counts (no annotator ids: majority or soft targets only); 2,000 tweets (fixed seed) "
-                "are test",
-    files="Davidson et al.'s data/labeled_data.csv", load=load_davidson,
-    decoder_template="Tweet: {text}\nIs this tweet hate speech, offensive, or neither?\nAnswer:",
-    verbalizers=[" hate", " offensive", " neither"], extra=_DISAGREEMENT,
-))
+register(
+    TaskDefinition(
+        name="davidson",
+        kind="classification",
+        metric="accuracy",
+        description="Davidson et al. (2017) tweets: hate speech, offensive language or neither, as per-class "
+        "annotator counts (no annotator ids: majority or soft targets only); 2,000 tweets (fixed seed) "
+        "are test",
+        files="Davidson et al.'s data/labeled_data.csv",
+        load=load_davidson,
+        decoder_template="Tweet: {text}\nIs this tweet hate speech, offensive, or neither?\nAnswer:",
+        verbalizers=[" hate", " offensive", " neither"],
+        extra=_DISAGREEMENT,
+    )
+)

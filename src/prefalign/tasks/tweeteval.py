@@ -45,27 +45,38 @@ def _tweeteval_loader(task: str):
                 raise DataError(f"{folder / 'mapping.txt'} line {n}: expected '{len(names)}<TAB>name', got {line!r}")
             names.append(parts[1].strip())
         return tuple(_read_tweeteval(folder, split, names, task) for split in ("train", "val", "test"))
+
     return load
 
 
 _TWEETEVAL_FILES = "TweetEval's {train,val,test}_text.txt, {train,val,test}_labels.txt and mapping.txt"
 
-register(TaskDefinition(
-    name="tweeteval-emotion", kind="classification", metric="accuracy",
-    description="TweetEval emotion (SemEval-2018 Task 1, 4 labels: anger, joy, optimism, sadness); the bias-aware "
-                "PEFT paper's TweetEmotion at four labels; weighted F1 is reported beside accuracy",
-    files=_TWEETEVAL_FILES, load=_tweeteval_loader("tweeteval-emotion"),
-    decoder_template="Instruction: Select the right emotion word for the given Review from Choices.\n"
-                     "Choices: anger, joy, optimism, sadness\nReview: {text}\nEmotion:",
-    verbalizers=[" anger", " joy", " optimism", " sadness"],
-))
+register(
+    TaskDefinition(
+        name="tweeteval-emotion",
+        kind="classification",
+        metric="accuracy",
+        description="TweetEval emotion (SemEval-2018 Task 1, 4 labels: anger, joy, optimism, sadness); the bias-aware "
+        "PEFT paper's TweetEmotion at four labels; weighted F1 is reported beside accuracy",
+        files=_TWEETEVAL_FILES,
+        load=_tweeteval_loader("tweeteval-emotion"),
+        decoder_template="Instruction: Select the right emotion word for the given Review from Choices.\n"
+        "Choices: anger, joy, optimism, sadness\nReview: {text}\nEmotion:",
+        verbalizers=[" anger", " joy", " optimism", " sadness"],
+    )
+)
 
-register(TaskDefinition(
-    name="tweeteval-hate", kind="classification", metric="accuracy",
-    description="TweetEval hate (SemEval-2019 Task 5 HatEval, 2 labels: not-hate, hate); weighted F1 is "
-                "reported beside accuracy",
-    files=_TWEETEVAL_FILES, load=_tweeteval_loader("tweeteval-hate"),
-    decoder_template="Instruction: Select the right label for the given Review from Choices.\n"
-                     "Choices: neutral, hate\nReview: {text}\nAnswer:",
-    verbalizers=[" neutral", " hate"],
-))
+register(
+    TaskDefinition(
+        name="tweeteval-hate",
+        kind="classification",
+        metric="accuracy",
+        description="TweetEval hate (SemEval-2019 Task 5 HatEval, 2 labels: not-hate, hate); weighted F1 is "
+        "reported beside accuracy",
+        files=_TWEETEVAL_FILES,
+        load=_tweeteval_loader("tweeteval-hate"),
+        decoder_template="Instruction: Select the right label for the given Review from Choices.\n"
+        "Choices: neutral, hate\nReview: {text}\nAnswer:",
+        verbalizers=[" neutral", " hate"],
+    )
+)

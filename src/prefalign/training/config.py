@@ -14,13 +14,13 @@ import yaml
 
 from ..annotations.config import AnnotationConfig
 from ..annotations.targets import TARGETS
-from ..utils.config_base import ConfigBase, deep_merge, parse_overrides, read_yaml_mapping
-from ..utils.config_base import option as _f
 from ..data import PromptFormat
 from ..errors import ConfigError
 from ..methods import MethodConfig, resolve_method
 from ..shifts import ShiftConfig
 from ..tasks import TaskDefinition, get_task
+from ..utils.config_base import ConfigBase, deep_merge, parse_overrides, read_yaml_mapping
+from ..utils.config_base import option as _f
 
 
 @dataclass
@@ -29,9 +29,12 @@ class ModelConfig(ConfigBase):
 
     SECTION = "model"
     name: str = _f("minilm", "built-in alias (minilm, smollm2-135m), local folder or hub id")
-    trust_remote_code: bool = _f(False, "allow code from the model folder to run (off: never needed for supported models)")
-    dtype: str | None = _f(None, "torch dtype to load in (float32 default; bfloat16 on a GPU)",
-                           choices=("float32", "bfloat16", "float16"))
+    trust_remote_code: bool = _f(
+        False, "allow code from the model folder to run (off: never needed for supported models)"
+    )
+    dtype: str | None = _f(
+        None, "torch dtype to load in (float32 default; bfloat16 on a GPU)", choices=("float32", "bfloat16", "float16")
+    )
 
 
 @dataclass
@@ -39,16 +42,27 @@ class DataConfig(ConfigBase):
     """Where the examples come from and how they are written out for the model."""
 
     SECTION = "data"
-    task: str | None = _f(None, "a registered benchmark (sst2, rte, boolq, copa, record, alpaca, rotten_tomatoes, md-agreement, "
-                          "convabuse, armis, popquorn, davidson ...) read "
-                          "from data.path in its original file format; replaces train/validation/test")
+    task: str | None = _f(
+        None,
+        "a registered benchmark (sst2, rte, boolq, copa, record, alpaca, rotten_tomatoes, md-agreement, "
+        "convabuse, armis, popquorn, davidson ...) read "
+        "from data.path in its original file format; replaces train/validation/test",
+    )
     path: str | None = _f(None, "folder holding the task's files (see `prefalign tasks`)")
-    shift: ShiftConfig | None = _f(None, "a preference shift applied after loading: {name: sst2-p, <its "
-                                   "parameters>} (see `prefalign shift --list`)")
-    shift_splits: list[str] = field(default_factory=lambda: ["train", "validation"], metadata={
-        "help": "splits the shift rewrites; the test split stays as annotated, so scores measure the task, "
-                "not the shifted preference"})
-    train: str | None = _f(None, "training file (CSV, TSV, JSONL, JSON or a saved datasets folder) or builtin:rotten_tomatoes")
+    shift: ShiftConfig | None = _f(
+        None,
+        "a preference shift applied after loading: {name: sst2-p, <its parameters>} (see `prefalign shift --list`)",
+    )
+    shift_splits: list[str] = field(
+        default_factory=lambda: ["train", "validation"],
+        metadata={
+            "help": "splits the shift rewrites; the test split stays as annotated, so scores measure the task, "
+            "not the shifted preference"
+        },
+    )
+    train: str | None = _f(
+        None, "training file (CSV, TSV, JSONL, JSON or a saved datasets folder) or builtin:rotten_tomatoes"
+    )
     validation: str | None = _f(None, "validation file; default: a held-out slice of train (validation_fraction)")
     test: str | None = _f(None, "test file for `prefalign eval` after training")
     text_column: str = _f("text", "column with the input text")
@@ -63,14 +77,21 @@ class DataConfig(ConfigBase):
     validation_fraction: float = _f(0.1, "share of train held out for validation when no validation file is given")
     max_train_examples: int | None = _f(None, "use at most this many training examples")
     max_eval_examples: int | None = _f(None, "use at most this many validation/test examples")
-    max_validation_examples: int | None = _f(None, "cap the validation split alone (evaluated every eval_steps); "
-                                             "overrides max_eval_examples for it")
-    target: str | None = _f(None, "multi-annotator data: what train examples are labelled with: majority, soft (the "
-                            "annotators' label distribution) or a crowd-kit aggregate (dawid-skene, glad, mace, "
-                            "one-coin-dawid-skene; add -soft for its posterior); default majority")
-    annotations: AnnotationConfig | None = _f(None, "multi-annotator options: {format: long|lists|counts, item_column, "
-                                  "annotator_column, count_columns, rating_bins, group_columns, "
-                                  "min_group_annotators, weights: crowdlab} (see docs/annotations.md)")
+    max_validation_examples: int | None = _f(
+        None, "cap the validation split alone (evaluated every eval_steps); overrides max_eval_examples for it"
+    )
+    target: str | None = _f(
+        None,
+        "multi-annotator data: what train examples are labelled with: majority, soft (the "
+        "annotators' label distribution) or a crowd-kit aggregate (dawid-skene, glad, mace, "
+        "one-coin-dawid-skene; add -soft for its posterior); default majority",
+    )
+    annotations: AnnotationConfig | None = _f(
+        None,
+        "multi-annotator options: {format: long|lists|counts, item_column, "
+        "annotator_column, count_columns, rating_bins, group_columns, "
+        "min_group_annotators, weights: crowdlab} (see docs/annotations.md)",
+    )
 
     def validate(self) -> None:
         self.check_range("max_length", 8, 1_000_000)
@@ -96,9 +117,13 @@ class DataConfig(ConfigBase):
 
     def columns(self) -> dict[str, Any]:
         """The column settings as the file readers take them (``read_table(path, **data.columns())``)."""
-        return {"text_column": self.text_column, "text_pair_column": self.text_pair_column,
-                "label_column": self.label_column, "soft_label_column": self.soft_label_column,
-                "choice_columns": self.choice_columns}
+        return {
+            "text_column": self.text_column,
+            "text_pair_column": self.text_pair_column,
+            "label_column": self.label_column,
+            "soft_label_column": self.soft_label_column,
+            "choice_columns": self.choice_columns,
+        }
 
     def prompt(self, decoder: bool = False) -> PromptFormat:
         """The prompt: data.template and data.verbalizers; a registered task supplies a decoder's defaults."""
@@ -122,13 +147,16 @@ class DataConfig(ConfigBase):
         fmt = self.annotations.format if self.annotations is not None else None
         if self._task is not None:
             if not self._task.extra.get("annotated"):
-                raise ConfigError(f"data.target and data.annotations need multi-annotator data; task '{self.task}' "
-                                  "has one label per example (try md-agreement, convabuse, armis, popquorn, davidson)")
+                raise ConfigError(
+                    f"data.target and data.annotations need multi-annotator data; task '{self.task}' "
+                    "has one label per example (try md-agreement, convabuse, armis, popquorn, davidson)"
+                )
             if fmt is not None:
                 raise ConfigError(f"data.annotations.format is for your own files; task '{self.task}' reads its own")
         elif fmt is None:
-            raise ConfigError("data.target and data.annotations on your own files need data.annotations.format: long, "
-                              "lists or counts")
+            raise ConfigError(
+                "data.target and data.annotations on your own files need data.annotations.format: long, lists or counts"
+            )
 
 
 # Validation scores where a smaller value is better (the rest: larger is better).
@@ -142,7 +170,9 @@ class TrainingConfig(ConfigBase):
     SECTION = "training"
     output_dir: str = _f("runs/prefalign", "where checkpoints, logs and the final adapter go")
     learning_rate: float = _f(1e-4, "AdamW learning rate (section 4.1: 1e-4)")
-    head_learning_rate: float | None = _f(None, "learning rate of an encoder's classification head (default: learning_rate)")
+    head_learning_rate: float | None = _f(
+        None, "learning rate of an encoder's classification head (default: learning_rate)"
+    )
     weight_decay: float = _f(0.0, "AdamW weight decay")
     batch_size: int = _f(16, "examples per step (section 4.1: 16 for SST-2 and RTE)")
     eval_batch_size: int = _f(64, "examples per evaluation batch")
@@ -151,22 +181,32 @@ class TrainingConfig(ConfigBase):
     warmup_ratio: float = _f(0.06, "linear warm-up share of the steps (section 4.1: 6%)")
     eval_steps: int = _f(200, "evaluate every this many steps (section 4.1: 200)")
     early_stopping_patience: int = _f(10, "stop after this many evaluations without improvement (section 4.1: 10)")
-    best_metric: str = _f("accuracy", "validation score that picks the checkpoint kept at the end and drives early "
-                          "stopping: accuracy, f1_weighted, loss, or on multi-annotator tasks f1 (macro), soft_ce, jsd, "
-                          "ece, worst_group_ce (lower is better for loss and the last four); generation tasks use loss",
-                          choices=LOWER_IS_BETTER + ("accuracy", "f1", "f1_weighted"))
+    best_metric: str = _f(
+        "accuracy",
+        "validation score that picks the checkpoint kept at the end and drives early "
+        "stopping: accuracy, f1_weighted, loss, or on multi-annotator tasks f1 (macro), soft_ce, jsd, "
+        "ece, worst_group_ce (lower is better for loss and the last four); generation tasks use loss",
+        choices=LOWER_IS_BETTER + ("accuracy", "f1", "f1_weighted"),
+    )
     logging_steps: int = _f(10, "log loss terms and gate rates every this many steps")
     save_total_limit: int = _f(2, "checkpoints kept on disk (the best one is always kept)")
     seed: int = _f(42, "seed for initialisation, data order and sampling")
     device: str = _f("auto", "'auto' (GPU when present), 'cpu' or 'cuda'", choices=("auto", "cpu", "cuda"))
     bf16: bool = _f(False, "bfloat16 mixed precision (GPU)")
     progress: bool = _f(True, "show progress bars")
-    judge: str = _f("offline", "who gives gpt-score on instruction data (Alpaca): 'chat', the paper's judge prompt on "
-                    "an OpenAI-compatible endpoint (PREFALIGN_API_BASE / _MODEL / _KEY), or 'offline', a token-overlap "
-                    "stand-in that is labelled as such", choices=("offline", "chat"))
+    judge: str = _f(
+        "offline",
+        "who gives gpt-score on instruction data (Alpaca): 'chat', the paper's judge prompt on "
+        "an OpenAI-compatible endpoint (PREFALIGN_API_BASE / _MODEL / _KEY), or 'offline', a token-overlap "
+        "stand-in that is labelled as such",
+        choices=("offline", "chat"),
+    )
     num_beams: int = _f(3, "beam width when generating answers of generation tasks (section 4.1: 3)")
-    perplexity_text: str | None = _f(None, "a plain-text file (e.g. WikiText-2's wiki.test.raw): after training, the "
-                                     "trained model's perplexity on it is reported (bias-aware PEFT Table 5; decoders)")
+    perplexity_text: str | None = _f(
+        None,
+        "a plain-text file (e.g. WikiText-2's wiki.test.raw): after training, the "
+        "trained model's perplexity on it is reported (bias-aware PEFT Table 5; decoders)",
+    )
     perplexity_tokens: int = _f(4096, "score the first this many tokens of perplexity_text")
     perplexity_window: int = _f(512, "tokens per scored window (non-overlapping)")
 
@@ -205,7 +245,9 @@ class ExperimentConfig(ConfigBase):
         return self.method.name
 
 
-def load_config(path: str | None = None, overrides: list[str] | None = None, base: dict | None = None) -> ExperimentConfig:
+def load_config(
+    path: str | None = None, overrides: list[str] | None = None, base: dict | None = None
+) -> ExperimentConfig:
     """Read a YAML config (optional), apply ``--set`` overrides, validate everything."""
     data: dict[str, Any] = deep_merge({"method": {"name": "dcpc"}}, base or {})
     if path:

@@ -22,8 +22,8 @@ import yaml
 from safetensors.torch import load_file, save_file
 
 from ..errors import CheckpointError
-from ..utils.atomic_files import replace_folder, write_text_atomically
 from ..methods.checkpoint import WEIGHTS_FILE
+from ..utils.atomic_files import replace_folder, write_text_atomically
 from .config import dump_config
 
 STATE_FILE = "prefalign_state{rank}.json"  # running sums behind the logs (per process)
@@ -59,17 +59,21 @@ def load_generators(model: torch.nn.Module, path: str | os.PathLike) -> None:
     generators = method_generators(model)
     if not os.path.exists(path):
         if generators:
-            raise CheckpointError(f"{path} is missing: this method's random generators cannot be restored, so "
-                                  "resuming would not repeat the uninterrupted run; start the run again without "
-                                  "--resume")
+            raise CheckpointError(
+                f"{path} is missing: this method's random generators cannot be restored, so "
+                "resuming would not repeat the uninterrupted run; start the run again without "
+                "--resume"
+            )
         return
     try:
         states = load_file(str(path))
     except Exception as exc:  # safetensors raises its own error types for corrupt files
         raise CheckpointError(f"{path} is not a readable safetensors file ({exc})") from None
     if set(states) != set(generators):
-        raise CheckpointError(f"{path} holds generators {sorted(states)}, this model has {sorted(generators)}; "
-                              "was the checkpoint made by another method?")
+        raise CheckpointError(
+            f"{path} holds generators {sorted(states)}, this model has {sorted(generators)}; "
+            "was the checkpoint made by another method?"
+        )
     for name, state in states.items():
         generators[name].set_state(state)
 
@@ -85,8 +89,10 @@ def readable_state(checkpoint: str | os.PathLike):
         yield
     except (pickle.UnpicklingError, RuntimeError, EOFError, OSError, KeyError, ValueError) as exc:
         first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
-        raise CheckpointError(f"{checkpoint}: the optimizer, schedule or RNG state cannot be read safely ({first}); "
-                              "resume from an earlier checkpoint or drop --resume") from None
+        raise CheckpointError(
+            f"{checkpoint}: the optimizer, schedule or RNG state cannot be read safely ({first}); "
+            "resume from an earlier checkpoint or drop --resume"
+        ) from None
 
 
 def fsync_tree(folder: str | os.PathLike) -> None:
@@ -162,22 +168,29 @@ def resume_point(cfg, run_dir: str | os.PathLike, resume: bool) -> str | None:
     run_dir = Path(run_dir)
     recorded = run_dir / RUN_CONFIG
     if not recorded.is_file():
-        raise CheckpointError(f"nothing to resume in {run_dir}: no run was started there with this version of "
-                              "prefalign; drop --resume to start the run")
+        raise CheckpointError(
+            f"nothing to resume in {run_dir}: no run was started there with this version of "
+            "prefalign; drop --resume to start the run"
+        )
     before = yaml.safe_load(recorded.read_text(encoding="utf-8")) or {}
     changed = _differences(before, yaml.safe_load(dump_config(cfg)))
     if changed:
-        raise CheckpointError(f"the config differs from the run being resumed in {', '.join(changed[:4])}; "
-                              f"resume with the config recorded in {recorded}, or drop --resume to start over")
+        raise CheckpointError(
+            f"the config differs from the run being resumed in {', '.join(changed[:4])}; "
+            f"resume with the config recorded in {recorded}, or drop --resume to start over"
+        )
     found = last_complete_checkpoint(run_dir, WEIGHTS_FILE)
     if found is None:
-        raise CheckpointError(f"{run_dir} holds no complete checkpoint yet (one is written every "
-                              "training.eval_steps steps); drop --resume to start the run again")
+        raise CheckpointError(
+            f"{run_dir} holds no complete checkpoint yet (one is written every "
+            "training.eval_steps steps); drop --resume to start the run again"
+        )
     try:
         json.loads((found / "trainer_state.json").read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError):
-        raise CheckpointError(f"{found / 'trainer_state.json'} is not valid JSON; delete {found} to resume from "
-                              "the checkpoint before it") from None
+        raise CheckpointError(
+            f"{found / 'trainer_state.json'} is not valid JSON; delete {found} to resume from the checkpoint before it"
+        ) from None
     if _first_process():
         remove_partial(run_dir)
     return str(found)

@@ -13,14 +13,14 @@ from transformers.trainer_callback import PrinterCallback, ProgressCallback
 
 from ..annotations.metrics import annotation_keys, dataset_groups, trainer_metrics
 from ..data import Collator, TaskDataset, build_task_spec
-from ..utils.environment import versions
 from ..errors import ConfigError
 from ..evaluation.judge import ChatJudge
 from ..evaluation.perplexity import perplexity, read_corpus
-from ..utils.atomic_files import write_text_atomically
 from ..generation import evaluate_generation
 from ..methods import Method, build_method, save_method
 from ..models.loading import LoadedModel, load_backbone
+from ..utils.atomic_files import write_text_atomically
+from ..utils.environment import versions
 from .config import LOWER_IS_BETTER, ExperimentConfig, dump_config
 from .resume import record_run, resume_point
 from .splits import ListDataset, Splits, load_splits
@@ -38,8 +38,9 @@ class TrainResult:
     log_history: list[dict]  # every training and evaluation log, as written to log_history.json
 
 
-def train(cfg: ExperimentConfig, *, backbone: LoadedModel | None = None, splits: Splits | None = None,
-          resume: bool = False) -> TrainResult:
+def train(
+    cfg: ExperimentConfig, *, backbone: LoadedModel | None = None, splits: Splits | None = None, resume: bool = False
+) -> TrainResult:
     """Train ``cfg.method`` on ``cfg.data`` and save the best adapter to ``<output_dir>/adapter``.
 
     ``resume`` continues from the last complete checkpoint in ``<output_dir>/checkpoints`` of a run
@@ -57,8 +58,9 @@ def train(cfg: ExperimentConfig, *, backbone: LoadedModel | None = None, splits:
     judge = ChatJudge() if tc.judge == "chat" and generation else None
     corpus = read_corpus(tc.perplexity_text) if tc.perplexity_text else None
     own_backbone = backbone is None
-    backbone = backbone or load_backbone(cfg.model.name, trust_remote_code=cfg.model.trust_remote_code,
-                                         dtype=cfg.model.dtype)
+    backbone = backbone or load_backbone(
+        cfg.model.name, trust_remote_code=cfg.model.trust_remote_code, dtype=cfg.model.dtype
+    )
     prompt = cfg.data.prompt(backbone.geometry.is_decoder)
     spec = build_task_spec(train_set, backbone.geometry, backbone.tokenizer, prompt)  # generation: decoders only
     # A backbone the caller passed in stays untouched by methods that change it (LoRA, full FT ...).
@@ -68,8 +70,16 @@ def train(cfg: ExperimentConfig, *, backbone: LoadedModel | None = None, splits:
     prepared = model.prepare(collator, train_set, tc.seed)
     trains = bool(model.trainable_parameters())  # CC, DC, CRISPR and the untuned model are only evaluated
     throughput = Throughput()  # tokens/s in every training log and in metrics.json
-    trainer = build_trainer(cfg, model, collator, (train_set, val_set, test_set), best_metric, trains,
-                            {"base_model": backbone.name, "label_names": list(train_set.label_names)}, throughput)
+    trainer = build_trainer(
+        cfg,
+        model,
+        collator,
+        (train_set, val_set, test_set),
+        best_metric,
+        trains,
+        {"base_model": backbone.name, "label_names": list(train_set.label_names)},
+        throughput,
+    )
     if trains:
         if checkpoint is None:  # record the config --resume will compare with, now that the inputs are good
             record_run(cfg, out_dir / "checkpoints")
@@ -81,27 +91,47 @@ def train(cfg: ExperimentConfig, *, backbone: LoadedModel | None = None, splits:
     trainer.remove_callback(EarlyStoppingCallback)  # it only reads eval_* metrics during training
     metrics.update(_numbers(trainer.evaluate(metric_key_prefix="validation")))
     if test_set is not None and generation:
-        scores = evaluate_generation(model, backbone, test_set, cfg.data.generation_metric, collator=collator,
-                                     num_beams=tc.num_beams, batch_size=tc.eval_batch_size, judge=judge)
+        scores = evaluate_generation(
+            model,
+            backbone,
+            test_set,
+            cfg.data.generation_metric,
+            collator=collator,
+            num_beams=tc.num_beams,
+            batch_size=tc.eval_batch_size,
+            judge=judge,
+        )
         metrics.update({f"test_{k}": v for k, v in _numbers(scores).items()})
         if "judge" in scores:
             metrics["test_judge"] = scores["judge"]
     elif test_set is not None:
         metrics.update(_numbers(trainer.evaluate(ListDataset(test_set), metric_key_prefix="test")))
     if corpus is not None:
-        metrics.update(perplexity(model.language_model, backbone.tokenizer, corpus, tc.perplexity_tokens,
-                                  tc.perplexity_window))
+        metrics.update(
+            perplexity(model.language_model, backbone.tokenizer, corpus, tc.perplexity_tokens, tc.perplexity_window)
+        )
     if throughput.overall() is not None:
         metrics["tokens_per_second"] = throughput.overall()
     seconds = time.time() - t0
     metrics["seconds"] = round(seconds, 2)
     model.eval()
     if trainer.is_world_process_zero():  # under DDP one process writes the outputs
-        extra = {"label_names": list(train_set.label_names), "max_length": cfg.data.max_length, "seed": tc.seed,
-                 "prompt": {"template": prompt.template, "verbalizers": prompt.verbalizers}, "versions": versions()}
+        extra = {
+            "label_names": list(train_set.label_names),
+            "max_length": cfg.data.max_length,
+            "seed": tc.seed,
+            "prompt": {"template": prompt.template, "verbalizers": prompt.verbalizers},
+            "versions": versions(),
+        }
         write_run(out_dir, cfg, model, backbone, extra, metrics, trainer.state.log_history)
-    return TrainResult(model=model, backbone=backbone, metrics=metrics, output_dir=out_dir, seconds=seconds,
-                       log_history=trainer.state.log_history)
+    return TrainResult(
+        model=model,
+        backbone=backbone,
+        metrics=metrics,
+        output_dir=out_dir,
+        seconds=seconds,
+        log_history=trainer.state.log_history,
+    )
 
 
 def _numbers(scores: dict) -> dict[str, float]:
@@ -123,13 +153,23 @@ def checkpoint_metric(name: str, train: TaskDataset, validation: TaskDataset, te
     available += ["worst_group_ce"] if "group_dist" in keys else []
     if name not in available:
         why = {"worst_group_ce": "annotator groups (POPQUORN)", "f1_weighted": "a single-label task (use f1 here)"}
-        raise ConfigError(f"training.best_metric={name} needs {why.get(name, 'a multi-annotator task')}; "
-                          f"this data gives {', '.join(available)}")
+        raise ConfigError(
+            f"training.best_metric={name} needs {why.get(name, 'a multi-annotator task')}; "
+            f"this data gives {', '.join(available)}"
+        )
     return name
 
 
-def build_trainer(cfg: ExperimentConfig, model: Method, collator: Collator, splits: Splits, best_metric: str,
-                  trains: bool, checkpoint_meta: dict, throughput: Throughput) -> PrefalignTrainer:
+def build_trainer(
+    cfg: ExperimentConfig,
+    model: Method,
+    collator: Collator,
+    splits: Splits,
+    best_metric: str,
+    trains: bool,
+    checkpoint_meta: dict,
+    throughput: Throughput,
+) -> PrefalignTrainer:
     """The Trainer for one run: arguments from the training section, metrics for the task, the method's
     callbacks, ``throughput`` (before the progress bar, which shows what it logs)."""
     tc = cfg.training
@@ -140,9 +180,13 @@ def build_trainer(cfg: ExperimentConfig, model: Method, collator: Collator, spli
     else:  # accuracy, or with multi-annotator splits the disagreement-aware scores (F1, soft CE, JSD, ECE, groups)
         metrics = trainer_metrics(keys, dataset_groups(val_set)) if keys else accuracy_metrics
     trainer = PrefalignTrainer(
-        model=model, args=training_arguments(cfg, best_metric, ["labels", *keys], train_set.is_generation),
-        train_dataset=ListDataset(train_set), eval_dataset=ListDataset(val_set), data_collator=collator,
-        compute_metrics=metrics, optimizers=(optimizer(model, cfg) if trains else None, None),
+        model=model,
+        args=training_arguments(cfg, best_metric, ["labels", *keys], train_set.is_generation),
+        train_dataset=ListDataset(train_set),
+        eval_dataset=ListDataset(val_set),
+        data_collator=collator,
+        compute_metrics=metrics,
+        optimizers=(optimizer(model, cfg) if trains else None, None),
         callbacks=[EarlyStoppingCallback(early_stopping_patience=tc.early_stopping_patience)],
         checkpoint_meta=checkpoint_meta,
     )
@@ -152,8 +196,9 @@ def build_trainer(cfg: ExperimentConfig, model: Method, collator: Collator, spli
     return trainer
 
 
-def training_arguments(cfg: ExperimentConfig, best_metric: str, label_names: list[str],
-                       generation: bool) -> TrainingArguments:
+def training_arguments(
+    cfg: ExperimentConfig, best_metric: str, label_names: list[str], generation: bool
+) -> TrainingArguments:
     """transformers' TrainingArguments from the training section."""
     tc = cfg.training
     return TrainingArguments(
@@ -215,8 +260,15 @@ def quiet_progress(trainer: PrefalignTrainer, progress: bool) -> None:
         trainer.add_callback(BarOnly())
 
 
-def write_run(out_dir: Path, cfg: ExperimentConfig, model: Method, backbone: LoadedModel, extra: dict,
-              metrics: dict, log_history: list[dict]) -> None:
+def write_run(
+    out_dir: Path,
+    cfg: ExperimentConfig,
+    model: Method,
+    backbone: LoadedModel,
+    extra: dict,
+    metrics: dict,
+    log_history: list[dict],
+) -> None:
     """The files a finished run leaves: adapter/, config.yaml, metrics.json and log_history.json."""
     save_method(model, out_dir / "adapter", backbone=backbone, extra=extra)
     write_text_atomically(out_dir / "config.yaml", dump_config(cfg))

@@ -9,8 +9,8 @@ import torch
 
 from ..annotations.own_files import load_annotated_files
 from ..data import Example, TaskDataset, load_rotten_tomatoes, read_table
-from ..tasks import load_task
 from ..errors import DataError
+from ..tasks import load_task
 from .config import DataConfig
 
 BUILTIN_RT = "builtin:rotten_tomatoes"
@@ -65,8 +65,9 @@ def load_splits(cfg: DataConfig, seed: int) -> Splits:
         shifted[split] = data
     train, validation, test = shifted["train"], shifted["validation"], shifted["test"]
     if train.is_generation:  # BoolQ-PS: styled answers to train on, the same task's labels to score
-        validation, test = (as_generation(d) if d is not None and not d.is_generation else d
-                            for d in (validation, test))
+        validation, test = (
+            as_generation(d) if d is not None and not d.is_generation else d for d in (validation, test)
+        )
     return train, validation, test
 
 
@@ -75,8 +76,11 @@ def as_generation(data: TaskDataset) -> TaskDataset:
     examples = []
     for ex in data.examples:
         name = data.label_names[ex.hard_label()]
-        examples.append(Example(text=ex.text, text_pair=ex.text_pair, answer=name, references=[name],
-                                meta={**ex.meta, "label": name}))
+        examples.append(
+            Example(
+                text=ex.text, text_pair=ex.text_pair, answer=name, references=[name], meta={**ex.meta, "label": name}
+            )
+        )
     return TaskDataset(examples, [], name=data.name)
 
 
@@ -85,8 +89,11 @@ def _raw_splits(cfg: DataConfig, seed: int) -> Splits:
     if cfg.own_annotation_files:
         return load_annotated_files(cfg, seed)
     if cfg.task:
-        annotation = {"target": cfg.target, "annotations": cfg.annotations,
-                      "validation_fraction": cfg.validation_fraction}  # multi-annotator tasks read these
+        annotation = {
+            "target": cfg.target,
+            "annotations": cfg.annotations,
+            "validation_fraction": cfg.validation_fraction,
+        }  # multi-annotator tasks read these
         train, validation, test = load_task(cfg.task, cfg.path, seed, annotation=annotation)
         names = list(train.label_names)
     elif not cfg.train:

@@ -15,8 +15,8 @@ from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, rotate_checkpoints
 
 from ..annotations.metrics import ANNOTATION_KEYS
 from ..errors import CheckpointError, TrainingError
-from ..utils.atomic_files import write_text_atomically
 from ..methods.checkpoint import WEIGHTS_FILE, check_state_matches, read_checkpoint, write_checkpoint
+from ..utils.atomic_files import write_text_atomically
 from . import resume
 
 
@@ -27,8 +27,10 @@ def accuracy_metrics(eval_pred) -> dict[str, float]:
     logits, labels = eval_pred.predictions, eval_pred.label_ids
     logits = logits[0] if isinstance(logits, tuple) else logits
     preds, labels = np.asarray(logits).argmax(-1), np.asarray(labels)
-    return {"accuracy": float((preds == labels).mean()),
-            "f1_weighted": float(f1_score(labels, preds, average="weighted", zero_division=0))}
+    return {
+        "accuracy": float((preds == labels).mean()),
+        "f1_weighted": float(f1_score(labels, preds, average="weighted", zero_division=0)),
+    }
 
 
 class PrefalignTrainer(Trainer):
@@ -89,8 +91,7 @@ class PrefalignTrainer(Trainer):
         if not self.args.should_save:
             return
         model = self._unwrapped()
-        meta = {"method": model.name, "method_config": model.config.to_dict(),
-                **self.checkpoint_meta}
+        meta = {"method": model.name, "method_config": model.config.to_dict(), **self.checkpoint_meta}
         write_checkpoint(output_dir, model.trainable_state_dict(), meta)
 
     def _load_trained_parts(self, folder: str) -> None:
@@ -116,10 +117,10 @@ class PrefalignTrainer(Trainer):
         if not examples or "weight" not in examples[0].meta:
             return super()._get_train_sampler(train_dataset)
         weights = torch.tensor([max(float(ex.meta["weight"]), 1e-6) for ex in examples], dtype=torch.double)
-        generator = torch.Generator().manual_seed(self.args.data_seed if self.args.data_seed is not None
-                                                  else self.args.seed)
+        generator = torch.Generator().manual_seed(
+            self.args.data_seed if self.args.data_seed is not None else self.args.seed
+        )
         return torch.utils.data.WeightedRandomSampler(weights, len(weights), replacement=True, generator=generator)
-
 
     # -- crash-safe checkpoints and exact resumption ------------------------------------------------
     def _rank_file(self, pattern: str) -> str:
@@ -149,7 +150,9 @@ class PrefalignTrainer(Trainer):
             self._save_rng_state(staging)
         self._save_prefalign_state(staging)
         if self.args.should_save:
-            for cb in [cb for cb in self.callback_handler.callbacks + [self.control] if isinstance(cb, ExportableState)]:
+            for cb in [
+                cb for cb in self.callback_handler.callbacks + [self.control] if isinstance(cb, ExportableState)
+            ]:
                 cb_name, cb_state = cb.__class__.__name__, cb.state()
                 if isinstance(self.state.stateful_callbacks[cb_name], list):
                     self.state.stateful_callbacks[cb_name].append(cb_state)
@@ -159,16 +162,24 @@ class PrefalignTrainer(Trainer):
         self.accelerator.wait_for_everyone()
         if self.args.should_save:
             resume.publish(staging, final)
-            rotate_checkpoints(output_dir=run_dir, save_total_limit=self.args.save_total_limit,
-                               best_model_checkpoint=self.state.best_model_checkpoint, use_mtime=True)
+            rotate_checkpoints(
+                output_dir=run_dir,
+                save_total_limit=self.args.save_total_limit,
+                best_model_checkpoint=self.state.best_model_checkpoint,
+                use_mtime=True,
+            )
         self.accelerator.wait_for_everyone()
 
     def _save_prefalign_state(self, folder: str) -> None:
         """What the Trainer does not checkpoint: running loss sums and the method's generators."""
         os.makedirs(folder, exist_ok=True)
-        sums = {"tr_loss": float(self._tr_loss.item()), "total_loss_scalar": self._total_loss_scalar,
-                "globalstep_last_logged": self._globalstep_last_logged,
-                "term_sums": dict(self._term_sums), "term_counts": dict(self._term_counts)}
+        sums = {
+            "tr_loss": float(self._tr_loss.item()),
+            "total_loss_scalar": self._total_loss_scalar,
+            "globalstep_last_logged": self._globalstep_last_logged,
+            "term_sums": dict(self._term_sums),
+            "term_counts": dict(self._term_counts),
+        }
         write_text_atomically(os.path.join(folder, self._rank_file(resume.STATE_FILE)), json.dumps(sums))
         resume.save_generators(self._unwrapped(), os.path.join(folder, self._rank_file(resume.RNG_FILE)))
 
@@ -176,8 +187,10 @@ class PrefalignTrainer(Trainer):
         resume.load_generators(self._unwrapped(), os.path.join(folder, self._rank_file(resume.RNG_FILE)))
         path = os.path.join(folder, self._rank_file(resume.STATE_FILE))
         if not os.path.exists(path):
-            raise CheckpointError(f"{path} is missing: {folder} was not written by this version of prefalign "
-                                  "(or by another number of processes); start the run again without --resume")
+            raise CheckpointError(
+                f"{path} is missing: {folder} was not written by this version of prefalign "
+                "(or by another number of processes); start the run again without --resume"
+            )
         try:
             self._resumed_sums = json.loads(open(path, encoding="utf-8").read())
         except json.JSONDecodeError as exc:

@@ -5,8 +5,8 @@ from __future__ import annotations
 import os
 import secrets
 import shutil
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 
 def write_text_atomically(path: str | Path, text: str) -> Path:

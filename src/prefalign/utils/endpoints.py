@@ -52,15 +52,18 @@ class ChatEndpoint:
             raise ConfigError(f"retries must be a non-negative integer, got {self.retries!r}")
 
     @classmethod
-    def from_env(cls, base_url: str | None = None, model: str | None = None, api_key: str | None = None,
-                 **kwargs) -> "ChatEndpoint":
+    def from_env(
+        cls, base_url: str | None = None, model: str | None = None, api_key: str | None = None, **kwargs
+    ) -> ChatEndpoint:
         """An endpoint from the arguments, falling back to the PREFALIGN_API_* environment variables."""
         base_url = base_url or os.environ.get(ENV_BASE)
         model = model or os.environ.get(ENV_MODEL)
         api_key = api_key or os.environ.get(ENV_KEY) or None
         if not base_url:
-            raise ConfigError(f"no chat endpoint: set {ENV_BASE} (e.g. https://api.openai.com/v1) and {ENV_MODEL}, "
-                              "or use the offline rule-based rephraser / judge")
+            raise ConfigError(
+                f"no chat endpoint: set {ENV_BASE} (e.g. https://api.openai.com/v1) and {ENV_MODEL}, "
+                "or use the offline rule-based rephraser / judge"
+            )
         if not model:
             raise ConfigError(f"no chat model: set {ENV_MODEL} (e.g. gpt-3.5-turbo) as well as {ENV_BASE}")
         return cls(base_url=base_url, model=model, api_key=api_key, **kwargs)
@@ -116,8 +119,9 @@ def _reply_text(raw: bytes, url: str) -> str:
         payload = json.loads(raw.decode("utf-8"))
         content = payload["choices"][0]["message"]["content"]
     except (UnicodeDecodeError, json.JSONDecodeError, KeyError, IndexError, TypeError):
-        raise EndpointError(f"chat endpoint {url} gave a response that is not a chat completion: "
-                            f"{_snippet(raw)}") from None
+        raise EndpointError(
+            f"chat endpoint {url} gave a response that is not a chat completion: {_snippet(raw)}"
+        ) from None
     if not isinstance(content, str) or not content.strip():
         raise EndpointError(f"chat endpoint {url} returned an empty message")
     return content

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import importlib.metadata as md
 import os
 import platform
-import importlib.metadata as md
+
 import torch
 
 

@@ -5,6 +5,15 @@ BitFit, Houlsby adapters, LPT and PEDRO (forward hooks, see hooks.py). Training-
 PEFT paper, appendix D): the untuned model, CC, DC and CRISPR.
 """
 
+from .bitfit import BitFit
+from .calibration import Calibrated as ZeroShot
+from .calibration import (
+    ContextualCalibration,
+    ContextualCalibrationConfig,
+    DomainCalibration,
+    DomainCalibrationConfig,
+    ZeroShotConfig,
+)
 from .config import (
     AdaLoraBaselineConfig,
     BaselineConfig,
@@ -17,15 +26,6 @@ from .config import (
     PedroConfig,
     PromptTuningConfig,
 )
-from .bitfit import BitFit
-from .calibration import (
-    ContextualCalibration,
-    ContextualCalibrationConfig,
-    DomainCalibration,
-    DomainCalibrationConfig,
-    ZeroShotConfig,
-)
-from .calibration import Calibrated as ZeroShot
 from .crispr import Crispr, CrisprConfig
 from .houlsby import HoulsbyAdapter
 from .lpt import LatePromptTuning
@@ -35,7 +35,50 @@ from .peft_methods import AdaLoraBaseline, IA3Baseline, LoraBaseline, PromptTuni
 
 # Trained through the runner like DCPC; the last four are training-free (bias-aware PEFT paper, appendix D):
 # evaluated, never stepped.
-BASELINES = (FullFineTuning, LoraBaseline, AdaLoraBaseline, IA3Baseline, PromptTuningBaseline, BitFit,
-             HoulsbyAdapter, LatePromptTuning, Pedro, ZeroShot, ContextualCalibration, DomainCalibration, Crispr)
+BASELINES = (
+    FullFineTuning,
+    LoraBaseline,
+    AdaLoraBaseline,
+    IA3Baseline,
+    PromptTuningBaseline,
+    BitFit,
+    HoulsbyAdapter,
+    LatePromptTuning,
+    Pedro,
+    ZeroShot,
+    ContextualCalibration,
+    DomainCalibration,
+    Crispr,
+)
 
-__all__ = ["BASELINES", "BaselineConfig", "BaselineModel"]
+__all__ = [
+    "BASELINES",
+    "AdaLoraBaseline",
+    "AdaLoraBaselineConfig",
+    "BaselineConfig",
+    "BaselineModel",
+    "BitFit",
+    "BitFitConfig",
+    "ContextualCalibration",
+    "ContextualCalibrationConfig",
+    "Crispr",
+    "CrisprConfig",
+    "DomainCalibration",
+    "DomainCalibrationConfig",
+    "FullFineTuning",
+    "FullFineTuningConfig",
+    "HoulsbyAdapter",
+    "HoulsbyAdapterConfig",
+    "IA3Baseline",
+    "IA3BaselineConfig",
+    "LatePromptTuning",
+    "LatePromptTuningConfig",
+    "LoraBaseline",
+    "LoraBaselineConfig",
+    "Pedro",
+    "PedroConfig",
+    "PromptTuningBaseline",
+    "PromptTuningConfig",
+    "ZeroShot",
+    "ZeroShotConfig",
+]

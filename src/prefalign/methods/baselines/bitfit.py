@@ -59,6 +59,7 @@ class BitFit(HookedBaseline):
                 else:
                     z = torch.randn(rank, **kw) / math.sqrt(rank) if initialise else torch.zeros(rank, **kw)
                     module.register_parameter(PREFIX + "bias_z", nn.Parameter(z))
-                    module.register_parameter(PREFIX + "bias_proj",
-                                              nn.Parameter(torch.zeros(out_features(module), rank, **kw)))
+                    module.register_parameter(
+                        PREFIX + "bias_proj", nn.Parameter(torch.zeros(out_features(module), rank, **kw))
+                    )
                     module.register_forward_hook(_add_projected_bias)

@@ -15,9 +15,9 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from ...utils.config_base import option as _f
 from ...data.examples import Example
 from ...errors import ConfigError
+from ...utils.config_base import option as _f
 from ..base import MethodOutput, soft_cross_entropy
 from .config import BaselineConfig
 from .model import BaselineModel
@@ -49,8 +49,12 @@ class ZeroShotConfig(BaselineConfig):
 class ContextualCalibrationConfig(BaselineConfig):
     """CC (Zhao et al., 2021): the prior is the mean prediction on content-free inputs."""
 
-    content_free: list[str] = field(default_factory=lambda: ["N/A", "", "[MASK]"], metadata={
-        "help": "content-free inputs put in the prompt's {text} (Zhao et al.: 'N/A', '' and '[MASK]', averaged)"})
+    content_free: list[str] = field(
+        default_factory=lambda: ["N/A", "", "[MASK]"],
+        metadata={
+            "help": "content-free inputs put in the prompt's {text} (Zhao et al.: 'N/A', '' and '[MASK]', averaged)"
+        },
+    )
 
     def validate(self) -> None:
         super().validate()
@@ -79,8 +83,9 @@ class Calibrated(BaselineModel):
 
     def adapt(self, model, tokenizer, initialise):
         if not self.geo.is_decoder or not self.task.verbalizer_ids:
-            raise ConfigError(f"{self.name} reads label words through an LM head: it needs a decoder and a "
-                              "classification task")
+            raise ConfigError(
+                f"{self.name} reads label words through an LM head: it needs a decoder and a classification task"
+            )
         self.register_buffer("log_prior", torch.full((self.task.num_classes,), 0.0))
 
     def inputs(self, train_set) -> list[Example]:
@@ -99,8 +104,16 @@ class Calibrated(BaselineModel):
         self.log_prior.copy_(torch.log(probs))
         return {}
 
-    def forward(self, input_ids, attention_mask, labels=None, target_dist=None, score_mask=None,
-                token_type_ids=None, **_: object) -> MethodOutput:
+    def forward(
+        self,
+        input_ids,
+        attention_mask,
+        labels=None,
+        target_dist=None,
+        score_mask=None,
+        token_type_ids=None,
+        **_: object,
+    ) -> MethodOutput:
         out = self.classifier(input_ids, attention_mask, None)
         logits = torch.log_softmax(out.logits.float(), -1) - self.log_prior  # log(p / p_cf), up to a constant
         if labels is None:

@@ -25,9 +25,12 @@ class LoraBaselineConfig(BaselineConfig):
     r: int = _f(4, "rank of the low-rank update (appendix A.1.2: 4)")
     lora_alpha: float = _f(8.0, "scaling numerator: the update is scaled by lora_alpha / r (PEFT default 8)")
     lora_dropout: float = _f(0.0, "dropout on the LoRA branch")
-    target_modules: list[str] | None = _f(None, "module names to adapt; default PEFT's per-architecture choice "
-                                          "(query/value projections); [all-linear]: every linear layer except the "
-                                          "LM head (the bias-aware paper's LoRA, appendix D, with r: 8)")
+    target_modules: list[str] | None = _f(
+        None,
+        "module names to adapt; default PEFT's per-architecture choice "
+        "(query/value projections); [all-linear]: every linear layer except the "
+        "LM head (the bias-aware paper's LoRA, appendix D, with r: 8)",
+    )
 
     def validate(self) -> None:
         super().validate()
@@ -72,10 +75,15 @@ class PromptTuningConfig(BaselineConfig):
     """Prompt tuning (Lester et al.) with PEFT's PromptEmbedding: soft tokens before the input only."""
 
     num_virtual_tokens: int = _f(16, "soft prompt tokens (the same m as DCPC's prefix, section 4.1)")
-    prompt_init: str = _f("text", "'text': embeddings of prompt_init_text's tokens (PEFT's TEXT init); "
-                          "'random': PEFT's RANDOM init", choices=("text", "random"))
-    prompt_init_text: str = _f("Read the following text carefully and decide which of the possible labels "
-                               "describes it best.", "text whose token embeddings initialise the soft prompt")
+    prompt_init: str = _f(
+        "text",
+        "'text': embeddings of prompt_init_text's tokens (PEFT's TEXT init); 'random': PEFT's RANDOM init",
+        choices=("text", "random"),
+    )
+    prompt_init_text: str = _f(
+        "Read the following text carefully and decide which of the possible labels describes it best.",
+        "text whose token embeddings initialise the soft prompt",
+    )
 
     def validate(self) -> None:
         super().validate()
@@ -86,9 +94,12 @@ class PromptTuningConfig(BaselineConfig):
 class BitFitConfig(BaselineConfig):
     """BitFit (Zaken et al., 2021): bias terms only; hooked zero biases where a linear layer has none."""
 
-    rank: int | None = _f(None, "None: plain trainable bias vectors (BitFit). r: each added bias is P z with z in "
-                          "R^r and a learnable d x r matrix P, the backbone's own biases frozen (appendix A.1.2's "
-                          "reading, r' = 8; see docs/methods/baselines.md)")
+    rank: int | None = _f(
+        None,
+        "None: plain trainable bias vectors (BitFit). r: each added bias is P z with z in "
+        "R^r and a learnable d x r matrix P, the backbone's own biases frozen (appendix A.1.2's "
+        "reading, r' = 8; see docs/methods/baselines.md)",
+    )
 
     def validate(self) -> None:
         super().validate()
@@ -101,10 +112,16 @@ class HoulsbyAdapterConfig(BaselineConfig):
 
     bottleneck: int = _f(18, "adapter bottleneck width (appendix A.1.2: 18)")
     activation: str = _f("gelu", "the adapter's nonlinearity", choices=("gelu", "relu", "tanh"))
-    attention_module: str | None = _f(None, "the attention output projection, relative to one layer; default: found "
-                                      "by name (attention.output.dense, self_attn.o_proj, attn.c_proj, ...)")
-    ffn_module: str | None = _f(None, "the FFN output projection, relative to one layer; default: found by name "
-                                "(output.dense, mlp.down_proj, mlp.c_proj, ...)")
+    attention_module: str | None = _f(
+        None,
+        "the attention output projection, relative to one layer; default: found "
+        "by name (attention.output.dense, self_attn.o_proj, attn.c_proj, ...)",
+    )
+    ffn_module: str | None = _f(
+        None,
+        "the FFN output projection, relative to one layer; default: found by name "
+        "(output.dense, mlp.down_proj, mlp.c_proj, ...)",
+    )
 
     def validate(self) -> None:
         super().validate()
@@ -130,8 +147,11 @@ class LatePromptTuningConfig(BaselineConfig):
 class PedroConfig(BaselineConfig):
     """PEDRO (Xie et al., 2024): per-layer generators of input-dependent key/value/FFN scaling vectors."""
 
-    r: int = _f(16, "bottleneck of each layer's vector generator, d -> r -> (k + v + ffn) (appendix A.1.2 gives "
-                "no size: 'a lightweight vector generator')")
+    r: int = _f(
+        16,
+        "bottleneck of each layer's vector generator, d -> r -> (k + v + ffn) (appendix A.1.2 gives "
+        "no size: 'a lightweight vector generator')",
+    )
 
     def validate(self) -> None:
         super().validate()

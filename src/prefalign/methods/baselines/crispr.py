@@ -16,20 +16,22 @@ from dataclasses import dataclass
 
 import torch
 
-from ...utils.config_base import option as _f
 from ...errors import ConfigError
+from ...utils.config_base import option as _f
+from ..bias_aware.layer_selection import resolve_module
 from .config import BaselineConfig
 from .hooks import find_layers
 from .model import BaselineModel
-from ..bias_aware.layer_selection import resolve_module
 
 
 @dataclass
 class CrisprConfig(BaselineConfig):
     """Bias-neuron pruning; ``neurons`` is filled by attribution and saved, so a checkpoint re-prunes the same ones."""
 
-    num_neurons: int = _f(20, "bias neurons pruned (Yang et al. prune the top-k attributed neurons; k is not "
-                          "given in the bias-aware paper)")
+    num_neurons: int = _f(
+        20,
+        "bias neurons pruned (Yang et al. prune the top-k attributed neurons; k is not given in the bias-aware paper)",
+    )
     probe_examples: int = _f(20, "training examples attributed (appendix D: 20)")
     probe_seed: int = _f(0, "seed of the draw of probe_examples")
     ffn_module: str = _f("down_proj", "the feed-forward output projection whose input units are the neurons")
@@ -49,9 +51,12 @@ class Crispr(BaselineModel):
 
     def adapt(self, model, tokenizer, initialise):
         if not self.geo.is_decoder or not self.task.verbalizer_ids:
-            raise ConfigError("crispr attributes label words read through an LM head: it needs a decoder and a "
-                              "classification task")
-        self.projections = [resolve_module(b, self.config.ffn_module, self.geo)[1] for b in find_layers(model, self.geo)]
+            raise ConfigError(
+                "crispr attributes label words read through an LM head: it needs a decoder and a classification task"
+            )
+        self.projections = [
+            resolve_module(b, self.config.ffn_module, self.geo)[1] for b in find_layers(model, self.geo)
+        ]
         if self.config.neurons is not None:
             self._prune(self.config.neurons)
 

@@ -28,8 +28,15 @@ PREFIX = "prefalign_"  # attributes (parameters, submodules) the hand-written ba
 LAYER_LIST_NAMES = ("layer", "layers", "h", "blocks", "block")
 
 # Projections inside one block, by name relative to the block (exact match, first found wins).
-ATTENTION_OUTPUT = ("attention.output.dense", "self_attn.o_proj", "attn.c_proj", "self_attn.dense",
-                    "attn.out_proj", "self_attn.out_proj", "attention.dense")
+ATTENTION_OUTPUT = (
+    "attention.output.dense",
+    "self_attn.o_proj",
+    "attn.c_proj",
+    "self_attn.dense",
+    "attn.out_proj",
+    "self_attn.out_proj",
+    "attention.dense",
+)
 FFN_OUTPUT = ("output.dense", "mlp.down_proj", "mlp.c_proj", "mlp.fc2", "mlp.dense_4h_to_h", "feed_forward.w2")
 KEY = ("attention.self.key", "self_attn.k_proj", "attn.k_proj", "attention.k_proj")
 VALUE = ("attention.self.value", "self_attn.v_proj", "attn.v_proj", "attention.v_proj")
@@ -51,35 +58,42 @@ def in_features(module: nn.Module) -> int:
 
 def find_layers(model: nn.Module, geo: ModelGeometry) -> list[nn.Module]:
     """The Transformer blocks of ``model``, in order (a ConfigError if no block list is found)."""
-    found = [(name, mod) for name, mod in model.named_modules()
-             if isinstance(mod, nn.ModuleList) and len(mod) == geo.num_layers
-             and name.rsplit(".", 1)[-1] in LAYER_LIST_NAMES]
+    found = [
+        (name, mod)
+        for name, mod in model.named_modules()
+        if isinstance(mod, nn.ModuleList) and len(mod) == geo.num_layers and name.rsplit(".", 1)[-1] in LAYER_LIST_NAMES
+    ]
     if not found:
-        raise ConfigError(f"cannot find the {geo.num_layers} Transformer layers of this '{geo.model_type}' model "
-                          f"(looked for a module list named one of {', '.join(LAYER_LIST_NAMES)}); the hand-written "
-                          "baselines support BERT/RoBERTa-, LLaMA/Mistral/Qwen2- and GPT-2-style models")
+        raise ConfigError(
+            f"cannot find the {geo.num_layers} Transformer layers of this '{geo.model_type}' model "
+            f"(looked for a module list named one of {', '.join(LAYER_LIST_NAMES)}); the hand-written "
+            "baselines support BERT/RoBERTa-, LLaMA/Mistral/Qwen2- and GPT-2-style models"
+        )
     return list(found[0][1])
 
 
-def find_in_layer(layer: nn.Module, candidates: Iterable[str], override: str | None = None
-                  ) -> tuple[str, nn.Module] | None:
+def find_in_layer(
+    layer: nn.Module, candidates: Iterable[str], override: str | None = None
+) -> tuple[str, nn.Module] | None:
     """The submodule of ``layer`` named ``override``, or the first of ``candidates`` it has."""
     modules = dict(layer.named_modules())
-    for name in ([override] if override else candidates):
+    for name in [override] if override else candidates:
         if name in modules:
             return name, modules[name]
     return None
 
 
-def require_in_layer(layer: nn.Module, candidates: Iterable[str], override: str | None, what: str,
-                     option: str | None, geo: ModelGeometry) -> nn.Module:
+def require_in_layer(
+    layer: nn.Module, candidates: Iterable[str], override: str | None, what: str, option: str | None, geo: ModelGeometry
+) -> nn.Module:
     """Like :func:`find_in_layer`, with a ConfigError naming what was looked for and the option to set."""
     hit = find_in_layer(layer, candidates, override)
     if hit is None:
         looked = f"'{override}'" if override else ", ".join(candidates)
         hint = f"; set method.{option} to its name relative to one layer" if option else ""
-        raise ConfigError(f"no {what} found in the layers of this '{geo.model_type}' model (looked for {looked})"
-                          + hint)
+        raise ConfigError(
+            f"no {what} found in the layers of this '{geo.model_type}' model (looked for {looked})" + hint
+        )
     return hit[1]
 
 
@@ -120,9 +134,10 @@ def strip_hooks(model: nn.Module) -> int:
     """
     removed = 0
     for module in model.modules():
-        for hooks, extra in ((module._forward_hooks, (module._forward_hooks_with_kwargs,
-                                                      module._forward_hooks_always_called)),
-                             (module._forward_pre_hooks, (module._forward_pre_hooks_with_kwargs,))):
+        for hooks, extra in (
+            (module._forward_hooks, (module._forward_hooks_with_kwargs, module._forward_hooks_always_called)),
+            (module._forward_pre_hooks, (module._forward_pre_hooks_with_kwargs,)),
+        ):
             for key, fn in list(hooks.items()):
                 if _is_ours(fn):
                     del hooks[key]
@@ -138,8 +153,9 @@ def strip_hooks(model: nn.Module) -> int:
 
 def count_hooks(model: nn.Module) -> int:
     """How many prefalign hooks ``model`` carries (tests use it)."""
-    return sum(_is_ours(fn) for m in model.modules() for d in (m._forward_hooks, m._forward_pre_hooks)
-               for fn in d.values())
+    return sum(
+        _is_ours(fn) for m in model.modules() for d in (m._forward_hooks, m._forward_pre_hooks) for fn in d.values()
+    )
 
 
 def add_output(module: nn.Module, output: torch.Tensor, delta: torch.Tensor) -> torch.Tensor:

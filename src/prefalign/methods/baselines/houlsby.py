@@ -17,8 +17,17 @@ import torch
 from torch import nn
 
 from .config import HoulsbyAdapterConfig
-from .hooks import ATTENTION_OUTPUT, FFN_OUTPUT, PREFIX, HookedBaseline, add_output, find_layers, ours, \
-    out_features, require_in_layer
+from .hooks import (
+    ATTENTION_OUTPUT,
+    FFN_OUTPUT,
+    PREFIX,
+    HookedBaseline,
+    add_output,
+    find_layers,
+    ours,
+    out_features,
+    require_in_layer,
+)
 
 ACTIVATIONS = {"gelu": nn.GELU, "relu": nn.ReLU, "tanh": nn.Tanh}
 
@@ -51,10 +60,17 @@ class HoulsbyAdapter(HookedBaseline):
         cfg = self.config
         for layer in find_layers(model, self.geo):
             targets = [
-                require_in_layer(layer, ATTENTION_OUTPUT, cfg.attention_module, "attention output projection",
-                                 "attention_module", self.geo),
-                require_in_layer(layer, FFN_OUTPUT, cfg.ffn_module, "feed-forward output projection",
-                                 "ffn_module", self.geo),
+                require_in_layer(
+                    layer,
+                    ATTENTION_OUTPUT,
+                    cfg.attention_module,
+                    "attention output projection",
+                    "attention_module",
+                    self.geo,
+                ),
+                require_in_layer(
+                    layer, FFN_OUTPUT, cfg.ffn_module, "feed-forward output projection", "ffn_module", self.geo
+                ),
             ]
             for module in targets:
                 adapter = BottleneckAdapter(out_features(module), cfg.bottleneck, cfg.activation)

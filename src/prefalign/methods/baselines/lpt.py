@@ -38,8 +38,9 @@ def segment_means(hidden: torch.Tensor, mask: torch.Tensor, segments: int) -> to
     n = mask.sum(-1, keepdim=True)  # (B, 1)
     i = torch.arange(segments, device=hidden.device).unsqueeze(0)  # (1, l)
     start, end = (i * n) // segments, ((i + 1) * n + segments - 1) // segments  # (B, l)
-    member = (mask.unsqueeze(1).bool() & (rank.unsqueeze(1) >= start.unsqueeze(-1))
-              & (rank.unsqueeze(1) < end.unsqueeze(-1))).to(hidden.dtype)  # (B, l, T)
+    member = (
+        mask.unsqueeze(1).bool() & (rank.unsqueeze(1) >= start.unsqueeze(-1)) & (rank.unsqueeze(1) < end.unsqueeze(-1))
+    ).to(hidden.dtype)  # (B, l, T)
     weights = member / member.sum(-1, keepdim=True).clamp(min=1)
     return torch.einsum("blt,btd->bld", weights, hidden)
 
@@ -54,7 +55,7 @@ class LatePromptGenerator(MaskReader):
 
     def generate(self, hidden: torch.Tensor) -> torch.Tensor:
         """``hidden`` (B, l + T, d), placeholders first -> the prompt (B, l, d) in the generator's dtype."""
-        segments = segment_means(hidden[:, self.length:].to(self.down.weight.dtype), self.real_mask, self.length)
+        segments = segment_means(hidden[:, self.length :].to(self.down.weight.dtype), self.real_mask, self.length)
         segments = nn.functional.layer_norm(segments, segments.shape[-1:])
         return self.up(self.act(self.down(segments)))
 
@@ -64,7 +65,7 @@ class LatePromptGenerator(MaskReader):
         if self.real_mask is None or hidden.shape[1] != self.real_mask.shape[1] + self.length:
             return None  # not a call through the method's forward: leave the block alone
         prompt = self.generate(hidden).to(hidden.dtype)
-        return with_layer_hidden(args, kwargs, torch.cat([prompt, hidden[:, self.length:]], dim=1))
+        return with_layer_hidden(args, kwargs, torch.cat([prompt, hidden[:, self.length :]], dim=1))
 
 
 class LatePromptTuning(HookedBaseline):
@@ -77,8 +78,9 @@ class LatePromptTuning(HookedBaseline):
         cfg, geo = self.config, self.geo
         k = geo.num_layers // 2 if cfg.insert_layer is None else cfg.insert_layer
         if not 0 <= k < geo.num_layers:
-            raise ConfigError(f"method.insert_layer = {k} is outside [0, {geo.num_layers - 1}] for this "
-                              f"{geo.num_layers}-layer model")
+            raise ConfigError(
+                f"method.insert_layer = {k} is outside [0, {geo.num_layers - 1}] for this {geo.num_layers}-layer model"
+            )
         self.insert_layer = k
         layer = find_layers(model, geo)[k]
         generator = LatePromptGenerator(geo.hidden_size, cfg.bottleneck, cfg.prompt_length)

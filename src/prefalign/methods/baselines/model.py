@@ -23,11 +23,25 @@ class BaselineModel(Method):
     config_class = BaselineConfig
     freeze_backbone = True
 
-    def __init__(self, model: nn.Module, tokenizer, geo: ModelGeometry, task: TaskSpec, config: BaselineConfig,
-                 *, initialise: bool = True) -> None:
+    def __init__(
+        self,
+        model: nn.Module,
+        tokenizer,
+        geo: ModelGeometry,
+        task: TaskSpec,
+        config: BaselineConfig,
+        *,
+        initialise: bool = True,
+    ) -> None:
         super().__init__(model, tokenizer, geo, task, config)
-        self.classifier = PrefixClassifier(model, geo, task, head_dropout=config.head_dropout,
-                                           head_pooling=config.head_pooling, freeze=self.freeze_backbone)
+        self.classifier = PrefixClassifier(
+            model,
+            geo,
+            task,
+            head_dropout=config.head_dropout,
+            head_pooling=config.head_pooling,
+            freeze=self.freeze_backbone,
+        )
         self.adapt(model, tokenizer, initialise)
 
     # -- what a baseline defines --------------------------------------------------------------------
@@ -39,13 +53,22 @@ class BaselineModel(Method):
         return None
 
     # -- shared ---------------------------------------------------------------------------------------
-    def forward(self, input_ids, attention_mask, labels=None, target_dist=None, score_mask=None,
-                token_type_ids=None, **_: object) -> MethodOutput:
+    def forward(
+        self,
+        input_ids,
+        attention_mask,
+        labels=None,
+        target_dist=None,
+        score_mask=None,
+        token_type_ids=None,
+        **_: object,
+    ) -> MethodOutput:
         if labels is not None and labels.dim() == 2:  # token labels: a generation task (decoders)
             return self._generation_forward(input_ids, attention_mask, labels)
         soft = self.soft_prompt(input_ids.shape[0])
-        out = self.classifier(input_ids, attention_mask, None, score_mask=score_mask, token_type_ids=token_type_ids,
-                              prompt_embeds=soft)
+        out = self.classifier(
+            input_ids, attention_mask, None, score_mask=score_mask, token_type_ids=token_type_ids, prompt_embeds=soft
+        )
         if target_dist is None and labels is not None:
             target_dist = nn.functional.one_hot(labels, self.task.num_classes).float()
         if target_dist is None:
@@ -59,12 +82,13 @@ class BaselineModel(Method):
             result.loss = loss + extra
         return result
 
-
     def _generation_forward(self, input_ids, attention_mask, labels) -> MethodOutput:
         """The LM loss on answer tokens; soft prompts are not supported here (ConfigError)."""
         if self.soft_prompt(1) is not None:
-            raise ConfigError(f"{self.name} feeds soft tokens, which the generation path does not take; "
-                              "use ptuning-v2, dcpc, lora, full-ft or another adapter method for generation tasks")
+            raise ConfigError(
+                f"{self.name} feeds soft tokens, which the generation path does not take; "
+                "use ptuning-v2, dcpc, lora, full-ft or another adapter method for generation tasks"
+            )
         out = self.classifier.lm_forward(input_ids, attention_mask, None, labels)
         result = MethodOutput(loss=out.loss, logits=torch.log(out.answer_probs.clamp(min=1e-12)))
         result.terms["loss_task"] = out.loss.detach()

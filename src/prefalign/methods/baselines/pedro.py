@@ -22,8 +22,22 @@ from torch import nn
 
 from ...errors import ConfigError
 from .config import PedroConfig
-from .hooks import FFN_OUTPUT, FUSED_QKV, KEY, PREFIX, VALUE, HookedBaseline, MaskReader, OwnedHook, find_in_layer, \
-    find_layers, in_features, layer_hidden, out_features, require_in_layer
+from .hooks import (
+    FFN_OUTPUT,
+    FUSED_QKV,
+    KEY,
+    PREFIX,
+    VALUE,
+    HookedBaseline,
+    MaskReader,
+    OwnedHook,
+    find_in_layer,
+    find_layers,
+    in_features,
+    layer_hidden,
+    out_features,
+    require_in_layer,
+)
 
 
 class VectorGenerator(MaskReader):
@@ -87,11 +101,14 @@ class Pedro(HookedBaseline):
                 q_dim = out_features(fused[1]) - 2 * geo.kv_dim
                 gen = VectorGenerator(geo.hidden_size, self.config.r, geo.kv_dim, geo.kv_dim, in_features(ffn), q_dim)
             elif key is not None and value is not None:
-                gen = VectorGenerator(geo.hidden_size, self.config.r, out_features(key[1]), out_features(value[1]),
-                                      in_features(ffn))
+                gen = VectorGenerator(
+                    geo.hidden_size, self.config.r, out_features(key[1]), out_features(value[1]), in_features(ffn)
+                )
             else:
-                raise ConfigError(f"PEDRO found no key/value projections in the layers of this '{geo.model_type}' "
-                                  f"model (looked for {', '.join(KEY + VALUE + FUSED_QKV)})")
+                raise ConfigError(
+                    f"PEDRO found no key/value projections in the layers of this '{geo.model_type}' "
+                    f"model (looked for {', '.join(KEY + VALUE + FUSED_QKV)})"
+                )
             layer.add_module(PREFIX + "vector_generator", gen.to(ffn.weight.device))
             layer.register_forward_pre_hook(OwnedHook(gen, "on_block"), with_kwargs=True)
             if fused is not None:

@@ -25,8 +25,10 @@ def _targets(model: nn.Module, given: list[str] | None, mapping: dict, method: s
         return list(given)
     kind = _model_type(model)
     if kind not in mapping:
-        raise ConfigError(f"PEFT has no default {method} target modules for model type '{kind}'; set "
-                          "method.target_modules to the names of the linear layers to adapt")
+        raise ConfigError(
+            f"PEFT has no default {method} target modules for model type '{kind}'; set "
+            "method.target_modules to the names of the linear layers to adapt"
+        )
     return list(mapping[kind])
 
 
@@ -44,8 +46,7 @@ class LoraBaseline(BaselineModel):
         targets = _targets(model, cfg.target_modules, TARGETS, "LoRA")
         if [t.lower() for t in targets] == ["all-linear"]:  # PEFT's shorthand: every linear layer but the LM head
             targets = "all-linear"
-        peft_cfg = LoraConfig(r=cfg.r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,
-                              target_modules=targets)
+        peft_cfg = LoraConfig(r=cfg.r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout, target_modules=targets)
         inject_adapter_in_model(peft_cfg, model)
 
 
@@ -59,6 +60,8 @@ class IA3Baseline(BaselineModel):
         from peft import IA3Config, inject_adapter_in_model
         from peft.utils.constants import (
             TRANSFORMERS_MODELS_TO_IA3_FEEDFORWARD_MODULES_MAPPING as FF,
+        )
+        from peft.utils.constants import (
             TRANSFORMERS_MODELS_TO_IA3_TARGET_MODULES_MAPPING as TARGETS,
         )
 
@@ -83,10 +86,17 @@ class AdaLoraBaseline(BaselineModel):
 
         cfg = self.config
         # total_step is a placeholder until training starts (set_total_steps); PEFT requires one now.
-        peft_cfg = AdaLoraConfig(init_r=cfg.init_r, target_r=cfg.target_r, lora_alpha=cfg.lora_alpha,
-                                 deltaT=cfg.delta_t, orth_reg_weight=cfg.orth_reg_weight, total_step=1000,
-                                 tinit=0, tfinal=0, target_modules=_targets(model, cfg.target_modules, TARGETS,
-                                                                            "AdaLoRA"))
+        peft_cfg = AdaLoraConfig(
+            init_r=cfg.init_r,
+            target_r=cfg.target_r,
+            lora_alpha=cfg.lora_alpha,
+            deltaT=cfg.delta_t,
+            orth_reg_weight=cfg.orth_reg_weight,
+            total_step=1000,
+            tinit=0,
+            tfinal=0,
+            target_modules=_targets(model, cfg.target_modules, TARGETS, "AdaLoRA"),
+        )
         tuner = AdaLoraModel(model, peft_cfg, "default")
         self._tuner = [tuner]  # a list: registering it as a submodule would list the backbone twice
 
@@ -153,9 +163,14 @@ class PromptTuningBaseline(BaselineModel):
         cfg = self.config
         n = cfg.num_virtual_tokens
         words = model.get_input_embeddings()
-        peft_cfg = PeftPromptConfig(task_type="FEATURE_EXTRACTION", num_virtual_tokens=n,
-                                    token_dim=self.geo.hidden_size, num_transformer_submodules=1,
-                                    num_layers=self.geo.num_layers, num_attention_heads=1)
+        peft_cfg = PeftPromptConfig(
+            task_type="FEATURE_EXTRACTION",
+            num_virtual_tokens=n,
+            token_dim=self.geo.hidden_size,
+            num_transformer_submodules=1,
+            num_layers=self.geo.num_layers,
+            num_attention_heads=1,
+        )
         self.prompt = PromptEmbedding(peft_cfg, words)
         if initialise and cfg.prompt_init == "text":
             # PEFT's TEXT init, with the tokenizer already in hand (PEFT's would reload it by name).

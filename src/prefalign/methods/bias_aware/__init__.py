@@ -13,5 +13,13 @@ from .layer_selection import LayerCurve, interchange_ablation, write_curve
 from .losses import balance_losses, contain_means, total_loss
 from .model import BiasAwareModel
 
-__all__ = ["BiasAwareConfig", "BiasAwareModel", "LayerCurve", "balance_losses",
-           "contain_means", "interchange_ablation", "total_loss", "write_curve"]
+__all__ = [
+    "BiasAwareConfig",
+    "BiasAwareModel",
+    "LayerCurve",
+    "balance_losses",
+    "contain_means",
+    "interchange_ablation",
+    "total_loss",
+    "write_curve",
+]

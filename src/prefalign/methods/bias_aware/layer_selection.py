@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
 
 import torch
 from torch import nn
 
 from ...data.collator import pad_ids
 from ...errors import ConfigError
-from ...utils.atomic_files import save_figure_atomically, write_text_atomically
 from ...models.introspect import ModelGeometry
+from ...utils.atomic_files import save_figure_atomically, write_text_atomically
 from ..baselines.hooks import find_layers
 
 
@@ -35,8 +35,9 @@ def resolve_module(layer: nn.Module, name: str, geo: ModelGeometry) -> tuple[str
     if len(hits) != 1:
         linear = sorted(n for n, m in modules.items() if isinstance(m, nn.Linear))
         what = "no" if not hits else f"{len(hits)} ({', '.join(hits)})"
-        raise ConfigError(f"module '{name}' matches {what} submodules of a '{geo.model_type}' layer; name one of "
-                          f"{', '.join(linear)}")
+        raise ConfigError(
+            f"module '{name}' matches {what} submodules of a '{geo.model_type}' layer; name one of {', '.join(linear)}"
+        )
     return hits[0], modules[hits[0]]
 
 
@@ -54,8 +55,15 @@ def _last_logprobs(model: nn.Module, ids: torch.Tensor, mask: torch.Tensor) -> t
 
 
 @torch.no_grad()
-def interchange_ablation(model: nn.Module, geo: ModelGeometry, prompts: Sequence[Sequence[int]], gold: Sequence[int],
-                         verbalizer_ids: Sequence[int], component: str = "o_proj", pad_id: int = 0) -> LayerCurve:
+def interchange_ablation(
+    model: nn.Module,
+    geo: ModelGeometry,
+    prompts: Sequence[Sequence[int]],
+    gold: Sequence[int],
+    verbalizer_ids: Sequence[int],
+    component: str = "o_proj",
+    pad_id: int = 0,
+) -> LayerCurve:
     """Appendix A on a causal LM: pairs (gold s_i, biased s^_i), the component swapped layer by layer.
 
     Eq. 5: the biased label is the argmax of the last layer's label scores after the prompt, the gold
@@ -84,8 +92,10 @@ def interchange_ablation(model: nn.Module, geo: ModelGeometry, prompts: Sequence
     biased_ids, _ = _pad_right([list(p) + [verbalizer_ids[y]] for p, y in zip(prompts, biased)], pad_id, device)
     # h^_l: the component's output on every biased sample, all layers in one pass.
     saved: dict[int, torch.Tensor] = {}
-    handles = [part.register_forward_hook(lambda m, a, out, l=l: saved.__setitem__(l, out.detach()))
-               for l, part in enumerate(parts)]
+    handles = [
+        part.register_forward_hook(lambda m, a, out, l=l: saved.__setitem__(l, out.detach()))
+        for l, part in enumerate(parts)
+    ]
     try:
         model(input_ids=biased_ids, attention_mask=mask, use_cache=False)
     finally:

@@ -44,7 +44,8 @@ def balance_losses(scores: torch.Tensor, contain: torch.Tensor, margin: float | 
     return {"bal1": bal1, "bal2": -gap, "labels_both_sides": both.sum().to(scores.dtype)}
 
 
-def total_loss(lm: torch.Tensor, bal1: torch.Tensor, bal2: torch.Tensor, alpha: float, beta: float,
-               gamma: float) -> torch.Tensor:
+def total_loss(
+    lm: torch.Tensor, bal1: torch.Tensor, bal2: torch.Tensor, alpha: float, beta: float, gamma: float
+) -> torch.Tensor:
     """Eq. 4: alpha L_LM + beta L_bal1 + gamma L_bal2."""
     return alpha * lm + beta * bal1 + gamma * bal2

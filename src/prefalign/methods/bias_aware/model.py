@@ -1,4 +1,4 @@
-"""Bias-aware PEFT (bias-aware-peft-paper.md, section 4): one intermediate layer's o_proj and down_proj, a
+"""Bias-aware PEFT (the bias-aware PEFT paper, section 4): one intermediate layer's o_proj and down_proj, a
 refine vector on its input, and the balance losses of eq. 1-4 beside the LM loss."""
 
 from __future__ import annotations
@@ -9,9 +9,9 @@ import torch
 from torch import nn
 
 from ...errors import ConfigError
+from ..base import MethodOutput
 from ..baselines.hooks import OwnedHook, find_layers, layer_hidden, with_layer_hidden
 from ..baselines.model import BaselineModel
-from ..base import MethodOutput
 from .config import BiasAwareConfig
 from .layer_selection import LayerCurve, interchange_ablation, resolve_module
 from .losses import balance_losses, total_loss
@@ -37,8 +37,10 @@ class BiasAwareModel(BaselineModel):
 
     def adapt(self, model: nn.Module, tokenizer, initialise: bool) -> None:
         if not self.geo.is_decoder or not self.task.verbalizer_ids:
-            raise ConfigError("bias-aware reads label scores through an LM head: it needs a decoder and a "
-                              "classification task with one label word per class")
+            raise ConfigError(
+                "bias-aware reads label scores through an LM head: it needs a decoder and a "
+                "classification task with one label word per class"
+            )
         self.refine = nn.ModuleDict()
         self.layer_curve: LayerCurve | None = None
         if self.config.layers is not None:
@@ -50,7 +52,9 @@ class BiasAwareModel(BaselineModel):
         blocks = find_layers(model, self.geo)
         bad = [l for l in layers if l >= len(blocks)]
         if bad:
-            raise ConfigError(f"method.layers {bad} out of range: the model has {len(blocks)} layers (0-{len(blocks) - 1})")
+            raise ConfigError(
+                f"method.layers {bad} out of range: the model has {len(blocks)} layers (0-{len(blocks) - 1})"
+            )
         for l in layers:
             for name in self.config.modules:
                 resolve_module(blocks[l], name, self.geo)[1].requires_grad_(True)
@@ -68,15 +72,30 @@ class BiasAwareModel(BaselineModel):
         examples = [train_set.examples[i] for i in picked]
         prompts = collator.prompt_ids(examples)
         gold = [ex.hard_label() for ex in examples]
-        curve = interchange_ablation(self.classifier.model, self.geo, prompts, gold, self.task.verbalizer_ids,
-                                     self.config.probe_component, pad_id=collator.tokenizer.pad_token_id or 0)
+        curve = interchange_ablation(
+            self.classifier.model,
+            self.geo,
+            prompts,
+            gold,
+            self.task.verbalizer_ids,
+            self.config.probe_component,
+            pad_id=collator.tokenizer.pad_token_id or 0,
+        )
         self.layer_curve = curve
         self.config.layers = [curve.layer]  # saved with the checkpoint: load rebuilds the same model
         self._install(self.config.layers)
         return {"target_layer": curve.layer}
 
-    def forward(self, input_ids, attention_mask, labels=None, target_dist=None, score_mask=None,
-                token_type_ids=None, **_: object) -> MethodOutput:
+    def forward(
+        self,
+        input_ids,
+        attention_mask,
+        labels=None,
+        target_dist=None,
+        score_mask=None,
+        token_type_ids=None,
+        **_: object,
+    ) -> MethodOutput:
         if labels is not None and labels.dim() == 2:
             raise ConfigError("bias-aware trains classification tasks (label words), not generation tasks")
         out = self.classifier(input_ids, attention_mask, None)
@@ -88,8 +107,15 @@ class BiasAwareModel(BaselineModel):
         scores = torch.softmax(logprobs, -1) if cfg.balance_scores == "probs" else logprobs
         contain = nn.functional.one_hot(labels, self.task.num_classes)  # single-label: Contain = the gold label
         bal = balance_losses(scores, contain, cfg.bal2_margin)
-        result = MethodOutput(loss=total_loss(lm, bal["bal1"], bal["bal2"], cfg.alpha, cfg.beta, cfg.gamma),
-                              logits=logprobs)
-        result.terms.update({"loss_lm": lm.detach(), "loss_bal1": bal["bal1"].detach(),
-                             "loss_bal2": bal["bal2"].detach(), "labels_both_sides": bal["labels_both_sides"]})
+        result = MethodOutput(
+            loss=total_loss(lm, bal["bal1"], bal["bal2"], cfg.alpha, cfg.beta, cfg.gamma), logits=logprobs
+        )
+        result.terms.update(
+            {
+                "loss_lm": lm.detach(),
+                "loss_bal1": bal["bal1"].detach(),
+                "loss_bal2": bal["bal2"].detach(),
+                "labels_both_sides": bal["labels_both_sides"],
+            }
+        )
         return result

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ...utils.config_base import option as _f
 from ...models.prefix import DEFAULT_INIT_TEXT
+from ...utils.config_base import option as _f
 from ..base import HeadConfig
 
 
@@ -17,8 +17,9 @@ class DCPCConfig(HeadConfig):
     prefix_length: int = _f(16, "m, prefix tokens per layer (section 4.1: 16)")
     reparameterize: bool = _f(False, "P-Tuning v2's MLP reparameterisation of the prefixes")
     reparam_hidden_size: int = _f(512, "hidden width of the reparameterisation MLP (P-Tuning v2 code: 512)")
-    prefix_init: str = _f("text", "'text': keys/values of real text (Li & Liang); 'random': N(0, 0.02)",
-                          choices=("text", "random"))
+    prefix_init: str = _f(
+        "text", "'text': keys/values of real text (Li & Liang); 'random': N(0, 0.02)", choices=("text", "random")
+    )
     prefix_init_text: str = _f(DEFAULT_INIT_TEXT, "text whose activations initialise the prefixes")
     position_offset: bool = _f(True, "real tokens' positions continue after the prefix (as PEFT and P-Tuning v2)")
     # Switches (Table 3 ablations)
@@ -29,32 +30,54 @@ class DCPCConfig(HeadConfig):
     tau_cos: float = _f(0.85, "cosine gate of eq. 5 (section 4.1: 0.85)")
     tau_ambiguity: float = _f(0.3, "per-pair ambiguity above which CLPA and PCM's KL act (section 4.1: 0.3)")
     similarity_layer: int = _f(-1, "layer whose pooled output feeds eq. 3 (0 = embeddings, -1 = last)")
-    ambiguity_divergence: str = _f("cross_entropy", "eq. 4 as written ('cross_entropy') or minus L_A's entropy ('kl')",
-                                   choices=("cross_entropy", "kl"))
+    ambiguity_divergence: str = _f(
+        "cross_entropy",
+        "eq. 4 as written ('cross_entropy') or minus L_A's entropy ('kl')",
+        choices=("cross_entropy", "kl"),
+    )
     detach_similarity: bool = _f(True, "treat cos(theta) in eq. 5 as a constant weight (no gradient)")
-    similarity_center: bool = _f(True, "subtract the batch mean before eq. 3, so a direction all inputs share "
-                                 "cannot open the gate for every pair (false: the paper's raw cosine)")
-    pair_scope: str = _f("device", "which examples form the pairs of eq. 3-12 under DDP: each process's own "
-                         "batch ('device', as the paper's single-GPU runs) or every process's batch ('global': "
-                         "an all_gather with gradient; equal to one process with the whole batch)",
-                         choices=("device", "global"))
-    pair_reduction: str = _f("gated_pairs", "average each pairwise term over the pairs its gate passes, or all pairs",
-                             choices=("gated_pairs", "all_pairs"))
+    similarity_center: bool = _f(
+        True,
+        "subtract the batch mean before eq. 3, so a direction all inputs share "
+        "cannot open the gate for every pair (false: the paper's raw cosine)",
+    )
+    pair_scope: str = _f(
+        "device",
+        "which examples form the pairs of eq. 3-12 under DDP: each process's own "
+        "batch ('device', as the paper's single-GPU runs) or every process's batch ('global': "
+        "an all_gather with gradient; equal to one process with the whole batch)",
+        choices=("device", "global"),
+    )
+    pair_reduction: str = _f(
+        "gated_pairs",
+        "average each pairwise term over the pairs its gate passes, or all pairs",
+        choices=("gated_pairs", "all_pairs"),
+    )
     # Cross-layer prefix alignment (section 3.4, eq. 6-7)
-    align_reduction: str = _f("mean", "squared distance summed ('sum') or averaged ('mean') over features",
-                              choices=("mean", "sum"))
+    align_reduction: str = _f(
+        "mean", "squared distance summed ('sum') or averaged ('mean') over features", choices=("mean", "sum")
+    )
     align_normalize: bool = _f(False, "L2-normalise pooled token states before eq. 7")
     # Preference Correction Module (section 3.5, eq. 9-12)
-    pcm_mode: str = _f("elementwise", "eq. 11 reading: 'elementwise' P_new = M * (d p_pref), an m x d prefix "
-                       "embedding projected to every layer; 'gate': the literal M p_pref in R^m scales the prefix rows",
-                       choices=("elementwise", "gate"))
+    pcm_mode: str = _f(
+        "elementwise",
+        "eq. 11 reading: 'elementwise' P_new = M * (d p_pref), an m x d prefix "
+        "embedding projected to every layer; 'gate': the literal M p_pref in R^m scales the prefix rows",
+        choices=("elementwise", "gate"),
+    )
     pcm_aux_rank: int = _f(16, "bottleneck of the auxiliary classifier d -> r -> (mu, sigma)")
     pcm_proj_rank: int = _f(16, "rank of the projection from P_new (m x d) to every layer's keys/values")
-    pcm_learning_rate: float | None = _f(None, "learning rate of the PCM's parameters (default: training.learning_rate); "
-                                         "its zero-initialised projection moves every prefix at once, so it "
-                                         "tolerates less than the prefixes do")
-    pcm_kl: str = _f("gaussian", "eq. 12 between N(mu, sigma^2) ('gaussian') or between softmax p_pref ('softmax')",
-                     choices=("gaussian", "softmax"))
+    pcm_learning_rate: float | None = _f(
+        None,
+        "learning rate of the PCM's parameters (default: training.learning_rate); "
+        "its zero-initialised projection moves every prefix at once, so it "
+        "tolerates less than the prefixes do",
+    )
+    pcm_kl: str = _f(
+        "gaussian",
+        "eq. 12 between N(mu, sigma^2) ('gaussian') or between softmax p_pref ('softmax')",
+        choices=("gaussian", "softmax"),
+    )
     # Eq. 13 weights (not given in the paper)
     lambda_ambiguity: float = _f(1.0, "lambda1 of eq. 13")
     lambda_align: float = _f(1.0, "lambda2 of eq. 13")

@@ -25,16 +25,35 @@ class DCPCModel(Method):
     feeds_prefix = True
     changes_backbone = False
 
-    def __init__(self, model: nn.Module, tokenizer, geo: ModelGeometry, task: TaskSpec, config: DCPCConfig,
-                 *, initialise: bool = True) -> None:
+    def __init__(
+        self,
+        model: nn.Module,
+        tokenizer,
+        geo: ModelGeometry,
+        task: TaskSpec,
+        config: DCPCConfig,
+        *,
+        initialise: bool = True,
+    ) -> None:
         super().__init__(model, tokenizer, geo, task, config)
-        self.classifier = PrefixClassifier(model, geo, task, position_offset=config.position_offset,
-                                           head_dropout=config.head_dropout, head_pooling=config.head_pooling)
+        self.classifier = PrefixClassifier(
+            model,
+            geo,
+            task,
+            position_offset=config.position_offset,
+            head_dropout=config.head_dropout,
+            head_pooling=config.head_pooling,
+        )
         init_kv = None
         if initialise and config.prefix_init == "text":
             init_kv = text_init_kv(model, tokenizer, geo, config.prefix_init_text, config.prefix_length)
-        self.prefix = PrefixEncoder(geo, config.prefix_length, reparameterize=config.reparameterize,
-                                    hidden_size=config.reparam_hidden_size, init_kv=init_kv)
+        self.prefix = PrefixEncoder(
+            geo,
+            config.prefix_length,
+            reparameterize=config.reparameterize,
+            hidden_size=config.reparam_hidden_size,
+            init_kv=init_kv,
+        )
         self.pcm = PreferenceCorrection(geo, config) if config.use_pcm else None
 
     # -- parameters ---------------------------------------------------------------------------
@@ -93,8 +112,14 @@ class DCPCModel(Method):
         # Every layer's pooled output feeds only the loss terms: inference without targets skips it.
         has_targets = labels is not None or target_dist is not None
         need_layers = has_targets and (cfg.use_alignment or cfg.similarity_layer != -1)
-        out = self.classifier(input_ids, attention_mask, prefix, score_mask=score_mask,
-                              token_type_ids=token_type_ids, all_layers=need_layers)
+        out = self.classifier(
+            input_ids,
+            attention_mask,
+            prefix,
+            score_mask=score_mask,
+            token_type_ids=token_type_ids,
+            all_layers=need_layers,
+        )
         del prefix  # the per-example prefix (B x a P-Tuning v2 prefix) is not needed for the loss terms
         if target_dist is None and labels is not None:
             target_dist = torch.nn.functional.one_hot(labels, self.task.num_classes).float()
@@ -121,8 +146,9 @@ class DCPCModel(Method):
         result.terms.update(terms)
         return result
 
-    def objective(self, out, target_dist, pcm_out, *, task_loss: torch.Tensor | None = None,
-                  probs: torch.Tensor | None = None) -> tuple[torch.Tensor, dict]:
+    def objective(
+        self, out, target_dist, pcm_out, *, task_loss: torch.Tensor | None = None, probs: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, dict]:
         """Eq. 13 plus the task loss: L_task + l1 L_ambiguity + l2 L_align + l3 L_KL.
 
         Generation tasks pass their LM loss as ``task_loss`` and each example's mean next-token
@@ -142,9 +168,14 @@ class DCPCModel(Method):
         if len(emb) < 2:
             return total, terms
         with torch.set_grad_enabled(torch.is_grad_enabled() and cfg.use_ambiguity):
-            amb, cos_gate = losses.pairwise_ambiguity(emb, probs, cfg.tau_cos, divergence=cfg.ambiguity_divergence,
-                                                      detach_similarity=cfg.detach_similarity,
-                                                      center=cfg.similarity_center)
+            amb, cos_gate = losses.pairwise_ambiguity(
+                emb,
+                probs,
+                cfg.tau_cos,
+                divergence=cfg.ambiguity_divergence,
+                detach_similarity=cfg.detach_similarity,
+                center=cfg.similarity_center,
+            )
         amb_gate = cos_gate & (amb.detach() > cfg.tau_ambiguity)  # sections 3.4-3.5: CLPA/PCM trigger
         n = len(cos_gate)
         pairs = max(n * (n - 1), 1)
@@ -155,8 +186,9 @@ class DCPCModel(Method):
         if cfg.use_ambiguity:
             total = total + cfg.lambda_ambiguity * l_amb
         if cfg.use_alignment:
-            align = losses.pairwise_alignment(layers, None, reduction=cfg.align_reduction,
-                                              normalize=cfg.align_normalize)
+            align = losses.pairwise_alignment(
+                layers, None, reduction=cfg.align_reduction, normalize=cfg.align_normalize
+            )
             if pcm_out is not None:  # P_A^l - P_B^l = delta_A - delta_B: the prefix half of eq. 7
                 align = align + self.pcm.pairwise_delta_distance(pcm_out, cfg.align_reduction)
             l_align = losses.reduce_pairs(align, amb_gate, cfg.pair_reduction)
@@ -184,7 +216,8 @@ class DCPCModel(Method):
                 delta=gather_rows(pcm_out.delta) if self.config.use_alignment else pcm_out.delta,
                 mu=gather_rows(pcm_out.mu) if kl_gaussian else pcm_out.mu,
                 sigma=gather_rows(pcm_out.sigma) if kl_gaussian else pcm_out.sigma,
-                p_pref=pcm_out.p_pref if kl_gaussian else gather_rows(pcm_out.p_pref))
+                p_pref=pcm_out.p_pref if kl_gaussian else gather_rows(pcm_out.p_pref),
+            )
         return emb, probs, layers, pcm_out
 
 

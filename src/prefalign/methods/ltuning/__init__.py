@@ -7,5 +7,13 @@ model.py   the cached frozen pass over label texts, F/Z (prefix) and G (prompt),
 from .config import LTuningConfig, LTuningPrefixConfig, LTuningPromptConfig
 from .model import LTuningModel, LTuningPrefix, LTuningPrompt, PairScorer, parameter_count
 
-__all__ = ["LTuningConfig", "LTuningModel", "LTuningPrefix", "LTuningPrefixConfig", "LTuningPrompt",
-           "LTuningPromptConfig", "PairScorer", "parameter_count"]
+__all__ = [
+    "LTuningConfig",
+    "LTuningModel",
+    "LTuningPrefix",
+    "LTuningPrefixConfig",
+    "LTuningPrompt",
+    "LTuningPromptConfig",
+    "PairScorer",
+    "parameter_count",
+]

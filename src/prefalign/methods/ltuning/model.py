@@ -37,8 +37,10 @@ def resolve_label_texts(config: LTuningConfig, task: TaskSpec) -> list[str]:
             raise ConfigError(f"method.label_texts lists {len(given)} texts for {task.num_classes} classes")
         return [str(t) for t in given]
     if names is None:
-        raise ConfigError("L-Tuning reads each class's label text, and this task has no label names; set "
-                          "method.label_texts to a list of texts in class order")
+        raise ConfigError(
+            "L-Tuning reads each class's label text, and this task has no label names; set "
+            "method.label_texts to a list of texts in class order"
+        )
     if isinstance(given, dict):
         unknown = sorted(set(given) - set(names))
         if unknown:
@@ -56,8 +58,10 @@ def label_token_ids(tokenizer, texts: list[str], *, length: int | None, special:
     filler = tokenizer(pad_text, add_special_tokens=False)["input_ids"] if pad_text else []
     if len(filler) != 1:
         if tokenizer.pad_token_id is None:
-            raise ConfigError(f"method.label_pad_text {pad_text!r} is not one token and the tokenizer has no pad "
-                              "token; choose a one-token filler")
+            raise ConfigError(
+                f"method.label_pad_text {pad_text!r} is not one token and the tokenizer has no pad "
+                "token; choose a one-token filler"
+            )
         filler = [tokenizer.pad_token_id]
     parts = []
     for text in texts:
@@ -68,15 +72,17 @@ def label_token_ids(tokenizer, texts: list[str], *, length: int | None, special:
         trail: list[int] = []
         if special:
             full = tokenizer(text)["input_ids"]
-            at = next((i for i in range(len(full) - len(core) + 1) if full[i:i + len(core)] == core), None)
+            at = next((i for i in range(len(full) - len(core) + 1) if full[i : i + len(core)] == core), None)
             if at is not None:
-                lead, trail = full[:at], full[at + len(core):]
+                lead, trail = full[:at], full[at + len(core) :]
         parts.append((lead, core, trail))
     longest = max(len(a) + len(b) + len(c) for a, b, c in parts)
     width = length or longest
     if longest > width:
-        raise ConfigError(f"method.label_length = {width}, but a label takes {longest} tokens; raise it or leave it "
-                          "unset (the longest label's length)")
+        raise ConfigError(
+            f"method.label_length = {width}, but a label takes {longest} tokens; raise it or leave it "
+            "unset (the longest label's length)"
+        )
     rows = [lead + core + filler * (width - len(lead) - len(core) - len(trail)) + trail for lead, core, trail in parts]
     return torch.tensor(rows, dtype=torch.long)
 
@@ -90,13 +96,23 @@ class PairScorer(PrefixClassifier):
     log-probability of the 'fits' word minus that of the 'does not fit' word.
     """
 
-    def __init__(self, model: nn.Module, geo: ModelGeometry, *, score_head: str, yes_no_ids: tuple[int, int] | None,
-                 position_offset: bool, head_dropout: float, head_pooling: str) -> None:
+    def __init__(
+        self,
+        model: nn.Module,
+        geo: ModelGeometry,
+        *,
+        score_head: str,
+        yes_no_ids: tuple[int, int] | None,
+        position_offset: bool,
+        head_dropout: float,
+        head_pooling: str,
+    ) -> None:
         if score_head == "lm" and not geo.is_decoder:
             raise ConfigError("method.score_head=lm needs a decoder (a model with an LM head); use linear")
         spec = TaskSpec(num_classes=2, verbalizer_ids=yes_no_ids if geo.is_decoder else None)
-        super().__init__(model, geo, spec, position_offset=position_offset, head_dropout=head_dropout,
-                         head_pooling=head_pooling)
+        super().__init__(
+            model, geo, spec, position_offset=position_offset, head_dropout=head_dropout, head_pooling=head_pooling
+        )
         self.score_head = score_head
         if score_head == "linear":
             linear = nn.Linear(geo.hidden_size, 2, bias=False)  # rows: [does not fit, fits]
@@ -122,13 +138,23 @@ class LTuningModel(Method):
     form: str = ""  # "prefix" (eq. 1) or "prompt" (eq. 2)
     changes_backbone = False
 
-    def __init__(self, model: nn.Module, tokenizer, geo: ModelGeometry, task: TaskSpec, config: LTuningConfig,
-                 *, initialise: bool = True) -> None:
+    def __init__(
+        self,
+        model: nn.Module,
+        tokenizer,
+        geo: ModelGeometry,
+        task: TaskSpec,
+        config: LTuningConfig,
+        *,
+        initialise: bool = True,
+    ) -> None:
         super().__init__(model, tokenizer, geo, task, config)
         if task.generation or task.multiple_choice:
             kind = "generation" if task.generation else "multiple-choice"
-            raise ConfigError(f"L-Tuning classifies into labels (an NLI framing of label texts); this is a {kind} "
-                              "task. Use dcpc, ptuning-v2 or a baseline for it")
+            raise ConfigError(
+                f"L-Tuning classifies into labels (an NLI framing of label texts); this is a {kind} "
+                "task. Use dcpc, ptuning-v2 or a baseline for it"
+            )
         if task.num_classes < 2:
             raise ConfigError("L-Tuning needs at least two classes (a negative pair takes a wrong label)")
         self.label_texts = resolve_label_texts(config, task)
@@ -137,11 +163,22 @@ class LTuningModel(Method):
             yes_no = tuple(self._first_token(tokenizer, w) for w in config.lm_verbalizers)
             if config.score_head == "lm" and yes_no[0] == yes_no[1]:
                 raise ConfigError(f"method.lm_verbalizers {config.lm_verbalizers} share a first token")
-        self.classifier = PairScorer(model, geo, score_head=config.score_head, yes_no_ids=yes_no,
-                                     position_offset=self.position_offset,
-                                     head_dropout=config.head_dropout, head_pooling=config.head_pooling)
-        ids = label_token_ids(tokenizer, self.label_texts, length=config.label_length,
-                              special=config.label_special_tokens, pad_text=config.label_pad_text)
+        self.classifier = PairScorer(
+            model,
+            geo,
+            score_head=config.score_head,
+            yes_no_ids=yes_no,
+            position_offset=self.position_offset,
+            head_dropout=config.head_dropout,
+            head_pooling=config.head_pooling,
+        )
+        ids = label_token_ids(
+            tokenizer,
+            self.label_texts,
+            length=config.label_length,
+            special=config.label_special_tokens,
+            pad_text=config.label_pad_text,
+        )
         self.label_length = ids.shape[1]
         self.register_buffer("label_ids", ids, persistent=False)
         # h_k for every class, computed once: the frozen pass of section 2 / Algorithm 1 line 5.
@@ -239,9 +276,16 @@ class LTuningModel(Method):
     # -- the method interface ------------------------------------------------------------------------
     # Trained: F_Phi and Z_Psi (prefix) or G_gamma (prompt), plus C_zeta. The cached label states are
     # non-persistent buffers, so checkpoints never hold them (they are recomputed when the method is built).
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, labels: torch.Tensor | None = None,
-                target_dist: torch.Tensor | None = None, score_mask: torch.Tensor | None = None,
-                token_type_ids: torch.Tensor | None = None, **_: object) -> MethodOutput:
+    def forward(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor,
+        labels: torch.Tensor | None = None,
+        target_dist: torch.Tensor | None = None,
+        score_mask: torch.Tensor | None = None,
+        token_type_ids: torch.Tensor | None = None,
+        **_: object,
+    ) -> MethodOutput:
         if labels is not None and labels.dim() == 2:
             raise ConfigError("L-Tuning classifies into labels; generation batches (token labels) are not supported")
         # Soft targets: the pairs read the most likely class as the true label, each pair's BCE target is q(label).
@@ -279,10 +323,10 @@ class LTuningModel(Method):
         # The expected training loss: half true pairs, half pairs with a uniformly drawn wrong label.
         loss = 0.5 * (pos_loss + neg_loss)
         result = MethodOutput(loss=loss, logits=logits)
-        result.terms.update({"loss_task": loss.detach(), "loss_true_pairs": pos_loss.detach(),
-                             "loss_false_pairs": neg_loss.detach()})
+        result.terms.update(
+            {"loss_task": loss.detach(), "loss_true_pairs": pos_loss.detach(), "loss_false_pairs": neg_loss.detach()}
+        )
         return result
-
 
 
 class LTuningPrefix(LTuningModel):
@@ -306,8 +350,9 @@ class LTuningPrompt(LTuningModel):
     form = "prompt"
 
 
-def parameter_count(geo: ModelGeometry, form: str, label_length: int, *, pooling: str = "attention",
-                    score_head: str = "linear") -> int:
+def parameter_count(
+    geo: ModelGeometry, form: str, label_length: int, *, pooling: str = "attention", score_head: str = "linear"
+) -> int:
     """The trainable parameters appendix A.5 counts, in the geometry of this code (kv width for Z).
 
     prefix, 'scores':    d + 2 l (l L kv) + 2d      (= A.5's 2 l^2 m d + 3 d when kv = d)
