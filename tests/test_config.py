@@ -89,7 +89,7 @@ def test_dcpc_config_round_trip():
 def test_paper_defaults():
     """Section 4.1 of the DCPC paper."""
     m, t = DCPCConfig(), TrainingConfig()
-    assert m.prefix_length == 16 and m.tau_cos == 0.85 and m.tau_ambiguity == 0.3
+    assert m.prefix_length == 16 and m.tau_cos == 0.3 and m.tau_ambiguity == 0.3
     assert m.use_ambiguity and m.use_alignment and m.use_pcm
     assert t.learning_rate == 1e-4 and t.batch_size == 16 and t.epochs == 10
     assert t.warmup_ratio == 0.06 and t.eval_steps == 200 and t.early_stopping_patience == 10

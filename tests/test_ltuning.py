@@ -1,6 +1,6 @@
 """L-Tuning (ltuning-prefix, ltuning-prompt) on tiny BERT and tiny LLaMA with grouped-query attention:
 appendix A.5's parameter counts, a frozen backbone, NLI pairs (A.3), argmax prediction (A.4), the
-cached label pass, checkpoints and runner.train()."""
+cached label pass, checkpoints and training.run.train()."""
 
 from __future__ import annotations
 

@@ -203,7 +203,7 @@ def test_real_alpaca():
 
 def test_boolq_ps_config_trains_on_styled_answers_and_scores_the_test_labels(tmp_path):
     """data.shift = boolq-ps turns train/validation into styled answers; the test split keeps its
-    yes/no labels, as answers the yes/no accuracy reads (runner.as_generation)."""
+    yes/no labels, as answers the yes/no accuracy reads (training.splits.as_generation)."""
     from prefalign.generation import gold_polarity
     from prefalign.training.config import DataConfig
     from prefalign.training.splits import load_splits

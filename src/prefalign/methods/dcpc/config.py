@@ -27,7 +27,12 @@ class DCPCConfig(HeadConfig):
     use_alignment: bool = _f(True, "add lambda2 * L_align, cross-layer prefix alignment (section 3.4)")
     use_pcm: bool = _f(True, "Preference Correction Module and lambda3 * L_KL (section 3.5)")
     # Preference-sensitive similarity (section 3.3, eq. 3-5)
-    tau_cos: float = _f(0.85, "cosine gate of eq. 5 (section 4.1: 0.85)")
+    tau_cos: float = _f(
+        0.3,
+        "cosine gate of eq. 5 on centred cosines (similarity_center); section 4.1's 0.85 was "
+        "set for raw cosines on LLaMA-2 and lets no pair of MiniLM's reviews through, which would "
+        "make DCPC P-Tuning v2 plus the PCM (docs/methods/dcpc.md)",
+    )
     tau_ambiguity: float = _f(0.3, "per-pair ambiguity above which CLPA and PCM's KL act (section 4.1: 0.3)")
     similarity_layer: int = _f(-1, "layer whose pooled output feeds eq. 3 (0 = embeddings, -1 = last)")
     ambiguity_divergence: str = _f(
