@@ -4,7 +4,6 @@ generating with the prefix cache in place (greedy and beam search of 3), scoring
 from __future__ import annotations
 
 import json
-import sys
 import types
 
 import pytest
@@ -352,7 +351,7 @@ def test_evaluate_generation_gpt_score_calls_the_judge(llama, canned, monkeypatc
         calls.update(instructions=instructions, references=references, responses=responses, judge=judge)
         return {"mean": 7.5, "n": len(responses), "judge": "fake"}
 
-    monkeypatch.setitem(sys.modules, "prefalign.evaluation.judge", types.SimpleNamespace(gpt_score=gpt_score))
+    monkeypatch.setattr("prefalign.generation.scoring.gpt_score", gpt_score)
     data = toy_qa(2)
     canned(["x", "y"])
     out = evaluate_generation(None, llama, data, "gpt-score")

@@ -39,7 +39,7 @@ def test_tiny_overrides_and_name_and_unknown_kind(vocab_file):
 
 
 def test_versions_and_machine():
-    from prefalign import environment
+    from prefalign.utils import environment
 
     v = environment.versions()
     assert set(v) == {"prefalign", "torch", "transformers", "peft", "accelerate", "safetensors"}

@@ -159,8 +159,19 @@ class DataConfig(ConfigBase):
             )
 
 
-# Validation scores where a smaller value is better (the rest: larger is better).
-LOWER_IS_BETTER = ("loss", "soft_ce", "jsd", "ece", "worst_group_ce")
+# Validation scores that can pick the kept checkpoint: name -> (smaller is better, the data that gives it:
+# "any" classification task, a "single-label" one, "annotations" (multi-annotator) or annotator "groups").
+CHECKPOINT_METRICS = {
+    "accuracy": (False, "any"),
+    "loss": (True, "any"),
+    "f1_weighted": (False, "single-label"),
+    "f1": (False, "annotations"),
+    "soft_ce": (True, "annotations"),
+    "jsd": (True, "annotations"),
+    "ece": (True, "annotations"),
+    "worst_group_ce": (True, "groups"),
+}
+LOWER_IS_BETTER = tuple(name for name, (lower, _) in CHECKPOINT_METRICS.items() if lower)
 
 
 @dataclass
@@ -186,7 +197,7 @@ class TrainingConfig(ConfigBase):
         "validation score that picks the checkpoint kept at the end and drives early "
         "stopping: accuracy, f1_weighted, loss, or on multi-annotator tasks f1 (macro), soft_ce, jsd, "
         "ece, worst_group_ce (lower is better for loss and the last four); generation tasks use loss",
-        choices=LOWER_IS_BETTER + ("accuracy", "f1", "f1_weighted"),
+        choices=tuple(CHECKPOINT_METRICS),
     )
     logging_steps: int = _f(10, "log loss terms and gate rates every this many steps")
     save_total_limit: int = _f(2, "checkpoints kept on disk (the best one is always kept)")

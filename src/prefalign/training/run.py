@@ -21,7 +21,7 @@ from ..methods import Method, build_method, save_method
 from ..models.loading import LoadedModel, load_backbone
 from ..utils.atomic_files import write_text_atomically
 from ..utils.environment import versions
-from .config import LOWER_IS_BETTER, ExperimentConfig, dump_config
+from .config import CHECKPOINT_METRICS, LOWER_IS_BETTER, ExperimentConfig, dump_config
 from .resume import record_run, resume_point
 from .splits import ListDataset, Splits, load_splits
 from .throughput import Throughput
@@ -149,12 +149,16 @@ def checkpoint_metric(name: str, train: TaskDataset, validation: TaskDataset, te
     if train.is_generation:
         return "loss"
     keys = annotation_keys(validation, test)
-    available = ["accuracy", "loss"] + (["f1", "soft_ce", "jsd", "ece"] if keys else ["f1_weighted"])
-    available += ["worst_group_ce"] if "group_dist" in keys else []
+    has = {"any", "annotations" if keys else "single-label"} | ({"groups"} if "group_dist" in keys else set())
+    available = [metric for metric, (_, needs) in CHECKPOINT_METRICS.items() if needs in has]
     if name not in available:
-        why = {"worst_group_ce": "annotator groups (POPQUORN)", "f1_weighted": "a single-label task (use f1 here)"}
+        why = {
+            "single-label": "a single-label task (use f1 here)",
+            "annotations": "a multi-annotator task",
+            "groups": "annotator groups (POPQUORN)",
+        }
         raise ConfigError(
-            f"training.best_metric={name} needs {why.get(name, 'a multi-annotator task')}; "
+            f"training.best_metric={name} needs {why[CHECKPOINT_METRICS[name][1]]}; "
             f"this data gives {', '.join(available)}"
         )
     return name
