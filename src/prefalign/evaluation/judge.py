@@ -62,17 +62,9 @@ def parse_score(reply: str) -> float:
 class ChatJudge:
     """gpt-score through an OpenAI-compatible chat endpoint (the paper used GPT-4o)."""
 
-    def __init__(
-        self,
-        endpoint=None,
-        *,
-        base_url: str | None = None,
-        model: str | None = None,
-        api_key: str | None = None,
-        timeout: float = 60.0,
-        retries: int = 2,
-    ):
-        self.endpoint = endpoint or ChatEndpoint.from_env(base_url, model, api_key, timeout=timeout, retries=retries)
+    def __init__(self, endpoint: ChatEndpoint | None = None, **endpoint_options):
+        """``endpoint``, or one from ``ChatEndpoint.from_env(**endpoint_options)`` (base_url, model, api_key, ...)."""
+        self.endpoint = endpoint or ChatEndpoint.from_env(**endpoint_options)
         self.name = f"chat judge ({self.endpoint.describe()})"
 
     def score(self, instruction: str, reference: str, response: str) -> float:

@@ -106,6 +106,17 @@ class Method(nn.Module):
         super().__init__()
         self.config, self.geo, self.task = config, geo, task
 
+    def build_classifier(self, model: nn.Module, **options) -> PrefixClassifier:
+        """``model`` wrapped to give class scores, reading the head options of a ``HeadConfig``."""
+        return PrefixClassifier(
+            model,
+            self.geo,
+            self.task,
+            head_dropout=self.config.head_dropout,
+            head_pooling=self.config.head_pooling,
+            **options,
+        )
+
     @classmethod
     def make_config(cls, params: dict | None = None) -> MethodConfig:
         """This method's config: the variant's defaults, then ``params``; unknown keys raise ConfigError."""

@@ -150,18 +150,9 @@ class ChatRephraser:
     PREFALIGN_API_KEY. Replies are cached per (task, context, answer) within one instance.
     """
 
-    def __init__(
-        self,
-        endpoint=None,
-        *,
-        base_url: str | None = None,
-        model: str | None = None,
-        api_key: str | None = None,
-        temperature: float = 0.0,
-        timeout: float = 60.0,
-        retries: int = 2,
-    ):
-        self.endpoint = endpoint or ChatEndpoint.from_env(base_url, model, api_key, timeout=timeout, retries=retries)
+    def __init__(self, endpoint: ChatEndpoint | None = None, *, temperature: float = 0.0, **endpoint_options):
+        """``endpoint``, or one from ``ChatEndpoint.from_env(**endpoint_options)`` (base_url, model, api_key, ...)."""
+        self.endpoint = endpoint or ChatEndpoint.from_env(**endpoint_options)
         self.temperature = temperature
         self.name = f"chat ({self.endpoint.describe()}, paper prompts)"
         self._cache: dict[tuple[str, str, str], dict[str, str]] = {}

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from ..data.examples import TaskDataset
 from ..data.readers import read_table
-from .registry import Splits, TaskDefinition, find_file, register
+from .registry import SENTIMENT, Splits, TaskDefinition, find_file, register
 
 # -- SST-2 -----------------------------------------------------------------------------------------------
 SST2_LABELS = ["negative", "positive"]
@@ -30,14 +30,10 @@ def _load_sst2(folder: Path, seed: int) -> Splits:
 register(
     TaskDefinition(
         name="sst2",
-        kind="classification",
-        metric="accuracy",
         description="GLUE SST-2 binary sentiment; dev.tsv is the test set, validation is held out of train",
         files="GLUE's train.tsv and dev.tsv (columns sentence, label)",
         load=_load_sst2,
-        decoder_template="Review: {text}\nSentiment:",
-        verbalizers=[" negative", " positive"],
-        shift="sst2-p",
+        **SENTIMENT,
     )
 )
 

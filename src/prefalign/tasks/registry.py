@@ -40,6 +40,15 @@ class TaskDefinition:
 
 TASKS: dict[str, TaskDefinition] = {}
 
+# Binary sentiment (SST-2, Rotten Tomatoes): how a decoder reads it, and the shift that makes its twin.
+SENTIMENT = {
+    "kind": "classification",
+    "metric": "accuracy",
+    "decoder_template": "Review: {text}\nSentiment:",
+    "verbalizers": [" negative", " positive"],
+    "shift": "sst2-p",
+}
+
 
 def register(task: TaskDefinition) -> TaskDefinition:
     TASKS[task.name] = task

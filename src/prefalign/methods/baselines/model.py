@@ -11,8 +11,6 @@ import torch
 from torch import nn
 
 from ...errors import ConfigError
-from ...models.classifier import PrefixClassifier, TaskSpec
-from ...models.introspect import ModelGeometry
 from ..base import Method, MethodOutput, soft_cross_entropy
 from .config import BaselineConfig, FullFineTuningConfig
 
@@ -23,25 +21,9 @@ class BaselineModel(Method):
     config_class = BaselineConfig
     freeze_backbone = True
 
-    def __init__(
-        self,
-        model: nn.Module,
-        tokenizer,
-        geo: ModelGeometry,
-        task: TaskSpec,
-        config: BaselineConfig,
-        *,
-        initialise: bool = True,
-    ) -> None:
+    def __init__(self, model, tokenizer, geo, task, config, *, initialise=True) -> None:  # see Method
         super().__init__(model, tokenizer, geo, task, config)
-        self.classifier = PrefixClassifier(
-            model,
-            geo,
-            task,
-            head_dropout=config.head_dropout,
-            head_pooling=config.head_pooling,
-            freeze=self.freeze_backbone,
-        )
+        self.classifier = self.build_classifier(model, freeze=self.freeze_backbone)
         self.adapt(model, tokenizer, initialise)
 
     # -- what a baseline defines --------------------------------------------------------------------
@@ -54,15 +36,8 @@ class BaselineModel(Method):
 
     # -- shared ---------------------------------------------------------------------------------------
     def forward(
-        self,
-        input_ids,
-        attention_mask,
-        labels=None,
-        target_dist=None,
-        score_mask=None,
-        token_type_ids=None,
-        **_: object,
-    ) -> MethodOutput:
+        self, input_ids, attention_mask, labels=None, target_dist=None, score_mask=None, token_type_ids=None, **_
+    ) -> MethodOutput:  # see Method.forward
         if labels is not None and labels.dim() == 2:  # token labels: a generation task (decoders)
             return self._generation_forward(input_ids, attention_mask, labels)
         soft = self.soft_prompt(input_ids.shape[0])

@@ -87,15 +87,8 @@ class BiasAwareModel(BaselineModel):
         return {"target_layer": curve.layer}
 
     def forward(
-        self,
-        input_ids,
-        attention_mask,
-        labels=None,
-        target_dist=None,
-        score_mask=None,
-        token_type_ids=None,
-        **_: object,
-    ) -> MethodOutput:
+        self, input_ids, attention_mask, labels=None, target_dist=None, score_mask=None, token_type_ids=None, **_
+    ) -> MethodOutput:  # see Method.forward
         if labels is not None and labels.dim() == 2:
             raise ConfigError("bias-aware trains classification tasks (label words), not generation tasks")
         out = self.classifier(input_ids, attention_mask, None)

@@ -5,10 +5,8 @@ from __future__ import annotations
 import dataclasses
 
 import torch
-from torch import nn
 
-from ...models.classifier import PrefixClassifier, TaskSpec, masked_mean
-from ...models.introspect import ModelGeometry
+from ...models.classifier import masked_mean
 from ...models.prefix import PrefixEncoder, text_init_kv
 from ...utils.distributed import gather_rows
 from ..base import Method, MethodOutput, soft_cross_entropy
@@ -25,25 +23,9 @@ class DCPCModel(Method):
     feeds_prefix = True
     changes_backbone = False
 
-    def __init__(
-        self,
-        model: nn.Module,
-        tokenizer,
-        geo: ModelGeometry,
-        task: TaskSpec,
-        config: DCPCConfig,
-        *,
-        initialise: bool = True,
-    ) -> None:
+    def __init__(self, model, tokenizer, geo, task, config, *, initialise=True) -> None:  # see Method
         super().__init__(model, tokenizer, geo, task, config)
-        self.classifier = PrefixClassifier(
-            model,
-            geo,
-            task,
-            position_offset=config.position_offset,
-            head_dropout=config.head_dropout,
-            head_pooling=config.head_pooling,
-        )
+        self.classifier = self.build_classifier(model, position_offset=config.position_offset)
         init_kv = None
         if initialise and config.prefix_init == "text":
             init_kv = text_init_kv(model, tokenizer, geo, config.prefix_init_text, config.prefix_length)
@@ -95,15 +77,8 @@ class DCPCModel(Method):
 
     # -- forward ------------------------------------------------------------------------------
     def forward(
-        self,
-        input_ids: torch.Tensor,
-        attention_mask: torch.Tensor,
-        labels: torch.Tensor | None = None,
-        target_dist: torch.Tensor | None = None,
-        score_mask: torch.Tensor | None = None,
-        token_type_ids: torch.Tensor | None = None,
-        **_: object,
-    ) -> MethodOutput:
+        self, input_ids, attention_mask, labels=None, target_dist=None, score_mask=None, token_type_ids=None, **_
+    ) -> MethodOutput:  # see Method.forward
         cfg = self.config
         if labels is not None and labels.dim() == 2:  # token labels: a generation task (decoders)
             return self._generation_forward(input_ids, attention_mask, labels)

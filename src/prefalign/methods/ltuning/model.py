@@ -138,16 +138,7 @@ class LTuningModel(Method):
     form: str = ""  # "prefix" (eq. 1) or "prompt" (eq. 2)
     changes_backbone = False
 
-    def __init__(
-        self,
-        model: nn.Module,
-        tokenizer,
-        geo: ModelGeometry,
-        task: TaskSpec,
-        config: LTuningConfig,
-        *,
-        initialise: bool = True,
-    ) -> None:
+    def __init__(self, model, tokenizer, geo, task, config, *, initialise=True) -> None:  # see Method
         super().__init__(model, tokenizer, geo, task, config)
         if task.generation or task.multiple_choice:
             kind = "generation" if task.generation else "multiple-choice"
@@ -277,15 +268,8 @@ class LTuningModel(Method):
     # Trained: F_Phi and Z_Psi (prefix) or G_gamma (prompt), plus C_zeta. The cached label states are
     # non-persistent buffers, so checkpoints never hold them (they are recomputed when the method is built).
     def forward(
-        self,
-        input_ids: torch.Tensor,
-        attention_mask: torch.Tensor,
-        labels: torch.Tensor | None = None,
-        target_dist: torch.Tensor | None = None,
-        score_mask: torch.Tensor | None = None,
-        token_type_ids: torch.Tensor | None = None,
-        **_: object,
-    ) -> MethodOutput:
+        self, input_ids, attention_mask, labels=None, target_dist=None, score_mask=None, token_type_ids=None, **_
+    ) -> MethodOutput:  # see Method.forward
         if labels is not None and labels.dim() == 2:
             raise ConfigError("L-Tuning classifies into labels; generation batches (token labels) are not supported")
         # Soft targets: the pairs read the most likely class as the true label, each pair's BCE target is q(label).
