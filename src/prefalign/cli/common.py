@@ -43,11 +43,4 @@ def load_rows(args, label_names, need_labels: bool):
         return read_annotated_split(args.data, cfg, label_names)
     if need_labels:
         return read_split(args.data, cfg, label_names, None, "data")
-    return read_inputs(
-        args.data,
-        label_names,
-        text_column=cfg.text_column,
-        text_pair_column=cfg.text_pair_column,
-        choice_columns=cfg.choice_columns,
-        name="data",
-    )
+    return read_inputs(args.data, label_names, **cfg.input_columns(), name="data")

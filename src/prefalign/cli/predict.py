@@ -54,9 +54,7 @@ def _predict_answers(args, model, backbone, collator) -> int:
         from ..data.readers import read_inputs
 
         cfg = data_section(args)
-        rows = read_inputs(
-            args.data, ["0", "1"], text_column=cfg.text_column, text_pair_column=cfg.text_pair_column, name="data"
-        )
+        rows = read_inputs(args.data, ["0", "1"], **cfg.input_columns(), name="data")
         texts, pairs = [ex.text for ex in rows.examples], [ex.text_pair for ex in rows.examples]
     examples = [Example(text=t, text_pair=p, answer="-") for t, p in zip(texts, pairs)]
     answers = generate_from_ids(

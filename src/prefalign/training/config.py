@@ -115,15 +115,17 @@ class DataConfig(ConfigBase):
         """data.train/validation/test are your own multi-annotator files (data.annotations.format is set)."""
         return not self.task and self.annotations is not None and self.annotations.format is not None
 
-    def columns(self) -> dict[str, Any]:
-        """The column settings as the file readers take them (``read_table(path, **data.columns())``)."""
+    def input_columns(self) -> dict[str, Any]:
+        """The columns that hold a model's inputs, as the file readers take them (``read_inputs(path, **...)``)."""
         return {
             "text_column": self.text_column,
             "text_pair_column": self.text_pair_column,
-            "label_column": self.label_column,
-            "soft_label_column": self.soft_label_column,
             "choice_columns": self.choice_columns,
         }
+
+    def columns(self) -> dict[str, Any]:
+        """Input and label columns, as the file readers take them (``read_table(path, **data.columns())``)."""
+        return {**self.input_columns(), "label_column": self.label_column, "soft_label_column": self.soft_label_column}
 
     def prompt(self, decoder: bool = False) -> PromptFormat:
         """The prompt: data.template and data.verbalizers; a registered task supplies a decoder's defaults."""
