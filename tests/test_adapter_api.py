@@ -145,6 +145,30 @@ def test_readme_example_runs_from_a_temporary_folder(tmp_path):
         [sys.executable, "example.py"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600
     )
     assert done.returncode == 0, done.stderr[-3000:]
-    lines = [line for line in done.stdout.splitlines() if line.startswith(("positive", "negative"))]
-    assert len(lines) == 2, done.stdout
+    assert re.search(r"^validation accuracy 0\.\d+$", done.stdout, flags=re.M), done.stdout
+    lines = [line for line in done.stdout.splitlines() if line.startswith(("rotten ", "fresh "))]
+    assert len(lines) == 2 and all("{'rotten': " in line and ", 'fresh': " in line for line in lines), done.stdout
     assert (tmp_path / "runs" / "rt-lora-minilm" / "adapter" / "adapter_config.json").is_file()
+
+
+def test_export_push_to_hub_uploads_the_merged_folder(adapters, tmp_path, monkeypatch):
+    import huggingface_hub
+
+    sent = {}
+
+    def create_repo(self, repo_id, private=False, exist_ok=False, **_):
+        sent["repo"] = (repo_id, private, exist_ok)
+
+    def create_commit(self, repo_id, operations, commit_message, **_):
+        sent["files"] = sorted(op.path_in_repo for op in operations)
+        return type("Info", (), {"commit_url": f"https://hub.test/{repo_id}/commit/2"})()
+
+    monkeypatch.setattr(huggingface_hub.HfApi, "create_repo", create_repo)
+    monkeypatch.setattr(huggingface_hub.HfApi, "create_commit", create_commit)
+    argv = ["export", "--merge", str(adapters["bert"]), "-o", str(tmp_path / "m"), "--push-to-hub", "me/merged"]
+    rc, out, err = run_main(argv)
+    assert rc == 0, err
+    assert sent["repo"] == ("me/merged", False, True)
+    assert sent["files"] == sorted(p.name for p in (tmp_path / "m").iterdir())
+    assert {"config.json", "model.safetensors", "README.md", "classification_head.safetensors"} <= set(sent["files"])
+    assert "uploaded" in out and "https://hub.test/me/merged/commit/2" in out
