@@ -187,8 +187,10 @@ def test_the_model_card_holds_metrics_data_method_and_command(base_folders, tmp_
     assert meta["card"]["command"] == "prefalign train -c lora.yaml"
 
 
-@pytest.mark.parametrize("kind", ["bert", "llama"])
-@pytest.mark.parametrize("method", ["lora", "ia3", "full-ft"])
+@pytest.mark.parametrize(
+    ("kind", "method"),
+    [(k, m) for k in ("bert", "llama") for m in ("lora", "ia3", "full-ft")] + [("bert", "bitfit")],  # BERT's own biases
+)
 def test_merge_writes_a_plain_transformers_folder_that_computes_what_the_adapter_computes(
     kind, method, base_folders, tmp_path
 ):
@@ -214,15 +216,18 @@ def test_merge_writes_a_plain_transformers_folder_that_computes_what_the_adapter
 
 
 @pytest.mark.parametrize(
-    ("method", "params", "reason"),
+    ("kind", "method", "params", "reason"),
     [
-        ("ptuning-v2", {"prefix_length": 2}, "ptuning-v2 adds prefix keys and values to every attention layer"),
-        ("prompt-tuning", {"num_virtual_tokens": 2}, "prompt-tuning adds soft prompt tokens before the input"),
-        ("houlsby", {}, "houlsby changes layer outputs through forward hooks"),
+        ("bert", "ptuning-v2", {"prefix_length": 2}, "ptuning-v2 adds prefix keys and values to every attention layer"),
+        ("bert", "prompt-tuning", {"num_virtual_tokens": 2}, "prompt-tuning adds soft prompt tokens before the input"),
+        ("bert", "houlsby", {}, "houlsby changes layer outputs through forward hooks"),
+        ("llama", "bitfit", {}, "bitfit changes layer outputs through forward hooks"),  # biases LLaMA lacks
     ],
 )
-def test_methods_that_cannot_merge_are_refused_with_a_one_line_reason(method, params, reason, base_folders, tmp_path):
-    *_, folder = trained("bert", base_folders, method, params, tmp_path, steps=1)
+def test_methods_that_cannot_merge_are_refused_with_a_one_line_reason(
+    kind, method, params, reason, base_folders, tmp_path
+):
+    *_, folder = trained(kind, base_folders, method, params, tmp_path, steps=1)
     with pytest.raises(CheckpointError) as err:
         merge_adapter(folder, tmp_path / "merged")
     assert f"cannot merge {folder}: {reason}" in str(err.value) and "\n" not in str(err.value)
