@@ -29,7 +29,11 @@ from helpers_cli import (
 
 METHODS = ("ptuning-v2", "dcpc")
 LABELS = ["negative", "positive"]
-ADAPTER_FILES = {"prefalign_config.json", "prefalign_weights.safetensors"}
+# prefalign's files and the model card; P-Tuning v2's static prefix also in PEFT's prefix-tuning format
+# (DCPC's PCM makes its prefix depend on the input, which PEFT cannot represent).
+ADAPTER_FILES = {"prefalign_config.json", "prefalign_weights.safetensors", "README.md"}
+PEFT_FILES = {"adapter_config.json", "adapter_model.safetensors"}
+FILES_OF = {"ptuning-v2": ADAPTER_FILES | PEFT_FILES, "dcpc": ADAPTER_FILES}
 
 
 @pytest.fixture(scope="module")
@@ -87,7 +91,7 @@ def dir_size(path) -> int:
 
 
 @pytest.mark.parametrize("method", METHODS)
-def test_train_saves_only_the_trained_parts(trained, model_dir, method):
+def test_train_saves_only_the_trained_parts(trained, model_dir, data, method):
     run = trained[method]
     assert run["rc"] == 0, run["err"]
     assert ERROR_PREFIX not in run["err"]
@@ -97,7 +101,10 @@ def test_train_saves_only_the_trained_parts(trained, model_dir, method):
     assert "validation_accuracy:" in run["out"]
 
     adapter = run["adapter"]
-    assert {p.name for p in adapter.iterdir()} == ADAPTER_FILES
+    assert {p.name for p in adapter.iterdir()} == FILES_OF[method]
+    card = (adapter / "README.md").read_text()
+    assert f"- loadable id or path: `{model_dir}`" in card and f"- train: `{data['train']}`" in card
+    assert "| train_steps | 20 |" in card and "| validation_accuracy |" in card
     # Only prefixes (and the PCM and head): far smaller than the backbone it rides on.
     assert dir_size(adapter) < 0.5 * dir_size(model_dir)
     assert (adapter / "prefalign_weights.safetensors").stat().st_size < 0.5 * (
@@ -228,7 +235,7 @@ def test_retraining_into_the_same_output_dir_swaps_the_adapter(model_dir, data, 
     first = (out_dir / "adapter" / "prefalign_weights.safetensors").read_bytes()
     rc, out, err = run_main(argv + ["--set", "training.seed=7"])  # another seed: other weights
     assert rc == 0, err
-    assert {p.name for p in (out_dir / "adapter").iterdir()} == ADAPTER_FILES
+    assert {p.name for p in (out_dir / "adapter").iterdir()} == FILES_OF["ptuning-v2"]
     assert (out_dir / "adapter" / "prefalign_weights.safetensors").read_bytes() != first
     assert not [p.name for p in out_dir.iterdir() if p.name.startswith(".adapter.")]
 

@@ -284,7 +284,8 @@ def test_checkpoint_holds_only_the_trained_parts(backbone, tmp_path):
     model, _ = build_registered(backbone)
     ckpt = tmp_path / "ckpt"
     registry.save_method(model, ckpt, backbone=backbone)
-    assert sorted(os.listdir(ckpt)) == ["prefalign_config.json", "prefalign_weights.safetensors"]
+    # DCPC with its PCM: prefalign's two files and the model card (PEFT cannot hold an input-dependent prefix)
+    assert sorted(os.listdir(ckpt)) == ["README.md", "prefalign_config.json", "prefalign_weights.safetensors"]
     weights = load_file(str(ckpt / "prefalign_weights.safetensors"))
     assert not any(k.startswith("classifier.model.") for k in weights)
     assert set(weights) == set(model.trainable_state_dict())

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -17,9 +18,15 @@ CONFIG_FILE = "prefalign_config.json"
 FORMAT_VERSION = 1
 
 
-def write_checkpoint(directory: str | os.PathLike, state: dict[str, torch.Tensor], meta: dict) -> Path:
+def write_checkpoint(
+    directory: str | os.PathLike,
+    state: dict[str, torch.Tensor],
+    meta: dict,
+    also: Callable[[Path], None] | None = None,
+) -> Path:
     """Write weights and config to a temporary folder beside ``directory``, then swap it into place
-    (the old checkpoint is kept until the new one is complete)."""
+    (the old checkpoint is kept until the new one is complete). ``also`` writes further files into the
+    same temporary folder (PEFT's files, the model card), so they appear together or not at all."""
 
     def fill(folder: Path) -> None:
         tensors, seen = {}, set()
@@ -31,6 +38,8 @@ def write_checkpoint(directory: str | os.PathLike, state: dict[str, torch.Tensor
             seen.add(key)
         save_file(tensors, str(folder / WEIGHTS_FILE), metadata={"format": "pt", "prefalign": str(FORMAT_VERSION)})
         (folder / CONFIG_FILE).write_text(json.dumps({"format_version": FORMAT_VERSION, **meta}, indent=2))
+        if also is not None:
+            also(folder)
 
     return write_folder_atomically(directory, fill)
 

@@ -7,7 +7,7 @@ import dataclasses
 import hashlib
 import os
 
-from ..errors import CheckpointError, ConfigError
+from ..errors import CheckpointError, ConfigError, ModelLoadError
 from ..models.classifier import TaskSpec
 from ..models.loading import LoadedModel, load_backbone
 from ..models.prefix import check_prefix_reaches_model
@@ -16,6 +16,7 @@ from .baselines import BASELINES
 from .bias_aware import BiasAwareModel
 from .checkpoint import check_state_matches, read_checkpoint, write_checkpoint
 from .dcpc import VARIANTS as DCPC_VARIANTS
+from .export import base_model_record, write_adapter_extras
 from .ltuning import LTuningPrefix, LTuningPrompt
 
 METHODS: dict[str, type[Method]] = {}
@@ -79,17 +80,24 @@ def build_method(
 def save_method(
     model: Method, directory: str | os.PathLike, *, backbone: LoadedModel, extra: dict | None = None
 ) -> None:
-    """Save the trained parts of ``model`` (safetensors) and a config naming the base model, atomically."""
+    """Save the trained parts of ``model`` (safetensors) and a config naming the base model, atomically,
+    with PEFT's own files where PEFT has the method and a model card (README.md).
+
+    ``extra`` may hold ``card``: ``{"metrics": ..., "config": ..., "command": ...}`` for the model card.
+    """
     meta = {
         "method": model.name,
         "method_config": model.config.to_dict(),
         "base_model": backbone.name,
+        **base_model_record(backbone),
         "base_fingerprint": base_fingerprint(backbone),
         "geometry": dataclasses.asdict(backbone.geometry),
         "task": dataclasses.asdict(model.task),
         **(extra or {}),
     }
-    write_checkpoint(directory, model.trainable_state_dict(), meta)
+    write_checkpoint(
+        directory, model.trainable_state_dict(), meta, lambda folder: write_adapter_extras(folder, model, meta)
+    )
 
 
 def load_method(directory: str | os.PathLike, backbone: LoadedModel | None = None) -> tuple[Method, dict]:
@@ -99,7 +107,7 @@ def load_method(directory: str | os.PathLike, backbone: LoadedModel | None = Non
         if key not in meta:
             raise CheckpointError(f"{directory}: prefalign_config.json lacks '{key}'")
     if backbone is None:
-        backbone = load_backbone(meta["base_model"])
+        backbone = load_base_model(meta)
     saved_geo = meta["geometry"]
     if saved_geo != dataclasses.asdict(backbone.geometry):
         raise CheckpointError(
@@ -123,6 +131,17 @@ def load_method(directory: str | os.PathLike, backbone: LoadedModel | None = Non
     check_state_matches(state, expected, str(directory))
     model.load_state_dict(state, strict=False)
     return model, meta
+
+
+def load_base_model(meta: dict, **kwargs) -> LoadedModel:
+    """The base model an adapter names: its alias or id, else the path it was loaded from."""
+    name, path = meta["base_model"], meta.get("base_model_path")
+    try:
+        return load_backbone(name, **kwargs)
+    except ModelLoadError:
+        if not path or path == name:
+            raise
+        return load_backbone(path, **kwargs)
 
 
 def base_fingerprint(backbone: LoadedModel) -> str:

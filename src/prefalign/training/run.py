@@ -18,6 +18,7 @@ from ..evaluation.judge import ChatJudge
 from ..evaluation.perplexity import perplexity, read_corpus
 from ..generation import evaluate_generation
 from ..methods import Method, build_method, save_method
+from ..methods.export import invocation
 from ..models.loading import LoadedModel, load_backbone
 from ..utils.atomic_files import write_text_atomically
 from ..utils.environment import versions
@@ -122,6 +123,7 @@ def train(
             "seed": tc.seed,
             "prompt": {"template": prompt.template, "verbalizers": prompt.verbalizers},
             "versions": versions(),
+            "card": {"metrics": metrics, "config": cfg.to_dict(), "command": invocation()},  # the model card's
         }
         write_run(out_dir, cfg, model, backbone, extra, metrics, trainer.state.log_history)
     return TrainResult(
