@@ -293,7 +293,12 @@ def _helper(cfg, number, workers, threads, progress, shard, stale_after, since) 
 def _prefixed(log: Callable[[str], object], number: int, workers: int) -> Callable[[str], object]:
     if workers == 1:
         return log
-    return lambda line: log(f"[worker {number}] {line}")
+
+    def prefixed(line: str) -> None:
+        log(f"[worker {number}] {line}")
+        sys.stdout.flush()  # several processes share the terminal or log file: a line as soon as it is written
+
+    return prefixed
 
 
 def recorded(cfg: CompareConfig) -> list[dict | None]:
