@@ -246,3 +246,24 @@ def test_claims_of_other_machines_go_stale_and_failed_runs_wait_for_the_next_sit
     # A claim for settings that have since changed is no claim at all.
     (folder / "claim-0004.json").write_text(json.dumps({**me, "pid": os.getppid(), "config_digest": "0" * 16}))
     assert queue._state(item)[:2] == ("free", 4)
+
+
+def test_a_run_given_back_goes_to_the_next_worker_from_scratch(grid, tmp_path):
+    root, model, _ = grid
+    cfg = load_compare_config(grid_config(root, model, tmp_path / "out"), [])
+    items = [(i, spec, exp, run_dir) for i, (spec, exp, run_dir, _) in enumerate(grid_status(cfg))]
+    logged = []
+    queue = RunQueue(cfg.output_dir, stale_after=60, poll=0.01, log=logged.append)
+    taking = queue.take(items[:2])
+    item = next(taking)
+    run_id = item[1].run_id
+    assert item is items[0] and queue.holds(run_id) and not queue.holds(items[1][1].run_id)
+    (item[3] / "checkpoints" / "checkpoint-1").mkdir(parents=True)  # half-way when the user pressed Ctrl-C
+    taking.close()
+    assert not queue.holds(run_id)
+    assert [(c["pid"], c["status"]) for c in claims(cfg.output_dir, run_id)] == [(os.getpid(), "released")]
+    assert queue._state(item)[:2] == ("free", 1)
+    again = RunQueue(cfg.output_dir, stale_after=60, poll=0.01, log=logged.append).take(items[:1])
+    assert next(again) is item and len(claims(cfg.output_dir, run_id)) == 2
+    assert not (item[3] / "checkpoints").exists() and logged == []  # given back, not taken over
+    again.close()

@@ -26,7 +26,8 @@ def add_parser(subparsers) -> None:
         metavar="I/N",
         type=_shard,
         default=(1, 1),
-        help="run only the runs whose id hashes to shard I of N, so N processes can share a grid (then --report-only)",
+        help="take only the runs whose id hashes to shard I of N (fixed parts; the queue already shares a grid "
+        "between workers)",
     )
     p.add_argument(
         "--workers",

@@ -78,8 +78,7 @@ class RunQueue:
     def now(self) -> float:
         """The time on the shared folder's clock: the modification time of this worker's file, just touched."""
         self._clock.parent.mkdir(parents=True, exist_ok=True)
-        self._clock.touch()
-        os.utime(self._clock)
+        self._clock.touch()  # sets the modification time to now, on the file server's clock
         return self._clock.stat().st_mtime
 
     # -- taking runs -------------------------------------------------------------------------------------------
@@ -104,7 +103,7 @@ class RunQueue:
                     break
             if claimed is None:
                 if not held:
-                    return
+                    break
                 holders = {f"{run_id} ({_who(claim)})" for run_id, claim in held}
                 if holders != waiting_for:
                     self.log(f"waiting: {len(held)} run(s) held by other workers: {', '.join(sorted(holders))}")
@@ -112,14 +111,24 @@ class RunQueue:
                 time.sleep(self.poll)
                 continue
             waiting_for = set()
-            todo.remove(claimed)
+            todo = [item for item in todo if item is not claimed]
             try:
                 yield claimed
             except GeneratorExit:  # the caller stopped (an error, Ctrl-C): give the run back at once
-                self._mark(claimed, "released")
+                self.release()
                 raise
-            self._mark(claimed, None)
+            self._finish(claimed)
         self._stop_beat()
+
+    def release(self) -> None:
+        """Give the run this worker holds back to the queue (marked released: the next worker takes it)."""
+        with self._lock:
+            held, self._held = self._held, None
+        self._stop_beat()
+        if held is not None and _is_current(held):
+            claim = _read(held) or {}
+            claim.update(finished=time.time(), status="released")
+            write_text_atomically(held, json.dumps(claim, indent=2))
 
     def holds(self, run_id: str) -> bool:
         """Whether this worker's claim on ``run_id`` is still the run's current one (nobody took it over)."""
@@ -154,9 +163,7 @@ class RunQueue:
         return ("held" if self._alive(claim, path) else "free"), generation, claim
 
     def _alive(self, claim: dict, path: Path) -> bool:
-        if claim.get("host") == self.host:
-            if claim.get("boot_id") != self.boot_id:
-                return False  # this machine has restarted since
+        if claim.get("host") == self.host and claim.get("boot_id") == self.boot_id:  # this machine, this boot
             if claim.get("pid") == self.pid and claim.get("pid_start") == self.pid_start:
                 return False  # a claim of this very process it no longer holds
             return _process_alive(int(claim["pid"]), claim.get("pid_start"))
@@ -183,12 +190,13 @@ class RunQueue:
         with self._lock:
             self._held = path
         self._start_beat()
-        if previous is not None and previous.get("finished") is None:
-            self.log(f"taking over {spec.run_id} from {_who(previous)}: its worker is gone; starting it afresh")
-            shutil.rmtree(run_dir / "checkpoints", ignore_errors=True)  # the gone worker's, half-way
+        if previous is not None:  # a gone worker's run, one given back, or one that failed: from scratch
+            if previous.get("finished") is None:
+                self.log(f"taking over {spec.run_id} from {_who(previous)}: its worker is gone; starting it afresh")
+            shutil.rmtree(run_dir / "checkpoints", ignore_errors=True)
         return True
 
-    def _mark(self, item: tuple, status: str | None) -> None:
+    def _finish(self, item: tuple) -> None:
         """Mark this worker's claim on ``item`` finished, with the status of the run's record."""
         _, spec, exp, run_dir = item
         with self._lock:
@@ -197,10 +205,9 @@ class RunQueue:
             return
         if not _is_current(held):
             return  # taken over meanwhile (run_grid dropped this worker's result): the claim is the other's now
-        if status is None:
-            record = _record(run_dir)
-            ok = record is not None and _digest(record) == config_digest(exp)
-            status = record.get("status", "failed") if ok else "released"
+        record = _record(run_dir)
+        ok = record is not None and _digest(record) == config_digest(exp)
+        status = record.get("status", "failed") if ok else "released"
         claim = json.loads(held.read_text())
         claim.update(finished=time.time(), status=status)
         write_text_atomically(held, json.dumps(claim, indent=2))
@@ -264,8 +271,9 @@ def run_workers(
     torch.set_num_threads(threads)
     try:
         run_grid(cfg, progress=progress, log=queue.log, shard=shard, queue=queue)
-    except BaseException:
-        for helper in helpers:  # their claims are then taken over by the next `prefalign compare`
+    except BaseException:  # an error or Ctrl-C: give this worker's run back, stop the others
+        queue.release()
+        for helper in helpers:  # their claims are taken over by the next `prefalign compare` on this machine
             helper.terminate()
         raise
     finally:
