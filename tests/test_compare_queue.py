@@ -3,6 +3,7 @@ worker's run is taken over, and the reports hold every run once."""
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import signal
@@ -267,3 +268,15 @@ def test_a_run_given_back_goes_to_the_next_worker_from_scratch(grid, tmp_path):
     assert next(again) is item and len(claims(cfg.output_dir, run_id)) == 2
     assert not (item[3] / "checkpoints").exists() and logged == []  # given back, not taken over
     again.close()
+
+
+@pytest.mark.parametrize("flag, bad", [("--workers", "0"), ("--workers", "two"), ("--stale-after", "-5")])
+def test_workers_and_stale_after_must_be_positive(flag, bad, tmp_path):
+    with pytest.raises(SystemExit) as stop:  # argparse's usage line and one error line, exit status 2
+        run_main(["compare", "--config", str(tmp_path / "grid.yaml"), flag, bad])
+    assert stop.value.code == 2
+    from prefalign.cli.compare import _positive
+
+    with pytest.raises(argparse.ArgumentTypeError, match="expected a positive number, got '0'"):
+        _positive(int)("0")
+    assert _positive(float)("2.5") == 2.5

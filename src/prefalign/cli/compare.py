@@ -43,7 +43,8 @@ def add_parser(subparsers) -> None:
         type=_positive(float),
         default=600.0,
         help="take over a run claimed from another machine whose claim has not been refreshed for this long "
-        "(default 600; a worker refreshes it every 30 s; on this machine a gone process is noticed at once)",
+        "(default 600; a worker refreshes its claim every 30 s, or every SECONDS/10 when shorter; on this machine "
+        "a gone process is noticed at once)",
     )
     p.add_argument(
         "--report-only",
