@@ -26,7 +26,25 @@ def add_parser(subparsers) -> None:
         metavar="I/N",
         type=_shard,
         default=(1, 1),
-        help="run only the runs whose id hashes to shard I of N, so N processes can share a grid (then --report-only)",
+        help="take only the runs whose id hashes to shard I of N (fixed parts; the queue already shares a grid "
+        "between workers)",
+    )
+    p.add_argument(
+        "--workers",
+        metavar="N",
+        type=_positive(int),
+        default=1,
+        help="run N processes on this machine, each taking the next free run from the grid's queue (default 1); "
+        "prefalign compare started on other machines with the same output folder joins the same queue",
+    )
+    p.add_argument(
+        "--stale-after",
+        metavar="SECONDS",
+        type=_positive(float),
+        default=600.0,
+        help="take over a run claimed from another machine whose claim has not been refreshed for this long "
+        "(default 600; a worker refreshes its claim every 30 s, or every SECONDS/10 when shorter; on this machine "
+        "a gone process is noticed at once)",
     )
     p.add_argument(
         "--report-only",
@@ -47,11 +65,25 @@ def _shard(text: str) -> tuple[int, int]:
     return part, parts
 
 
+def _positive(kind):
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
+        if not value > 0:
+            raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
+        return value
+
+    return parse
+
+
 def run(args) -> int:
     import shlex
 
-    from ..compare import load_compare_config, run_grid, write_reports
+    from ..compare import load_compare_config, write_reports
     from ..compare.grid import grid_status
+    from ..compare.queue import run_workers
 
     cfg = load_compare_config(args.config, args.overrides)
     command = (
@@ -64,10 +96,10 @@ def run(args) -> int:
             print(f"{'done' if done else 'todo'}  {spec.run_id}")
         return 0
     if args.report_only:  # a grid cut short (or still running elsewhere) is tabulated as it stands
-        results = [done for _, _, _, done in grid_status(cfg)]
-    else:
-        results = run_grid(cfg, progress=args.progress, shard=args.shard)
-    paths = write_reports(cfg, results, command)
+        paths = write_reports(cfg, [done for _, _, _, done in grid_status(cfg)], command)
+    else:  # every worker ends by writing the reports from the records on disk: the last has them all
+        queue = run_workers(cfg, args.workers, progress=args.progress, shard=args.shard, stale_after=args.stale_after)
+        paths = queue.write_reports(cfg, command)
     print()
     print(paths["table"].read_text())
     print(

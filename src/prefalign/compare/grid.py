@@ -12,6 +12,7 @@ import time
 import traceback
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 
@@ -27,6 +28,9 @@ from ..utils.config_base import ConfigBase, deep_merge
 from ..utils.environment import versions
 from .config import CompareConfig, DatasetEntry, MethodEntry, ModelEntry
 from .curves import logged_means, validation_curve
+
+if TYPE_CHECKING:
+    from .queue import RunQueue
 
 RESULT_FILE = "result.json"
 
@@ -125,12 +129,21 @@ def grid_status(cfg: CompareConfig) -> list[tuple[RunSpec, ExperimentConfig, Pat
     return out
 
 
-def run_grid(cfg: CompareConfig, *, progress: bool = False, log=print, shard: tuple[int, int] = (1, 1)) -> list[dict]:
+def run_grid(
+    cfg: CompareConfig,
+    *,
+    progress: bool = False,
+    log=print,
+    shard: tuple[int, int] = (1, 1),
+    queue: RunQueue | None = None,
+) -> list[dict]:
     """Run every missing run of ``cfg`` (skipping finished ones); return all results, grid order.
 
     ``shard=(i, n)`` runs only the runs whose id hashes to shard i of n (1-based), so n processes
     (cores, GPUs, machines sharing the output folder) can split one grid without running a run twice.
     A hash rather than every n-th run keeps the split even when a grid grows (say, by a seed).
+    ``queue`` (compare.queue.RunQueue) hands the runs out instead, one at a time to whichever worker
+    (process or machine sharing the output folder) is free, so every worker stays busy while runs remain.
     """
     out = Path(cfg.output_dir)
     status = grid_status(cfg)
@@ -148,7 +161,7 @@ def run_grid(cfg: CompareConfig, *, progress: bool = False, log=print, shard: tu
     )
     preflight([(spec, exp) for _, spec, exp, _ in todo])
     backbones: dict[str, object] = {}
-    for n, (index, spec, exp, run_dir) in enumerate(todo, 1):
+    for n, (index, spec, exp, run_dir) in enumerate(todo if queue is None else queue.take(todo), 1):
         log(f"[{n}/{len(todo)}] {spec.run_id} ...")
         if spec.model.name not in backbones:
             backbones.clear()  # one backbone in memory at a time
@@ -170,6 +183,9 @@ def run_grid(cfg: CompareConfig, *, progress: bool = False, log=print, shard: tu
             run_dir.mkdir(parents=True, exist_ok=True)
             (run_dir / "error.txt").write_text(traceback.format_exc())
             record = _record(spec, exp, {}, None, "failed", f"{type(exc).__name__}: {exc}", time.time() - t0)
+        if queue is not None and not queue.holds(spec.run_id):  # judged gone and taken over meanwhile
+            log(f"    {spec.run_id} was taken over by another worker; this result is dropped")
+            continue
         write_text_atomically(run_dir / RESULT_FILE, json.dumps(record, indent=2))
         _tidy(run_dir, cfg.keep)
         results[index] = record

