@@ -103,10 +103,13 @@ def test_gate_rates_are_averaged_over_training_logs_and_tabulated_through_also()
     logs = [
         {"loss": 1.0, "gate_cos_rate": 0.1, "gate_ambiguity_rate": 0.0},
         {"eval_loss": 0.9},
-        {"loss": 0.8, "gate_cos_rate": 0.3, "gate_ambiguity_rate": 0.2},
+        {"loss": 0.8, "gate_cos_rate": 0.3, "gate_ambiguity_rate": 0.2, "loss_align": 0.5},
     ]
-    assert logged_means(logs) == pytest.approx({"gate_cos_rate_mean": 0.2, "gate_ambiguity_rate_mean": 0.1})
-    assert logged_means([{"loss": 1.0}]) == {}  # P-Tuning v2 logs no gate
+    assert logged_means(logs) == pytest.approx(
+        # loss_align logged once: its mean is that one value; eval_loss is not a training term
+        {"gate_cos_rate_mean": 0.2, "gate_ambiguity_rate_mean": 0.1, "loss_mean": 0.9, "loss_align_mean": 0.5}
+    )
+    assert logged_means([{"loss": 1.0}]) == {"loss_mean": 1.0}  # P-Tuning v2 logs no gate
     runs = [
         {
             "model": "m",

@@ -27,6 +27,7 @@ from ..utils.config_base import ConfigBase, deep_merge
 from ..utils.environment import versions
 from .config import CompareConfig, DatasetEntry, MethodEntry, ModelEntry
 from .curves import logged_means, validation_curve
+from .records import upsert_record
 
 RESULT_FILE = "result.json"
 
@@ -125,12 +126,20 @@ def grid_status(cfg: CompareConfig) -> list[tuple[RunSpec, ExperimentConfig, Pat
     return out
 
 
-def run_grid(cfg: CompareConfig, *, progress: bool = False, log=print, shard: tuple[int, int] = (1, 1)) -> list[dict]:
+def run_grid(
+    cfg: CompareConfig,
+    *,
+    progress: bool = False,
+    log=print,
+    shard: tuple[int, int] = (1, 1),
+    records: str | Path | None = None,
+) -> list[dict]:
     """Run every missing run of ``cfg`` (skipping finished ones); return all results, grid order.
 
     ``shard=(i, n)`` runs only the runs whose id hashes to shard i of n (1-based), so n processes
     (cores, GPUs, machines sharing the output folder) can split one grid without running a run twice.
     A hash rather than every n-th run keeps the split even when a grid grows (say, by a seed).
+    ``records``: a JSONL file that gets each finished run's compact record too (prefalign.compare.records).
     """
     out = Path(cfg.output_dir)
     status = grid_status(cfg)
@@ -171,6 +180,8 @@ def run_grid(cfg: CompareConfig, *, progress: bool = False, log=print, shard: tu
             (run_dir / "error.txt").write_text(traceback.format_exc())
             record = _record(spec, exp, {}, None, "failed", f"{type(exc).__name__}: {exc}", time.time() - t0)
         write_text_atomically(run_dir / RESULT_FILE, json.dumps(record, indent=2))
+        if records is not None:
+            upsert_record(records, record)
         _tidy(run_dir, cfg.keep)
         results[index] = record
         metric = record["metrics"].get(f"test_{spec.dataset.metric}")
