@@ -183,3 +183,73 @@ def test_soft_vs_majority_table_prints_the_median_difference_and_interval():
     assert "| MD | – | 1/2 | – | – | – | – |" in table
     # differences 0.05 and 0.0: median 0.025, interval (0, 0.05)
     assert "| MD | – | +2.5 [+0.0, +5.0] (2) | – | – | – | – |" in table
+
+
+def test_a_grid_run_writes_records_and_report_only_rebuilds_its_table_from_them_alone(vocab_file, tmp_path):
+    """The fresh-clone path: train with --records, delete runs/, and --report-only --records gives the
+    same table; the record holds the loss-term means and gate rates; a changed setting is not filled in."""
+    import shutil
+
+    import yaml
+
+    from helpers_cli import save_tiny_model, toy_rows, write_csv
+
+    model = save_tiny_model("bert", vocab_file, tmp_path / "tiny-bert")
+    write_csv(tmp_path / "train.csv", toy_rows(48, seed=0))
+    write_csv(tmp_path / "test.csv", toy_rows(24, seed=1))
+    cfg = {
+        "title": "records",
+        "output_dir": str(tmp_path / "out"),
+        "seeds": [0],
+        "keep": "metrics",
+        "models": [{"name": str(model), "label": "tiny"}],
+        "base": {
+            "data": {"max_length": 16},
+            "training": {"batch_size": 8, "max_steps": 2, "eval_steps": 1, "logging_steps": 1, "progress": False},
+        },
+        "methods": [
+            {"name": "dcpc", "label": "DCPC", "method": {"prefix_length": 2, "tau_cos": 0.0, "tau_ambiguity": 0.0}}
+        ],
+        "datasets": [
+            {"name": "toy", "data": {"train": str(tmp_path / "train.csv"), "test": str(tmp_path / "test.csv")}}
+        ],
+    }
+    path = tmp_path / "grid.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    records = tmp_path / "committed" / "compare_toy.jsonl"
+    rc, out, err = run_main(["compare", "-c", str(path), "--records", str(records)])
+    assert rc == 0, err
+    (record,) = read_records(records)
+    result = json.loads((tmp_path / "out" / "runs" / "tiny" / "toy" / "DCPC" / "seed0" / "result.json").read_text())
+    assert record == compact(result) and record["config_digest"] == config_digest(result["config"])
+    metrics = record["metrics"]
+    assert {"test_accuracy", "validation_accuracy", "loss_mean", "loss_task_mean"} <= set(metrics)
+    assert 0.0 <= metrics["gate_cos_rate_mean"] <= 1.0 and "gate_ambiguity_rate_mean" in metrics
+    assert {"loss_ambiguity_mean", "loss_align_mean"} <= set(metrics)
+    assert [p["step"] for p in record["curve"]] == [1, 2]
+    assert record["versions"]["torch"] and record["hardware"]
+    assert len(records.read_text()) < 4000  # compact: no config
+    table = (tmp_path / "out" / "table.md").read_text()
+
+    shutil.rmtree(tmp_path / "out")  # a fresh clone: no runs/
+    rc, out, err = run_main(["compare", "-c", str(path), "--report-only", "--records", str(records)])
+    assert rc == 0, err
+    rebuilt = (tmp_path / "out" / "table.md").read_text()
+    assert rebuilt.split("\n", 4)[4] == table.split("\n", 4)[4]  # all but the title and command lines
+    assert "1 of 1 runs finished" in rebuilt
+    rc, out, err = run_main(
+        [
+            "compare",
+            "-c",
+            str(path),
+            "--report-only",
+            "--records",
+            str(records),
+            "--set",
+            "seeds=[0]",
+            "--set",
+            "methods=[{name: dcpc, label: DCPC, method: {prefix_length: 3, tau_cos: 0.0, tau_ambiguity: 0.0}}]",
+        ]
+    )
+    assert rc == 0, err
+    assert "0 of 1 runs finished" in out  # another setting: the record does not stand in for it
