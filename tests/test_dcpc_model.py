@@ -389,10 +389,22 @@ def test_multiple_choice(backbone):
     out.loss.backward()
     assert model.prefix.kv.grad is not None and torch.isfinite(model.prefix.kv.grad).all()
     assert model.prefix.kv.grad.abs().sum() > 0
+    # The task term is the cross-entropy of the returned option scores against the gold option.
+    assert out.terms["loss_task"].item() == pytest.approx(
+        torch.nn.functional.cross_entropy(out.logits.detach(), batch["labels"]).item(), rel=1e-5
+    )
     model.eval()
     with torch.no_grad():
         bare = model(**{k: v for k, v in batch.items() if k not in ("labels", "target_dist")})
     assert bare.logits.shape == (4, 2) and bare.loss is None
+    # Each option is scored on its own: swapping every example's two options swaps its two scores.
+    from prefalign.data.examples import Example
+
+    swapped = [Example(text=ex.text, choices=list(reversed(ex.choices)), label=1 - ex.label) for ex in ds.examples[:4]]
+    with torch.no_grad():
+        flipped = model(**{k: v for k, v in collator(swapped).items() if k not in ("labels", "target_dist")}).logits
+    torch.testing.assert_close(flipped, bare.logits.flip(-1), atol=1e-5, rtol=1e-5)
+    assert not torch.allclose(bare.logits[:, 0], bare.logits[:, 1])  # the two options score differently
 
 
 def test_multiple_choice_decoder_scores_are_option_log_probabilities(tiny_llama):
@@ -437,13 +449,40 @@ def test_pcm_is_deterministic_in_eval_and_samples_in_training(tiny_llama):
 
 
 def test_without_pcm_training_mode_is_deterministic_on_llama(tiny_llama):
-    """Control for the test above: the randomness comes from the PCM, not from the backbone."""
+    """Control for the test above: the randomness comes from the PCM, not from the backbone.
+
+    The same detector (two train-mode forwards under different RNG states) must first see the full
+    DCPC's noise, so that its silence on dcpc-no-pcm means something."""
+    lm = tiny_llama
+
+    def two_train_forwards(model, batch):
+        model.train()
+        with torch.no_grad():
+            torch.manual_seed(1)
+            a = model(**batch).logits
+            torch.manual_seed(2)
+            b = model(**batch).logits
+        return a, b
+
     torch.manual_seed(0)
-    model, data = make_model(tiny_llama, method_config("dcpc-no-pcm", dict(**ALL_GATES)))
-    model.train()
+    with_pcm, data = make_model(lm, DCPCConfig(**ALL_GATES))
+    with torch.no_grad():  # the test above's PCM, strong enough to move the logits
+        torch.nn.init.normal_(with_pcm.pcm.proj[1].weight, std=0.5)
+        with_pcm.pcm.aux[2].bias[lm.geometry.hidden_size :] = 1.0
+        torch.nn.init.normal_(with_pcm.pcm.meta, std=1.0)
     batch = {k: v for k, v in data[0].items() if k not in ("labels", "target_dist")}
+    a, b = two_train_forwards(with_pcm, batch)
+    assert not torch.allclose(a, b, atol=1e-6)  # the detector works
+
+    torch.manual_seed(0)
+    model, _ = make_model(lm, method_config("dcpc-no-pcm", dict(**ALL_GATES)))
+    assert model.pcm is None
+    model.load_state_dict({k: v for k, v in with_pcm.state_dict().items() if not k.startswith("pcm.")})
+    a, b = two_train_forwards(model, batch)
+    assert torch.equal(a, b)
+    model.eval()
     with torch.no_grad():
-        assert torch.equal(model(**batch).logits, model(**batch).logits)
+        assert torch.equal(model(**batch).logits, a)  # training mode changes nothing without the PCM
 
 
 def test_pcm_starts_as_identity(backbone):
@@ -538,13 +577,35 @@ def test_pcm_samples_only_when_asked():
 # --------------------------------------------------------------------------------------------
 # Half-precision backbones
 # --------------------------------------------------------------------------------------------
+BF16_ATOL = 0.01  # bf16 keeps 8 mantissa bits (relative step 2**-8); measured 7e-4 on these class scores
+
+
 @pytest.mark.parametrize("variant", ["ptuning-v2", "dcpc"])
 def test_bfloat16_backbone_forward_without_autocast(vocab_file, variant):
-    lm = build_tiny("llama", vocab_file)
-    lm.model.to(torch.bfloat16)
+    """A bf16 backbone (the same weights, rounded) gives the fp32 model's class scores within BF16_ATOL,
+    the same predictions, and a backward pass with finite, non-zero gradients on the fp32 prefixes."""
+    config = method_config(variant, dict(prefix_length=4))
+    lm32, lm16 = build_tiny("llama", vocab_file), build_tiny("llama", vocab_file)
+    lm16.model.to(torch.bfloat16)
     torch.manual_seed(0)
-    model, data = make_model(lm, method_config(variant, dict(prefix_length=4)), n=8)
-    model.eval()
+    model32, data = make_model(lm32, config, n=8)
+    torch.manual_seed(0)
+    model16, _ = make_model(lm16, config, n=8)
+    # Text-initialised prefixes went through each backbone; start both from the fp32 model's parts
+    # (the backbone's own weights load rounded to bf16, as they already are).
+    model16.load_state_dict(model32.state_dict())
+    assert torch.equal(model16.prefix.kv, model32.prefix.kv) and model16.prefix.kv.dtype == torch.float32
+    batch = {k: v for k, v in data[0].items() if k not in ("labels", "target_dist")}
+    model32.eval(), model16.eval()
     with torch.no_grad():
-        out = model(**data[0])
-    assert torch.isfinite(out.logits).all()
+        ref, out = model32(**batch).logits, model16(**batch).logits
+    diff = (out.float() - ref).abs().max().item()
+    assert 0 < diff < BF16_ATOL, diff  # > 0: the backbone really ran in bf16
+    assert torch.equal(out.float().argmax(-1), ref.argmax(-1))
+    model16.train()
+    loss = model16(**data[0]).loss
+    assert torch.isfinite(loss)
+    loss.backward()
+    grad = model16.prefix.kv.grad
+    assert grad is not None and grad.dtype == torch.float32
+    assert torch.isfinite(grad).all() and grad.abs().sum() > 0

@@ -364,9 +364,15 @@ def test_evaluate_generation_gpt_score_calls_the_judge(llama, canned, monkeypatc
 
 def test_evaluate_generation_gpt_score_with_the_offline_judge(llama, canned):
     pytest.importorskip("prefalign.evaluation.judge")
-    canned(["negative", "the movie was good"])
+    from prefalign.evaluation.judge import OFFLINE_JUDGE
+
+    # References are the answers, "negative" and "positive". The stand-in scores 1 + 9 x token F1:
+    # "Negative." -> F1 1 -> 10; "a positive film" -> tokens [positive, film], P 1/2, R 1, F1 2/3 -> 7.
+    canned(["Negative.", "a positive film"])
     out = evaluate_generation(None, llama, toy_qa(2), "gpt-score")
-    assert out["n"] == 2 and 1.0 <= out["gpt_score"] <= 10.0 and isinstance(out["judge"], str)
+    assert out == {"n": 2, "gpt_score": pytest.approx((10.0 + 7.0) / 2), "judge": OFFLINE_JUDGE}
+    canned(["the movie was good", "positive"])  # no overlap -> 1; exact -> 10
+    assert evaluate_generation(None, llama, toy_qa(2), "gpt-score")["gpt_score"] == pytest.approx(5.5)
 
 
 # -- train() end to end ------------------------------------------------------------------------------------------

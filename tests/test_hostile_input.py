@@ -8,6 +8,7 @@ from __future__ import annotations
 import csv
 import json
 import math
+from collections import Counter
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -20,7 +21,10 @@ from prefalign.shifts.registry import SHIFTS, apply_shift, shift_parameters
 from prefalign.training.config import ExperimentConfig, load_config
 
 SETTINGS = settings(
-    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow]
+    max_examples=40,
+    deadline=None,
+    derandomize=True,  # the same inputs every run, so the success shares below are stable
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
 
 text = st.text(max_size=12)  # any unicode: empty, control characters, surrogate-free astral planes ...
@@ -31,6 +35,56 @@ json_value = st.recursive(
 )
 column = st.sampled_from(["text", "label", "soft", "id", "premise"]) | text
 row = st.dictionaries(column, json_value, max_size=5)
+# Rows a reader should accept, mixed with the hostile ones so that the success path is exercised too.
+plain = st.text(alphabet="abcdefgh xyz", min_size=1, max_size=12)
+
+
+@st.composite
+def good_rows(draw):
+    """A file's rows as a reader should accept them: one label vocabulary per file, soft labels in
+    every row or none."""
+    labels = draw(st.sampled_from([[0, 1], ["neg", "pos"]]))
+    soft = draw(st.booleans())
+    out = []
+    for i in range(draw(st.integers(2, 6))):  # both classes present: one class alone is refused
+        r = {"text": draw(plain), "label": labels[i] if i < 2 else draw(st.sampled_from(labels))}
+        if soft:
+            r["soft"] = draw(st.sampled_from([[0.5, 0.5], [0.2, 0.8], [1, 0]]))
+        out.append(r)
+    return out
+
+
+rows_strategy = st.lists(row, max_size=6) | st.lists(row | good_rows().map(lambda r: r[0]), max_size=6)
+
+
+# Each explorer below records whether an input reached the success path ("ok", whose result is then
+# checked) or was refused with a UserError ("refused"). A test that only ever saw refusals would pass
+# whatever the success path does, so each test_* runs its explorer and asserts that at least FLOORS[name]
+# of the generated inputs got through. The floors are about half the shares measured with derandomized
+# generation (the shares are printed with `pytest -s`).
+OUTCOMES: dict[str, Counter] = {}
+FLOORS = {  # measured (derandomized, 40 examples): in the comment
+    "read_table_jsonl": 0.35,  # 78%
+    "read_table_delimited": 0.15,  # 31%
+    "read_table_garbage_bytes": 0.15,  # 32%
+    "shift_builders": 0.08,  # 18%
+    "config_overrides": 0.25,  # 50%
+    "config_from_arbitrary_mappings": 0.35,  # 70%
+    "config_files": 0.08,  # 18%
+}
+
+
+def outcome(name: str, kind: str) -> None:
+    OUTCOMES.setdefault(name, Counter())[kind] += 1
+
+
+def assert_reaches_success(name: str, explore, *args) -> None:
+    OUTCOMES[name] = Counter()
+    explore(*args)
+    seen = OUTCOMES[name]
+    share = seen["ok"] / max(1, sum(seen.values()))
+    print(f"{name}: {seen['ok']} of {sum(seen.values())} generated inputs reached the success path ({share:.0%})")
+    assert share >= FLOORS[name], f"{name}: only {share:.0%} of inputs reached the success path ({dict(seen)})"
 
 
 def assert_user_error(exc: UserError) -> None:
@@ -58,9 +112,24 @@ def only_file(folder, name):
 # -- data readers ---------------------------------------------------------------------------------
 
 
+@st.composite
+def jsonl_cases(draw):
+    """(rows, soft, names): hostile rows and options drawn independently, or a well-formed file read
+    with options that fit it."""
+    if draw(st.booleans()):
+        rows = draw(good_rows())
+        named = isinstance(rows[0]["label"], str)
+        soft = "soft" in rows[0]
+        names = ["neg", "pos"] if named and (soft or draw(st.booleans())) else None  # names + soft: required
+        return rows, soft, names
+    names = draw(st.none() | st.just(["neg", "pos"]) | st.lists(text, min_size=1, max_size=3))
+    return draw(rows_strategy), draw(st.booleans()), names
+
+
 @SETTINGS
-@given(rows=st.lists(row, max_size=6), soft=st.booleans(), names=st.none() | st.lists(text, min_size=1, max_size=3))
-def test_read_table_jsonl(tmp_path_factory, rows, soft, names):
+@given(case=jsonl_cases())
+def explore_read_table_jsonl(tmp_path_factory, case):
+    rows, soft, names = case
     folder = tmp_path_factory.mktemp("jsonl")
     path = folder / "data.jsonl"
     path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
@@ -68,18 +137,27 @@ def test_read_table_jsonl(tmp_path_factory, rows, soft, names):
         data = read_table(path, label_names=names, soft_label_column="soft" if soft else None)
     except UserError as exc:
         assert_user_error(exc)
+        outcome("read_table_jsonl", "refused")
     else:
         check_dataset(data, len(rows))
+        outcome("read_table_jsonl", "ok")
     only_file(folder, "data.jsonl")
+
+
+def test_read_table_jsonl(tmp_path_factory):
+    assert_reaches_success("read_table_jsonl", explore_read_table_jsonl, tmp_path_factory)
 
 
 @SETTINGS
 @given(
-    header=st.lists(column, min_size=1, max_size=4),
-    cells=st.lists(st.lists(text, max_size=5), max_size=6),
+    header=st.just(["text", "label"]) | st.lists(column, min_size=1, max_size=4),
+    cells=st.lists(st.tuples(plain, st.sampled_from(["neg", "pos"])).map(list), max_size=4).map(
+        lambda rest: [["a film", "neg"], ["the plot", "pos"], *rest]  # both classes, as a reader needs
+    )
+    | st.lists(st.lists(text, max_size=5), max_size=6),
     fmt=st.sampled_from([".csv", ".tsv"]),
 )
-def test_read_table_delimited(tmp_path_factory, header, cells, fmt):
+def explore_read_table_delimited(tmp_path_factory, header, cells, fmt):
     folder = tmp_path_factory.mktemp("csv")
     path = folder / f"data{fmt}"
     with open(path, "w", newline="", encoding="utf-8") as f:
@@ -92,22 +170,57 @@ def test_read_table_delimited(tmp_path_factory, header, cells, fmt):
             data = read()
         except UserError as exc:
             assert_user_error(exc)
+            outcome("read_table_delimited", "refused")
         else:
             assert len(data) >= 1 and all(isinstance(ex.text, str) for ex in data.examples)
+            outcome("read_table_delimited", "ok")
     only_file(folder, f"data{fmt}")
 
 
+def test_read_table_delimited(tmp_path_factory):
+    assert_reaches_success("read_table_delimited", explore_read_table_delimited, tmp_path_factory)
+
+
+VALID_DOCUMENTS = {  # one well-formed file per format, which the garbage test corrupts or leaves whole
+    ".csv": b"text,label\na film,neg\nthe plot,pos\n",
+    ".tsv": b"text\tlabel\na film\tneg\nthe plot\tpos\n",
+    ".jsonl": b'{"text": "a film", "label": "neg"}\n{"text": "the plot", "label": "pos"}\n',
+    ".json": b'[{"text": "a film", "label": "neg"}, {"text": "the plot", "label": "pos"}]',
+}
+VALID_DOCUMENTS[".json.gz"] = VALID_DOCUMENTS[".json"]
+VALID_DOCUMENTS[".csv.bz2"] = VALID_DOCUMENTS[".csv"]
+
+
 @SETTINGS
-@given(blob=st.binary(max_size=64), suffix=st.sampled_from([".csv", ".tsv", ".jsonl", ".json", ".json.gz", ".csv.bz2"]))
-def test_read_table_garbage_bytes(tmp_path_factory, blob, suffix):
+@given(
+    blob=st.binary(max_size=64) | st.none(),
+    cut=st.integers(0, 200),
+    suffix=st.sampled_from([".csv", ".tsv", ".jsonl", ".json", ".json.gz", ".csv.bz2"]),
+)
+def explore_read_table_garbage_bytes(tmp_path_factory, blob, cut, suffix):
+    """Random bytes, or a valid document (blob None) cut after ``cut`` bytes (whole when cut is past its end)."""
+    import bz2
+    import gzip
+
+    if blob is None:
+        blob = VALID_DOCUMENTS[suffix][:cut]
+        blob = (
+            gzip.compress(blob) if suffix.endswith(".gz") else bz2.compress(blob) if suffix.endswith(".bz2") else blob
+        )
     path = tmp_path_factory.mktemp("bytes") / f"data{suffix}"
     path.write_bytes(blob)
     try:
         data = read_table(path)
     except UserError as exc:
         assert_user_error(exc)
+        outcome("read_table_garbage_bytes", "refused")
     else:
         check_dataset(data, len(data))
+        outcome("read_table_garbage_bytes", "ok")
+
+
+def test_read_table_garbage_bytes(tmp_path_factory):
+    assert_reaches_success("read_table_garbage_bytes", explore_read_table_garbage_bytes, tmp_path_factory)
 
 
 def test_duplicate_ids_and_huge_labels_are_read_or_refused(tmp_path):
@@ -131,6 +244,8 @@ def datasets(draw):
     kind = draw(st.sampled_from(["class", "choice", "generation"]))
     n = draw(st.integers(0, 6))
     names = draw(st.lists(text, min_size=2, max_size=4, unique=True)) if kind != "generation" else []
+    if kind == "class" and draw(st.booleans()):  # the label names the shifts look for
+        names = draw(st.sampled_from([["negative", "positive"], ["not_entailment", "entailment"], ["no", "yes"]]))
     examples = []
     for _ in range(n):
         meta = {"id": draw(st.integers(0, 2))}  # duplicate ids on purpose
@@ -174,7 +289,7 @@ param_value = st.none() | st.booleans() | huge | st.floats() | text | st.lists(t
         max_size=3,
     ),
 )
-def test_shift_builders(name, data, seed, params):
+def explore_shift_builders(name, data, seed, params):
     params = {k: v for k, v in params.items() if k in shift_parameters(name) or k == "not_a_parameter"}
     params.pop("rephraser", None)  # 'chat' would call a network endpoint
     try:
@@ -182,7 +297,9 @@ def test_shift_builders(name, data, seed, params):
         shifted, card = apply_shift(name, data, params, seed=seed)
     except UserError as exc:
         assert_user_error(exc)
+        outcome("shift_builders", "refused")
         return
+    outcome("shift_builders", "ok")
     assert "not_a_parameter" not in params
     assert len(shifted) == len(data) and isinstance(card, dict)
     json.dumps(card)  # the card is written as JSON: it must serialise
@@ -190,6 +307,10 @@ def test_shift_builders(name, data, seed, params):
         if ex.soft_label is not None:
             assert all(p >= 0 and math.isfinite(p) for p in ex.soft_label)
             assert abs(sum(ex.soft_label) - 1) < 1e-6
+
+
+def test_shift_builders():
+    assert_reaches_success("shift_builders", explore_shift_builders)
 
 
 # -- config parser --------------------------------------------------------------------------------
@@ -243,35 +364,111 @@ raw_values = (
 )
 
 
+valid_pairs = st.sampled_from(
+    [
+        ("model.name", "minilm"),
+        ("data.max_length", "64"),
+        ("method.name", "dcpc"),
+        ("method.name", "ptuning-v2"),
+        ("method.tau_cos", "0.5"),
+        ("training.learning_rate", "0.01"),
+        ("training.batch_size", "8"),
+        ("training.seed", "3"),
+        ("training.device", "cpu"),
+    ]
+)
+
+
 @SETTINGS
-@given(pairs=st.lists(st.tuples(keys, raw_values), max_size=4))
-def test_config_overrides(pairs):
+@given(pairs=st.lists(st.tuples(keys, raw_values) | valid_pairs, max_size=4))
+def explore_config_overrides(pairs):
     try:
         cfg = load_config(None, [f"{k}={v}" for k, v in pairs])
     except UserError as exc:
         assert_user_error(exc)
+        outcome("config_overrides", "refused")
         return
+    outcome("config_overrides", "ok")
     again = ExperimentConfig.from_dict(cfg.to_dict())  # a resolved config survives its own round trip
     assert again.to_dict() == cfg.to_dict()
 
 
+def test_config_overrides():
+    assert_reaches_success("config_overrides", explore_config_overrides)
+
+
+valid_sections = st.fixed_dictionaries(
+    {},
+    optional={
+        "model": st.just({"name": "minilm"}),
+        "data": st.fixed_dictionaries({}, optional={"max_length": st.integers(1, 512), "text_column": plain}),
+        "method": st.sampled_from([{"name": "dcpc"}, {"name": "ptuning-v2", "prefix_length": 4}, {"name": "lora"}]),
+        "training": st.fixed_dictionaries(
+            {}, optional={"seed": st.integers(0, 9), "learning_rate": st.floats(1e-5, 1)}
+        ),
+    },
+)
+
+
 @SETTINGS
-@given(data=st.dictionaries(st.sampled_from(["model", "data", "method", "training"]) | text, json_value, max_size=4))
-def test_config_from_arbitrary_mappings(data):
+@given(
+    data=st.dictionaries(st.sampled_from(["model", "data", "method", "training"]) | text, json_value, max_size=4)
+    | valid_sections
+)
+def explore_config_from_arbitrary_mappings(data):
     try:
         cfg = ExperimentConfig.from_dict(data)
     except UserError as exc:
         assert_user_error(exc)
+        outcome("config_from_arbitrary_mappings", "refused")
         return
+    outcome("config_from_arbitrary_mappings", "ok")
     assert ExperimentConfig.from_dict(cfg.to_dict()).to_dict() == cfg.to_dict()
 
 
+def test_config_from_arbitrary_mappings():
+    assert_reaches_success("config_from_arbitrary_mappings", explore_config_from_arbitrary_mappings)
+
+
+# Config files: arbitrary text and bytes, and YAML mappings (JSON is YAML) of real sections and fields
+# with arbitrary values, so that some files are configs and reach the success path.
+section_body = st.dictionaries(
+    st.sampled_from(["name", "max_length", "learning_rate", "seed", "tau_cos", "train", "nonsense"]) | text,
+    json_scalar,
+    max_size=3,
+)
+config_body = st.dictionaries(st.sampled_from(["model", "data", "method", "training"]), section_body, max_size=4).map(
+    json.dumps
+)
+
+
 @SETTINGS
-@given(body=text | st.binary(max_size=40).map(lambda b: b.decode("latin-1")))
-def test_config_files(tmp_path_factory, body):
+@given(body=text | st.binary(max_size=40).map(lambda b: b.decode("latin-1")) | config_body)
+def explore_config_files(tmp_path_factory, body):
     path = tmp_path_factory.mktemp("cfg") / "config.yaml"
     path.write_text(body, encoding="utf-8")
     try:
-        load_config(str(path))
+        cfg = load_config(str(path))
     except UserError as exc:
         assert_user_error(exc)
+        outcome("config_files", "refused")
+        return
+    outcome("config_files", "ok")
+    assert ExperimentConfig.from_dict(cfg.to_dict()).to_dict() == cfg.to_dict()
+
+
+def test_config_files(tmp_path_factory):
+    assert_reaches_success("config_files", explore_config_files, tmp_path_factory)
+
+
+def test_the_floor_fails_a_test_whose_inputs_are_all_refused():
+    def explore():
+        for _ in range(5):
+            outcome("always_refused", "refused")
+
+    FLOORS["always_refused"] = 0.1
+    try:
+        with pytest.raises(AssertionError, match="only 0% of inputs reached the success path"):
+            assert_reaches_success("always_refused", explore)
+    finally:
+        FLOORS.pop("always_refused")

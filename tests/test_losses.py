@@ -156,13 +156,24 @@ def test_ambiguity_gate_weight_and_diagonal(divergence):
     assert_matrix(values, expected)
 
 
-def test_ambiguity_gate_is_strict_above_threshold():
+def test_ambiguity_gate_is_inclusive_at_the_threshold():
+    """Eq. 5's I[cos >= tau_cos]: a pair whose cosine equals tau_cos passes; the next float above does not."""
     emb, probs = torch.tensor(AMB_EMB), torch.tensor(PROBS)
     values, gate = losses.pairwise_ambiguity(emb, probs, 0.61)
     # Only the 0.8 pair survives.
     assert gate.tolist() == [[False, False, False], [False, False, True], [False, True, False]]
     assert values[0, 1].item() == 0.0 and values[1, 0].item() == 0.0
     assert values[1, 2].item() == pytest.approx(0.8 * ce(PROBS[1], PROBS[2]), abs=1e-6)
+    # The boundary, at the cosine the function itself computes for the 0.8 pair (and at exactly 0.0
+    # for two orthogonal rows).
+    cos = losses.pairwise_cosine(emb)[1, 2]  # float32, as the gate compares
+    at = losses.pairwise_ambiguity(emb, probs, cos.item())[1]
+    above = losses.pairwise_ambiguity(emb, probs, torch.nextafter(cos, torch.tensor(2.0)).item())[1]
+    assert at[1, 2] and at[2, 1] and not above[1, 2] and not above[2, 1]
+    ortho = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
+    two = torch.tensor([[0.5, 0.5], [0.9, 0.1]])
+    assert losses.pairwise_ambiguity(ortho, two, 0.0)[1].tolist() == [[False, True], [True, False]]
+    assert not losses.pairwise_ambiguity(ortho, two, 1e-12)[1].any()
 
 
 def test_ambiguity_negative_cosine_passes_low_threshold_with_negative_weight():

@@ -51,6 +51,15 @@ def add_parser(subparsers) -> None:
         action="store_true",
         help="write the tables, CSV and charts from the runs finished so far, train nothing",
     )
+    p.add_argument(
+        "--records",
+        metavar="FILE",
+        help="JSONL of compact run records (every metric, loss-term means, gate rates, curve, seconds, settings "
+        "digest, versions, hardware), e.g. benchmarks/results/compare_NAME.jsonl: a training run puts each finished "
+        "run's record there (give it to one process only when sharding); with --report-only, runs that runs/ does "
+        "not hold are read from it (same run id and settings), so the tables rebuild on a fresh clone, and FILE is "
+        "rewritten with every finished run. The output folder always gets records.jsonl",
+    )
     p.add_argument("--progress", action="store_true", help="show each run's progress bar")
 
 
@@ -82,8 +91,9 @@ def run(args) -> int:
     import shlex
 
     from ..compare import load_compare_config, write_reports
-    from ..compare.grid import grid_status
+    from ..compare.grid import config_digest, grid_status
     from ..compare.queue import run_workers
+    from ..compare.records import compact, fill_from_records, read_records, write_records
 
     cfg = load_compare_config(args.config, args.overrides)
     command = (
@@ -96,14 +106,22 @@ def run(args) -> int:
             print(f"{'done' if done else 'todo'}  {spec.run_id}")
         return 0
     if args.report_only:  # a grid cut short (or still running elsewhere) is tabulated as it stands
-        paths = write_reports(cfg, [done for _, _, _, done in grid_status(cfg)], command)
+        status = grid_status(cfg)
+        if args.records:
+            results = fill_from_records(status, read_records(args.records), config_digest)
+            write_records(args.records, [compact(r) for r in results if r is not None])
+        else:
+            results = [done for _, _, _, done in status]
+        paths = write_reports(cfg, results, command)
     else:  # every worker ends by writing the reports from the records on disk: the last has them all
         queue = run_workers(cfg, args.workers, progress=args.progress, shard=args.shard, stale_after=args.stale_after)
         paths = queue.write_reports(cfg, command)
+        if args.records:  # every finished run so far, rewritten atomically: the last worker to finish has them all
+            write_records(args.records, [compact(r) for _, _, _, r in grid_status(cfg) if r is not None])
     print()
     print(paths["table"].read_text())
     print(
-        f"results: {paths['csv']}, {paths['json']}, chart: {paths['chart']}"
+        f"results: {paths['csv']}, {paths['json']}, {paths['records']}, chart: {paths['chart']}"
         + (f", validation curves: {paths['curves']}" if "curves" in paths else "")
     )
     return 0

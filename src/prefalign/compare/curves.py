@@ -26,13 +26,17 @@ def validation_curve(log_history: list[dict]) -> list[dict]:
 
 
 # Training terms whose mean over a run's logs goes into its record as ``<key>_mean`` (DCPC's share of
-# pairs through each gate), so a dataset's ``also: [gate_cos_rate_mean]`` can show it.
+# pairs through each gate), so a dataset's ``also: [gate_cos_rate_mean]`` can show it. Every logged
+# ``loss_*`` term (and ``loss`` itself) goes in the same way.
 LOGGED_MEANS = ("gate_cos_rate", "gate_ambiguity_rate")
 
 
 def logged_means(logs: list[dict]) -> dict[str, float]:
-    """``{gate_cos_rate_mean: ..., ...}`` for the LOGGED_MEANS terms the run logged."""
-    means = {f"{key}_mean": mean_logged(logs, key) for key in LOGGED_MEANS}
+    """``{gate_cos_rate_mean: ..., loss_align_mean: ..., ...}`` for the terms the run logged (training logs only)."""
+    keys = list(LOGGED_MEANS) + sorted(
+        {k for entry in logs for k in entry if (k == "loss" or k.startswith("loss_")) and k not in LOGGED_MEANS}
+    )
+    means = {f"{key}_mean": mean_logged(logs, key) for key in keys}
     return {k: v for k, v in means.items() if v is not None}
 
 

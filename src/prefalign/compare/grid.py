@@ -28,6 +28,7 @@ from ..utils.config_base import ConfigBase, deep_merge
 from ..utils.environment import versions
 from .config import CompareConfig, DatasetEntry, MethodEntry, ModelEntry
 from .curves import logged_means, validation_curve
+from .records import upsert_record
 
 if TYPE_CHECKING:
     from .queue import RunQueue
@@ -136,6 +137,7 @@ def run_grid(
     log=print,
     shard: tuple[int, int] = (1, 1),
     queue: RunQueue | None = None,
+    records: str | Path | None = None,
 ) -> list[dict]:
     """Run every missing run of ``cfg`` (skipping finished ones); return all results, grid order.
 
@@ -144,6 +146,7 @@ def run_grid(
     A hash rather than every n-th run keeps the split even when a grid grows (say, by a seed).
     ``queue`` (compare.queue.RunQueue) hands the runs out instead, one at a time to whichever worker
     (process or machine sharing the output folder) is free, so every worker stays busy while runs remain.
+    ``records``: a JSONL file that gets each finished run's compact record too (prefalign.compare.records).
     """
     out = Path(cfg.output_dir)
     status = grid_status(cfg)
@@ -187,6 +190,8 @@ def run_grid(
             log(f"    {spec.run_id} was taken over by another worker; this result is dropped")
             continue
         write_text_atomically(run_dir / RESULT_FILE, json.dumps(record, indent=2))
+        if records is not None:
+            upsert_record(records, record)
         _tidy(run_dir, cfg.keep)
         results[index] = record
         metric = record["metrics"].get(f"test_{spec.dataset.metric}")

@@ -12,6 +12,7 @@ from ..utils.atomic_files import save_figure_atomically, write_text_atomically
 from .config import CompareConfig
 from .curves import curves_chart
 from .pairs import pairs_table
+from .records import compact, dumps
 
 
 def metric_value(metrics: dict, metric: str) -> float | None:
@@ -237,19 +238,21 @@ def chart(cfg: CompareConfig, results: list[dict], path: Path) -> Path | None:
 
 
 def write_reports(cfg: CompareConfig, results: list[dict], command: str) -> dict[str, Path]:
-    """results.json, results.csv, table.md and chart.png in the output folder."""
+    """results.json, results.csv, records.jsonl (one compact record per run), table.md and chart.png
+    in the output folder."""
     out = Path(cfg.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     finished = [r for r in results if r is not None]
     total = sum(r.get("seconds") or 0 for r in finished)
-    machine = finished[0]["machine"] if finished else "n/a"
+    machine = (finished[0].get("machine") if finished else None) or "n/a"  # records converted from a CSV have none
     hardware = sorted({r["hardware"] for r in finished if r.get("hardware")})
     if hardware:
         machine += " (" + "; ".join(hardware) + ")"
-    versions = finished[0]["versions"] if finished else {}
+    versions = (finished[0].get("versions") if finished else None) or {}
     paths = {
         "json": out / "results.json",
         "csv": out / "results.csv",
+        "records": out / "records.jsonl",
         "table": out / "table.md",
         "chart": out / "chart.png",
         "curves": out / "validation_loss.png",
@@ -261,6 +264,7 @@ def write_reports(cfg: CompareConfig, results: list[dict], command: str) -> dict
         ),
     )
     write_text_atomically(paths["csv"], results_csv(finished))
+    write_text_atomically(paths["records"], dumps([compact(r) for r in finished]))
     head = [
         f"## {cfg.title}",
         "",

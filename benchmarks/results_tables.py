@@ -1,0 +1,168 @@
+"""Regenerate every table in docs/ that comes from committed run records (`make results`).
+
+A generated table sits between two markers in a docs page::
+
+    <!-- results:NAME -->
+    ...generated, do not edit...
+    <!-- /results:NAME -->
+
+and BLOCKS says how NAME is built: from a compare config under configs/compare/ and the committed records
+of its runs, benchmarks/results/compare_<grid>.jsonl (prefalign.compare.records), through the same
+functions `prefalign compare --report-only` uses. Nothing under runs/ is read, so a fresh clone
+rebuilds the same text. ``--check`` rewrites nothing and exits 1 naming every page whose tables differ
+(tests/test_results_tables.py runs it).
+
+    python benchmarks/results_tables.py           # rewrite the tables in docs/ and README.md
+    python benchmarks/results_tables.py --check   # fail if any differs from what the records give
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+from pathlib import Path
+
+from prefalign.compare import load_compare_config, markdown_tables, plan
+from prefalign.compare.grid import config_digest
+from prefalign.compare.pairs import difference_cell, method_differences_table, target_differences
+from prefalign.compare.records import fill_from_records, read_records
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "benchmarks" / "results"
+PAGES = ["README.md", *sorted(str(p.relative_to(ROOT)) for p in (ROOT / "docs").rglob("*.md"))]
+MARKER = re.compile(r"(<!-- results:([\w-]+) -->\n)(.*?)(<!-- /results:\2 -->)", re.S)
+
+
+def grid(name: str):
+    """(compare config, results in grid order) of configs/compare/<name>.yaml from its committed records."""
+    cfg = load_compare_config(str(ROOT / "configs" / "compare" / f"{name}.yaml"))
+    status = [(spec, spec.experiment(cfg, Path("runs") / spec.run_id), None, None) for spec in plan(cfg)]
+    records = read_records(RESULTS / f"compare_{name}.jsonl")
+    return cfg, fill_from_records(status, records, config_digest)
+
+
+def tables(name: str) -> str:
+    """The grid's median tables, as `prefalign compare --report-only` writes them into table.md."""
+    cfg, results = grid(name)
+    done = sum(r is not None for r in results)
+    minutes = sum(r["seconds"] for r in results if r is not None) / 60
+    head = f"{done} of {len(results)} runs in `benchmarks/results/compare_{name}.jsonl`, {minutes:.1f} min of run time."
+    return head + "\n\n" + markdown_tables(cfg, results)
+
+
+def per_seed(name: str, column: str) -> str:
+    """'Prefix 78.7 / 74.8 / 77.3, ...': each method's test score x100 per seed, in seed order."""
+    cfg, results = grid(name)
+    parts = []
+    for m in cfg.methods:
+        runs = sorted((r for r in results if r and r["method"] == m.label and r["column"] == column), key=_seed)
+        scores = " / ".join(f"{100 * _score(r):.1f}" for r in runs)
+        parts.append(f"{m.label} {scores}")
+    seeds = " / ".join(map(str, cfg.seeds))
+    return f"Per seed ({seeds}), {column}: " + ", ".join(parts) + "."
+
+
+def _seed(r: dict) -> int:
+    return r["seed"]
+
+
+def _score(r: dict) -> float:
+    return r["metrics"][f"test_{r['metric']}"]
+
+
+def differences(name: str, pairs: list[tuple[str, str]], metric: str = "accuracy") -> str:
+    """Method vs method tables: median seed-matched difference and its bootstrap 95% interval."""
+    _, results = grid(name)
+    return "\n\n".join(method_differences_table(results, a, b, metric) for a, b in pairs)
+
+
+def target_accuracy(name: str, a: str = "majority", b: str = "soft") -> str:
+    """Soft vs majority, accuracy only (all a CSV kept): wins, median difference and its interval."""
+    _, results = grid(name)
+    diffs = target_differences(results, a, b)
+    lines = [
+        f"'<method> / {b}' minus '<method> / {a}', test accuracy x100, seed-matched over every method: "
+        "runs where soft wins / pairs, median difference [bootstrap 95% interval of the median] (pairs).",
+        "",
+        "| dataset | soft wins | accuracy difference |",
+        "|---|---:|---:|",
+    ]
+    for (column, metric), d in diffs.items():
+        if metric == "accuracy":
+            lines.append(f"| {column} | {sum(x > 0 for x in d)}/{len(d)} | {difference_cell(d, metric)} |")
+    return "\n".join(lines)
+
+
+def seed_spread(name: str, metric: str = "accuracy") -> str:
+    """Min to max over seeds of every row's test score, per column: what the seeds alone move."""
+    cfg, results = grid(name)
+    lines = ["| Method | " + " | ".join(_columns(cfg)) + " |", "|---|" + "---:|" * len(_columns(cfg))]
+    for m in cfg.methods:
+        cells = []
+        for column in _columns(cfg):
+            values = [
+                100 * r["metrics"][f"test_{metric}"]
+                for r in results
+                if r and r["method"] == m.label and r["column"] == column and f"test_{metric}" in r["metrics"]
+            ]
+            cells.append(f"{min(values):.1f}-{max(values):.1f}" if values else "–")
+        lines.append(f"| {m.label} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def _columns(cfg) -> list[str]:
+    return [c for d in cfg.datasets for c in (d.name, d.shifted_name) if c is not None]
+
+
+BLOCKS = {
+    "sst2_rte_minilm": lambda: tables("sst2_rte_minilm"),
+    "sst2_rte_smollm2": lambda: tables("sst2_rte_smollm2"),
+    "sst2_rte_minilm_differences": lambda: differences(
+        "sst2_rte_minilm", [("P-Tuning v2", "DCPC"), ("LoRA (r=4)", "DCPC"), ("LoRA (r=4)", "Full-FT")]
+    ),
+    "ablations_smollm2": lambda: tables("ablations_smollm2"),
+    "ltuning_minilm": lambda: tables("ltuning_minilm"),
+    "ltuning_minilm_per_seed": lambda: per_seed("ltuning_minilm", "SST-2") + "\n" + per_seed("ltuning_minilm", "RTE"),
+    "ltuning_minilm_differences": lambda: differences("ltuning_minilm", [("Prefix (P-Tuning v2)", "LT-prefix")]),
+    "ltuning_smollm2": lambda: tables("ltuning_smollm2"),
+    "annotators_minilm_accuracy": lambda: target_accuracy("annotators_minilm"),
+    "annotators_smollm2_accuracy": lambda: target_accuracy("annotators_smollm2"),
+    "annotators_aggregates_minilm_spread": lambda: seed_spread("annotators_aggregates_minilm"),
+}
+
+
+def render(text: str, blocks: dict = BLOCKS) -> str:
+    """``text`` with every marked table rebuilt; an unknown marker name is an error."""
+
+    def replace(match: re.Match) -> str:
+        name = match.group(2)
+        if name not in blocks:
+            raise SystemExit(f"unknown results marker {name!r}: add it to BLOCKS in benchmarks/results_tables.py")
+        return match.group(1) + blocks[name]().rstrip("\n") + "\n" + match.group(4)
+
+    return MARKER.sub(replace, text)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--check", action="store_true", help="rewrite nothing; exit 1 if any page differs")
+    args = parser.parse_args(argv)
+    stale = []
+    for page in PAGES:
+        path = ROOT / page
+        text = path.read_text()
+        new = render(text)
+        if new != text:
+            stale.append(page)
+            if not args.check:
+                path.write_text(new)
+    if args.check and stale:
+        print("tables differ from the committed records in: " + ", ".join(stale) + " (run `make results`)")
+        return 1
+    print(("rewrote " if stale else "up to date: ") + (", ".join(stale) if stale else f"{len(PAGES)} pages"))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,46 @@
+"""The tables in docs/ between results markers are what the committed records give (`make results`)."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def tables():
+    spec = importlib.util.spec_from_file_location("results_tables", ROOT / "benchmarks" / "results_tables.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_docs_tables_match_the_committed_records(tables, capsys):
+    code = tables.main(["--check"])
+    assert code == 0, capsys.readouterr().out
+
+
+def test_every_block_is_used_and_every_marker_is_known(tables):
+    used = set()
+    for page in tables.PAGES:
+        used |= {m.group(2) for m in tables.MARKER.finditer((ROOT / page).read_text())}
+    assert used == set(tables.BLOCKS)
+
+
+def test_an_edited_number_is_caught_and_rewritten(tables):
+    blocks = {"t": lambda: "| a | 76.9 |"}
+    page = "x\n<!-- results:t -->\n| a | 77.0 |\n<!-- /results:t -->\ny\n"
+    assert tables.render(page, blocks) == "x\n<!-- results:t -->\n| a | 76.9 |\n<!-- /results:t -->\ny\n"
+    assert tables.render(tables.render(page, blocks), blocks) == tables.render(page, blocks)
+    with pytest.raises(SystemExit, match="unknown results marker 'u'"):
+        tables.render("<!-- results:u -->\n<!-- /results:u -->", blocks)
+
+
+def test_the_ltuning_per_seed_line_is_the_csv(tables):
+    """Prompt, seed 0, SST-2: 0.7694954128440367 in the CSV is 76.9, not 77.0."""
+    line = tables.per_seed("ltuning_minilm", "SST-2")
+    assert "Prompt 76.9 / 75.3 / 77.9" in line
+    assert "Prompt 76.9 / 75.3 / 77.9" in (ROOT / "docs" / "results.md").read_text()
