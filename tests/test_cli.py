@@ -94,7 +94,8 @@ def test_train_saves_only_the_trained_parts(trained, model_dir, method):
     assert f"trained {method} on {model_dir}" in run["out"]
     assert "20 steps" in run["out"]
     assert f"adapter: {run['adapter']}" in run["out"]
-    assert "validation_accuracy:" in run["out"]
+    summary = {line.split(":")[0].strip(): line for line in run["out"].splitlines()}
+    assert " accuracy " in summary["validation"] and " f1_weighted " in summary["validation"]
 
     adapter = run["adapter"]
     assert {p.name for p in adapter.iterdir()} == ADAPTER_FILES

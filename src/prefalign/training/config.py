@@ -21,7 +21,7 @@ from ..annotations.config import AnnotationConfig
 from ..annotations.targets import TARGETS
 from ..data import PromptFormat
 from ..errors import ConfigError
-from ..methods import MethodConfig, method_class, resolve_method
+from ..methods import METHODS, MethodConfig, method_class, method_config, resolve_method
 from ..shifts import ShiftConfig
 from ..tasks import TaskDefinition, get_task
 from ..utils.config_base import ConfigBase, deep_merge, parse_overrides, read_yaml_mapping
@@ -463,8 +463,6 @@ def _default_instance(cls: type):
 def config_schema() -> dict:
     """JSON schema (draft 2020-12) of an experiment config; the method section is one schema per registered
     method, told apart by ``name``."""
-    from ..methods import METHODS, method_config
-
     methods = []
     for name in METHODS:
         config = method_config(name)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import time
 from dataclasses import dataclass
@@ -161,23 +162,23 @@ RUN_ARTEFACTS = (
 
 def check_output_dir(out_dir: Path, *, resume: bool, overwrite: bool) -> None:
     """Refuse a folder that holds a run (unless ``resume`` or ``overwrite``) and one that cannot be created,
-    before the model loads. Creates the folder."""
+    before the model loads."""
     held = [name for name in RUN_ARTEFACTS if (out_dir / name).exists()]
     if held and not (resume or overwrite):
         raise ConfigError(
             f"{out_dir} already holds a run ({', '.join(held[:3])}); pass --overwrite to replace it, --resume to "
             "continue it, or choose another training.output_dir"
         )
-    try:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        probe = out_dir / ".prefalign-write-test"
-        probe.write_bytes(b"")
-        probe.unlink()
-    except OSError as exc:
-        raise ConfigError(
-            f"cannot write to training.output_dir {out_dir} ({exc.strerror or type(exc).__name__}); "
-            "choose a folder you can write to"
-        ) from None
+    existing = out_dir
+    while not existing.exists() and existing != existing.parent:  # nothing is created before the data loads
+        existing = existing.parent
+    if not existing.is_dir():
+        why = f"{existing} is a file"
+    elif not os.access(existing, os.W_OK | os.X_OK):
+        why = f"{existing} is not writable"
+    else:
+        return
+    raise ConfigError(f"cannot write to training.output_dir {out_dir} ({why}); choose a folder you can write to")
 
 
 def clear_run(out_dir: Path) -> None:
