@@ -37,6 +37,19 @@ def add_inference_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--batch-size", type=int, default=64, help="examples per forward pass (default: 64)")
 
 
+def bars_allowed() -> bool:
+    """Progress bars only when both output streams are terminals; otherwise transformers' loading bars are
+    switched off too, so redirected logs hold no carriage returns or cursor codes."""
+    from ..training.trainer import output_is_terminal
+
+    if output_is_terminal():
+        return True
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
+    return False
+
+
 def check_data_overrides(args) -> None:
     """`eval` and `predict` read only the config's data section (columns, annotations): a ``--set`` of any
     other key would be ignored, so it is refused."""
@@ -92,6 +105,7 @@ def load_adapter(args):
 
     from ..inference import load_for_inference
 
+    args.bars = bars_allowed()
     model, backbone, collator, meta = load_for_inference(args.adapter)
     model.to(device=device, dtype=getattr(torch, args.dtype) if args.dtype else None)
     return model, backbone, collator, meta

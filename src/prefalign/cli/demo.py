@@ -24,6 +24,9 @@ def add_parser(subparsers) -> None:
 
 def run(args) -> int:
     from ..demo import run_demo
+    from .common import bars_allowed
+
+    bars_allowed()  # redirected output: no loading bars
 
     run_demo(
         output_dir=args.output_dir,

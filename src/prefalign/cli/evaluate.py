@@ -37,7 +37,7 @@ def run(args) -> int:
             "with the task's metric"
         )
     data = load_rows(args, meta["label_names"], need_labels=True)
-    probs = predict_proba(model, collator, data, batch_size=args.batch_size, progress=True)
+    probs = predict_proba(model, collator, data, batch_size=args.batch_size, progress=args.bars)
     print(json.dumps(task_metrics(probs, data)))
     return 0
 

@@ -31,7 +31,9 @@ def run(args) -> int:
     if getattr(model.task, "generation", False):
         return _predict_answers(args, model, backbone, collator)
     data = load_rows(args, names, need_labels=False)
-    probs = predict_proba(model, collator, data, batch_size=args.batch_size, progress=args.output is not None)
+    probs = predict_proba(
+        model, collator, data, batch_size=args.batch_size, progress=args.output is not None and args.bars
+    )
     lines = [
         json.dumps(
             {

@@ -31,8 +31,10 @@ def add_parser(subparsers) -> None:
 def run(args) -> int:
     from ..training.config import load_config
     from ..training.run import train
+    from .common import bars_allowed
 
     cfg = load_config(args.config, args.overrides)
+    bars_allowed()  # redirected output: no loading bars either
     args.output_dir, args.eval_steps = cfg.training.output_dir, cfg.training.eval_steps  # for interrupted_hint
     result = train(cfg, resume=args.resume, overwrite=args.overwrite)
     print(summary(cfg.method_name, cfg.model.name, result.seconds, result.metrics, result.output_dir))
