@@ -98,7 +98,8 @@ def test_train_saves_only_the_trained_parts(trained, model_dir, data, method):
     assert f"trained {method} on {model_dir}" in run["out"]
     assert "20 steps" in run["out"]
     assert f"adapter: {run['adapter']}" in run["out"]
-    assert "validation_accuracy:" in run["out"]
+    summary = {line.split(":")[0].strip(): line for line in run["out"].splitlines()}
+    assert " accuracy " in summary["validation"] and " f1_weighted " in summary["validation"]
 
     adapter = run["adapter"]
     assert {p.name for p in adapter.iterdir()} == FILES_OF[method]
@@ -247,13 +248,18 @@ def test_adapter_trained_on_relative_model_path_loads_from_another_cwd(model_dir
     )
 
 
-def test_retraining_into_the_same_output_dir_swaps_the_adapter(model_dir, data, tmp_path):
+def test_retraining_into_the_same_output_dir_needs_overwrite_and_swaps_the_adapter(model_dir, data, tmp_path):
     out_dir = tmp_path / "run"
     argv = train_argv(model_dir, data["train"], out_dir, "ptuning-v2", "training.max_steps=2", "training.eval_steps=2")
     assert run_main(argv)[0] == 0
     first = (out_dir / "adapter" / "prefalign_weights.safetensors").read_bytes()
-    rc, out, err = run_main(argv + ["--set", "training.seed=7"])  # another seed: other weights
+    rc, out, err = run_main(argv + ["--set", "training.seed=7"])  # refused without --overwrite
+    assert_one_error(rc, err, "already holds a run", "--overwrite", "--resume")
+    assert (out_dir / "adapter" / "prefalign_weights.safetensors").read_bytes() == first
+    (out_dir / "report.html").write_text("<html>an old run's report</html>")
+    rc, out, err = run_main(argv + ["--set", "training.seed=7", "--overwrite"])  # another seed: other weights
     assert rc == 0, err
+    assert not (out_dir / "report.html").exists()  # the old run's report is not left beside the new run
     assert {p.name for p in (out_dir / "adapter").iterdir()} == FILES_OF["ptuning-v2"]
     assert (out_dir / "adapter" / "prefalign_weights.safetensors").read_bytes() != first
     assert not [p.name for p in out_dir.iterdir() if p.name.startswith(".adapter.")]

@@ -45,6 +45,7 @@ LAZY_OK = {
     "peft",
     "huggingface_hub",
     "torch.distributed.nn",
+    "pandas",  # only multi-annotator readers need it; `prefalign tasks` would wait for it otherwise
 }
 
 

@@ -9,19 +9,37 @@ The public API, small on purpose:
 * ``build_method``, ``save_method``, ``load_method`` — methods by name (dcpc, ptuning-v2, ablations)
 * ``DCPCConfig``, ``DCPCModel`` — the DCPC method itself
 * ``polarity_shift`` — the SST-2-P preference shift
+
+Each name is imported on first use (PEP 562), so ``import prefalign`` and the commands that do not
+need a model (``prefalign --help``, ``--version``, ``tasks``, ``shift --list``) start without
+loading torch or transformers.
 """
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from .errors import UserError
+from .utils.lazy import lazy_exports
 
 __version__ = "0.1.0"
 
-from .errors import UserError
-from .inference import Adapter, evaluate, load_for_inference, predict_proba
-from .methods import build_method, load_method, save_method
-from .methods.dcpc import DCPCConfig, DCPCModel
-from .models import load_backbone
-from .shifts import polarity_shift
-from .training.config import ExperimentConfig, load_config
-from .training.run import train
-
+_EXPORTS = {
+    "Adapter": ".inference",
+    "DCPCConfig": ".methods.dcpc",
+    "DCPCModel": ".methods.dcpc",
+    "ExperimentConfig": ".training.config",
+    "build_method": ".methods",
+    "evaluate": ".inference",
+    "load_backbone": ".models",
+    "load_config": ".training.config",
+    "load_for_inference": ".inference",
+    "load_method": ".methods",
+    "polarity_shift": ".shifts",
+    "predict_proba": ".inference",
+    "save_method": ".methods",
+    "train": ".training.run",
+}
 __all__ = [
     "Adapter",
     "DCPCConfig",
@@ -39,3 +57,13 @@ __all__ = [
     "save_method",
     "train",
 ]
+__getattr__, __dir__ = lazy_exports(__name__, globals(), _EXPORTS)
+
+if TYPE_CHECKING:  # type checkers and IDEs see the names; at run time __getattr__ imports them on demand
+    from .inference import Adapter, evaluate, load_for_inference, predict_proba
+    from .methods import build_method, load_method, save_method
+    from .methods.dcpc import DCPCConfig, DCPCModel
+    from .models import load_backbone
+    from .shifts import polarity_shift
+    from .training.config import ExperimentConfig, load_config
+    from .training.run import train

@@ -76,7 +76,7 @@ def run_demo(
                 base=deep_merge(base, {"method": {"name": method}}),
             )
             print(f"training {method} on {train_name} labels ...", flush=True)
-            result = train(cfg, backbone=backbone, splits=(train_set, validation, test))
+            result = train(cfg, backbone=backbone, splits=(train_set, validation, test), overwrite=True)
             m = result.metrics
             print(
                 f"  validation {m['validation_accuracy']:.3f}, test {m['test_accuracy']:.3f}, "

@@ -13,12 +13,14 @@ import math
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pandas as pd
 
 from ..errors import DataError
+
+if TYPE_CHECKING:  # annotations only
+    import pandas as pd
 
 
 class AnnotationWarning(UserWarning):
@@ -219,6 +221,8 @@ def from_long(
 
     Items keep the order in which they first appear; an item's text is read from its first row.
     """
+    import pandas as pd  # slow to import (0.4 s idle): only when annotations are read
+
     wanted = [
         item_column,
         annotator_column,
@@ -277,6 +281,8 @@ def from_label_lists(
     name: str = "annotations",
 ) -> AnnotatedItems:
     """Items from one row each holding the list of labels it received (and, optionally, who gave them)."""
+    import pandas as pd  # slow to import (0.4 s idle): only when annotations are read
+
     if len(labels) != len(texts) or (annotators is not None and len(annotators) != len(texts)):
         raise DataError(f"{name}: {len(texts)} texts but {len(labels)} label lists")
     ids = [str(x) for x in item_ids] if item_ids is not None else [str(i) for i in range(len(texts))]

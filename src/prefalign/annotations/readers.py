@@ -16,7 +16,6 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 
 from ..data.readers import _read_rows
 from ..errors import DataError
@@ -118,6 +117,8 @@ def read_popquorn(
 ) -> AnnotatedItems:
     """POPQUORN's raw_data.csv: 1-5 offensiveness ratings binned by ``rating_bins`` (default [3]:
     1-2 not offensive, 3-5 offensive), with each annotator's demographics as attributes."""
+    import pandas as pd  # slow to import (0.4 s idle): only when annotations are read
+
     path = Path(path)
     try:
         frame = pd.read_csv(path)
@@ -140,6 +141,8 @@ def read_popquorn(
 
 def read_davidson(path: str | Path) -> AnnotatedItems:
     """Davidson et al.'s labeled_data.csv: per-class annotator counts per tweet."""
+    import pandas as pd  # slow to import (0.4 s idle): only when annotations are read
+
     path = Path(path)
     try:
         frame = pd.read_csv(path)
@@ -192,6 +195,8 @@ def read_annotation_file(
     name: str | None = None,
 ) -> AnnotatedItems:
     """A CSV/TSV/JSON(L) file in ``fmt`` 'long', 'lists' or 'counts' as annotated items."""
+    import pandas as pd  # slow to import (0.4 s idle): only when annotations are read
+
     path = Path(path)
     name = name or path.stem
     columns, rows, _ = _read_rows(path, None, None)

@@ -13,10 +13,10 @@ import os
 import sys
 
 from ..errors import UserError
-from . import compare, demo, evaluate, export, methods, predict, probe, report, shift, tasks, train
+from . import compare, config, demo, evaluate, export, methods, predict, probe, report, shift, tasks, train
 
 # In the order `prefalign --help` lists them.
-COMMAND_MODULES = (train, evaluate, predict, export, demo, compare, methods, shift, tasks, probe, report)
+COMMAND_MODULES = (train, evaluate, predict, export, demo, compare, config, methods, shift, tasks, probe, report)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -44,12 +44,17 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 2
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    handlers = {module.COMMAND: module.run for module in COMMAND_MODULES}
+    module = next(m for m in COMMAND_MODULES if m.COMMAND == args.command)
     try:
-        return handlers[args.command](args)
+        return module.run(args)
     except UserError as exc:
         print(f"prefalign: error: {exc}", file=sys.stderr)
         return exc.exit_code
+    except BrokenPipeError:  # the reader went away (`prefalign config schema | head`): not an error of ours
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except KeyboardInterrupt:
-        print("prefalign: interrupted", file=sys.stderr)
+        # A command that can pick up where it stopped says how (`train`: --resume).
+        hint = getattr(module, "interrupted_hint", lambda _: "")(args)
+        print(f"prefalign: interrupted{'; ' + hint if hint else ''}", file=sys.stderr)
         return 130

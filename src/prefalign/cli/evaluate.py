@@ -1,26 +1,33 @@
-"""`prefalign eval`: accuracy (and the task's other metrics) of a saved adapter on a labelled file."""
+"""`prefalign eval`: the task's full metric set for a saved adapter on a labelled file."""
 
 from __future__ import annotations
 
 import json
 
-from .common import add_config_args, load_rows
+from .common import add_config_args, add_inference_args, load_adapter, load_rows
 
 COMMAND = "eval"
 
 
 def add_parser(subparsers) -> None:
-    p = subparsers.add_parser("eval", help="accuracy of a saved adapter on a labelled file")
-    p.add_argument("--adapter", required=True, help="folder written by `prefalign train` (…/adapter)")
+    p = subparsers.add_parser(
+        "eval",
+        help="score a saved adapter on a labelled file: accuracy, weighted F1, cross-entropy (and the "
+        "disagreement-aware scores on multi-annotator data)",
+    )
     p.add_argument("--data", required=True, help="CSV, TSV, JSONL, JSON or saved datasets folder")
-    add_config_args(p)
-    p.add_argument("--batch-size", type=int, default=64)
+    add_inference_args(p)
+    add_config_args(
+        p,
+        config_help="a config whose data section names the columns (e.g. the run's config.yaml)",
+        set_help="override a data.* key, e.g. --set data.text_column=review (repeatable)",
+    )
 
 
 def run(args) -> int:
-    from ..inference import evaluate, load_for_inference
+    from ..inference import predict_proba
 
-    model, backbone, collator, meta = load_for_inference(args.adapter)
+    model, backbone, collator, meta = load_adapter(args)
     if getattr(model.task, "generation", False):
         from ..errors import ConfigError
 
@@ -30,6 +37,28 @@ def run(args) -> int:
             "with the task's metric"
         )
     data = load_rows(args, meta["label_names"], need_labels=True)
-    metrics = evaluate(model, collator, data, batch_size=args.batch_size, progress=True)
-    print(json.dumps(metrics))
+    probs = predict_proba(model, collator, data, batch_size=args.batch_size, progress=args.bars)
+    print(json.dumps(task_metrics(probs, data)))
     return 0
+
+
+def task_metrics(probs, data) -> dict:
+    """What training reports for a validation split, from class probabilities: accuracy, weighted F1 and the
+    cross-entropy against the hard labels; on multi-annotator data also macro F1, soft cross-entropy, JSD, ECE
+    and the per-group scores; and ``n``, the number of examples."""
+    import numpy as np
+
+    from ..annotations.metrics import annotation_keys, dataset_metrics
+    from ..training.trainer import accuracy_metrics
+
+    class Scores:  # the fields of transformers' EvalPrediction that accuracy_metrics reads
+        predictions = np.log(np.clip(probs, 1e-12, 1.0))
+        label_ids = np.array([ex.hard_label() for ex in data.examples])
+
+    scores = accuracy_metrics(Scores)
+    p = np.clip(probs.astype(np.float64), 1e-12, 1.0)
+    scores["cross_entropy"] = float(-np.log(p[np.arange(len(p)), Scores.label_ids]).mean())
+    if annotation_keys(data):
+        scores.update(dataset_metrics(p / p.sum(1, keepdims=True), data))
+    scores["n"] = len(data)
+    return scores

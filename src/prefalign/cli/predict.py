@@ -4,31 +4,36 @@ from __future__ import annotations
 
 import json
 
-from .common import add_config_args, data_section, load_rows
+from .common import add_config_args, add_inference_args, data_section, load_adapter, load_rows
 
 COMMAND = "predict"
 
 
 def add_parser(subparsers) -> None:
     p = subparsers.add_parser("predict", help="class probabilities of a saved adapter for a file or texts")
-    p.add_argument("--adapter", required=True, help="folder written by `prefalign train` (…/adapter)")
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--data", help="file with a text column (labels not needed)")
     src.add_argument("--text", action="append", help="a text to classify (repeatable)")
     p.add_argument("--output", "-o", help="write JSON lines here instead of standard output")
-    add_config_args(p)
-    p.add_argument("--batch-size", type=int, default=64)
+    add_inference_args(p)
+    add_config_args(
+        p,
+        config_help="a config whose data section names the columns (e.g. the run's config.yaml)",
+        set_help="override a data.* key, e.g. --set data.text_column=review (repeatable)",
+    )
 
 
 def run(args) -> int:
-    from ..inference import load_for_inference, predict_proba
+    from ..inference import predict_proba
 
-    model, backbone, collator, meta = load_for_inference(args.adapter)
+    model, backbone, collator, meta = load_adapter(args)
     names = meta["label_names"]
     if getattr(model.task, "generation", False):
         return _predict_answers(args, model, backbone, collator)
     data = load_rows(args, names, need_labels=False)
-    probs = predict_proba(model, collator, data, batch_size=args.batch_size, progress=args.output is not None)
+    probs = predict_proba(
+        model, collator, data, batch_size=args.batch_size, progress=args.output is not None and args.bars
+    )
     lines = [
         json.dumps(
             {

@@ -174,7 +174,7 @@ def run_grid(
         exp.training.progress = progress
         t0 = time.time()
         try:
-            result = train(exp, backbone=backbones[spec.model.name])
+            result = train(exp, backbone=backbones[spec.model.name], overwrite=True)  # an unfinished run
             metrics = {**result.metrics, **logged_means(result.log_history)}
             record = _record(spec, exp, metrics, _count(result.model), "ok", None, time.time() - t0)
             record["curve"] = validation_curve(result.log_history)

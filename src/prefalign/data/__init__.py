@@ -1,10 +1,24 @@
-"""Examples, file readers, the embedded Rotten Tomatoes corpus, prompts and the collator."""
+"""Examples, file readers, the embedded Rotten Tomatoes corpus, prompts and the collator.
 
-from .collator import Collator, PromptFormat, build_task_spec
-from .examples import Example, TaskDataset
-from .readers import read_table
-from .rotten_tomatoes import load_rotten_tomatoes
+The names below are imported on first use (PEP 562): ``prefalign.data.examples`` and the readers need
+no torch, so the task registry and `prefalign tasks` load without it; the collator brings torch along.
+"""
 
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from ..utils.lazy import lazy_exports
+
+_EXPORTS = {
+    "Collator": ".collator",
+    "PromptFormat": ".collator",
+    "build_task_spec": ".collator",
+    "Example": ".examples",
+    "TaskDataset": ".examples",
+    "read_table": ".readers",
+    "load_rotten_tomatoes": ".rotten_tomatoes",
+}
 __all__ = [
     "Collator",
     "Example",
@@ -14,3 +28,10 @@ __all__ = [
     "load_rotten_tomatoes",
     "read_table",
 ]
+__getattr__, __dir__ = lazy_exports(__name__, globals(), _EXPORTS)
+
+if TYPE_CHECKING:
+    from .collator import Collator, PromptFormat, build_task_spec
+    from .examples import Example, TaskDataset
+    from .readers import read_table
+    from .rotten_tomatoes import load_rotten_tomatoes

@@ -7,16 +7,21 @@ config dataclass, ``data.annotations`` an ``AnnotationConfig``, ``data.shift`` a
 
 from __future__ import annotations
 
+import dataclasses
+import difflib
+import types
+import typing
 from dataclasses import dataclass, field
 from typing import Any
 
 import yaml
+from transformers import TrainingArguments
 
 from ..annotations.config import AnnotationConfig
 from ..annotations.targets import TARGETS
 from ..data import PromptFormat
 from ..errors import ConfigError
-from ..methods import MethodConfig, resolve_method
+from ..methods import METHODS, MethodConfig, method_class, method_config, resolve_method
 from ..shifts import ShiftConfig
 from ..tasks import TaskDefinition, get_task
 from ..utils.config_base import ConfigBase, deep_merge, parse_overrides, read_yaml_mapping
@@ -175,6 +180,58 @@ CHECKPOINT_METRICS = {
 }
 LOWER_IS_BETTER = tuple(name for name, (lower, _) in CHECKPOINT_METRICS.items() if lower)
 
+# transformers' learning-rate schedules that need nothing beyond the warm-up and the step count.
+SCHEDULERS = (
+    "linear",
+    "cosine",
+    "cosine_with_restarts",
+    "polynomial",
+    "constant",
+    "constant_with_warmup",
+    "inverse_sqrt",
+)
+
+# TrainingArguments fields prefalign sets from its own keys (or needs as they are): training.trainer_args
+# may not hold them. Field -> what sets it.
+MANAGED_TRAINER_ARGS = {
+    "output_dir": "training.output_dir",
+    "learning_rate": "training.learning_rate",
+    "weight_decay": "training.weight_decay",
+    "per_device_train_batch_size": "training.batch_size",
+    "per_device_eval_batch_size": "training.eval_batch_size",
+    "num_train_epochs": "training.epochs",
+    "max_steps": "training.max_steps",
+    "lr_scheduler_type": "training.lr_scheduler",
+    "warmup_steps": "training.warmup_ratio",
+    "warmup_ratio": "training.warmup_ratio",
+    "eval_strategy": "training.eval_steps",
+    "eval_steps": "training.eval_steps",
+    "save_strategy": "training.eval_steps (a checkpoint per evaluation)",
+    "save_steps": "training.eval_steps (a checkpoint per evaluation)",
+    "save_total_limit": "training.save_total_limit",
+    "load_best_model_at_end": "prefalign (the best checkpoint is always kept)",
+    "metric_for_best_model": "training.best_metric",
+    "greater_is_better": "training.best_metric",
+    "prediction_loss_only": "prefalign (from the task)",
+    "logging_steps": "training.logging_steps",
+    "seed": "training.seed",
+    "data_seed": "training.seed",
+    "use_cpu": "training.device",
+    "bf16": "training.bf16",
+    "fp16": "training.fp16",
+    "report_to": "training.report_to",
+    "remove_unused_columns": "prefalign (the collator needs every column)",
+    "label_names": "prefalign (from the task)",
+    "disable_tqdm": "training.progress",
+    "include_num_input_tokens_seen": "prefalign (tokens_per_second)",
+    "dataloader_num_workers": "prefalign (batches are built in-process, which exact resumption relies on)",
+    "gradient_accumulation_steps": "training.gradient_accumulation_steps",
+    "gradient_checkpointing": "training.gradient_checkpointing",
+    "activation_checkpointing": "training.gradient_checkpointing",
+    "resume_from_checkpoint": "`prefalign train --resume`",
+}
+TRAINER_ARG_FIELDS = frozenset(f.name for f in dataclasses.fields(TrainingArguments) if f.init)
+
 
 @dataclass
 class TrainingConfig(ConfigBase):
@@ -205,8 +262,36 @@ class TrainingConfig(ConfigBase):
     save_total_limit: int = _f(2, "checkpoints kept on disk (the best one is always kept)")
     seed: int = _f(42, "seed for initialisation, data order and sampling")
     device: str = _f("auto", "'auto' (GPU when present), 'cpu' or 'cuda'", choices=("auto", "cpu", "cuda"))
-    bf16: bool = _f(False, "bfloat16 mixed precision (GPU)")
-    progress: bool = _f(True, "show progress bars")
+    bf16: bool = _f(False, "bfloat16 mixed precision (GPUs from Ampere on, and CPUs)")
+    fp16: bool = _f(False, "float16 mixed precision with loss scaling (GPU)")
+    gradient_accumulation_steps: int = _f(
+        1, "add up the gradients of this many batches per optimizer step (effective batch: batch_size x this)"
+    )
+    gradient_checkpointing: bool = _f(
+        False, "recompute the backbone's activations in the backward pass: less memory, about a third more time"
+    )
+    lr_scheduler: str = _f(
+        "linear", "learning-rate schedule after the warm-up (transformers' names)", choices=SCHEDULERS
+    )
+    report_to: list[str] = field(
+        default_factory=list,
+        metadata={
+            "help": "experiment trackers that receive the logs: tensorboard, wandb, mlflow, ... (transformers' "
+            "integrations; each needs its package); empty: none"
+        },
+    )
+    trainer_args: dict = field(
+        default_factory=dict,
+        metadata={
+            "help": "any other transformers TrainingArguments field, passed through, e.g. {max_grad_norm: 0.5, "
+            "optim: adafactor, torch_compile: true}; fields prefalign sets from its own keys are refused"
+        },
+    )
+    progress: bool = _f(
+        True,
+        "show a progress bar with the loss and validation scores (a plain line per log when "
+        "standard output is not a terminal)",
+    )
     judge: str = _f(
         "offline",
         "who gives gpt-score on instruction data (Alpaca): 'chat', the paper's judge prompt on "
@@ -237,6 +322,18 @@ class TrainingConfig(ConfigBase):
         self.check_range("num_beams", 1, 64)
         self.check_range("perplexity_tokens", 2, None)
         self.check_range("perplexity_window", 2, None)
+        self.check_range("gradient_accumulation_steps", 1, None)
+        if self.bf16 and self.fp16:
+            raise ConfigError("training.bf16 and training.fp16 are both on; choose one mixed precision")
+        for key in self.trainer_args:
+            if key in MANAGED_TRAINER_ARGS:
+                raise ConfigError(
+                    f"training.trainer_args.{key} is set by {MANAGED_TRAINER_ARGS[key]}; set that instead"
+                )
+            if key not in TRAINER_ARG_FIELDS:
+                close = difflib.get_close_matches(str(key), sorted(TRAINER_ARG_FIELDS), n=1)
+                hint = f" (did you mean '{close[0]}'?)" if close else ""
+                raise ConfigError(f"training.trainer_args.{key} is not a transformers TrainingArguments field{hint}")
 
 
 @dataclass
@@ -252,6 +349,14 @@ class ExperimentConfig(ConfigBase):
     def __post_init__(self) -> None:
         self.method = resolve_method(self.method)  # a mapping, a bare name or a config: its method's dataclass
         super().__post_init__()
+
+    def validate(self) -> None:
+        if self.training.gradient_checkpointing and method_class(self.method.name).feeds_prefix:
+            raise ConfigError(
+                f"training.gradient_checkpointing: transformers' checkpointed layers drop the attention cache, which "
+                f"is where {self.method.name}'s prefixes go; turn it off, or use a method that feeds no prefix "
+                "(lora, ia3, bitfit, full-ft, ...)"
+            )
 
     @property
     def method_name(self) -> str:
@@ -280,3 +385,104 @@ def _method_as_mapping(section: dict) -> dict:
 def dump_config(config: ExperimentConfig) -> str:
     """YAML text of a resolved config."""
     return yaml.safe_dump(config.to_dict(), sort_keys=False)
+
+
+# -- the config described: `prefalign config show` and `prefalign config schema` -------------------------
+def _yaml_value(value: Any) -> str:
+    """``value`` as one line of YAML (flow style for lists and mappings)."""
+    if isinstance(value, ConfigBase):
+        value = value.to_dict()
+    text = yaml.safe_dump(value, default_flow_style=True, width=10**9, sort_keys=False).strip()
+    return text.removesuffix("\n...").removesuffix("...").strip()
+
+
+def _choices(f: dataclasses.Field) -> str:
+    choices = f.metadata.get("choices")
+    return f" [{' | '.join(map(str, choices))}]" if choices else ""
+
+
+def describe_config(config: ExperimentConfig) -> str:
+    """The resolved config as YAML, every key with its value (defaults included) and its help as a comment.
+
+    ``yaml.safe_load`` of the text gives ``config.to_dict()`` back, so it can be saved and edited as a config.
+    """
+    lines = []
+    for section in dataclasses.fields(config):
+        value = getattr(config, section.name)
+        lines.append(f"{section.name}:  # {(type(value).__doc__ or '').strip().splitlines()[0]}")
+        for f in dataclasses.fields(value):
+            help_text = f.metadata.get("help", "").replace("\n", " ")
+            lines.append(f"  {f.name}: {_yaml_value(getattr(value, f.name))}  # {help_text}{_choices(f)}")
+    return "\n".join(lines) + "\n"
+
+
+def _type_schema(tp: Any) -> dict:
+    """JSON schema of a config field's annotated type."""
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if origin is typing.Union or origin is types.UnionType:
+        options = [_type_schema(a) for a in args if a is not type(None)]
+        if type(None) in args:
+            options.append({"type": "null"})
+        return options[0] if len(options) == 1 else {"anyOf": options}
+    if origin in (list, tuple):
+        return {"type": "array", "items": _type_schema(args[0]) if args else {}}
+    if origin is dict or tp is dict:
+        return {"type": "object"}
+    if dataclasses.is_dataclass(tp):
+        return section_schema(tp)
+    simple = {str: "string", int: "integer", float: "number", bool: "boolean"}
+    return {"type": simple[tp]} if tp in simple else {}
+
+
+def section_schema(cls: type, defaults: Any = None) -> dict:
+    """JSON schema of one config dataclass: a property per field with its type, default, help and choices."""
+    hints = typing.get_type_hints(cls)
+    defaults = defaults if defaults is not None else _default_instance(cls)
+    props = {}
+    for f in dataclasses.fields(cls):
+        prop = {**_type_schema(hints[f.name]), "description": f.metadata.get("help", "")}
+        if defaults is not None:
+            value = getattr(defaults, f.name)
+            prop["default"] = value.to_dict() if isinstance(value, ConfigBase) else value
+        if f.metadata.get("choices"):
+            prop["enum"] = list(f.metadata["choices"])
+        props[f.name] = prop
+    return {
+        "type": "object",
+        "description": (cls.__doc__ or "").strip().splitlines()[0],
+        "properties": props,
+        "additionalProperties": False,
+    }
+
+
+def _default_instance(cls: type):
+    try:
+        return cls()
+    except (ConfigError, TypeError):  # a section without a valid default of its own (a shift needs its name)
+        return None
+
+
+def config_schema() -> dict:
+    """JSON schema (draft 2020-12) of an experiment config; the method section is one schema per registered
+    method, told apart by ``name``."""
+    methods = []
+    for name in METHODS:
+        config = method_config(name)
+        schema = section_schema(type(config), config)
+        schema["properties"]["name"] = {**schema["properties"]["name"], "const": name}
+        schema["required"] = ["name"]
+        schema["title"] = name
+        methods.append(schema)
+    defaults = ExperimentConfig()
+    return {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "title": "prefalign experiment config",
+        "type": "object",
+        "properties": {
+            "model": section_schema(ModelConfig, defaults.model),
+            "data": section_schema(DataConfig, defaults.data),
+            "method": {"description": "the method and its options (`prefalign methods NAME`)", "oneOf": methods},
+            "training": section_schema(TrainingConfig, defaults.training),
+        },
+        "additionalProperties": False,
+    }

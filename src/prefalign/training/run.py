@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+import os
+import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from transformers import EarlyStoppingCallback, TrainingArguments, set_seed
+from transformers import EarlyStoppingCallback, PreTrainedModel, TrainingArguments, set_seed
 from transformers.trainer_callback import PrinterCallback, ProgressCallback
 
 from ..annotations.metrics import annotation_keys, dataset_groups, trainer_metrics
@@ -26,7 +28,7 @@ from .config import CHECKPOINT_METRICS, LOWER_IS_BETTER, ExperimentConfig, dump_
 from .resume import record_run, resume_point
 from .splits import ListDataset, Splits, load_splits
 from .throughput import Throughput
-from .trainer import PrefalignTrainer, accuracy_metrics
+from .trainer import LiveProgress, PlainProgress, PrefalignTrainer, accuracy_metrics, output_is_terminal
 
 
 @dataclass
@@ -40,19 +42,29 @@ class TrainResult:
 
 
 def train(
-    cfg: ExperimentConfig, *, backbone: LoadedModel | None = None, splits: Splits | None = None, resume: bool = False
+    cfg: ExperimentConfig,
+    *,
+    backbone: LoadedModel | None = None,
+    splits: Splits | None = None,
+    resume: bool = False,
+    overwrite: bool = False,
 ) -> TrainResult:
     """Train ``cfg.method`` on ``cfg.data`` and save the best adapter to ``<output_dir>/adapter``.
 
     ``resume`` continues from the last complete checkpoint in ``<output_dir>/checkpoints`` of a run
-    with the same config; on CPU the result equals the uninterrupted run's bit for bit.
+    with the same config; on CPU the result equals the uninterrupted run's bit for bit. A folder that
+    already holds a run is refused (ConfigError) unless ``overwrite`` (its run files are then deleted
+    once the data has loaded) or ``resume``.
     """
     t0 = time.time()
     tc = cfg.training
     out_dir = Path(tc.output_dir)
-    checkpoint = resume_point(cfg, out_dir / "checkpoints", resume)  # before any slow work
+    check_output_dir(out_dir, resume=resume, overwrite=overwrite)  # before any slow work
+    checkpoint = resume_point(cfg, out_dir / "checkpoints", resume)
     set_seed(tc.seed)
     train_set, val_set, test_set = splits or load_splits(cfg.data, tc.seed)  # bad data fails before a model load
+    if overwrite and not resume:
+        clear_run(out_dir)
     best_metric = checkpoint_metric(tc.best_metric, train_set, val_set, test_set)
     generation = train_set.is_generation  # LM loss on answers; best checkpoint by eval loss; test by generating
     # Inputs that would only fail after training fail now: the judge's endpoint, the perplexity corpus.
@@ -66,6 +78,8 @@ def train(
     spec = build_task_spec(train_set, backbone.geometry, backbone.tokenizer, prompt)  # generation: decoders only
     # A backbone the caller passed in stays untouched by methods that change it (LoRA, full FT ...).
     model = build_method(cfg.method, backbone, spec, copy_backbone=not own_backbone)
+    if tc.gradient_checkpointing:
+        enable_gradient_checkpointing(model)
     collator = Collator(backbone.tokenizer, backbone.geometry, train_set.num_classes, prompt, cfg.data.max_length)
     # A method may look at the data once before training: bias-aware picks its layer, CC/DC estimate a prior.
     prepared = model.prepare(collator, train_set, tc.seed)
@@ -136,6 +150,49 @@ def train(
     )
 
 
+# What a run (and the commands that read it) leave in its folder: an old one's are stale beside a new run.
+RUN_ARTEFACTS = (
+    "adapter",
+    "checkpoints",
+    "config.yaml",
+    "metrics.json",
+    "log_history.json",
+    "report.html",
+    "probes",
+)
+
+
+def check_output_dir(out_dir: Path, *, resume: bool, overwrite: bool) -> None:
+    """Refuse a folder that holds a run (unless ``resume`` or ``overwrite``) and one that cannot be created,
+    before the model loads."""
+    held = [name for name in RUN_ARTEFACTS if (out_dir / name).exists()]
+    if held and not (resume or overwrite):
+        raise ConfigError(
+            f"{out_dir} already holds a run ({', '.join(held[:3])}); pass --overwrite to replace it, --resume to "
+            "continue it, or choose another training.output_dir"
+        )
+    existing = out_dir
+    while not existing.exists() and existing != existing.parent:  # nothing is created before the data loads
+        existing = existing.parent
+    if not existing.is_dir():
+        why = f"{existing} is a file"
+    elif not os.access(existing, os.W_OK | os.X_OK):
+        why = f"{existing} is not writable"
+    else:
+        return
+    raise ConfigError(f"cannot write to training.output_dir {out_dir} ({why}); choose a folder you can write to")
+
+
+def clear_run(out_dir: Path) -> None:
+    """Delete what an earlier run left in ``out_dir`` (RUN_ARTEFACTS; other files stay)."""
+    for name in RUN_ARTEFACTS:
+        path = out_dir / name
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path)
+        elif path.exists() or path.is_symlink():
+            path.unlink()
+
+
 def _numbers(scores: dict) -> dict[str, float]:
     return {k: float(v) for k, v in scores.items() if isinstance(v, (int, float))}
 
@@ -181,13 +238,16 @@ def build_trainer(
     tc = cfg.training
     train_set, val_set, test_set = splits
     keys = annotation_keys(val_set, test_set)
+    interactive = output_is_terminal()
     if train_set.is_generation:
         metrics = None
     else:  # accuracy, or with multi-annotator splits the disagreement-aware scores (F1, soft CE, JSD, ECE, groups)
         metrics = trainer_metrics(keys, dataset_groups(val_set)) if keys else accuracy_metrics
     trainer = PrefalignTrainer(
         model=model,
-        args=training_arguments(cfg, best_metric, ["labels", *keys], train_set.is_generation),
+        args=training_arguments(
+            cfg, best_metric, ["labels", *keys], train_set.is_generation, tc.progress and interactive
+        ),
         train_dataset=ListDataset(train_set),
         eval_dataset=ListDataset(val_set),
         data_collator=collator,
@@ -198,72 +258,109 @@ def build_trainer(
     )
     for callback in (*model.trainer_callbacks(), throughput):
         trainer.add_callback(callback)
-    quiet_progress(trainer, tc.progress)
+    quiet_progress(trainer, tc.progress, interactive)
     return trainer
 
 
 def training_arguments(
-    cfg: ExperimentConfig, best_metric: str, label_names: list[str], generation: bool
+    cfg: ExperimentConfig, best_metric: str, label_names: list[str], generation: bool, bars: bool | None = None
 ) -> TrainingArguments:
-    """transformers' TrainingArguments from the training section."""
+    """transformers' TrainingArguments from the training section (``training.trainer_args`` passed through);
+    ``bars``: whether tqdm bars may be drawn (default: training.progress)."""
     tc = cfg.training
-    return TrainingArguments(
-        output_dir=str(Path(tc.output_dir) / "checkpoints"),
-        learning_rate=tc.learning_rate,
-        weight_decay=tc.weight_decay,
-        per_device_train_batch_size=tc.batch_size,
-        per_device_eval_batch_size=tc.eval_batch_size,
-        num_train_epochs=tc.epochs,
-        max_steps=tc.max_steps,
-        lr_scheduler_type="linear",
-        warmup_steps=tc.warmup_ratio,
-        eval_strategy="steps",
-        eval_steps=tc.eval_steps,
-        save_strategy="steps",
-        save_steps=tc.eval_steps,
-        save_total_limit=tc.save_total_limit,
-        load_best_model_at_end=True,
-        metric_for_best_model=best_metric,
-        greater_is_better=best_metric not in LOWER_IS_BETTER,
-        prediction_loss_only=generation,
-        logging_steps=tc.logging_steps,
-        seed=tc.seed,
-        data_seed=tc.seed,
-        use_cpu=tc.device == "cpu" or (tc.device == "auto" and not torch.cuda.is_available()),
-        bf16=tc.bf16,
-        report_to=[],
-        remove_unused_columns=False,
-        label_names=label_names,
-        disable_tqdm=not tc.progress,
-        include_num_input_tokens_seen="non_padding",
-        dataloader_num_workers=0,
-    )
+    bars = tc.progress if bars is None else bars
+    try:
+        return TrainingArguments(
+            output_dir=str(Path(tc.output_dir) / "checkpoints"),
+            learning_rate=tc.learning_rate,
+            weight_decay=tc.weight_decay,
+            per_device_train_batch_size=tc.batch_size,
+            per_device_eval_batch_size=tc.eval_batch_size,
+            gradient_accumulation_steps=tc.gradient_accumulation_steps,
+            num_train_epochs=tc.epochs,
+            max_steps=tc.max_steps,
+            lr_scheduler_type=tc.lr_scheduler,
+            warmup_steps=tc.warmup_ratio,
+            eval_strategy="steps",
+            eval_steps=tc.eval_steps,
+            save_strategy="steps",
+            save_steps=tc.eval_steps,
+            save_total_limit=tc.save_total_limit,
+            load_best_model_at_end=True,
+            metric_for_best_model=best_metric,
+            greater_is_better=best_metric not in LOWER_IS_BETTER,
+            prediction_loss_only=generation,
+            logging_steps=tc.logging_steps,
+            seed=tc.seed,
+            data_seed=tc.seed,
+            use_cpu=not uses_gpu(tc.device),
+            bf16=tc.bf16,
+            fp16=tc.fp16,
+            report_to=list(tc.report_to) or "none",
+            remove_unused_columns=False,
+            label_names=label_names,
+            disable_tqdm=not bars,
+            include_num_input_tokens_seen="non_padding",
+            dataloader_num_workers=0,
+            **tc.trainer_args,
+        )
+    except (ValueError, TypeError, ImportError) as exc:  # a value transformers refuses (fp16 on a CPU, a tracker)
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ConfigError(f"the training section does not make valid TrainingArguments: {first}") from None
+
+
+def uses_gpu(device: str) -> bool:
+    """training.device: 'cuda', or 'auto' on a machine with a GPU."""
+    return device == "cuda" or (device == "auto" and torch.cuda.is_available())
+
+
+def enable_gradient_checkpointing(model: Method) -> None:
+    """Recompute the backbone's activations in the backward pass (training.gradient_checkpointing).
+
+    The Trainer would ask the method (not a transformers model) to do it, so the transformers model inside
+    it is asked here; non-reentrant checkpointing lets gradients reach the prefixes and adapters of a frozen
+    backbone.
+    """
+    inner = next((m for m in model.language_model.modules() if isinstance(m, PreTrainedModel)), None)
+    if inner is None or not inner.supports_gradient_checkpointing:
+        raise ConfigError("this backbone cannot checkpoint its activations; drop training.gradient_checkpointing")
+    kwargs = {"use_reentrant": False}
+    if hasattr(inner, "activation_checkpointing_enable"):
+        inner.activation_checkpointing_enable(activation_checkpointing_kwargs=kwargs)
+    else:
+        inner.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kwargs)
 
 
 def optimizer(model: Method, cfg: ExperimentConfig) -> torch.optim.Optimizer:
-    """AdamW with one group per learning rate: the head's, the method's own overrides, the rest."""
+    """AdamW with one group per learning rate: the head's, the method's own overrides, the rest.
+
+    The group at training.learning_rate (the prefixes, adapters or whatever the method trains by default)
+    comes first: the Trainer logs the first group's rate as ``learning_rate``, so the logs and the report's
+    chart follow the rate the run was configured with; every other group is logged as
+    ``learning_rate_<its first parameter-name prefix>`` (see PrefalignTrainer.log).
+    """
     base = cfg.training.learning_rate
     rates = {"classifier.head.": cfg.training.head_learning_rate, **model.learning_rates()}
-    groups: dict[float, list] = {}
+    groups: dict[str, tuple[float, list]] = {}  # group name -> (learning rate, parameters)
     for name, p in model.trainable_parameters().items():
-        lr = next((r for prefix, r in rates.items() if name.startswith(prefix) and r is not None), base)
-        groups.setdefault(lr, []).append(p)
-    params = [{"params": ps, "lr": lr} for lr, ps in groups.items()]
+        prefix = next((pre for pre, r in rates.items() if name.startswith(pre) and r is not None), None)
+        lr = base if prefix is None else rates[prefix]
+        key = "default" if lr == base else prefix.rstrip(".")
+        groups.setdefault(key, (lr, []))[1].append(p)
+    order = sorted(groups, key=lambda k: k != "default")  # the default group first, the others as first met
+    params = [{"params": groups[k][1], "lr": groups[k][0], "group": k} for k in order]
     return torch.optim.AdamW(params, lr=base, weight_decay=cfg.training.weight_decay)
 
 
-def quiet_progress(trainer: PrefalignTrainer, progress: bool) -> None:
-    """A progress bar (or nothing) instead of a printed dict per log; the logs go to log_history.json."""
-
-    class BarOnly(ProgressCallback):
-        def on_log(self, args, state, control, logs=None, **kwargs):
-            if self.training_bar is not None and logs and "tokens_per_second" in logs:
-                self.training_bar.set_postfix(tokens_per_s=logs["tokens_per_second"], refresh=False)
-
+def quiet_progress(trainer: PrefalignTrainer, progress: bool, interactive: bool) -> None:
+    """How training shows itself: a tqdm bar with the loss and the latest validation scores on a terminal,
+    one plain line per log (no carriage returns or cursor codes) when the output is redirected, nothing
+    when training.progress is off. Every log also goes to log_history.json."""
     trainer.remove_callback(PrinterCallback)
     trainer.remove_callback(ProgressCallback)
-    if progress:
-        trainer.add_callback(BarOnly())
+    if not progress:
+        return
+    trainer.add_callback(LiveProgress() if interactive else PlainProgress())
 
 
 def write_run(
@@ -275,7 +372,9 @@ def write_run(
     metrics: dict,
     log_history: list[dict],
 ) -> None:
-    """The files a finished run leaves: adapter/, config.yaml, metrics.json and log_history.json."""
+    """The files a finished run leaves: adapter/, config.yaml, metrics.json and log_history.json; a report
+    written before (of the run's earlier state, when it was resumed) is deleted, since it no longer describes it."""
+    (out_dir / "report.html").unlink(missing_ok=True)
     save_method(model, out_dir / "adapter", backbone=backbone, extra=extra)
     write_text_atomically(out_dir / "config.yaml", dump_config(cfg))
     write_text_atomically(out_dir / "metrics.json", json.dumps({"metrics": metrics, "versions": versions()}, indent=2))

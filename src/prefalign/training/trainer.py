@@ -5,12 +5,13 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import sys
 from collections import defaultdict
 
 import numpy as np
 import torch
 from transformers import Trainer
-from transformers.trainer_callback import ExportableState
+from transformers.trainer_callback import ExportableState, ProgressCallback, TrainerCallback
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, rotate_checkpoints
 
 from ..annotations.metrics import ANNOTATION_KEYS
@@ -31,6 +32,68 @@ def accuracy_metrics(eval_pred) -> dict[str, float]:
         "accuracy": float((preds == labels).mean()),
         "f1_weighted": float(f1_score(labels, preds, average="weighted", zero_division=0)),
     }
+
+
+# Logged values that describe the run's speed or bookkeeping, not how well it learns: left out of the display.
+_NOT_SHOWN = ("runtime", "samples_per_second", "steps_per_second", "total_flos", "epoch", "num_input_tokens_seen")
+
+
+def output_is_terminal() -> bool:
+    """Both standard streams are terminals: a redrawn bar is fine (otherwise logs get plain lines)."""
+    return all(getattr(stream, "isatty", lambda: False)() for stream in (sys.stdout, sys.stderr))
+
+
+def shown_scores(logs: dict) -> dict[str, float]:
+    """What a log shows the user: ``loss`` and the loss terms of a training log, or ``val_<metric>`` for each
+    score of a validation log (its ``eval_`` keys), without speeds and counters; values as logged."""
+    out = {}
+    for key, value in logs.items():
+        if not isinstance(value, (int, float)) or isinstance(value, bool) or key.endswith(_NOT_SHOWN):
+            continue
+        if key.startswith("eval_"):
+            out["val_" + key[len("eval_") :]] = value
+        elif not key.startswith(("train_", "learning_rate", "grad_norm")):
+            out[key] = value
+    return out
+
+
+def format_scores(scores: dict[str, float]) -> str:
+    return "  ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in scores.items())
+
+
+class LiveProgress(ProgressCallback):
+    """The training bar with the latest loss and validation scores in its postfix (terminals)."""
+
+    KEEP = ("loss", "tokens_per_second")  # of a training log; every score of a validation log
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.latest: dict[str, float] = {}
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if self.training_bar is None or not logs:
+            return
+        scores = shown_scores(logs)
+        if any(k.startswith("val_") for k in scores):
+            self.latest.update(scores)
+        else:
+            self.latest.update({k: v for k, v in scores.items() if k in self.KEEP})
+        self.training_bar.set_postfix(
+            {k: f"{v:.4g}" if isinstance(v, float) else v for k, v in self.latest.items()}, refresh=False
+        )
+
+
+class PlainProgress(TrainerCallback):
+    """One line per log on standard output, for redirected output: no carriage returns, no cursor codes."""
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if not state.is_world_process_zero or not logs:
+            return
+        scores = shown_scores(logs)
+        if "learning_rate" in logs:
+            scores["lr"] = logs["learning_rate"]
+        if scores:
+            print(f"step {state.global_step}/{state.max_steps}  {format_scores(scores)}", flush=True)
 
 
 class PrefalignTrainer(Trainer):
@@ -80,6 +143,10 @@ class PrefalignTrainer(Trainer):
                 logs[name] = round(total / self._term_counts[name], 6)
             self._term_sums.clear()
             self._term_counts.clear()
+        if "learning_rate" in logs and self.lr_scheduler is not None:
+            # The Trainer logs the first group's rate; the others (an encoder head's, DCPC's PCM) by their name.
+            for group, lr in zip(self.optimizer.param_groups[1:], self.lr_scheduler.get_last_lr()[1:]):
+                logs[f"learning_rate_{group.get('group', 'other')}"] = lr
         super().log(logs, start_time)
 
     # -- checkpoints: trained parts only -----------------------------------------------------------
