@@ -149,6 +149,7 @@ def test_quality_score_by_hand():
     distance = (math.sqrt(0.5) + 0.0) / 2  # ||(-.5, .5)|| and 0
     entropy_sq = (math.log(0.5) ** 2 + 0.0) / 2
     assert proxy.quality_score(p, y) == pytest.approx(distance**2 + entropy_sq)
+    assert proxy.quality_score(p, y, "squared") == pytest.approx((0.5 / 2) ** 2 + entropy_sq)
 
 
 def test_search_finds_lowest_q_resumes_and_writes_files(tmp_path, capsys):

@@ -53,6 +53,12 @@ class PTLossConfig(HeadConfig):
         "batched over the examples, with fsolve for any it leaves unconverged",
         choices=SOLVERS,
     )
+    q_distance: str = _f(
+        "l2",
+        "eq. 4.20's ||p^px - y||: 'l2', the norm (as appendix D's bound has it), or 'squared', the reading under "
+        "which the one-hot y is an unbiased stand-in for the true distribution",
+        choices=("l2", "squared"),
+    )
     search_dir: str = _f("", "where search.json / search.png go (resumable); default beside the teacher cache")
     # the baselines (section 4.6.2; ranges of appendix C.0.2)
     temperature: float = _f(2.0, "temperature scaling's tau (appendix C.0.2: 0.1-10)")

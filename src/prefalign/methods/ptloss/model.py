@@ -91,6 +91,7 @@ class PTLossDistill(FullFineTuning):
                 per_class=cfg.per_class,
                 seed=cfg.search_seed,
                 solver=cfg.solver,
+                distance=cfg.q_distance,
             )
             directory = cfg.search_dir or default_dir
             record = search_coefficients(probs[picked], gold[picked], settings, directory)

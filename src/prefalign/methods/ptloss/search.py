@@ -33,12 +33,15 @@ class SearchSettings:
     per_class: bool = False
     seed: int = 0
     solver: str = "newton"
+    distance: str = "l2"  # eq. 4.20's ||p - y||: the L2 norm, or its square (proxy.quality_score)
 
     def check(self) -> None:
         if self.orders < 1 or self.trials < 1:
             raise ConfigError(
                 f"the coefficient search needs orders >= 1 and trials >= 1, not {self.orders}, {self.trials}"
             )
+        if self.distance not in ("l2", "squared"):
+            raise ConfigError(f"the quality score's distance must be 'l2' or 'squared', not {self.distance!r}")
         if not self.low < self.high:
             raise ConfigError(f"the coefficient search range [{self.low}, {self.high}] is empty; set low < high")
 
@@ -85,7 +88,9 @@ def search_coefficients(
         "examples": n,
         "classes": c,
         "data_digest": data_digest(teacher, labels),
-        "q_kl": quality_score(np.maximum(teacher, 1e-12) / np.maximum(teacher, 1e-12).sum(1, keepdims=True), labels),
+        "q_kl": quality_score(
+            np.maximum(teacher, 1e-12) / np.maximum(teacher, 1e-12).sum(1, keepdims=True), labels, settings.distance
+        ),
         "tried": [],
     }
     path = Path(out_dir) / "search.json" if out_dir is not None else None
@@ -110,7 +115,7 @@ def search_coefficients(
                 "order": order,
                 "trial": trial,
                 "eps": eps.tolist(),
-                "q": quality_score(result.proxy, labels),
+                "q": quality_score(result.proxy, labels, settings.distance),
                 "fallback": result.fallback,
             }
             record["tried"].append(entry)
