@@ -13,10 +13,24 @@ import os
 import sys
 
 from ..errors import UserError
-from . import compare, config, demo, evaluate, export, methods, predict, probe, report, shift, tasks, train
+from . import compare, config, demo, distill, evaluate, export, methods, predict, probe, report, shift, tasks, train
 
 # In the order `prefalign --help` lists them.
-COMMAND_MODULES = (train, evaluate, predict, export, demo, compare, config, methods, shift, tasks, probe, report)
+COMMAND_MODULES = (
+    train,
+    distill,
+    evaluate,
+    predict,
+    export,
+    demo,
+    compare,
+    config,
+    methods,
+    shift,
+    tasks,
+    probe,
+    report,
+)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -18,6 +18,7 @@ from .checkpoint import check_state_matches, read_checkpoint, write_checkpoint
 from .dcpc import VARIANTS as DCPC_VARIANTS
 from .export import base_model_record, write_adapter_extras
 from .ltuning import LTuningPrefix, LTuningPrompt
+from .ptloss import PTLossDistill
 
 METHODS: dict[str, type[Method]] = {}
 
@@ -32,7 +33,7 @@ def register_method(cls: type[Method]) -> type[Method]:
     return cls
 
 
-for _cls in (*DCPC_VARIANTS, *BASELINES, LTuningPrefix, LTuningPrompt, BiasAwareModel):
+for _cls in (*DCPC_VARIANTS, *BASELINES, LTuningPrefix, LTuningPrompt, BiasAwareModel, PTLossDistill):
     register_method(_cls)
 
 
