@@ -358,6 +358,9 @@ def run_one(spec: dict) -> dict:
     memory = {n: [] for n in names}
     for _ in range(spec["memory_repeats"]):
         for name in names:
+            # The previous step's gradients go first: for full fine-tuning they are as large as the
+            # weights, and freeing them inside the step would hide that much of its peak.
+            optims[name].zero_grad(set_to_none=True)
             before = meter.memory_start()
             step(name)
             memory[name].append(meter.memory_peak() - before)
@@ -647,6 +650,7 @@ def main(argv: list[str] | None = None) -> None:
         action="store_false",
         help="leave out our LoRA and the peers (PEFT prefix tuning and LoRA, plain full fine-tuning)",
     )
+    p.add_argument("--no-ablations", dest="ablations", action="store_false", help="leave out DCPC's four ablations")
     p.add_argument("--tag", default="", help="appended to the result file's name: speed_memory_<model>_<tag>.json")
     p.add_argument("--out", default=str(HERE / "results"))
     p.add_argument("--report", nargs="+", metavar="JSON", help="print markdown tables of result files and exit")
@@ -658,9 +662,6 @@ def main(argv: list[str] | None = None) -> None:
     if args.one:
         print("RESULT " + json.dumps(run_one(json.loads(args.one))), flush=True)
         return
-    from prefalign.utils.atomic_files import write_text_atomically
-    from prefalign.utils.environment import machine, versions
-
     grid = QUICK if args.quick else GRID
     models = args.models.split(",") if args.models else list(grid)
     out = Path(args.out)
@@ -686,7 +687,7 @@ def main(argv: list[str] | None = None) -> None:
         rows, raws, t0 = [], [], time.time()
         for b in batches:
             for m in prefixes:
-                methods = BASE_METHODS + (ABLATIONS if m in g["ablations_at"] else ())
+                methods = BASE_METHODS + (ABLATIONS if args.ablations and m in g["ablations_at"] else ())
                 if args.peers and m == PEERS_PREFIX and b in (batches if args.batches else g["peers_at"]):
                     methods += OTHERS
                 spec = {
@@ -723,28 +724,39 @@ def main(argv: list[str] | None = None) -> None:
                 for pair in row["pairs"]:
                     if pair["method"] in OTHERS or pair["reference"] in OTHERS:
                         print(f"{'':>13} {pair_label(pair)} {pair['ratio']:.3f}{verdict(pair)}", flush=True)
-        result = {
-            "command": "python benchmarks/speed_memory.py " + " ".join(argv if argv is not None else sys.argv[1:]),
-            "model": model,
-            "device": args.device,
-            "dtype": args.dtype,
-            "threads": args.threads,
-            "max_length": args.max_length,
-            "dcpc_params": DCPC_PARAMS,
-            "machine": machine(args.device),
-            "versions": versions(),
-            "seconds": round(time.time() - t0, 1),
-            "rows": rows,
-            "raw": raws,
-        }
-        path = out / f"speed_memory_{model}{suffix}.json"
-        write_text_atomically(path, json.dumps(result, indent=1))
+                # Written after every configuration, so a run stopped early keeps what it measured.
+                path = write_result(args, argv, model, suffix, rows, raws, t0, out)
         plot(
             rows,
             path.with_suffix(".png"),
             f"{model}, {args.device} {args.dtype}, {args.threads} thread(s): ratios (median over interleaved rounds)",
         )
         print(f"wrote {path} and {path.with_suffix('.png')}", flush=True)
+
+
+def write_result(args, argv, model: str, suffix: str, rows: list, raws: list, t0: float, out: Path) -> Path:
+    """The result file of one model: every row and raw measurement so far, the command, machine, load."""
+    from prefalign.utils.atomic_files import write_text_atomically
+    from prefalign.utils.environment import machine, versions
+
+    result = {
+        "command": "python benchmarks/speed_memory.py " + " ".join(argv if argv is not None else sys.argv[1:]),
+        "model": model,
+        "device": args.device,
+        "dtype": args.dtype,
+        "threads": args.threads,
+        "max_length": args.max_length,
+        "dcpc_params": DCPC_PARAMS,
+        "machine": machine(args.device),
+        "versions": versions(),
+        "load_average": os.getloadavg(),
+        "seconds": round(time.time() - t0, 1),
+        "rows": rows,
+        "raw": raws,
+    }
+    path = out / f"speed_memory_{model}{suffix}.json"
+    write_text_atomically(path, json.dumps(result, indent=1))
+    return path
 
 
 if __name__ == "__main__":
