@@ -2,12 +2,14 @@
 
     OMP_NUM_THREADS=1 python benchmarks/profile_step.py --model minilm --batch 16 --prefix 16
     OMP_NUM_THREADS=1 python benchmarks/profile_step.py --model tiny --batch 8 --table   # + torch.profiler table
+    OMP_NUM_THREADS=1 python benchmarks/profile_step.py --model minilm --methods ptuning-v2,peft-prefix --table
 
 Per method, on the batch speed_memory.py uses: the tensors autograd keeps for the backward pass
 (saved_tensors_hooks, MiB of distinct storages), the peak memory above the step's start during the
 forward pass (loss included) and during the backward pass (VmHWM, reset through
 /proc/self/clear_refs, as speed_memory.py measures), the number of top-level aten operations of
-one step (torch.profiler) and the step's CPU time of the compute thread, median of 10.
+one step (torch.profiler) and the step's CPU time of the compute thread, median of 10. Every name
+speed_memory.py measures works, the peers included (peft-prefix, peft-lora, hf-full-ft, lora ...).
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import os
 import statistics
 import sys
 import time
+from collections import Counter
 from pathlib import Path
 
 if os.environ.get("MALLOC_MMAP_THRESHOLD_") is None:  # let the resident set follow live memory (speed_memory.py)
@@ -34,11 +37,14 @@ def main() -> None:
     p.add_argument("--prefix", type=int, default=16)
     p.add_argument("--methods", default="ptuning-v2,dcpc,dcpc-no-clpa,dcpc-no-pcm,dcpc-no-clpa-pcm")
     p.add_argument("--table", action="store_true", help="also print torch.profiler's op table per method")
+    p.add_argument(
+        "--counts",
+        action="store_true",
+        help="also print how the top-level aten op counts differ from the first method's",
+    )
     args = p.parse_args()
     import torch
     from torch.profiler import ProfilerActivity, profile
-
-    from prefalign.methods import build_method, method_config
 
     torch.set_num_threads(1)
     backbone = sm.build_backbone(args.model, "fp32")
@@ -54,12 +60,12 @@ def main() -> None:
         return meter.memory_start() / 2**20
 
     print(f"{args.model}, batch {args.batch}, m {args.prefix}, {batch['input_ids'].shape[1]} tokens per row")
+    first = None
     for name in args.methods.split(","):
         torch.manual_seed(0)
-        model = build_method(
-            method_config(name, {"prefix_length": args.prefix, **sm.DCPC_PARAMS}), backbone, task
-        ).train()
-        opt = torch.optim.AdamW(list(model.trainable_parameters().values()), lr=1e-4)
+        model, params = sm.build_model(name, backbone, task, args.prefix, task.num_classes)
+        model.train()
+        opt = torch.optim.AdamW(params, lr=1e-4)
 
         def step(model=model, opt=opt) -> None:
             opt.zero_grad(set_to_none=True)
@@ -84,11 +90,13 @@ def main() -> None:
         del loss
         with profile(activities=[ProfilerActivity.CPU]) as prof:
             step()
-        ops = sum(
-            1
+        top = Counter(
+            e.name
             for e in prof.events()
             if e.name.startswith("aten::") and (e.cpu_parent is None or not e.cpu_parent.name.startswith("aten::"))
         )
+        ops = sum(top.values())
+        first = first if first is not None else top
         times = []
         for _ in range(10):
             c0 = time.thread_time()
@@ -101,6 +109,12 @@ def main() -> None:
         )
         if args.table:
             print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=15))
+        if args.counts and top is not first:
+            diff = {k: top[k] - first[k] for k in top.keys() | first.keys() if top[k] != first[k]}
+            print(
+                "   top-level aten ops, this method minus the first: "
+                + ", ".join(f"{k[6:]} {v:+d}" for k, v in sorted(diff.items(), key=lambda kv: (-abs(kv[1]), kv[0])))
+            )
 
 
 if __name__ == "__main__":

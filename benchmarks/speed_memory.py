@@ -34,6 +34,7 @@ ratio) and a PNG of the ratios next to it.
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import os
 import statistics
@@ -45,16 +46,60 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 BASE_METHODS = ("floor", "ptuning-v2", "dcpc")
 ABLATIONS = ("dcpc-no-clpa", "dcpc-no-pcm", "dcpc-no-ambiguity", "dcpc-no-clpa-pcm")
-METHODS = BASE_METHODS + ABLATIONS
-INFER_METHODS = BASE_METHODS
+# Our LoRA baseline through prefalign's runner (its classifier, loss and Method): r=4 on PEFT's
+# default modules, and r=8 on every linear layer (method.target_modules: [all-linear]).
+OUR_LORA = {"lora": {}, "lora-all8": {"r": 8, "target_modules": ["all-linear"]}}
+# What a user would install instead, applied directly to transformers' AutoModelForSequenceClassification
+# built from the same weights, outside prefalign: PEFT's prefix tuning (m virtual tokens, without
+# and with its reparameterising MLP), PEFT's LoRA (r=4 default modules; r=8 all-linear) and plain
+# full fine-tuning (every weight trains).
+PEERS = ("peft-prefix", "peft-prefix-proj", "peft-lora", "peft-lora-all8", "hf-full-ft")
+OTHERS = tuple(OUR_LORA) + PEERS
+METHODS = BASE_METHODS + ABLATIONS + OTHERS
+INFER_METHODS = BASE_METHODS + OTHERS
+# The comparisons issue 19 states targets for: (method, reference, measure, at most).
+PAIR_TARGETS = (
+    ("ptuning-v2", "peft-prefix", "step", 1.00),
+    ("lora", "peft-lora", "step", 1.05),
+    ("lora-all8", "peft-lora-all8", "step", 1.05),
+    ("dcpc", "ptuning-v2", "step", 1.05),
+    ("dcpc", "floor", "step", 1.10),
+    ("dcpc", "ptuning-v2", "infer", 1.02),
+    ("dcpc", "ptuning-v2", "memory", 1.10),
+)
+# Pairs reported beside the targets without one of their own.
+PAIRS = PAIR_TARGETS + (
+    ("ptuning-v2", "peft-prefix-proj", "step", None),
+    ("ptuning-v2", "peft-prefix", "infer", None),
+    ("lora", "peft-lora", "infer", None),
+    ("ptuning-v2", "peft-prefix", "memory", None),
+    ("lora", "peft-lora", "memory", None),
+)
 # The grid `make bench` runs (CPU, 1 thread): per model, batch sizes, prefix lengths, the prefix
 # lengths at which the four ablations are measured too, timed rounds, memory repeats.
+# The peers (OTHERS) are measured at the ``peers_at`` batch sizes, at prefix length 16 (PEFT's 16
+# virtual tokens).
 GRID = {
-    "tiny": dict(batches=(8, 16, 32, 64), prefixes=(8, 16, 24), ablations_at=(8, 16, 24), rounds=15, memory_repeats=2),
-    "minilm": dict(batches=(8, 16, 32, 64), prefixes=(8, 16, 24), ablations_at=(16,), rounds=3, memory_repeats=1),
-    "smollm2-135m": dict(batches=(8, 16), prefixes=(16,), ablations_at=(), rounds=3, memory_repeats=1),
+    "tiny": dict(
+        batches=(8, 16, 32, 64),
+        prefixes=(8, 16, 24),
+        ablations_at=(8, 16, 24),
+        peers_at=(16, 64),
+        rounds=15,
+        memory_repeats=2,
+    ),
+    "minilm": dict(
+        batches=(8, 16, 32, 64),
+        prefixes=(8, 16, 24),
+        ablations_at=(16,),
+        peers_at=(16, 64),
+        rounds=3,
+        memory_repeats=1,
+    ),
+    "smollm2-135m": dict(batches=(8, 16), prefixes=(16,), ablations_at=(), peers_at=(16,), rounds=3, memory_repeats=1),
 }
-QUICK = {"tiny": dict(batches=(8, 64), prefixes=(16,), ablations_at=(16,), rounds=5, memory_repeats=1)}
+QUICK = {"tiny": dict(batches=(8, 64), prefixes=(16,), ablations_at=(16,), peers_at=(64,), rounds=5, memory_repeats=1)}
+PEERS_PREFIX = 16
 # DCPC settings as docs/results.md trains them (tau_cos at its default, 0.3); the gates only decide
 # which pairs count, every pairwise term is computed for all pairs either way.
 DCPC_PARAMS: dict = {}
@@ -128,6 +173,80 @@ class Floor:
         return MethodOutput(loss=loss, logits=out.logits)
 
 
+class Peer:
+    """A peer outside prefalign: transformers' sequence classifier built from the backbone's weights,
+    with PEFT's prefix tuning or LoRA applied directly (``get_peft_model``), or every weight trained.
+
+    Decoders get transformers' classifier too (a linear score read at the last real token), as a
+    user who skipped prefalign would build it; encoders read BERT's pooler, PEFT's SEQ_CLS choice.
+    """
+
+    def __init__(self, name: str, backbone, num_labels: int, prefix_length: int) -> None:
+        import torch
+        from transformers import AutoModelForSequenceClassification
+
+        config = copy.deepcopy(backbone.model.config)
+        config.num_labels = num_labels
+        config.pad_token_id = backbone.tokenizer.pad_token_id
+        model = AutoModelForSequenceClassification.from_config(config)
+        base = backbone.model.base_model if backbone.geometry.is_decoder else backbone.model
+        model.base_model.load_state_dict(base.state_dict())  # the same weights (strict: every key)
+        model.to(next(base.parameters()).dtype)
+        if name == "hf-full-ft":
+            self.model = model
+        else:
+            from peft import LoraConfig, PrefixTuningConfig, TaskType, get_peft_model
+
+            cfg = {
+                "peft-prefix": lambda: PrefixTuningConfig(
+                    task_type=TaskType.SEQ_CLS, num_virtual_tokens=prefix_length, prefix_projection=False
+                ),
+                "peft-prefix-proj": lambda: PrefixTuningConfig(
+                    task_type=TaskType.SEQ_CLS, num_virtual_tokens=prefix_length, prefix_projection=True
+                ),
+                "peft-lora": lambda: LoraConfig(task_type=TaskType.SEQ_CLS, r=4, lora_alpha=8, lora_dropout=0.0),
+                "peft-lora-all8": lambda: LoraConfig(
+                    task_type=TaskType.SEQ_CLS, r=8, lora_alpha=8, lora_dropout=0.0, target_modules="all-linear"
+                ),
+            }[name]()
+            self.model = get_peft_model(model, cfg)
+        self.torch = torch
+
+    def parameters(self):
+        return [p for p in self.model.parameters() if p.requires_grad]
+
+    def to(self, device):
+        self.model.to(device)
+        return self
+
+    def train(self, mode: bool = True):
+        self.model.train(mode)
+
+    def eval(self):
+        self.model.eval()
+
+    def __call__(self, input_ids, attention_mask, labels=None, token_type_ids=None, **_):
+        kwargs = {} if token_type_ids is None else {"token_type_ids": token_type_ids}
+        return self.model(input_ids=input_ids, attention_mask=attention_mask, labels=labels, **kwargs)
+
+
+def build_model(name: str, backbone, task, prefix_length: int, num_labels: int):
+    """(model, trainable parameters) of one method of the rotation."""
+    from prefalign.methods import build_method, method_config
+
+    if name == "floor":
+        model = Floor(backbone, task)
+        return model, model.parameters()
+    if name in PEERS:
+        model = Peer(name, backbone, num_labels, prefix_length)
+        return model, model.parameters()
+    if name in OUR_LORA:  # injects LoRA into the backbone in place: give it a copy of its own
+        model = build_method(method_config("lora", OUR_LORA[name]), copy.deepcopy(backbone), task)
+    else:
+        model = build_method(method_config(name, {"prefix_length": prefix_length, **DCPC_PARAMS}), backbone, task)
+    return model, list(model.trainable_parameters().values())
+
+
 def make_batch(backbone, batch_size: int, max_length: int):
     """(task spec, batch): the first ``batch_size`` Rotten Tomatoes training reviews, collated."""
     from prefalign.data import Collator, PromptFormat, TaskDataset, build_task_spec, load_rotten_tomatoes
@@ -190,8 +309,6 @@ def run_one(spec: dict) -> dict:
     """Measure one configuration; returns every raw measurement."""
     import torch
 
-    from prefalign.methods import build_method, method_config
-
     torch.set_num_threads(spec["threads"])
     device = spec["device"]
     backbone = build_backbone(spec["model"], spec["dtype"])
@@ -200,17 +317,12 @@ def run_one(spec: dict) -> dict:
     batch = {k: v.to(device) for k, v in batch.items()}
     inputs = {k: v for k, v in batch.items() if k not in ("labels", "target_dist")}
     models, optims = {}, {}
-    for name in spec["methods"]:
+    # The methods that copy the backbone first, before the floor hooks the shared one.
+    for name in sorted(spec["methods"], key=lambda n: n not in OTHERS):
         torch.manual_seed(0)
-        if name == "floor":
-            model = Floor(backbone, task).to(device)
-            params = model.parameters()
-        else:
-            model = build_method(
-                method_config(name, {"prefix_length": spec["prefix_length"], **DCPC_PARAMS}), backbone, task
-            ).to(device)
-            params = list(model.trainable_parameters().values())
-        models[name], optims[name] = model, torch.optim.AdamW(params, lr=1e-4)
+        model, params = build_model(name, backbone, task, spec["prefix_length"], task.num_classes)
+        models[name], optims[name] = model.to(device), torch.optim.AdamW(params, lr=1e-4)
+    models = {n: models[n] for n in spec["methods"]}
     meter = Meter(device)
     # bf16: the backbone's weights in bf16 and autocast around the forward, as `training.bf16` does.
     autocast = torch.autocast(device, dtype=torch.bfloat16, enabled=spec["dtype"] == "bf16")
@@ -246,6 +358,9 @@ def run_one(spec: dict) -> dict:
     memory = {n: [] for n in names}
     for _ in range(spec["memory_repeats"]):
         for name in names:
+            # The previous step's gradients go first: for full fine-tuning they are as large as the
+            # weights, and freeing them inside the step would hide that much of its peak.
+            optims[name].zero_grad(set_to_none=True)
             before = meter.memory_start()
             step(name)
             memory[name].append(meter.memory_peak() - before)
@@ -298,16 +413,31 @@ def summarise(raw: dict) -> dict:
             "step_vs_ptuning": paired_ratio(t[n], t["ptuning-v2"]),
             "step_vs_floor": paired_ratio(t[n], t["floor"]),
             "memory_vs_ptuning": statistics.median(mem[n]) / max(statistics.median(mem["ptuning-v2"]), 1),
+            "memory_vs_floor": statistics.median(mem[n]) / max(statistics.median(mem["floor"]), 1),
             # second reading: wall time, which other processes on a shared machine disturb
             "step_vs_ptuning_wall": paired_ratio(wt[n], wt["ptuning-v2"]),
             "step_vs_floor_wall": paired_ratio(wt[n], wt["floor"]),
         }
+        if n in inf:
+            ratios[n]["infer_vs_ptuning"] = paired_ratio(inf[n], inf["ptuning-v2"])
+            ratios[n]["infer_vs_floor"] = paired_ratio(inf[n], inf["floor"])
     ratios["ptuning-v2"] = {
         "step_vs_floor": paired_ratio(t["ptuning-v2"], t["floor"]),
         "step_vs_floor_wall": paired_ratio(wt["ptuning-v2"], wt["floor"]),
+        "memory_vs_floor": statistics.median(mem["ptuning-v2"]) / max(statistics.median(mem["floor"]), 1),
+        "infer_vs_floor": paired_ratio(inf["ptuning-v2"], inf["floor"]),
     }
-    if "dcpc" in inf:
-        ratios["dcpc"]["infer_vs_ptuning"] = paired_ratio(inf["dcpc"], inf["ptuning-v2"])
+    measures = {"step": t, "infer": inf}
+    pairs = []
+    for a, b, measure, target in PAIRS:
+        if a not in t or b not in t:
+            continue
+        if measure == "memory":
+            value = statistics.median(mem[a]) / max(statistics.median(mem[b]), 1)
+        else:
+            value = paired_ratio(measures[measure][a], measures[measure][b])
+        pairs.append({"method": a, "reference": b, "measure": measure, "ratio": round(value, 3), "target": target})
+    row["pairs"] = pairs
     row["ratios"] = {n: {k: round(v, 3) for k, v in r.items()} for n, r in ratios.items()}
     return row
 
@@ -322,12 +452,12 @@ def plot(rows: list[dict], path: Path, title: str) -> None:
     from prefalign.utils.atomic_files import save_figure_atomically
 
     keys = (
-        ("step_vs_ptuning", "step time / P-Tuning v2", 1.15),
-        ("step_vs_floor", "step time / floor", 1.3),
+        ("step_vs_ptuning", "step time / P-Tuning v2", 1.05),
+        ("step_vs_floor", "step time / floor", 1.10),
         ("memory_vs_ptuning", "step peak memory / P-Tuning v2", 1.10),
     )
     fig, axes = plt.subplots(1, 3, figsize=(15, 4.2))
-    names = [n for n in METHODS if n not in ("floor", "ptuning-v2") and any(n in r["ratios"] for r in rows)]
+    names = [n for n in METHODS if n not in ("floor", "ptuning-v2") + OTHERS and any(n in r["ratios"] for r in rows)]
     prefixes = sorted({r["prefix_length"] for r in rows})
     for ax, (key, label, target) in zip(axes, keys):
         for name in names:
@@ -364,35 +494,99 @@ def plot(rows: list[dict], path: Path, title: str) -> None:
     save_figure_atomically(fig, path, dpi=110)
 
 
-TARGETS = (("step_vs_ptuning", 1.15), ("step_vs_floor", 1.3), ("memory_vs_ptuning", 1.10), ("infer_vs_ptuning", 1.05))
+LABELS = {"step": "step", "infer": "inference", "memory": "step peak memory"}
 
 
-def targets_table(paths: list[str], batches=(16, 64), prefix: int = 16) -> list[str]:
-    """DCPC's ratios against the targets of issue 7, at the batch sizes they are stated for."""
-    lines = [
-        "| model | batch | m | DCPC / PT2 step (<= 1.15) | DCPC / floor step (<= 1.3) | "
-        "DCPC / PT2 step peak memory (<= 1.10) | DCPC / PT2 inference (<= 1.05) |",
-        "|---|---|---|---|---|---|---|",
+def pair_label(pair: dict) -> str:
+    return f"{pair['method']} / {pair['reference']} {LABELS[pair['measure']]}"
+
+
+def verdict(pair: dict) -> str:
+    if pair["target"] is None:
+        return ""
+    return f" (<= {pair['target']:.2f}: {'met' if pair['ratio'] <= pair['target'] else 'MISSED'})"
+
+
+def row_pairs(row: dict) -> list[dict]:
+    """A row's target comparisons; rows written before the peers existed have DCPC's ratios only."""
+    if "pairs" in row:
+        return row["pairs"]
+    keys = {("ptuning-v2", "step"): "step_vs_ptuning", ("floor", "step"): "step_vs_floor"}
+    keys |= {("ptuning-v2", "infer"): "infer_vs_ptuning", ("ptuning-v2", "memory"): "memory_vs_ptuning"}
+    return [
+        {"method": a, "reference": b, "measure": m, "ratio": row["ratios"]["dcpc"][keys[b, m]], "target": t}
+        for a, b, m, t in PAIR_TARGETS
+        if a == "dcpc"
     ]
+
+
+def targets_table(paths: list[str], prefix: int = 16) -> list[str]:
+    """Every ratio issue 19 states a target for (PAIR_TARGETS), one column per row of a result file."""
+    cols = []
     for path in paths:
         d = json.loads(Path(path).read_text())
-        rows = [r for r in d["rows"] if r["prefix_length"] == prefix and r["batch_size"] in batches]
-        for r in rows or [r for r in d["rows"] if r["prefix_length"] == prefix]:
-            cells = [
-                f"{r['ratios']['dcpc'][k]:.3f} {'met' if r['ratios']['dcpc'][k] <= t else '**missed**'}"
-                for k, t in TARGETS
-            ]
-            lines.append(f"| {d['model']} | {r['batch_size']} | {r['prefix_length']} | " + " | ".join(cells) + " |")
+        for r in d["rows"]:
+            if r["prefix_length"] == prefix:
+                cols.append((f"{d['model']} B={r['batch_size']}", {pair_label(p): p for p in row_pairs(r)}))
+    lines = ["| ratio (target) | " + " | ".join(c for c, _ in cols) + " |", "|---|" + "---|" * len(cols)]
+    for a, b, m, t in PAIRS:
+        label = pair_label({"method": a, "reference": b, "measure": m})
+        if not any(label in c for _, c in cols):
+            continue
+        cells = []
+        for _, c in cols:
+            p = c.get(label)
+            cells.append(
+                "-"
+                if p is None
+                else f"{p['ratio']:.3f}" + ("" if t is None else (" met" if p["ratio"] <= t else " **missed**"))
+            )
+        lines.append(
+            f"| {label} ({'<= ' + format(t, '.2f') if t is not None else 'no target'}) | " + " | ".join(cells) + " |"
+        )
+    return lines
+
+
+def peers_table(d: dict) -> list[str]:
+    """Every method of the rows that hold the peers: times and ratios to P-Tuning v2 and to the floor."""
+    lines = []
+    for r in d["rows"]:
+        if not any(n in r["step_ms"] for n in OTHERS):
+            continue
+        lines += [
+            f"Batch {r['batch_size']}, m = {r['prefix_length']} ({r['tokens']} tokens): ratios to P-Tuning v2 "
+            "(PT2) and to the floor, medians of within-round ratios:",
+            "",
+            "| method | step ms | step / PT2 | step / floor | inference ms | inference / PT2 | inference / floor "
+            "| step peak MiB | memory / PT2 | memory / floor |",
+            "|---|---|---|---|---|---|---|---|---|---|",
+        ]
+        for n in r["step_ms"]:
+            q = r["ratios"].get(n, {})
+            if n == "ptuning-v2":
+                q = {**q, "step_vs_ptuning": 1.0, "infer_vs_ptuning": 1.0, "memory_vs_ptuning": 1.0}
+            if n == "floor":
+                q = {"step_vs_floor": 1.0, "infer_vs_floor": 1.0, "memory_vs_floor": 1.0}
+                p2 = r["ratios"]["ptuning-v2"]
+                q |= {k.replace("floor", "ptuning"): 1 / p2[k] for k in ("step_vs_floor", "infer_vs_floor")}
+                q["memory_vs_ptuning"] = 1 / p2["memory_vs_floor"] if p2["memory_vs_floor"] else float("nan")
+
+            def f(key, q=q):
+                return f"{q[key]:.3f}" if key in q else "-"
+
+            infer = r["infer_ms"].get(n)
+            lines.append(
+                f"| {n} | {r['step_ms'][n]:.1f} | {f('step_vs_ptuning')} | {f('step_vs_floor')} | "
+                f"{'-' if infer is None else format(infer, '.1f')} | {f('infer_vs_ptuning')} | {f('infer_vs_floor')} | "
+                f"{r['step_peak_mib'][n]:.1f} | {f('memory_vs_ptuning')} | {f('memory_vs_floor')} |"
+            )
+        lines.append("")
     return lines
 
 
 def report(paths: list[str]) -> str:
     """Markdown tables of the ratios in result files (what docs/performance.md shows)."""
-    lines = [
-        "Targets (DCPC, m = 16, at the batch sizes the targets name, 16 and 64; "
-        "SmolLM2 was measured at batch 8 and 16 only):",
-        "",
-    ]
+    lines = ["Targets (m = 16; every row of the files given):", ""]
     lines += targets_table(paths) + [""]
     for path in paths:
         d = json.loads(Path(path).read_text())
@@ -400,6 +594,9 @@ def report(paths: list[str]) -> str:
             f"**{d['model']}**, {d['device']} {d['dtype']}, {d['threads']} thread(s), timer: "
             f"{d['rows'][0]['timer']} ({Path(path).name})",
             "",
+        ]
+        lines += peers_table(d)
+        lines += [
             "| batch | m | tokens | floor ms | P-Tuning v2 ms | DCPC ms | DCPC / PT2 step | DCPC / floor step "
             "| PT2 / floor step | DCPC / PT2 step peak memory | DCPC / PT2 inference |",
             "|---|---|---|---|---|---|---|---|---|---|---|",
@@ -414,7 +611,7 @@ def report(paths: list[str]) -> str:
             )
         abl = [r for r in d["rows"] if "dcpc-no-clpa" in r["ratios"]]
         if abl:
-            names = [n for n in METHODS if n not in ("floor", "ptuning-v2")]
+            names = [n for n in BASE_METHODS + ABLATIONS if n not in ("floor", "ptuning-v2")]
             lines += [
                 "",
                 "Step time / P-Tuning v2's and step peak memory / P-Tuning v2's, per variant:",
@@ -447,6 +644,14 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--dtype", default="fp32", choices=("fp32", "bf16"))
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads (1: the machine is shared)")
     p.add_argument("--quick", action="store_true", help="tiny model, batch 8 and 64, prefix 16: a smoke run")
+    p.add_argument(
+        "--no-peers",
+        dest="peers",
+        action="store_false",
+        help="leave out our LoRA and the peers (PEFT prefix tuning and LoRA, plain full fine-tuning)",
+    )
+    p.add_argument("--no-ablations", dest="ablations", action="store_false", help="leave out DCPC's four ablations")
+    p.add_argument("--tag", default="", help="appended to the result file's name: speed_memory_<model>_<tag>.json")
     p.add_argument("--out", default=str(HERE / "results"))
     p.add_argument("--report", nargs="+", metavar="JSON", help="print markdown tables of result files and exit")
     p.add_argument("--one", help=argparse.SUPPRESS)
@@ -457,14 +662,13 @@ def main(argv: list[str] | None = None) -> None:
     if args.one:
         print("RESULT " + json.dumps(run_one(json.loads(args.one))), flush=True)
         return
-    from prefalign.utils.atomic_files import write_text_atomically
-    from prefalign.utils.environment import machine, versions
-
     grid = QUICK if args.quick else GRID
     models = args.models.split(",") if args.models else list(grid)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     suffix = "" if (args.device, args.dtype) == ("cpu", "fp32") else f"_{args.device}-{args.dtype}"
+    if args.tag:
+        suffix += f"_{args.tag}"
     if args.quick:
         suffix += "_quick"
     env = {
@@ -483,7 +687,9 @@ def main(argv: list[str] | None = None) -> None:
         rows, raws, t0 = [], [], time.time()
         for b in batches:
             for m in prefixes:
-                methods = METHODS if m in g["ablations_at"] else BASE_METHODS
+                methods = BASE_METHODS + (ABLATIONS if args.ablations and m in g["ablations_at"] else ())
+                if args.peers and m == PEERS_PREFIX and b in (batches if args.batches else g["peers_at"]):
+                    methods += OTHERS
                 spec = {
                     "model": model,
                     "batch_size": b,
@@ -515,28 +721,42 @@ def main(argv: list[str] | None = None) -> None:
                     f"{d['memory_vs_ptuning']:.3f} infer/ptv2 {d.get('infer_vs_ptuning', float('nan')):.3f}",
                     flush=True,
                 )
-        result = {
-            "command": "python benchmarks/speed_memory.py " + " ".join(argv if argv is not None else sys.argv[1:]),
-            "model": model,
-            "device": args.device,
-            "dtype": args.dtype,
-            "threads": args.threads,
-            "max_length": args.max_length,
-            "dcpc_params": DCPC_PARAMS,
-            "machine": machine(args.device),
-            "versions": versions(),
-            "seconds": round(time.time() - t0, 1),
-            "rows": rows,
-            "raw": raws,
-        }
-        path = out / f"speed_memory_{model}{suffix}.json"
-        write_text_atomically(path, json.dumps(result, indent=1))
+                for pair in row["pairs"]:
+                    if pair["method"] in OTHERS or pair["reference"] in OTHERS:
+                        print(f"{'':>13} {pair_label(pair)} {pair['ratio']:.3f}{verdict(pair)}", flush=True)
+                # Written after every configuration, so a run stopped early keeps what it measured.
+                path = write_result(args, argv, model, suffix, rows, raws, t0, out)
         plot(
             rows,
             path.with_suffix(".png"),
             f"{model}, {args.device} {args.dtype}, {args.threads} thread(s): ratios (median over interleaved rounds)",
         )
         print(f"wrote {path} and {path.with_suffix('.png')}", flush=True)
+
+
+def write_result(args, argv, model: str, suffix: str, rows: list, raws: list, t0: float, out: Path) -> Path:
+    """The result file of one model: every row and raw measurement so far, the command, machine, load."""
+    from prefalign.utils.atomic_files import write_text_atomically
+    from prefalign.utils.environment import machine, versions
+
+    result = {
+        "command": "python benchmarks/speed_memory.py " + " ".join(argv if argv is not None else sys.argv[1:]),
+        "model": model,
+        "device": args.device,
+        "dtype": args.dtype,
+        "threads": args.threads,
+        "max_length": args.max_length,
+        "dcpc_params": DCPC_PARAMS,
+        "machine": machine(args.device),
+        "versions": versions(),
+        "load_average": os.getloadavg(),
+        "seconds": round(time.time() - t0, 1),
+        "rows": rows,
+        "raw": raws,
+    }
+    path = out / f"speed_memory_{model}{suffix}.json"
+    write_text_atomically(path, json.dumps(result, indent=1))
+    return path
 
 
 if __name__ == "__main__":
