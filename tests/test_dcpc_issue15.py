@@ -12,6 +12,7 @@ import torch
 
 from conftest import build_tiny
 from helpers_models import batches, sentiment_setup
+from prefalign.compare.config import load_compare_config
 from prefalign.methods.base import soft_cross_entropy
 from prefalign.methods.dcpc import DCPCConfig, DCPCModel
 from prefalign.methods.dcpc.pcm import (
@@ -299,3 +300,12 @@ def test_matching_prefix_length_gives_a_same_size_ptuning_v2_row():
     # MiniLM: 4,608 per token; 73,728 + 16,136 = 89,864 -> 20 tokens (92,160)
     assert matching_prefix_length(MINILM, cfg) == 20
     assert matching_prefix_length(LLAMA2_7B, cfg) == 17
+
+
+@pytest.mark.parametrize("name", ["issue15_minilm", "issue15_smollm2", "issue15_smollm2_gpu"])
+def test_grid_configs_give_ptuning_v2_dcpcs_size(name):
+    cfg = load_compare_config(f"configs/compare/{name}.yaml")
+    geo = {"minilm": MINILM, "smollm2-135m": SMOLLM2}[cfg.models[0].name]
+    rows = {m.label: m for m in cfg.methods}
+    assert rows["P-Tuning v2 (DCPC's size)"].method["prefix_length"] == matching_prefix_length(geo, DCPCConfig())
+    assert "prefix_length" not in (rows["P-Tuning v2"].method or {})
