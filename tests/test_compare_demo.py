@@ -59,13 +59,17 @@ def test_prefix_learning_config_holds_every_committed_record():
     ]
     assert len(records) == len(runs) == 10
 
+    # Issue 15 changed these DCPC defaults after the records were made (P-Tuning v2 never reads them; the DCPC
+    # records describe the DCPC before issue 15, as the config's header says), so they are not compared.
+    changed_by_issue_15 = {"align_normalize", "pcm_mode", "pcm_aux_rank", "lambda_align"}
+
     def same(exp, record) -> bool:
         method = exp.method.to_dict()
         training = exp.training.to_dict()
         return (
             exp.method_name == record["method"]
             and exp.training.seed == record["seed"]
-            and all(method[k] == v for k, v in record["method_config"].items())
+            and all(method[k] == v for k, v in record["method_config"].items() if k not in changed_by_issue_15)
             and all(training[k] == v for k, v in record["training"].items() if k not in ("output_dir", "progress"))
         )
 

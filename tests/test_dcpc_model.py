@@ -19,7 +19,9 @@ from prefalign.methods.dcpc import DCPCConfig, DCPCModel
 from prefalign.methods.dcpc.pcm import PreferenceCorrection
 from prefalign.models.introspect import ModelGeometry
 
-ALL_GATES = dict(tau_cos=0.0, tau_ambiguity=0.0, similarity_center=False)  # tiny models: every pair passes
+# Tiny models: every pair passes. The ambiguity gate reads eq. 4's cross-entropy here (positive for every
+# pair); the default KL gate is zero for pairs whose predictions agree exactly (issue 15).
+ALL_GATES = dict(tau_cos=0.0, tau_ambiguity=0.0, similarity_center=False, gate_divergence="cross_entropy")
 
 
 @pytest.fixture(params=["bert", "llama"])
@@ -432,7 +434,7 @@ def test_pcm_is_deterministic_in_eval_and_samples_in_training(tiny_llama):
     # LLaMA has no dropout and no head, so in train mode only the PCM's noise can change the logits.
     lm = tiny_llama
     torch.manual_seed(0)
-    model, data = make_model(lm, DCPCConfig(**ALL_GATES))
+    model, data = make_model(lm, DCPCConfig(pcm_mode="elementwise", **ALL_GATES))  # the default is 'gate' now
     with torch.no_grad():
         torch.nn.init.normal_(model.pcm.proj[1].weight, std=0.5)  # let p_pref reach the prefixes
         model.pcm.aux[2].bias[lm.geometry.hidden_size :] = 1.0  # sigma = softplus(1) ~ 1.3

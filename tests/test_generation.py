@@ -62,9 +62,13 @@ def dcpc(lm, data=None, **params) -> DCPCModel:
 
 
 def perturb_pcm(model: DCPCModel) -> DCPCModel:
-    """The PCM starts as the identity (zero projection); give it a random one so prefixes differ per example."""
+    """The PCM starts as the identity (zero projection or zero M); give it a random one so prefixes differ per
+    example (issue 15 made 'gate' the default reading, which has M and no projection)."""
     with torch.no_grad():
-        model.pcm.proj[1].weight.normal_(std=0.5)
+        if model.pcm.mode == "elementwise":
+            model.pcm.proj[1].weight.normal_(std=0.5)
+        else:
+            model.pcm.meta.normal_(std=20.0)  # s = M p_pref scales rows by 1 + s: p_pref differs little per input
         model.pcm.aux[2].weight.normal_(std=3.0)  # a peaked, input-dependent p_pref
     return model
 

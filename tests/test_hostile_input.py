@@ -282,6 +282,10 @@ param_value = st.none() | st.booleans() | huge | st.floats() | text | st.lists(t
                 "entailment_label",
                 "yes_label",
                 "styles",
+                "subset",
+                "max_words",
+                "toward",
+                "rate",
                 "not_a_parameter",
             ]
         ),

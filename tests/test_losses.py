@@ -312,11 +312,15 @@ def test_alignment_sum_equals_distance_of_concatenations_eq_6_7():
             assert got[a, b].item() == pytest.approx(total / layers, rel=1e-4, abs=1e-4)
 
 
-def test_alignment_normalize_uses_unit_token_states():
-    # (3,4) and (0,2) normalise to (0.6, 0.8) and (0, 1): distance 0.36 + 0.04 = 0.4
+def test_alignment_normalize_uses_rms_normalised_token_states():
+    # Changed with issue 15: RMS (mean square 1 per layer) instead of L2 (norm 1), so the mean-reduced
+    # distance is 2 - 2 cos, not (2 - 2 cos) / d. (3,4) has RMS sqrt(12.5), (0,2) sqrt(2):
+    # (3,4)/sqrt(12.5) = (0.8485, 1.1314), (0,2)/sqrt(2) = (0, 1.4142); distance 0.72 + 0.08 = 0.8.
     x = torch.tensor([[[3.0, 4.0]], [[0.0, 2.0]]])
     got = losses.pairwise_alignment(x, None, reduction="sum", normalize=True)
-    assert got[0, 1].item() == pytest.approx(0.4, abs=1e-6)
+    assert got[0, 1].item() == pytest.approx(0.8, abs=1e-5)
+    mean = losses.pairwise_alignment(x, None, reduction="mean", normalize=True)
+    assert mean[0, 1].item() == pytest.approx(2 - 2 * 0.8, abs=1e-5)  # cos((3,4),(0,2)) = 0.8
     raw = losses.pairwise_alignment(x, None, reduction="sum", normalize=False)
     assert raw[0, 1].item() == pytest.approx(9 + 4, abs=1e-5)
 
@@ -441,3 +445,116 @@ def test_centered_cosine_ignores_a_direction_every_input_shares():
     assert not gate.any() and values.abs().sum().item() == 0.0
     values, gate = losses.pairwise_ambiguity(emb, probs, 0.85, center=False)
     assert gate[0, 1] and gate[1, 0]
+
+
+# --------------------------------------------------------------------------------------------
+# The tau_ambiguity gate's disagreement (issue 15, finding 2)
+# --------------------------------------------------------------------------------------------
+
+
+def test_disagreement_is_zero_for_agreeing_pairs_even_when_uncertain():
+    probs = torch.tensor([[0.5, 0.5], [0.5, 0.5], [0.9, 0.1]])
+    for kind in ("kl", "js"):
+        d = losses.pairwise_disagreement(probs, kind)
+        assert d[0, 1].item() == pytest.approx(0.0, abs=1e-7)
+    # eq. 4 itself scores the same agreeing pair log 2, above tau_ambiguity = 0.3 at any cos > 0.43
+    assert losses.pairwise_disagreement(probs, "cross_entropy")[0, 1].item() == pytest.approx(LN2, abs=1e-6)
+
+
+def test_disagreement_hand_values():
+    probs = [[0.9, 0.1], [0.2, 0.8]]
+    d = losses.pairwise_disagreement(torch.tensor(probs), "kl")
+    assert d[0, 1].item() == pytest.approx(kl(probs[0], probs[1]), abs=1e-6)
+    assert d[1, 0].item() == pytest.approx(kl(probs[1], probs[0]), abs=1e-6)
+    mix = [0.55, 0.45]
+    js = 0.5 * (kl(probs[0], mix) + kl(probs[1], mix))
+    got = losses.pairwise_disagreement(torch.tensor(probs), "js")
+    assert got[0, 1].item() == pytest.approx(js, abs=1e-6) and got[1, 0].item() == pytest.approx(js, abs=1e-6)
+    with pytest.raises(ValueError):
+        losses.pairwise_disagreement(torch.tensor(probs), "hellinger")
+
+
+# --------------------------------------------------------------------------------------------
+# Precision of the pair terms (issue 15, finding 6): float64 references at large norms
+# --------------------------------------------------------------------------------------------
+
+
+def _close_states(dtype=torch.float32):
+    gen = torch.Generator().manual_seed(0)
+    base = torch.randn(1, 2, 576, generator=gen, dtype=torch.float64)
+    x = (
+        300 * base / base.norm(dim=-1, keepdim=True)
+        + 1.2 * torch.randn(5, 2, 576, generator=gen, dtype=torch.float64) / 24
+    )
+    return x
+
+
+def test_sq_distance_at_norm_300_matches_float64_reference():
+    x64 = _close_states()
+    ref = ((x64[:, None] - x64[None]) ** 2).sum(-1).mean(-1) / 576  # (B, B), mean over features and layers
+    assert ref[0, 1].item() == pytest.approx(0.005, rel=0.3)  # a small distance between long vectors
+    got = losses.pairwise_sq_distance(x64.float(), "mean").double()
+    assert torch.allclose(got, ref, rtol=1e-4, atol=1e-7)
+    bf16 = losses.pairwise_sq_distance(x64.to(torch.bfloat16), "mean")
+    assert bf16.dtype == torch.float32  # computed in fp32 from the bf16 values
+
+
+def test_sq_distance_gradient_is_twice_the_difference_and_zero_for_equal_rows():
+    x = torch.tensor([[[300.0, 1.0]], [[300.0, 1.5]], [[300.0, 1.0]]], requires_grad=True)
+    losses.pairwise_sq_distance(x, "sum")[0, 1].backward()
+    assert x.grad[0, 0].tolist() == pytest.approx([0.0, -1.0], abs=1e-5)  # 2 (a - b) = (0, -1)
+    assert x.grad[1, 0].tolist() == pytest.approx([0.0, 1.0], abs=1e-5)
+    x.grad = None
+    losses.pairwise_sq_distance(x, "sum")[0, 2].backward()
+    assert torch.isfinite(x.grad).all() and x.grad.abs().max().item() == 0.0
+
+
+def test_sq_distance_in_fp32_under_bf16_autocast():
+    x64 = _close_states()
+    ref = ((x64[:, None] - x64[None]) ** 2).sum(-1).mean(-1) / 576
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        got = losses.pairwise_sq_distance(x64.float(), "mean")
+    assert got.dtype == torch.float32
+    assert torch.allclose(got.double(), ref, rtol=1e-4, atol=1e-7)
+
+
+def test_gaussian_kl_at_large_means_matches_float64_reference():
+    gen = torch.Generator().manual_seed(1)
+    mu = 20 + 0.01 * torch.randn(4, 64, generator=gen, dtype=torch.float64)
+    sigma = 0.05 * torch.exp(0.01 * torch.randn(4, 64, generator=gen, dtype=torch.float64))
+    ref = torch.zeros(4, 4, dtype=torch.float64)
+    for a in range(4):
+        for b in range(4):
+            per_dim = (
+                torch.log(sigma[b] / sigma[a]) + (sigma[a] ** 2 + (mu[a] - mu[b]) ** 2) / (2 * sigma[b] ** 2) - 0.5
+            )
+            ref[a, b] = per_dim.mean()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        got = losses.pairwise_gaussian_kl(mu.float(), sigma.float())
+    assert got.dtype == torch.float32
+    assert torch.allclose(got.double(), ref, rtol=1e-4, atol=1e-8)
+    assert (got.diagonal() == 0).all()
+
+
+def test_gaussian_kl_gradient_survives_near_zero_values():
+    # Nearly identical distributions: the expanded form rounded to <= 0 and clamp(min=0) cut the gradient.
+    mu = torch.tensor([[20.0, -20.0], [20.001, -20.0]], requires_grad=True)
+    sigma = torch.full((2, 2), 0.05)
+    losses.pairwise_gaussian_kl(mu, sigma)[0, 1].backward()
+    # d/dmu_A of (mu_A - mu_B)^2 / (2 s^2) / d = (mu_A - mu_B) / s^2 / 2 = -0.001 / 0.0025 / 2 = -0.2
+    assert mu.grad[0, 0].item() == pytest.approx(-0.2, rel=1e-2)
+
+
+def test_lowrank_and_row_scale_distances_match_explicit_prefixes():
+    gen = torch.Generator().manual_seed(2)
+    codes, weight = torch.randn(3, 2, 4, generator=gen), torch.randn(5, 6, 4, generator=gen)
+    full = torch.einsum("bmr,lkr->blmk", codes, weight).reshape(3, 5, -1)  # x_A^l = codes_A W_l^T row by row
+    assert torch.allclose(
+        losses.pairwise_lowrank_sq_distance(codes, weight, "mean"), losses.pairwise_sq_distance(full, "mean"), atol=1e-4
+    )
+    static, scales = torch.randn(5, 2, 3, 4, generator=gen), torch.randn(3, 3, generator=gen)  # (L, 2, m, kv)
+    prefixes = static.unsqueeze(0) * (1 + scales.view(3, 1, 1, 3, 1))
+    explicit = losses.pairwise_sq_distance(prefixes.reshape(3, 5, -1), "mean")
+    row_sq = static.pow(2).sum((1, 3))
+    got = losses.pairwise_row_scale_sq_distance(scales, row_sq, "mean", 2 * 3 * 4)
+    assert torch.allclose(got, explicit, atol=1e-4)

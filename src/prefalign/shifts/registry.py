@@ -10,6 +10,7 @@ from ..data.examples import TaskDataset
 from ..errors import ConfigError
 from ..utils.config_base import ConfigBase, option
 from .alpaca_is import instruction_shift
+from .annotator_group import annotator_group_shift
 from .boolq_ps import preference_shift
 from .copa_bs import bias_shift
 from .record_r import rephrase_shift
@@ -42,6 +43,12 @@ register_shift(
 register_shift("record-r", rephrase_shift, "ReCoRD-Rephrase: gold answers rewritten three ways, same meaning")
 register_shift(
     "alpaca-is", instruction_shift, "Alpaca-InstructionShift: responses rewritten as terse, elaborate or conversational"
+)
+register_shift(
+    "annotator-group",
+    annotator_group_shift,
+    "controlled shift: an annotator group flips a share of a feature-defined subset (short reviews, or ones "
+    "about the acting) to its preferred label; hard labels, not in the paper (issue 15)",
 )
 
 

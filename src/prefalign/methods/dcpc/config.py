@@ -33,7 +33,17 @@ class DCPCConfig(HeadConfig):
         "set for raw cosines on LLaMA-2 and lets no pair of MiniLM's reviews through, which would "
         "make DCPC P-Tuning v2 plus the PCM (docs/methods/dcpc.md)",
     )
-    tau_ambiguity: float = _f(0.3, "per-pair ambiguity above which CLPA and PCM's KL act (section 4.1: 0.3)")
+    tau_ambiguity: float = _f(
+        0.3,
+        "per-pair threshold on cos x disagreement above which CLPA and PCM's KL act (section 4.1: 0.3)",
+    )
+    gate_divergence: str = _f(
+        "kl",
+        "disagreement the tau_ambiguity gate reads, zero when L_A = L_B: 'kl' KL(L_A || L_B) (eq. 4 minus "
+        "L_A's entropy), 'js' Jensen-Shannon, or 'cross_entropy' (eq. 4 itself: opens on agreeing but "
+        "uncertain pairs; the old gate)",
+        choices=("kl", "js", "cross_entropy"),
+    )
     similarity_layer: int = _f(-1, "layer whose pooled output feeds eq. 3 (0 = embeddings, -1 = last)")
     ambiguity_divergence: str = _f(
         "cross_entropy",
@@ -62,15 +72,25 @@ class DCPCConfig(HeadConfig):
     align_reduction: str = _f(
         "mean", "squared distance summed ('sum') or averaged ('mean') over features", choices=("mean", "sum")
     )
-    align_normalize: bool = _f(False, "L2-normalise pooled token states before eq. 7")
+    align_normalize: bool = _f(
+        True,
+        "RMS-normalise each layer's pooled token state before eq. 7, so every layer is on one scale "
+        "(false: raw residual streams, which grow with depth)",
+    )
+    align_token_gradient: bool = _f(
+        False,
+        "let eq. 7's token half |T_A - T_B|^2 send gradient through the frozen backbone into the prefix "
+        "(the old behaviour; it collapses decoders, so it warns); default: only P_A, P_B train (eq. 27)",
+    )
     # Preference Correction Module (section 3.5, eq. 9-12)
     pcm_mode: str = _f(
-        "elementwise",
-        "eq. 11 reading: 'elementwise' P_new = M * (d p_pref), an m x d prefix "
-        "embedding projected to every layer; 'gate': the literal M p_pref in R^m scales the prefix rows",
+        "gate",
+        "eq. 11 reading: 'gate' (the literal M p_pref in R^m scales the prefix rows; 0.17M at LLaMA-2 7B, "
+        "the paper's +0.2M) or 'elementwise' (P_new = M * (d p_pref), an m x d prefix embedding "
+        "projected to every layer; 4.8M at 7B)",
         choices=("elementwise", "gate"),
     )
-    pcm_aux_rank: int = _f(16, "bottleneck of the auxiliary classifier d -> r -> (mu, sigma)")
+    pcm_aux_rank: int = _f(8, "bottleneck of the auxiliary classifier d -> r -> (mu, sigma)")
     pcm_proj_rank: int = _f(16, "rank of the projection from P_new (m x d) to every layer's keys/values")
     pcm_learning_rate: float | None = _f(
         None,
@@ -85,7 +105,11 @@ class DCPCConfig(HeadConfig):
     )
     # Eq. 13 weights (not given in the paper)
     lambda_ambiguity: float = _f(1.0, "lambda1 of eq. 13")
-    lambda_align: float = _f(1.0, "lambda2 of eq. 13")
+    lambda_align: float = _f(
+        0.5,
+        "lambda2 of eq. 13 (0.5: lambda2 x the starting L_align stays below the task loss on MiniLM, "
+        "SmolLM2 and the tiny test models; benchmarks/dcpc_findings.py --real)",
+    )
     lambda_kl: float = _f(0.1, "lambda3 of eq. 13")
 
     def validate(self) -> None:

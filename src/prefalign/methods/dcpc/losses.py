@@ -61,6 +61,32 @@ def pairwise_ambiguity(
     return values, gate
 
 
+def pairwise_disagreement(probs: torch.Tensor, kind: str = "kl") -> torch.Tensor:
+    """How much A's and B's predicted distributions disagree, ``(B, C) -> (B, B)``; zero when they agree.
+
+    ``kl``: KL(L_A || L_B), eq. 4's cross-entropy minus L_A's entropy (same unit as eq. 4, so tau_ambiguity
+    keeps its scale); ``js``: the Jensen-Shannon divergence (symmetric, at most log 2);
+    ``cross_entropy``: eq. 4 itself, which is not zero for agreeing but uncertain pairs (the old gate).
+    """
+    p = probs.detach().float()
+    if kind in ("kl", "cross_entropy"):
+        return pairwise_label_divergence(p, kind).clamp(min=0)
+    if kind == "js":
+        mix = 0.5 * (p.unsqueeze(1) + p.unsqueeze(0))  # (B, B, C)
+        log_mix = torch.log(mix.clamp(min=1e-12))
+        log_p = torch.log(p.clamp(min=1e-12))
+        kl_a = (p.unsqueeze(1) * (log_p.unsqueeze(1) - log_mix)).sum(-1)
+        kl_b = (p.unsqueeze(0) * (log_p.unsqueeze(0) - log_mix)).sum(-1)
+        return (0.5 * (kl_a + kl_b)).clamp(min=0)
+    raise ValueError(f"unknown disagreement {kind!r}")
+
+
+def rms_normalize(x: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
+    """Each row (last axis) divided by its root mean square: every layer's state on one scale (mean square 1)."""
+    x = x.float()
+    return x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + eps)
+
+
 def pairwise_alignment(
     pooled_layers: torch.Tensor,
     prefix_delta: torch.Tensor | None,
@@ -72,65 +98,92 @@ def pairwise_alignment(
 
     Concatenation splits the distance: |C_A - C_B|^2 = |P_A^l - P_B^l|^2 + |T_B^{l+1} - T_A^{l+1}|^2.
     ``pooled_layers`` is (B, L, d), the mean-pooled output of each layer l (= the token input of
-    layer l+1); ``prefix_delta`` is (B, L, F) or None: the input-dependent part of each example's
-    layer-l prefix (the shared part cancels in P_A - P_B; without the PCM the prefix term is 0).
+    layer l+1), RMS-normalised per layer when ``normalize`` (raw residual streams grow with depth);
+    ``prefix_delta`` is (B, L, F) or None: the input-dependent part of each example's layer-l prefix
+    (the shared part cancels in P_A - P_B). Whether the token half carries gradient is the caller's
+    choice: DCPC detaches ``pooled_layers`` (eq. 27 updates P_A, P_B only).
     """
-    states = F.normalize(pooled_layers.float(), dim=-1) if normalize else pooled_layers.float()
+    states = rms_normalize(pooled_layers) if normalize else pooled_layers.float()
     token_term = pairwise_sq_distance(states, reduction)
     if prefix_delta is None:
         return token_term
     return token_term + pairwise_sq_distance(prefix_delta.float(), reduction)
 
 
+def _fp32(fn):
+    """Run a pair term in float32 even inside a bf16/fp16 autocast region (its inputs are cast by the term)."""
+
+    def wrapped(*args, **kwargs):
+        device = next((a.device.type for a in args if isinstance(a, torch.Tensor)), "cpu")
+        with torch.autocast(device_type=device, enabled=False):
+            return fn(*args, **kwargs)
+
+    wrapped.__name__, wrapped.__doc__ = fn.__name__, fn.__doc__
+    return wrapped
+
+
+@_fp32
 def pairwise_sq_distance(x: torch.Tensor, reduction: str = "mean") -> torch.Tensor:
     """(B, L, F) -> (B, B): squared Euclidean distance per layer, averaged over the L layers.
 
-    Computed as |a|^2 + |b|^2 - 2 a.b so no (B, B, F) tensor is built; ``mean`` also divides by F.
+    From the differences a - b (``torch.cdist`` without its matmul shortcut), in float32: the expanded
+    |a|^2 + |b|^2 - 2 a.b loses every digit of a small distance between two long vectors. ``mean`` also
+    divides by F. The gradient of the squared distance is 2 (a - b), zero for equal rows.
     """
-    per_layer = x.transpose(0, 1)  # (L, B, F)
-    sq = (per_layer * per_layer).sum(-1)  # (L, B)
-    dist = (sq.unsqueeze(2) + sq.unsqueeze(1) - 2 * per_layer @ per_layer.transpose(1, 2)).clamp(min=0)
+    per_layer = x.float().transpose(0, 1).contiguous()  # (L, B, F)
+    dist = torch.cdist(per_layer, per_layer, compute_mode="donot_use_mm_for_euclid_dist").pow(2)
     if reduction == "mean":
         dist = dist / x.shape[-1]
     return dist.mean(0)
 
 
+@_fp32
 def pairwise_lowrank_sq_distance(codes: torch.Tensor, weight: torch.Tensor, reduction: str = "mean") -> torch.Tensor:
     """pairwise_sq_distance of x_A^l = codes_A W_l^T (row by row), from the codes: (B, m, r), (L, k, r) -> (B, B).
 
-    |x_A^l - x_B^l|^2 = sum_j (c_Aj - c_Bj)^T G_l (c_Aj - c_Bj) with G_l = W_l^T W_l (r x r), so no
-    (B, L, m k) tensor is built or kept for the backward pass; a bias shared by all rows cancels.
+    |x_A^l - x_B^l|^2 = sum_j (c_Aj - c_Bj)^T G_l (c_Aj - c_Bj) with G_l = W_l^T W_l (r x r), from the
+    code differences (B, B, m, r), so no (B, L, m k) tensor is built; a bias shared by all rows cancels.
     """
     c, w = codes.float(), weight.float()
-    b, m, r = c.shape
+    m = c.shape[1]
     gram = w.transpose(1, 2) @ w  # (L, r, r)
-    flat = c.reshape(b, m * r)
-    c_gram = torch.einsum("bmr,lrs->lbms", c, gram).reshape(len(w), b, m * r)  # c_Aj^T G_l, row by row
-    cross = c_gram @ flat.T  # (L, B, B): sum_j c_Aj^T G_l c_Bj
-    sq = (c_gram * flat).sum(-1)  # (L, B): |x_A^l|^2
-    dist = (sq.unsqueeze(2) + sq.unsqueeze(1) - 2 * cross).clamp(min=0)
+    diff = c.unsqueeze(1) - c.unsqueeze(0)  # (B, B, m, r)
+    dist = torch.einsum("abmr,lrs,abms->ab", diff, gram, diff) / len(w)  # mean over layers
     if reduction == "mean":
         dist = dist / (m * w.shape[1])
-    return dist.mean(0)
+    return dist
 
 
+@_fp32
+def pairwise_row_scale_sq_distance(scales: torch.Tensor, row_sq_norms: torch.Tensor, reduction: str, width: int):
+    """|P_A^l - P_B^l|^2 averaged over layers when P^l = P_static^l with row j scaled by (1 + s_j):
+    sum_j (s_Aj - s_Bj)^2 |P_static^l_j|^2, from the scale differences; (B, m), (L, m) -> (B, B).
+
+    ``width`` is the number of features per layer (the divisor of ``mean``).
+    """
+    s = scales.float()
+    diff_sq = (s.unsqueeze(1) - s.unsqueeze(0)).pow(2)  # (B, B, m)
+    dist = diff_sq @ row_sq_norms.float().mean(0)  # mean over layers of sum_j
+    if reduction == "mean":
+        dist = dist / width
+    return dist
+
+
+@_fp32
 def pairwise_gaussian_kl(mu: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
     """Eq. 12 (Gaussian reading): KL(N(mu_A, sigma_A^2) || N(mu_B, sigma_B^2)), mean over d.
 
-    ``mu``, ``sigma``: (B, d) -> (B, B). Closed form per dimension:
-    log(s_B/s_A) + (s_A^2 + (mu_A - mu_B)^2) / (2 s_B^2) - 1/2.
+    ``mu``, ``sigma``: (B, d) -> (B, B), in float32 from differences, per dimension:
+    (mu_A - mu_B)^2 / (2 s_B^2) + (expm1(2t) - 2t) / 2 with t = log s_A - log s_B, which is the closed
+    form log(s_B/s_A) + (s_A^2 + (mu_A - mu_B)^2) / (2 s_B^2) - 1/2 without its cancellations
+    (non-negative term by term, so no clamp cuts the gradient).
     """
     mu, sigma = mu.float(), sigma.float()
-    var = sigma**2
     log_s = torch.log(sigma)
-    inv_var_b = 1.0 / var  # indexed by B
-    d = mu.shape[-1]
-    # Expand (mu_A - mu_B)^2 = mu_A^2 - 2 mu_A mu_B + mu_B^2 so every term is a (B, B) matmul.
-    term_var = var @ inv_var_b.T  # sum_k s_A^2 / s_B^2
-    term_mu = (mu**2) @ inv_var_b.T - 2 * mu @ (mu * inv_var_b).T + (mu**2 * inv_var_b).sum(-1).unsqueeze(0)
-    log_ratio = log_s.sum(-1).unsqueeze(0) - log_s.sum(-1).unsqueeze(1)  # sum_k log s_B - log s_A
-    kl = log_ratio + 0.5 * (term_var + term_mu) - 0.5 * d
-    return (kl / d).clamp(min=0)
+    t = log_s.unsqueeze(1) - log_s.unsqueeze(0)  # (B, B, d): log s_A - log s_B
+    mean_term = (mu.unsqueeze(1) - mu.unsqueeze(0)).pow(2) / (2 * sigma.pow(2).unsqueeze(0))
+    var_term = 0.5 * (torch.expm1(2 * t) - 2 * t)
+    return (mean_term + var_term).mean(-1)
 
 
 def pairwise_categorical_kl(probs: torch.Tensor) -> torch.Tensor:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import warnings
 
 import torch
 
@@ -13,6 +14,8 @@ from ..base import Method, MethodOutput, soft_cross_entropy
 from . import losses
 from .config import DCPCConfig
 from .pcm import PreferenceCorrection
+
+MIN_CENTRED_ROWS = 4  # fewer pair rows than this: eq. 3's cosine is taken uncentred
 
 
 class DCPCModel(Method):
@@ -37,6 +40,13 @@ class DCPCModel(Method):
             init_kv=init_kv,
         )
         self.pcm = PreferenceCorrection(geo, config) if config.use_pcm else None
+        if config.use_alignment and config.align_token_gradient:
+            warnings.warn(
+                "method.align_token_gradient: true sends eq. 7's token half through the frozen backbone into "
+                "the shared prefix, which can only shrink it by making every layer ignore the input (it "
+                "collapsed SmolLM2 to one class); the paper trains only P_A, P_B (eq. 27)",
+                stacklevel=2,
+            )
 
     # -- parameters ---------------------------------------------------------------------------
     def learning_rates(self) -> dict[str, float | None]:
@@ -60,9 +70,9 @@ class DCPCModel(Method):
                 e_in = e_in.view(n_examples, per, -1).mean(1)
             pcm_out = self.pcm(e_in, static, sample=sample)
             prefix = static.unsqueeze(0) + pcm_out.delta
-            # The pair terms read only differences P_A - P_B = delta_A - delta_B (the static part
-            # cancels), so the output keeps the prefixes in place of the deltas: one (N, L, 2, m, kv)
-            # tensor alive through the backbone's forward instead of two.
+            # The pair terms read P_A - P_B from the PCM's codes or row scales (pcm.pairwise_delta_distance)
+            # and the static prefix, so the output keeps the prefixes in place of the deltas: one
+            # (N, L, 2, m, kv) tensor alive through the backbone's forward instead of two.
             pcm_out = dataclasses.replace(pcm_out, delta=prefix)
         else:
             prefix = static.unsqueeze(0).expand(n_examples, *static.shape)
@@ -142,6 +152,9 @@ class DCPCModel(Method):
             emb, probs, layers, pcm_out = self._gather_pair_inputs(emb, probs, layers, pcm_out)
         if len(emb) < 2:
             return total, terms
+        # Centring on the batch mean needs a few rows: 2 centred vectors are antipodal (cos = -1) and 3 sit
+        # near -1/2, which would shut the gate; smaller batches are handled by using the raw cosine.
+        center = cfg.similarity_center and len(emb) >= MIN_CENTRED_ROWS
         with torch.set_grad_enabled(torch.is_grad_enabled() and cfg.use_ambiguity):
             amb, cos_gate = losses.pairwise_ambiguity(
                 emb,
@@ -149,9 +162,12 @@ class DCPCModel(Method):
                 cfg.tau_cos,
                 divergence=cfg.ambiguity_divergence,
                 detach_similarity=cfg.detach_similarity,
-                center=cfg.similarity_center,
+                center=center,
             )
-        amb_gate = cos_gate & (amb.detach() > cfg.tau_ambiguity)  # sections 3.4-3.5: CLPA/PCM trigger
+        # Sections 3.4-3.5's trigger, per pair: cos x disagreement of the two predictions (zero when they agree).
+        cos = losses.pairwise_cosine(emb.detach(), center=center)
+        disagreement = cos * losses.pairwise_disagreement(probs, cfg.gate_divergence)
+        amb_gate = cos_gate & (disagreement > cfg.tau_ambiguity)
         n = len(cos_gate)
         pairs = max(n * (n - 1), 1)
         terms["gate_cos_rate"] = cos_gate.sum().float() / pairs
@@ -161,11 +177,13 @@ class DCPCModel(Method):
         if cfg.use_ambiguity:
             total = total + cfg.lambda_ambiguity * l_amb
         if cfg.use_alignment:
+            # Eq. 27: only P_A, P_B train. The token half is a constant unless the old behaviour is asked for.
+            states = layers if cfg.align_token_gradient else layers.detach()
             align = losses.pairwise_alignment(
-                layers, None, reduction=cfg.align_reduction, normalize=cfg.align_normalize
+                states, None, reduction=cfg.align_reduction, normalize=cfg.align_normalize
             )
             if pcm_out is not None:  # P_A^l - P_B^l = delta_A - delta_B: the prefix half of eq. 7
-                align = align + self.pcm.pairwise_delta_distance(pcm_out, cfg.align_reduction)
+                align = align + self.pcm.pairwise_delta_distance(pcm_out, self.prefix(), cfg.align_reduction)
             l_align = losses.reduce_pairs(align, amb_gate, cfg.pair_reduction)
             terms["loss_align"] = l_align.detach()
             total = total + cfg.lambda_align * l_align
@@ -185,10 +203,11 @@ class DCPCModel(Method):
         emb, probs = gather_rows(emb), gather_rows(probs)
         layers = gather_rows(layers) if layers is not None else None
         if pcm_out is not None:
-            kl_gaussian = self.config.pcm_kl == "gaussian"
+            kl_gaussian, align = self.config.pcm_kl == "gaussian", self.config.use_alignment
             pcm_out = dataclasses.replace(
                 pcm_out,
-                delta=gather_rows(pcm_out.delta) if self.config.use_alignment else pcm_out.delta,
+                codes=gather_rows(pcm_out.codes) if align and pcm_out.codes is not None else pcm_out.codes,
+                scales=gather_rows(pcm_out.scales) if align and pcm_out.scales is not None else pcm_out.scales,
                 mu=gather_rows(pcm_out.mu) if kl_gaussian else pcm_out.mu,
                 sigma=gather_rows(pcm_out.sigma) if kl_gaussian else pcm_out.sigma,
                 p_pref=pcm_out.p_pref if kl_gaussian else gather_rows(pcm_out.p_pref),

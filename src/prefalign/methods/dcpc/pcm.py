@@ -20,14 +20,16 @@ class PCMOutput:
     p_pref: torch.Tensor  # (B, d), eq. 10
     delta: torch.Tensor  # (B, L, 2, m, kv_dim): input-dependent change of each example's prefix
     codes: torch.Tensor | None = None  # (B, m, r): 'elementwise' only, delta = codes -> proj[1] per layer
+    scales: torch.Tensor | None = None  # (B, m): 'gate' only, s = M p_pref, row j of every layer times (1 + s_j)
 
 
 class PreferenceCorrection(nn.Module):
     """Aux classifier (eq. 9) -> p_pref (eq. 10) -> meta-matrix M (eq. 11) -> per-example prefix change.
 
-    ``elementwise`` (default): P_new = M * (d * p_pref) row-wise, an m x d prefix embedding
-    (uniform p_pref gives M itself), projected by a rank-r map to every layer's keys/values.
-    ``gate``: eq. 11 literally, s = M p_pref in R^m, scaling prefix row j by (1 + s_j).
+    ``gate`` (default): eq. 11 literally, s = M p_pref in R^m, scaling prefix row j of every layer by
+    (1 + s_j); m x d + the aux classifier, 0.17M at LLaMA-2 7B (the paper's +0.2M).
+    ``elementwise``: P_new = M * (d * p_pref) row-wise, an m x d prefix embedding (uniform p_pref
+    gives M itself), projected by a rank-r map to every layer's keys/values (4.8M at 7B).
     Both start as the identity (zero projection / zero M), so DCPC starts as P-Tuning v2.
     """
 
@@ -65,17 +67,41 @@ class PreferenceCorrection(nn.Module):
             return PCMOutput(mu=mu, sigma=sigma, p_pref=p_pref, delta=delta, codes=codes)
         s = p_pref @ self.meta.T  # eq. 11 as written: (B, m)
         delta = static_prefix.unsqueeze(0) * s.view(b, 1, 1, self.m, 1)
-        return PCMOutput(mu=mu, sigma=sigma, p_pref=p_pref, delta=delta)
+        return PCMOutput(mu=mu, sigma=sigma, p_pref=p_pref, delta=delta, scales=s)
 
-    def pairwise_delta_distance(self, out: PCMOutput, reduction: str = "mean") -> torch.Tensor:
+    def pairwise_delta_distance(self, out: PCMOutput, static_prefix: torch.Tensor, reduction: str = "mean"):
         """Eq. 7's prefix half, |P_A^l - P_B^l|^2 = |delta_A^l - delta_B^l|^2 averaged over layers, (B, B).
 
-        In 'elementwise' mode delta is linear in the rank-r codes, so the distance comes from r x r
-        Gram matrices without a (B, L, 2 m kv) copy; rows gathered from other processes (more
-        deltas than codes) and 'gate' mode use the deltas themselves.
+        The static prefix every input shares cancels; the distance comes from the PCM's per-example
+        outputs (rank-r codes in 'elementwise' mode, row scales in 'gate' mode) by differences, so the
+        gradient reaches the PCM and nothing else: in 'gate' mode the row norms of the static prefix are
+        constants here (a shared prefix could only shrink the difference by shrinking itself).
         """
-        n, layers = len(out.delta), self.geo.num_layers
-        if out.codes is not None and len(out.codes) == n:
+        layers, width = self.geo.num_layers, 2 * self.m * self.geo.kv_dim
+        if out.codes is not None:
             weight = self.proj[1].weight.view(layers, 2 * self.geo.kv_dim, -1)  # rows ordered as delta's (L, 2, kv)
             return losses.pairwise_lowrank_sq_distance(out.codes, weight, reduction)
-        return losses.pairwise_sq_distance(out.delta.reshape(n, layers, -1), reduction)
+        row_sq = static_prefix.detach().float().pow(2).sum((1, 3))  # (L, m): |P_static^l_j|^2 over keys+values
+        return losses.pairwise_row_scale_sq_distance(out.scales, row_sq, reduction, width)
+
+
+def pcm_parameter_count(geo: ModelGeometry, cfg: DCPCConfig) -> int:
+    """The PCM's parameters for a geometry, from the config alone (no weights built)."""
+    d, m, r = geo.hidden_size, cfg.prefix_length, cfg.pcm_aux_rank
+    aux = d * r + r + r * 2 * d + 2 * d
+    if cfg.pcm_mode == "gate":
+        return m * d + aux
+    rank = cfg.pcm_proj_rank
+    return m * d + aux + d * rank + rank * geo.num_layers * 2 * geo.kv_dim + geo.num_layers * 2 * geo.kv_dim
+
+
+def prefix_parameter_count(geo: ModelGeometry, prefix_length: int) -> int:
+    """A P-Tuning v2 prefix's parameters (no reparameterisation): m key and m value rows per layer."""
+    return geo.num_layers * 2 * prefix_length * geo.kv_dim
+
+
+def matching_prefix_length(geo: ModelGeometry, cfg: DCPCConfig) -> int:
+    """The P-Tuning v2 prefix length whose size is closest to DCPC's (static prefix + PCM) on ``geo``."""
+    target = prefix_parameter_count(geo, cfg.prefix_length) + (pcm_parameter_count(geo, cfg) if cfg.use_pcm else 0)
+    per_token = prefix_parameter_count(geo, 1)
+    return max(1, round(target / per_token))
