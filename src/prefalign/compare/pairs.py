@@ -22,8 +22,8 @@ from ..training.config import LOWER_IS_BETTER  # the runner's own reading of eac
 METRICS = ("accuracy", "f1", "soft_ce", "jsd", "ece", "worst_group_ce")
 
 
-def paired_wins(runs: list[dict | None], a: str, b: str) -> dict[tuple[str, str], tuple[int, int]]:
-    """{(dataset column, metric): (pairs where b beats a, pairs)} over the finished runs."""
+def _by_target(runs: list[dict | None]) -> dict[tuple, dict]:
+    """(column, method, target, seed) -> metrics of every finished '<method> / <target>' run."""
     by_key = {}
     for run in runs:
         if run is None:
@@ -31,6 +31,12 @@ def paired_wins(runs: list[dict | None], a: str, b: str) -> dict[tuple[str, str]
         method, _, target = run["method"].rpartition(" / ")
         if run.get("status") == "ok" and method:
             by_key[(run["column"], method, target, run["seed"])] = run["metrics"]
+    return by_key
+
+
+def paired_wins(runs: list[dict | None], a: str, b: str) -> dict[tuple[str, str], tuple[int, int]]:
+    """{(dataset column, metric): (pairs where b beats a, pairs)} over the finished runs."""
+    by_key = _by_target(runs)
     out: dict[tuple[str, str], list[int]] = defaultdict(lambda: [0, 0])
     for (column, method, target, seed), scores in by_key.items():
         other = by_key.get((column, method, a, seed))
@@ -110,13 +116,7 @@ def method_differences_table(runs: list[dict | None], a: str, b: str, metric: st
 
 def target_differences(runs: list[dict | None], a: str, b: str) -> dict[tuple[str, str], list[float]]:
     """{(dataset column, metric): [b run minus a run]} over the seed-matched '<method> / a|b' pairs."""
-    by_key = {}
-    for run in runs:
-        if run is None:
-            continue
-        method, _, target = run["method"].rpartition(" / ")
-        if run.get("status") == "ok" and method:
-            by_key[(run["column"], method, target, run["seed"])] = run["metrics"]
+    by_key = _by_target(runs)
     out: dict[tuple[str, str], list[float]] = defaultdict(list)
     for (column, method, target, seed), scores in sorted(by_key.items(), key=lambda kv: tuple(map(str, kv[0]))):
         other = by_key.get((column, method, a, seed))
