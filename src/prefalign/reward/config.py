@@ -137,6 +137,12 @@ class RewardConfig(ConfigBase):
     dorm: DormConfig = field(default_factory=DormConfig, metadata={"help": "DORM's weighting"})
     training: RewardTrainingConfig = field(default_factory=RewardTrainingConfig, metadata={"help": "the run"})
 
+    def to_dict(self) -> dict:
+        out = super().to_dict()
+        for key in ("sources", "validation", "test"):
+            out[key] = [s.to_dict() for s in getattr(self, key)]
+        return out
+
     def validate(self) -> None:
         if not self.sources:
             raise ConfigError("set sources: a list of {name, path, format} (at least one)")

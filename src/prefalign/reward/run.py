@@ -38,6 +38,7 @@ class RewardResult:
     prior: torch.Tensor  # w0
     curves: list[dict]
     output_dir: Path
+    auxiliary: dict[str, torch.Tensor]  # u, the proxy of theta*(w) (eq. 3.10)
 
 
 def train_reward(
@@ -99,7 +100,8 @@ def train_reward(
     metrics["steps"] = run.step
     metrics["seconds"] = round(time.time() - t0, 2)
     write_outputs(out, cfg, model, backbone, train, run, curves, stats, metrics)
-    return RewardResult(model, metrics, run.w.clone(), run.w0.clone(), curves, out)
+    u = {n: t.detach().clone() for n, t in run.u.items()}
+    return RewardResult(model, metrics, run.w.clone(), run.w0.clone(), curves, out, u)
 
 
 def estimate_prior(model: RewardModel, cfg: RewardConfig, train: list[PreferenceExample]) -> tuple[torch.Tensor, dict]:
