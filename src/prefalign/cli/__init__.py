@@ -13,10 +13,10 @@ import os
 import sys
 
 from ..errors import UserError
-from . import compare, demo, evaluate, methods, predict, probe, report, shift, tasks, train
+from . import compare, demo, evaluate, methods, predict, probe, report, reward, shift, tasks, train
 
 # In the order `prefalign --help` lists them.
-COMMAND_MODULES = (train, evaluate, predict, demo, compare, methods, shift, tasks, probe, report)
+COMMAND_MODULES = (train, evaluate, predict, demo, compare, methods, shift, tasks, probe, report, reward)
 
 
 def build_parser() -> argparse.ArgumentParser:
