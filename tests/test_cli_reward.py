@@ -61,3 +61,15 @@ def test_bad_input_gets_one_line_naming_the_row(tmp_path, vocab_file):
     assert rc == 2 and "source 's1-flip0' has no rows" in err and err.count("\n") == 1
     rc, _, err = run_main(["reward", "--score", "--data", "x.jsonl"])
     assert rc == 2 and "needs --adapter DIR and --data FILE" in err
+
+
+def test_the_shipped_reward_configs_load():
+    from pathlib import Path
+
+    from prefalign.reward import load_reward_config
+
+    paths = sorted((Path(__file__).resolve().parents[1] / "configs" / "reward").glob("*.yaml"))
+    assert paths
+    for path in paths:
+        cfg = load_reward_config(str(path))
+        assert [s.name for s in cfg.sources] == ["flip0", "flip10", "flip20", "flip40"]
