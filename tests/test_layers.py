@@ -1,7 +1,7 @@
 """The package's layer order, enforced: every import points down, and function-level imports are for heavy
 optional dependencies only (or the CLI, which imports lazily so that --help answers fast).
 
-    __main__ -> cli -> compare / analysis / demo -> inference -> training -> generation -> methods
+    __main__ -> cli -> compare / analysis / demo -> inference -> training, reward -> generation -> methods
         -> tasks, shifts -> annotations -> evaluation -> data -> models -> utils, errors
 """
 
@@ -26,7 +26,7 @@ LAYERS = [
     ("tasks", "shifts"),
     ("methods",),
     ("generation",),
-    ("training",),
+    ("training", "reward"),
     ("inference",),
     ("compare", "analysis", "demo"),
     ("cli",),

@@ -13,12 +13,28 @@ import os
 import sys
 
 from ..errors import UserError
-from . import compare, config, demo, distill, evaluate, export, methods, predict, probe, report, shift, tasks, train
+from . import (
+    compare,
+    config,
+    demo,
+    distill,
+    evaluate,
+    export,
+    methods,
+    predict,
+    probe,
+    report,
+    reward,
+    shift,
+    tasks,
+    train,
+)
 
 # In the order `prefalign --help` lists them.
 COMMAND_MODULES = (
     train,
     distill,
+    reward,
     evaluate,
     predict,
     export,

@@ -1,0 +1,129 @@
+"""Algorithm 1 of the thesis (eq. 3.7-3.10): first-order bilevel optimisation of per-example weights.
+
+Each step draws a training mini-batch B and a validation mini-batch V, computes l_i(theta) and l_i(u) on B
+(u: the auxiliary copy of the trained parameters, the proxy of theta*(w)), then, all from the step's
+starting values (w_t, theta_t, u_t):
+
+    u     <- Adam step on  alpha * L_tr(w, u; B)                               (line 3)
+    theta <- Adam step on  L_val(theta; V) + alpha * L_tr(w, theta; B)          (line 4)
+    w     <- max(0, w - eta_w * dL_alpha/dw)                                     (line 5)
+    dL_alpha/dw_i = 2 beta (w_i - w0_i) + alpha/|B| * (l_i(theta) - l_i(u)) for i in B   (eq. 3.10)
+
+with L_tr(w, theta; B) = (1/|B|) sum_i w_i l_i(theta). L_val does not depend on w explicitly, so its
+w-gradient is zero in the first-order method. The variants share the theta step (so every variant sees
+the validation pairs equally) and differ only in w: 'unweighted' keeps w = 1, 'prior' keeps w = w0,
+'dorm' starts at w0 and moves, 'bilevel-no-prior' starts at 1 with beta = 0.
+"""
+
+from __future__ import annotations
+
+import random
+
+import torch
+
+from .config import RewardConfig
+from .data import PreferenceExample
+from .losses import example_losses, weighted_loss
+from .model import RewardModel
+
+
+def w_gradient(
+    w: torch.Tensor,
+    w0: torch.Tensor,
+    index: torch.Tensor,
+    loss_theta: torch.Tensor,
+    loss_u: torch.Tensor,
+    alpha: float,
+    beta: float,
+) -> torch.Tensor:
+    """dL_alpha/dw of eq. 3.10 for the whole weight vector; ``index`` holds the batch's example ids
+    (an id drawn twice collects both terms)."""
+    grad = 2.0 * beta * (w - w0)
+    term = alpha / len(index) * (loss_theta.detach() - loss_u.detach()).to(grad.dtype)
+    return grad.index_add(0, index, term)
+
+
+class Bilevel:
+    """The state of one run (theta inside ``model``, u, w, both optimisers, the sampler) and its step."""
+
+    def __init__(
+        self,
+        model: RewardModel,
+        cfg: RewardConfig,
+        train: list[PreferenceExample],
+        validation: list[PreferenceExample],
+        w0: torch.Tensor,
+    ) -> None:
+        self.model, self.cfg, self.train, self.validation = model, cfg, train, validation
+        d, tc = cfg.dorm, cfg.training
+        self.variant = d.variant
+        self.moves_w = d.variant in ("dorm", "bilevel-no-prior")
+        self.beta = 0.0 if d.variant == "bilevel-no-prior" else d.beta
+        self.w0 = torch.ones(len(train)) if d.variant in ("unweighted", "bilevel-no-prior") else w0.float().clone()
+        self.w = self.w0.clone()
+        theta = list(model.trainable_parameters().values())
+        self.opt_theta = torch.optim.AdamW(theta, lr=tc.learning_rate, weight_decay=tc.weight_decay)
+        self.u = {n: p.detach().clone().requires_grad_(True) for n, p in model.trainable_parameters().items()}
+        self.opt_u = torch.optim.AdamW(list(self.u.values()), lr=tc.learning_rate, weight_decay=tc.weight_decay)
+        self.rng = random.Random(tc.seed)  # draws the mini-batches
+        self.step = 0
+
+    def sample(self, n: int) -> list[int]:
+        b = min(self.cfg.training.batch_size, n)
+        return self.rng.sample(range(n), b)
+
+    def one_step(self) -> dict[str, float]:
+        """Algorithm 1's lines 2-5; returns the step's losses."""
+        alpha = self.cfg.dorm.alpha
+        tr = self.sample(len(self.train))
+        va = self.sample(len(self.validation))
+        index = torch.tensor(tr)
+        batch = [self.train[i] for i in tr]
+        w_batch = self.w[index].to(self.model.device)
+        self.model.train()
+        out = {}
+        if self.moves_w:  # line 3: u follows the weighted training loss alone
+            loss_u = example_losses(self.model, batch, params=self.u)
+            self.opt_u.zero_grad(set_to_none=True)
+            (alpha * weighted_loss(loss_u, w_batch)).backward()
+            self.opt_u.step()
+            out["loss_tr_u"] = float(weighted_loss(loss_u.detach(), w_batch))
+        loss_theta = example_losses(self.model, batch)
+        loss_val = example_losses(self.model, [self.validation[i] for i in va]).mean()
+        self.opt_theta.zero_grad(set_to_none=True)
+        (loss_val + alpha * weighted_loss(loss_theta, w_batch)).backward()  # line 4
+        self.opt_theta.step()
+        if self.moves_w:  # line 5, with the projection onto w >= 0
+            grad = w_gradient(self.w, self.w0, index, loss_theta.cpu(), loss_u.cpu(), alpha, self.beta)
+            self.w = (self.w - self.cfg.dorm.eta_w * grad).clamp(min=0.0)
+        self.step += 1
+        out.update(loss_tr=float(weighted_loss(loss_theta.detach(), w_batch)), loss_val=float(loss_val.detach()))
+        return out
+
+    # -- checkpoints ---------------------------------------------------------------------------------
+    def state(self) -> dict:
+        return {
+            "step": self.step,
+            "theta": self.model.trainable_state_dict(),
+            "u": {n: t.detach().clone() for n, t in self.u.items()},
+            "w": self.w.clone(),
+            "w0": self.w0.clone(),
+            "opt_theta": self.opt_theta.state_dict(),
+            "opt_u": self.opt_u.state_dict(),
+            "sampler": list(self.rng.getstate()[1]),
+            "sampler_version": self.rng.getstate()[0],
+            "sampler_gauss": self.rng.getstate()[2],
+            "torch_rng": torch.get_rng_state(),
+        }
+
+    def load_state(self, state: dict) -> None:
+        self.step = int(state["step"])
+        self.model.load_state_dict(state["theta"], strict=False)
+        with torch.no_grad():
+            for n, t in self.u.items():
+                t.copy_(state["u"][n])
+        self.w, self.w0 = state["w"].clone(), state["w0"].clone()
+        self.opt_theta.load_state_dict(state["opt_theta"])
+        self.opt_u.load_state_dict(state["opt_u"])
+        self.rng.setstate((state["sampler_version"], tuple(state["sampler"]), state["sampler_gauss"]))
+        torch.set_rng_state(state["torch_rng"])
