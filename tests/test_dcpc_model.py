@@ -467,7 +467,7 @@ def test_without_pcm_training_mode_is_deterministic_on_llama(tiny_llama):
         return a, b
 
     torch.manual_seed(0)
-    with_pcm, data = make_model(lm, DCPCConfig(**ALL_GATES))
+    with_pcm, data = make_model(lm, DCPCConfig(pcm_mode="elementwise", **ALL_GATES))
     with torch.no_grad():  # the test above's PCM, strong enough to move the logits
         torch.nn.init.normal_(with_pcm.pcm.proj[1].weight, std=0.5)
         with_pcm.pcm.aux[2].bias[lm.geometry.hidden_size :] = 1.0
