@@ -6,7 +6,7 @@ from pathlib import Path
 
 from ..data.examples import TaskDataset
 from ..data.readers import read_table
-from .registry import SENTIMENT, Splits, TaskDefinition, find_file, register
+from .registry import SENTIMENT, Splits, TaskDefinition, find_file, register, train_and_test
 
 # -- SST-2 -----------------------------------------------------------------------------------------------
 SST2_LABELS = ["negative", "positive"]
@@ -53,11 +53,7 @@ def _read_rte(path: Path, name: str) -> TaskDataset:
     return data
 
 
-def _load_rte(folder: Path, seed: int) -> Splits:
-    # The public test split has no labels: val is the test set, validation is held out of train.
-    train = _read_rte(find_file(folder, ("train.jsonl", "train.tsv"), "rte"), "rte/train")
-    test = _read_rte(find_file(folder, ("val.jsonl", "dev.tsv", "validation.jsonl"), "rte"), "rte/val")
-    return train, None, test
+_load_rte = train_and_test(_read_rte, "rte", ("train.jsonl", "train.tsv"), ("val.jsonl", "dev.tsv", "validation.jsonl"))
 
 
 register(

@@ -91,6 +91,20 @@ def find_file(folder: Path, candidates: tuple[str, ...], task: str, required: bo
     return None
 
 
+def train_and_test(
+    read: Callable[[Path, str], TaskDataset], task: str, train_files: tuple[str, ...], test_files: tuple[str, ...]
+) -> Callable[[Path, int], Splits]:
+    """A loader for sets whose public test split has no labels: the labelled dev/val file is the test set,
+    and the runner holds validation out of train."""
+
+    def load(folder: Path, seed: int) -> Splits:
+        train = read(find_file(folder, train_files, task), f"{task}/train")
+        test = read(find_file(folder, test_files, task), f"{task}/val")
+        return train, None, test
+
+    return load
+
+
 def split_off(data: TaskDataset, n: int, seed: int, names: tuple[str, str]) -> tuple[TaskDataset, TaskDataset]:
     """Shuffle with ``seed`` and cut ``n`` examples off as a second split (for sets shipped with one split)."""
     if not 0 < n < len(data):

@@ -7,7 +7,7 @@ from pathlib import Path
 from ..data.examples import Example, TaskDataset
 from ..data.readers import read_records, record_field
 from ..errors import DataError
-from .registry import SPLIT_SEED, Splits, TaskDefinition, find_file, held_out, register, split_off
+from .registry import SPLIT_SEED, Splits, TaskDefinition, find_file, held_out, register, split_off, train_and_test
 
 # -- BoolQ ----------------------------------------------------------------------------------------------------
 BOOLQ_LABELS = ["no", "yes"]
@@ -95,11 +95,7 @@ def _read_copa(path: Path, name: str) -> TaskDataset:
     return TaskDataset(examples, list(COPA_LABELS), name)
 
 
-def _load_copa(folder: Path, seed: int) -> Splits:
-    # SuperGLUE's test.jsonl has no labels: val.jsonl is the test set, validation is held out of train.
-    train = _read_copa(find_file(folder, ("train.jsonl",), "copa"), "copa/train")
-    test = _read_copa(find_file(folder, ("val.jsonl", "validation.jsonl", "dev.jsonl"), "copa"), "copa/val")
-    return train, None, test
+_load_copa = train_and_test(_read_copa, "copa", ("train.jsonl",), ("val.jsonl", "validation.jsonl", "dev.jsonl"))
 
 
 register(
@@ -162,10 +158,7 @@ def _read_record(path: Path, name: str) -> TaskDataset:
     return TaskDataset(examples, [], name)
 
 
-def _load_record(folder: Path, seed: int) -> Splits:
-    train = _read_record(find_file(folder, ("train.jsonl",), "record"), "record/train")
-    test = _read_record(find_file(folder, ("val.jsonl", "dev.jsonl", "validation.jsonl"), "record"), "record/val")
-    return train, None, test
+_load_record = train_and_test(_read_record, "record", ("train.jsonl",), ("val.jsonl", "dev.jsonl", "validation.jsonl"))
 
 
 register(
