@@ -22,8 +22,9 @@ from ..training.config import LOWER_IS_BETTER  # the runner's own reading of eac
 METRICS = ("accuracy", "f1", "soft_ce", "jsd", "ece", "worst_group_ce")
 
 
-def _by_target(runs: list[dict | None]) -> dict[tuple, dict]:
-    """(column, method, target, seed) -> metrics of every finished '<method> / <target>' run."""
+def _matched(runs: list[dict | None], a: str, b: str):
+    """(column, metric, b run's value, a run's value) for every seed-matched '<method> / a|b' pair of finished
+    runs, in a fixed order."""
     by_key = {}
     for run in runs:
         if run is None:
@@ -31,23 +32,23 @@ def _by_target(runs: list[dict | None]) -> dict[tuple, dict]:
         method, _, target = run["method"].rpartition(" / ")
         if run.get("status") == "ok" and method:
             by_key[(run["column"], method, target, run["seed"])] = run["metrics"]
-    return by_key
-
-
-def paired_wins(runs: list[dict | None], a: str, b: str) -> dict[tuple[str, str], tuple[int, int]]:
-    """{(dataset column, metric): (pairs where b beats a, pairs)} over the finished runs."""
-    by_key = _by_target(runs)
-    out: dict[tuple[str, str], list[int]] = defaultdict(lambda: [0, 0])
-    for (column, method, target, seed), scores in by_key.items():
+    for (column, method, target, seed), scores in sorted(by_key.items(), key=lambda kv: tuple(map(str, kv[0]))):
         other = by_key.get((column, method, a, seed))
         if target != b or other is None:
             continue
         for metric in METRICS:
             key = f"test_{metric}"
             if key in scores and key in other:
-                better = scores[key] < other[key] if metric in LOWER_IS_BETTER else scores[key] > other[key]
-                out[(column, metric)][0] += int(better)
-                out[(column, metric)][1] += 1
+                yield column, metric, scores[key], other[key]
+
+
+def paired_wins(runs: list[dict | None], a: str, b: str) -> dict[tuple[str, str], tuple[int, int]]:
+    """{(dataset column, metric): (pairs where b beats a, pairs)} over the finished runs."""
+    out: dict[tuple[str, str], list[int]] = defaultdict(lambda: [0, 0])
+    for column, metric, value_b, value_a in _matched(runs, a, b):
+        better = value_b < value_a if metric in LOWER_IS_BETTER else value_b > value_a
+        out[(column, metric)][0] += int(better)
+        out[(column, metric)][1] += 1
     return {k: (v[0], v[1]) for k, v in out.items()}
 
 
@@ -116,16 +117,9 @@ def method_differences_table(runs: list[dict | None], a: str, b: str, metric: st
 
 def target_differences(runs: list[dict | None], a: str, b: str) -> dict[tuple[str, str], list[float]]:
     """{(dataset column, metric): [b run minus a run]} over the seed-matched '<method> / a|b' pairs."""
-    by_key = _by_target(runs)
     out: dict[tuple[str, str], list[float]] = defaultdict(list)
-    for (column, method, target, seed), scores in sorted(by_key.items(), key=lambda kv: tuple(map(str, kv[0]))):
-        other = by_key.get((column, method, a, seed))
-        if target != b or other is None:
-            continue
-        for metric in METRICS:
-            key = f"test_{metric}"
-            if key in scores and key in other:
-                out[(column, metric)].append(float(scores[key]) - float(other[key]))
+    for column, metric, value_b, value_a in _matched(runs, a, b):
+        out[(column, metric)].append(float(value_b) - float(value_a))
     return dict(out)
 
 
