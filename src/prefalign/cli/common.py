@@ -24,7 +24,8 @@ def add_config_args(
 
 
 def add_inference_args(p: argparse.ArgumentParser) -> None:
-    """``--adapter``, ``--device``, ``--dtype`` and ``--batch-size`` of the commands that run a saved adapter."""
+    """``--adapter``, ``--device``, ``--dtype``, ``--batch-size`` and the data section's ``--config``/``--set`` of
+    the commands that run a saved adapter."""
     p.add_argument("--adapter", required=True, help="the adapter folder a run wrote: <training.output_dir>/adapter")
     p.add_argument(
         "--device", default="auto", help="where the model runs: auto (a GPU when present), cpu, cuda, cuda:1"
@@ -35,6 +36,11 @@ def add_inference_args(p: argparse.ArgumentParser) -> None:
         help="cast the model to this dtype (default: as saved, float32)",
     )
     p.add_argument("--batch-size", type=int, default=64, help="examples per forward pass (default: 64)")
+    add_config_args(
+        p,
+        config_help="a config whose data section names the columns (e.g. the run's config.yaml)",
+        set_help="override a data.* key, e.g. --set data.text_column=review (repeatable)",
+    )
 
 
 def bars_allowed() -> bool:

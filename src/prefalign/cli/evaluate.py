@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from .common import add_config_args, add_inference_args, load_adapter, load_rows
+from .common import add_inference_args, load_adapter, load_rows
 
 COMMAND = "eval"
 
@@ -17,11 +17,6 @@ def add_parser(subparsers) -> None:
     )
     p.add_argument("--data", required=True, help="CSV, TSV, JSONL, JSON or saved datasets folder")
     add_inference_args(p)
-    add_config_args(
-        p,
-        config_help="a config whose data section names the columns (e.g. the run's config.yaml)",
-        set_help="override a data.* key, e.g. --set data.text_column=review (repeatable)",
-    )
 
 
 def run(args) -> int:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from .common import add_config_args, add_inference_args, data_section, load_adapter, load_rows
+from .common import add_inference_args, data_section, load_adapter, load_rows
 
 COMMAND = "predict"
 
@@ -16,11 +16,6 @@ def add_parser(subparsers) -> None:
     src.add_argument("--text", action="append", help="a text to classify (repeatable)")
     p.add_argument("--output", "-o", help="write JSON lines here instead of standard output")
     add_inference_args(p)
-    add_config_args(
-        p,
-        config_help="a config whose data section names the columns (e.g. the run's config.yaml)",
-        set_help="override a data.* key, e.g. --set data.text_column=review (repeatable)",
-    )
 
 
 def run(args) -> int:
