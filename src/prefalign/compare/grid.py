@@ -5,7 +5,6 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import os
 import platform
 import shutil
 import time
@@ -13,8 +12,6 @@ import traceback
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
-
-import torch
 
 from ..annotations.config import AnnotationConfig
 from ..errors import TrainingError, UserError
@@ -25,7 +22,7 @@ from ..training.run import checkpoint_metric, train
 from ..training.splits import load_splits
 from ..utils.atomic_files import write_text_atomically
 from ..utils.config_base import ConfigBase, deep_merge
-from ..utils.environment import versions
+from ..utils.environment import hardware, versions
 from .config import CompareConfig, DatasetEntry, MethodEntry, ModelEntry
 from .curves import logged_means, validation_curve
 from .records import upsert_record
@@ -256,12 +253,6 @@ def _record(
         "hardware": hardware(),
         "versions": versions(),
     }
-
-
-def hardware() -> str:
-    """'2 CPU cores, 1 torch thread, no GPU' or the GPU's name: what a table's timings were measured on."""
-    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"
-    return f"{os.cpu_count()} CPU cores, {torch.get_num_threads()} torch thread(s), {gpu}"
 
 
 def _finished(run_dir: Path, digest: str) -> dict | None:

@@ -32,3 +32,9 @@ def machine(device: str = "cpu") -> str:
     if device == "cuda":
         text += f", GPU {torch.cuda.get_device_name()}"
     return text
+
+
+def hardware() -> str:
+    """'2 CPU cores, 1 torch thread, no GPU' or the GPU's name: what a table's timings were measured on."""
+    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"
+    return f"{os.cpu_count()} CPU cores, {torch.get_num_threads()} torch thread(s), {gpu}"
