@@ -39,9 +39,21 @@ def test_the_w_gradient_of_eq_3_10_matches_autograd(vocab_file):
         + alpha * (weighted_loss(loss_theta.double(), w[index]) - weighted_loss(loss_u.double(), w[index]))
     )
     (expected,) = torch.autograd.grad(lagrangian, w)
-    got = w_gradient(w.detach(), w0, index, loss_theta, loss_u, alpha, beta)
+    got = w_gradient(w.detach(), w0, index, loss_theta, loss_u, alpha, beta, "batch-mean")
     assert torch.allclose(got, expected, atol=1e-6)
     assert got[3] == pytest.approx(2 * beta * (0.2 - 2.0))  # not in the batch: only the prior's pull
+    # 'per-example': eq. 3.7's sum over the examples; the batch's coordinates get their whole derivative
+    summed = (
+        loss_val.double()
+        + beta * ((w - w0) ** 2).sum()
+        + alpha * ((w[index] * loss_theta.double()).sum() - (w[index] * loss_u.double()).sum())
+    )
+    (expected,) = torch.autograd.grad(summed, w)
+    got = w_gradient(w.detach(), w0, index, loss_theta, loss_u, alpha, beta, "per-example")
+    assert torch.allclose(got[[0, 2]], expected[[0, 2]], atol=1e-6)
+    assert got[1] == 0 and got[3] == 0  # not drawn: not stepped
+    delta = float(loss_theta[1] - loss_u[1])  # example 0, by hand
+    assert got[0] == pytest.approx(2 * beta * (0.7 - 0.5) + alpha * delta, abs=1e-6)
 
 
 def _run(tmp_path, vocab_file, **sections):
@@ -64,6 +76,12 @@ def test_a_fully_corrupted_source_ends_below_the_clean_ones(tmp_path, vocab_file
     assert curves["sources"] == ["s0-flip0", "s1-flip0", "s2-flip100"]
     assert [p["step"] for p in curves["points"]] == list(range(0, 41, 2))
     assert curves["points"][0]["mean_weight"] == [1.0, 1.0, 1.0]
+    # what pushed the weights: alpha (l(theta) - l(u)) per source, positive (down) for the flipped one
+    signal = [p["signal"] for p in curves["points"][1:]]
+    assert all(len(s) == 3 for s in signal)
+    flipped_mean = sum(s[2] for s in signal if s[2] is not None) / len(signal)
+    clean_mean = sum(s[0] for s in signal if s[0] is not None) / len(signal)
+    assert flipped_mean > clean_mean
     assert (tmp_path / "run" / "weight_curves.png").read_bytes()[:4] == b"\x89PNG"
 
 

@@ -135,6 +135,41 @@ def test_lora_trains_the_adapter_and_head_and_leaves_the_backbone_bit_identical(
     assert all(p.requires_grad for p in full.parameters())
 
 
+def test_head_tuning_caches_the_frozen_features_and_trains_only_the_head(vocab_file, tmp_path):
+    from prefalign.methods.checkpoint import write_checkpoint
+    from prefalign.reward import PreferenceExample, load_reward_model
+    from prefalign.reward.model import _FEATURES, predictions
+
+    lm = build_tiny("bert", vocab_file)
+    model = RewardModel(lm, RewardModelConfig(tuning="head", max_length=16, head_dropout=0.0))
+    assert set(model.trainable_parameters()) == {"head.weight", "head.bias"}
+    frozen = {n: p.detach().clone() for n, p in model.backbone.named_parameters()}
+    texts = ["the movie was good", "the plot was dull and the actor was poor"]
+    model.train()
+    assert not model.backbone.training  # the features are read without the backbone's dropout
+    with torch.no_grad():
+        direct = model.eval()(**model.tokenize(texts))  # the uncached forward
+    model.train()
+    assert torch.allclose(model.rewards(texts), direct, atol=1e-5)
+    cache = _FEATURES[model.backbone][16]
+    assert set(cache) == set(texts)
+    u = {"head.weight": torch.ones_like(model.head.weight), "head.bias": torch.full_like(model.head.bias, 2.0)}
+    margins, _ = predictions(model, [PreferenceExample(0, 1, texts[0], texts[1])], params=u)
+    feats = model.cached_features(texts)
+    assert margins.item() == pytest.approx(float(feats[0].sum() - feats[1].sum()), abs=1e-4)
+    opt = torch.optim.SGD(list(model.trainable_parameters().values()), lr=0.5)
+    example_losses(model, _pairs_and_ratings()[:1]).mean().backward()
+    opt.step()
+    assert all(torch.equal(p, frozen[n]) for n, p in model.backbone.named_parameters())
+    write_checkpoint(
+        tmp_path / "adapter",
+        model.trainable_state_dict(),
+        {"kind": "prefalign-reward", "base_model": "tiny", "model_config": model.cfg.to_dict()},
+    )
+    loaded = load_reward_model(tmp_path / "adapter", backbone=lm)
+    assert torch.allclose(loaded.rewards(texts), model.eval().rewards(texts))
+
+
 def test_a_decoder_pools_its_last_real_token_whatever_the_padding(vocab_file):
     model = RewardModel(build_tiny("llama", vocab_file), RewardModelConfig(max_length=16, head_dropout=0.0)).eval()
     with torch.no_grad():

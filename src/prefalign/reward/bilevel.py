@@ -7,11 +7,19 @@ starting values (w_t, theta_t, u_t):
     u     <- Adam step on  alpha * L_tr(w, u; B)                               (line 3)
     theta <- Adam step on  L_val(theta; V) + alpha * L_tr(w, theta; B)          (line 4)
     w     <- max(0, w - eta_w * dL_alpha/dw)                                     (line 5)
-    dL_alpha/dw_i = 2 beta (w_i - w0_i) + alpha/|B| * (l_i(theta) - l_i(u)) for i in B   (eq. 3.10)
 
-with L_tr(w, theta; B) = (1/|B|) sum_i w_i l_i(theta). L_val does not depend on w explicitly, so its
-w-gradient is zero in the first-order method. The variants share the theta step (so every variant sees
-the validation pairs equally) and differ only in w: 'unweighted' keeps w = 1, 'prior' keeps w = w0,
+The w-gradient (eq. 3.10) has two readings of the training loss's scale (``dorm.w_gradient``):
+'per-example' (default) takes eq. 3.7 as written, a sum over the examples, so dL_tr/dw_i = l_i and the
+step moves the batch's weights by their whole partial derivative,
+    dL_alpha/dw_i = 2 beta (w_i - w0_i) + alpha (l_i(theta) - l_i(u))           for i in B,
+leaving the others (whose data term this step does not compute) where they are; 'batch-mean' takes
+L_tr(w, theta; B) = (1/|B|) sum_i w_i l_i(theta), so the data term is alpha/|B| (l_i(theta) - l_i(u))
+while the prior's pull 2 beta (w - w0) moves every weight every step. L_val does not depend on w
+explicitly, so its w-gradient is zero in the first-order method. The theta and u steps use the batch
+mean in both readings (with Adam only the ratio of L_val to alpha L_tr matters there).
+
+The variants share the theta step (so every variant sees the validation pairs equally) and differ only
+in w: 'unweighted' keeps w = 1, 'prior' keeps w = w0,
 'dorm' starts at w0 and moves, 'bilevel-no-prior' starts at 1 with beta = 0.
 """
 
@@ -35,12 +43,18 @@ def w_gradient(
     loss_u: torch.Tensor,
     alpha: float,
     beta: float,
+    scale: str = "per-example",
 ) -> torch.Tensor:
-    """dL_alpha/dw of eq. 3.10 for the whole weight vector; ``index`` holds the batch's example ids
-    (an id drawn twice collects both terms)."""
-    grad = 2.0 * beta * (w - w0)
-    term = alpha / len(index) * (loss_theta.detach() - loss_u.detach()).to(grad.dtype)
-    return grad.index_add(0, index, term)
+    """dL_alpha/dw of eq. 3.10 for the whole weight vector under ``scale`` ('per-example' or 'batch-mean',
+    see the module's docstring); ``index`` holds the batch's example ids (an id drawn twice collects both
+    data terms). Under 'per-example' the weights outside the batch get 0."""
+    delta = (loss_theta.detach() - loss_u.detach()).to(w.dtype)
+    if scale == "batch-mean":
+        return (2.0 * beta * (w - w0)).index_add(0, index, alpha / len(index) * delta)
+    grad = torch.zeros_like(w).index_add(0, index, alpha * delta)
+    batch = torch.unique(index)
+    grad[batch] += 2.0 * beta * (w[batch] - w0[batch])
+    return grad
 
 
 class Bilevel:
@@ -67,6 +81,10 @@ class Bilevel:
         self.opt_u = torch.optim.AdamW(list(self.u.values()), lr=tc.learning_rate, weight_decay=tc.weight_decay)
         self.rng = random.Random(tc.seed)  # draws the mini-batches
         self.step = 0
+        self.sources = torch.tensor([ex.source for ex in train])
+        n_sources = len(cfg.sources)
+        # alpha (l_i(theta) - l_i(u)) summed per source since the last curve point: what pushes w (eq. 3.10)
+        self.signal_sum, self.signal_n = torch.zeros(n_sources, dtype=torch.float64), torch.zeros(n_sources)
 
     def sample(self, n: int) -> list[int]:
         b = min(self.cfg.training.batch_size, n)
@@ -94,10 +112,24 @@ class Bilevel:
         (loss_val + alpha * weighted_loss(loss_theta, w_batch)).backward()  # line 4
         self.opt_theta.step()
         if self.moves_w:  # line 5, with the projection onto w >= 0
-            grad = w_gradient(self.w, self.w0, index, loss_theta.cpu(), loss_u.cpu(), alpha, self.beta)
+            grad = w_gradient(
+                self.w, self.w0, index, loss_theta.cpu(), loss_u.cpu(), alpha, self.beta, self.cfg.dorm.w_gradient
+            )
             self.w = (self.w - self.cfg.dorm.eta_w * grad).clamp(min=0.0)
+            delta = alpha * (loss_theta.detach() - loss_u.detach()).cpu().double()
+            src = self.sources[index]
+            self.signal_sum.index_add_(0, src, delta)
+            self.signal_n.index_add_(0, src, torch.ones(len(src)))
         self.step += 1
         out.update(loss_tr=float(weighted_loss(loss_theta.detach(), w_batch)), loss_val=float(loss_val.detach()))
+        return out
+
+    def take_signal(self) -> list[float | None]:
+        """Per source, the mean of alpha (l_i(theta) - l_i(u)) over its draws since the last call (None: no
+        draw, or w does not move in this variant); positive pushes the source's weights down."""
+        out = [float(s / n) if n else None for s, n in zip(self.signal_sum, self.signal_n)]
+        self.signal_sum.zero_()
+        self.signal_n.zero_()
         return out
 
     # -- checkpoints ---------------------------------------------------------------------------------
@@ -114,6 +146,8 @@ class Bilevel:
             "sampler_version": self.rng.getstate()[0],
             "sampler_gauss": self.rng.getstate()[2],
             "torch_rng": torch.get_rng_state(),
+            "signal_sum": self.signal_sum.clone(),
+            "signal_n": self.signal_n.clone(),
         }
 
     def load_state(self, state: dict) -> None:
@@ -127,3 +161,4 @@ class Bilevel:
         self.opt_u.load_state_dict(state["opt_u"])
         self.rng.setstate((state["sampler_version"], tuple(state["sampler"]), state["sampler_gauss"]))
         torch.set_rng_state(state["torch_rng"])
+        self.signal_sum, self.signal_n = state["signal_sum"].clone(), state["signal_n"].clone()

@@ -19,6 +19,7 @@ def _dict(help: str):
 
 FORMATS = ("pairs", "ratings")
 VARIANTS = ("unweighted", "prior", "dorm", "bilevel-no-prior")
+W_GRADIENTS = ("per-example", "batch-mean")
 RATING_RANGE = (0.0, 4.0)  # appendix I.1: every rating is mapped linearly onto 0-4
 
 
@@ -58,7 +59,10 @@ class RewardModelConfig(ConfigBase):
     SECTION = "model"
     name: str = _f("minilm", "backbone: a built-in alias, a local folder or a hub id")
     tuning: str = _f(
-        "lora", "'lora' (frozen backbone plus PEFT LoRA) or 'full' (every weight trains)", choices=("lora", "full")
+        "lora",
+        "'lora' (frozen backbone plus PEFT LoRA), 'full' (every weight trains) or 'head' (frozen backbone, its "
+        "pooled features cached once per text, only the head trains: cheap on CPU)",
+        choices=("lora", "full", "head"),
     )
     lora_r: int = _f(8, "LoRA rank")
     lora_alpha: float = _f(16.0, "LoRA scaling numerator")
@@ -92,6 +96,12 @@ class DormConfig(ConfigBase):
     alpha: float = _f(10.0, "alpha of eq. 3.10 / Algorithm 1 (app. I.3)")
     beta: float = _f(1.0, "beta, the pull towards the prior weights, eq. 3.7 (app. I.3)")
     eta_w: float = _f(1e-3, "eta_w, the weights' step size in Algorithm 1 line 5 (plain gradient steps)")
+    w_gradient: str = _f(
+        "per-example",
+        "the training loss's scale in eq. 3.10: 'per-example' (eq. 3.7's sum: dL_tr/dw_i = l_i, the batch's "
+        "weights step) or 'batch-mean' (dL_tr/dw_i = l_i/|B|, the prior's pull on every weight each step)",
+        choices=W_GRADIENTS,
+    )
     gamma: float = _f(1.0, "gamma of eq. 3.6: disagreement's share against uncertainty")
     mc_passes: int = _f(8, "N, stochastic forward passes of MC dropout (eq. 3.4)")
     prior_steps: int = _f(50, "steps of the brief unweighted training the prior is read from")

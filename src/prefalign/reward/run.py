@@ -85,7 +85,8 @@ def train_reward(
     while run.step < tc.steps:
         losses = run.one_step()
         if run.step % tc.log_every == 0 or run.step == tc.steps:
-            curves.append({**curve_point(run.step, run.w, train, len(cfg.sources)), **losses})
+            point = curve_point(run.step, run.w, train, len(cfg.sources))
+            curves.append({**point, **losses, "signal": run.take_signal()} if run.moves_w else {**point, **losses})
         if tc.checkpoint_every and run.step % tc.checkpoint_every == 0 and run.step < tc.steps:
             save_checkpoint(ckpt_dir, cfg, run, curves, stats)
         if on_step is not None:
