@@ -98,6 +98,12 @@ def test_the_baselines_weights(tmp_path, vocab_file):
     assert float(prior.prior.mean()) == pytest.approx(1.0, abs=1e-5)
     rows = json.loads((tmp_path / "b" / "run" / "weights.json").read_text())
     assert len(rows) == 72 and {"source", "row", "w0", "w", "u", "q"} <= set(rows[0])
+    # eq. 3.6's standardised terms per source, as they enter it
+    zu = prior.metrics["prior_zu_mean"]
+    assert list(zu) == ["s0-flip0", "s1-flip0", "s2-flip100"] and set(prior.metrics["prior_zq_mean"]) == set(zu)
+    u = torch.tensor([r["u"] for r in rows], dtype=torch.float64)
+    z = ((u - u.mean()) / u.std(unbiased=False)).clamp(-3, 3)  # by hand: z-score, clip 3 (dorm.clip)
+    assert zu["s2-flip100"] == pytest.approx(float(z[48:].mean()), abs=1e-5)
     dorm = _run(tmp_path / "c", vocab_file, dorm={"variant": "dorm", "eta_w": 0.05})
     assert torch.equal(dorm.prior, prior.prior)  # same seed, same brief training: same prior
     assert not torch.equal(dorm.weights, dorm.prior)

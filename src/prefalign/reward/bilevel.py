@@ -57,6 +57,16 @@ def w_gradient(
     return grad
 
 
+def _rng_state(device: torch.device) -> tuple:
+    return torch.get_rng_state(), (torch.cuda.get_rng_state(device) if device.type == "cuda" else None)
+
+
+def _set_rng_state(device: torch.device, state: tuple) -> None:
+    torch.set_rng_state(state[0])
+    if state[1] is not None:
+        torch.cuda.set_rng_state(state[1], device)
+
+
 class Bilevel:
     """The state of one run (theta inside ``model``, u, w, both optimisers, the sampler) and its step."""
 
@@ -100,12 +110,16 @@ class Bilevel:
         w_batch = self.w[index].to(self.model.device)
         self.model.train()
         out = {}
+        masks = _rng_state(self.model.device)
         if self.moves_w:  # line 3: u follows the weighted training loss alone
             loss_u = example_losses(self.model, batch, params=self.u)
             self.opt_u.zero_grad(set_to_none=True)
             (alpha * weighted_loss(loss_u, w_batch)).backward()
             self.opt_u.step()
             out["loss_tr_u"] = float(weighted_loss(loss_u.detach(), w_batch))
+            # l_i(theta) under the same dropout masks as l_i(u): their difference (eq. 3.10) then carries no
+            # dropout noise, only the difference between theta and u (common random numbers)
+            _set_rng_state(self.model.device, masks)
         loss_theta = example_losses(self.model, batch)
         loss_val = example_losses(self.model, [self.validation[i] for i in va]).mean()
         self.opt_theta.zero_grad(set_to_none=True)

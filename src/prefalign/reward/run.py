@@ -24,7 +24,7 @@ from .data import PreferenceExample, read_sources
 from .losses import example_losses
 from .model import RewardModel, predictions
 from .plots import plot_weight_curves
-from .prior import mc_dropout_statistics, prior_weights
+from .prior import mc_dropout_statistics, prior_weights, standardise
 
 STATE_FILE = "state.pt"
 ADAPTER_KIND = "prefalign-reward"
@@ -98,6 +98,10 @@ def train_reward(
     names = [s.name for s in cfg.sources]
     metrics["final_mean_weight"] = {names[s]: v for s, v in enumerate(source_means(run.w, train, len(names)))}
     metrics["prior_mean_weight"] = {names[s]: v for s, v in enumerate(source_means(run.w0, train, len(names)))}
+    if len(stats.get("u", [])):  # eq. 3.6's two terms as they enter it (standardised, clipped), per source
+        for key in ("u", "q"):
+            z = standardise(stats[key], cfg.dorm.clip).float()
+            metrics[f"prior_z{key}_mean"] = {names[s]: v for s, v in enumerate(source_means(z, train, len(names)))}
     metrics["steps"] = run.step
     metrics["seconds"] = round(time.time() - t0, 2)
     write_outputs(out, cfg, model, backbone, train, run, curves, stats, metrics)
