@@ -1,45 +1,72 @@
-"""DORM on real human preference pairs: HH-RLHF harmless (test split) in four training sources whose labels
-are flipped at 0, 10, 20 and 40%, a clean validation set (D_val) and clean held-out pairs.
+"""DORM on real preference pairs: HH-RLHF harmless (test split) cut into four training sources whose labels
+are flipped at 0, 10, 20 and 40%, the LLaMA-Factory DPO demo pairs as a fifth (unflipped) source, a clean
+D_val, a clean selection split (hyperparameters are chosen on it) and clean held-out test pairs.
 
-Each (seed, variant) run trains a MiniLM reward model (LoRA) with `prefalign.reward.train_reward` and
-writes one raw record (metrics, per-source weight curves, each held-out pair's margin) to
-``--out/seed<S>_<variant>.json``; finished runs are skipped, so the command resumes. ``--report`` prints
-the table docs/results.md shows: clean pairwise accuracy per variant, each source's final mean weight,
-and DORM minus unweighted with a paired 95% interval (bootstrap over held-out pairs within a seed, and
-a t interval over seeds when there are at least two).
+The reward model is MiniLM with `model.tuning: head`: the frozen backbone's mean-pooled features are
+computed once per text (cached in ``--work``/features-minilm.pt) and a linear head trains, which makes a
+run take seconds on a CPU core. Three stages, each writing raw records under ``--out``, each skipping
+what is already there:
 
-    python benchmarks/dorm_hh.py --data ../shared/data/hh_rlhf_harmless/harmless-base_test.jsonl.gz --seeds 0
-    python benchmarks/dorm_hh.py --report
+    python benchmarks/dorm_hh.py --stage budget   # unweighted: selection accuracy against steps and lr
+    python benchmarks/dorm_hh.py --stage search   # dorm: alpha, beta, eta_w and the w-gradient's scale
+    python benchmarks/dorm_hh.py --stage final    # the four variants, 3 seeds, clean test pairs
+    python benchmarks/dorm_hh.py --report         # the tables docs/results.md shows
+
+The budget and search stages score the selection split only; the final stage alone scores test pairs.
 """
 
 from __future__ import annotations
 
 import argparse
 import gzip
+import itertools
 import json
 import random
+import shutil
 import statistics
 import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 
+ROOT = Path(__file__).resolve().parents[1]
+# ../shared/data beside the checkout (a worktree under wt/ looks one level further up)
+DATA = next((p / "shared" / "data" for p in ROOT.parents if (p / "shared" / "data").is_dir()), ROOT.parent / "shared")
+HH = DATA / "hh_rlhf_harmless" / "harmless-base_test.jsonl.gz"
+DEMO = DATA / "llamafactory_dpo_en_demo" / "dpo_en_demo.json"
 FLIPS = (0.0, 0.1, 0.2, 0.4)
 VARIANTS = ("unweighted", "prior", "bilevel-no-prior", "dorm")
-OUT = Path(__file__).resolve().parent / "results" / "dorm_hh"
+OUT = ROOT / "benchmarks" / "results" / "dorm_hh"
+N_TEST, N_VAL, N_SELECT, PER_SOURCE = 500, 150, 150, 375
+MAX_LENGTH = 128
+BATCH = 32
+PRIOR_STEPS = 250  # the budget grid's shortest run, already at its plateau of selection accuracy
+# the budget stage's grid (unweighted) and the search stage's grid (dorm), both on the selection split
+BUDGET_LRS = (1e-3, 3e-3, 1e-2)
+BUDGET_STEPS = (250, 1000, 3000)
+SEARCH = {"alpha": (10.0, 1.0), "beta": (1.0, 0.1), "eta_w": (1e-3, 1e-1, 1.0), "w_gradient": ("per-example",)}
+# added after the grid above moved no weight by more than 0.07 (eq. 3.10's data term measured 1e-3 to 3e-3
+# per draw): larger steps, and a weaker pull towards the prior (2 beta eta_w < 2 keeps the pull stable)
+EXTRA = {
+    "dorm": [{"alpha": 10.0, "beta": 0.01, "eta_w": e, "w_gradient": "per-example"} for e in (1.0, 10.0)],
+    "bilevel-no-prior": [{"alpha": 10.0, "beta": 1.0, "eta_w": e, "w_gradient": "per-example"} for e in (10.0, 100.0)],
+}
+THESIS = {"alpha": 10.0, "beta": 1.0, "eta_w": 1e-3}  # app. I.3, run with both w-gradient scales
+SEARCH_SEEDS = (0, 1)
+FINAL_SEEDS = (0, 1, 2)
 
 
-def split(data: str, per_source: int, n_val: int, n_test: int, work: Path) -> dict:
-    """Shuffle the pairs once (seed 0), cut disjoint test, validation and per-source training sets, flip
-    the first round(flip * n) pairs of each source (which pairs: a seeded shuffle), write JSONL files."""
-    with gzip.open(data, "rt", encoding="utf-8") as f:
+def split(work: Path) -> dict:
+    """Shuffle HH's pairs once (seed 0), cut disjoint test, validation, selection and per-source training
+    sets, flip the first round(flip * n) pairs of each source in a seeded order, write JSONL files."""
+    with gzip.open(HH, "rt", encoding="utf-8") as f:
         rows = [json.loads(line) for line in f if line.strip()]
-    rng = random.Random(0)
-    rng.shuffle(rows)
-    need = n_test + n_val + per_source * len(FLIPS)
+    random.Random(0).shuffle(rows)
+    need = N_TEST + N_VAL + N_SELECT + PER_SOURCE * len(FLIPS)
     if len(rows) < need:
-        sys.exit(f"{data} has {len(rows)} pairs; this split needs {need}")
+        sys.exit(f"{HH} has {len(rows)} pairs; this split needs {need}")
     work.mkdir(parents=True, exist_ok=True)
 
     def write(name: str, part: list[dict]) -> str:
@@ -47,163 +74,323 @@ def split(data: str, per_source: int, n_val: int, n_test: int, work: Path) -> di
         path.write_text("".join(json.dumps(r) + "\n" for r in part), encoding="utf-8")
         return str(path)
 
-    files = {"test": write("test", rows[:n_test]), "validation": write("validation", rows[n_test : n_test + n_val])}
-    start = n_test + n_val
+    cuts = itertools.accumulate((N_TEST, N_VAL, N_SELECT))
+    a, b, c = cuts
+    files = {"test": write("test", rows[:a]), "validation": write("validation", rows[a:b])}
+    files["selection"] = write("selection", rows[b:c])
     sources = []
     for k, flip in enumerate(FLIPS):
-        part = [dict(r) for r in rows[start + k * per_source : start + (k + 1) * per_source]]
+        part = [dict(r) for r in rows[c + k * PER_SOURCE : c + (k + 1) * PER_SOURCE]]
         order = list(range(len(part)))
         random.Random(100 + k).shuffle(order)
         for i in order[: round(flip * len(part))]:
             part[i] = {"chosen": part[i]["rejected"], "rejected": part[i]["chosen"]}
-        sources.append({"name": f"flip{int(flip * 100)}", "path": write(f"flip{int(flip * 100)}", part)})
+        name = f"hh-flip{int(flip * 100)}"
+        sources.append({"name": name, "path": write(name, part), "format": "pairs"})
+    sources.append(
+        {"name": "dpo-demo", "path": str(DEMO), "format": "pairs", "prompt_column": "conversations"}
+    )  # LLaMA-Factory's 300 pairs (GPT-4 judgments, ShareGPT turns): unflipped
     return {"sources": sources, **files}
 
 
-def config(files: dict, args, seed: int, variant: str, out_dir: Path) -> dict:
+def config(files: dict, out_dir: Path, seed: int, variant: str, scored: str, lr: float, steps: int, dorm: dict):
     return {
-        "sources": [{**s, "format": "pairs"} for s in files["sources"]],
+        "sources": files["sources"],
         "validation": [{"name": "validation", "path": files["validation"]}],
-        "test": [{"name": "test", "path": files["test"]}],
-        "model": {"name": args.model, "tuning": "lora", "max_length": args.max_length},
-        "dorm": {"variant": variant, "eta_w": args.eta_w, "prior_steps": args.prior_steps, "mc_passes": args.mc_passes},
+        "test": [{"name": scored, "path": files[scored]}],
+        "model": {"name": "minilm", "tuning": "head", "max_length": MAX_LENGTH},
+        "dorm": {"variant": variant, "prior_steps": PRIOR_STEPS, "mc_passes": 8, **dorm},
         "training": {
             "output_dir": str(out_dir),
-            "steps": args.steps,
-            "batch_size": args.batch_size,
-            "learning_rate": args.learning_rate,
+            "steps": steps,
+            "batch_size": BATCH,
+            "learning_rate": lr,
             "seed": seed,
-            "log_every": 10,
-            "checkpoint_every": 50,
+            "log_every": max(steps // 60, 1),
+            "checkpoint_every": 0,
+            "eval_batch_size": 256,
         },
     }
 
 
-def run(args) -> None:
-    from prefalign.reward import RewardConfig, load_reward_model, read_source, score_pairs, train_reward
+class Runner:
+    """Loads MiniLM once, fills its feature cache from disk, runs configs and writes one record each."""
 
-    torch.set_num_threads(args.threads)
-    files = split(args.data, args.per_source, args.n_val, args.n_test, Path(args.work) / "data")
-    args.out.mkdir(parents=True, exist_ok=True)
-    for seed in args.seeds:
-        for variant in args.variants:
-            record_path = args.out / f"seed{seed}_{variant}.json"
-            if record_path.exists():
-                print(f"skip {record_path.name} (done)", flush=True)
-                continue
-            out_dir = Path(args.work) / f"seed{seed}_{variant}"
-            cfg_dict = config(files, args, seed, variant, out_dir)
-            cfg = RewardConfig.from_dict(cfg_dict)
-            t0 = time.time()
-            result = train_reward(cfg, resume=(out_dir / "checkpoints").is_dir())
-            test = read_source(cfg.test[0], 0, cfg.model.head_attributes)
-            margins = [s["margin"] for s in score_pairs(load_reward_model(out_dir / "adapter"), test)]
-            curves = json.loads((out_dir / "weight_curves.json").read_text())
-            record = {
-                "seed": seed,
-                "variant": variant,
-                "config": cfg_dict,
-                "metrics": result.metrics,
-                "test_margins": margins,
-                "weight_curves": curves,
-                "seconds": round(time.time() - t0, 1),
-            }
-            record_path.write_text(json.dumps(record, indent=1))
-            m = result.metrics
-            print(
-                f"seed {seed} {variant}: test acc {m['test_pairwise_accuracy']:.4f}, weights "
-                + ", ".join(f"{k} {v:.4f}" for k, v in m["final_mean_weight"].items())
-                + f" ({record['seconds']:.0f} s)",
-                flush=True,
-            )
+    def __init__(self, work: Path) -> None:
+        from prefalign.models.loading import load_backbone
+        from prefalign.reward.model import feature_cache
+
+        self.work = work
+        self.backbone = load_backbone("minilm")
+        self.cache_path = work / "features-minilm.pt"
+        self.cache = feature_cache(self.backbone.model)
+        if self.cache_path.is_file():
+            self.cache.update(torch.load(self.cache_path, weights_only=True))
+        self.saved_size = sum(len(v) for v in self.cache.values())
+        self.files = split(work / "data")
+
+    def save_cache(self) -> None:
+        size = sum(len(v) for v in self.cache.values())
+        if size == self.saved_size:
+            return
+        self.saved_size = size
+        tmp = self.cache_path.with_suffix(".tmp")
+        torch.save(self.cache, tmp)
+        tmp.replace(self.cache_path)
+
+    def run(self, record_path: Path, cfg_dict: dict, extra: dict) -> dict:
+        from prefalign.reward import RewardConfig, read_source, score_pairs, train_reward
+
+        if record_path.exists():
+            return json.loads(record_path.read_text())
+        cfg = RewardConfig.from_dict(cfg_dict)
+        t0 = time.time()
+        result = train_reward(cfg, backbone=self.backbone)
+        scored = read_source(cfg.test[0], 0, cfg.model.head_attributes)
+        margins = [round(s["margin"], 6) for s in score_pairs(result.model.eval(), scored, 256)]
+        curves = json.loads((Path(cfg.training.output_dir) / "weight_curves.json").read_text())
+        record = {
+            **extra,
+            "scored": cfg.test[0].name,
+            "config": cfg_dict,
+            "metrics": result.metrics,
+            "margins": margins,
+            "weight_curves": curves,
+            "seconds": round(time.time() - t0, 1),
+            "machine": "2 shared CPU cores, 1 thread",
+        }
+        record_path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = record_path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(record, indent=1))
+        tmp.replace(record_path)
+        self.save_cache()
+        w = result.metrics["final_mean_weight"]
+        print(
+            f"{record_path.name}: {cfg.test[0].name} acc {result.metrics['test_pairwise_accuracy']:.4f}, w "
+            + ", ".join(f"{k} {v:.3f}" for k, v in w.items())
+            + f" ({record['seconds']:.0f} s)",
+            flush=True,
+        )
+        return record
 
 
-def bootstrap_interval(a: list[bool], b: list[bool], n: int = 2000, seed: int = 0) -> tuple[float, float, float]:
-    """Accuracy difference mean(a) - mean(b) over the same pairs, with a paired bootstrap 95% interval."""
-    diffs = [float(x) - float(y) for x, y in zip(a, b)]
-    rng = random.Random(seed)
-    k = len(diffs)
-    means = sorted(sum(diffs[rng.randrange(k)] for _ in range(k)) / k for _ in range(n))
-    return sum(diffs) / k, means[int(0.025 * n)], means[int(0.975 * n) - 1]
+def budget(r: Runner, out: Path) -> None:
+    for lr, steps in itertools.product(BUDGET_LRS, BUDGET_STEPS):
+        name = f"budget/lr{lr:g}_steps{steps}_seed0.json"
+        cfg = config(r.files, r.work / "budget", 0, "unweighted", "selection", lr, steps, {})
+        r.run(out / name, cfg, {"stage": "budget", "seed": 0, "variant": "unweighted", "lr": lr, "steps": steps})
 
 
-def report(out: Path) -> None:
-    records = [json.loads(p.read_text()) for p in sorted(out.glob("seed*_*.json"))]
-    if not records:
-        sys.exit(f"no records in {out}")
-    by = {(r["seed"], r["variant"]): r for r in records}
-    seeds = sorted({r["seed"] for r in records})
-    sources = records[0]["weight_curves"]["sources"]
-    print("| variant | seeds | clean test accuracy (mean) | per seed | " + " | ".join(f"w {s}" for s in sources) + " |")
-    print("|---" * (4 + len(sources)) + "|")
-    for variant in VARIANTS:
-        rs = [by[(s, variant)] for s in seeds if (s, variant) in by]
+def chosen_budget(out: Path) -> tuple[float, int]:
+    """(lr, steps) with the best selection accuracy; ties go to fewer steps, then the smaller lr."""
+    recs = [json.loads(p.read_text()) for p in sorted((out / "budget").glob("*.json"))]
+    if not recs:
+        sys.exit("run --stage budget first")
+    best = max(recs, key=lambda x: (x["metrics"]["test_pairwise_accuracy"], -x["steps"], -x["lr"]))
+    return best["lr"], best["steps"]
+
+
+def search_grid(variant: str = "dorm") -> list[dict]:
+    """The settings tried on the selection split: the thesis's values first (under both w-gradient scales),
+    then SEARCH's grid; bilevel-no-prior has beta = 0, so only alpha and eta_w vary."""
+    if variant == "unweighted":  # w stays 1: only alpha (L_val against alpha L_tr in theta's step) matters
+        return [{**THESIS, "w_gradient": "per-example"}, {**THESIS, "alpha": 1.0, "w_gradient": "per-example"}]
+    grid = [dict(zip(SEARCH, values)) for values in itertools.product(*SEARCH.values())]
+    if variant == "bilevel-no-prior":
+        grid = [g for g in grid if g["beta"] == THESIS["beta"]]
+    thesis = [{**THESIS, "w_gradient": scale} for scale in ("per-example", "batch-mean")]
+    return thesis + [g for g in grid if g not in thesis] + EXTRA[variant]
+
+
+def _tag(variant: str, d: dict) -> str:
+    return f"{variant}_a{d['alpha']:g}_b{d['beta']:g}_eta{d['eta_w']:g}_{d['w_gradient']}"
+
+
+def search(r: Runner, out: Path) -> None:
+    lr, steps = chosen_budget(out)
+    for seed in SEARCH_SEEDS:
+        for variant in ("unweighted", "dorm", "bilevel-no-prior"):
+            for d in search_grid(variant):
+                cfg = config(r.files, r.work / "search", seed, variant, "selection", lr, steps, d)
+                extra = {"stage": "search", "seed": seed, "variant": variant, "dorm": d}
+                r.run(out / f"search/{_tag(variant, d)}_seed{seed}.json", cfg, extra)
+
+
+def search_table(out: Path, variant: str = "dorm") -> tuple[str, dict]:
+    """Markdown of the search for ``variant``, and its chosen setting: the best mean selection accuracy
+    over the search seeds (ties: the thesis's values first, then the grid's order)."""
+    recs = [json.loads(p.read_text()) for p in sorted((out / "search").glob("*.json"))]
+    rows = []
+    for d in search_grid(variant):
+        rs = [x for x in recs if x["variant"] == variant and x["dorm"] == d]
         if not rs:
             continue
-        accs = [r["metrics"]["test_pairwise_accuracy"] * 100 for r in rs]
-        weights = [statistics.mean(r["metrics"]["final_mean_weight"][s] for r in rs) for s in sources]
-        print(
-            f"| {variant} | {len(rs)} | {statistics.mean(accs):.1f} | {', '.join(f'{a:.1f}' for a in accs)} | "
-            + " | ".join(f"{w:.4f}" for w in weights)
-            + " |"
+        acc = statistics.mean(x["metrics"]["test_pairwise_accuracy"] for x in rs)
+        names = rs[0]["weight_curves"]["sources"]
+        w = {n: statistics.mean(x["metrics"]["final_mean_weight"][n] for x in rs) for n in names}
+        lowest = [min(x["metrics"]["final_mean_weight"].items(), key=lambda kv: kv[1])[0] for x in rs]
+        lowest = lowest if variant != "unweighted" else ["-"]  # every weight stays 1
+        rows.append((d, acc, w, lowest, len(rs)))
+    if not rows:
+        return "", {}
+    chosen = max(rows, key=lambda row: row[1])[0]
+    names = list(rows[0][2])
+    head = f"| {variant}: alpha | beta | eta_w | w-gradient | seeds | selection acc. (mean) | "
+    lines = [head + " | ".join(f"w {n}" for n in names) + " | lowest w, per seed |", "|---" * (7 + len(names)) + "|"]
+    for d, acc, w, lowest, n in rows:
+        beta = {"bilevel-no-prior": "0", "unweighted": "-"}.get(variant, f"{d['beta']:g}")
+        mark = " **chosen**" if d == chosen else ""
+        lines.append(
+            f"| {d['alpha']:g} | {beta} | {d['eta_w']:g} | {d['w_gradient']}{mark} | {n} | {100 * acc:.1f} | "
+            + " | ".join(f"{w[k]:.4f}" for k in names)
+            + f" | {', '.join(lowest)} |"
         )
-    print()
-    for variant in ("dorm", "prior", "bilevel-no-prior"):
-        diffs = []
-        for s in seeds:
-            if (s, variant) not in by or (s, "unweighted") not in by:
-                continue
-            a = [m > 0 for m in by[(s, variant)]["test_margins"]]
-            b = [m > 0 for m in by[(s, "unweighted")]["test_margins"]]
-            d, lo, hi = bootstrap_interval(a, b)
-            diffs.append(d)
-            print(
-                f"seed {s}: {variant} - unweighted = {100 * d:+.2f} points, "
-                f"paired bootstrap 95% [{100 * lo:+.2f}, {100 * hi:+.2f}]"
-            )
-        if len(diffs) >= 2:
-            t975 = {2: 12.706, 3: 4.303, 4: 3.182, 5: 2.776}.get(len(diffs), 2.0)
-            mean, sd = statistics.mean(diffs), statistics.stdev(diffs)
-            half = t975 * sd / len(diffs) ** 0.5
-            print(
-                f"over {len(diffs)} seeds: {variant} - unweighted = {100 * mean:+.2f} points, "
-                f"t 95% [{100 * (mean - half):+.2f}, {100 * (mean + half):+.2f}]"
-            )
-    lowest = []
-    for s in seeds:
-        if (s, "dorm") in by:
-            w = by[(s, "dorm")]["metrics"]["final_mean_weight"]
-            lowest.append(min(w, key=w.get))
-    print(f"\nsource with the lowest final mean weight under dorm, per seed: {lowest}")
+    return "\n".join(lines), chosen
 
 
-def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--data", default="../shared/data/hh_rlhf_harmless/harmless-base_test.jsonl.gz")
-    p.add_argument("--seeds", type=int, nargs="+", default=[0])
-    p.add_argument(
-        "--variants", nargs="+", default=["unweighted", "dorm", "prior", "bilevel-no-prior"], choices=VARIANTS
+def final(r: Runner, out: Path) -> None:
+    lr, steps = chosen_budget(out)
+    chosen = {v: search_table(out, v)[1] for v in ("unweighted", "dorm", "bilevel-no-prior")}
+    if not all(chosen.values()):
+        sys.exit("run --stage search first")
+    for seed in FINAL_SEEDS:
+        for variant in VARIANTS:
+            d = chosen.get(variant, chosen["unweighted"])  # prior: w fixed like unweighted's, alpha as its
+            run_dir = r.work / "final" / f"seed{seed}_{variant}"
+            cfg = config(r.files, run_dir, seed, variant, "test", lr, steps, d)
+            record = out / f"final/seed{seed}_{variant}.json"
+            fresh = not record.exists()
+            r.run(record, cfg, {"stage": "final", "seed": seed, "variant": variant})
+            if fresh and variant in ("dorm", "bilevel-no-prior"):  # Figure 3.4 of this run, beside its record
+                shutil.copyfile(run_dir / "weight_curves.png", out / f"final/seed{seed}_{variant}_weight_curves.png")
+
+
+def paired_pair_bootstrap(a: np.ndarray, b: np.ndarray, samples: int = 10_000, seed: int = 0):
+    """Mean accuracy difference a - b (seeds x pairs of 0/1), and a 95% interval from resampling the
+    held-out pairs (the same resample for every seed, so each pair stays matched across seeds)."""
+    diff = (a - b).mean(0)  # per pair, averaged over seeds
+    rng = np.random.default_rng(seed)
+    idx = rng.integers(0, len(diff), size=(samples, len(diff)))
+    means = diff[idx].mean(1)
+    lo, hi = np.quantile(means, [0.025, 0.975])
+    return float(diff.mean()), float(lo), float(hi)
+
+
+def budget_table(out: Path) -> str:
+    recs = {(x["lr"], x["steps"]): x for x in (json.loads(p.read_text()) for p in (out / "budget").glob("*.json"))}
+    lines = ["| learning rate | " + " | ".join(f"{s} steps" for s in BUDGET_STEPS) + " |"]
+    lines.append("|---" * (1 + len(BUDGET_STEPS)) + "|")
+    for lr in BUDGET_LRS:
+        cells = [
+            f"{100 * recs[(lr, s)]['metrics']['test_pairwise_accuracy']:.1f}" if (lr, s) in recs else "-"
+            for s in BUDGET_STEPS
+        ]
+        lines.append(f"| {lr:g} | " + " | ".join(cells) + " |")
+    lr, steps = chosen_budget(out)
+    lines.append(f"\nChosen: learning rate {lr:g}, {steps} steps (batch {BATCH}).")
+    spread = []
+    for st in BUDGET_STEPS:
+        if (lr, st) in recs:
+            margins = sorted(abs(m) for m in recs[(lr, st)]["margins"])
+            spread.append(f"{st} steps {statistics.median(margins):.3f}")
+    lines.append(
+        f"Median |r(chosen) - r(rejected)| on the selection pairs at learning rate {lr:g}: {', '.join(spread)}."
     )
-    p.add_argument("--model", default="minilm")
-    p.add_argument("--per-source", type=int, default=50)
-    p.add_argument("--n-val", type=int, default=50)
-    p.add_argument("--n-test", type=int, default=200)
-    p.add_argument("--steps", type=int, default=60)
-    p.add_argument("--batch-size", type=int, default=8)
-    p.add_argument("--learning-rate", type=float, default=1e-3)
-    p.add_argument("--max-length", type=int, default=48)
-    p.add_argument("--eta-w", type=float, default=1e-3)
-    p.add_argument("--prior-steps", type=int, default=15)
-    p.add_argument("--mc-passes", type=int, default=4)
-    p.add_argument("--threads", type=int, default=1)
-    p.add_argument("--work", default="runs/dorm_hh")
+    return "\n".join(lines)
+
+
+def _flip40_rank(weights: dict) -> int:
+    hh = sorted((w, n) for n, w in weights.items() if n.startswith("hh-"))
+    return 1 + [n for _, n in hh].index("hh-flip40")
+
+
+def final_table(out: Path) -> str:
+    """Test accuracy and final mean weights per variant (median over seeds), the DORM - unweighted
+    differences, and which source ends lowest under each weighted variant per seed."""
+    recs = {(x["seed"], x["variant"]): x for x in (json.loads(p.read_text()) for p in (out / "final").glob("*.json"))}
+    seeds = sorted({s for s, _ in recs})
+    names = next(iter(recs.values()))["weight_curves"]["sources"]
+    lines = [
+        "| variant | seeds | clean test accuracy (median) | per seed | "
+        + " | ".join(f"w {n}" for n in names)
+        + " | lowest w, per seed | rank of hh-flip40 among the hh sources (1: lowest), per seed |",
+        "|---" * (6 + len(names)) + "|",
+    ]
+    for v in VARIANTS:
+        rs = [recs[(s, v)] for s in seeds if (s, v) in recs]
+        if not rs:
+            continue
+        accs = [100 * x["metrics"]["test_pairwise_accuracy"] for x in rs]
+        w = {n: statistics.median(x["metrics"]["final_mean_weight"][n] for x in rs) for n in names}
+        lowest, ranks = "-", "-"
+        if v != "unweighted":
+            lowest = ", ".join(min(x["metrics"]["final_mean_weight"].items(), key=lambda kv: kv[1])[0] for x in rs)
+            ranks = " / ".join(str(_flip40_rank(x["metrics"]["final_mean_weight"])) for x in rs)
+        lines.append(
+            f"| {v} | {len(rs)} | {statistics.median(accs):.1f} | {' / '.join(f'{a:.1f}' for a in accs)} | "
+            + " | ".join(f"{w[n]:.4f}" for n in names)
+            + f" | {lowest} | {ranks} |"
+        )
+    lines += ["", "| difference (test accuracy, points) | per seed: mean [paired bootstrap 95%] | pooled over seeds |"]
+    lines.append("|---|---|---|")
+    for v in ("dorm", "prior", "bilevel-no-prior"):
+        both = [s for s in seeds if (s, v) in recs and (s, "unweighted") in recs]
+        if not both:
+            continue
+        a = np.array([[m > 0 for m in recs[(s, v)]["margins"]] for s in both], dtype=float)
+        b = np.array([[m > 0 for m in recs[(s, "unweighted")]["margins"]] for s in both], dtype=float)
+        cells = []
+        for k, s in enumerate(both):
+            d, lo, hi = paired_pair_bootstrap(a[k : k + 1], b[k : k + 1])
+            cells.append(f"seed {s}: {100 * d:+.1f} [{100 * lo:+.1f}, {100 * hi:+.1f}]")
+        d, lo, hi = paired_pair_bootstrap(a, b)
+        lines.append(f"| {v} - unweighted | {'; '.join(cells)} | {100 * d:+.1f} [{100 * lo:+.1f}, {100 * hi:+.1f}] |")
+    return "\n".join(lines)
+
+
+def signals_table(out: Path) -> str:
+    """Per final run that moves w, each source's mean of alpha (l(theta) - l(u)) over the logged points
+    (positive pushes its weights down), and for the prior: each source's mean standardised u and q."""
+    recs = [json.loads(p.read_text()) for p in sorted((out / "final").glob("*.json"))]
+    names = recs[0]["weight_curves"]["sources"]
+    lines = ["| run | quantity | " + " | ".join(names) + " |", "|---" * (2 + len(names)) + "|"]
+    for x in sorted(recs, key=lambda x: (VARIANTS.index(x["variant"]), x["seed"])):
+        label = f"{x['variant']}, seed {x['seed']}"
+        points = [p["signal"] for p in x["weight_curves"]["points"] if "signal" in p]
+        if points:
+            means = [statistics.mean(p[k] for p in points if p[k] is not None) for k in range(len(names))]
+            lines.append(
+                f"| {label} | alpha (l(theta) - l(u)), x1000 | " + " | ".join(f"{1000 * m:+.2f}" for m in means) + " |"
+            )
+        for key, what in (("prior_zu_mean", "z(u) of eq. 3.6"), ("prior_zq_mean", "z(q) of eq. 3.6")):
+            if key in x["metrics"] and x["variant"] == "prior":
+                lines.append(
+                    f"| {label} | {what} | " + " | ".join(f"{x['metrics'][key][n]:+.3f}" for n in names) + " |"
+                )
+    return "\n".join(lines)
+
+
+def minutes(out: Path) -> float:
+    return sum(json.loads(p.read_text())["seconds"] for p in out.rglob("*.json")) / 60
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--stage", choices=("budget", "search", "final"))
+    p.add_argument("--work", type=Path, default=ROOT / "runs" / "dorm_hh")
     p.add_argument("--out", type=Path, default=OUT)
-    p.add_argument("--report", action="store_true", help="print the table from the records in --out")
-    args = p.parse_args()
+    p.add_argument("--report", action="store_true", help="print the tables from the records in --out")
+    args = p.parse_args(argv)
     if args.report:
-        report(args.out)
-    else:
-        run(args)
+        searches = [search_table(args.out, v)[0] for v in ("unweighted", "dorm", "bilevel-no-prior")]
+        print(budget_table(args.out), *searches, final_table(args.out), signals_table(args.out), sep="\n\n")
+        print(f"\n{minutes(args.out):.1f} min of run time in {args.out}")
+        return
+    if not args.stage:
+        p.error("give --stage or --report")
+    torch.set_num_threads(1)
+    runner = Runner(args.work)
+    {"budget": budget, "search": search, "final": final}[args.stage](runner, args.out)
 
 
 if __name__ == "__main__":

@@ -72,4 +72,5 @@ def test_the_shipped_reward_configs_load():
     assert paths
     for path in paths:
         cfg = load_reward_config(str(path))
-        assert [s.name for s in cfg.sources] == ["flip0", "flip10", "flip20", "flip40"]
+        assert [s.name for s in cfg.sources] == ["hh-flip0", "hh-flip10", "hh-flip20", "hh-flip40", "dpo-demo"]
+        assert cfg.model.tuning == "head" and cfg.dorm.w_gradient == "per-example"
