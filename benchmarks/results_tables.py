@@ -111,6 +111,23 @@ def seed_spread(name: str, metric: str = "accuracy") -> str:
     return "\n".join(lines)
 
 
+def dorm_hh(part: str) -> str:
+    """A table of benchmarks/dorm_hh.py from its committed records (benchmarks/results/dorm_hh/)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("dorm_hh", ROOT / "benchmarks" / "dorm_hh.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    out = RESULTS / "dorm_hh"
+    if part == "budget":
+        return module.budget_table(out)
+    if part == "final":
+        return module.final_table(out)
+    if part == "signals":
+        return module.signals_table(out)
+    return module.search_table(out, part)[0]
+
+
 def _columns(cfg) -> list[str]:
     return [c for d in cfg.datasets for c in (d.name, d.shifted_name) if c is not None]
 
@@ -129,6 +146,12 @@ BLOCKS = {
     "annotators_minilm_accuracy": lambda: target_accuracy("annotators_minilm"),
     "annotators_smollm2_accuracy": lambda: target_accuracy("annotators_smollm2"),
     "annotators_aggregates_minilm_spread": lambda: seed_spread("annotators_aggregates_minilm"),
+    "dorm_hh_budget": lambda: dorm_hh("budget"),
+    "dorm_hh_search_unweighted": lambda: dorm_hh("unweighted"),
+    "dorm_hh_search_dorm": lambda: dorm_hh("dorm"),
+    "dorm_hh_search_bilevel": lambda: dorm_hh("bilevel-no-prior"),
+    "dorm_hh_final": lambda: dorm_hh("final"),
+    "dorm_hh_signals": lambda: dorm_hh("signals"),
 }
 
 
