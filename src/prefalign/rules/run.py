@@ -443,6 +443,8 @@ def baselines(doc, cfg: RulesConfig, pool: Split, clean: Split, test: Split, sta
         soft = snorkel_label_model(pv, k, cfg.seed)
     except ImportError:
         out["label_model"] = {"skipped": "pip install snorkel (the [rules] extra) for Snorkel's LabelModel"}
+    except ValueError as exc:  # Snorkel's own checks, e.g. fewer than 3 labelling functions
+        out["label_model"] = {"skipped": f"Snorkel's LabelModel: {exc}"}
     else:
         head = train_weak_model(pool.emb[m], soft[m], pool.emb[~m], k, no_st, cfg.seed, stats)
         out["label_model"] = {"accuracy": _accuracy(head.predict_proba(test.emb), test.y)}
