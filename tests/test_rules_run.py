@@ -8,9 +8,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers_cli import assert_one_error, run_main, save_tiny_model, toy_rows, write_csv, write_jsonl
 
 from conftest import build_tiny
+from helpers_cli import assert_one_error, run_main, save_tiny_model, toy_rows, write_csv, write_jsonl
 from prefalign.errors import ConfigError, DataError
 from prefalign.rules import apply_rules, discover, load_rules, rules_config_from_dict
 from prefalign.rules.encode import template_parts, top_words, word_vocabulary
