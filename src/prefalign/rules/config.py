@@ -75,7 +75,8 @@ class MatchConfig(ConfigBase):
         choices=("instance", "words"),
     )
     thresholds: list[float] = _list(
-        [0.3, 0.35, 0.4, 0.45, 0.5, 0.55, 0.6, 0.65, 0.7, 0.8, 0.9], "the grid sigma is chosen from on dev"
+        [0.1, 0.15, 0.2, 0.25, 0.3, 0.35, 0.4, 0.45, 0.5, 0.6, 0.7],
+        "the grid sigma is chosen from on dev (with alpha 0.25 and k 10, s_j rarely passes 0.5)",
     )
     max_length: int = _f(128, "tokens per text for the embeddings")
 

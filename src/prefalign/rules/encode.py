@@ -179,10 +179,16 @@ class EncodingCache:
         tmp.replace(path)
         return value
 
-    def words(self, key: str, compute) -> list[list[str]]:
+    def words(self, key: str, texts: Sequence[str], compute) -> list[list[str]]:
+        """Top-k words per text, cached per text (``key`` names the model and settings), so overlapping text
+        lists (another seed's clean set) pay only for the texts not seen before."""
         path = self.folder / f"{key}.json"
-        if path.is_file():
-            return json.loads(path.read_text())
-        value = compute()
-        write_text_atomically(path, json.dumps(value))
-        return value
+        known: dict = json.loads(path.read_text()) if path.is_file() else {}
+        ids = [hashlib.sha256(t.encode("utf-8")).hexdigest()[:20] for t in texts]
+        missing = [i for i, h in enumerate(ids) if h not in known]
+        if missing:
+            fresh = compute([texts[i] for i in missing])
+            for i, words in zip(missing, fresh):
+                known[ids[i]] = words
+            write_text_atomically(path, json.dumps(known))
+        return [known[h] for h in ids]

@@ -65,12 +65,13 @@ class Encoders:
 
     def words(self, texts: list[str]) -> list[list[str]]:
         settings = {k: self.m[k] for k in ("template", "top_k", "max_length", "min_word_length")}
-        key = cache_key("words", self.m["prompt_model"], settings, texts)
+        key = cache_key("words", self.m["prompt_model"], settings, [])
         return self.cache.words(
             key,
-            lambda: top_words(
+            texts,
+            lambda todo: top_words(
                 self.prompt_lm,
-                texts,
+                todo,
                 self.m["template"],
                 self.m["top_k"],
                 max_length=self.m["max_length"],
@@ -398,6 +399,15 @@ def discover(cfg: RulesConfig, *, prompt_lm=None, embed_lm=None, stdin=None, std
         "alphas": state["alphas"],
         "versions": versions(),
     }
+    if test is not None and models:
+        probs = [m.predict_proba(test.emb) for m in models]
+        weights = state["alphas"] if cfg.boost.ensemble_weights == "alpha" else None
+        record["test_predictions"] = {
+            "prboost": core.ensemble(probs, weights).argmax(1).tolist(),
+            "last_model": probs[-1].argmax(1).tolist(),
+            "round0_model": probs[0].argmax(1).tolist(),
+        }
+        record["test_labels"] = test.y.tolist()
     if cfg.baselines and test is not None:
         record["baselines"] = baselines(doc, cfg, pool, clean, test, stats, enc)
     record["seconds_this_call"] = time.perf_counter() - start
@@ -410,8 +420,13 @@ def _fingerprint(cfg: RulesConfig) -> dict:
     return {k: d[k] for k in ("labels", "unlabelled", "clean", "dev", "seed_rules", "prompt", "match", "seed")}
 
 
+def _scored(head: WeakModel, test: Split) -> dict:
+    pred = head.predict_proba(test.emb).argmax(1)
+    return {"accuracy": float((pred == test.y).mean()), "predictions": pred.tolist()}
+
+
 def baselines(doc, cfg: RulesConfig, pool: Split, clean: Split, test: Split, stats, enc: Encoders) -> dict:
-    """Table 2.2's comparisons at our scale, each scored on the test set."""
+    """Table 2.2's comparisons at our scale, each scored on the test set (with its per-item predictions)."""
     k = len(cfg.labels)
     seed_doc = {**doc, "rules": [r for r in doc["rules"] if r.get("accepted_by") == "seed"]}
     no_st = type(cfg.weak_model)(**{**cfg.weak_model.to_dict(), "self_training": False})
@@ -423,12 +438,13 @@ def baselines(doc, cfg: RulesConfig, pool: Split, clean: Split, test: Split, sta
         "accuracy": float((mv_test == test.y).mean()),  # an abstain counts as wrong
         "coverage": cov,
         "accuracy_on_covered": acc,
+        "predictions": mv_test.tolist(),
     }
     pv = pattern_votes(seed_doc, pool.texts)
     mv = core.majority_vote(pv, k)
     m = mv != core.ABSTAIN
     head = train_weak_model(pool.emb[m], mv[m], pool.emb[~m], k, no_st, cfg.seed, stats)
-    out["majority_vote"] = {"accuracy": _accuracy(head.predict_proba(test.emb), test.y)}
+    out["majority_vote"] = _scored(head, test)
     head = train_weak_model(
         np.concatenate([pool.emb[m], clean.emb]),
         np.concatenate([mv[m], clean.y]),
@@ -438,7 +454,7 @@ def baselines(doc, cfg: RulesConfig, pool: Split, clean: Split, test: Split, sta
         cfg.seed,
         stats,
     )
-    out["majority_vote+clean"] = {"accuracy": _accuracy(head.predict_proba(test.emb), test.y)}
+    out["majority_vote+clean"] = _scored(head, test)
     try:
         soft = snorkel_label_model(pv, k, cfg.seed)
     except ImportError:
@@ -447,7 +463,7 @@ def baselines(doc, cfg: RulesConfig, pool: Split, clean: Split, test: Split, sta
         out["label_model"] = {"skipped": f"Snorkel's LabelModel: {exc}"}
     else:
         head = train_weak_model(pool.emb[m], soft[m], pool.emb[~m], k, no_st, cfg.seed, stats)
-        out["label_model"] = {"accuracy": _accuracy(head.predict_proba(test.emb), test.y)}
+        out["label_model"] = _scored(head, test)
         onehot = np.eye(k)[clean.y]
         head = train_weak_model(
             np.concatenate([pool.emb[m], clean.emb]),
@@ -458,12 +474,12 @@ def baselines(doc, cfg: RulesConfig, pool: Split, clean: Split, test: Split, sta
             cfg.seed,
             stats,
         )
-        out["label_model+clean"] = {"accuracy": _accuracy(head.predict_proba(test.emb), test.y)}
+        out["label_model+clean"] = _scored(head, test)
     head = train_weak_model(clean.emb, clean.y, pool.emb[:0], k, no_st, cfg.seed, stats)
-    out["clean_only"] = {"accuracy": _accuracy(head.predict_proba(test.emb), test.y)}
+    out["clean_only"] = _scored(head, test)
     if pool.y is not None:
         head = train_weak_model(pool.emb, pool.y, pool.emb[:0], k, no_st, cfg.seed, stats)
-        out["pool_gold_labels"] = {"accuracy": _accuracy(head.predict_proba(test.emb), test.y)}
+        out["pool_gold_labels"] = _scored(head, test)
     return out
 
 
