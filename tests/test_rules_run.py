@@ -266,3 +266,19 @@ def test_config_errors_are_one_line(tmp_path, files):
     cfg["clean"] = {"path": str(files["pool"]), "label_column": "nope"}
     with pytest.raises(DataError, match="no label column"):
         discover(rules_config_from_dict(cfg), log=lambda *_: None)
+
+
+def test_the_shipped_rules_configs_load_and_their_seed_rules_compile(tmp_path):
+    from prefalign.rules import load_rules_config
+    from prefalign.rules.core import compile_rule
+
+    paths = sorted((Path(__file__).resolve().parents[1] / "configs" / "rules").glob("*.yaml"))
+    assert [p.stem for p in paths] == ["agnews", "trec"]
+    data = [f"{s}.path=x.csv" for s in ("unlabelled", "clean", "dev")]
+    for path in paths:
+        cfg = load_rules_config(str(path), data)
+        assert cfg.boost.rounds == 10 and cfg.prompt.model == "smollm2-135m"
+        assert {r.label for r in cfg.seed_rules} == set(cfg.labels)  # every class has seed rules
+        for r in cfg.seed_rules:
+            compile_rule(r.kind, r.pattern)
+        template_parts(cfg.prompt.template)  # a decoder's template: the blank comes last
