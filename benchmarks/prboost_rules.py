@@ -106,27 +106,31 @@ def run(args) -> None:
             f"clean.path={s['clean']}",
             f"dev.path={s['dev']}",
             f"test.path={s['test']}",
-            f"output_dir={work / 'runs' / f'{args.dataset}_seed{seed}'}",
+            f"output_dir={work / 'runs' / f'{args.dataset}{args.name}_seed{seed}'}",
             f"cache_dir={work / 'cache'}",
             f"seed={seed}",
             *([f"boost.rounds={args.rounds}"] if args.rounds is not None else []),
+            *args.set,
         ]
         cfg = load_rules_config(str(ROOT / "configs" / "rules" / f"{args.dataset}.yaml"), overrides)
         start = time.perf_counter()
         result = discover(cfg, log=lambda m, s=seed: print(f"[{args.dataset} seed {s}] {m}", flush=True))
         record = {
             "dataset": args.dataset,
+            "variant": args.name.lstrip("-") or "default",
             "seed": seed,
             "sizes": s["sizes"],
             "command": f"python benchmarks/prboost_rules.py run --dataset {args.dataset} --seeds {seed}"
             + (f" --rounds {args.rounds}" if args.rounds is not None else "")
-            + f" --pool {args.pool} --clean {args.clean} --test {args.test}",
+            + f" --pool {args.pool} --clean {args.clean} --test {args.test}"
+            + "".join(f" --set {o}" for o in args.set)
+            + (f" --name {args.name}" if args.name else ""),
             "machine": "2 shared CPU cores, one torch thread",
             "wall_seconds": time.perf_counter() - start,
             **result.record,
         }
         OUT.mkdir(parents=True, exist_ok=True)
-        (OUT / f"{args.dataset}_seed{seed}.json").write_text(json.dumps(record, indent=1) + "\n")
+        (OUT / f"{args.dataset}{args.name}_seed{seed}.json").write_text(json.dumps(record, indent=1) + "\n")
         print(f"[{args.dataset} seed {seed}] done in {record['wall_seconds']:.0f} s", flush=True)
 
 
@@ -139,10 +143,13 @@ ROWS = [
     ("Weakly supervised", "rule_matching", "rule matching (seed rules, abstain = wrong)"),
     ("Weakly supervised", "majority_vote", "majority vote of seed rules + head"),
     ("Weakly supervised", "label_model", "Snorkel LabelModel + head"),
+    ("Weakly supervised", "label_model_argmax", "Snorkel LabelModel (its argmax labels) + head"),
     ("Weakly supervised", "majority_vote+clean", "majority vote + head, with the clean set"),
     ("Weakly supervised", "label_model+clean", "Snorkel LabelModel + head, with the clean set"),
     ("PRBoost", "round0_model", "round 0: seed rules + self-training (m_0)"),
     ("PRBoost", "prboost", "PRBoost ensemble of all rounds (eq. 2.11, equal weights)"),
+    ("PRBoost", "-clean:round0_model", "round 0, clean set added to D_t (weak_model.train_on_clean)"),
+    ("PRBoost", "-clean:prboost", "PRBoost ensemble, clean set added to every D_t"),
 ]
 
 
@@ -179,11 +186,15 @@ def report(args) -> None:
         lines.append(f"### {dataset}: test accuracy x100, median over seeds {seeds} (per seed in brackets)\n")
         lines.append("| group | method | median | per seed |")
         lines.append("|---|---|---|---|")
+        variants = {"": recs, "-clean": _records(dataset + "-clean")}
         for group, key, label in ROWS:
+            variant, _, key = key.rpartition(":")
             vals = []
-            for r in recs:
+            for r in variants[variant]:
                 p = _predictions(r, key)
                 vals.append(None if p is None else float((p == np.asarray(r["test_labels"])).mean()))
+            if not vals:
+                continue
             if all(v is None for v in vals):
                 lines.append(f"| {group} | {label} | n/a | {recs[0]['baselines'].get(key, {}).get('skipped', '')} |")
                 continue
@@ -191,9 +202,11 @@ def report(args) -> None:
             per = " / ".join("-" if v is None else f"{100 * v:.1f}" for v in vals)
             lines.append(f"| {group} | {label} | {100 * np.median(got):.1f} | {per} |")
         lines.append("")
-        for ref in ("clean_only", "label_model+clean", "round0_model"):
+        comparisons = [("", "clean_only"), ("", "majority_vote+clean"), ("", "round0_model")]
+        comparisons += [("-clean", "clean_only"), ("-clean", "round0_model")] if variants["-clean"] else []
+        for variant, ref in comparisons:
             per_seed, cells = [], []
-            for r in recs:
+            for r in variants[variant]:
                 a, b = _predictions(r, ref), _predictions(r, "prboost")
                 if a is None or b is None:
                     continue
@@ -202,8 +215,9 @@ def report(args) -> None:
                 cells.append(f"{100 * d:+.1f} [{100 * lo:+.1f}, {100 * hi:+.1f}]")
             if per_seed:
                 lo, hi = bootstrap_interval(per_seed)
+                name = "PRBoost" + (" (clean set in D_t)" if variant else "")
                 lines.append(
-                    f"* PRBoost minus {ref}: median {100 * np.median(per_seed):+.1f} points over seeds "
+                    f"* {name} minus {ref}: median {100 * np.median(per_seed):+.1f} points over seeds "
                     f"(bootstrap 95% over seeds [{100 * lo:+.1f}, {100 * hi:+.1f}]); per seed, with a paired "
                     f"bootstrap over test items: {'; '.join(cells)}"
                 )
@@ -296,6 +310,8 @@ def main() -> None:
     r.add_argument("--clean", type=int, default=50, help="clean set size (and dev set size)")
     r.add_argument("--test", type=int, default=1000, help="test texts (a fixed draw; 0: all)")
     r.add_argument("--work", default="runs/prboost", help="splits, runs and the encoding cache")
+    r.add_argument("--set", action="append", default=[], help="a config override, e.g. weak_model.train_on_clean=true")
+    r.add_argument("--name", default="", help="a suffix of the record's name for a variant, e.g. -clean")
     sub.add_parser("report")
     args = p.parse_args()
     run(args) if args.cmd == "run" else report(args)

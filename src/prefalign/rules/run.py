@@ -310,7 +310,12 @@ def discover(cfg: RulesConfig, *, prompt_lm=None, embed_lm=None, stdin=None, std
             if not any(r.get("round") == t for r in doc["rules"] if r["kind"] == "prompt"):
                 _propose(doc, state, clean, enc, cfg, t)
                 save()
-                log(f"round {t}: proposed {sum(1 for _ in undecided(doc, t))} candidate words")
+                n = sum(1 for _ in undecided(doc, t))
+                log(
+                    f"round {t}: proposed {n} candidate words"
+                    if n
+                    else f"round {t}: no candidates (every clean instance was used: boost.exclude_used, top_n)"
+                )
             if any(True for _ in undecided(doc, t)):
                 if cfg.review.reviewer == "simulated":
                     if counts is None:
@@ -464,6 +469,8 @@ def baselines(doc, cfg: RulesConfig, pool: Split, clean: Split, test: Split, sta
     else:
         head = train_weak_model(pool.emb[m], soft[m], pool.emb[~m], k, no_st, cfg.seed, stats)
         out["label_model"] = _scored(head, test)
+        head = train_weak_model(pool.emb[m], soft[m].argmax(1), pool.emb[~m], k, no_st, cfg.seed, stats)
+        out["label_model_argmax"] = _scored(head, test)  # its most probable label instead of the distribution
         onehot = np.eye(k)[clean.y]
         head = train_weak_model(
             np.concatenate([pool.emb[m], clean.emb]),
