@@ -124,7 +124,7 @@ def run(args) -> None:
             + (f" --rounds {args.rounds}" if args.rounds is not None else "")
             + f" --pool {args.pool} --clean {args.clean} --test {args.test}"
             + "".join(f" --set {o}" for o in args.set)
-            + (f" --name {args.name}" if args.name else ""),
+            + (f" --name={args.name}" if args.name else ""),
             "machine": "2 shared CPU cores, one torch thread",
             "wall_seconds": time.perf_counter() - start,
             **result.record,
@@ -246,8 +246,8 @@ def report(args) -> None:
             )
         wall = [r["wall_seconds"] for r in recs]
         lines.append(
-            f"\nWall time per seed: {', '.join(f'{w / 60:.1f}' for w in wall)} min (seed order; the first "
-            "includes computing the cached pool encodings).\n"
+            f"\nWall time per seed: {', '.join(f'{w / 60:.1f}' for w in wall)} min (seed order), reading the "
+            "prompted words and embeddings from the cache (`--work`/cache) a first pass wrote.\n"
         )
     text = "\n".join(lines)
     (OUT / "summary.md").write_text(text + "\n")

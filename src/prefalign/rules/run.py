@@ -372,6 +372,13 @@ def discover(cfg: RulesConfig, *, prompt_lm=None, embed_lm=None, stdin=None, std
         _rule_dev_stats(doc, dev, enc, sigma)
         cov, acc = core.coverage_accuracy(weak, pool.y)
         equal = core.ensemble([m.predict_proba(dev.emb) for m in models])
+        # The accepted prompt rules alone on the pool at every sigma of the grid: what tuning chose between.
+        prules = accepted_prompt_rules(doc)
+        pscores = prompt_scores(prules, pool.emb, pool.words, enc)
+        curve = []
+        for s in cfg.match.thresholds if prules else []:
+            labels, _ = core.soft_match(pscores, [cfg.labels.index(r["label"]) for r in prules], s)
+            curve.append([s, *core.coverage_accuracy(labels, pool.y)])
         entry = {
             "round": t,
             "accepted_prompt_rules": len(accepted_prompt_rules(doc)),
@@ -379,6 +386,7 @@ def discover(cfg: RulesConfig, *, prompt_lm=None, embed_lm=None, stdin=None, std
             "threshold": sigma,
             "pool_coverage": cov,
             "pool_rule_accuracy": acc,
+            "prompt_rules_on_pool": curve,  # [sigma, coverage, accuracy (gold labels, if any)]
             "clean_error": err,
             "alpha": alpha,
             "dev_accuracy_model": _accuracy(model.predict_proba(dev.emb), dev.y),
