@@ -130,6 +130,11 @@ def run(args) -> None:
             **result.record,
         }
         OUT.mkdir(parents=True, exist_ok=True)
+        if not args.name:  # the default variant's rules file, for reading the reviewed rules
+            (OUT / "rules").mkdir(exist_ok=True)
+            (OUT / "rules" / f"{args.dataset}_seed{seed}.json").write_text(
+                (Path(cfg.output_dir) / "rules.json").read_text()
+            )
         (OUT / f"{args.dataset}{args.name}_seed{seed}.json").write_text(json.dumps(record, indent=1) + "\n")
         print(f"[{args.dataset} seed {seed}] done in {record['wall_seconds']:.0f} s", flush=True)
 
@@ -243,6 +248,25 @@ def report(args) -> None:
                 if kap
                 else f"| {t} | {100 * med('pool_coverage'):.1f} | {100 * med('pool_rule_accuracy'):.1f} | "
                 f"{med('accepted_prompt_rules'):.0f} | {100 * med('test_accuracy_ensemble'):.1f} | - |"
+            )
+        rates, p_bar, p_e = [], [], []
+        for r in recs:
+            path = OUT / "rules" / f"{dataset}_seed{r['seed']}.json"
+            if path.is_file():
+                decided = [
+                    c["decision"]
+                    for rule in json.loads(path.read_text())["rules"]
+                    if rule["kind"] == "prompt"
+                    for c in rule["candidates"]
+                ]
+                rates.append(decided.count("accept") / max(1, len(decided)))
+            p_bar += [k["P_bar"] for k in r["kappa"] if k["P_bar"] is not None]
+            p_e += [k["P_e"] for k in r["kappa"] if k["P_e"] is not None]
+        if rates:
+            lines.append(
+                f"\nCandidate words accepted by the simulated majority: {', '.join(f'{100 * x:.1f}%' for x in rates)} "
+                f"(seed order); over all rounds and seeds, median P_bar {np.median(p_bar):.2f}, median P_e "
+                f"{np.median(p_e):.2f} (eq. B.1)."
             )
         wall = [r["wall_seconds"] for r in recs]
         lines.append(
