@@ -198,6 +198,26 @@ def test_cli_apply_with_keyword_rules(tmp_path):
                 {
                     "format": "prefalign-rules/1",
                     "labels": ["a", "b"],
+                    "rules": [{"kind": "prompt", "label": "a", "candidates": []}],
+                }
+            ),
+            "source_text",
+        ),
+        (
+            json.dumps(
+                {
+                    "format": "prefalign-rules/1",
+                    "labels": ["a", "b"],
+                    "rules": [{"kind": "regex", "pattern": "(", "label": "a"}],
+                }
+            ),
+            "does not compile",
+        ),
+        (
+            json.dumps(
+                {
+                    "format": "prefalign-rules/1",
+                    "labels": ["a", "b"],
                     "rules": [{"kind": "keyword", "pattern": "x", "label": "c"}],
                 }
             ),
@@ -282,3 +302,21 @@ def test_the_shipped_rules_configs_load_and_their_seed_rules_compile(tmp_path):
         for r in cfg.seed_rules:
             compile_rule(r.kind, r.pattern)
         template_parts(cfg.prompt.template)  # a decoder's template: the blank comes last
+
+
+def test_terminal_reviewer_inside_discover_stops_and_continues(files, tmp_path, models):
+    import io
+
+    out = tmp_path / "run"
+    cfg = make_config(files, out, review__reviewer="terminal", boost__rounds=1)
+    result = discover(
+        rules_config_from_dict(cfg), **models, stdin=io.StringIO("ar q"), stdout=io.StringIO(), log=lambda *_: None
+    )
+    assert result.waiting_for_review and result.rounds_done == 0  # quit after two keys: the round waits
+    doc = load_rules(out / "rules.json")
+    assert [c["decision"] for c in doc["rules"][-2]["candidates"]][:2] == ["accept", "reject"]
+    result = discover(
+        rules_config_from_dict(cfg), **models, stdin=io.StringIO("a" * 10), stdout=io.StringIO(), log=lambda *_: None
+    )
+    assert result.rounds_done == 1 and not result.waiting_for_review
+    assert not list(undecided(load_rules(out / "rules.json")))

@@ -57,6 +57,10 @@ def load_rules(path: str | Path) -> dict:
         if rule.get("label") not in labels:
             raise DataError(f"{where}: label {rule.get('label')!r} is not one of {labels}")
         if rule["kind"] == "prompt":
+            if not isinstance(rule.get("source_text"), str) or not rule["source_text"].strip():
+                raise DataError(f"{where}: a prompt rule needs its 'source_text' (the instance it came from)")
+            if not isinstance(rule.get("candidates", []), list):
+                raise DataError(f"{where}: 'candidates' must be a list of {{word, decision}}")
             for c in rule.get("candidates", []):
                 if not isinstance(c, dict) or not isinstance(c.get("word"), str):
                     raise DataError(f"{where}: every candidate needs a 'word'")
