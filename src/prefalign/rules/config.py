@@ -53,7 +53,8 @@ class PromptConfig(ConfigBase):
     )
     template: str = _f(
         "{text} This news is about [MASK]",
-        "the task's template tau: {text} is the input, [MASK] the blank (a decoder needs it last)",
+        "the task's template tau: {text} is the input, [MASK] the blank (a decoder needs it last; a masked-LM "
+        "encoder takes it anywhere, e.g. '[MASK] News: {text}')",
     )
     top_k: int = _f(10, "k: candidate words per large-error instance and |V_u| of eq. 2.6 (Table A.3: 10)")
     max_length: int = _f(128, "tokens of the prompt; a longer input loses its end, the template's tail is kept")

@@ -10,9 +10,10 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from transformers import AutoModelForMaskedLM
 
 from ..errors import ConfigError, DataError
-from ..models.loading import LoadedModel
+from ..models.loading import LoadedModel, load_backbone
 from ..utils.atomic_files import write_text_atomically
 from .config import MASK
 
@@ -77,13 +78,19 @@ def top_words(
     batch_size: int = 16,
     min_word_length: int = 3,
 ) -> list[list[str]]:
-    """The k most probable distinct words for the blank after each text's prompt (eq. 2.4, a decoder: the
-    template ends at the blank, the next-token distribution is p(MASK = v | x_p)), most probable first."""
+    """The k most probable distinct words for the blank of each text's prompt (eq. 2.4), most probable first.
+
+    A decoder: the template ends at the blank and the next-token distribution is p(MASK = v | x_p). An
+    encoder with a masked-LM head (``load_prompting_model``): [MASK] may stand anywhere ("[MASK] News:
+    {text}") and the head's distribution at that position is used.
+    """
     if not lm.geometry.is_decoder:
-        raise ConfigError(
-            f"prompt.model '{lm.name}' is an encoder; prefalign prompts a decoder (its next token fills the "
-            "blank), e.g. smollm2-135m (MiniLM ships no masked-LM head)"
-        )
+        if getattr(lm.model, "get_output_embeddings", lambda: None)() is None:
+            raise ConfigError(
+                f"prompt.model '{lm.name}' is an encoder without a masked-LM head (MiniLM ships none); use a "
+                "decoder such as smollm2-135m or an encoder checkpoint with its MLM head"
+            )
+        return _masked_top_words(lm, texts, template, k, max_length, batch_size, min_word_length)
     tok = lm.tokenizer
     before, between = template_parts(template)
     vocab_ids, vocab_words = word_vocabulary(tok, min_word_length)
@@ -114,16 +121,70 @@ def top_words(
         logits = model(input_ids=ids, attention_mask=mask, position_ids=positions).logits[:, -1, :]
         scores = logits[:, vocab_t].float()
         order = scores.argsort(dim=1, descending=True)
-        for row in range(len(chunk)):
-            seen: list[str] = []
-            for j in order[row].tolist():
-                word = vocab_words[j]
-                if word not in seen:
-                    seen.append(word)
-                    if len(seen) == k:
-                        break
-            out.append(seen)
+        out.extend(_distinct(order[row].tolist(), vocab_words, k) for row in range(len(chunk)))
     return out
+
+
+def _distinct(order: list[int], vocab_words: list[str], k: int) -> list[str]:
+    seen: list[str] = []
+    for j in order:
+        word = vocab_words[j]
+        if word not in seen:
+            seen.append(word)
+            if len(seen) == k:
+                break
+    return seen
+
+
+@torch.no_grad()
+def _masked_top_words(lm, texts, template, k, max_length, batch_size, min_word_length) -> list[list[str]]:
+    tok = lm.tokenizer
+    if tok.mask_token is None:
+        raise ConfigError(f"prompt.model '{lm.name}': its tokenizer has no mask token")
+    vocab_ids, vocab_words = word_vocabulary(tok, min_word_length)
+    if len(vocab_ids) == 0:
+        raise ConfigError(f"prompt.model '{lm.name}': its vocabulary has no whole-word tokens to propose")
+    frame = len(tok(template.replace("{text}", "").replace(MASK, tok.mask_token))["input_ids"])
+    room = max(1, max_length - frame)
+    prompts = []
+    for text in texts:  # truncate the input, never the template
+        ids = tok(text.strip(), add_special_tokens=False)["input_ids"][:room]
+        prompts.append(template.replace("{text}", tok.decode(ids)).replace(MASK, tok.mask_token))
+    vocab_t = torch.as_tensor(vocab_ids)
+    lm.model.eval()
+    out: list[list[str]] = []
+    for start in range(0, len(prompts), batch_size):
+        enc = tok(prompts[start : start + batch_size], padding=True, return_tensors="pt")
+        logits = lm.model(input_ids=enc["input_ids"], attention_mask=enc["attention_mask"]).logits
+        rows, cols = (enc["input_ids"] == tok.mask_token_id).nonzero(as_tuple=True)
+        first = {}
+        for r, c in zip(rows.tolist(), cols.tolist()):
+            first.setdefault(r, c)
+        for r in range(enc["input_ids"].shape[0]):
+            scores = logits[r, first[r], vocab_t].float()
+            out.append(_distinct(scores.argsort(descending=True).tolist(), vocab_words, k))
+    return out
+
+
+def load_prompting_model(name: str) -> LoadedModel:
+    """A prompting model by alias, folder or hub id: a decoder as prefalign loads it, or an encoder with the
+    masked-LM head its checkpoint ships (refused, in one line, when the checkpoint has none)."""
+    lm = load_backbone(name)
+    if lm.geometry.is_decoder:
+        return lm
+    try:
+        model, info = AutoModelForMaskedLM.from_pretrained(lm.path, use_safetensors=True, output_loading_info=True)
+    except Exception as exc:
+        raise ConfigError(
+            f"prompt.model '{name}': cannot load a masked-LM head ({str(exc).splitlines()[0][:160]})"
+        ) from None
+    if info.get("missing_keys"):
+        raise ConfigError(
+            f"prompt.model '{name}' is an encoder whose checkpoint has no masked-LM head (missing "
+            f"{sorted(info['missing_keys'])[0]}, ...); use a decoder such as smollm2-135m"
+        )
+    model.eval()
+    return LoadedModel(model=model, tokenizer=lm.tokenizer, geometry=lm.geometry, name=lm.name, path=lm.path)
 
 
 @torch.no_grad()

@@ -18,7 +18,7 @@ from ..utils.environment import versions
 from . import core
 from .config import RulesConfig
 from .data import read_texts
-from .encode import EncodingCache, cache_key, embed, top_words
+from .encode import EncodingCache, cache_key, embed, load_prompting_model, top_words
 from .review import simulated_review, terminal_review, word_label_counts
 from .store import (
     accepted_prompt_rules,
@@ -54,7 +54,7 @@ class Encoders:
     @property
     def prompt_lm(self):
         if self._prompt_lm is None:
-            self._prompt_lm = self._load(self.m["prompt_model"])
+            self._prompt_lm = load_prompting_model(self.m["prompt_model"])
         return self._prompt_lm
 
     @property
