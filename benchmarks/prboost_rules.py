@@ -155,6 +155,7 @@ ROWS = [
     ("PRBoost", "prboost", "PRBoost ensemble of all rounds (eq. 2.11, equal weights)"),
     ("PRBoost", "-clean:round0_model", "round 0, clean set added to D_t (weak_model.train_on_clean)"),
     ("PRBoost", "-clean:prboost", "PRBoost ensemble, clean set added to every D_t"),
+    ("PRBoost", "-ruleacc:prboost", "PRBoost ensemble, sigma by the rules' own dev accuracy (match.tune)"),
 ]
 
 
@@ -191,7 +192,7 @@ def report(args) -> None:
         lines.append(f"### {dataset}: test accuracy x100, median over seeds {seeds} (per seed in brackets)\n")
         lines.append("| group | method | median | per seed |")
         lines.append("|---|---|---|---|")
-        variants = {"": recs, "-clean": _records(dataset + "-clean")}
+        variants = {"": recs, "-clean": _records(dataset + "-clean"), "-ruleacc": _records(dataset + "-ruleacc")}
         for group, key, label in ROWS:
             variant, _, key = key.rpartition(":")
             vals = []
@@ -209,6 +210,7 @@ def report(args) -> None:
         lines.append("")
         comparisons = [("", "clean_only"), ("", "majority_vote+clean"), ("", "round0_model")]
         comparisons += [("-clean", "clean_only"), ("-clean", "round0_model")] if variants["-clean"] else []
+        comparisons += [("-ruleacc", "round0_model")] if variants["-ruleacc"] else []
         for variant, ref in comparisons:
             per_seed, cells = [], []
             for r in variants[variant]:
@@ -220,7 +222,10 @@ def report(args) -> None:
                 cells.append(f"{100 * d:+.1f} [{100 * lo:+.1f}, {100 * hi:+.1f}]")
             if per_seed:
                 lo, hi = bootstrap_interval(per_seed)
-                name = "PRBoost" + (" (clean set in D_t)" if variant else "")
+                name = (
+                    "PRBoost"
+                    + {"": "", "-clean": " (clean set in D_t)", "-ruleacc": " (sigma by rule accuracy)"}[variant]
+                )
                 lines.append(
                     f"* {name} minus {ref}: median {100 * np.median(per_seed):+.1f} points over seeds "
                     f"(bootstrap 95% over seeds [{100 * lo:+.1f}, {100 * hi:+.1f}]); per seed, with a paired "

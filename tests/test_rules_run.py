@@ -367,3 +367,37 @@ def test_minilm_ships_no_masked_lm_head():
 
     with pytest.raises(ConfigError, match="no masked-LM head"):
         load_prompting_model("minilm")
+
+
+def test_sigma_from_dev_under_both_readings_by_hand():
+    from prefalign.rules.run import Split, _apply_to_dev
+
+    class Enc:  # alpha 1: eq. 2.7 is the cosine to the rule's source instance, embedded as [1, 0]
+        m = {"alpha": 1.0, "top_k": 1, "rule_embedding": "instance"}
+
+        def embeddings(self, texts):
+            assert texts == ["source"]
+            return np.array([[1.0, 0.0]])
+
+    doc = {
+        "labels": ["a", "b"],
+        "rules": [
+            {
+                "id": "r",
+                "kind": "prompt",
+                "label": "b",
+                "source_text": "source",
+                "candidates": [{"word": "x", "decision": "accept"}],
+            }
+        ],
+    }
+    # cosines 1, 0.707, 0, 0.981; labels b a a b; the ensemble says a everywhere.
+    dev = Split(["t"] * 4, np.array([1, 0, 0, 1]), np.array([[1.0, 0], [1, 1], [0, 1], [1, 0.2]]), [["x"]] * 4)
+    fallback = np.zeros(4, dtype=int)
+    grid = [0.5, 0.9, 0.99]
+    # combined: sigma 0.5 -> 3/4 right, 0.9 -> 4/4, 0.99 -> 3/4.
+    assert _apply_to_dev(doc, dev, Enc(), fallback, grid) == (0.9, 1.0)
+    # rule_accuracy: 0.99 -> 1/1, 0.9 -> 2/2 (looser wins the tie), 0.5 -> 2/3.
+    assert _apply_to_dev(doc, dev, Enc(), fallback, grid, "rule_accuracy", 1) == (0.9, 1.0)
+    sigma, acc = _apply_to_dev(doc, dev, Enc(), fallback, grid, "rule_accuracy", 3)  # only 0.5 matches 3
+    assert sigma == 0.5 and acc == pytest.approx(2 / 3)

@@ -79,6 +79,14 @@ class MatchConfig(ConfigBase):
         [0.1, 0.15, 0.2, 0.25, 0.3, 0.35, 0.4, 0.45, 0.5, 0.6, 0.7],
         "the grid sigma is chosen from on dev (with alpha 0.25 and k 10, s_j rarely passes 0.5)",
     )
+    tune: str = _f(
+        "combined",
+        "how sigma is read off dev: 'combined' (the most accurate dev labelling with rules where they match and "
+        "the current ensemble elsewhere) or 'rule_accuracy' (the prompt rules' own accuracy on the dev texts "
+        "they match)",
+        choices=("combined", "rule_accuracy"),
+    )
+    min_dev_matches: int = _f(3, "rule_accuracy: a sigma must let the rules match at least this many dev texts")
     max_length: int = _f(128, "tokens per text for the embeddings")
 
 

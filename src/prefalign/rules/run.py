@@ -181,7 +181,18 @@ def _read(cfg: RulesConfig, name: str, need: bool):
     return read_texts(t.path, t.text_column, t.label_column, cfg.labels, need, t.limit)
 
 
-def _apply_to_dev(doc: dict, dev: Split, enc: Encoders, fallback: np.ndarray, grid: list[float]) -> tuple[float, float]:
+def _apply_to_dev(
+    doc: dict,
+    dev: Split,
+    enc: Encoders,
+    fallback: np.ndarray,
+    grid: list[float],
+    tune: str = "combined",
+    min_matches: int = 3,
+) -> tuple[float, float]:
+    """sigma from the grid and its dev score. 'combined': the labelling (rules where they match, the current
+    ensemble elsewhere) most accurate, ties to the stricter sigma. 'rule_accuracy': the prompt rules' own
+    accuracy on the dev texts they match (at least ``min_matches``), ties to the looser sigma."""
     rules = accepted_prompt_rules(doc)
     if not rules:
         return max(grid), float("nan")
@@ -189,6 +200,16 @@ def _apply_to_dev(doc: dict, dev: Split, enc: Encoders, fallback: np.ndarray, gr
     pattern = pattern_votes(doc, dev.texts)
     k = len(doc["labels"])
     rule_labels = [doc["labels"].index(r["label"]) for r in rules]
+    if tune == "rule_accuracy":
+        best = (-1.0, max(grid))
+        for sigma in sorted(grid, reverse=True):
+            labels, _ = core.soft_match(scores, rule_labels, sigma)
+            hit = labels != core.ABSTAIN
+            if hit.sum() >= min_matches:
+                acc = float((labels[hit] == dev.y[hit]).mean())
+                if acc >= best[0]:
+                    best = (acc, float(sigma))
+        return best[1], best[0]
     best = (-1.0, max(grid))
     for sigma in sorted(grid):  # eq. 2.7's sigma: the labelling (rules, else the current model) most accurate
         labels, top = core.soft_match(scores, rule_labels, sigma)
@@ -347,7 +368,9 @@ def discover(cfg: RulesConfig, *, prompt_lm=None, embed_lm=None, stdin=None, std
         fallback = (
             core.ensemble([m.predict_proba(dev.emb) for m in models]).argmax(1) if models else np.full(len(dev.y), -2)
         )
-        sigma, dev_acc_rules = _apply_to_dev(doc, dev, enc, fallback, cfg.match.thresholds)
+        sigma, dev_acc_rules = _apply_to_dev(
+            doc, dev, enc, fallback, cfg.match.thresholds, cfg.match.tune, cfg.match.min_dev_matches
+        )
         state["threshold"] = sigma
         doc["matching"]["threshold"] = sigma
         weak, _ = label_with_rules(doc, pool.texts, pool.emb, pool.words, enc, sigma)
