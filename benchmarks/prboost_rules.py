@@ -22,6 +22,7 @@ import argparse
 import csv
 import json
 import os
+import re
 import sys
 import time
 from pathlib import Path
@@ -92,6 +93,19 @@ def splits(name: str, seed: int, pool_size: int, clean_size: int, test_size: int
     }
 
 
+def dump(record: dict) -> str:
+    """JSON with one key a line but every list of numbers on one line (the test predictions are long)."""
+    text = json.dumps(record, indent=1)
+    return (
+        re.sub(
+            r"\[\s*([-0-9.eE+, \n]+?)\s*\]",
+            lambda m: "[" + ", ".join(m.group(1).split()).replace(",,", ",") + "]",
+            text,
+        )
+        + "\n"
+    )
+
+
 def run(args) -> None:
     import torch
 
@@ -135,7 +149,7 @@ def run(args) -> None:
             (OUT / "rules" / f"{args.dataset}_seed{seed}.json").write_text(
                 (Path(cfg.output_dir) / "rules.json").read_text()
             )
-        (OUT / f"{args.dataset}{args.name}_seed{seed}.json").write_text(json.dumps(record, indent=1) + "\n")
+        (OUT / f"{args.dataset}{args.name}_seed{seed}.json").write_text(dump(record))
         print(f"[{args.dataset} seed {seed}] done in {record['wall_seconds']:.0f} s", flush=True)
 
 
