@@ -1,7 +1,7 @@
 """The package's layer order, enforced: every import points down, and function-level imports are for heavy
 optional dependencies only (or the CLI, which imports lazily so that --help answers fast).
 
-    __main__ -> cli -> compare / analysis / demo -> inference -> training, reward -> generation -> methods
+    __main__ -> cli -> compare / analysis / demo -> inference -> training, reward, rules -> generation -> methods
         -> tasks, shifts -> annotations -> evaluation -> data -> models -> utils, errors
 """
 
@@ -26,7 +26,7 @@ LAYERS = [
     ("tasks", "shifts"),
     ("methods",),
     ("generation",),
-    ("training", "reward"),
+    ("training", "reward", "rules"),
     ("inference",),
     ("compare", "analysis", "demo"),
     ("cli",),
@@ -45,6 +45,7 @@ LAZY_OK = {
     "peft",
     "huggingface_hub",
     "torch.distributed.nn",
+    "snorkel",  # Snorkel's LabelModel, a baseline of `prefalign rules` (the [rules] extra)
     "pandas",  # only multi-annotator readers need it; `prefalign tasks` would wait for it otherwise
 }
 
