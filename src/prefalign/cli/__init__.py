@@ -15,6 +15,7 @@ import sys
 from ..errors import UserError
 from . import (
     compare,
+    compress_kv,
     config,
     demo,
     distill,
@@ -35,6 +36,7 @@ COMMAND_MODULES = (
     train,
     distill,
     reward,
+    compress_kv,
     evaluate,
     predict,
     export,
