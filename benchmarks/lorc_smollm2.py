@@ -4,11 +4,12 @@ progressive vs uniform schedule, the single-layer sensitivity profile and the me
     OMP_NUM_THREADS=1 python benchmarks/lorc_smollm2.py            # the committed run (2 shared CPU cores)
     python benchmarks/lorc_smollm2.py --ppl-tokens 512 --boolq-n 4 --ratios 0.6 --profile-tokens 0  # smoke
 
-Data (tests/benchmarks only): /work/shared/data/wikitext2_raw/wiki.test.raw (the first --ppl-tokens tokens of
-its first 200k characters, non-overlapping windows of --window) and /work/shared/data/boolq/boolq_validation.json
-(the first --boolq-n items in the official dev order; prompt "<passage>\\nQuestion: <question>?\\nAnswer:", prediction = the larger
-next-token logit of " Yes" vs " No"). Deterministic: no sampling, no seed enters any number except the
-bootstrap intervals (seed 0). Writes benchmarks/results/lorc_smollm2.json and one JSONL line per evaluated model.
+Data (tests/benchmarks only): /work/shared/data/wikitext2_raw/wiki.test.raw (the first --ppl-tokens
+tokens of its first 200k characters, non-overlapping windows of --window) and
+/work/shared/data/boolq/boolq_validation.json (the first --boolq-n items in the official dev order;
+prompt "<passage>\\nQuestion: <question>?\\nAnswer:", prediction = the larger next-token logit of
+" Yes" vs " No"). Deterministic: no sampling, no seed enters any number except the bootstrap
+intervals (seed 0). Writes benchmarks/results/lorc_smollm2.json and one JSONL line per evaluated model.
 """
 
 from __future__ import annotations
