@@ -80,10 +80,11 @@ def boolq_correct(model, tokenizer, items, max_tokens: int) -> list[int]:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--ratios", type=float, nargs="+", default=[0.8, 0.6, 0.4])
-    p.add_argument("--ppl-tokens", type=int, default=2048)
+    p.add_argument("--ratios", type=float, nargs="+", default=[0.6, 0.4, 0.8])
+    p.add_argument("--noskip-ratios", type=float, nargs="*", default=[0.6])
+    p.add_argument("--ppl-tokens", type=int, default=1024)
     p.add_argument("--window", type=int, default=512)
-    p.add_argument("--boolq-n", type=int, default=60)
+    p.add_argument("--boolq-n", type=int, default=40)
     p.add_argument(
         "--skip-threshold",
         type=float,
@@ -91,7 +92,7 @@ def main() -> None:
         help="ln kappa~ above which a layer is not compressed; 145 skips layers 0-1 (chosen on the profile slice)",
     )
     p.add_argument("--boolq-max-tokens", type=int, default=320)
-    p.add_argument("--profile-tokens", type=int, default=512, help="0 skips the sensitivity profile")
+    p.add_argument("--profile-tokens", type=int, default=256, help="0 skips the sensitivity profile")
     p.add_argument(
         "--profile-offset",
         type=int,
@@ -116,13 +117,44 @@ def main() -> None:
 
     configs = [("full", 1.0, None)]
     for ratio in args.ratios:
-        plain = progressive_schedule(base, ratio, granularity=args.granularity, log_kappas=kappas)
-        configs.append(("progressive-noskip", ratio, plain))
         for kind, fn in (("progressive", progressive_schedule), ("uniform", uniform_schedule)):
             schedule = fn(
                 base, ratio, granularity=args.granularity, skip_threshold=args.skip_threshold, log_kappas=kappas
             )
             configs.append((kind, ratio, schedule))
+    for ratio in args.noskip_ratios:  # eq. 5.13 alone, nothing skipped
+        plain = progressive_schedule(base, ratio, granularity=args.granularity, log_kappas=kappas)
+        configs.append(("progressive-noskip", ratio, plain))
+
+    def save(profile) -> None:
+        """The JSON with every finished model so far (rewritten after each: a cut-short run keeps them)."""
+        full = records[0]
+        for rec in records[1:]:
+            rec["ppl_log_diff_interval"] = bootstrap_mean_interval(
+                [a / n - b / n for a, b, n in zip(rec["window_nll"], full["window_nll"], full["window_tokens"])]
+            )
+            rec["boolq_diff_interval"] = bootstrap_mean_interval(
+                [a - b for a, b in zip(rec["boolq_correct"], full["boolq_correct"])]
+            )
+            rec["cache_bytes_ratio"] = rec["cache_bytes"]["total"] / full["cache_bytes"]["total"]
+        out = {
+            "command": "OMP_NUM_THREADS=1 python benchmarks/lorc_smollm2.py "
+            + " ".join(
+                f"--{k.replace('_', '-')} {' '.join(map(str, v)) if isinstance(v, list) else v}"
+                for k, v in vars(args).items()
+                if k != "out"
+            ),
+            "model": "smollm2-135m (SmolLM2-135M-Instruct, Q4_1 GGUF converted to float32)",
+            "machine": f"2 shared CPU cores, torch {torch.__version__}, 1 thread, {platform.machine()}",
+            "granularity": args.granularity,
+            "log_kappa_k": kappas[0],
+            "log_kappa_v": kappas[1],
+            "records": records,
+            "profile": profile,
+            "wall_seconds": time.time() - t0,
+        }
+        Path(args.out).write_text(json.dumps(out, indent=1) + "\n", encoding="utf-8")
+
     records = []
     for kind, ratio, schedule in configs:
         t = time.time()
@@ -159,15 +191,7 @@ def main() -> None:
             flush=True,
         )
         del model
-    full = records[0]
-    for rec in records[1:]:
-        rec["ppl_log_diff_interval"] = bootstrap_mean_interval(
-            [a / n - b / n for a, b, n in zip(rec["window_nll"], full["window_nll"], full["window_tokens"])]
-        )
-        rec["boolq_diff_interval"] = bootstrap_mean_interval(
-            [a - b for a, b in zip(rec["boolq_correct"], full["boolq_correct"])]
-        )
-        rec["cache_bytes_ratio"] = rec["cache_bytes"]["total"] / full["cache_bytes"]["total"]
+        save(None)
     profile = None
     if args.profile_tokens:  # on a slice disjoint from the evaluation one (it chose --skip-threshold)
         ptext = text[args.profile_offset : args.profile_offset + 100_000]
@@ -181,24 +205,8 @@ def main() -> None:
         profile["tokens"] = int(len(pids))
         profile["text_offset"] = args.profile_offset
         print("profile deltas", [round(d, 3) for d in profile["deltas"]], flush=True)
-    out = {
-        "command": "OMP_NUM_THREADS=1 python benchmarks/lorc_smollm2.py "
-        + " ".join(
-            f"--{k.replace('_', '-')} {' '.join(map(str, v)) if isinstance(v, list) else v}"
-            for k, v in vars(args).items()
-            if k != "out"
-        ),
-        "model": "smollm2-135m (SmolLM2-135M-Instruct, Q4_1 GGUF converted to float32)",
-        "machine": f"2 shared CPU cores, torch {torch.__version__}, 1 thread, {platform.machine()}",
-        "granularity": args.granularity,
-        "log_kappa_k": kappas[0],
-        "log_kappa_v": kappas[1],
-        "records": records,
-        "profile": profile,
-        "wall_seconds": time.time() - t0,
-    }
-    Path(args.out).write_text(json.dumps(out, indent=1) + "\n", encoding="utf-8")
-    print(f"wrote {args.out} in {out['wall_seconds']:.0f}s")
+    save(profile)
+    print(f"wrote {args.out} in {time.time() - t0:.0f}s")
 
 
 if __name__ == "__main__":

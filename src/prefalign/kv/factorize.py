@@ -16,6 +16,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
+from torch import nn
+from transformers.pytorch_utils import Conv1D
 
 from ..errors import ConfigError, ModelLoadError
 
@@ -75,7 +77,16 @@ def projections(model, layer: int) -> Projections:
     """Layer ``layer``'s attention weights, read without copying from either family."""
     cfg = model.config
     attn = attention_modules(model)[layer]
-    if family(model) == "llama":
+    fam = family(model)
+    plain = (nn.Linear,) if fam == "llama" else (Conv1D,)
+    names = ("q_proj", "k_proj", "v_proj", "o_proj") if fam == "llama" else ("c_attn", "c_proj")
+    wrapped = [n for n in names if hasattr(attn, n) and type(getattr(attn, n)) not in plain]
+    if wrapped:
+        raise ConfigError(
+            f"layer {layer}'s {', '.join(wrapped)} is wrapped ({type(getattr(attn, wrapped[0])).__name__}, e.g. "
+            "LoRA): LoRC needs the plain projections; merge the adapter or use a method that leaves them alone"
+        )
+    if fam == "llama":
         heads = cfg.num_attention_heads
         kv_heads = getattr(cfg, "num_key_value_heads", None) or heads
         head_dim = attn.head_dim
