@@ -16,13 +16,16 @@ def plot_schedule(schedules: list[Schedule], path: str | Path) -> Path:
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(7, 3.6))
+    skipped_labelled = False
     for s in schedules:
         xs = list(range(len(s.ranks)))
         ys = [s.d_max if r is None else r for r in s.ranks]
         ax.plot(xs, ys, marker="o", label=f"{s.kind} (ratio {s.ratio:.3f})")
         skipped = [x for x, r in zip(xs, s.ranks) if r is None]
         if skipped:
-            ax.scatter(skipped, [s.d_max] * len(skipped), facecolors="none", edgecolors="k", s=80, label="skipped")
+            label = None if skipped_labelled else "skipped (uncompressed)"
+            ax.scatter(skipped, [s.d_max] * len(skipped), facecolors="none", edgecolors="k", s=80, label=label)
+            skipped_labelled = True
     ax.set_xlabel("layer")
     ax.set_ylabel("rank d_c per block")
     ax.set_ylim(0, schedules[0].d_max * 1.05)
