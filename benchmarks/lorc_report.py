@@ -3,6 +3,7 @@
     python benchmarks/lorc_report.py            # prints the markdown tables, writes docs/figures/lorc_*.png
 
 Reads benchmarks/results/lorc_smollm2.json (benchmarks/lorc_smollm2.py) and, when present,
+benchmarks/results/lorc_smollm2_layer.json (the same with --granularity layer) and
 benchmarks/results/lorc_generation.json (benchmarks/lorc_generation.py). With --reconstruction it also
 loads SmolLM2-135M and writes benchmarks/results/lorc_smollm2_reconstruction.json: the relative
 Frobenius reconstruction error (appendix G.1) of every layer's key and value projection at the ranks of
@@ -142,6 +143,32 @@ def main() -> None:
         print("| layer | " + " | ".join(str(i) for i in range(len(rel))) + " |")
         print("| --- " * (len(rel) + 1) + "|")
         print("| ppl change | " + " | ".join(f"{x:+.0%}" for x in rel) + " |")
+    layer_file = RESULTS / "lorc_smollm2_layer.json"
+    if layer_file.is_file():  # the same benchmark with --granularity layer: paired against the per-head rows
+        from lorc_smollm2 import bootstrap_mean_interval
+
+        by_head = {(r["schedule"], r["target_ratio"]): r for r in records}
+        print()
+        print(
+            "| schedule | target | kept (bytes) | perplexity, one SVD per layer | per head "
+            "| log-ppl diff, layer - head "
+            "[95%] | BoolQ, per layer | per head | BoolQ diff [95%] |"
+        )
+        print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+        for r in json.loads(layer_file.read_text())["records"][1:]:
+            h = by_head.get((r["schedule"], r["target_ratio"]))
+            if h is None:
+                continue
+            lp = bootstrap_mean_interval(
+                [a / n - b / n for a, b, n in zip(r["window_nll"], h["window_nll"], h["window_tokens"])]
+            )
+            bq = bootstrap_mean_interval([a - b for a, b in zip(r["boolq_correct"], h["boolq_correct"])])
+            print(
+                f"| {r['schedule']} | {r['target_ratio']:g} | {r['cache_bytes_ratio']:.3f} | {r['perplexity']:.1f} | "
+                f"{h['perplexity']:.1f} | {log_ppl_diff(r, h):+.2f} [{lp[0]:+.2f}, {lp[1]:+.2f}] | "
+                f"{r['boolq_accuracy']:.3f} | {h['boolq_accuracy']:.3f} | "
+                f"{r['boolq_accuracy'] - h['boolq_accuracy']:+.3f} [{bq[0]:+.3f}, {bq[1]:+.3f}] |"
+            )
     gen = RESULTS / "lorc_generation.json"
     if gen.is_file():
         g = json.loads(gen.read_text())
