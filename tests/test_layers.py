@@ -1,7 +1,7 @@
 """The package's layer order, enforced: every import points down, and function-level imports are for heavy
 optional dependencies only (or the CLI, which imports lazily so that --help answers fast).
 
-    __main__ -> cli -> compare / analysis / demo -> inference -> training, reward, rules -> generation -> methods
+    __main__ -> cli -> compare / analysis / demo -> inference -> training, reward, rules -> generation -> methods, kv
         -> tasks, shifts -> annotations -> evaluation -> data -> models -> utils, errors
 """
 
@@ -24,7 +24,7 @@ LAYERS = [
     ("evaluation",),
     ("annotations",),
     ("tasks", "shifts"),
-    ("methods",),
+    ("methods", "kv"),
     ("generation",),
     ("training", "reward", "rules"),
     ("inference",),

@@ -15,6 +15,7 @@ import sys
 from ..errors import UserError
 from . import (
     compare,
+    compress_kv,
     config,
     demo,
     distill,
@@ -37,6 +38,7 @@ COMMAND_MODULES = (
     distill,
     reward,
     rules,
+    compress_kv,
     evaluate,
     predict,
     export,

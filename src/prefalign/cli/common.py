@@ -36,6 +36,12 @@ def add_inference_args(p: argparse.ArgumentParser) -> None:
         help="cast the model to this dtype (default: as saved, float32)",
     )
     p.add_argument("--batch-size", type=int, default=64, help="examples per forward pass (default: 64)")
+    p.add_argument(
+        "--kv",
+        metavar="DIR",
+        help="a `prefalign compress-kv` folder made from the adapter's base model: run with its LoRC-compressed "
+        "KV cache (methods that change the key/value projections or feed a prefix cache are refused)",
+    )
     add_config_args(
         p,
         config_help="a config whose data section names the columns (e.g. the run's config.yaml)",
@@ -113,6 +119,15 @@ def load_adapter(args):
 
     args.bars = bars_allowed()
     model, backbone, collator, meta = load_for_inference(args.adapter)
+    if getattr(args, "kv", None):
+        from ..kv import apply_compressed
+
+        if getattr(model, "feeds_prefix", False):
+            raise ConfigError(
+                f"--kv cannot serve {meta.get('method', 'this method')}: its prefixes ride in the attention cache as "
+                "full keys and values; use an adapter of a method without prefixes"
+            )
+        apply_compressed(model.classifier.model, args.kv)  # the method's own backbone (some methods copy it)
     model.to(device=device, dtype=getattr(torch, args.dtype) if args.dtype else None)
     return model, backbone, collator, meta
 
