@@ -46,6 +46,8 @@ LAZY_OK = {
     "huggingface_hub",
     "torch.distributed.nn",
     "pandas",  # only multi-annotator readers need it; `prefalign tasks` would wait for it otherwise
+    # only checking training.trainer_args needs TrainingArguments' fields; a config error answers without it
+    "transformers.training_args",
 }
 
 

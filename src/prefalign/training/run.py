@@ -15,13 +15,14 @@ from transformers.trainer_callback import PrinterCallback, ProgressCallback
 
 from ..annotations.metrics import annotation_keys, dataset_groups, trainer_metrics
 from ..data import Collator, TaskDataset, build_task_spec
-from ..errors import ConfigError
+from ..errors import ConfigError, ModelLoadError
 from ..evaluation.judge import ChatJudge
 from ..evaluation.perplexity import perplexity, read_corpus
 from ..generation import evaluate_generation
 from ..methods import Method, build_method, save_method
 from ..methods.export import invocation
 from ..models.loading import LoadedModel, load_backbone
+from ..models.prefix import checkpoint_prefix_layers
 from ..utils.atomic_files import write_text_atomically
 from ..utils.environment import versions
 from .config import CHECKPOINT_METRICS, LOWER_IS_BETTER, ExperimentConfig, dump_config
@@ -319,11 +320,18 @@ def enable_gradient_checkpointing(model: Method) -> None:
 
     The Trainer would ask the method (not a transformers model) to do it, so the transformers model inside
     it is asked here; non-reentrant checkpointing lets gradients reach the prefixes and adapters of a frozen
-    backbone.
+    backbone. Methods that feed a prefix through the attention cache get prefalign's own per-layer
+    checkpointing (models/prefix.py: ``checkpoint_prefix_layers``), which keeps the cache transformers' drops.
     """
     inner = next((m for m in model.language_model.modules() if isinstance(m, PreTrainedModel)), None)
     if inner is None or not inner.supports_gradient_checkpointing:
         raise ConfigError("this backbone cannot checkpoint its activations; drop training.gradient_checkpointing")
+    if model.feeds_prefix:
+        try:
+            checkpoint_prefix_layers(inner)
+        except ModelLoadError as exc:
+            raise ConfigError(str(exc)) from None
+        return
     kwargs = {"use_reentrant": False}
     if hasattr(inner, "activation_checkpointing_enable"):
         inner.activation_checkpointing_enable(activation_checkpointing_kwargs=kwargs)
