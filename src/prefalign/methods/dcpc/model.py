@@ -68,12 +68,11 @@ class DCPCModel(Method):
             e_in = masked_mean(words.float(), attention_mask)  # eq. 9's input: pooled layer-0 embedding
             if per > 1:  # multiple choice: one PCM input per example, the mean over its options
                 e_in = e_in.view(n_examples, per, -1).mean(1)
-            pcm_out = self.pcm(e_in, static, sample=sample)
-            prefix = static.unsqueeze(0) + pcm_out.delta
             # The pair terms read P_A - P_B from the PCM's codes or row scales (pcm.pairwise_delta_distance)
-            # and the static prefix, so the output keeps the prefixes in place of the deltas: one
-            # (N, L, 2, m, kv) tensor alive through the backbone's forward instead of two.
-            pcm_out = dataclasses.replace(pcm_out, delta=prefix)
+            # and the static prefix, so the PCM returns each example's whole prefix in place of its delta: one
+            # (N, L, 2, m, kv) tensor written and alive through the backbone's forward instead of two.
+            pcm_out = self.pcm(e_in, static, sample=sample, add_static=True)
+            prefix = pcm_out.delta
         else:
             prefix = static.unsqueeze(0).expand(n_examples, *static.shape)
         if per > 1:
