@@ -169,7 +169,8 @@ class PrefixClassifier(nn.Module):
     def _scores(self, hidden, head_input, input_ids, attention_mask, score_mask) -> torch.Tensor:
         c = self.task.num_classes
         if self.head is not None:
-            scores = self.head(head_input)
+            # A bf16/fp16 backbone trained without autocast feeds an fp32 head: the head reads in its own dtype.
+            scores = self.head(head_input.to(self.head[-1].weight.dtype))
             return scores.view(-1, c) if self.task.multiple_choice else scores
         lm_head = self.model.get_output_embeddings()
         if not self.task.multiple_choice:

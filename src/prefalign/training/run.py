@@ -61,6 +61,8 @@ def train(
     tc = cfg.training
     out_dir = Path(tc.output_dir)
     check_output_dir(out_dir, resume=resume, overwrite=overwrite)  # before any slow work
+    if tc.device == "cuda" and not torch.cuda.is_available():  # the Trainer would fall back to the CPU silently
+        raise ConfigError("training.device is cuda, but torch sees no GPU on this machine; use auto or cpu")
     checkpoint = resume_point(cfg, out_dir / "checkpoints", resume)
     set_seed(tc.seed)
     train_set, val_set, test_set = splits or load_splits(cfg.data, tc.seed)  # bad data fails before a model load
