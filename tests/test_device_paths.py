@@ -119,3 +119,20 @@ def test_prefix_checkpointing_under_bf16_autocast_gives_the_plain_gradients(voca
     assert grads[0].keys() == grads[1].keys() and grads[0]
     for key in grads[0]:
         torch.testing.assert_close(grads[1][key], grads[0][key], rtol=1e-5, atol=1e-7, msg=key)
+
+
+@pytest.mark.parametrize("dtype", ["bfloat16", "float16"])
+def test_predict_in_half_precision_on_the_cpu_agrees_with_float32(model_dir, train_file, tmp_path, dtype):
+    """--dtype float16 and bfloat16 take the same cast as on a GPU (every weight, the head included)."""
+    import json
+
+    rc, _, err = train(model_dir, train_file, tmp_path / "run", "method.name=dcpc", "training.device=cpu")
+    assert rc == 0, err
+    adapter = str(tmp_path / "run" / "adapter")
+    probs = {}
+    for d in ("float32", dtype):
+        rc, out, err = run_main(["predict", "--adapter", adapter, "--text", "fine", "--device", "cpu", "--dtype", d])
+        assert rc == 0, err
+        probs[d] = json.loads(out)["probabilities"]
+    assert probs["float32"].keys() == probs[dtype].keys()
+    assert all(abs(probs["float32"][k] - probs[dtype][k]) < 0.05 for k in probs["float32"])

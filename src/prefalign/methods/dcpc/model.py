@@ -68,6 +68,7 @@ class DCPCModel(Method):
             e_in = masked_mean(words.float(), attention_mask)  # eq. 9's input: pooled layer-0 embedding
             if per > 1:  # multiple choice: one PCM input per example, the mean over its options
                 e_in = e_in.view(n_examples, per, -1).mean(1)
+            e_in = e_in.to(self.pcm.aux[0].weight.dtype)  # an adapter cast to bf16/fp16 has a half-precision PCM
             # The pair terms read P_A - P_B from the PCM's codes or row scales (pcm.pairwise_delta_distance)
             # and the static prefix, so the PCM returns each example's whole prefix in place of its delta: one
             # (N, L, 2, m, kv) tensor written and alive through the backbone's forward instead of two.
