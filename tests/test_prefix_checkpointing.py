@@ -100,3 +100,40 @@ def test_eval_and_no_grad_run_the_layers_unchanged(vocab_file):
         checkpoint_prefix_layers(lm.model)
         assert torch.equal(model(**data[0]).logits, plain)
     uncheckpoint_prefix_layers(lm.model)
+
+
+def test_a_backbone_passed_to_train_leaves_without_the_checkpointing(vocab_file, tmp_path, monkeypatch):
+    """train(cfg, backbone=...) shares the caller's backbone with a prefix method: its layers are checkpointed
+    while it trains and not afterwards; the frozen weights stay bit-identical."""
+    from conftest import toy_sentiment
+    from prefalign.training.config import ExperimentConfig
+    from prefalign.training.run import train
+
+    lm = build_tiny("bert", vocab_file)
+    data = toy_sentiment(24)
+    cfg = ExperimentConfig.from_dict(
+        {
+            "method": {"name": "ptuning-v2", "prefix_length": 4},
+            "training": {
+                "output_dir": str(tmp_path / "run"),
+                "max_steps": 2,
+                "eval_steps": 2,
+                "batch_size": 8,
+                "device": "cpu",
+                "progress": False,
+                "gradient_checkpointing": True,
+            },
+        }
+    )
+    frozen = clone_state(lm.model)
+    calls = []
+    forward = prefix_mod.PrefixCheckpointedLayer.forward
+    monkeypatch.setattr(
+        prefix_mod.PrefixCheckpointedLayer,
+        "forward",
+        lambda self, *a, **k: (calls.append(1), forward(self, *a, **k))[1],
+    )
+    train(cfg, backbone=lm, splits=(data, data, None))
+    assert calls  # the layers ran through the checkpointing wrapper during training
+    assert not any("forward" in m.__dict__ for m in lm.model.modules())
+    assert all(torch.equal(v, lm.model.state_dict()[k]) for k, v in frozen.items())

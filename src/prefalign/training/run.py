@@ -22,7 +22,7 @@ from ..generation import evaluate_generation
 from ..methods import Method, build_method, save_method
 from ..methods.export import invocation
 from ..models.loading import LoadedModel, load_backbone
-from ..models.prefix import checkpoint_prefix_layers
+from ..models.prefix import checkpoint_prefix_layers, uncheckpoint_prefix_layers
 from ..utils.atomic_files import write_text_atomically
 from ..utils.environment import versions
 from .config import CHECKPOINT_METRICS, LOWER_IS_BETTER, ExperimentConfig, dump_config
@@ -101,7 +101,11 @@ def train(
     if trains:
         if checkpoint is None:  # record the config --resume will compare with, now that the inputs are good
             record_run(cfg, out_dir / "checkpoints")
-        train_out = trainer.train(resume_from_checkpoint=checkpoint)
+        try:
+            train_out = trainer.train(resume_from_checkpoint=checkpoint)
+        finally:  # a backbone the caller passed in (shared by prefix methods) leaves without the checkpointing
+            if tc.gradient_checkpointing and model.feeds_prefix and not own_backbone:
+                uncheckpoint_prefix_layers(backbone.model)
         metrics = {"train_loss": float(train_out.training_loss), "train_steps": int(train_out.global_step)}
     else:
         metrics = {"train_steps": 0}
