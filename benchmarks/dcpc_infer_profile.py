@@ -7,9 +7,11 @@ On the batch and methods of ``speed_memory.py`` (the first B Rotten Tomatoes rev
 thread), in eval mode without targets (what ``predict`` runs): the whole forward of P-Tuning v2 and DCPC,
 interleaved, and the parts only DCPC runs, each repeated on its own: the word-embedding lookup the PCM
 reads, its masked mean, the PCM (aux classifier, p_pref, s = M p_pref and the scaled prefix), and the
-per-example prefix (B, L, 2, m, kv) it writes. Times are medians of the compute thread's CPU time
-(``time.thread_time``), in ms; a part timed alone runs with warm caches, so the parts need not add up to
-the difference of the two forwards (the rest is the backbone reading a per-example prefix).
+per-example prefix (B, L, 2, m, kv) it writes when materialised (training) and the inference path that
+writes the scaled rows straight into the attention cache instead (``rows=True``; its rows are written
+inside the backbone's cache set-up, so this part times the PCM alone). Times are medians of the compute
+thread's CPU time (``time.thread_time``), in ms; a part timed alone runs with warm caches, so the parts
+need not add up to the difference of the two forwards (the rest is the backbone with a per-example prefix).
 """
 
 from __future__ import annotations
@@ -73,7 +75,10 @@ def main() -> None:
             "masked mean": lambda: masked_mean(words.float(), mask),
             "PCM with the prefix it writes": lambda: dcpc.pcm(e_in, static, sample=False, add_static=True),
             "aux classifier alone": lambda: dcpc.pcm.aux(e_in),
-            "whole prefix path (_prefix_for)": lambda: dcpc._prefix_for(ids, mask, sample=False),
+            "whole prefix path, materialised (_prefix_for)": lambda: dcpc._prefix_for(ids, mask, sample=False),
+            "whole prefix path, rows into the cache (rows=True)": lambda: dcpc._prefix_for(
+                ids, mask, sample=False, rows=True
+            ),
             "P-Tuning v2's prefix path": lambda: models["ptuning-v2"]._prefix_for(ids, mask, sample=False),
         }
         timed = {name: median_ms(fn, 5 * args.rounds) for name, fn in parts.items()}

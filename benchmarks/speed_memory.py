@@ -260,8 +260,9 @@ def build_model(name: str, backbone, task, prefix_length: int, num_labels: int):
     return model, list(model.trainable_parameters().values())
 
 
-def two_pass_prefix_for(self, input_ids, attention_mask, per: int = 1, *, sample: bool):
-    """DCPCModel._prefix_for before the one-tensor change (commit 4f6cc95's parent), for --with-before."""
+def two_pass_prefix_for(self, input_ids, attention_mask, per: int = 1, *, sample: bool, rows: bool = False):
+    """DCPCModel._prefix_for before the one-tensor change (commit 4f6cc95's parent), for --with-before: the
+    delta, then static + delta as a second tensor, always materialised (``rows`` is ignored)."""
     import dataclasses
 
     from prefalign.models.classifier import masked_mean

@@ -141,6 +141,9 @@ def test_dcpc_one_pass_prefix_gives_the_old_paths_logits(kind, mode, vocab_file)
     model.eval()
     with torch.no_grad():
         new, old = model(**inputs).logits, _old_prefix_path_logits(model, inputs)
+        # the gate PCM at inference: no (B, L, 2, m, kv) tensor, the rows go straight into the cache
+        static, out = model._prefix_for(inputs["input_ids"], inputs["attention_mask"], sample=False, rows=True)
+        assert (static.dim(), out.delta is None) == ((4, True) if mode == "gate" else (5, False))
         static = model.prefix()
         assert not torch.equal(
             model._prefix_for(inputs["input_ids"], inputs["attention_mask"], sample=False)[0][0], static

@@ -79,6 +79,31 @@ def build_prefix_cache(prefix_kv: torch.Tensor, geo: ModelGeometry, config) -> D
     return cache
 
 
+def build_row_scaled_prefix_cache(
+    static: torch.Tensor, scale: torch.Tensor, geo: ModelGeometry, config, dtype: torch.dtype | None = None
+) -> DynamicCache:
+    """A DynamicCache whose prefix for example ``i`` is ``static * scale[i, j] + static`` in row ``j`` (DCPC's
+    gate, eq. 11), written layer by layer straight into the cache: the same values, bit for bit, as
+    ``build_prefix_cache`` of the materialised (B, L, 2, m, kv_dim) prefix, without that tensor.
+
+    ``static`` ``(L, 2, m, kv_dim)``, ``scale`` ``(B, m)``. For inference (no autograd): the layers' key and value
+    tensors are set directly, not appended, so each prefix row is written once per layer. The rows are computed
+    in ``static``'s dtype and then cast to ``dtype`` (the backbone's), as the materialised prefix is.
+    """
+    layers, _, m, _ = static.shape
+    b = scale.shape[0]
+    kv = static.view(layers, 2, m, geo.num_key_value_heads, geo.head_dim).transpose(2, 3)  # (L, 2, kv_heads, m, hd)
+    factor = scale.to(static.dtype).view(b, 1, m, 1)
+    cache = DynamicCache(config=config)
+    for layer, (k, v) in enumerate(pair.unbind(0) for pair in kv.unbind(0)):
+        keys = (k.unsqueeze(0) * factor).add_(k).to(dtype or static.dtype)  # the product, then the sum, as before
+        values = (v.unsqueeze(0) * factor).add_(v).to(dtype or static.dtype)
+        cache.update(keys[:, :, :0], values[:, :, :0], layer)  # the layer, initialised with no rows
+        holder = cache.layers[layer]
+        holder.keys, holder.values = keys, values
+    return cache
+
+
 def _cache_layers(cache: Cache) -> list:
     """The per-layer key/value holders of ``cache`` (an encoder-decoder cache: those of both its caches)."""
     if hasattr(cache, "self_attention_cache"):

@@ -18,7 +18,7 @@ class PCMOutput:
     mu: torch.Tensor  # (B, d)
     sigma: torch.Tensor  # (B, d)
     p_pref: torch.Tensor  # (B, d), eq. 10
-    delta: torch.Tensor  # (B, L, 2, m, kv_dim): input-dependent change of each example's prefix
+    delta: torch.Tensor | None  # (B, L, 2, m, kv_dim): input-dependent change of each example's prefix
     codes: torch.Tensor | None = None  # (B, m, r): 'elementwise' only, delta = codes -> proj[1] per layer
     scales: torch.Tensor | None = None  # (B, m): 'gate' only, s = M p_pref, row j of every layer times (1 + s_j)
 
@@ -53,7 +53,13 @@ class PreferenceCorrection(nn.Module):
             self.meta = nn.Parameter(torch.zeros(m, d))
 
     def forward(
-        self, embedding: torch.Tensor, static_prefix: torch.Tensor, *, sample: bool, add_static: bool = False
+        self,
+        embedding: torch.Tensor,
+        static_prefix: torch.Tensor,
+        *,
+        sample: bool,
+        add_static: bool = False,
+        write_prefix: bool = True,
     ) -> PCMOutput:
         """``embedding`` (B, d) from the input; ``static_prefix`` (L, 2, m, kv_dim).
 
@@ -61,6 +67,8 @@ class PreferenceCorrection(nn.Module):
         tensor (the sum is added into the delta's own memory instead of a second per-example tensor), with
         the same values bit for bit: the same product, then the same sum. (Not ``addcmul``: it fuses the two
         roundings into one and differs in the last bit.)
+        In 'gate' mode ``write_prefix=False`` leaves ``delta`` None: the caller writes the scaled rows itself
+        from ``scales`` (inference writes them straight into the attention cache).
         """
         d = embedding.shape[-1]
         mu, raw_sigma = self.aux(embedding).chunk(2, dim=-1)
@@ -76,6 +84,8 @@ class PreferenceCorrection(nn.Module):
                 delta = static_prefix.unsqueeze(0) + delta if torch.is_grad_enabled() else delta.add_(static_prefix)
             return PCMOutput(mu=mu, sigma=sigma, p_pref=p_pref, delta=delta, codes=codes)
         s = p_pref @ self.meta.T  # eq. 11 as written: (B, m)
+        if not write_prefix:
+            return PCMOutput(mu=mu, sigma=sigma, p_pref=p_pref, delta=None, scales=s)
         static, scale = static_prefix.unsqueeze(0), s.view(b, 1, 1, self.m, 1)
         delta = static * scale
         if add_static:  # the product is this call's own tensor, and autograd needs only its inputs
