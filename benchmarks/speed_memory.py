@@ -55,8 +55,12 @@ OUR_LORA = {"lora": {}, "lora-all8": {"r": 8, "target_modules": ["all-linear"]}}
 # full fine-tuning (every weight trains).
 PEERS = ("peft-prefix", "peft-prefix-proj", "peft-lora", "peft-lora-all8", "hf-full-ft")
 OTHERS = tuple(OUR_LORA) + PEERS
-METHODS = BASE_METHODS + ABLATIONS + OTHERS
-INFER_METHODS = BASE_METHODS + OTHERS
+# DCPC with its prefix path as it was before the PCM wrote each example's prefix in one tensor (the delta,
+# then static + delta as a second tensor): --with-before puts it in the rotation, so the change is measured
+# within rounds against the same batch. Benchmark only; not a registered method.
+BEFORE = ("dcpc-two-pass",)
+METHODS = BASE_METHODS + ABLATIONS + OTHERS + BEFORE
+INFER_METHODS = BASE_METHODS + OTHERS + BEFORE
 # The comparisons issue 19 states targets for: (method, reference, measure, at most).
 PAIR_TARGETS = (
     ("ptuning-v2", "peft-prefix", "step", 1.00),
@@ -74,6 +78,9 @@ PAIRS = PAIR_TARGETS + (
     ("lora", "peft-lora", "infer", None),
     ("ptuning-v2", "peft-prefix", "memory", None),
     ("lora", "peft-lora", "memory", None),
+    ("dcpc", "dcpc-two-pass", "infer", None),
+    ("dcpc", "dcpc-two-pass", "step", None),
+    ("dcpc", "dcpc-two-pass", "memory", None),
 )
 # The grid `make bench` runs (CPU, 1 thread): per model, batch sizes, prefix lengths, the prefix
 # lengths at which the four ablations are measured too, timed rounds, memory repeats.
@@ -240,11 +247,38 @@ def build_model(name: str, backbone, task, prefix_length: int, num_labels: int):
     if name in PEERS:
         model = Peer(name, backbone, num_labels, prefix_length)
         return model, model.parameters()
+    if name in BEFORE:
+        import types
+
+        model = build_method(method_config("dcpc", {"prefix_length": prefix_length, **DCPC_PARAMS}), backbone, task)
+        model._prefix_for = types.MethodType(two_pass_prefix_for, model)
+        return model, list(model.trainable_parameters().values())
     if name in OUR_LORA:  # injects LoRA into the backbone in place: give it a copy of its own
         model = build_method(method_config("lora", OUR_LORA[name]), copy.deepcopy(backbone), task)
     else:
         model = build_method(method_config(name, {"prefix_length": prefix_length, **DCPC_PARAMS}), backbone, task)
     return model, list(model.trainable_parameters().values())
+
+
+def two_pass_prefix_for(self, input_ids, attention_mask, per: int = 1, *, sample: bool, rows: bool = False):
+    """DCPCModel._prefix_for before the one-tensor change (commit 4f6cc95's parent), for --with-before: the
+    delta, then static + delta as a second tensor, always materialised (``rows`` is ignored)."""
+    import dataclasses
+
+    from prefalign.models.classifier import masked_mean
+
+    static = self.prefix()
+    n_examples = input_ids.shape[0] // per
+    words = self.classifier.model.get_input_embeddings()(input_ids)
+    e_in = masked_mean(words.float(), attention_mask)
+    if per > 1:
+        e_in = e_in.view(n_examples, per, -1).mean(1)
+    pcm_out = self.pcm(e_in, static, sample=sample)
+    prefix = static.unsqueeze(0) + pcm_out.delta
+    pcm_out = dataclasses.replace(pcm_out, delta=prefix)
+    if per > 1:
+        prefix = prefix.repeat_interleave(per, dim=0)
+    return prefix, pcm_out
 
 
 def make_batch(backbone, batch_size: int, max_length: int):
@@ -651,6 +685,11 @@ def main(argv: list[str] | None = None) -> None:
         help="leave out our LoRA and the peers (PEFT prefix tuning and LoRA, plain full fine-tuning)",
     )
     p.add_argument("--no-ablations", dest="ablations", action="store_false", help="leave out DCPC's four ablations")
+    p.add_argument(
+        "--with-before",
+        action="store_true",
+        help="add dcpc-two-pass, DCPC's prefix path before the one-tensor change, to the rotation",
+    )
     p.add_argument("--tag", default="", help="appended to the result file's name: speed_memory_<model>_<tag>.json")
     p.add_argument("--out", default=str(HERE / "results"))
     p.add_argument("--report", nargs="+", metavar="JSON", help="print markdown tables of result files and exit")
@@ -690,6 +729,8 @@ def main(argv: list[str] | None = None) -> None:
                 methods = BASE_METHODS + (ABLATIONS if args.ablations and m in g["ablations_at"] else ())
                 if args.peers and m == PEERS_PREFIX and b in (batches if args.batches else g["peers_at"]):
                     methods += OTHERS
+                if args.with_before:
+                    methods += BEFORE
                 spec = {
                     "model": model,
                     "batch_size": b,

@@ -47,6 +47,8 @@ LAZY_OK = {
     "torch.distributed.nn",
     "snorkel",  # Snorkel's LabelModel, a baseline of `prefalign rules` (the [rules] extra)
     "pandas",  # only multi-annotator readers need it; `prefalign tasks` would wait for it otherwise
+    # only checking training.trainer_args needs TrainingArguments' fields; a config error answers without it
+    "transformers.training_args",
 }
 
 

@@ -108,3 +108,56 @@ def test_pcm_delta_distance_matches_its_deltas(tiny_bert, mode):
     fast = model.pcm.pairwise_delta_distance(out, model.prefix(), "mean")
     by_hand = losses.pairwise_sq_distance(out.delta.reshape(5, tiny_bert.geometry.num_layers, -1), "mean")
     assert torch.allclose(fast, by_hand, atol=1e-5, rtol=1e-4) and by_hand[0, 1] > 0
+
+
+def _old_prefix_path_logits(model, batch):
+    """DCPC's forward as it was before the PCM returned whole prefixes: the delta, then static + delta."""
+    from prefalign.models.classifier import masked_mean as mean
+
+    static = model.prefix()
+    words = model.classifier.model.get_input_embeddings()(batch["input_ids"])
+    e_in = mean(words.float(), batch["attention_mask"])
+    out = model.pcm(e_in, static, sample=model.training)
+    prefix = static.unsqueeze(0) + out.delta
+    return model.classifier(batch["input_ids"], batch["attention_mask"], prefix).logits
+
+
+@pytest.mark.parametrize("kind", ["bert", "llama"])
+@pytest.mark.parametrize("mode", ["gate", "elementwise"])
+def test_dcpc_one_pass_prefix_gives_the_old_paths_logits(kind, mode, vocab_file):
+    """The PCM writes each example's prefix once (addcmul in 'gate' mode, an in-place add without autograd in
+    'elementwise' mode): eval logits are bit-identical to the old delta-then-sum path, training logits too."""
+    from conftest import build_tiny
+
+    lm = build_tiny(kind, vocab_file)
+    ds, spec, collator = sentiment_setup(lm, n=8)
+    torch.manual_seed(0)
+    model = build_method(method_config("dcpc", {"prefix_length": 4, "pcm_mode": mode}), lm, spec)
+    with torch.no_grad():  # start away from the identity so the PCM's change is not zero
+        for p in model.pcm.parameters():
+            p.add_(torch.randn_like(p) * 0.1)
+    batch = collator(ds.examples)
+    inputs = {k: v for k, v in batch.items() if k not in ("labels", "target_dist")}
+    model.eval()
+    with torch.no_grad():
+        new, old = model(**inputs).logits, _old_prefix_path_logits(model, inputs)
+        # the gate PCM at inference: no (B, L, 2, m, kv) tensor, the rows go straight into the cache
+        static, out = model._prefix_for(inputs["input_ids"], inputs["attention_mask"], sample=False, rows=True)
+        assert (static.dim(), out.delta is None) == ((4, True) if mode == "gate" else (5, False))
+        static = model.prefix()
+        assert not torch.equal(
+            model._prefix_for(inputs["input_ids"], inputs["attention_mask"], sample=False)[0][0], static
+        )
+    assert torch.equal(new, old)
+    model.train()
+    model.classifier.head_dropout = 0.0
+    for seed in (1, 2):
+        torch.manual_seed(seed)
+        new = model.classifier(
+            inputs["input_ids"],
+            inputs["attention_mask"],
+            model._prefix_for(inputs["input_ids"], inputs["attention_mask"], sample=True)[0],
+        ).logits
+        torch.manual_seed(seed)
+        old = _old_prefix_path_logits(model, inputs)
+        assert torch.equal(new, old)

@@ -23,7 +23,6 @@ def run(args) -> int:
 
     from ..errors import ConfigError
     from ..training.config import load_config
-    from ..training.run import train
     from ..utils.config_base import deep_merge, parse_overrides, read_yaml_mapping
 
     raw = read_yaml_mapping(args.config, "config file", "model/data/method/training sections") if args.config else {}
@@ -39,6 +38,8 @@ def run(args) -> int:
     cfg = load_config(args.config, overrides, base={"method": {"name": "ptloss"}})
     if not cfg.method.search_dir:
         cfg.method.search_dir = str(Path(cfg.training.output_dir) / "search")
+    from ..training.run import train  # after the config is checked: a config error answers before torch loads
+
     result = train(cfg, resume=args.resume)
     m = result.metrics
     print(

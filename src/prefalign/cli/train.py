@@ -30,10 +30,11 @@ def add_parser(subparsers) -> None:
 
 def run(args) -> int:
     from ..training.config import load_config
-    from ..training.run import train
     from .common import bars_allowed
 
-    cfg = load_config(args.config, args.overrides)
+    cfg = load_config(args.config, args.overrides)  # before torch loads: a config error answers at once
+    from ..training.run import train
+
     bars_allowed()  # redirected output: no loading bars either
     args.output_dir, args.eval_steps = cfg.training.output_dir, cfg.training.eval_steps  # for interrupted_hint
     result = train(cfg, resume=args.resume, overwrite=args.overwrite)

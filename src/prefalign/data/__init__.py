@@ -12,7 +12,7 @@ from ..utils.lazy import lazy_exports
 
 _EXPORTS = {
     "Collator": ".collator",
-    "PromptFormat": ".collator",
+    "PromptFormat": ".prompts",
     "build_task_spec": ".collator",
     "Example": ".examples",
     "TaskDataset": ".examples",
@@ -31,7 +31,8 @@ __all__ = [
 __getattr__, __dir__ = lazy_exports(__name__, globals(), _EXPORTS)
 
 if TYPE_CHECKING:
-    from .collator import Collator, PromptFormat, build_task_spec
+    from .collator import Collator, build_task_spec
     from .examples import Example, TaskDataset
+    from .prompts import PromptFormat
     from .readers import read_table
     from .rotten_tomatoes import load_rotten_tomatoes

@@ -1,9 +1,8 @@
-"""Prompts, verbalizers and the collator that turns Examples into model inputs."""
+"""Verbalizers and the collator that turns Examples into model inputs."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 import torch
 
@@ -11,33 +10,7 @@ from ..errors import ConfigError, DataError
 from ..models.classifier import TaskSpec
 from ..models.introspect import ModelGeometry
 from .examples import Example, TaskDataset
-
-
-@dataclass
-class PromptFormat:
-    """How an example is written out for the model.
-
-    ``template`` uses ``{text}`` and ``{text_pair}``; decoders read the class from the next token
-    after it, so it should end where the label word would follow (``"Review: {text}\\nSentiment:"``).
-    ``verbalizers`` are the label words (one per class), by default the label names with a leading
-    space. For multiple choice, each option is appended to the prompt after ``choice_prefix``.
-    Encoders use the raw text (and pair) unless a template is given.
-    """
-
-    template: str | None = None
-    verbalizers: list[str] | None = None
-    choice_prefix: str = " "
-
-    def render(self, ex: Example, decoder: bool) -> str:
-        if self.template is None:
-            if not decoder:
-                return ex.text
-            base = ex.text if ex.text_pair is None else f"{ex.text}\n{ex.text_pair}"
-            return base if ex.choices is not None else f"{base}\nAnswer:"
-        try:
-            return self.template.format(text=ex.text, text_pair=ex.text_pair or "")
-        except (KeyError, IndexError) as exc:
-            raise ConfigError(f"data.template uses an unknown field {exc}; use {{text}} and {{text_pair}}") from None
+from .prompts import PromptFormat
 
 
 def build_task_spec(dataset: TaskDataset, geo: ModelGeometry, tokenizer, prompt: PromptFormat) -> TaskSpec:

@@ -28,34 +28,9 @@ from transformers.utils import ModelOutput
 
 from ..models.classifier import PrefixClassifier, TaskSpec
 from ..models.introspect import ModelGeometry
-from ..utils.config_base import ConfigBase
-from ..utils.config_base import option as _f
-
-HEAD_POOLINGS = ("mean", "first", "pooler")
-
-
-@dataclass
-class MethodConfig(ConfigBase):
-    """Options every method has: its registered name (set by the registry; see ``prefalign methods``)."""
-
-    SECTION = "method"
-    name: str = _f("", "the method's registered name (prefalign methods lists them)")
-
-
-@dataclass
-class HeadConfig(MethodConfig):
-    """Options of methods that read the backbone through a trainable encoder head."""
-
-    head_dropout: float = _f(0.1, "dropout before the encoder classification head")
-    head_pooling: str = _f(
-        "mean",
-        "encoder head input: 'mean' of real tokens (what MiniLM was trained for), "
-        "'first' token, or the frozen BERT 'pooler' (what BertForSequenceClassification uses)",
-        choices=HEAD_POOLINGS,
-    )
-
-    def validate(self) -> None:
-        self.check_range("head_dropout", 0.0, 0.99)
+from .options import HEAD_POOLINGS as HEAD_POOLINGS  # re-exported: base.py was their home
+from .options import HeadConfig as HeadConfig
+from .options import MethodConfig
 
 
 @dataclass

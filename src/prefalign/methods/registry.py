@@ -6,60 +6,76 @@ import copy
 import dataclasses
 import hashlib
 import os
+from collections.abc import Iterator, MutableMapping
 
-from ..errors import CheckpointError, ConfigError, ModelLoadError
+from ..errors import CheckpointError, ModelLoadError
 from ..models.classifier import TaskSpec
 from ..models.loading import LoadedModel, load_backbone
 from ..models.prefix import check_prefix_reaches_model
 from .base import Method, MethodConfig
-from .baselines import BASELINES
-from .bias_aware import BiasAwareModel
+from .catalog import SPECS, method_config, method_spec, resolve_method, spec_of
 from .checkpoint import check_state_matches, read_checkpoint, write_checkpoint
-from .dcpc import VARIANTS as DCPC_VARIANTS
 from .export import base_model_record, write_adapter_extras
-from .ltuning import LTuningPrefix, LTuningPrompt
-from .ptloss import PTLossDistill
 
-METHODS: dict[str, type[Method]] = {}
+__all__ = [
+    "METHODS",
+    "base_fingerprint",
+    "build_method",
+    "check_same_base",
+    "load_base_model",
+    "load_method",
+    "method_class",
+    "method_config",
+    "register_method",
+    "resolve_method",
+    "save_method",
+]
+
+
+class MethodTable(MutableMapping):
+    """Names -> method classes, the catalog's names (methods/catalog.py) with each class imported when first read."""
+
+    def __init__(self) -> None:
+        self._classes: dict[str, type[Method]] = {}
+
+    def __getitem__(self, name: str) -> type[Method]:
+        if name not in self._classes:
+            self._classes[name] = SPECS[name].load()
+        return self._classes[name]
+
+    def __setitem__(self, name: str, cls: type[Method]) -> None:
+        if name != cls.name:
+            raise ValueError(f"{cls.__qualname__} is named '{cls.name}', not '{name}'")
+        SPECS[name] = spec_of(cls)
+        self._classes[name] = cls
+
+    def __delitem__(self, name: str) -> None:
+        del SPECS[name]
+        self._classes.pop(name, None)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(list(SPECS))
+
+    def __len__(self) -> int:
+        return len(SPECS)
+
+
+METHODS = MethodTable()
 
 
 def register_method(cls: type[Method]) -> type[Method]:
     """Make ``cls`` buildable by its ``name`` (usable as a class decorator)."""
     if not (isinstance(cls, type) and issubclass(cls, Method)) or not cls.name:
         raise TypeError(f"{cls!r} is not a Method subclass with a name")
-    if METHODS.get(cls.name, cls) is not cls:
+    if cls.name in SPECS and METHODS[cls.name] is not cls:
         raise ValueError(f"a method named '{cls.name}' is registered already ({METHODS[cls.name].__qualname__})")
     METHODS[cls.name] = cls
     return cls
 
 
-for _cls in (*DCPC_VARIANTS, *BASELINES, LTuningPrefix, LTuningPrompt, BiasAwareModel, PTLossDistill):
-    register_method(_cls)
-
-
 def method_class(name: str) -> type[Method]:
     """The method registered as ``name``; a ConfigError lists the known ones."""
-    if not isinstance(name, str) or name not in METHODS:
-        raise ConfigError(f"unknown method {name!r}; choose one of {', '.join(METHODS)}")
-    return METHODS[name]
-
-
-def method_config(name: str, params: dict | None = None) -> MethodConfig:
-    """The config of method ``name``: its variant's defaults with ``params`` over them."""
-    return method_class(name).make_config(params)
-
-
-def resolve_method(section: dict | str | MethodConfig) -> MethodConfig:
-    """The ``method`` section of a config (``{name: ..., <options>}``, a bare name, or a config) as its dataclass."""
-    if isinstance(section, MethodConfig):
-        return section
-    if isinstance(section, str):
-        section = {"name": section}
-    if not isinstance(section, dict):
-        raise ConfigError(f"method must be a mapping with a name, for example {{name: dcpc}}, not {section!r}")
-    if not section.get("name"):
-        raise ConfigError("method.name is required (for example dcpc or ptuning-v2)")
-    return method_config(section["name"], section)
+    return METHODS[method_spec(name).name]
 
 
 def build_method(

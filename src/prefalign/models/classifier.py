@@ -16,7 +16,7 @@ from torch import nn
 
 from ..errors import ConfigError
 from .introspect import ModelGeometry
-from .prefix import build_prefix_cache, extend_attention_mask, positions_from_zero
+from .prefix import build_prefix_cache, build_row_scaled_prefix_cache, extend_attention_mask, positions_from_zero
 
 
 @dataclass(frozen=True)
@@ -119,8 +119,13 @@ class PrefixClassifier(nn.Module):
         token_type_ids: torch.Tensor | None = None,
         all_layers: bool = False,
         prompt_embeds: torch.Tensor | None = None,
+        prefix_scale: torch.Tensor | None = None,
     ) -> BackboneOutput:
         """Run the backbone once; ``prefix_kv`` is ``(N, L, 2, m, kv_dim)`` or None (no prefix).
+
+        With ``prefix_scale`` ``(N, m)`` (inference only), ``prefix_kv`` is one static prefix ``(L, 2, m, kv_dim)``
+        and example ``i``'s row ``j`` is ``prefix_kv * prefix_scale[i, j] + prefix_kv``, written straight into the
+        attention cache (``build_row_scaled_prefix_cache``).
 
         ``prompt_embeds`` ``(N, p, d)`` are soft tokens placed before the input embeddings
         (prompt tuning, LPT); their outputs are dropped before pooling and scoring.
@@ -140,9 +145,15 @@ class PrefixClassifier(nn.Module):
                     [token_type_ids.new_zeros(token_type_ids.shape[0], n_soft), token_type_ids], dim=1
                 )
         if prefix_kv is not None:
-            prefix_kv = prefix_kv.to(next(self.model.parameters()).dtype)  # bf16 backbones take bf16 prefixes
-            m = prefix_kv.shape[3]
-            kwargs["past_key_values"] = build_prefix_cache(prefix_kv, self.geo, self.model.config)
+            dtype = next(self.model.parameters()).dtype  # bf16 backbones take bf16 prefixes
+            if prefix_scale is not None:
+                m = prefix_kv.shape[2]
+                cache = build_row_scaled_prefix_cache(prefix_kv, prefix_scale, self.geo, self.model.config, dtype)
+                kwargs["past_key_values"] = cache
+            else:
+                prefix_kv = prefix_kv.to(dtype)
+                m = prefix_kv.shape[3]
+                kwargs["past_key_values"] = build_prefix_cache(prefix_kv, self.geo, self.model.config)
             mask = extend_attention_mask(attention_mask, m)
             if not self.position_offset:
                 pad = getattr(self.model.config, "pad_token_id", None)
@@ -169,7 +180,8 @@ class PrefixClassifier(nn.Module):
     def _scores(self, hidden, head_input, input_ids, attention_mask, score_mask) -> torch.Tensor:
         c = self.task.num_classes
         if self.head is not None:
-            scores = self.head(head_input)
+            # A bf16/fp16 backbone trained without autocast feeds an fp32 head: the head reads in its own dtype.
+            scores = self.head(head_input.to(self.head[-1].weight.dtype))
             return scores.view(-1, c) if self.task.multiple_choice else scores
         lm_head = self.model.get_output_embeddings()
         if not self.task.multiple_choice:

@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import torch
 from torch import nn
+from torch.utils.checkpoint import checkpoint
 from transformers import DynamicCache
+from transformers.cache_utils import Cache
+from transformers.modeling_layers import GradientCheckpointingLayer
 
 from ..errors import ModelLoadError
 from .introspect import ModelGeometry
-
-DEFAULT_INIT_TEXT = "Read the following text carefully and decide which of the possible labels describes it best."
 
 
 class PrefixEncoder(nn.Module):
@@ -76,6 +77,94 @@ def build_prefix_cache(prefix_kv: torch.Tensor, geo: ModelGeometry, config) -> D
         # (B, kv_heads, m, head_dim): the layout every Cache layer expects.
         cache.update(keys, values, layer)
     return cache
+
+
+def build_row_scaled_prefix_cache(
+    static: torch.Tensor, scale: torch.Tensor, geo: ModelGeometry, config, dtype: torch.dtype | None = None
+) -> DynamicCache:
+    """A DynamicCache whose prefix for example ``i`` is ``static * scale[i, j] + static`` in row ``j`` (DCPC's
+    gate, eq. 11), written layer by layer straight into the cache: the same values, bit for bit, as
+    ``build_prefix_cache`` of the materialised (B, L, 2, m, kv_dim) prefix, without that tensor.
+
+    ``static`` ``(L, 2, m, kv_dim)``, ``scale`` ``(B, m)``. For inference (no autograd): the layers' key and value
+    tensors are set directly, not appended, so each prefix row is written once per layer. The rows are computed
+    in ``static``'s dtype and then cast to ``dtype`` (the backbone's), as the materialised prefix is.
+    """
+    layers, _, m, _ = static.shape
+    b = scale.shape[0]
+    kv = static.view(layers, 2, m, geo.num_key_value_heads, geo.head_dim).transpose(2, 3)  # (L, 2, kv_heads, m, hd)
+    factor = scale.to(static.dtype).view(b, 1, m, 1)
+    cache = DynamicCache(config=config)
+    for layer, (k, v) in enumerate(pair.unbind(0) for pair in kv.unbind(0)):
+        keys = (k.unsqueeze(0) * factor).add_(k).to(dtype or static.dtype)  # the product, then the sum, as before
+        values = (v.unsqueeze(0) * factor).add_(v).to(dtype or static.dtype)
+        cache.update(keys[:, :, :0], values[:, :, :0], layer)  # the layer, initialised with no rows
+        holder = cache.layers[layer]
+        holder.keys, holder.values = keys, values
+    return cache
+
+
+def _cache_layers(cache: Cache) -> list:
+    """The per-layer key/value holders of ``cache`` (an encoder-decoder cache: those of both its caches)."""
+    if hasattr(cache, "self_attention_cache"):
+        return _cache_layers(cache.self_attention_cache) + _cache_layers(cache.cross_attention_cache)
+    return list(getattr(cache, "layers", []))
+
+
+class PrefixCheckpointedLayer:
+    """A transformer layer's forward, checkpointed (non-reentrant) with the prefix cache passed through.
+
+    transformers' own checkpointing drops ``past_key_values`` inside checkpointed layers, since a layer
+    appends its new keys/values to the cache and the backward replay would append them a second time. Here
+    the cache stays: the keys/values every cache layer holds when the layer is called (the prefix, for the
+    layers not yet run) are remembered, and the replay starts from them, so it recomputes exactly the
+    forward's activations. Only the layer's activations are dropped; the prefix tensors are inputs of the
+    graph as without checkpointing, so their gradients are the same. RNG state is replayed too (dropout).
+    """
+
+    def __init__(self, layer: nn.Module) -> None:
+        self.layer = layer
+
+    def forward(self, *args, **kwargs):
+        return type(self.layer).forward(self.layer, *args, **kwargs)  # the class's forward, as without this
+
+    def __call__(self, *args, **kwargs):
+        if not (self.layer.training and torch.is_grad_enabled()):
+            return self.forward(*args, **kwargs)
+        cache = next((a for a in (*args, *kwargs.values()) if isinstance(a, Cache)), None)
+        held = [(c, c.keys, c.values) for c in _cache_layers(cache)] if cache is not None else []
+
+        def run(*inputs):
+            for holder, keys, values in held:  # the replay sees the cache as the forward did
+                holder.keys, holder.values = keys, values
+            return self.forward(*inputs, **kwargs)
+
+        return checkpoint(run, *args, use_reentrant=False)
+
+
+def checkpoint_prefix_layers(model: nn.Module) -> int:
+    """Checkpoint every transformer layer of ``model`` with the prefix cache kept (``PrefixCheckpointedLayer``);
+    the number of layers. A ModelLoadError when the model has no layers transformers marks as checkpointable."""
+    layers, names = [], []
+    for name, module in model.named_modules():
+        if isinstance(module, GradientCheckpointingLayer) and not any(name.startswith(n + ".") for n in names):
+            layers.append(module)  # the outermost ones: a layer inside a checkpointed layer is replayed with it
+            names.append(name)
+    if not layers:
+        raise ModelLoadError(
+            f"{type(model).__name__} has no layers transformers can checkpoint; drop training.gradient_checkpointing"
+        )
+    for layer in layers:
+        if not isinstance(layer.forward, PrefixCheckpointedLayer):
+            layer.forward = PrefixCheckpointedLayer(layer)  # the instance's forward: nn.Module.__call__ runs it
+    return len(layers)
+
+
+def uncheckpoint_prefix_layers(model: nn.Module) -> None:
+    """Undo ``checkpoint_prefix_layers``."""
+    for layer in model.modules():
+        if isinstance(layer.__dict__.get("forward"), PrefixCheckpointedLayer):
+            del layer.forward
 
 
 def extend_attention_mask(attention_mask: torch.Tensor, prefix_length: int) -> torch.Tensor:

@@ -15,13 +15,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import yaml
-from transformers import TrainingArguments
 
 from ..annotations.config import AnnotationConfig
 from ..annotations.targets import TARGETS
 from ..data import PromptFormat
 from ..errors import ConfigError
-from ..methods import METHODS, MethodConfig, method_class, method_config, resolve_method
+from ..methods.catalog import SPECS, method_config, resolve_method
+from ..methods.options import MethodConfig
 from ..shifts import ShiftConfig
 from ..tasks import TaskDefinition, get_task
 from ..utils.config_base import ConfigBase, deep_merge, parse_overrides, read_yaml_mapping
@@ -230,7 +230,14 @@ MANAGED_TRAINER_ARGS = {
     "activation_checkpointing": "training.gradient_checkpointing",
     "resume_from_checkpoint": "`prefalign train --resume`",
 }
-TRAINER_ARG_FIELDS = frozenset(f.name for f in dataclasses.fields(TrainingArguments) if f.init)
+
+
+def trainer_arg_fields() -> frozenset[str]:
+    """The fields transformers' ``TrainingArguments`` takes (imported only when training.trainer_args is set,
+    so a config without it is validated without transformers)."""
+    from transformers.training_args import TrainingArguments
+
+    return frozenset(f.name for f in dataclasses.fields(TrainingArguments) if f.init)
 
 
 @dataclass
@@ -268,7 +275,9 @@ class TrainingConfig(ConfigBase):
         1, "add up the gradients of this many batches per optimizer step (effective batch: batch_size x this)"
     )
     gradient_checkpointing: bool = _f(
-        False, "recompute the backbone's activations in the backward pass: less memory, about a third more time"
+        False,
+        "recompute the backbone's activations in the backward pass: less memory, about a third more time (prefix "
+        "methods: prefalign checkpoints each layer with the prefix cache kept)",
     )
     lr_scheduler: str = _f(
         "linear", "learning-rate schedule after the warm-up (transformers' names)", choices=SCHEDULERS
@@ -325,13 +334,15 @@ class TrainingConfig(ConfigBase):
         self.check_range("gradient_accumulation_steps", 1, None)
         if self.bf16 and self.fp16:
             raise ConfigError("training.bf16 and training.fp16 are both on; choose one mixed precision")
-        for key in self.trainer_args:
+        for key in self.trainer_args:  # prefalign's own keys first: those need no transformers import
             if key in MANAGED_TRAINER_ARGS:
                 raise ConfigError(
                     f"training.trainer_args.{key} is set by {MANAGED_TRAINER_ARGS[key]}; set that instead"
                 )
-            if key not in TRAINER_ARG_FIELDS:
-                close = difflib.get_close_matches(str(key), sorted(TRAINER_ARG_FIELDS), n=1)
+        fields = trainer_arg_fields() if self.trainer_args else frozenset()
+        for key in self.trainer_args:
+            if key not in fields:
+                close = difflib.get_close_matches(str(key), sorted(fields), n=1)
                 hint = f" (did you mean '{close[0]}'?)" if close else ""
                 raise ConfigError(f"training.trainer_args.{key} is not a transformers TrainingArguments field{hint}")
 
@@ -349,14 +360,6 @@ class ExperimentConfig(ConfigBase):
     def __post_init__(self) -> None:
         self.method = resolve_method(self.method)  # a mapping, a bare name or a config: its method's dataclass
         super().__post_init__()
-
-    def validate(self) -> None:
-        if self.training.gradient_checkpointing and method_class(self.method.name).feeds_prefix:
-            raise ConfigError(
-                f"training.gradient_checkpointing: transformers' checkpointed layers drop the attention cache, which "
-                f"is where {self.method.name}'s prefixes go; turn it off, or use a method that feeds no prefix "
-                "(lora, ia3, bitfit, full-ft, ...)"
-            )
 
     @property
     def method_name(self) -> str:
@@ -466,7 +469,7 @@ def config_schema() -> dict:
     """JSON schema (draft 2020-12) of an experiment config; the method section is one schema per registered
     method, told apart by ``name``."""
     methods = []
-    for name in METHODS:
+    for name in SPECS:
         config = method_config(name)
         schema = section_schema(type(config), config)
         schema["properties"]["name"] = {**schema["properties"]["name"], "const": name}

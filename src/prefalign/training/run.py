@@ -15,13 +15,14 @@ from transformers.trainer_callback import PrinterCallback, ProgressCallback
 
 from ..annotations.metrics import annotation_keys, dataset_groups, trainer_metrics
 from ..data import Collator, TaskDataset, build_task_spec
-from ..errors import ConfigError
+from ..errors import ConfigError, ModelLoadError
 from ..evaluation.judge import ChatJudge
 from ..evaluation.perplexity import perplexity, read_corpus
 from ..generation import evaluate_generation
 from ..methods import Method, build_method, save_method
 from ..methods.export import invocation
 from ..models.loading import LoadedModel, load_backbone
+from ..models.prefix import checkpoint_prefix_layers, uncheckpoint_prefix_layers
 from ..utils.atomic_files import write_text_atomically
 from ..utils.environment import versions
 from .config import CHECKPOINT_METRICS, LOWER_IS_BETTER, ExperimentConfig, dump_config
@@ -60,6 +61,8 @@ def train(
     tc = cfg.training
     out_dir = Path(tc.output_dir)
     check_output_dir(out_dir, resume=resume, overwrite=overwrite)  # before any slow work
+    if tc.device == "cuda" and not torch.cuda.is_available():  # the Trainer would fall back to the CPU silently
+        raise ConfigError("training.device is cuda, but torch sees no GPU on this machine; use auto or cpu")
     checkpoint = resume_point(cfg, out_dir / "checkpoints", resume)
     set_seed(tc.seed)
     train_set, val_set, test_set = splits or load_splits(cfg.data, tc.seed)  # bad data fails before a model load
@@ -98,7 +101,11 @@ def train(
     if trains:
         if checkpoint is None:  # record the config --resume will compare with, now that the inputs are good
             record_run(cfg, out_dir / "checkpoints")
-        train_out = trainer.train(resume_from_checkpoint=checkpoint)
+        try:
+            train_out = trainer.train(resume_from_checkpoint=checkpoint)
+        finally:  # a backbone the caller passed in (shared by prefix methods) leaves without the checkpointing
+            if tc.gradient_checkpointing and model.feeds_prefix and not own_backbone:
+                uncheckpoint_prefix_layers(backbone.model)
         metrics = {"train_loss": float(train_out.training_loss), "train_steps": int(train_out.global_step)}
     else:
         metrics = {"train_steps": 0}
@@ -319,11 +326,18 @@ def enable_gradient_checkpointing(model: Method) -> None:
 
     The Trainer would ask the method (not a transformers model) to do it, so the transformers model inside
     it is asked here; non-reentrant checkpointing lets gradients reach the prefixes and adapters of a frozen
-    backbone.
+    backbone. Methods that feed a prefix through the attention cache get prefalign's own per-layer
+    checkpointing (models/prefix.py: ``checkpoint_prefix_layers``), which keeps the cache transformers' drops.
     """
     inner = next((m for m in model.language_model.modules() if isinstance(m, PreTrainedModel)), None)
     if inner is None or not inner.supports_gradient_checkpointing:
         raise ConfigError("this backbone cannot checkpoint its activations; drop training.gradient_checkpointing")
+    if model.feeds_prefix:
+        try:
+            checkpoint_prefix_layers(inner)
+        except ModelLoadError as exc:
+            raise ConfigError(str(exc)) from None
+        return
     kwargs = {"use_reentrant": False}
     if hasattr(inner, "activation_checkpointing_enable"):
         inner.activation_checkpointing_enable(activation_checkpointing_kwargs=kwargs)

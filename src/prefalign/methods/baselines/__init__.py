@@ -5,80 +5,40 @@ BitFit, Houlsby adapters, LPT and PEDRO (forward hooks, see hooks.py). Training-
 PEFT paper, appendix D): the untuned model, CC, DC and CRISPR.
 """
 
-from .bitfit import BitFit
-from .calibration import Calibrated as ZeroShot
-from .calibration import (
-    ContextualCalibration,
-    ContextualCalibrationConfig,
-    DomainCalibration,
-    DomainCalibrationConfig,
-    ZeroShotConfig,
-)
-from .config import (
-    AdaLoraBaselineConfig,
-    BaselineConfig,
-    BitFitConfig,
-    FullFineTuningConfig,
-    HoulsbyAdapterConfig,
-    IA3BaselineConfig,
-    LatePromptTuningConfig,
-    LoraBaselineConfig,
-    PedroConfig,
-    PromptTuningConfig,
-)
-from .crispr import Crispr, CrisprConfig
-from .houlsby import HoulsbyAdapter
-from .lpt import LatePromptTuning
-from .model import BaselineModel, FullFineTuning
-from .pedro import Pedro
-from .peft_methods import AdaLoraBaseline, IA3Baseline, LoraBaseline, PromptTuningBaseline
+from __future__ import annotations
 
-# Trained through the runner like DCPC; the last four are training-free (bias-aware PEFT paper, appendix D):
-# evaluated, never stepped.
-BASELINES = (
-    FullFineTuning,
-    LoraBaseline,
-    AdaLoraBaseline,
-    IA3Baseline,
-    PromptTuningBaseline,
-    BitFit,
-    HoulsbyAdapter,
-    LatePromptTuning,
-    Pedro,
-    ZeroShot,
-    ContextualCalibration,
-    DomainCalibration,
-    Crispr,
-)
+from ...utils.lazy import lazy_exports
 
-__all__ = [
-    "BASELINES",
-    "AdaLoraBaseline",
-    "AdaLoraBaselineConfig",
-    "BaselineConfig",
-    "BaselineModel",
-    "BitFit",
-    "BitFitConfig",
-    "ContextualCalibration",
-    "ContextualCalibrationConfig",
-    "Crispr",
-    "CrisprConfig",
-    "DomainCalibration",
-    "DomainCalibrationConfig",
-    "FullFineTuning",
-    "FullFineTuningConfig",
-    "HoulsbyAdapter",
-    "HoulsbyAdapterConfig",
-    "IA3Baseline",
-    "IA3BaselineConfig",
-    "LatePromptTuning",
-    "LatePromptTuningConfig",
-    "LoraBaseline",
-    "LoraBaselineConfig",
-    "Pedro",
-    "PedroConfig",
-    "PromptTuningBaseline",
-    "PromptTuningConfig",
-    "ZeroShot",
-    "ZeroShotConfig",
-]
+# Each name is imported on first use, so reading a config module (config.py) loads no model library.
+_EXPORTS = {
+    "AdaLoraBaseline": ".peft_methods",
+    "AdaLoraBaselineConfig": ".config",
+    "BaselineConfig": ".config",
+    "BaselineModel": ".model",
+    "BitFit": ".bitfit",
+    "BitFitConfig": ".config",
+    "ContextualCalibration": ".calibration",
+    "ContextualCalibrationConfig": ".config",
+    "Crispr": ".crispr",
+    "CrisprConfig": ".config",
+    "DomainCalibration": ".calibration",
+    "DomainCalibrationConfig": ".config",
+    "FullFineTuning": ".model",
+    "FullFineTuningConfig": ".config",
+    "HoulsbyAdapter": ".houlsby",
+    "HoulsbyAdapterConfig": ".config",
+    "IA3Baseline": ".peft_methods",
+    "IA3BaselineConfig": ".config",
+    "LatePromptTuning": ".lpt",
+    "LatePromptTuningConfig": ".config",
+    "LoraBaseline": ".peft_methods",
+    "LoraBaselineConfig": ".config",
+    "Pedro": ".pedro",
+    "PedroConfig": ".config",
+    "PromptTuningBaseline": ".peft_methods",
+    "PromptTuningConfig": ".config",
+    "ZeroShot": ".calibration",
+    "ZeroShotConfig": ".config",
+}
+__all__ = sorted(_EXPORTS)
+__getattr__, __dir__ = lazy_exports(__name__, globals(), _EXPORTS)

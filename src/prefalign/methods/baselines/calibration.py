@@ -10,16 +10,14 @@ renormalised (W = diag(p_cf)^-1, b = 0), i.e. log-probabilities minus log p_cf.
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass, field
 
 import torch
 from torch import nn
 
 from ...data.examples import Example
 from ...errors import ConfigError
-from ...utils.config_base import option as _f
 from ..base import MethodOutput, soft_cross_entropy
-from .config import BaselineConfig
+from .config import ContextualCalibrationConfig, DomainCalibrationConfig, ZeroShotConfig
 from .model import BaselineModel
 
 
@@ -38,40 +36,6 @@ def domain_texts(texts: list[str], n: int, seed: int) -> list[str]:
     length = max(1, round(len(words) / max(1, len(texts))))
     rng = random.Random(seed)
     return [" ".join(rng.choice(words) for _ in range(length)) for _ in range(n)]
-
-
-@dataclass
-class ZeroShotConfig(BaselineConfig):
-    """The untuned model: label words read off the LM head, nothing trained or calibrated."""
-
-
-@dataclass
-class ContextualCalibrationConfig(BaselineConfig):
-    """CC (Zhao et al., 2021): the prior is the mean prediction on content-free inputs."""
-
-    content_free: list[str] = field(
-        default_factory=lambda: ["N/A", "", "[MASK]"],
-        metadata={
-            "help": "content-free inputs put in the prompt's {text} (Zhao et al.: 'N/A', '' and '[MASK]', averaged)"
-        },
-    )
-
-    def validate(self) -> None:
-        super().validate()
-        if not self.content_free:
-            raise ConfigError("method.content_free needs at least one content-free input")
-
-
-@dataclass
-class DomainCalibrationConfig(BaselineConfig):
-    """DC (Fei et al., 2023): the prior is the mean prediction on random in-domain word strings."""
-
-    num_samples: int = _f(20, "random in-domain texts averaged (Fei et al.: 20)")
-    sample_seed: int = _f(0, "seed of the random word draw")
-
-    def validate(self) -> None:
-        super().validate()
-        self.check_range("num_samples", 1, 10_000)
 
 
 class Calibrated(BaselineModel):
@@ -117,6 +81,9 @@ class Calibrated(BaselineModel):
 
 def _blank(text: str, pair: bool) -> Example:
     return Example(text=text, text_pair=text if pair else None, label=0)
+
+
+ZeroShot = Calibrated  # its registered name is zero-shot
 
 
 class ContextualCalibration(Calibrated):

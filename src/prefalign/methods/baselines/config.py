@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
+from ...errors import ConfigError
 from ...utils.config_base import option as _f
-from ..base import HeadConfig
+from ..options import HeadConfig
 
 
 @dataclass
@@ -156,3 +157,57 @@ class PedroConfig(BaselineConfig):
     def validate(self) -> None:
         super().validate()
         self.check_range("r", 1, None)
+
+
+# Training-free baselines (bias-aware PEFT paper, appendix D): calibration.py and crispr.py
+@dataclass
+class ZeroShotConfig(BaselineConfig):
+    """The untuned model: label words read off the LM head, nothing trained or calibrated."""
+
+
+@dataclass
+class ContextualCalibrationConfig(BaselineConfig):
+    """CC (Zhao et al., 2021): the prior is the mean prediction on content-free inputs."""
+
+    content_free: list[str] = field(
+        default_factory=lambda: ["N/A", "", "[MASK]"],
+        metadata={
+            "help": "content-free inputs put in the prompt's {text} (Zhao et al.: 'N/A', '' and '[MASK]', averaged)"
+        },
+    )
+
+    def validate(self) -> None:
+        super().validate()
+        if not self.content_free:
+            raise ConfigError("method.content_free needs at least one content-free input")
+
+
+@dataclass
+class DomainCalibrationConfig(BaselineConfig):
+    """DC (Fei et al., 2023): the prior is the mean prediction on random in-domain word strings."""
+
+    num_samples: int = _f(20, "random in-domain texts averaged (Fei et al.: 20)")
+    sample_seed: int = _f(0, "seed of the random word draw")
+
+    def validate(self) -> None:
+        super().validate()
+        self.check_range("num_samples", 1, 10_000)
+
+
+@dataclass
+class CrisprConfig(BaselineConfig):
+    """Bias-neuron pruning; ``neurons`` is filled by attribution and saved, so a checkpoint re-prunes the same ones."""
+
+    num_neurons: int = _f(
+        20,
+        "bias neurons pruned (Yang et al. prune the top-k attributed neurons; k is not given in the bias-aware paper)",
+    )
+    probe_examples: int = _f(20, "training examples attributed (appendix D: 20)")
+    probe_seed: int = _f(0, "seed of the draw of probe_examples")
+    ffn_module: str = _f("down_proj", "the feed-forward output projection whose input units are the neurons")
+    neurons: list[list[int]] | None = _f(None, "[layer, unit] pairs to prune; None: found by attribution")
+
+    def validate(self) -> None:
+        super().validate()
+        self.check_range("num_neurons", 1, None)
+        self.check_range("probe_examples", 1, 10_000)

@@ -12,35 +12,14 @@ zeroing their column of the down projection.
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass
 
 import torch
 
 from ...errors import ConfigError
-from ...utils.config_base import option as _f
 from ..bias_aware.layer_selection import resolve_module
-from .config import BaselineConfig
+from .config import CrisprConfig
 from .hooks import find_layers
 from .model import BaselineModel
-
-
-@dataclass
-class CrisprConfig(BaselineConfig):
-    """Bias-neuron pruning; ``neurons`` is filled by attribution and saved, so a checkpoint re-prunes the same ones."""
-
-    num_neurons: int = _f(
-        20,
-        "bias neurons pruned (Yang et al. prune the top-k attributed neurons; k is not given in the bias-aware paper)",
-    )
-    probe_examples: int = _f(20, "training examples attributed (appendix D: 20)")
-    probe_seed: int = _f(0, "seed of the draw of probe_examples")
-    ffn_module: str = _f("down_proj", "the feed-forward output projection whose input units are the neurons")
-    neurons: list[list[int]] | None = _f(None, "[layer, unit] pairs to prune; None: found by attribution")
-
-    def validate(self) -> None:
-        super().validate()
-        self.check_range("num_neurons", 1, None)
-        self.check_range("probe_examples", 1, 10_000)
 
 
 class Crispr(BaselineModel):

@@ -8,18 +8,20 @@ losses.py           H^C / H^N, L_bal1, L_bal2, the total loss (eq. 1-4)
 model.py            the trained modules, the refine hook, the forward
 """
 
-from .config import BiasAwareConfig
-from .layer_selection import LayerCurve, interchange_ablation, write_curve
-from .losses import balance_losses, contain_means, total_loss
-from .model import BiasAwareModel
+from __future__ import annotations
 
-__all__ = [
-    "BiasAwareConfig",
-    "BiasAwareModel",
-    "LayerCurve",
-    "balance_losses",
-    "contain_means",
-    "interchange_ablation",
-    "total_loss",
-    "write_curve",
-]
+from ...utils.lazy import lazy_exports
+
+# Each name is imported on first use, so reading a config module (config.py) loads no model library.
+_EXPORTS = {
+    "BiasAwareConfig": ".config",
+    "BiasAwareModel": ".model",
+    "LayerCurve": ".layer_selection",
+    "balance_losses": ".losses",
+    "contain_means": ".losses",
+    "interchange_ablation": ".layer_selection",
+    "total_loss": ".losses",
+    "write_curve": ".layer_selection",
+}
+__all__ = sorted(_EXPORTS)
+__getattr__, __dir__ = lazy_exports(__name__, globals(), _EXPORTS)

@@ -6,7 +6,16 @@ pcm.py     the Preference Correction Module, eq. 9-11
 model.py   prefixes + PCM on a frozen backbone, and the eq. 13 objective
 """
 
-from .config import DCPCConfig
-from .model import VARIANTS, DCPCModel, PTuningV2
+from __future__ import annotations
 
-__all__ = ["VARIANTS", "DCPCConfig", "DCPCModel", "PTuningV2"]
+from ...utils.lazy import lazy_exports
+
+# Each name is imported on first use, so reading a config module (config.py) loads no model library.
+_EXPORTS = {
+    "VARIANTS": ".model",
+    "DCPCConfig": ".config",
+    "DCPCModel": ".model",
+    "PTuningV2": ".model",
+}
+__all__ = sorted(_EXPORTS)
+__getattr__, __dir__ = lazy_exports(__name__, globals(), _EXPORTS)

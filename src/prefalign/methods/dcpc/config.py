@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ...models.prefix import DEFAULT_INIT_TEXT
 from ...utils.config_base import option as _f
-from ..base import HeadConfig
+from ..options import HeadConfig
+
+# The text whose activations initialise the prefixes unless prefix_init_text says otherwise.
+DEFAULT_INIT_TEXT = "Read the following text carefully and decide which of the possible labels describes it best."
 
 
 @dataclass

@@ -58,8 +58,15 @@ class DCPCModel(Method):
         return self.config.position_offset
 
     # -- prefixes -----------------------------------------------------------------------------
-    def _prefix_for(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, per: int = 1, *, sample: bool):
-        """(prefix (N*per, L, 2, m, kv_dim), PCM output or None): the static prefix plus the PCM's delta."""
+    def _prefix_for(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor, per: int = 1, *, sample: bool, rows: bool = False
+    ):
+        """(prefix (N*per, L, 2, m, kv_dim), PCM output or None): the static prefix plus the PCM's delta.
+
+        ``rows`` (inference with the 'gate' PCM, one sequence per example): the prefix is returned as the static
+        one, (L, 2, m, kv_dim), and the classifier writes each example's scaled rows (the PCM output's
+        ``scales``) straight into the attention cache, with the same values.
+        """
         static = self.prefix()  # (L, 2, m, kv)
         n_examples = input_ids.shape[0] // per
         pcm_out = None
@@ -68,12 +75,13 @@ class DCPCModel(Method):
             e_in = masked_mean(words.float(), attention_mask)  # eq. 9's input: pooled layer-0 embedding
             if per > 1:  # multiple choice: one PCM input per example, the mean over its options
                 e_in = e_in.view(n_examples, per, -1).mean(1)
-            pcm_out = self.pcm(e_in, static, sample=sample)
-            prefix = static.unsqueeze(0) + pcm_out.delta
+            e_in = e_in.to(self.pcm.aux[0].weight.dtype)  # an adapter cast to bf16/fp16 has a half-precision PCM
             # The pair terms read P_A - P_B from the PCM's codes or row scales (pcm.pairwise_delta_distance)
-            # and the static prefix, so the output keeps the prefixes in place of the deltas: one
-            # (N, L, 2, m, kv) tensor alive through the backbone's forward instead of two.
-            pcm_out = dataclasses.replace(pcm_out, delta=prefix)
+            # and the static prefix, so the PCM returns each example's whole prefix in place of its delta: one
+            # (N, L, 2, m, kv) tensor written and alive through the backbone's forward instead of two.
+            rows = rows and per == 1 and self.pcm.mode == "gate"
+            pcm_out = self.pcm(e_in, static, sample=sample, add_static=True, write_prefix=not rows)
+            prefix = static if rows else pcm_out.delta
         else:
             prefix = static.unsqueeze(0).expand(n_examples, *static.shape)
         if per > 1:
@@ -93,7 +101,10 @@ class DCPCModel(Method):
         if labels is not None and labels.dim() == 2:  # token labels: a generation task (decoders)
             return self._generation_forward(input_ids, attention_mask, labels)
         per = self.task.num_classes if self.task.multiple_choice else 1
-        prefix, pcm_out = self._prefix_for(input_ids, attention_mask, per, sample=self.training)
+        # Without autograd, the gate PCM's per-example prefix is written straight into the attention cache.
+        rows = not torch.is_grad_enabled() and self.pcm is not None
+        prefix, pcm_out = self._prefix_for(input_ids, attention_mask, per, sample=self.training, rows=rows)
+        scale = pcm_out.scales if pcm_out is not None and pcm_out.delta is None else None
         # Every layer's pooled output feeds only the loss terms: inference without targets skips it.
         has_targets = labels is not None or target_dist is not None
         need_layers = has_targets and (cfg.use_alignment or cfg.similarity_layer != -1)
@@ -104,6 +115,7 @@ class DCPCModel(Method):
             score_mask=score_mask,
             token_type_ids=token_type_ids,
             all_layers=need_layers,
+            prefix_scale=scale,
         )
         del prefix  # the per-example prefix (B x a P-Tuning v2 prefix) is not needed for the loss terms
         if target_dist is None and labels is not None:

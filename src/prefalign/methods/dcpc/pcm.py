@@ -18,7 +18,7 @@ class PCMOutput:
     mu: torch.Tensor  # (B, d)
     sigma: torch.Tensor  # (B, d)
     p_pref: torch.Tensor  # (B, d), eq. 10
-    delta: torch.Tensor  # (B, L, 2, m, kv_dim): input-dependent change of each example's prefix
+    delta: torch.Tensor | None  # (B, L, 2, m, kv_dim): input-dependent change of each example's prefix
     codes: torch.Tensor | None = None  # (B, m, r): 'elementwise' only, delta = codes -> proj[1] per layer
     scales: torch.Tensor | None = None  # (B, m): 'gate' only, s = M p_pref, row j of every layer times (1 + s_j)
 
@@ -52,8 +52,24 @@ class PreferenceCorrection(nn.Module):
         else:
             self.meta = nn.Parameter(torch.zeros(m, d))
 
-    def forward(self, embedding: torch.Tensor, static_prefix: torch.Tensor, *, sample: bool) -> PCMOutput:
-        """``embedding`` (B, d) from the input; ``static_prefix`` (L, 2, m, kv_dim)."""
+    def forward(
+        self,
+        embedding: torch.Tensor,
+        static_prefix: torch.Tensor,
+        *,
+        sample: bool,
+        add_static: bool = False,
+        write_prefix: bool = True,
+    ) -> PCMOutput:
+        """``embedding`` (B, d) from the input; ``static_prefix`` (L, 2, m, kv_dim).
+
+        With ``add_static``, ``delta`` holds each example's whole prefix, ``static_prefix + delta``, made in one
+        tensor (the sum is added into the delta's own memory instead of a second per-example tensor), with
+        the same values bit for bit: the same product, then the same sum. (Not ``addcmul``: it fuses the two
+        roundings into one and differs in the last bit.)
+        In 'gate' mode ``write_prefix=False`` leaves ``delta`` None: the caller writes the scaled rows itself
+        from ``scales`` (inference writes them straight into the attention cache).
+        """
         d = embedding.shape[-1]
         mu, raw_sigma = self.aux(embedding).chunk(2, dim=-1)
         sigma = F.softplus(raw_sigma) + 1e-4
@@ -64,9 +80,16 @@ class PreferenceCorrection(nn.Module):
             codes = self.proj[0](p_new)  # (B, m, r)
             delta = self.proj[1](codes)  # (B, m, L*2*kv)
             delta = delta.view(b, self.m, self.geo.num_layers, 2, self.geo.kv_dim).permute(0, 2, 3, 1, 4)
+            if add_static:  # delta is this call's own tensor: without autograd, add into it
+                delta = static_prefix.unsqueeze(0) + delta if torch.is_grad_enabled() else delta.add_(static_prefix)
             return PCMOutput(mu=mu, sigma=sigma, p_pref=p_pref, delta=delta, codes=codes)
         s = p_pref @ self.meta.T  # eq. 11 as written: (B, m)
-        delta = static_prefix.unsqueeze(0) * s.view(b, 1, 1, self.m, 1)
+        if not write_prefix:
+            return PCMOutput(mu=mu, sigma=sigma, p_pref=p_pref, delta=None, scales=s)
+        static, scale = static_prefix.unsqueeze(0), s.view(b, 1, 1, self.m, 1)
+        delta = static * scale
+        if add_static:  # the product is this call's own tensor, and autograd needs only its inputs
+            delta = delta.add_(static)
         return PCMOutput(mu=mu, sigma=sigma, p_pref=p_pref, delta=delta, scales=s)
 
     def pairwise_delta_distance(self, out: PCMOutput, static_prefix: torch.Tensor, reduction: str = "mean"):

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 
 from ...errors import ConfigError
 from ...utils.config_base import option as _f
-from ..base import HeadConfig
+from ..options import HeadConfig
 
 
 @dataclass

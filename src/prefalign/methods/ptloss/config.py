@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from ...errors import ConfigError
 from ...utils.config_base import option as _f
-from ..base import HeadConfig
+from ..options import HeadConfig
 
 LOSSES = ("ptloss", "kl", "temperature", "label-smoothing", "focal", "flooding", "eskd", "annealing")
 SOLVERS = ("newton", "fsolve")
