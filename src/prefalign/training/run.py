@@ -20,6 +20,7 @@ from ..evaluation.judge import ChatJudge
 from ..evaluation.perplexity import perplexity, read_corpus
 from ..generation import evaluate_generation
 from ..methods import Method, build_method, save_method
+from ..methods.conditioning import AnnotatorVocab, annotator_inputs
 from ..methods.export import invocation
 from ..models.loading import LoadedModel, load_backbone
 from ..utils.atomic_files import write_text_atomically
@@ -77,10 +78,23 @@ def train(
     prompt = cfg.data.prompt(backbone.geometry.is_decoder)
     spec = build_task_spec(train_set, backbone.geometry, backbone.tokenizer, prompt)  # generation: decoders only
     # A backbone the caller passed in stays untouched by methods that change it (LoRA, full FT ...).
-    model = build_method(cfg.method, backbone, spec, copy_backbone=not own_backbone)
+    if cfg.method.annotator_conditioning and cfg.data.target != "annotators":
+        raise ConfigError(
+            f"method.annotator_conditioning={cfg.method.annotator_conditioning} trains on each annotator's rows: "
+            "set data.target: annotators"
+        )
+    vocab = AnnotatorVocab.from_examples(train_set.examples) if cfg.method.annotator_conditioning else None
+    model = build_method(cfg.method, backbone, spec, copy_backbone=not own_backbone, annotators=vocab)
     if tc.gradient_checkpointing:
         enable_gradient_checkpointing(model)
-    collator = Collator(backbone.tokenizer, backbone.geometry, train_set.num_classes, prompt, cfg.data.max_length)
+    collator = Collator(
+        backbone.tokenizer,
+        backbone.geometry,
+        train_set.num_classes,
+        prompt,
+        cfg.data.max_length,
+        **annotator_inputs(vocab),
+    )
     # A method may look at the data once before training: bias-aware picks its layer, CC/DC estimate a prior.
     prepared = model.prepare(collator, train_set, tc.seed)
     trains = bool(model.trainable_parameters())  # CC, DC, CRISPR and the untuned model are only evaluated
