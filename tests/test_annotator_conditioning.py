@@ -249,3 +249,101 @@ def test_conditioning_without_annotator_rows_is_refused_before_training(tiny_ber
     )
     with pytest.raises(ConfigError, match="set data.target: annotators"):
         train(cfg, backbone=tiny_bert)
+
+
+# -- prediction: one annotator, a panel, the population -------------------------------------------------------
+@pytest.fixture(scope="module")
+def conditioned_run(vocab_file, tmp_path_factory):
+    """`train` on MD-Agreement rows with per-annotator heads, the tiny encoder saved as a folder (so the
+    CLI can load the adapter's base model), plus an unconditioned soft-label run."""
+    from helpers_cli import save_tiny_model
+    from prefalign.training.config import ExperimentConfig
+    from prefalign.training.run import train
+
+    root = tmp_path_factory.mktemp("annotator-runs")
+    model_dir = save_tiny_model("bert", vocab_file, root / "model")
+    runs = {}
+    for name, target, method in [
+        ("heads", "annotators", {"name": "lora", "annotator_conditioning": "heads"}),
+        ("soft", "soft", {"name": "lora"}),
+    ]:
+        cfg = ExperimentConfig.from_dict(
+            {
+                "model": {"name": str(model_dir)},
+                "data": {"task": "md-agreement", "path": str(FIXTURES / "lewidi"), "target": target},
+                "method": method,
+                "training": {
+                    "output_dir": str(root / name),
+                    "max_steps": 3,
+                    "eval_steps": 3,
+                    "batch_size": 4,
+                    "learning_rate": 0.05,
+                    "device": "cpu",
+                    "progress": False,
+                },
+            }
+        )
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", AnnotationWarning)
+            train(cfg)
+        runs[name] = root / name / "adapter"
+    return runs
+
+
+def test_adapter_predicts_an_annotator_a_panel_and_the_population(conditioned_run, tmp_path):
+    from prefalign.inference import Adapter
+
+    adapter = Adapter.from_pretrained(conditioned_run["heads"], device="cpu")
+    assert "Ann1" in adapter.annotators
+    cond = adapter.model.classifier.conditioning
+    with torch.no_grad():  # make the annotators disagree, so that whose view it is shows
+        cond.head_bias.normal_(std=2.0)
+    texts = ["the movie was good", "a bad plot"]
+    one = adapter.predict_proba(texts, annotator="Ann1")
+    two = adapter.predict_proba(texts, annotator="Ann2")
+    panel = adapter.predict_proba(texts, panel=["Ann1", "Ann2"])
+    np.testing.assert_allclose(panel, (one + two) / 2, atol=1e-6)
+    file = tmp_path / "panel.txt"
+    file.write_text("Ann1\nAnn2\n")
+    np.testing.assert_allclose(adapter.predict_proba(texts, panel=str(file)), panel, atol=1e-6)
+    everyone = adapter.predict_proba(texts, panel=adapter.annotators)
+    np.testing.assert_allclose(adapter.predict_proba(texts), everyone, atol=1e-6)  # no view asked: the population
+    np.testing.assert_allclose(adapter.predict_proba(texts, annotator="nobody"), everyone, atol=1e-6)
+    first = adapter.labels[0]
+    assert adapter.predict(texts, annotator="Ann1")[0].probabilities[first] == pytest.approx(float(one[0, 0]))
+    with pytest.raises(ConfigError, match="not both"):
+        adapter.predict_proba(texts, annotator="Ann1", panel=["Ann2"])
+
+
+def test_predict_cli_takes_an_annotator_or_a_panel_file(conditioned_run, tmp_path):
+    import json
+
+    from helpers_cli import assert_one_error, run_main
+    from prefalign.inference import Adapter
+
+    adapter = Adapter.from_pretrained(conditioned_run["heads"], device="cpu")
+    expected = adapter.predict_proba(["the movie was good"], annotator="Ann3")[0]
+    rc, out, err = run_main(
+        ["predict", "--adapter", str(conditioned_run["heads"]), "--text", "the movie was good", "--annotator", "Ann3"]
+    )
+    assert rc == 0, err
+    line = json.loads(out.strip())
+    assert line["annotator"] == "Ann3" and line["probabilities"][adapter.labels[0]] == pytest.approx(
+        float(expected[0]), abs=1e-6
+    )
+    panel = tmp_path / "panel.csv"
+    panel.write_text("annotator,group\nAnn1,a\nAnn3,b\n")
+    rc, out, err = run_main(
+        ["predict", "--adapter", str(conditioned_run["heads"]), "--text", "the movie was good", "--panel", str(panel)]
+    )
+    assert rc == 0, err
+    want = adapter.predict_proba(["the movie was good"], panel=["Ann1", "Ann3"])[0]
+    assert json.loads(out.strip())["probabilities"][adapter.labels[1]] == pytest.approx(float(want[1]), abs=1e-6)
+    rc, out, err = run_main(
+        ["predict", "--adapter", str(conditioned_run["soft"]), "--text", "the movie was good", "--annotator", "Ann3"]
+    )
+    assert_one_error(rc, err, "without annotator conditioning")
+    rc, out, err = run_main(
+        ["predict", "--adapter", str(conditioned_run["heads"]), "--text", "x", "--panel", str(tmp_path / "none.txt")]
+    )
+    assert_one_error(rc, err, "does not exist")
