@@ -13,6 +13,8 @@ mean over those; anything else the whole training pool's (the population).
 
 from __future__ import annotations
 
+import csv
+import json
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -68,9 +70,6 @@ Panel = Sequence[str] | dict[str, dict] | str | os.PathLike
 def read_panel(path: str | os.PathLike) -> dict[str, dict[str, str]]:
     """A panel file: one annotator id a line (.txt), or a CSV/TSV/JSONL table with an ``annotator`` column,
     its other columns the annotator's attributes (used for annotators the model never saw)."""
-    import csv
-    import json
-
     file = Path(path)
     if not file.is_file():
         raise DataError(f"panel file {file} does not exist; pass a file with one annotator id a line")
