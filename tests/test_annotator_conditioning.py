@@ -347,3 +347,85 @@ def test_predict_cli_takes_an_annotator_or_a_panel_file(conditioned_run, tmp_pat
         ["predict", "--adapter", str(conditioned_run["heads"]), "--text", "x", "--panel", str(tmp_path / "none.txt")]
     )
     assert_one_error(rc, err, "does not exist")
+
+
+# -- scoring as the shared tasks score -------------------------------------------------------------------------
+def test_lewidi_2023_scores_of_a_worked_result_file():
+    from prefalign.evaluation.disagreement import (
+        lewidi2023_cross_entropy,
+        lewidi2023_micro_f1,
+        parse_lewidi_results,
+        soft_cross_entropy,
+    )
+
+    folder = FIXTURES / "lewidi_results"
+    hard_ref, soft_ref = parse_lewidi_results((folder / "truth.tsv").read_text())
+    hard_pred, soft_pred = parse_lewidi_results((folder / "ArMIS_results.tsv").read_text())
+    assert hard_ref == ["0", "1", "0", "1"] and soft_pred.shape == (4, 2)
+    # by hand: ln 2; 0.2 ln 10 + 0.8 ln(10/9); -ln(1e-12 + 1e-9) (the clipped zero); 0.4 ln(10/3) + 0.6 ln(10/7)
+    items = [
+        np.log(2),
+        0.2 * np.log(10) + 0.8 * np.log(10 / 9),
+        -np.log(1.001e-9),
+        0.4 * np.log(10 / 3) + 0.6 * np.log(10 / 7),
+    ]
+    assert lewidi2023_cross_entropy(soft_ref, soft_pred) == pytest.approx(sum(items) / 4, abs=1e-6)
+    assert lewidi2023_cross_entropy(soft_ref, soft_pred) == pytest.approx(5.6639532, abs=1e-6)
+    # the clip and the + 1e-9 matter: a plain clip at 1e-12 gives the third item -ln(1e-12)
+    assert soft_cross_entropy(soft_pred, soft_ref) == pytest.approx((sum(items) - items[2] - np.log(1e-12)) / 4)
+    assert lewidi2023_micro_f1(hard_ref, hard_pred) == 0.75  # 3 of 4 right: 2*3 / (2*3 + 1 + 1)
+    with pytest.raises(ValueError, match="line 1"):
+        parse_lewidi_results("0\tx\t0.5\n")
+
+
+def test_perspectivist_error_rate_by_hand():
+    from prefalign.evaluation.disagreement import perspectivist_error_rate
+
+    # item 1: one of three annotators mispredicted; item 2: both of two
+    assert perspectivist_error_rate([[0, 0, 1], [1, 1]], [[0, 1, 1], [0, 0]]) == pytest.approx((1 / 3 + 1) / 2)
+    with pytest.raises(ValueError, match="item 0"):
+        perspectivist_error_rate([[0, 1]], [[0]])
+
+
+def test_a_run_reports_the_shared_tasks_scores_and_the_perspectivist_error(tiny_bert, tmp_path):
+    from prefalign.training.config import ExperimentConfig
+    from prefalign.training.run import annotator_error, train
+
+    cfg = ExperimentConfig.from_dict(
+        {
+            "data": {"task": "md-agreement", "path": str(FIXTURES / "lewidi"), "target": "annotators"},
+            "method": {"name": "lora", "annotator_conditioning": "heads"},
+            "training": {
+                "output_dir": str(tmp_path / "run"),
+                "max_steps": 2,
+                "eval_steps": 2,
+                "batch_size": 4,
+                "device": "cpu",
+                "progress": False,
+                "best_metric": "lewidi_ce",
+            },
+        }
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", AnnotationWarning)
+        result = train(cfg, backbone=tiny_bert)
+    m = result.metrics
+    assert m["test_micro_f1"] == pytest.approx(m["test_accuracy"])
+    assert 0 <= m["test_annotator_error"] <= 1 and m["test_lewidi_ce"] > 0
+    # the error by hand: predict every (item, annotator) row for that annotator
+    from prefalign.annotations.metrics import annotator_rows_of
+
+    _, _, test = quiet_load("md-agreement", FIXTURES / "lewidi", target="annotators")
+    rows, owner = annotator_rows_of(test)
+    vocab = AnnotatorVocab.from_dict(load_method(tmp_path / "run" / "adapter", tiny_bert)[1]["annotators"])
+    collator = Collator(tiny_bert.tokenizer, tiny_bert.geometry, 2, **annotator_inputs(vocab))
+    model = result.model.eval()
+    with torch.no_grad():
+        pred = model(**{k: v for k, v in collator(rows).items() if k not in ("labels", "target_dist")}).logits
+    pred = pred.argmax(-1).tolist()
+    truth = [lab for ex in test.examples for lab in ex.meta["annotator_labels"]]
+    per_item = {}
+    for i, p, t in zip(owner, pred, truth):
+        per_item.setdefault(i, []).append(p != t)
+    assert m["test_annotator_error"] == pytest.approx(np.mean([np.mean(v) for v in per_item.values()]))
+    assert annotator_error(model, collator, test, 3) == pytest.approx(m["test_annotator_error"])

@@ -99,14 +99,16 @@ def to_task_dataset(
 
 
 def item_annotators(items: AnnotatedItems) -> dict[int, dict]:
-    """Per item index: ``annotators`` (ids, in row order) and ``annotator_attributes`` (one mapping each)."""
+    """Per item index: ``annotators`` (ids, in row order), ``annotator_attributes`` (one mapping each) and
+    ``annotator_labels`` (each one's class index: what Le-Wi-Di 2025's perspectivist score compares with)."""
     out: dict[int, dict] = {}
     if items.long is None:
         return out
-    for task, worker in items.long[["task", "worker"]].itertuples(index=False):
-        entry = out.setdefault(int(task), {"annotators": [], "annotator_attributes": []})
+    for task, worker, label in items.long[["task", "worker", "label"]].itertuples(index=False):
+        entry = out.setdefault(int(task), {"annotators": [], "annotator_attributes": [], "annotator_labels": []})
         entry["annotators"].append(str(worker))
         entry["annotator_attributes"].append(dict(items.attributes.get(str(worker), {})))
+        entry["annotator_labels"].append(int(label))
     return out
 
 

@@ -177,6 +177,8 @@ CHECKPOINT_METRICS = {
     "f1_weighted": (False, "single-label"),
     "f1": (False, "annotations"),
     "soft_ce": (True, "annotations"),
+    "lewidi_ce": (True, "annotations"),
+    "micro_f1": (False, "annotations"),
     "jsd": (True, "annotations"),
     "ece": (True, "annotations"),
     "worst_group_ce": (True, "groups"),

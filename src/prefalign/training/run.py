@@ -13,7 +13,14 @@ import torch
 from transformers import EarlyStoppingCallback, PreTrainedModel, TrainingArguments, set_seed
 from transformers.trainer_callback import PrinterCallback, ProgressCallback
 
-from ..annotations.metrics import annotation_keys, dataset_groups, trainer_metrics
+from ..annotations.metrics import (
+    ANNOTATION_KEYS,
+    annotation_keys,
+    annotator_rows_of,
+    dataset_groups,
+    perspectivist_score,
+    trainer_metrics,
+)
 from ..data import Collator, TaskDataset, build_task_spec
 from ..errors import ConfigError
 from ..evaluation.judge import ChatJudge
@@ -135,6 +142,9 @@ def train(
             metrics["test_judge"] = scores["judge"]
     elif test_set is not None:
         metrics.update(_numbers(trainer.evaluate(ListDataset(test_set), metric_key_prefix="test")))
+        error = annotator_error(model, collator, test_set, tc.eval_batch_size)
+        if error is not None:
+            metrics["test_annotator_error"] = error
     if corpus is not None:
         metrics.update(
             perplexity(model.language_model, backbone.tokenizer, corpus, tc.perplexity_tokens, tc.perplexity_window)
@@ -209,6 +219,30 @@ def clear_run(out_dir: Path) -> None:
 
 def _numbers(scores: dict) -> dict[str, float]:
     return {k: float(v) for k, v in scores.items() if isinstance(v, (int, float))}
+
+
+@torch.no_grad()
+def annotator_error(model: Method, collator: Collator, data: TaskDataset, batch_size: int) -> float | None:
+    """Le-Wi-Di 2025's perspectivist error rate on an annotated split: each (item, annotator) row predicted
+    for that annotator (an annotator-conditioned model) or as the item (any other model); None without
+    annotator labels."""
+    found = annotator_rows_of(data)
+    if found is None:
+        return None
+    rows, owner = found
+    if collator.annotators is None:  # one prediction per item serves each of its annotators
+        rows, owner = list(data.examples), list(range(len(data)))
+        owner_rows = [i for i, ex in enumerate(data.examples) for _ in ex.meta["annotators"]]
+    model.eval()
+    device = next(model.parameters()).device
+    labels = []
+    for start in range(0, len(rows), batch_size):
+        batch = collator(rows[start : start + batch_size])
+        batch = {k: v.to(device) for k, v in batch.items() if k not in ("labels", "target_dist", *ANNOTATION_KEYS)}
+        labels += model(**batch).logits.argmax(-1).tolist()
+    if collator.annotators is None:
+        labels, owner = [labels[i] for i in owner_rows], owner_rows
+    return perspectivist_score(data, labels, owner)
 
 
 def mean_logged(logs: list[dict], key: str) -> float | None:
