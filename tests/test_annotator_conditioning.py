@@ -429,3 +429,26 @@ def test_a_run_reports_the_shared_tasks_scores_and_the_perspectivist_error(tiny_
         per_item.setdefault(i, []).append(p != t)
     assert m["test_annotator_error"] == pytest.approx(np.mean([np.mean(v) for v in per_item.values()]))
     assert annotator_error(model, collator, test, 3) == pytest.approx(m["test_annotator_error"])
+
+
+@pytest.mark.parametrize("name,kind", [("lora", "embedding"), ("ptuning-v2", "prefix")])
+def test_an_unseen_annotator_with_attributes_is_their_attributes(tiny_bert, name, kind):
+    """A stranger who shares annotator 0's attributes is annotator 0 minus 0's own vector."""
+    torch.manual_seed(0)
+    model, collator, vocab, (train, _, _) = setup(tiny_bert, name, kind, task="popquorn")
+    cond = model.classifier.conditioning
+    with torch.no_grad():
+        for p in cond.parameters():
+            p.normal_(std=0.5)
+        cond.embed[vocab.index["0"]] = 0.0  # annotator 0's own vector: nothing beyond their attributes
+    model.eval()
+    text, attrs = train.examples[0].text, vocab.attributes["0"]
+
+    def probs(worker, given):
+        ex = Example(text=text, label=0, meta={"annotators": [worker], "annotator_attributes": [given]})
+        with torch.no_grad():
+            return torch.softmax(model(**collator([ex])).logits, -1)
+
+    known, stranger = probs("0", attrs), probs("stranger", attrs)
+    population = probs("stranger", {})
+    assert torch.allclose(known, stranger, atol=1e-6) and not torch.allclose(stranger, population, atol=1e-4)
