@@ -25,7 +25,7 @@ from pathlib import Path
 
 from prefalign.compare import load_compare_config, markdown_tables, plan
 from prefalign.compare.grid import config_digest
-from prefalign.compare.pairs import difference_cell, method_differences_table, target_differences
+from prefalign.compare.pairs import difference_cell, method_differences_table, paired_differences, target_differences
 from prefalign.compare.records import fill_from_records, read_records
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -128,6 +128,27 @@ def dorm_hh(part: str) -> str:
     return module.search_table(out, part)[0]
 
 
+def versus(name: str, reference: str, metric: str) -> str:
+    """Every other row minus ``reference``, per dataset column: the median seed-matched difference in test
+    ``metric`` with its bootstrap 95% interval and the number of pairs (x100 unless a cross-entropy)."""
+    cfg, results = grid(name)
+    columns = _columns(cfg)
+    lines = [
+        f"Row minus '{reference}', test {metric}, seed-matched: median difference [bootstrap 95% interval of "
+        "the median] (pairs).",
+        "",
+        "| Row | " + " | ".join(columns) + " |",
+        "|---|" + "---:|" * len(columns),
+    ]
+    for m in cfg.methods:
+        if m.label == reference:
+            continue
+        diffs = paired_differences(results, reference, m.label, metric)
+        cells = [difference_cell(diffs[c], metric) if c in diffs else "–" for c in columns]
+        lines.append(f"| {m.label} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def _columns(cfg) -> list[str]:
     return [c for d in cfg.datasets for c in (d.name, d.shifted_name) if c is not None]
 
@@ -152,6 +173,9 @@ BLOCKS = {
     "dorm_hh_search_bilevel": lambda: dorm_hh("bilevel-no-prior"),
     "dorm_hh_final": lambda: dorm_hh("final"),
     "dorm_hh_signals": lambda: dorm_hh("signals"),
+    "annotator_models_minilm": lambda: tables("annotator_models_minilm"),
+    "annotator_models_minilm_ce": lambda: versus("annotator_models_minilm", "LoRA / soft", "lewidi_ce"),
+    "annotator_models_minilm_error": lambda: versus("annotator_models_minilm", "LoRA / soft", "annotator_error"),
 }
 
 

@@ -4,10 +4,17 @@
 each text's label and class probabilities, ``.predict_proba(texts)`` the (N, C) array, and calling the
 adapter answers like a transformers text-classification pipeline. ``load_for_inference``,
 ``predict_proba`` and ``evaluate`` are the lower-level pieces it is built from.
+
+An adapter trained with annotator conditioning (``method.annotator_conditioning``) predicts whose view
+it is asked for: ``annotator="Ann12"`` one annotator's, ``panel=[...]`` (ids, ids -> attributes, or a panel
+file) the mean over a panel's annotators; examples that list their annotators (an annotated file) get the
+mean over those; anything else the whole training pool's (the population).
 """
 
 from __future__ import annotations
 
+import csv
+import json
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -22,6 +29,7 @@ from .data import Collator, Example, PromptFormat, TaskDataset
 from .errors import CheckpointError, ConfigError, DataError
 from .methods import Method, load_method, save_method
 from .methods.checkpoint import read_checkpoint
+from .methods.conditioning import AnnotatorVocab, annotator_inputs
 from .methods.export import push_to_hub
 from .methods.merge import merge_adapter
 from .methods.registry import load_base_model
@@ -44,10 +52,80 @@ def load_for_inference(adapter_dir: str, backbone: LoadedModel | None = None, *,
     if "label_names" not in meta:
         raise CheckpointError(f"{adapter_dir}: prefalign_config.json lacks label_names")
     prompt = PromptFormat(**meta.get("prompt", {}))
+    vocab = AnnotatorVocab.from_dict(meta["annotators"]) if meta.get("annotators") else None
     collator = Collator(
-        backbone.tokenizer, backbone.geometry, len(meta["label_names"]), prompt, meta.get("max_length", 128)
+        backbone.tokenizer,
+        backbone.geometry,
+        len(meta["label_names"]),
+        prompt,
+        meta.get("max_length", 128),
+        **annotator_inputs(vocab),
     )
     return model, backbone, collator, meta
+
+
+Panel = Sequence[str] | dict[str, dict] | str | os.PathLike
+
+
+def read_panel(path: str | os.PathLike) -> dict[str, dict[str, str]]:
+    """A panel file: one annotator id a line (.txt), or a CSV/TSV/JSONL table with an ``annotator`` column,
+    its other columns the annotator's attributes (used for annotators the model never saw)."""
+    file = Path(path)
+    if not file.is_file():
+        raise DataError(f"panel file {file} does not exist; pass a file with one annotator id a line")
+    text = file.read_text(encoding="utf-8")
+    if file.suffix in (".csv", ".tsv"):
+        rows = list(csv.DictReader(text.splitlines(), delimiter="\t" if file.suffix == ".tsv" else ","))
+    elif file.suffix in (".jsonl", ".json"):
+        try:
+            rows = [json.loads(line) for line in text.splitlines() if line.strip()]
+        except json.JSONDecodeError as exc:
+            raise DataError(f"panel file {file}: line {exc.lineno} is not JSON") from None
+    else:
+        rows = [{"annotator": line.strip()} for line in text.splitlines() if line.strip()]
+    panel: dict[str, dict[str, str]] = {}
+    for n, row in enumerate(rows, 1):
+        if not isinstance(row, dict) or not str(row.get("annotator") or "").strip():
+            raise DataError(f"panel file {file}: row {n} has no 'annotator' value; give every row an annotator id")
+        attrs = {str(k): str(v) for k, v in row.items() if k != "annotator" and v not in (None, "")}
+        panel[str(row["annotator"]).strip()] = attrs
+    if not panel:
+        raise DataError(f"panel file {file} names no annotators")
+    return panel
+
+
+def with_annotators(examples: Sequence[Example], panel: dict[str, dict[str, str]]) -> list[Example]:
+    """The examples, each asked for the view of ``panel``'s annotators (id -> attributes)."""
+    ids, attrs = list(panel), [dict(a) for a in panel.values()]
+    return [
+        Example(
+            text=ex.text,
+            label=ex.label,
+            text_pair=ex.text_pair,
+            choices=ex.choices,
+            soft_label=ex.soft_label,
+            meta={**ex.meta, "annotators": ids, "annotator_attributes": attrs},
+        )
+        for ex in examples
+    ]
+
+
+def as_panel(annotator: str | None, panel: Panel | None) -> dict[str, dict[str, str]] | None:
+    """``annotator`` or ``panel`` (ids, ids -> attributes, or a panel file) as id -> attributes; None for neither."""
+    if annotator is not None and panel is not None:
+        raise ConfigError("ask for one annotator or for a panel, not both")
+    if annotator is not None:
+        return {str(annotator): {}}
+    if panel is None:
+        return None
+    if isinstance(panel, (str, os.PathLike)):
+        return read_panel(panel)
+    if isinstance(panel, dict):
+        return {str(k): {str(a): str(v) for a, v in (attrs or {}).items()} for k, attrs in panel.items()}
+    ids = [str(a) for a in panel]
+    if not ids:
+        raise DataError("the panel is empty; name at least one annotator")
+    return {a: {} for a in ids}
 
 
 def as_examples(data: Inputs) -> list[Example]:
@@ -73,11 +151,27 @@ def as_examples(data: Inputs) -> list[Example]:
 
 @torch.no_grad()
 def predict_proba(
-    model: Method, collator: Collator, data: Inputs, batch_size: int = 64, progress: bool = False
+    model: Method,
+    collator: Collator,
+    data: Inputs,
+    batch_size: int = 64,
+    progress: bool = False,
+    *,
+    annotator: str | None = None,
+    panel: Panel | None = None,
 ) -> np.ndarray:
     """Class probabilities (N, C) for every example, in order; ``data`` is a TaskDataset or a list of texts
-    (or (text, text_pair) tuples, or Examples)."""
+    (or (text, text_pair) tuples, or Examples). For an annotator-conditioned model, ``annotator`` or
+    ``panel`` chooses whose view (see the module docstring)."""
     examples = as_examples(data)
+    chosen = as_panel(annotator, panel)
+    if chosen is not None:
+        if collator.annotators is None:
+            raise ConfigError(
+                "this adapter was trained without annotator conditioning, so it has no annotator's view; "
+                "train with data.target: annotators and method.annotator_conditioning"
+            )
+        examples = with_annotators(examples, chosen)
     model.eval()
     device = next(model.parameters()).device
     out = []
@@ -169,14 +263,25 @@ class Adapter:
     def device(self) -> torch.device:
         return next(self.model.parameters()).device
 
-    def predict_proba(self, texts: Inputs, *, batch_size: int = 32) -> np.ndarray:
-        """Class probabilities, shape (N, C), columns in ``labels`` order."""
-        self._refuse_generation()
-        return predict_proba(self.model, self.collator, texts, batch_size)
+    @property
+    def annotators(self) -> list[str]:
+        """The annotators an annotator-conditioned adapter was trained on (empty for any other adapter)."""
+        return list((self.meta.get("annotators") or {}).get("ids", []))
 
-    def predict(self, texts: Inputs, *, batch_size: int = 32) -> list[Prediction]:
-        """Each text's label and class probabilities, in order, ``batch_size`` texts per forward pass."""
-        probs = self.predict_proba(texts, batch_size=batch_size)
+    def predict_proba(
+        self, texts: Inputs, *, batch_size: int = 32, annotator: str | None = None, panel: Panel | None = None
+    ) -> np.ndarray:
+        """Class probabilities, shape (N, C), columns in ``labels`` order; ``annotator`` or ``panel`` (ids,
+        ids -> attributes, or a panel file) asks an annotator-conditioned adapter for their view."""
+        self._refuse_generation()
+        return predict_proba(self.model, self.collator, texts, batch_size, annotator=annotator, panel=panel)
+
+    def predict(
+        self, texts: Inputs, *, batch_size: int = 32, annotator: str | None = None, panel: Panel | None = None
+    ) -> list[Prediction]:
+        """Each text's label and class probabilities, in order, ``batch_size`` texts per forward pass
+        (``annotator``/``panel``: as in ``predict_proba``)."""
+        probs = self.predict_proba(texts, batch_size=batch_size, annotator=annotator, panel=panel)
         names = self.labels
         return [
             Prediction(names[int(p.argmax())], {n: float(v) for n, v in zip(names, p)}) for p in probs.astype(float)

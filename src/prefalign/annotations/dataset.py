@@ -4,6 +4,10 @@ Each example's ``meta`` keeps ``annotation_dist`` (the annotators' label distrib
 disagreement metrics compare against), ``n_annotations`` and, where annotator groups are known,
 ``group_dist`` (``G x C``: each group's label distribution on the item, zeros where the group gave
 none) with ``groups`` naming the rows. ``weight`` holds a CROWDLAB weight when asked for.
+Where annotator ids are known, ``annotators`` lists who labelled the item (and
+``annotator_attributes`` their attributes, one mapping each). With ``target: annotators`` the
+training split holds one example per (item, annotator, label) row instead, labelled with that
+annotator's label and marked ``annotator_row``.
 """
 
 from __future__ import annotations
@@ -61,11 +65,15 @@ def to_task_dataset(
     weights: np.ndarray | None = None,
 ) -> TaskDataset:
     """Examples labelled by ``target`` (hard label and, for soft targets, the distribution), with the
-    annotators' distribution, group distributions and weights in meta."""
+    annotators' distribution, group distributions and weights in meta; ``annotators``: one example per
+    annotation row."""
+    if target == "annotators":
+        return annotator_rows(items, groups=groups)
     labels, soft = compute_targets(items, target, seed=seed)
     dist = label_distribution(items.counts)
     group_dist = group_distributions(items, groups) if groups else None
     names = tuple(groups)
+    who = item_annotators(items)
     examples = []
     for i in range(len(items)):
         meta = {
@@ -77,12 +85,61 @@ def to_task_dataset(
             meta["group_dist"], meta["groups"] = group_dist[i].tolist(), names
         if weights is not None:
             meta["weight"] = float(weights[i])
+        meta.update(who.get(i, {}))
         examples.append(
             Example(
                 text=items.texts[i],
                 text_pair=items.text_pairs[i] if items.text_pairs else None,
                 label=int(labels[i]),
                 soft_label=None if soft is None else soft[i].tolist(),
+                meta=meta,
+            )
+        )
+    return TaskDataset(examples, list(items.label_names), items.name)
+
+
+def item_annotators(items: AnnotatedItems) -> dict[int, dict]:
+    """Per item index: ``annotators`` (ids, in row order), ``annotator_attributes`` (one mapping each) and
+    ``annotator_labels`` (each one's class index: what Le-Wi-Di 2025's perspectivist score compares with)."""
+    out: dict[int, dict] = {}
+    if items.long is None:
+        return out
+    for task, worker, label in items.long[["task", "worker", "label"]].itertuples(index=False):
+        entry = out.setdefault(int(task), {"annotators": [], "annotator_attributes": [], "annotator_labels": []})
+        entry["annotators"].append(str(worker))
+        entry["annotator_attributes"].append(dict(items.attributes.get(str(worker), {})))
+        entry["annotator_labels"].append(int(label))
+    return out
+
+
+def annotator_rows(items: AnnotatedItems, *, groups: Sequence[str] = ()) -> TaskDataset:
+    """One example per (item, annotator, label) row: the annotator's own label, the annotator (and their
+    attributes) in meta, beside the item's annotation distribution."""
+    if items.long is None:
+        raise DataError(
+            f"{items.name}: target 'annotators' trains on each annotator's own labels, but this data gives "
+            "per-class counts without annotator ids; use target majority or soft"
+        )
+    dist = label_distribution(items.counts)
+    group_dist = group_distributions(items, groups) if groups else None
+    examples = []
+    for task, worker, label in items.long[["task", "worker", "label"]].itertuples(index=False):
+        i, worker = int(task), str(worker)
+        meta = {
+            "item": items.item_ids[i],
+            "annotation_dist": dist[i].tolist(),
+            "n_annotations": int(items.counts[i].sum()),
+            "annotators": [worker],
+            "annotator_attributes": [dict(items.attributes.get(worker, {}))],
+            "annotator_row": True,
+        }
+        if group_dist is not None:
+            meta["group_dist"], meta["groups"] = group_dist[i].tolist(), tuple(groups)
+        examples.append(
+            Example(
+                text=items.texts[i],
+                text_pair=items.text_pairs[i] if items.text_pairs else None,
+                label=int(label),
                 meta=meta,
             )
         )
@@ -124,6 +181,8 @@ def annotated_splits(
     columns = options.group_columns if options.group_columns is not None else list(default_groups)
     groups = group_names(parts, columns, options.min_group_annotators) if columns else []
     weights = None
+    if options.weights == "crowdlab" and target == "annotators":
+        raise DataError("data.annotations.weights=crowdlab weighs items; target 'annotators' trains on rows: drop one")
     if options.weights == "crowdlab":
         weights = crowdlab_weights(train, seed=0)
     out = [to_task_dataset(train, target or "majority", seed=0, groups=groups, weights=weights)]

@@ -11,8 +11,8 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
-from ..data.examples import TaskDataset
-from ..evaluation.disagreement import disagreement_metrics
+from ..data.examples import Example, TaskDataset
+from ..evaluation.disagreement import disagreement_metrics, perspectivist_error_rate
 
 ANNOTATION_KEYS = ("annotation_dist", "group_dist")  # batch keys only metrics read, never a model
 
@@ -72,3 +72,32 @@ def dataset_metrics(probs: np.ndarray, data: TaskDataset) -> dict[str, float]:
     return _numeric(
         disagreement_metrics(probs, labels, dist, group_dist, dataset_groups(data) if group_dist is not None else ())
     )
+
+
+def annotator_rows_of(data: TaskDataset) -> tuple[list[Example], list[int]] | None:
+    """One example per (item, annotator) of an annotated split, each asking for that annotator's view, and
+    the item index of each row; None when the split does not name its annotators and their labels."""
+    if not data.examples or any("annotator_labels" not in ex.meta for ex in data.examples):
+        return None
+    rows, owner = [], []
+    for i, ex in enumerate(data.examples):
+        attrs = ex.meta.get("annotator_attributes") or [{}] * len(ex.meta["annotators"])
+        for worker, given in zip(ex.meta["annotators"], attrs):
+            rows.append(
+                Example(
+                    text=ex.text,
+                    text_pair=ex.text_pair,
+                    label=ex.label,
+                    meta={"annotators": [worker], "annotator_attributes": [given]},
+                )
+            )
+            owner.append(i)
+    return rows, owner
+
+
+def perspectivist_score(data: TaskDataset, row_predictions: Sequence[int], owner: Sequence[int]) -> float:
+    """Le-Wi-Di 2025's error rate from one predicted label per (item, annotator) row (``annotator_rows_of``)."""
+    predicted: list[list[int]] = [[] for _ in data.examples]
+    for i, label in zip(owner, row_predictions):
+        predicted[i].append(int(label))
+    return perspectivist_error_rate([ex.meta["annotator_labels"] for ex in data.examples], predicted)

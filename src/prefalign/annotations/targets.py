@@ -14,7 +14,8 @@ from ..errors import ConfigError, DataError
 from .formats import AnnotatedItems
 
 AGGREGATES = {"dawid-skene": "DawidSkene", "glad": "GLAD", "mace": "MACE", "one-coin-dawid-skene": "OneCoinDawidSkene"}
-TARGETS = ("majority", "soft", *AGGREGATES, *(f"{name}-soft" for name in AGGREGATES))
+# "annotators" is no aggregate: every (item, annotator, label) row trains (annotations.dataset.annotator_rows).
+TARGETS = ("majority", "soft", *AGGREGATES, *(f"{name}-soft" for name in AGGREGATES), "annotators")
 
 
 def _check_counts(counts: np.ndarray) -> np.ndarray:
@@ -76,6 +77,8 @@ def compute_targets(items: AnnotatedItems, target: str, *, seed: int = 0) -> tup
     """(hard labels (N,), soft targets (N, C) or None) for ``target`` (one of TARGETS)."""
     if target not in TARGETS:
         raise ConfigError(f"data.target: unknown target {target!r}; choose one of {', '.join(TARGETS)}")
+    if target == "annotators":
+        raise ConfigError("target 'annotators' trains on annotation rows, not one target per item (to_task_dataset)")
     if target == "majority":
         return majority_vote(items.counts, seed=seed), None
     if target == "soft":

@@ -15,6 +15,16 @@ def add_parser(subparsers) -> None:
     src.add_argument("--data", help="file with a text column (labels not needed)")
     src.add_argument("--text", action="append", help="a text to classify (repeatable)")
     p.add_argument("--output", "-o", help="write JSON lines here instead of standard output")
+    view = p.add_mutually_exclusive_group()
+    view.add_argument(
+        "--annotator",
+        help="annotator-conditioned adapters: predict this annotator's labels (an unseen id: the population)",
+    )
+    view.add_argument(
+        "--panel",
+        help="annotator-conditioned adapters: the mean over a panel's annotators, from a file with one id a line "
+        "(or a CSV/JSONL with an 'annotator' column, other columns their attributes)",
+    )
     add_inference_args(p)
 
 
@@ -27,14 +37,23 @@ def run(args) -> int:
         return _predict_answers(args, model, backbone, collator)
     data = load_rows(args, names, need_labels=False)
     probs = predict_proba(
-        model, collator, data, batch_size=args.batch_size, progress=args.output is not None and args.bars
+        model,
+        collator,
+        data,
+        batch_size=args.batch_size,
+        progress=args.output is not None and args.bars,
+        annotator=getattr(args, "annotator", None),
+        panel=getattr(args, "panel", None),
     )
+    annotator, panel = getattr(args, "annotator", None), getattr(args, "panel", None)
+    view = {"annotator": annotator} if annotator else {"panel": panel} if panel else {}
     lines = [
         json.dumps(
             {
                 "text": ex.text,
                 "label": names[int(p.argmax())],
                 "probabilities": {n: round(float(v), 6) for n, v in zip(names, p)},
+                **view,
             }
         )
         for ex, p in zip(data.examples, probs)

@@ -93,7 +93,7 @@ def paired_differences(runs: list[dict | None], a: str, b: str, metric: str) -> 
 def difference_cell(differences: list[float], metric: str, *, seed: int = 0) -> str:
     """'+1.3 [-0.5, +2.4] (3)': median difference, its bootstrap 95% interval and the number of pairs,
     x100 as the tables show the metric (losses and CE in nats as they are)."""
-    scale = 1 if metric in ("soft_ce", "worst_group_ce", "perplexity", "gpt_score") else 100
+    scale = 1 if metric in ("soft_ce", "lewidi_ce", "worst_group_ce", "perplexity", "gpt_score") else 100
     low, high = bootstrap_interval(differences, seed=seed)
     median = statistics.median(differences)
     digits = 2 if scale == 1 else 1

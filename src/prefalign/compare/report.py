@@ -55,7 +55,14 @@ def format_params(n: int | None) -> str:
     return str(n)
 
 
-UNSCALED = ("gpt_score", "perplexity", "target_layer", "soft_ce", "worst_group_ce")  # shown as they are, not x100
+UNSCALED = (
+    "gpt_score",
+    "perplexity",
+    "target_layer",
+    "soft_ce",
+    "lewidi_ce",
+    "worst_group_ce",
+)  # shown as they are, not x100
 
 
 def _score(value: float | None, metric: str) -> str:

@@ -61,13 +61,27 @@ class Collator:
     + eos, right-padded, and token ``labels`` (B, T) holding the answer ids (eos included) and
     -100 on prompt and padding positions; the prompt, never the answer, is cut to ``max_length``.
     ``prompt_batch`` collates the prompts alone (left-padded) for generation.
+
+    With ``annotators`` (annotator id -> index, an annotator-conditioned model's vocabulary) examples
+    whose meta lists ``annotators`` add ``annotators`` (B, K): each example's annotators' indices, -2
+    for an id outside the vocabulary, -1 padding; with ``attribute_values`` ('col=value' -> index)
+    also ``annotator_attributes`` (B, K, A), -1 where none.
     """
 
     def __init__(
-        self, tokenizer, geo: ModelGeometry, num_classes: int, prompt: PromptFormat | None = None, max_length: int = 128
+        self,
+        tokenizer,
+        geo: ModelGeometry,
+        num_classes: int,
+        prompt: PromptFormat | None = None,
+        max_length: int = 128,
+        *,
+        annotators: dict[str, int] | None = None,
+        attribute_values: dict[str, int] | None = None,
     ) -> None:
         self.tokenizer, self.geo, self.num_classes = tokenizer, geo, num_classes
         self.prompt, self.max_length = prompt or PromptFormat(), max_length
+        self.annotators, self.attribute_values = annotators, attribute_values or {}
 
     def __call__(self, examples: Sequence[Example]) -> dict[str, torch.Tensor]:
         if not examples:
@@ -88,7 +102,28 @@ class Collator:
         for key in ("annotation_dist", "group_dist"):  # multi-annotator data: what disagreement metrics read
             if all(key in ex.meta for ex in examples):
                 batch[key] = torch.tensor([ex.meta[key] for ex in examples], dtype=torch.float)
+        if self.annotators is not None and all(ex.meta.get("annotators") for ex in examples):
+            batch.update(self._annotator_slots(examples))
         return batch
+
+    def _annotator_slots(self, examples: Sequence[Example]) -> dict[str, torch.Tensor]:
+        """``annotators`` (B, K) and, when the vocabulary has attributes, ``annotator_attributes`` (B, K, A)."""
+        k = max(len(ex.meta["annotators"]) for ex in examples)
+        ids = torch.full((len(examples), k), -1, dtype=torch.long)
+        out = {"annotators": ids}
+        width = 0
+        if self.attribute_values:
+            width = max([len(a or {}) for ex in examples for a in ex.meta.get("annotator_attributes") or ()] or [0])
+        attrs = torch.full((len(examples), k, max(width, 1)), -1, dtype=torch.long)
+        for i, ex in enumerate(examples):
+            given = ex.meta.get("annotator_attributes") or [{}] * len(ex.meta["annotators"])
+            for j, worker in enumerate(ex.meta["annotators"]):
+                ids[i, j] = self.annotators.get(str(worker), -2)
+                for n, (col, value) in enumerate(sorted((given[j] or {}).items())):
+                    attrs[i, j, n] = self.attribute_values.get(f"{col}={value}", -1)
+        if width:
+            out["annotator_attributes"] = attrs
+        return out
 
     # -- encoders -------------------------------------------------------------------------------
     def _encode_pairs(self, texts: list[str], pairs: list[str] | None) -> dict[str, torch.Tensor]:

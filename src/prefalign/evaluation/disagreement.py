@@ -8,6 +8,13 @@
   and the predictions is skipped).
 * ``group_scores``: the cross-entropy against each annotator group's own distribution, over the
   items that group labelled, and the worst group.
+* ``lewidi2023_cross_entropy`` and ``lewidi2023_micro_f1``: the two scores of Le-Wi-Di 2023 (SemEval-2023
+  Task 11) as the organisers' published scoring snippets compute them (predictions clipped to
+  [1e-12, 1 - 1e-12], then -sum q log(p + 1e-9) / N; scikit-learn's micro-averaged F1 of the hard
+  labels, which for one label per item is the share of items predicted right); ``parse_lewidi_results``
+  reads their result files (one line per item: hard label, then one probability per class, tab-separated).
+* ``perspectivist_error_rate``: Le-Wi-Di 2025's perspectivist score for categorical labels: per item the
+  share of its annotators whose own label is mispredicted, averaged over items.
 
 Written by hand (a few lines each) so prefalign's core needs no scikit-learn or scipy; the tests check
 them against worked values.
@@ -109,12 +116,67 @@ def group_scores(probs, group_dist, groups: Sequence[str]) -> dict[str, float]:
     return out
 
 
+def lewidi2023_cross_entropy(targets_soft, predictions_soft) -> float:
+    """Le-Wi-Di 2023's soft score: predictions clipped to [1e-12, 1 - 1e-12], -sum q log(p + 1e-9) / N (nats)."""
+    q = np.asarray(targets_soft, dtype=float)
+    p = np.asarray(predictions_soft, dtype=float)
+    if q.shape != p.shape or q.ndim != 2:
+        raise ValueError(f"targets {q.shape} and predictions {p.shape} must be the same (items, classes) shape")
+    p = np.clip(p, EPS, 1.0 - EPS)
+    return float(-np.sum(q * np.log(p + 1e-9)) / p.shape[0])
+
+
+def lewidi2023_micro_f1(targets_hard, predictions_hard) -> float:
+    """Le-Wi-Di 2023's hard score: micro-averaged F1 over the classes (scikit-learn's average='micro'):
+    2 TP / (2 TP + FP + FN) summed over classes; with one label per item, the share predicted right."""
+    y, pred = [str(v) for v in targets_hard], [str(v) for v in predictions_hard]
+    if len(y) != len(pred) or not y:
+        raise ValueError(f"{len(y)} targets but {len(pred)} predictions; give one hard label per item each")
+    tp = sum(a == b for a, b in zip(y, pred))
+    fp = fn = len(y) - tp  # each wrong item is a false positive of one class and a false negative of another
+    return float(2 * tp / (2 * tp + fp + fn))
+
+
+def parse_lewidi_results(text: str, num_classes: int | None = None) -> tuple[list[str], np.ndarray]:
+    """(hard labels, soft predictions (N, C)) of a Le-Wi-Di 2023 result file's text: per line the hard
+    label, then the probability of each class, separated by tabs."""
+    hard, soft = [], []
+    for n, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        parts = line.rstrip("\n").split("\t")
+        try:
+            probs = [float(x) for x in parts[1:]]
+        except ValueError:
+            raise ValueError(f"line {n}: {line!r} is not 'hard<TAB>p0<TAB>p1...'") from None
+        if len(probs) < 2 or (num_classes is not None and len(probs) != num_classes):
+            raise ValueError(f"line {n}: expected a hard label and {num_classes or 'two or more'} probabilities")
+        hard.append(parts[0].strip())
+        soft.append(probs)
+    if len({len(r) for r in soft}) > 1:
+        raise ValueError("result lines give different numbers of probabilities")
+    return hard, np.asarray(soft, dtype=float)
+
+
+def perspectivist_error_rate(annotator_labels: Sequence[Sequence[int]], predicted: Sequence[Sequence[int]]) -> float:
+    """Le-Wi-Di 2025's error rate: mean over items of the share of the item's annotators whose label the
+    model's prediction for that annotator gets wrong (for 0/1 labels, sum |t - p| / K as the task writes it)."""
+    if len(annotator_labels) != len(predicted) or not len(annotator_labels):
+        raise ValueError("give one list of annotator labels and one of predictions per item")
+    rates = []
+    for i, (t, p) in enumerate(zip(annotator_labels, predicted)):
+        if len(t) != len(p) or not len(t):
+            raise ValueError(f"item {i}: {len(t)} annotator labels but {len(p)} predictions")
+        rates.append(sum(int(a != b) for a, b in zip(t, p)) / len(t))
+    return float(np.mean(rates))
+
+
 def disagreement_metrics(
     probs, labels, annotation_dist, group_dist=None, groups: Sequence[str] = (), n_bins: int = 10
 ) -> dict[str, float | str]:
     """Every score of this module: accuracy and macro F1 against ``labels`` (the majority vote),
-    ``soft_ce``, ``jsd`` against the annotators' distribution, ``ece``, and with groups
-    ``group_ce/<group>``, ``worst_group_ce`` and ``worst_group``."""
+    Le-Wi-Di 2023's ``micro_f1`` and ``lewidi_ce``, ``soft_ce``, ``jsd`` against the annotators'
+    distribution, ``ece``, and with groups ``group_ce/<group>``, ``worst_group_ce`` and ``worst_group``."""
     p, q = _pair(probs, annotation_dist)
     y = _labels(labels, len(p), p.shape[1])
     pred = p.argmax(1)
@@ -122,6 +184,8 @@ def disagreement_metrics(
         "accuracy": float((pred == y).mean()),
         "f1": macro_f1(pred, y, p.shape[1]),
         "soft_ce": soft_cross_entropy(p, q),
+        "lewidi_ce": lewidi2023_cross_entropy(q, p),
+        "micro_f1": lewidi2023_micro_f1(y, pred),
         "jsd": jensen_shannon_divergence(p, q),
         "ece": expected_calibration_error(p, y, n_bins),
     }

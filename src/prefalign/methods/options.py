@@ -17,6 +17,14 @@ class MethodConfig(ConfigBase):
 
     SECTION = "method"
     name: str = _f("", "the method's registered name (prefalign methods lists them)")
+    annotator_conditioning: str | None = _f(
+        None,
+        "with data.target: annotators, predict each annotator: 'heads' (one output head per annotator, "
+        "Davani et al. 2022), 'embedding' (an annotator embedding added to the pooled state, Deng et al. 2023) "
+        "or 'prefix' (prefix methods: a low-rank per-annotator offset to the prefix); see docs/annotations.md",
+        choices=("heads", "embedding", "prefix"),
+    )
+    annotator_rank: int = _f(8, "annotator_conditioning=prefix: rank r of each annotator's prefix offset u_a V")
 
 
 @dataclass

@@ -8,13 +8,14 @@ import hashlib
 import os
 from collections.abc import Iterator, MutableMapping
 
-from ..errors import CheckpointError, ModelLoadError
+from ..errors import CheckpointError, ConfigError, ModelLoadError
 from ..models.classifier import TaskSpec
 from ..models.loading import LoadedModel, load_backbone
 from ..models.prefix import check_prefix_reaches_model
 from .base import Method, MethodConfig
 from .catalog import SPECS, method_config, method_spec, resolve_method, spec_of
 from .checkpoint import check_state_matches, read_checkpoint, write_checkpoint
+from .conditioning import AnnotatorVocab, annotator_vocab, attach_conditioning
 from .export import base_model_record, write_adapter_extras
 
 __all__ = [
@@ -79,19 +80,34 @@ def method_class(name: str) -> type[Method]:
 
 
 def build_method(
-    config: MethodConfig, backbone: LoadedModel, task: TaskSpec, *, initialise: bool = True, copy_backbone: bool = True
+    config: MethodConfig,
+    backbone: LoadedModel,
+    task: TaskSpec,
+    *,
+    initialise: bool = True,
+    copy_backbone: bool = True,
+    annotators: AnnotatorVocab | None = None,
 ) -> Method:
     """Build the method ``config`` names on ``backbone`` for ``task``.
 
     Methods that change the backbone (adapters injected in place, every weight trained) get a deep
     copy unless ``copy_backbone`` is False, so one loaded backbone can serve several runs.
+    ``config.annotator_conditioning`` needs ``annotators``, the training annotators' vocabulary.
     """
+    if config.annotator_conditioning is not None and annotators is None:
+        raise ConfigError(
+            f"method.annotator_conditioning={config.annotator_conditioning} needs data.target: annotators "
+            "on multi-annotator data whose annotators are named"
+        )
     cls = method_class(config.name)
     if cls.feeds_prefix:
         check_prefix_reaches_model(backbone.model, backbone.geometry)
     if cls.changes_backbone and copy_backbone:
         backbone = dataclasses.replace(backbone, model=copy.deepcopy(backbone.model))
-    return cls(backbone.model, backbone.tokenizer, backbone.geometry, task, config, initialise=initialise)
+    method = cls(backbone.model, backbone.tokenizer, backbone.geometry, task, config, initialise=initialise)
+    if config.annotator_conditioning is not None:
+        attach_conditioning(method, annotators)
+    return method
 
 
 def save_method(
@@ -110,6 +126,7 @@ def save_method(
         "base_fingerprint": base_fingerprint(backbone),
         "geometry": dataclasses.asdict(backbone.geometry),
         "task": dataclasses.asdict(model.task),
+        **({"annotators": vocab.to_dict()} if (vocab := annotator_vocab(model)) is not None else {}),
         **(extra or {}),
     }
     write_checkpoint(
@@ -143,7 +160,10 @@ def load_method(directory: str | os.PathLike, backbone: LoadedModel | None = Non
         label_names=tuple(task["label_names"]) if task.get("label_names") else None,
     )
     config = method_config(meta["method"], meta["method_config"])
-    model = build_method(config, backbone, spec, initialise=False)
+    vocab = AnnotatorVocab.from_dict(meta["annotators"]) if meta.get("annotators") else None
+    if config.annotator_conditioning is not None and vocab is None:
+        raise CheckpointError(f"{directory}: prefalign_config.json lacks the annotator vocabulary ('annotators')")
+    model = build_method(config, backbone, spec, initialise=False, annotators=vocab)
     expected = model.trainable_state_dict()
     check_state_matches(state, expected, str(directory))
     model.load_state_dict(state, strict=False)

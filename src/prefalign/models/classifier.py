@@ -47,6 +47,7 @@ class BackboneOutput:
     logits: torch.Tensor  # (B, C)
     pooled: torch.Tensor | None  # (B, L+1, d): masked mean per layer, 0 = embeddings
     last_pooled: torch.Tensor  # (B, d)
+    head_input: torch.Tensor | None = None  # (B, d): what an encoder's head read (annotator conditioning)
 
 
 def masked_mean(hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -104,6 +105,8 @@ class PrefixClassifier(nn.Module):
             if linear.bias is not None:
                 nn.init.zeros_(linear.bias)
             self.head = nn.Sequential(nn.Dropout(head_dropout), linear)
+        # Annotator conditioning (prefalign.methods.conditioning) sets a module here that forward defers to.
+        self.conditioning: nn.Module | None = None
 
     def backbone(self) -> nn.Module:
         """The transformer without its LM head (decoders) or the encoder itself."""
@@ -128,9 +131,33 @@ class PrefixClassifier(nn.Module):
         attention cache (``build_row_scaled_prefix_cache``).
 
         ``prompt_embeds`` ``(N, p, d)`` are soft tokens placed before the input embeddings
-        (prompt tuning, LPT); their outputs are dropped before pooling and scoring.
+        (prompt tuning, LPT); their outputs are dropped before pooling and scoring. With annotator
+        conditioning attached, the conditioning module runs it (once per annotator slot for prefix
+        offsets) and mixes the slots' distributions.
         For multiple choice, inputs hold ``B * C`` sequences, example-major.
         """
+        options = dict(score_mask=score_mask, token_type_ids=token_type_ids, all_layers=all_layers)
+        if prompt_embeds is not None:
+            options["prompt_embeds"] = prompt_embeds
+        if self.conditioning is not None:
+            if prefix_scale is not None:  # conditioning edits per-example prefixes: materialise the scaled rows
+                prefix_kv = prefix_kv.unsqueeze(0) * (1 + prefix_scale[:, None, None, :, None].to(prefix_kv.dtype))
+            return self.conditioning.classify(self, input_ids, attention_mask, prefix_kv, **options)
+        return self.run(input_ids, attention_mask, prefix_kv, prefix_scale=prefix_scale, **options)
+
+    def run(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor,
+        prefix_kv: torch.Tensor | None,
+        *,
+        score_mask: torch.Tensor | None = None,
+        token_type_ids: torch.Tensor | None = None,
+        all_layers: bool = False,
+        prompt_embeds: torch.Tensor | None = None,
+        prefix_scale: torch.Tensor | None = None,
+    ) -> BackboneOutput:
+        """``forward`` without annotator conditioning."""
         kwargs = {}
         mask = attention_mask
         n_soft = 0 if prompt_embeds is None else prompt_embeds.shape[1]
@@ -175,7 +202,7 @@ class PrefixClassifier(nn.Module):
             if pooled is not None:
                 pooled = pooled.view(-1, c, *pooled.shape[1:]).mean(1)
             last_pooled = last_pooled.view(-1, c, last_pooled.shape[-1]).mean(1)
-        return BackboneOutput(logits=logits, pooled=pooled, last_pooled=last_pooled)
+        return BackboneOutput(logits=logits, pooled=pooled, last_pooled=last_pooled, head_input=head_input)
 
     def _scores(self, hidden, head_input, input_ids, attention_mask, score_mask) -> torch.Tensor:
         c = self.task.num_classes

@@ -80,7 +80,9 @@ class DataConfig(ConfigBase):
     verbalizers: list[str] | None = _f(None, "label words, one per class (decoders); default ' ' + label name")
     max_length: int = _f(128, "tokens per input (prompt included)")
     validation_fraction: float = _f(0.1, "share of train held out for validation when no validation file is given")
-    max_train_examples: int | None = _f(None, "use at most this many training examples")
+    max_train_examples: int | None = _f(
+        None, "use at most this many training examples (data.target annotators: every row of this many items)"
+    )
     max_eval_examples: int | None = _f(None, "use at most this many validation/test examples")
     max_validation_examples: int | None = _f(
         None, "cap the validation split alone (evaluated every eval_steps); overrides max_eval_examples for it"
@@ -89,7 +91,8 @@ class DataConfig(ConfigBase):
         None,
         "multi-annotator data: what train examples are labelled with: majority, soft (the "
         "annotators' label distribution) or a crowd-kit aggregate (dawid-skene, glad, mace, "
-        "one-coin-dawid-skene; add -soft for its posterior); default majority",
+        "one-coin-dawid-skene; add -soft for its posterior), or annotators (every item, annotator, label "
+        "row, the annotator as conditioning input: see method.annotator_conditioning); default majority",
     )
     annotations: AnnotationConfig | None = _f(
         None,
@@ -174,6 +177,8 @@ CHECKPOINT_METRICS = {
     "f1_weighted": (False, "single-label"),
     "f1": (False, "annotations"),
     "soft_ce": (True, "annotations"),
+    "lewidi_ce": (True, "annotations"),
+    "micro_f1": (False, "annotations"),
     "jsd": (True, "annotations"),
     "ece": (True, "annotations"),
     "worst_group_ce": (True, "groups"),

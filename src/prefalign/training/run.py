@@ -13,13 +13,21 @@ import torch
 from transformers import EarlyStoppingCallback, PreTrainedModel, TrainingArguments, set_seed
 from transformers.trainer_callback import PrinterCallback, ProgressCallback
 
-from ..annotations.metrics import annotation_keys, dataset_groups, trainer_metrics
+from ..annotations.metrics import (
+    ANNOTATION_KEYS,
+    annotation_keys,
+    annotator_rows_of,
+    dataset_groups,
+    perspectivist_score,
+    trainer_metrics,
+)
 from ..data import Collator, TaskDataset, build_task_spec
 from ..errors import ConfigError, ModelLoadError
 from ..evaluation.judge import ChatJudge
 from ..evaluation.perplexity import perplexity, read_corpus
 from ..generation import evaluate_generation
 from ..methods import Method, build_method, save_method
+from ..methods.conditioning import AnnotatorVocab, annotator_inputs
 from ..methods.export import invocation
 from ..models.loading import LoadedModel, load_backbone
 from ..models.prefix import checkpoint_prefix_layers, uncheckpoint_prefix_layers
@@ -80,10 +88,23 @@ def train(
     prompt = cfg.data.prompt(backbone.geometry.is_decoder)
     spec = build_task_spec(train_set, backbone.geometry, backbone.tokenizer, prompt)  # generation: decoders only
     # A backbone the caller passed in stays untouched by methods that change it (LoRA, full FT ...).
-    model = build_method(cfg.method, backbone, spec, copy_backbone=not own_backbone)
+    if cfg.method.annotator_conditioning and cfg.data.target != "annotators":
+        raise ConfigError(
+            f"method.annotator_conditioning={cfg.method.annotator_conditioning} trains on each annotator's rows: "
+            "set data.target: annotators"
+        )
+    vocab = AnnotatorVocab.from_examples(train_set.examples) if cfg.method.annotator_conditioning else None
+    model = build_method(cfg.method, backbone, spec, copy_backbone=not own_backbone, annotators=vocab)
     if tc.gradient_checkpointing:
         enable_gradient_checkpointing(model)
-    collator = Collator(backbone.tokenizer, backbone.geometry, train_set.num_classes, prompt, cfg.data.max_length)
+    collator = Collator(
+        backbone.tokenizer,
+        backbone.geometry,
+        train_set.num_classes,
+        prompt,
+        cfg.data.max_length,
+        **annotator_inputs(vocab),
+    )
     # A method may look at the data once before training: bias-aware picks its layer, CC/DC estimate a prior.
     prepared = model.prepare(collator, train_set, tc.seed)
     trains = bool(model.trainable_parameters())  # CC, DC, CRISPR and the untuned model are only evaluated
@@ -128,6 +149,9 @@ def train(
             metrics["test_judge"] = scores["judge"]
     elif test_set is not None:
         metrics.update(_numbers(trainer.evaluate(ListDataset(test_set), metric_key_prefix="test")))
+        error = annotator_error(model, collator, test_set, tc.eval_batch_size)
+        if error is not None:
+            metrics["test_annotator_error"] = error
     if corpus is not None:
         metrics.update(
             perplexity(model.language_model, backbone.tokenizer, corpus, tc.perplexity_tokens, tc.perplexity_window)
@@ -202,6 +226,30 @@ def clear_run(out_dir: Path) -> None:
 
 def _numbers(scores: dict) -> dict[str, float]:
     return {k: float(v) for k, v in scores.items() if isinstance(v, (int, float))}
+
+
+@torch.no_grad()
+def annotator_error(model: Method, collator: Collator, data: TaskDataset, batch_size: int) -> float | None:
+    """Le-Wi-Di 2025's perspectivist error rate on an annotated split: each (item, annotator) row predicted
+    for that annotator (an annotator-conditioned model) or as the item (any other model); None without
+    annotator labels."""
+    found = annotator_rows_of(data)
+    if found is None:
+        return None
+    rows, owner = found
+    if collator.annotators is None:  # one prediction per item serves each of its annotators
+        rows, owner = list(data.examples), list(range(len(data)))
+        owner_rows = [i for i, ex in enumerate(data.examples) for _ in ex.meta["annotators"]]
+    model.eval()
+    device = next(model.parameters()).device
+    labels = []
+    for start in range(0, len(rows), batch_size):
+        batch = collator(rows[start : start + batch_size])
+        batch = {k: v.to(device) for k, v in batch.items() if k not in ("labels", "target_dist", *ANNOTATION_KEYS)}
+        labels += model(**batch).logits.argmax(-1).tolist()
+    if collator.annotators is None:
+        labels, owner = [labels[i] for i in owner_rows], owner_rows
+    return perspectivist_score(data, labels, owner)
 
 
 def mean_logged(logs: list[dict], key: str) -> float | None:

@@ -42,8 +42,15 @@ def subset(data: TaskDataset, indices, name: str) -> TaskDataset:
 
 
 def first(data: TaskDataset, n: int | None) -> TaskDataset:
-    """The first ``n`` examples (all of them when ``n`` is None)."""
-    return data if not n else subset(data, range(min(n, len(data))), data.name)
+    """The first ``n`` examples (all of them when ``n`` is None); for annotation rows (data.target:
+    annotators), every row of the first ``n`` items, so each target trains on the same items."""
+    if not n:
+        return data
+    if data.examples and data.examples[0].meta.get("annotator_row"):
+        kept = list(dict.fromkeys(ex.meta["item"] for ex in data.examples))[:n]
+        keep = set(kept)
+        return subset(data, [i for i, ex in enumerate(data.examples) if ex.meta["item"] in keep], data.name)
+    return subset(data, range(min(n, len(data))), data.name)
 
 
 def load_splits(cfg: DataConfig, seed: int) -> Splits:
