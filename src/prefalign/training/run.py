@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 import shutil
@@ -82,6 +83,9 @@ def train(
         enable_gradient_checkpointing(model)
     collator = Collator(backbone.tokenizer, backbone.geometry, train_set.num_classes, prompt, cfg.data.max_length)
     # A method may look at the data once before training: bias-aware picks its layer, CC/DC estimate a prior.
+    # What it fills into its config (PTLoss's searched eps) is not part of the run as given: --resume compares
+    # the config as given, and prepares again (the search resumes from its own record).
+    as_given = copy.deepcopy(cfg)
     prepared = model.prepare(collator, train_set, tc.seed)
     trains = bool(model.trainable_parameters())  # CC, DC, CRISPR and the untuned model are only evaluated
     throughput = Throughput()  # tokens/s in every training log and in metrics.json
@@ -97,7 +101,7 @@ def train(
     )
     if trains:
         if checkpoint is None:  # record the config --resume will compare with, now that the inputs are good
-            record_run(cfg, out_dir / "checkpoints")
+            record_run(as_given, out_dir / "checkpoints")
         train_out = trainer.train(resume_from_checkpoint=checkpoint)
         metrics = {"train_loss": float(train_out.training_loss), "train_steps": int(train_out.global_step)}
     else:

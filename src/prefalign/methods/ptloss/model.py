@@ -92,6 +92,7 @@ class PTLossDistill(FullFineTuning):
                 seed=cfg.search_seed,
                 solver=cfg.solver,
                 distance=cfg.q_distance,
+                entropy=cfg.q_entropy,
             )
             directory = cfg.search_dir or default_dir
             record = search_coefficients(probs[picked], gold[picked], settings, directory)
