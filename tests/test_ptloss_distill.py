@@ -230,3 +230,18 @@ def test_ctrl_c_says_how_to_continue_the_search_or_the_run(files, tmp_path, monk
         f"prefalign: interrupted; run the same command with --resume to continue from the last checkpoint in "
         f"{out}/checkpoints (one is written every 2 steps)"
     )
+
+
+def test_searches_with_other_settings_get_their_own_folder_beside_the_teacher_cache(files, vocab_file, tmp_path):
+    lm = build_tiny("bert", vocab_file)
+    ds, spec, collator = sentiment_setup(lm, n=24)
+    cache = tmp_path / "cache"
+    folders = []
+    for extra in ({}, {"q_distance": "squared", "q_entropy": False}):
+        options = {"teacher": str(files["teacher"]), "teacher_cache": str(cache), "search_orders": 1}
+        model = build_method(method_config("ptloss", {**options, "search_trials": 2, **extra}), lm, spec)
+        model.prepare(collator, ds, seed=0)
+        folders.append(sorted(p.name for p in cache.glob("search-*")))
+    assert len(folders[0]) == 1 and len(folders[1]) == 2  # the second search did not overwrite the first
+    settings = {json.loads((cache / name / "search.json").read_text())["settings"]["distance"] for name in folders[1]}
+    assert settings == {"l2", "squared"}
