@@ -115,6 +115,8 @@ def _columns(cfg) -> list[str]:
     return [c for d in cfg.datasets for c in (d.name, d.shifted_name) if c is not None]
 
 
+PTLOSS_PAIRS = [("KL", "PTLoss"), ("KL", "PTLoss (distance-only Q)"), ("KL", "Temp. scaling")]
+
 BLOCKS = {
     "sst2_rte_minilm": lambda: tables("sst2_rte_minilm"),
     "sst2_rte_smollm2": lambda: tables("sst2_rte_smollm2"),
@@ -129,6 +131,10 @@ BLOCKS = {
     "annotators_minilm_accuracy": lambda: target_accuracy("annotators_minilm"),
     "annotators_smollm2_accuracy": lambda: target_accuracy("annotators_smollm2"),
     "annotators_aggregates_minilm_spread": lambda: seed_spread("annotators_aggregates_minilm"),
+    "ptloss_sst2_minilm": lambda: tables("ptloss_sst2_minilm") + "\n\n" + per_seed("ptloss_sst2_minilm", "SST-2"),
+    "ptloss_sst2_minilm_differences": lambda: differences("ptloss_sst2_minilm", PTLOSS_PAIRS),
+    "ptloss_rte_minilm": lambda: tables("ptloss_rte_minilm") + "\n\n" + per_seed("ptloss_rte_minilm", "RTE"),
+    "ptloss_rte_minilm_differences": lambda: differences("ptloss_rte_minilm", PTLOSS_PAIRS),
 }
 
 
