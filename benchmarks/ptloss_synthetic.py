@@ -86,7 +86,9 @@ def run_seed(seed: int, args) -> dict:
     onehot = np.eye(3)[ytr]
     teacher = fit(xtr, onehot, losses.kl_loss, seed, args.teacher_epochs)
     t_train, t_val = probs(teacher, xtr), probs(teacher, xva)
-    settings = SearchSettings(orders=args.orders, trials=args.trials, seed=seed, distance=args.q_distance)
+    settings = SearchSettings(
+        orders=args.orders, trials=args.trials, seed=seed, distance=args.q_distance, entropy=args.q_entropy
+    )
     search_dir = Path(args.output).with_suffix("").parent / f"{Path(args.output).stem}_search_seed{seed}"
     record = search_coefficients(t_val, yva, settings, search_dir, progress=False)
     eps = np.array(record["best"]["eps"])
@@ -119,6 +121,9 @@ def main() -> None:
     parser.add_argument("--orders", type=int, default=5)
     parser.add_argument("--trials", type=int, default=100)
     parser.add_argument("--q-distance", default="l2", choices=("l2", "squared"), help="eq. 4.20's reading")
+    parser.add_argument(
+        "--no-q-entropy", dest="q_entropy", action="store_false", help="drop eq. 4.20's squared-entropy term"
+    )
     parser.add_argument("--quick", action="store_true", help="1 seed, 2 epochs, 2 orders x 5 sets: a smoke run")
     parser.add_argument("--output", default=str(RESULTS / "ptloss_synthetic.json"))
     args = parser.parse_args()

@@ -153,6 +153,8 @@ def _columns(cfg) -> list[str]:
     return [c for d in cfg.datasets for c in (d.name, d.shifted_name) if c is not None]
 
 
+PTLOSS_PAIRS = [("KL", "PTLoss"), ("KL", "PTLoss (distance-only Q)"), ("KL", "Temp. scaling")]
+
 BLOCKS = {
     "sst2_rte_minilm": lambda: tables("sst2_rte_minilm"),
     "sst2_rte_smollm2": lambda: tables("sst2_rte_smollm2"),
@@ -176,6 +178,10 @@ BLOCKS = {
     "annotator_models_minilm": lambda: tables("annotator_models_minilm"),
     "annotator_models_minilm_ce": lambda: versus("annotator_models_minilm", "LoRA / soft", "lewidi_ce"),
     "annotator_models_minilm_error": lambda: versus("annotator_models_minilm", "LoRA / soft", "annotator_error"),
+    "ptloss_sst2_minilm": lambda: tables("ptloss_sst2_minilm") + "\n\n" + per_seed("ptloss_sst2_minilm", "SST-2"),
+    "ptloss_sst2_minilm_differences": lambda: differences("ptloss_sst2_minilm", PTLOSS_PAIRS),
+    "ptloss_rte_minilm": lambda: tables("ptloss_rte_minilm") + "\n\n" + per_seed("ptloss_rte_minilm", "RTE"),
+    "ptloss_rte_minilm_differences": lambda: differences("ptloss_rte_minilm", PTLOSS_PAIRS),
 }
 
 

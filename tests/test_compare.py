@@ -320,3 +320,31 @@ def test_methods_lists_every_method_with_its_tunable_parameters(grid_files):
     # P-Tuning v2 on the tiny BERT: 2 layers x (key, value) x 16 prefix tokens x 32 wide + head (32 x 2 + 2).
     assert counts["ptuning-v2"] == 2 * 2 * 16 * 32 + 66
     assert counts["full-ft"] > counts["dcpc"] > counts["ptuning-v2"] > counts["prompt-tuning"]
+
+
+def test_a_searched_ptloss_row_counts_as_finished_with_its_config_as_planned(grid_files, tmp_path):
+    """PTLoss's prepare fills the searched eps into its config; the grid trains a copy, so the record keeps
+    eps: null as planned, a second compare finds the run finished, and its record maps back to the config."""
+    root, model = grid_files
+    path = write_config(
+        root,
+        model,
+        output_dir=str(tmp_path / "out"),
+        seeds=[0],
+        methods=[
+            {
+                "name": "ptloss",
+                "label": "PTLoss",
+                "method": {"search_orders": 1, "search_trials": 2, "search_dir": str(tmp_path / "search")},
+            }
+        ],
+        datasets=[{"name": "toy", "data": {"train": str(root / "train.csv"), "test": str(root / "test.csv")}}],
+    )
+    records = tmp_path / "records.jsonl"
+    rc, out, err = run_main(["compare", "--config", str(path), "--records", str(records)])
+    assert rc == 0, err
+    [run] = json.loads((tmp_path / "out" / "results.json").read_text())["runs"]
+    assert run["status"] == "ok" and run["config"]["method"]["eps"] is None and "search_best_q" in run["metrics"]
+    rc, out, err = run_main(["compare", "--config", str(path), "--records", str(records)])
+    assert rc == 0, err
+    assert "1 already finished, 0 to run" in out

@@ -69,3 +69,41 @@ def test_a_compare_config_with_pairs_adds_the_table_to_its_report(tmp_path):
     assert "Seed-matched pairs" in table and "| MD | – | 1/2 | 1/2 | – | – | – |" in table
     with pytest.raises(Exception, match="pairs"):
         load_compare_config(str(path), ["pairs=[soft]"])
+
+
+def test_a_compare_config_with_differences_prints_the_median_difference_and_its_interval(tmp_path):
+    from prefalign.compare import load_compare_config, write_reports
+
+    path = tmp_path / "grid.yaml"
+    path.write_text(
+        f"output_dir: {tmp_path / 'out'}\nseeds: [0, 1, 2]\ndifferences: [[KL, PTLoss]]\n"
+        "methods: [{name: ptloss, label: KL}, {name: ptloss, label: PTLoss}]\n"
+        "datasets: [{name: SST-2, metric: accuracy}]\n"
+    )
+    cfg = load_compare_config(str(path))
+    accuracy = {("KL", 0): 0.80, ("PTLoss", 0): 0.82, ("KL", 1): 0.70, ("PTLoss", 1): 0.69, ("KL", 2): 0.75}
+    accuracy[("PTLoss", 2)] = 0.80
+    results = [
+        {
+            "model": "minilm",
+            "column": "SST-2",
+            "method": method,
+            "seed": seed,
+            "status": "ok",
+            "metric": "accuracy",
+            "metrics": {"test_accuracy": acc},
+            "tunable_params": 10,
+            "seconds": 1.0,
+            "machine": "test",
+            "versions": {},
+        }
+        for (method, seed), acc in accuracy.items()
+    ]
+    table = write_reports(cfg, results, "prefalign compare")["table"].read_text()
+    # PTLoss minus KL per seed: +2, -1, +5 points; median +2; every bootstrap median is one of them
+    assert "'PTLoss' minus 'KL', test accuracy" in table
+    assert "| SST-2 | +2.0 [-1.0, +5.0] (3) |" in table
+    with pytest.raises(Exception, match="not a method label"):
+        load_compare_config(str(path), ["differences=[[KL, Focal]]"])
+    with pytest.raises(Exception, match="two different rows"):
+        load_compare_config(str(path), ["differences=[[KL, KL]]"])

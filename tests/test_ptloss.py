@@ -150,6 +150,24 @@ def test_quality_score_by_hand():
     entropy_sq = (math.log(0.5) ** 2 + 0.0) / 2
     assert proxy.quality_score(p, y) == pytest.approx(distance**2 + entropy_sq)
     assert proxy.quality_score(p, y, "squared") == pytest.approx((0.5 / 2) ** 2 + entropy_sq)
+    # without the squared-entropy term: the distance term alone
+    assert proxy.quality_score(p, y, entropy=False) == pytest.approx(distance**2)
+    assert proxy.quality_score(p, y, "squared", entropy=False) == pytest.approx((0.5 / 2) ** 2)
+
+
+def test_without_the_entropy_term_the_search_stops_rewarding_sharp_proxies():
+    """Labels drawn from a known p*, a teacher sharper than p*: eq. 4.20 as written prefers a still sharper
+    proxy (a positive first-order eps), the squared distance alone a smoother one (a negative eps)."""
+    rng = np.random.default_rng(0)
+    truth = rng.dirichlet([2.0, 2.0], size=4000)
+    labels = (rng.random(4000) < truth[:, 1]).astype(int)
+    logits = np.log(truth)
+    teacher = np.exp(2 * logits) / np.exp(2 * logits).sum(1, keepdims=True)  # over-confident
+    settings = SearchSettings(orders=1, trials=12, low=-1.0, high=1.0, seed=0)
+    as_written = search_coefficients(teacher, labels, settings, progress=False)["best"]["eps"][0]
+    settings = SearchSettings(orders=1, trials=12, low=-1.0, high=1.0, seed=0, distance="squared", entropy=False)
+    unbiased = search_coefficients(teacher, labels, settings, progress=False)["best"]["eps"][0]
+    assert as_written > 0 > unbiased
 
 
 def test_search_finds_lowest_q_resumes_and_writes_files(tmp_path, capsys):

@@ -4,6 +4,7 @@ Algorithm 2 run before training, and one-line errors for bad input. Tiny random 
 from __future__ import annotations
 
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -177,3 +178,70 @@ def test_bad_input_gets_one_line(files, vocab_file, tmp_path):
     for argv, needles in cases:
         rc, _, err = run_main(argv)
         assert_one_error(rc, err, *needles)
+
+
+def test_a_searched_run_resumes_from_its_checkpoint_and_ends_as_the_uninterrupted_one(files, tmp_path):
+    """--resume compares the config as given (eps null), not the eps the search filled in; the search is read
+    back from its search.json and training continues from the checkpoint, ending bit for bit where the
+    uninterrupted run ended."""
+    from safetensors.torch import load_file
+
+    run = tmp_path / "run"
+    rc, _, err = run_main(distill_argv(files, run, "training.save_total_limit=3"))
+    assert rc == 0, err
+    uninterrupted = load_file(run / "adapter" / "prefalign_weights.safetensors")
+    # killed between step 2's checkpoint and the end: no later checkpoint, no adapter
+    shutil.rmtree(run / "checkpoints" / "checkpoint-4")
+    shutil.rmtree(run / "adapter")
+    rc, out, err = run_main([*distill_argv(files, run, "training.save_total_limit=3"), "--resume"])
+    assert rc == 0, err
+    search = json.loads((run / "search" / "search.json").read_text())
+    assert "coefficients (Q" in out and len(search["tried"]) == 6
+    a, b = uninterrupted, load_file(run / "adapter" / "prefalign_weights.safetensors")
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_distill_overwrites_a_finished_run_only_when_asked(files, tmp_path):
+    rc, _, err = run_main(distill_argv(files, tmp_path / "r", "method.loss=kl"))
+    assert rc == 0, err
+    rc, _, err = run_main(distill_argv(files, tmp_path / "r", "method.loss=kl"))
+    assert_one_error(rc, err, "already holds a run", "--overwrite")
+    rc, _, err = run_main([*distill_argv(files, tmp_path / "r", "method.loss=kl"), "--overwrite"])
+    assert rc == 0, err
+
+
+def test_ctrl_c_says_how_to_continue_the_search_or_the_run(files, tmp_path, monkeypatch):
+    import prefalign.training.run as run
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(run, "train", interrupted)
+    out = tmp_path / "r"
+    rc, _, err = run_main(distill_argv(files, out))
+    assert rc == 130
+    assert err.strip() == (
+        f"prefalign: interrupted; every coefficient set tried so far is in {out}/search/search.json; "
+        "run the same command again to continue the search where it stopped"
+    )
+    (out / "checkpoints" / "checkpoint-2").mkdir(parents=True)
+    rc, _, err = run_main(distill_argv(files, out))
+    assert err.strip() == (
+        f"prefalign: interrupted; run the same command with --resume to continue from the last checkpoint in "
+        f"{out}/checkpoints (one is written every 2 steps)"
+    )
+
+
+def test_searches_with_other_settings_get_their_own_folder_beside_the_teacher_cache(files, vocab_file, tmp_path):
+    lm = build_tiny("bert", vocab_file)
+    ds, spec, collator = sentiment_setup(lm, n=24)
+    cache = tmp_path / "cache"
+    folders = []
+    for extra in ({}, {"q_distance": "squared", "q_entropy": False}):
+        options = {"teacher": str(files["teacher"]), "teacher_cache": str(cache), "search_orders": 1}
+        model = build_method(method_config("ptloss", {**options, "search_trials": 2, **extra}), lm, spec)
+        model.prepare(collator, ds, seed=0)
+        folders.append(sorted(p.name for p in cache.glob("search-*")))
+    assert len(folders[0]) == 1 and len(folders[1]) == 2  # the second search did not overwrite the first
+    settings = {json.loads((cache / name / "search.json").read_text())["settings"]["distance"] for name in folders[1]}
+    assert settings == {"l2", "squared"}

@@ -113,6 +113,12 @@ class CompareConfig(ConfigBase):
         "dataset and metric, the seed-matched (method, seed) pairs in which the row "
         "'<method> / b' beats '<method> / a' (prefalign.compare.pairs)",
     )
+    differences: list[list[str]] | None = _f(
+        None,
+        "pairs of row labels [a, b], e.g. [[KL, PTLoss]]: table.md also gives, per dataset column, the median "
+        "seed-matched difference b minus a in the column's metric with its bootstrap 95% interval "
+        "(prefalign.compare.pairs.method_differences_table)",
+    )
 
     def validate(self) -> None:
         self.base = self.base or {}
@@ -133,8 +139,17 @@ class CompareConfig(ConfigBase):
             raise ConfigError(
                 f"compare: pairs names two different targets [a, b], e.g. [majority, soft]; got {self.pairs}"
             )
+        labels = [m.label for m in self.methods]
+        for pair in self.differences or []:
+            if not isinstance(pair, list) or len(pair) != 2 or pair[0] == pair[1]:
+                raise ConfigError(f"compare: each entry of differences names two different rows [a, b]; got {pair}")
+            missing = [p for p in pair if p not in labels]
+            if missing:
+                raise ConfigError(
+                    f"compare: differences names row '{missing[0]}', which is not a method label ({', '.join(labels)})"
+                )
         for kind, entries in (
-            ("method", [m.label for m in self.methods]),
+            ("method", labels),
             ("dataset", [d.name for d in self.datasets]),
             ("model", [m.label for m in self.models]),
         ):

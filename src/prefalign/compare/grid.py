@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import hashlib
 import json
@@ -171,7 +172,9 @@ def run_grid(
         exp.training.progress = progress
         t0 = time.time()
         try:
-            result = train(exp, backbone=backbones[spec.model.name], overwrite=True)  # an unfinished run
+            # train a copy: a method's prepare may fill in its config (PTLoss's searched eps), and the record
+            # must keep the settings as planned, or the finished run would not match its config again
+            result = train(copy.deepcopy(exp), backbone=backbones[spec.model.name], overwrite=True)
             metrics = {**result.metrics, **logged_means(result.log_history)}
             record = _record(spec, exp, metrics, _count(result.model), "ok", None, time.time() - t0)
             record["curve"] = validation_curve(result.log_history)

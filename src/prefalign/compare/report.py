@@ -11,7 +11,7 @@ from pathlib import Path
 from ..utils.atomic_files import save_figure_atomically, write_text_atomically
 from .config import CompareConfig
 from .curves import curves_chart
-from .pairs import pairs_table
+from .pairs import method_differences_table, pairs_table
 from .records import compact, dumps
 
 
@@ -285,6 +285,9 @@ def write_reports(cfg: CompareConfig, results: list[dict], command: str) -> dict
     tables = markdown_tables(cfg, results)
     if cfg.pairs:
         tables += "\n\n" + pairs_table(results, *cfg.pairs)
+    for a, b in cfg.differences or []:
+        for metric in dict.fromkeys(d.metric for d in cfg.datasets):
+            tables += "\n\n" + method_differences_table(results, a, b, metric)
     write_text_atomically(paths["table"], "\n".join(head) + tables + "\n")
     chart(cfg, results, paths["chart"])
     if curves_chart(cfg, finished, paths["curves"]) is None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 import shutil
@@ -106,6 +107,9 @@ def train(
         **annotator_inputs(vocab),
     )
     # A method may look at the data once before training: bias-aware picks its layer, CC/DC estimate a prior.
+    # What it fills into its config (PTLoss's searched eps) is not part of the run as given: --resume compares
+    # the config as given, and prepares again (the search resumes from its own record).
+    as_given = copy.deepcopy(cfg)
     prepared = model.prepare(collator, train_set, tc.seed)
     trains = bool(model.trainable_parameters())  # CC, DC, CRISPR and the untuned model are only evaluated
     throughput = Throughput()  # tokens/s in every training log and in metrics.json
@@ -121,7 +125,7 @@ def train(
     )
     if trains:
         if checkpoint is None:  # record the config --resume will compare with, now that the inputs are good
-            record_run(cfg, out_dir / "checkpoints")
+            record_run(as_given, out_dir / "checkpoints")
         try:
             train_out = trainer.train(resume_from_checkpoint=checkpoint)
         finally:  # a backbone the caller passed in (shared by prefix methods) leaves without the checkpointing

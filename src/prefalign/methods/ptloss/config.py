@@ -59,6 +59,12 @@ class PTLossConfig(HeadConfig):
         "which the one-hot y is an unbiased stand-in for the true distribution",
         choices=("l2", "squared"),
     )
+    q_entropy: bool = _f(
+        True,
+        "keep eq. 4.20's second term, the squared entropy of the proxy (Theorem 1's teacher-entropy term); false "
+        "scores a proxy by its distance to the labels alone (with q_distance: squared, an unbiased estimate of its "
+        "squared distance to the truth up to a constant; docs/methods/ptloss.md)",
+    )
     search_dir: str = _f("", "where search.json / search.png go (resumable); default beside the teacher cache")
     # the baselines (section 4.6.2; ranges of appendix C.0.2)
     temperature: float = _f(2.0, "temperature scaling's tau (appendix C.0.2: 0.1-10)")

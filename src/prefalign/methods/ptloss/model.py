@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import json
 import random
 from pathlib import Path
 
@@ -92,7 +94,13 @@ class PTLossDistill(FullFineTuning):
                 seed=cfg.search_seed,
                 solver=cfg.solver,
                 distance=cfg.q_distance,
+                entropy=cfg.q_entropy,
             )
+            if default_dir is not None and settings != SearchSettings(seed=settings.seed):
+                # other search settings get their own folder beside the teacher cache, so two rows of a grid
+                # (eq. 4.20 as printed and the distance-only Q, say) do not restart each other's search
+                key = hashlib.sha256(json.dumps(dataclasses.asdict(settings), sort_keys=True).encode())
+                default_dir = default_dir.with_name(default_dir.name + "-" + key.hexdigest()[:8])
             directory = cfg.search_dir or default_dir
             record = search_coefficients(probs[picked], gold[picked], settings, directory)
             self.search_record = record

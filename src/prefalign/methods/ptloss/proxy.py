@@ -175,12 +175,13 @@ def solve_proxy(teacher: np.ndarray, eps, solver: str = "newton") -> ProxyResult
     return ProxyResult(out, fallback, worst)
 
 
-def quality_score(proxy: np.ndarray, labels: np.ndarray, distance: str = "l2") -> float:
+def quality_score(proxy: np.ndarray, labels: np.ndarray, distance: str = "l2", entropy: bool = True) -> float:
     """Eq. 4.20: (mean_n ||p^px_n - y_n||_2)^2 + mean_n (p^px_n . log p^px_n)^2, y_n one-hot (lower is better).
 
     ``distance='l2'``: ||.||_2 is the L2 norm, as appendix D's bound (Cauchy-Schwarz on the norm) has it.
     ``'squared'``: its square, the reading under which y_n is an unbiased stand-in for p* (the mean of
-    ||p - y||^2 is ||p - p*||^2 plus a term free of p).
+    ||p - y||^2 is ||p - p*||^2 plus a term free of p). ``entropy=False`` drops the second term (the
+    teacher-entropy term of Theorem 1, which the student does not move): the distance term alone.
     """
     proxy = np.asarray(proxy, dtype=float)
     onehot = np.eye(proxy.shape[1])[np.asarray(labels)]
@@ -188,5 +189,7 @@ def quality_score(proxy: np.ndarray, labels: np.ndarray, distance: str = "l2") -
     if distance not in ("l2", "squared"):
         raise ValueError(f"distance must be 'l2' or 'squared', not {distance!r}")
     distance = (gap**2 if distance == "squared" else gap).mean()
+    if not entropy:
+        return float(distance**2)
     neg_entropy = np.where(proxy > 0, proxy * np.log(np.maximum(proxy, TINY)), 0.0).sum(1)
     return float(distance**2 + np.mean(neg_entropy**2))

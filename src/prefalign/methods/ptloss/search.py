@@ -34,6 +34,7 @@ class SearchSettings:
     seed: int = 0
     solver: str = "newton"
     distance: str = "l2"  # eq. 4.20's ||p - y||: the L2 norm, or its square (proxy.quality_score)
+    entropy: bool = True  # eq. 4.20's squared-entropy term; False: the distance term alone
 
     def check(self) -> None:
         if self.orders < 1 or self.trials < 1:
@@ -89,7 +90,10 @@ def search_coefficients(
         "classes": c,
         "data_digest": data_digest(teacher, labels),
         "q_kl": quality_score(
-            np.maximum(teacher, 1e-12) / np.maximum(teacher, 1e-12).sum(1, keepdims=True), labels, settings.distance
+            np.maximum(teacher, 1e-12) / np.maximum(teacher, 1e-12).sum(1, keepdims=True),
+            labels,
+            settings.distance,
+            settings.entropy,
         ),
         "tried": [],
     }
@@ -115,7 +119,7 @@ def search_coefficients(
                 "order": order,
                 "trial": trial,
                 "eps": eps.tolist(),
-                "q": quality_score(result.proxy, labels, settings.distance),
+                "q": quality_score(result.proxy, labels, settings.distance, settings.entropy),
                 "fallback": result.fallback,
             }
             record["tried"].append(entry)
