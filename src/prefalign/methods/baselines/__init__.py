@@ -1,7 +1,7 @@
 """The baselines of DCPC Tables 1-2 (appendix A.1.2), trained through the same runner as DCPC.
 
 From PEFT: LoRA, AdaLoRA, (IA)^3, prompt tuning. By hand (PEFT lacks them): full fine-tuning,
-BitFit, Houlsby adapters, LPT and PEDRO (forward hooks, see hooks.py). Training-free (bias-aware
+BitFit, Houlsby adapters, Learned-Adapter, LPT and PEDRO (forward hooks, see hooks.py). Training-free (bias-aware
 PEFT paper, appendix D): the untuned model, CC, DC and CRISPR.
 """
 
@@ -22,12 +22,14 @@ from .config import (
     HoulsbyAdapterConfig,
     IA3BaselineConfig,
     LatePromptTuningConfig,
+    LearnedAdapterConfig,
     LoraBaselineConfig,
     PedroConfig,
     PromptTuningConfig,
 )
 from .crispr import Crispr, CrisprConfig
 from .houlsby import HoulsbyAdapter
+from .learned_adapter import LearnedAdapter
 from .lpt import LatePromptTuning
 from .model import BaselineModel, FullFineTuning
 from .pedro import Pedro
@@ -43,6 +45,7 @@ BASELINES = (
     PromptTuningBaseline,
     BitFit,
     HoulsbyAdapter,
+    LearnedAdapter,
     LatePromptTuning,
     Pedro,
     ZeroShot,
@@ -73,6 +76,8 @@ __all__ = [
     "IA3BaselineConfig",
     "LatePromptTuning",
     "LatePromptTuningConfig",
+    "LearnedAdapter",
+    "LearnedAdapterConfig",
     "LoraBaseline",
     "LoraBaselineConfig",
     "Pedro",
