@@ -216,6 +216,7 @@ BLOCKS = {
             "LT-prompt": ["LT-prompt, lr 1e-3", "LT-prompt, lr 1e-2"],
         },
     ),
+    "learned_adapter_rt_minilm": lambda: tables("learned_adapter_rt_minilm"),
     "issue15_demo_rt_shift_seeds": lambda: tables("issue15_demo_rt_shift_seeds"),
     "issue15_demo_rt_shift_seeds_drops": lambda: (
         drop_differences("issue15_demo_rt_shift_seeds", [("P-Tuning v2", "DCPC")], "RT", "RT-A")
