@@ -149,6 +149,77 @@ def versus(name: str, reference: str, metric: str) -> str:
     return "\n".join(lines)
 
 
+def drop_differences(
+    name: str, pairs: list[tuple[str, str]], clean: str, shifted: str, metric: str = "accuracy"
+) -> str:
+    """Per method its drop (clean minus shifted test score, same seed) and, per pair (a, b), b's drop minus a's,
+    seed-matched: median [bootstrap 95% interval of the median] (pairs). Negative: b loses less."""
+    cfg, results = grid(name)
+    score = {
+        (r["method"], r["column"], r["seed"]): r["metrics"][f"test_{metric}"]
+        for r in results
+        if r and r.get("status") == "ok" and f"test_{metric}" in r["metrics"]
+    }
+    drops = {
+        m.label: {s: score[(m.label, clean, s)] - score[(m.label, shifted, s)] for s in cfg.seeds}
+        for m in cfg.methods
+        if all((m.label, c, s) in score for c in (clean, shifted) for s in cfg.seeds)
+    }
+    lines = [
+        f"Drop = {clean} minus {shifted}, test {metric} x100, per seed ({', '.join(map(str, cfg.seeds))}); "
+        "differences seed-matched: median [bootstrap 95% interval of the median] (pairs).",
+        "",
+        "| | per seed | median [95% interval] (pairs) |",
+        "|---|---|---:|",
+    ]
+    for label, d in drops.items():
+        per = " / ".join(f"{100 * d[s]:+.1f}" for s in cfg.seeds)
+        lines.append(f"| {label}: drop | {per} | {difference_cell(list(d.values()), metric)} |")
+    for a, b in pairs:
+        if a in drops and b in drops:
+            diff = [drops[b][s] - drops[a][s] for s in cfg.seeds]
+            per = " / ".join(f"{100 * x:+.1f}" for x in diff)
+            lines.append(f"| {b}'s drop minus {a}'s | {per} | {difference_cell(diff, metric)} |")
+    if not drops:
+        lines.append(f"| no method has both {clean} and {shifted} runs for every seed | | |")
+    return "\n".join(lines)
+
+
+def run_terms(name: str, method: str, keys: list[str]) -> str:
+    """One row per finished run of ``method``: the mean over its training logs of each logged term in ``keys``."""
+    _, results = grid(name)
+    runs = sorted((r for r in results if r and r["method"] == method), key=lambda r: (r["column"], r["seed"]))
+    lines = ["| column | seed | test accuracy | " + " | ".join(keys) + " |", "|---|---:|---:|" + "---:|" * len(keys)]
+    for r in runs:
+        cells = [f"{r['metrics'][k + '_mean']:.4f}" if k + "_mean" in r["metrics"] else "–" for k in keys]
+        lines.append(
+            f"| {r['column']} | {r['seed']} | {100 * r['metrics']['test_accuracy']:.1f} | " + " | ".join(cells) + " |"
+        )
+    return "\n".join(lines)
+
+
+def probe_choice(name: str, groups: dict[str, list[str]], metric: str = "accuracy") -> str:
+    """Per group of probe rows (one method at several learning rates): each row's validation and test score,
+    and the row validation picks (ties: every tied row named)."""
+    _, results = grid(name)
+    by_label = {r["method"]: r for r in results if r and r.get("status") == "ok"}
+    lines = [
+        f"| method | row | validation {metric} | test {metric} | chosen on validation |",
+        "|---|---|---:|---:|---|",
+    ]
+    for group, labels in groups.items():
+        runs = [(label, by_label[label]) for label in labels if label in by_label]
+        if not runs:
+            continue
+        best = max(r["metrics"][f"validation_{metric}"] for _, r in runs)
+        for label, r in runs:
+            v, t = r["metrics"][f"validation_{metric}"], r["metrics"][f"test_{metric}"]
+            ties = sum(x["metrics"][f"validation_{metric}"] == best for _, x in runs)
+            pick = ("yes (tie)" if ties > 1 else "yes") if v == best else ""
+            lines.append(f"| {group} | {label} | {100 * v:.1f} | {100 * t:.1f} | {pick} |")
+    return "\n".join(lines)
+
+
 def _columns(cfg) -> list[str]:
     return [c for d in cfg.datasets for c in (d.name, d.shifted_name) if c is not None]
 
@@ -182,6 +253,34 @@ BLOCKS = {
     "ptloss_sst2_minilm_differences": lambda: differences("ptloss_sst2_minilm", PTLOSS_PAIRS),
     "ptloss_rte_minilm": lambda: tables("ptloss_rte_minilm") + "\n\n" + per_seed("ptloss_rte_minilm", "RTE"),
     "ptloss_rte_minilm_differences": lambda: differences("ptloss_rte_minilm", PTLOSS_PAIRS),
+    "annotators_lr_probe_minilm_choice": lambda: probe_choice(
+        "annotators_lr_probe_minilm",
+        {
+            "DCPC": ["DCPC lr1e-2 head1e-2", "DCPC lr2e-2 head1e-2"],
+            "P-Tuning v2": ["PTv2 lr1e-2 head1e-2", "PTv2 lr2e-2 head1e-2"],
+            "LoRA (r=4)": ["LoRA lr1e-3 head1e-2", "LoRA lr5e-3 head1e-2"],
+        },
+    ),
+    "ltuning_lr_probe_minilm_choice": lambda: probe_choice(
+        "ltuning_lr_probe_minilm",
+        {
+            "Prompt": ["Prompt, lr 1e-2"],
+            "LT-prefix": ["LT-prefix, lr 1e-3", "LT-prefix, lr 1e-2"],
+            "LT-prompt": ["LT-prompt, lr 1e-3", "LT-prompt, lr 1e-2"],
+        },
+    ),
+    "learned_adapter_rt_minilm": lambda: tables("learned_adapter_rt_minilm"),
+    "issue15_demo_rt_shift_seeds": lambda: tables("issue15_demo_rt_shift_seeds"),
+    "issue15_demo_rt_shift_seeds_drops": lambda: (
+        drop_differences("issue15_demo_rt_shift_seeds", [("P-Tuning v2", "DCPC")], "RT", "RT-A")
+        + "\n\n"
+        + differences("issue15_demo_rt_shift_seeds", [("P-Tuning v2", "DCPC")])
+    ),
+    "issue15_demo_rt_shift_seeds_terms": lambda: run_terms(
+        "issue15_demo_rt_shift_seeds",
+        "DCPC",
+        ["gate_cos_rate", "gate_ambiguity_rate", "loss_task", "loss_ambiguity", "loss_align", "loss_kl"],
+    ),
 }
 
 

@@ -324,6 +324,7 @@ TRAINED_ON_THE_TASK_LOSS = [
     "prompt-tuning",
     "bitfit",
     "houlsby",
+    "learned-adapter",
     "lpt",
     "pedro",
 ]

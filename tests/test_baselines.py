@@ -15,7 +15,13 @@ from prefalign.methods import registry
 WEIGHT_DECAY = 0.01
 
 PEFT_AND_FULL = ["lora", "adalora", "ia3", "prompt-tuning", "full-ft"]
-HANDWRITTEN = ["bitfit", "houlsby", "lpt", "pedro"]  # hook-based, tests/test_baselines_handwritten.py
+HANDWRITTEN = [
+    "bitfit",
+    "houlsby",
+    "learned-adapter",
+    "lpt",
+    "pedro",
+]  # hook-based, tests/test_baselines_handwritten.py
 
 
 @pytest.fixture(params=["bert", "llama"])

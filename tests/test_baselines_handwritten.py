@@ -1,4 +1,4 @@
-"""The hook-based baselines PEFT lacks (BitFit, Houlsby adapters, LPT, PEDRO): they start as the
+"""The hook-based baselines PEFT lacks (BitFit, Houlsby adapters, Learned-Adapter, LPT, PEDRO): they start as the
 frozen model, count right, insert where they say, and never stack or share hooks.
 
 Training and save/load round trips of the default settings run in tests/test_baselines.py.
@@ -25,10 +25,11 @@ VARIANTS = [
     ("bitfit", {}),
     ("bitfit", {"rank": 8}),
     ("houlsby", {}),
+    ("learned-adapter", {}),
     ("lpt", {"prompt_length": 4, "bottleneck": 8}),
     ("pedro", {}),
 ]
-IDS = ["bitfit", "bitfit-r8", "houlsby", "lpt", "pedro"]
+IDS = ["bitfit", "bitfit-r8", "houlsby", "learned-adapter", "lpt", "pedro"]
 
 
 @pytest.fixture(params=["bert", "llama"])
@@ -182,6 +183,12 @@ def expected_count(lm, name, params, num_classes=2):
     if name == "houlsby":
         r = params.get("bottleneck", 18)
         return head + L * 2 * (2 * d * r + r + d)
+    if name == "learned-adapter":  # one adapter of width r per block, plus 2 place and 5 activation logits
+        r = params.get("bottleneck", 36)
+        logits = (2 if params.get("placement", "search") == "search" else 0) + (
+            5 if params.get("activation", "search") == "search" else 0
+        )
+        return head + L * (2 * d * r + r + d + logits)
     if name == "lpt":
         b = params.get("bottleneck", 1024)
         return head + 2 * d * b + b + d
@@ -192,7 +199,14 @@ def expected_count(lm, name, params, num_classes=2):
 
 
 @pytest.mark.parametrize(
-    ("name", "params"), VARIANTS + [("lpt", {}), ("houlsby", {"bottleneck": 3}), ("pedro", {"r": 5})]
+    ("name", "params"),
+    VARIANTS
+    + [
+        ("lpt", {}),
+        ("houlsby", {"bottleneck": 3}),
+        ("pedro", {"r": 5}),
+        ("learned-adapter", {"bottleneck": 3, "placement": "ffn", "activation": "relu"}),
+    ],
 )
 def test_tunable_parameter_count_matches_the_hand_formula(backbone, name, params):
     model, _ = build(backbone, name, **params)
@@ -247,7 +261,9 @@ def test_building_twice_never_stacks_hooks(backbone, name, params):
 
 
 @pytest.mark.parametrize(
-    ("name", "params"), [v for v in VARIANTS if v[0] in ("lpt", "pedro", "houlsby")], ids=["houlsby", "lpt", "pedro"]
+    ("name", "params"),
+    [v for v in VARIANTS if v[0] in ("lpt", "pedro", "houlsby", "learned-adapter")],
+    ids=["houlsby", "learned-adapter", "lpt", "pedro"],
 )
 def test_a_deep_copy_runs_on_its_own_parameters(tiny_llama, name, params):
     torch.manual_seed(0)

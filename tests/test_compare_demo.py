@@ -114,6 +114,10 @@ def test_gate_rates_are_averaged_over_training_logs_and_tabulated_through_also()
         {"gate_cos_rate_mean": 0.2, "gate_ambiguity_rate_mean": 0.1, "loss_mean": 0.9, "loss_align_mean": 0.5}
     )
     assert logged_means([{"loss": 1.0}]) == {"loss_mean": 1.0}  # P-Tuning v2 logs no gate
+    # Learned-Adapter's searched weight on the FFN place: averaged the same way
+    assert logged_means(
+        [{"loss": 1.0, "arch_ffn_weight": 0.5}, {"loss": 0.5, "arch_ffn_weight": 0.7}]
+    ) == pytest.approx({"loss_mean": 0.75, "arch_ffn_weight_mean": 0.6})
     runs = [
         {
             "model": "m",

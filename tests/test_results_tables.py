@@ -44,3 +44,43 @@ def test_the_ltuning_per_seed_line_is_the_csv(tables):
     line = tables.per_seed("ltuning_minilm", "SST-2")
     assert "Prompt 76.9 / 75.3 / 77.9" in line
     assert "Prompt 76.9 / 75.3 / 77.9" in (ROOT / "docs" / "results.md").read_text()
+
+
+def test_drops_and_their_difference_are_seed_matched(tables, monkeypatch):
+    from types import SimpleNamespace
+
+    def run(method, column, seed, acc):
+        return {"method": method, "column": column, "seed": seed, "status": "ok", "metrics": {"test_accuracy": acc}}
+
+    cfg = SimpleNamespace(seeds=[0, 1], methods=[SimpleNamespace(label="A"), SimpleNamespace(label="B")])
+    results = [
+        run("A", "C", 0, 0.80),
+        run("A", "S", 0, 0.70),
+        run("A", "C", 1, 0.78),
+        run("A", "S", 1, 0.74),
+        run("B", "C", 0, 0.79),
+        run("B", "S", 0, 0.75),
+        run("B", "C", 1, 0.77),
+        run("B", "S", 1, 0.76),
+    ]
+    monkeypatch.setattr(tables, "grid", lambda name: (cfg, results))
+    text = tables.drop_differences("g", [("A", "B")], "C", "S")
+    # A drops 10 and 4 points, B 4 and 1: B's drop minus A's is -6 and -3 (median -4.5).
+    assert "| A: drop | +10.0 / +4.0 | +7.0 [+4.0, +10.0] (2) |" in text
+    assert "| B: drop | +4.0 / +1.0 | +2.5 [+1.0, +4.0] (2) |" in text
+    assert "| B's drop minus A's | -6.0 / -3.0 | -4.5 [-6.0, -3.0] (2) |" in text
+
+
+def test_probe_choice_reads_validation_and_names_ties(tables, monkeypatch):
+    def run(label, val, test):
+        return {"method": label, "status": "ok", "metrics": {"validation_accuracy": val, "test_accuracy": test}}
+
+    results = [run("x1", 0.6, 0.7), run("x2", 0.6, 0.8), run("y1", 0.5, 0.9), run("y2", 0.7, 0.6)]
+    monkeypatch.setattr(tables, "grid", lambda name: (None, results))
+    lines = tables.probe_choice("g", {"X": ["x1", "x2"], "Y": ["y1", "y2"]}).splitlines()
+    assert lines[2:] == [
+        "| X | x1 | 60.0 | 70.0 | yes (tie) |",
+        "| X | x2 | 60.0 | 80.0 | yes (tie) |",
+        "| Y | y1 | 50.0 | 90.0 |  |",
+        "| Y | y2 | 70.0 | 60.0 | yes |",
+    ]

@@ -91,6 +91,7 @@ _BUILTIN = [
     MethodSpec("prompt-tuning", baselines.PromptTuningConfig, target=".baselines.peft_methods:PromptTuningBaseline"),
     MethodSpec("bitfit", baselines.BitFitConfig, target=".baselines.bitfit:BitFit"),
     MethodSpec("houlsby", baselines.HoulsbyAdapterConfig, target=".baselines.houlsby:HoulsbyAdapter"),
+    MethodSpec("learned-adapter", baselines.LearnedAdapterConfig, target=".baselines.learned_adapter:LearnedAdapter"),
     MethodSpec("lpt", baselines.LatePromptTuningConfig, target=".baselines.lpt:LatePromptTuning"),
     MethodSpec("pedro", baselines.PedroConfig, target=".baselines.pedro:Pedro"),
     MethodSpec("zero-shot", baselines.ZeroShotConfig, **_NO, target=".baselines.calibration:Calibrated"),

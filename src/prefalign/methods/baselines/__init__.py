@@ -1,7 +1,7 @@
 """The baselines of DCPC Tables 1-2 (appendix A.1.2), trained through the same runner as DCPC.
 
 From PEFT: LoRA, AdaLoRA, (IA)^3, prompt tuning. By hand (PEFT lacks them): full fine-tuning,
-BitFit, Houlsby adapters, LPT and PEDRO (forward hooks, see hooks.py). Training-free (bias-aware
+BitFit, Houlsby adapters, Learned-Adapter, LPT and PEDRO (forward hooks, see hooks.py). Training-free (bias-aware
 PEFT paper, appendix D): the untuned model, CC, DC and CRISPR.
 """
 
@@ -31,6 +31,8 @@ _EXPORTS = {
     "IA3BaselineConfig": ".config",
     "LatePromptTuning": ".lpt",
     "LatePromptTuningConfig": ".config",
+    "LearnedAdapter": ".learned_adapter",
+    "LearnedAdapterConfig": ".config",
     "LoraBaseline": ".peft_methods",
     "LoraBaselineConfig": ".config",
     "Pedro": ".pedro",

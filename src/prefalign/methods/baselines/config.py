@@ -129,6 +129,44 @@ class HoulsbyAdapterConfig(BaselineConfig):
         self.check_range("bottleneck", 1, None)
 
 
+# Learned-Adapter's search space as we read it (docs/methods/baselines.md): where the one adapter of a block
+# acts, and its activation.
+LEARNED_ADAPTER_PLACEMENTS = ("attention", "ffn")
+LEARNED_ADAPTER_ACTIVATIONS = ("relu", "gelu", "tanh", "swish", "identity")
+
+
+@dataclass
+class LearnedAdapterConfig(BaselineConfig):
+    """Learned-Adapter (Zhang et al., 2023b): one adapter per block, its place and activation searched."""
+
+    bottleneck: int = _f(
+        36,
+        "adapter bottleneck width (appendix A.1.2: 36); one adapter per block, the Houlsby adapter's budget "
+        "of two of 18 (Tables 1-2: 9.5M both)",
+    )
+    placement: str = _f(
+        "search",
+        "where each block's adapter acts: 'search' (softmax weights over both places, trained with the "
+        "adapter; our reading of Learned-Adapter's per-layer search), 'attention' (after the attention "
+        "output projection) or 'ffn' (after the FFN output projection)",
+        choices=("search", *LEARNED_ADAPTER_PLACEMENTS),
+    )
+    activation: str = _f(
+        "search",
+        "the adapter's activation: 'search' (softmax weights over relu, gelu, tanh, swish and identity, "
+        "trained with the adapter) or one of them, fixed",
+        choices=("search", *LEARNED_ADAPTER_ACTIVATIONS),
+    )
+    attention_module: str | None = _f(
+        None, "the attention output projection, relative to one layer; default: found by name, as houlsby's"
+    )
+    ffn_module: str | None = _f(None, "the FFN output projection, relative to one layer; default: found by name")
+
+    def validate(self) -> None:
+        super().validate()
+        self.check_range("bottleneck", 1, None)
+
+
 @dataclass
 class LatePromptTuningConfig(BaselineConfig):
     """LPT (Liu et al., 2022b): a generated, instance-dependent prompt inserted at an intermediate layer."""
