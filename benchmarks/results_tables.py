@@ -19,6 +19,7 @@ rebuilds the same text. ``--check`` rewrites nothing and exits 1 naming every pa
 from __future__ import annotations
 
 import argparse
+import json
 import re
 import sys
 from pathlib import Path
@@ -111,6 +112,35 @@ def seed_spread(name: str, metric: str = "accuracy") -> str:
     return "\n".join(lines)
 
 
+def profile(name: str = "profile_step_minilm") -> str:
+    """The step profile of benchmarks/profile_step.py --records: memory and op counts per method."""
+    records = [json.loads(line) for line in (RESULTS / f"{name}.jsonl").read_text().splitlines() if line.strip()]
+    first = records[0]
+    lines = [
+        f"{first['model']}, batch {first['batch']}, m {first['prefix']}, {first['tokens_per_row']} tokens per row, "
+        f"seed {first['seed']}; {first['hardware']} (load average {first['load_average_1min']}), "
+        f"torch {first['versions']['torch']}, `benchmarks/results/{name}.jsonl`.",
+        "",
+        "| method | tensors saved for backward | peak during forward | peak during backward | top-level aten ops "
+        "| step CPU time (median of 10) |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    for r in records:
+        lines.append(
+            f"| {r['method']} | {r['saved_for_backward_mib']:.1f} MiB | {r['peak_forward_mib']:.1f} MiB "
+            f"| {r['peak_backward_mib']:.1f} MiB | {r['top_level_aten_ops']} | {r['step_cpu_ms_median_of_10']:.0f} ms |"
+        )
+    by = {r["method"]: r for r in records}
+    if "dcpc" in by and "ptuning-v2" in by:
+        ratio = by["dcpc"]["peak_forward_mib"] / by["ptuning-v2"]["peak_forward_mib"]
+        extra = by["dcpc"]["top_level_aten_ops"] - by["ptuning-v2"]["top_level_aten_ops"]
+        lines += [
+            "",
+            f"DCPC's forward-pass peak is {ratio:.3f}x P-Tuning v2's; it runs {extra} more top-level ops a step.",
+        ]
+    return "\n".join(lines)
+
+
 def _columns(cfg) -> list[str]:
     return [c for d in cfg.datasets for c in (d.name, d.shifted_name) if c is not None]
 
@@ -129,6 +159,8 @@ BLOCKS = {
     "annotators_minilm_accuracy": lambda: target_accuracy("annotators_minilm"),
     "annotators_smollm2_accuracy": lambda: target_accuracy("annotators_smollm2"),
     "annotators_aggregates_minilm_spread": lambda: seed_spread("annotators_aggregates_minilm"),
+    "profile_step_minilm": profile,
+    "profile_step_tiny": lambda: profile("profile_step_tiny"),
 }
 
 
