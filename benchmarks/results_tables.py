@@ -141,6 +141,49 @@ def profile(name: str = "profile_step_minilm") -> str:
     return "\n".join(lines)
 
 
+def demo_splits() -> str:
+    """The demo's test majority class and the movies its splits share, per seed (benchmarks/demo_splits.py)."""
+    record = json.loads((RESULTS / "demo_splits.json").read_text())
+    seeds = record["seeds"]
+    ids = ", ".join(str(s["seed"]) for s in seeds)
+    majority = ", ".join(f"{s['test_majority_share']:.3f}" for s in seeds)
+    shared = ", ".join(str(s["movies_in_train_and_validation"]) for s in seeds)
+    apart = all(s["movies_in_train_and_test"] == 0 and s["movies_in_validation_and_test"] == 0 for s in seeds)
+    labels = sorted({s["test_majority_label"] for s in seeds})
+    return (
+        f"Seeds {ids}: the majority class of the {seeds[0]['sizes']['test']:,} test reviews "
+        f"({', '.join(labels)}) is {majority}; movies with reviews in both train and validation: {shared}; "
+        f"movies in test and any other split: {'none' if apart else 'some (see the file)'} "
+        "(`benchmarks/results/demo_splits.json`, `python benchmarks/demo_splits.py`)."
+    )
+
+
+def demo_per_seed(name: str = "demo_minilm") -> str:
+    """Every demo run: test and validation accuracy, DCPC's mean cosine-gate rate, seconds, per seed."""
+    cfg, results = grid(name)
+    majority = {
+        s["seed"]: s["test_majority_share"] for s in json.loads((RESULTS / "demo_splits.json").read_text())["seeds"]
+    }
+    lines = [
+        "| seed | method | train labels | test accuracy | test majority class | validation accuracy "
+        "| share of pairs through the cosine gate | seconds |",
+        "|---|---|---|---:|---:|---:|---:|---:|",
+    ]
+    columns = _columns(cfg)
+    done = sorted(
+        (r for r in results if r is not None),
+        key=lambda r: (r["seed"], columns.index(r["column"]), [m.label for m in cfg.methods].index(r["method"])),
+    )
+    for r in done:
+        m = r["metrics"]
+        gate = "n/a" if m.get("gate_cos_rate_mean") is None else f"{100 * m['gate_cos_rate_mean']:.1f}%"
+        lines.append(
+            f"| {r['seed']} | {r['method']} | {r['column']} | {m['test_accuracy']:.3f} | {majority[r['seed']]:.3f} "
+            f"| {m['validation_accuracy']:.3f} | {gate} | {r['seconds']:.0f} |"
+        )
+    return "\n".join(lines)
+
+
 def _columns(cfg) -> list[str]:
     return [c for d in cfg.datasets for c in (d.name, d.shifted_name) if c is not None]
 
@@ -160,6 +203,11 @@ BLOCKS = {
     "annotators_smollm2_accuracy": lambda: target_accuracy("annotators_smollm2"),
     "annotators_aggregates_minilm_spread": lambda: seed_spread("annotators_aggregates_minilm"),
     "profile_step_minilm": profile,
+    "demo_splits": demo_splits,
+    "demo_minilm": lambda: tables("demo_minilm"),
+    "demo_minilm_per_seed": demo_per_seed,
+    "demo_minilm_differences": lambda: differences("demo_minilm", [("P-Tuning v2", "DCPC")]),
+    "sst2_ptuning_375_minilm": lambda: tables("sst2_ptuning_375_minilm"),
     "profile_step_tiny": lambda: profile("profile_step_tiny"),
 }
 
