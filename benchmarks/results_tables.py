@@ -176,9 +176,10 @@ def demo_per_seed(name: str = "demo_minilm") -> str:
     )
     for r in done:
         m = r["metrics"]
+        labels = "clean" if r["variant"] == "original" else r["column"]
         gate = "n/a" if m.get("gate_cos_rate_mean") is None else f"{100 * m['gate_cos_rate_mean']:.1f}%"
         lines.append(
-            f"| {r['seed']} | {r['method']} | {r['column']} | {m['test_accuracy']:.3f} | {majority[r['seed']]:.3f} "
+            f"| {r['seed']} | {r['method']} | {labels} | {m['test_accuracy']:.3f} | {majority[r['seed']]:.3f} "
             f"| {m['validation_accuracy']:.3f} | {gate} | {r['seconds']:.0f} |"
         )
     return "\n".join(lines)

@@ -44,3 +44,26 @@ def test_the_ltuning_per_seed_line_is_the_csv(tables):
     line = tables.per_seed("ltuning_minilm", "SST-2")
     assert "Prompt 76.9 / 75.3 / 77.9" in line
     assert "Prompt 76.9 / 75.3 / 77.9" in (ROOT / "docs" / "results.md").read_text()
+
+
+def test_the_demo_splits_record_is_what_the_script_computes_today():
+    """benchmarks/results/demo_splits.json (the majority class and shared movies the demo section quotes)
+    is recomputed from the data, and seed 0's test majority agrees with the one benchmarks/peft_prefix_minilm.py
+    counted on the same split by its own code."""
+    import json
+    import sys
+
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from demo_splits import describe
+
+    committed = json.loads((ROOT / "benchmarks" / "results" / "demo_splits.json").read_text())
+    assert [describe(s["seed"]) for s in committed["seeds"]] == committed["seeds"]
+    peft = [json.loads(line) for line in (ROOT / "benchmarks" / "results" / "peft_prefix_minilm.jsonl").open()]
+    rt = [r for r in peft if r["data"] == "rt"]  # the demo's seed-0 split
+    assert rt and committed["seeds"][0]["test_majority_share"] == rt[0]["majority_rate"]
+
+
+def test_profile_records_hold_what_the_table_needs(tables):
+    for name in ("profile_step_minilm", "profile_step_tiny"):
+        text = tables.profile(name)
+        assert "| ptuning-v2 |" in text and "| dcpc |" in text and "2 CPU cores" in text
