@@ -10,11 +10,19 @@ forward pass (loss included) and during the backward pass (VmHWM, reset through
 /proc/self/clear_refs, as speed_memory.py measures), the number of top-level aten operations of
 one step (torch.profiler) and the step's CPU time of the compute thread, median of 10. Every name
 speed_memory.py measures works, the peers included (peft-prefix, peft-lora, hf-full-ft, lora ...).
+
+``--records FILE`` also writes one JSON line per method (the numbers above, the settings, seed 0,
+library versions, machine, seconds and the command), replacing FILE atomically at the end; the
+profile table in docs/performance.md is generated from benchmarks/results/profile_step_minilm.jsonl:
+
+    OMP_NUM_THREADS=1 python benchmarks/profile_step.py --model minilm --batch 16 --prefix 16 \
+        --methods ptuning-v2,dcpc --records benchmarks/results/profile_step_minilm.jsonl
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import statistics
 import sys
@@ -42,6 +50,7 @@ def main() -> None:
         action="store_true",
         help="also print how the top-level aten op counts differ from the first method's",
     )
+    p.add_argument("--records", help="write one JSON line per method into this JSONL file (replaced at the end)")
     args = p.parse_args()
     import torch
     from torch.profiler import ProfilerActivity, profile
@@ -61,7 +70,9 @@ def main() -> None:
 
     print(f"{args.model}, batch {args.batch}, m {args.prefix}, {batch['input_ids'].shape[1]} tokens per row")
     first = None
+    records = []
     for name in args.methods.split(","):
+        started = time.time()
         torch.manual_seed(0)
         model, params = sm.build_model(name, backbone, task, args.prefix, task.num_classes)
         model.train()
@@ -107,6 +118,22 @@ def main() -> None:
             f"backward {bwd_peak:7.1f} MiB | {ops:4d} aten ops | {1000 * statistics.median(times):8.2f} ms CPU",
             flush=True,
         )
+        records.append(
+            {
+                "method": name,
+                "model": args.model,
+                "batch": args.batch,
+                "prefix": args.prefix,
+                "tokens_per_row": int(batch["input_ids"].shape[1]),
+                "seed": 0,
+                "saved_for_backward_mib": round(sum(storages.values()) / 2**20, 3),
+                "peak_forward_mib": round(fwd_peak, 3),
+                "peak_backward_mib": round(bwd_peak, 3),
+                "top_level_aten_ops": ops,
+                "step_cpu_ms_median_of_10": round(1000 * statistics.median(times), 3),
+                "seconds": round(time.time() - started, 1),
+            }
+        )
         if args.table:
             print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=15))
         if args.counts and top is not first:
@@ -115,6 +142,24 @@ def main() -> None:
                 "   top-level aten ops, this method minus the first: "
                 + ", ".join(f"{k[6:]} {v:+d}" for k, v in sorted(diff.items(), key=lambda kv: (-abs(kv[1]), kv[0])))
             )
+    if args.records:
+        write_records(args.records, records)
+
+
+def write_records(path: str, records: list[dict]) -> None:
+    """The per-method records, each with the versions, machine and command that produced it."""
+    from prefalign.utils.atomic_files import write_text_atomically
+    from prefalign.utils.environment import hardware, machine, versions
+
+    shared = {
+        "command": "python benchmarks/profile_step.py " + " ".join(sys.argv[1:]),
+        "versions": versions(),
+        "machine": machine(),
+        "hardware": hardware(),
+        "load_average_1min": round(os.getloadavg()[0], 2),
+        "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+    write_text_atomically(path, "".join(json.dumps({**r, **shared}, sort_keys=True) + "\n" for r in records))
 
 
 if __name__ == "__main__":

@@ -19,6 +19,7 @@ rebuilds the same text. ``--check`` rewrites nothing and exits 1 naming every pa
 from __future__ import annotations
 
 import argparse
+import json
 import re
 import sys
 from pathlib import Path
@@ -198,6 +199,79 @@ def run_terms(name: str, method: str, keys: list[str]) -> str:
     return "\n".join(lines)
 
 
+def profile(name: str = "profile_step_minilm") -> str:
+    """The step profile of benchmarks/profile_step.py --records: memory and op counts per method."""
+    records = [json.loads(line) for line in (RESULTS / f"{name}.jsonl").read_text().splitlines() if line.strip()]
+    first = records[0]
+    lines = [
+        f"{first['model']}, batch {first['batch']}, m {first['prefix']}, {first['tokens_per_row']} tokens per row, "
+        f"seed {first['seed']}; {first['hardware']} (load average {first['load_average_1min']}), "
+        f"torch {first['versions']['torch']}, `benchmarks/results/{name}.jsonl`.",
+        "",
+        "| method | tensors saved for backward | peak during forward | peak during backward | top-level aten ops "
+        "| step CPU time (median of 10) |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    for r in records:
+        lines.append(
+            f"| {r['method']} | {r['saved_for_backward_mib']:.1f} MiB | {r['peak_forward_mib']:.1f} MiB "
+            f"| {r['peak_backward_mib']:.1f} MiB | {r['top_level_aten_ops']} | {r['step_cpu_ms_median_of_10']:.0f} ms |"
+        )
+    by = {r["method"]: r for r in records}
+    if "dcpc" in by and "ptuning-v2" in by:
+        ratio = by["dcpc"]["peak_forward_mib"] / by["ptuning-v2"]["peak_forward_mib"]
+        extra = by["dcpc"]["top_level_aten_ops"] - by["ptuning-v2"]["top_level_aten_ops"]
+        lines += [
+            "",
+            f"DCPC's forward-pass peak is {ratio:.3f}x P-Tuning v2's; it runs {extra} more top-level ops a step.",
+        ]
+    return "\n".join(lines)
+
+
+def demo_splits() -> str:
+    """The demo's test majority class and the movies its splits share, per seed (benchmarks/demo_splits.py)."""
+    record = json.loads((RESULTS / "demo_splits.json").read_text())
+    seeds = record["seeds"]
+    ids = ", ".join(str(s["seed"]) for s in seeds)
+    majority = ", ".join(f"{s['test_majority_share']:.3f}" for s in seeds)
+    shared = ", ".join(str(s["movies_in_train_and_validation"]) for s in seeds)
+    apart = all(s["movies_in_train_and_test"] == 0 and s["movies_in_validation_and_test"] == 0 for s in seeds)
+    labels = sorted({s["test_majority_label"] for s in seeds})
+    return (
+        f"Seeds {ids}: the majority class of the {seeds[0]['sizes']['test']:,} test reviews "
+        f"({', '.join(labels)}) is {majority}; movies with reviews in both train and validation: {shared}; "
+        f"movies in test and any other split: {'none' if apart else 'some (see the file)'} "
+        "(`benchmarks/results/demo_splits.json`, `python benchmarks/demo_splits.py`)."
+    )
+
+
+def demo_per_seed(name: str = "demo_minilm") -> str:
+    """Every demo run: test and validation accuracy, DCPC's mean cosine-gate rate, seconds, per seed."""
+    cfg, results = grid(name)
+    majority = {
+        s["seed"]: s["test_majority_share"] for s in json.loads((RESULTS / "demo_splits.json").read_text())["seeds"]
+    }
+    lines = [
+        "| seed | method | train labels | test accuracy | test majority class | validation accuracy "
+        "| share of pairs through the cosine gate | seconds |",
+        "|---|---|---|---:|---:|---:|---:|---:|",
+    ]
+    columns = _columns(cfg)
+    done = sorted(
+        (r for r in results if r is not None),
+        key=lambda r: (r["seed"], columns.index(r["column"]), [m.label for m in cfg.methods].index(r["method"])),
+    )
+    for r in done:
+        m = r["metrics"]
+        labels = "clean" if r["variant"] == "original" else r["column"]
+        gate = "n/a" if m.get("gate_cos_rate_mean") is None else f"{100 * m['gate_cos_rate_mean']:.1f}%"
+        lines.append(
+            f"| {r['seed']} | {r['method']} | {labels} | {m['test_accuracy']:.3f} | {majority[r['seed']]:.3f} "
+            f"| {m['validation_accuracy']:.3f} | {gate} | {r['seconds']:.0f} |"
+        )
+    return "\n".join(lines)
+
+
 def probe_choice(name: str, groups: dict[str, list[str]], metric: str = "accuracy") -> str:
     """Per group of probe rows (one method at several learning rates): each row's validation and test score,
     and the row validation picks (ties: every tied row named)."""
@@ -281,6 +355,13 @@ BLOCKS = {
         "DCPC",
         ["gate_cos_rate", "gate_ambiguity_rate", "loss_task", "loss_ambiguity", "loss_align", "loss_kl"],
     ),
+    "profile_step_minilm": profile,
+    "demo_splits": demo_splits,
+    "demo_minilm": lambda: tables("demo_minilm"),
+    "demo_minilm_per_seed": demo_per_seed,
+    "demo_minilm_differences": lambda: differences("demo_minilm", [("P-Tuning v2", "DCPC")]),
+    "sst2_ptuning_375_minilm": lambda: tables("sst2_ptuning_375_minilm"),
+    "profile_step_tiny": lambda: profile("profile_step_tiny"),
 }
 
 

@@ -21,8 +21,8 @@ DEMO_DEFAULTS = {
     "data": {"max_length": 64},
     "method": {
         "pcm_learning_rate": 1e-3,  # the PCM moves every prefix at once: 1e-2 destabilises it
-        # tau_cos stays at its default, 0.3 on centred cosines: about 8% of pairs pass on clean labels and
-        # 2% on SST-2-P (docs/results.md); the paper's 0.85 passes none of these reviews.
+        # tau_cos stays at its default, 0.3 on centred cosines: a few percent of pairs pass on clean labels
+        # (each run's share: docs/results.md, the demo); the paper's 0.85 passes none of these reviews.
     },
     "training": {
         "learning_rate": 1e-2,  # prefixes (and the PCM): P-Tuning v2's range, not section 4.1's 1e-4

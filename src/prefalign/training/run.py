@@ -328,6 +328,8 @@ def training_arguments(
     ``bars``: whether tqdm bars may be drawn (default: training.progress)."""
     tc = cfg.training
     bars = tc.progress if bars is None else bars
+    if not uses_gpu(tc.device):
+        refuse_sharding_on_cpu(tc.trainer_args)
     try:
         return TrainingArguments(
             output_dir=str(Path(tc.output_dir) / "checkpoints"),
@@ -366,6 +368,24 @@ def training_arguments(
     except (ValueError, TypeError, ImportError) as exc:  # a value transformers refuses (fp16 on a CPU, a tracker)
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ConfigError(f"the training section does not make valid TrainingArguments: {first}") from None
+
+
+def refuse_sharding_on_cpu(trainer_args: dict) -> None:
+    """Refuse FSDP and DeepSpeed on CPU, which Accelerate would silently replace by DDP or one process.
+
+    accelerate 1.16's AcceleratorState switches to FSDP only for multi-GPU-like distributed types
+    (accelerate/state.py: ``elif self.distributed_type in [DistributedType.MULTI_GPU, ...]``, which
+    leaves out MULTI_CPU) and to DeepSpeed only ``and not cpu``; on CPU the plugin is dropped without a
+    word and the model is wrapped in DDP. torch's own FSDP2 (``fully_shard``) does run on CPU with gloo,
+    but not through the Trainer. docs/performance.md, "FSDP and DeepSpeed", has the details.
+    """
+    for key, env in (("fsdp", "ACCELERATE_USE_FSDP"), ("deepspeed", "ACCELERATE_USE_DEEPSPEED")):
+        if trainer_args.get(key) or os.environ.get(env, "false").lower() == "true":
+            raise ConfigError(
+                f"{key} on CPU is not run by Accelerate (it falls back to DDP without saying so): "
+                f"remove training.trainer_args.{key} (and {env}) to train on CPU, where DDP under torchrun "
+                "is supported, or set training.device=cuda"
+            )
 
 
 def uses_gpu(device: str) -> bool:
