@@ -58,6 +58,12 @@ SEARCH_SEEDS = (0, 1)
 FINAL_SEEDS = (0, 1, 2)
 
 
+def _portable(obj):
+    """``obj`` with this checkout's and the data folder's absolute paths made relative (records are committed)."""
+    text = json.dumps(obj).replace(str(DATA), "../shared/data").replace(str(ROOT) + "/", "")
+    return json.loads(text)
+
+
 def split(work: Path) -> dict:
     """Shuffle HH's pairs once (seed 0), cut disjoint test, validation, selection and per-source training
     sets, flip the first round(flip * n) pairs of each source in a seeded order, write JSONL files."""
@@ -152,7 +158,7 @@ class Runner:
         record = {
             **extra,
             "scored": cfg.test[0].name,
-            "config": cfg_dict,
+            "config": _portable(cfg_dict),
             "metrics": result.metrics,
             "margins": margins,
             "weight_curves": curves,

@@ -25,7 +25,11 @@ from transformers import DynamicCache
 from prefalign.kv import LoRCCache, cache_nbytes, compress_model, compressed_layers, progressive_schedule
 from prefalign.models.loading import load_backbone
 
-DATA = Path("/work/shared/data/wikitext2_raw/wiki.test.raw")
+# ../shared/data beside the checkout (a worktree under wt/ looks one level further up)
+_SHARED = next(
+    (p / "shared" / "data" for p in Path(__file__).resolve().parents if (p / "shared" / "data").is_dir()), None
+)
+DATA = (_SHARED or Path("../shared/data")) / "wikitext2_raw" / "wiki.test.raw"
 RESULTS = Path(__file__).resolve().parent / "results"
 
 

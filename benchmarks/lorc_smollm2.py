@@ -4,9 +4,9 @@ progressive vs uniform schedule, the single-layer sensitivity profile and the me
     OMP_NUM_THREADS=1 python benchmarks/lorc_smollm2.py            # the committed run (2 shared CPU cores)
     python benchmarks/lorc_smollm2.py --ppl-tokens 512 --boolq-n 4 --ratios 0.6 --profile-tokens 0  # smoke
 
-Data (tests/benchmarks only): /work/shared/data/wikitext2_raw/wiki.test.raw (the first --ppl-tokens
+Data (tests/benchmarks only): ../shared/data/wikitext2_raw/wiki.test.raw (the first --ppl-tokens
 tokens of its first 200k characters, non-overlapping windows of --window) and
-/work/shared/data/boolq/boolq_validation.json (the first --boolq-n items in the official dev order;
+../shared/data/boolq/boolq_validation.json (the first --boolq-n items in the official dev order;
 prompt "<passage>\\nQuestion: <question>?\\nAnswer:", prediction = the larger next-token logit of
 " Yes" vs " No"). Deterministic: no sampling, no seed enters any number except the bootstrap
 intervals (seed 0). Writes benchmarks/results/lorc_smollm2.json and one JSONL line per evaluated model.
@@ -30,7 +30,11 @@ from prefalign.kv import LoRCCache, cache_nbytes, compress_model, compressed_lay
 from prefalign.kv.schedule import log_condition_numbers, progressive_schedule, uniform_schedule
 from prefalign.models.loading import load_backbone
 
-DATA = Path("/work/shared/data")
+# ../shared/data beside the checkout (a worktree under wt/ looks one level further up)
+DATA = next(
+    (p / "shared" / "data" for p in Path(__file__).resolve().parents if (p / "shared" / "data").is_dir()),
+    Path("../shared/data"),
+)
 RESULTS = Path(__file__).resolve().parent / "results"
 
 

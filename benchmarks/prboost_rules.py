@@ -30,12 +30,15 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
-DATA = ROOT.parent.parent / "shared" / "data"
+# ../shared/data beside the checkout (a worktree under wt/ looks one level further up)
+DATA = next(
+    (p / "shared" / "data" for p in ROOT.parents if (p / "shared" / "data").is_dir()), ROOT.parent / "shared" / "data"
+)
 OUT = ROOT / "benchmarks" / "results" / "prboost"
 
 
 def _data_root() -> Path:
-    for candidate in (Path(os.environ.get("PREFALIGN_SHARED_DATA", "")), DATA, Path("/work/shared/data")):
+    for candidate in (Path(os.environ.get("PREFALIGN_SHARED_DATA", "")), DATA):
         if str(candidate) and (candidate / "agnews").is_dir():
             return candidate
     sys.exit("cannot find the shared data folder; set PREFALIGN_SHARED_DATA")
