@@ -4,13 +4,18 @@ Run before and after a change to DCPC to see each finding hold or go away:
 
     PYTHONPATH=src python benchmarks/dcpc_findings.py            # tiny models, a few seconds
     PYTHONPATH=src python benchmarks/dcpc_findings.py --real     # also the starting L_align on the real models
+    PYTHONPATH=src python benchmarks/dcpc_findings.py --real --output benchmarks/results/dcpc_findings.json
 
-Each line prints one measured number and what it was in the issue.
+Each line prints one measured number and what it was in the issue; --output also writes them all as JSON
+(with the command, versions and machine), the record docs/methods/dcpc.md cites.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import platform
+import sys
 from types import SimpleNamespace
 
 import torch
@@ -21,6 +26,8 @@ from prefalign.methods.dcpc import DCPCConfig, DCPCModel, losses
 from prefalign.methods.dcpc.pcm import PreferenceCorrection
 from prefalign.models.introspect import ModelGeometry
 from prefalign.models.tiny import tiny_backbone
+from prefalign.utils.atomic_files import write_text_atomically
+from prefalign.utils.environment import versions
 
 LLAMA2_7B = ModelGeometry("llama", True, 32, 4096, 32, 32, 128)
 REVIEWS = [
@@ -95,9 +102,10 @@ def gate_on_agreement() -> float:
     return terms["gate_ambiguity_rate"].item()
 
 
-def starting_terms(lm, n_pairs_all: bool = True) -> tuple[float, float]:
-    """(L_task, L_align) at initialisation with the default config, L_align over every pair."""
-    cfg = DCPCConfig(tau_cos=0.0, tau_ambiguity=0.0, similarity_center=False)
+def starting_terms(lm, **overrides) -> tuple[float, float]:
+    """(L_task, L_align) at initialisation with the default config (plus ``overrides``), L_align over every
+    pair; the PCM starts at zero, so L_align is its token half."""
+    cfg = DCPCConfig(tau_cos=0.0, tau_ambiguity=0.0, similarity_center=False, **overrides)
     model, batch = _model(lm, cfg)
     model.eval()
     with torch.no_grad():
@@ -126,30 +134,47 @@ def precision() -> dict[str, float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--real", action="store_true", help="also measure MiniLM and SmolLM2 (loads them)")
+    parser.add_argument("--output", help="also write every number as JSON to this file")
     args = parser.parse_args()
+    torch.set_num_threads(1)
     torch.manual_seed(0)
+    record: dict = {"command": "python benchmarks/dcpc_findings.py " + " ".join(sys.argv[1:]), "findings": {}}
+    found = record["findings"]
     for kind in ("bert", "llama"):
         lm = _tiny(kind)
         g = align_gradient(lm)
+        found[f"1_align_grad_{kind}"] = g
         print(f"1 [{kind}] |grad L_align| on the static prefix {g['prefix']:.3g}, on the PCM {g['pcm']:.3g}")
-    print(f"2 gate_ambiguity_rate for two agreeing 50/50 predictions at cos 0.71: {gate_on_agreement():.2f}")
+    found["2_gate_ambiguity_rate_on_agreement"] = rate = gate_on_agreement()
+    print(f"2 gate_ambiguity_rate for two agreeing 50/50 predictions at cos 0.71: {rate:.2f}")
     for kind in ("bert", "llama"):
         task, align = starting_terms(_tiny(kind))
+        found[f"3_starting_terms_{kind}"] = {"loss_task": task, "loss_align": align}
         print(f"3 [{kind}] starting L_task {task:.3f}, L_align (every pair) {align:.3f}")
     pcm = PreferenceCorrection(LLAMA2_7B, DCPCConfig())
-    print(f"4 default PCM parameters at LLaMA-2 7B: {sum(p.numel() for p in pcm.parameters()) / 1e6:.3f}M")
+    found["4_pcm_parameters_llama2_7b"] = sum(p.numel() for p in pcm.parameters())
+    print(f"4 default PCM parameters at LLaMA-2 7B: {found['4_pcm_parameters_llama2_7b'] / 1e6:.3f}M")
     for n in (2, 3):
         cos = losses.pairwise_cosine(torch.randn(n, 8), center=True)
-        print(f"5 centred cosine off the diagonal at batch {n}: {cos[~torch.eye(n, dtype=torch.bool)].mean():.3f}")
+        found[f"5_centred_cosine_batch_{n}"] = cos[~torch.eye(n, dtype=torch.bool)].mean().item()
+        print(f"5 centred cosine off the diagonal at batch {n}: {found[f'5_centred_cosine_batch_{n}']:.3f}")
     p = precision()
+    found["6_precision"] = p
     print(f"6 distance at norm 300: error {p['distance_abs_error']:.3g} on a true {p['distance_true']:.3g}")
     print(f"6 Gaussian KL at mu 20, sigma 0.05: error {p['kl_abs_error']:.3g} on a true {p['kl_true']:.3g}")
     if args.real:
         from prefalign.models.loading import load_backbone
 
         for name in ("minilm", "smollm2-135m"):
-            task, align = starting_terms(load_backbone(name))
-            print(f"3 [{name}] starting L_task {task:.3f}, L_align (every pair) {align:.3f}")
+            lm = load_backbone(name)
+            task, align = starting_terms(lm)
+            _, raw = starting_terms(lm, align_normalize=False)
+            found[f"3_starting_terms_{name}"] = {"loss_task": task, "loss_align": align, "loss_align_raw_states": raw}
+            print(f"3 [{name}] starting L_task {task:.3f}, L_align (every pair) {align:.3f}, raw states {raw:.3f}")
+    if args.output:
+        record.update(machine=platform.platform(), torch_threads=torch.get_num_threads())
+        record["versions"] = versions()
+        write_text_atomically(args.output, json.dumps(record, indent=1, sort_keys=True) + "\n")
 
 
 if __name__ == "__main__":

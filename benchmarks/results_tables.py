@@ -95,20 +95,56 @@ def target_accuracy(name: str, a: str = "majority", b: str = "soft") -> str:
     return "\n".join(lines)
 
 
-def seed_spread(name: str, metric: str = "accuracy") -> str:
-    """Min to max over seeds of every row's test score, per column: what the seeds alone move."""
+def annotator_accuracy(name: str, baselines: str) -> str:
+    """Test accuracy x100 per method and dataset: median over seeds with the per-seed range, from the grid's
+    records, then the text-blind predictors' accuracy on the same test items (benchmarks/annotation_baselines.py
+    --output, committed as benchmarks/results/<baselines>.json)."""
+    import statistics
+
     cfg, results = grid(name)
-    lines = ["| Method | " + " | ".join(_columns(cfg)) + " |", "|---|" + "---:|" * len(_columns(cfg))]
+    columns = _columns(cfg)
+    done = sum(r is not None for r in results)
+    lines = [
+        f"{done} of {len(results)} runs in `benchmarks/results/compare_{name}.jsonl`; test accuracy x100, "
+        f"median over seeds {', '.join(map(str, cfg.seeds))} (lowest-highest seed in brackets); text-blind rows "
+        f"from `benchmarks/results/{baselines}.json`.",
+        "",
+        "| Method | Tunable params | " + " | ".join(columns) + " |",
+        "|---|---:|" + "---:|" * len(columns),
+    ]
     for m in cfg.methods:
+        runs = [r for r in results if r and r["method"] == m.label]
         cells = []
-        for column in _columns(cfg):
-            values = [
-                100 * r["metrics"][f"test_{metric}"]
-                for r in results
-                if r and r["method"] == m.label and r["column"] == column and f"test_{metric}" in r["metrics"]
-            ]
-            cells.append(f"{min(values):.1f}-{max(values):.1f}" if values else "–")
-        lines.append(f"| {m.label} | " + " | ".join(cells) + " |")
+        for column in columns:
+            values = [100 * _score(r) for r in sorted(runs, key=_seed) if r["column"] == column]
+            median = statistics.median(values) if values else None
+            cells.append(f"{median:.1f} ({min(values):.1f}-{max(values):.1f})" if values else "–")
+        params = runs[0]["tunable_params"] if runs else None
+        lines.append(f"| {m.label} | {params / 1e3:.1f}K | " + " | ".join(cells) + " |")
+    record = json.loads((RESULTS / f"{baselines}.json").read_text())
+    for predictor in dict.fromkeys(row["predictor"] for row in record["rows"]):
+        acc = {row["dataset"]: row["metrics"]["accuracy"] for row in record["rows"] if row["predictor"] == predictor}
+        cells = [f"{100 * acc[c]:.1f}" if c in acc else "–" for c in columns]
+        lines.append(f"| *text-blind: {predictor}* | – | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def annotator_baselines(baselines: str) -> str:
+    """Every metric of the text-blind predictors (benchmarks/annotation_baselines.py --output)."""
+    record = json.loads((RESULTS / f"{baselines}.json").read_text())
+    lines = [
+        f"`{record['command']}`:",
+        "",
+        "| dataset | predictor | accuracy | f1 | soft_ce | jsd | ece | worst_group_ce |",
+        "|---|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for row in record["rows"]:
+        m = row["metrics"]
+        worst = f"{m['worst_group_ce']:.2f}" if "worst_group_ce" in m else "–"
+        lines.append(
+            f"| {row['dataset']} ({row['test_items']} test items) | {row['predictor']} | {100 * m['accuracy']:.1f} | "
+            f"{100 * m['f1']:.1f} | {m['soft_ce']:.2f} | {100 * m['jsd']:.1f} | {100 * m['ece']:.1f} | {worst} |"
+        )
     return "\n".join(lines)
 
 
@@ -225,6 +261,16 @@ def profile(name: str = "profile_step_minilm") -> str:
             "",
             f"DCPC's forward-pass peak is {ratio:.3f}x P-Tuning v2's; it runs {extra} more top-level ops a step.",
         ]
+    if "peft-prefix" in by and "ptuning-v2" in by:
+        ours, peft = by["ptuning-v2"], by["peft-prefix"]
+        time_ratio = ours["step_cpu_ms_median_of_10"] / peft["step_cpu_ms_median_of_10"]
+        more_ops = ours["top_level_aten_ops"] - peft["top_level_aten_ops"]
+        saved = ours["saved_for_backward_mib"] - peft["saved_for_backward_mib"]
+        lines += [
+            "",
+            f"Our P-Tuning v2's step CPU time is {time_ratio:.3f}x PEFT's prefix tuning's; it runs {more_ops:+d} "
+            f"top-level ops a step and saves {saved:+.2f} MiB for backward.",
+        ]
     return "\n".join(lines)
 
 
@@ -313,7 +359,6 @@ BLOCKS = {
     "ltuning_smollm2": lambda: tables("ltuning_smollm2"),
     "annotators_minilm_accuracy": lambda: target_accuracy("annotators_minilm"),
     "annotators_smollm2_accuracy": lambda: target_accuracy("annotators_smollm2"),
-    "annotators_aggregates_minilm_spread": lambda: seed_spread("annotators_aggregates_minilm"),
     "dorm_hh_budget": lambda: dorm_hh("budget"),
     "dorm_hh_search_unweighted": lambda: dorm_hh("unweighted"),
     "dorm_hh_search_dorm": lambda: dorm_hh("dorm"),
@@ -362,6 +407,14 @@ BLOCKS = {
     "demo_minilm_differences": lambda: differences("demo_minilm", [("P-Tuning v2", "DCPC")]),
     "sst2_ptuning_375_minilm": lambda: tables("sst2_ptuning_375_minilm"),
     "profile_step_tiny": lambda: profile("profile_step_tiny"),
+    "profile_step_tiny_b64": lambda: profile("profile_step_tiny_b64"),
+    "annotators_minilm": lambda: annotator_accuracy("annotators_minilm", "annotation_baselines_minilm"),
+    "annotators_smollm2": lambda: annotator_accuracy("annotators_smollm2", "annotation_baselines_smollm2"),
+    "annotation_baselines_minilm": lambda: annotator_baselines("annotation_baselines_minilm"),
+    "annotation_baselines_smollm2": lambda: annotator_baselines("annotation_baselines_smollm2"),
+    "annotators_aggregates_minilm": lambda: annotator_accuracy(
+        "annotators_aggregates_minilm", "annotation_baselines_minilm"
+    ),
 }
 
 

@@ -107,3 +107,73 @@ def test_profile_records_hold_what_the_table_needs(tables):
     for name in ("profile_step_minilm", "profile_step_tiny"):
         text = tables.profile(name)
         assert "| ptuning-v2 |" in text and "| dcpc |" in text and "2 CPU cores" in text
+
+
+def test_annotator_accuracy_is_the_median_and_seed_range_with_text_blind_rows(tables, monkeypatch, tmp_path):
+    from types import SimpleNamespace
+
+    def run(method, column, seed, acc, params=1500):
+        return {
+            "method": method,
+            "column": column,
+            "seed": seed,
+            "metric": "accuracy",
+            "status": "ok",
+            "tunable_params": params,
+            "metrics": {"test_accuracy": acc},
+        }
+
+    cfg = SimpleNamespace(
+        seeds=[0, 1, 2],
+        methods=[SimpleNamespace(label="A")],
+        datasets=[SimpleNamespace(name="D1", shifted_name=None), SimpleNamespace(name="D2", shifted_name=None)],
+    )
+    results = [run("A", "D1", 2, 0.70), run("A", "D1", 0, 0.64), run("A", "D1", 1, 0.66), run("A", "D2", 0, 0.9)]
+    results.append(None)  # an unfinished run counts in the total, not in any cell
+    monkeypatch.setattr(tables, "grid", lambda name: (cfg, results))
+    (tmp_path / "b.json").write_text(
+        '{"command": "c", "rows": [{"dataset": "D1", "predictor": "majority class", "test_items": 4,'
+        ' "metrics": {"accuracy": 0.5, "f1": 0.25, "soft_ce": 1.234, "jsd": 0.1, "ece": 0.2}}]}'
+    )
+    monkeypatch.setattr(tables, "RESULTS", tmp_path)
+    lines = tables.annotator_accuracy("g", "b").splitlines()
+    assert lines[0].startswith("4 of 5 runs in `benchmarks/results/compare_g.jsonl`")
+    # D1: 64, 66, 70 -> median 66.0, range 64.0-70.0; D2 has one seed.
+    assert lines[4:] == [
+        "| A | 1.5K | 66.0 (64.0-70.0) | 90.0 (90.0-90.0) |",
+        "| *text-blind: majority class* | – | 50.0 | – |",
+    ]
+    table = tables.annotator_baselines("b").splitlines()
+    assert table[-1] == "| D1 (4 test items) | majority class | 50.0 | 25.0 | 1.23 | 10.0 | 20.0 | – |"
+
+
+def test_the_annotation_baseline_records_hold_both_predictors_on_every_dataset_of_their_grid():
+    """The text-blind rows are the same constant predictor's: equal accuracy and F1 for both predictors (both
+    predict the training majority class), and the label prior never has the worse soft cross-entropy."""
+    import json
+
+    for model in ("minilm", "smollm2"):
+        record = json.loads((ROOT / "benchmarks" / "results" / f"annotation_baselines_{model}.json").read_text())
+        assert record["config"] == f"configs/compare/annotators_{model}.yaml"
+        rows = {(r["dataset"], r["predictor"]): r["metrics"] for r in record["rows"]}
+        assert {d for d, _ in rows} == {"MD-Agreement", "ConvAbuse", "POPQUORN"}
+        for dataset in ("MD-Agreement", "ConvAbuse", "POPQUORN"):
+            onehot, prior = rows[(dataset, "majority class")], rows[(dataset, "label prior")]
+            assert onehot["accuracy"] == prior["accuracy"] and onehot["f1"] == prior["f1"]
+            assert prior["soft_ce"] < onehot["soft_ce"]
+
+
+def test_the_peft_comparison_line_is_the_ratio_of_the_two_records(tables):
+    import json
+
+    records = {
+        r["method"]: r
+        for r in map(json.loads, (ROOT / "benchmarks" / "results" / "profile_step_tiny_b64.jsonl").open())
+    }
+    assert set(records) == {"ptuning-v2", "peft-prefix", "floor"}
+    ours, peft = records["ptuning-v2"], records["peft-prefix"]
+    ratio = ours["step_cpu_ms_median_of_10"] / peft["step_cpu_ms_median_of_10"]
+    text = tables.profile("profile_step_tiny_b64")
+    assert f"Our P-Tuning v2's step CPU time is {ratio:.3f}x PEFT's prefix tuning's" in text
+    assert f"it runs {ours['top_level_aten_ops'] - peft['top_level_aten_ops']:+d} top-level ops" in text
+    assert "| dcpc |" not in text and "DCPC's forward-pass peak" not in text  # no DCPC row, no DCPC line
