@@ -165,6 +165,22 @@ def dorm_hh(part: str) -> str:
     return module.search_table(out, part)[0]
 
 
+def dorm_prior(part: str) -> str:
+    """A table of benchmarks/dorm_prior.py (issue 21: DORM's prior) from its committed records."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("dorm_prior", ROOT / "benchmarks" / "dorm_prior.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return {
+        "diagnosis": module.diagnosis_table,
+        "weighting": module.weighting_table,
+        "weighting_other": lambda: module.weighting_table(False),
+        "select": module.select_table,
+        "final": module.final_table,
+    }[part]()
+
+
 def versus(name: str, reference: str, metric: str) -> str:
     """Every other row minus ``reference``, per dataset column: the median seed-matched difference in test
     ``metric`` with its bootstrap 95% interval and the number of pairs (x100 unless a cross-entropy)."""
@@ -365,6 +381,11 @@ BLOCKS = {
     "dorm_hh_search_bilevel": lambda: dorm_hh("bilevel-no-prior"),
     "dorm_hh_final": lambda: dorm_hh("final"),
     "dorm_hh_signals": lambda: dorm_hh("signals"),
+    "dorm_prior_diagnosis": lambda: dorm_prior("diagnosis"),
+    "dorm_prior_weighting": lambda: dorm_prior("weighting"),
+    "dorm_prior_weighting_other": lambda: dorm_prior("weighting_other"),
+    "dorm_prior_select": lambda: dorm_prior("select"),
+    "dorm_prior_final": lambda: dorm_prior("final"),
     "annotator_models_minilm": lambda: tables("annotator_models_minilm"),
     "annotator_models_minilm_ce": lambda: versus("annotator_models_minilm", "LoRA / soft", "lewidi_ce"),
     "annotator_models_minilm_error": lambda: versus("annotator_models_minilm", "LoRA / soft", "annotator_error"),

@@ -129,3 +129,27 @@ def test_resume_after_a_kill_ends_where_the_uninterrupted_run_ends(tmp_path, voc
     assert all(torch.equal(whole.auxiliary[n], resumed.auxiliary[n]) for n in whole.auxiliary)
     assert resumed.curves == whole.curves
     assert resumed.metrics["test_pairwise_accuracy"] == whole.metrics["test_pairwise_accuracy"]
+
+
+def test_the_prior_read_from_a_model_trained_on_the_validation_pairs(tmp_path, vocab_file):
+    from prefalign.reward import read_sources
+    from prefalign.reward.prior import mc_dropout_statistics
+    from prefalign.reward.run import brief_training, estimate_prior
+
+    cfg = RewardConfig.from_dict(
+        reward_config(tmp_path, dorm={"variant": "prior", "prior_data": "validation", "q_form": "absolute"})
+    )
+    train = read_sources(cfg.sources, ["reward"])
+    validation = read_sources(cfg.validation, ["reward"])
+    model = RewardModel(build_tiny("bert", vocab_file), cfg.model, seed=0)
+    start = model.trainable_state_dict()
+    w0, stats = estimate_prior(model, cfg, train, validation)
+    after = model.trainable_state_dict()
+    assert all(torch.equal(start[k], after[k]) for k in start)  # the brief training is undone
+    # by hand: the same brief training on the 16 validation pairs, then MC dropout on the training pairs
+    brief_training(model, cfg, validation)
+    u, q = mc_dropout_statistics(model, train, 4, cfg.training.eval_batch_size, 2, "absolute")
+    assert torch.equal(stats["u"], u) and torch.equal(stats["q"], q)
+    model.load_state_dict(start, strict=False)
+    brief_training(model, cfg, train)  # the default reading trains on the training pairs: another prior
+    assert not torch.equal(mc_dropout_statistics(model, train, 4, cfg.training.eval_batch_size, 2)[0], u)

@@ -61,3 +61,31 @@ def test_mc_dropout_on_ratings_reads_the_rated_attributes(vocab_file):
     rated = [PreferenceExample(1, 1, "the plot was dull", ratings=[1.0, 0.0], mask=[1.0, 0.0])]
     u, q = mc_dropout_statistics(model, _pairs(2) + rated, passes=4, batch_size=8, seed=1)
     assert u.shape == q.shape == (3,) and torch.isfinite(q).all() and (q[2] > 0)
+
+
+def test_q_without_the_range_is_the_distance_to_the_label():
+    # q_form 'absolute': attribute 1 |4 - 2| = 2, attribute 2 |1 - 1| = 0 -> mean 1; u is unchanged
+    samples = torch.tensor([[1.0, 0.5], [2.0, 2.5], [3.0, 0.0]])
+    u, q = mc_statistics(samples, torch.tensor([4.0, 1.0]), torch.tensor([1.0, 1.0]), q_form="absolute")
+    assert u == pytest.approx((2 / 3 + 7 / 6) / 2) and q == pytest.approx(1.0)
+    # a pair: passes p = 0.4, 0.6, 0.8, label 1 -> 1 - 0.6 = 0.4 (eq. 3.5 as written: 0.4 / 0.4 = 1)
+    pair = torch.tensor([[0.4], [0.6], [0.8]])
+    assert mc_statistics(pair, torch.ones(1), torch.ones(1), q_form="absolute")[1] == pytest.approx(0.4)
+    assert mc_statistics(pair, torch.ones(1), torch.ones(1))[1] == pytest.approx(1.0, abs=1e-5)
+
+
+def test_the_coefficient_of_u():
+    # c = -1 mirrors the first worked value: exp(-z(u)) = [3.40328, 1, 0.29384] / 1.56571
+    u = torch.tensor([1.0, 2.0, 3.0])
+    w0 = prior_weights(u, torch.zeros(3), gamma=1.0, clip=3.0, u_coefficient=-1.0)
+    assert w0.tolist() == pytest.approx([2.173637, 0.638692, 0.187671], abs=1e-5)
+    assert prior_weights(u, torch.zeros(3), gamma=1.0, clip=3.0, u_coefficient=0.0).tolist() == [1.0, 1.0, 1.0]
+
+
+def test_raw_scaling_is_eq_3_6_as_written():
+    # u = 0, q = [0, 1, 2], gamma 1: exp([0, -1, -2]) = [1, 0.367879, 0.135335], mean 0.501071 -> divided by it
+    w0 = prior_weights(torch.zeros(3), torch.tensor([0.0, 1.0, 2.0]), gamma=1.0, clip=3.0, scaling="raw")
+    assert w0.tolist() == pytest.approx([1.995723, 0.734185, 0.270092], abs=1e-6)
+    # a q far beyond exp's range: the exponent's maximum is taken out first, so no weight is nan
+    w0 = prior_weights(torch.zeros(2), torch.tensor([0.0, 1000.0]), gamma=1.0, clip=3.0, scaling="raw")
+    assert w0.tolist() == [2.0, 0.0]

@@ -20,6 +20,9 @@ def _dict(help: str):
 FORMATS = ("pairs", "ratings")
 VARIANTS = ("unweighted", "prior", "dorm", "bilevel-no-prior")
 W_GRADIENTS = ("per-example", "batch-mean")
+PRIOR_DATA = ("train", "validation")  # what the briefly trained model of eq. 3.4-3.5 learns from
+Q_FORMS = ("range", "absolute")  # eq. 3.5 as written, or without its division by the MC range
+PRIOR_SCALINGS = ("standardise", "raw")  # u and q z-scored and clipped before eq. 3.6, or as measured
 RATING_RANGE = (0.0, 4.0)  # appendix I.1: every rating is mapped linearly onto 0-4
 
 
@@ -106,6 +109,27 @@ class DormConfig(ConfigBase):
     mc_passes: int = _f(8, "N, stochastic forward passes of MC dropout (eq. 3.4)")
     prior_steps: int = _f(50, "steps of the brief unweighted training the prior is read from")
     clip: float = _f(3.0, "standardised u and q are clipped to [-clip, clip] before eq. 3.6")
+    prior_data: str = _f(
+        "train",
+        "what the briefly trained model learns from: 'train' (the training sources, unweighted) or "
+        "'validation' (the trusted D_val only, so it cannot have learned the training labels' errors)",
+        choices=PRIOR_DATA,
+    )
+    q_form: str = _f(
+        "range",
+        "eq. 3.5's q: 'range' (|r - mean r| / (max - min) over the MC passes, as written) or 'absolute' "
+        "(|r - mean r|: for a pair 1 - mean p, how far the model is from the label)",
+        choices=Q_FORMS,
+    )
+    u_coefficient: float = _f(
+        1.0, "c in w0 = exp(c u - gamma q): 1 as in eq. 3.6 (uncertain examples up), 0 drops u, -1 turns it down"
+    )
+    prior_scaling: str = _f(
+        "standardise",
+        "u and q before eq. 3.6: 'standardise' (z-score over the training set, clipped to +-clip) or 'raw' "
+        "(as measured; u is a variance, so then q alone decides unless gamma is small)",
+        choices=PRIOR_SCALINGS,
+    )
 
     def validate(self) -> None:
         for name in ("alpha", "beta", "eta_w", "gamma", "clip"):

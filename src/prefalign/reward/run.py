@@ -70,7 +70,7 @@ def train_reward(
         w0 = saved["w0"]
         stats = {"u": saved["prior_u"], "q": saved["prior_q"]}
     elif cfg.dorm.variant in ("prior", "dorm"):
-        w0, stats = estimate_prior(model, cfg, train)
+        w0, stats = estimate_prior(model, cfg, train, validation)
     else:
         w0 = torch.ones(len(train))
     torch.manual_seed(tc.seed)
@@ -109,23 +109,36 @@ def train_reward(
     return RewardResult(model, metrics, run.w.clone(), run.w0.clone(), curves, out, u)
 
 
-def estimate_prior(model: RewardModel, cfg: RewardConfig, train: list[PreferenceExample]) -> tuple[torch.Tensor, dict]:
-    """w0 (eq. 3.6) from a brief unweighted training of ``model``, whose trained parts are then put back."""
+def brief_training(model: RewardModel, cfg: RewardConfig, examples: list[PreferenceExample]) -> None:
+    """``dorm.prior_steps`` unweighted Adam steps of ``model`` on ``examples`` (seeded by training.seed + 1)."""
     d, tc = cfg.dorm, cfg.training
-    start = model.trainable_state_dict()
     params = list(model.trainable_parameters().values())
     opt = torch.optim.AdamW(params, lr=tc.learning_rate, weight_decay=tc.weight_decay)
     rng = random.Random(tc.seed + 1)
     torch.manual_seed(tc.seed + 1)
     model.train()
     for _ in range(d.prior_steps):
-        batch = [train[i] for i in rng.sample(range(len(train)), min(tc.batch_size, len(train)))]
+        batch = [examples[i] for i in rng.sample(range(len(examples)), min(tc.batch_size, len(examples)))]
         opt.zero_grad(set_to_none=True)
         example_losses(model, batch).mean().backward()
         opt.step()
-    u, q = mc_dropout_statistics(model, train, d.mc_passes, tc.eval_batch_size, tc.seed + 2)
+
+
+def estimate_prior(
+    model: RewardModel,
+    cfg: RewardConfig,
+    train: list[PreferenceExample],
+    validation: list[PreferenceExample] | None = None,
+) -> tuple[torch.Tensor, dict]:
+    """w0 (eq. 3.6) from a brief unweighted training of ``model`` (on ``train``, or on ``validation`` when
+    ``dorm.prior_data`` says so), whose trained parts are then put back."""
+    d, tc = cfg.dorm, cfg.training
+    start = model.trainable_state_dict()
+    brief_training(model, cfg, validation if d.prior_data == "validation" and validation else train)
+    u, q = mc_dropout_statistics(model, train, d.mc_passes, tc.eval_batch_size, tc.seed + 2, d.q_form)
     model.load_state_dict(start, strict=False)
-    return prior_weights(u, q, d.gamma, d.clip), {"u": u, "q": q}
+    w0 = prior_weights(u, q, d.gamma, d.clip, u_coefficient=d.u_coefficient, scaling=d.prior_scaling)
+    return w0, {"u": u, "q": q}
 
 
 @torch.no_grad()
