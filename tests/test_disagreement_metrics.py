@@ -195,3 +195,17 @@ def test_lewidi_result_lines_compare_hard_labels_as_text():
     hard, soft = parse_lewidi_results("1.0\t0.2\t0.8\n0\t0.9\t0.1\n")
     assert hard == ["1.0", "0"] and soft.tolist() == [[0.2, 0.8], [0.9, 0.1]]
     assert lewidi2023_micro_f1(["1", "0"], hard) == 0.5  # "1.0" is not "1" to the scorer's string compare
+
+
+def test_a_malformed_released_label_is_a_one_line_data_error(tmp_path):
+    import json
+
+    from prefalign.annotations.readers import read_lewidi
+    from prefalign.errors import DataError, UserError
+
+    record = {"text": "t", "annotators": "Ann1,Ann2,Ann3", "annotations": "0,1,1", "hard_label": "x"}
+    record["soft_label"] = {"0": 0.33, "1": 0.67}
+    (tmp_path / "ArMIS_test.json").write_text(json.dumps({"7": record}), encoding="utf-8")
+    with pytest.raises(DataError, match=r"item 7: hard_label must be 0 or 1 .* remove both fields") as info:
+        read_lewidi(tmp_path / "ArMIS_test.json", "ArMIS")
+    assert isinstance(info.value, UserError) and "\n" not in str(info.value)
