@@ -6,7 +6,9 @@
 For each Le-Wi-Di set (MD-Agreement, ConvAbuse, ArMIS) it writes the test split as the organisers' truth
 file (per line: released hard_label, soft_label "0", soft_label "1", tab-separated) and two result files
 in the same format: random predictions (Dirichlet(1, 1), seed 0, the first five items set to a hard
-1.0 / 0.0 so the clip is exercised) and the starting kit's majority baseline (every line "0  1.0  0.0").
+1.0 / 0.0 so the clip is exercised), the starting kit's majority baseline (every line "0  1.0  0.0") and
+the label prior (every line the mean annotator distribution of the training split: what a model that
+ignores the text can reach), on the full test split and on its first 100 items (the annotator-models grid's).
 Each pair is scored three ways:
 
 * ``recipe``: the organisers' snippets 4-6 as their participants ran them, spelled out here: read field 0
@@ -34,6 +36,7 @@ from prefalign.annotations import AnnotationWarning
 from prefalign.annotations.dataset import to_task_dataset
 from prefalign.annotations.metrics import dataset_metrics
 from prefalign.annotations.readers import read_lewidi
+from prefalign.annotations.targets import label_distribution
 from prefalign.evaluation.disagreement import lewidi2023_cross_entropy, lewidi2023_micro_f1, parse_lewidi_results
 from prefalign.utils.atomic_files import write_text_atomically
 
@@ -63,13 +66,15 @@ def recipe(truth: str, result: str) -> tuple[float, float]:
 
 
 def check(path: Path, dataset: str, probs: np.ndarray) -> dict:
-    records = json.loads(path.read_text(encoding="utf-8"))
+    """The three scorings of ``probs`` against the first len(probs) items of the test file."""
+    n = len(probs)
+    records = dict(list(json.loads(path.read_text(encoding="utf-8")).items())[:n])
     truth, result = truth_file(records), result_file(probs)
     hard_ref, soft_ref = parse_lewidi_results(truth)
     hard_pred, soft_pred = parse_lewidi_results(result)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", AnnotationWarning)
-        data = to_task_dataset(read_lewidi(path, dataset), "soft")
+        data = to_task_dataset(read_lewidi(path, dataset).subset(range(n)), "soft")
     scores = dataset_metrics(probs, data)
     out = {
         "recipe": recipe(truth, result),
@@ -95,11 +100,17 @@ def main(argv: list[str] | None = None) -> int:
         random = rng.dirichlet([1.0, 1.0], size=n)
         random[:5] = [1.0, 0.0]
         majority = np.tile([1.0, 0.0], (n, 1))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", AnnotationWarning)
+            train = read_lewidi(Path(args.data) / dataset / f"{dataset}_train.json", dataset)
+        prior = np.tile(label_distribution(train.counts).mean(0), (n, 1))
         for predictor, probs in (
             ("random Dirichlet(1,1), seed 0", random),
             ("starting-kit majority baseline", majority),
+            ("label prior (training mean)", prior),
+            ("label prior, first 100 test items (as our grid)", prior[:100]),
         ):
-            row = {"dataset": dataset, "test_items": n, "predictor": predictor, **check(path, dataset, probs)}
+            row = {"dataset": dataset, "test_items": len(probs), "predictor": predictor, **check(path, dataset, probs)}
             rows.append(row)
             print(f"{dataset:13s} {predictor:32s} recipe {row['recipe']} identical={row['identical']}")
     record = {
