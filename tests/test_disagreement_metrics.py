@@ -209,3 +209,7 @@ def test_a_malformed_released_label_is_a_one_line_data_error(tmp_path):
     with pytest.raises(DataError, match=r"item 7: hard_label must be 0 or 1 .* remove both fields") as info:
         read_lewidi(tmp_path / "ArMIS_test.json", "ArMIS")
     assert isinstance(info.value, UserError) and "\n" not in str(info.value)
+    record["hard_label"] = "2"  # a class the set does not have
+    (tmp_path / "ArMIS_test.json").write_text(json.dumps({"7": record}), encoding="utf-8")
+    with pytest.raises(DataError, match="hard_label must be 0 or 1"):
+        read_lewidi(tmp_path / "ArMIS_test.json", "ArMIS")

@@ -63,7 +63,10 @@ def _released_labels(record: dict, where: str) -> tuple[int, list[float]] | None
     if hard is None and soft is None:
         return None
     try:
-        return int(hard), [float(soft["0"]), float(soft["1"])]
+        label, dist = int(hard), [float(soft["0"]), float(soft["1"])]
+        if label not in (0, 1):
+            raise ValueError(label)
+        return label, dist
     except (TypeError, ValueError, KeyError):
         raise DataError(
             f'{where}: hard_label must be 0 or 1 and soft_label an object with keys "0" and "1", '
