@@ -308,6 +308,9 @@ def test_dcpc_task_loss_is_the_cross_entropy_against_soft_targets(tiny_bert):
     batch = Collator(tiny_bert.tokenizer, tiny_bert.geometry, 2)(train.examples)
     q = torch.tensor([ex.soft_label for ex in train.examples])
     assert torch.equal(batch["target_dist"], q) and torch.equal(batch["annotation_dist"], q)
+    # the released hard_label / soft_label ride along for Le-Wi-Di's own scores (metrics only, never the model)
+    assert batch["reference_label"].tolist() == [0, 1, 0, 1, 0, 1]
+    assert torch.equal(batch["reference_dist"], q)  # MD-Agreement's fifths are exact in the release
     model.eval()
     out = model(**batch)
     expected = -(q * torch.log_softmax(out.logits.float(), -1)).sum(-1).mean()

@@ -95,3 +95,121 @@ def test_disagreement_metrics_names_the_worst_group():
 def test_bad_inputs_raise_value_error(call):
     with pytest.raises(ValueError):
         call()
+
+
+# -- Le-Wi-Di 2023 as the organisers score it: against the labels the data releases ------------------------------
+LEWIDI = __import__("pathlib").Path(__file__).parent / "data" / "annotations" / "lewidi"
+
+
+pytestmark_one_label = pytest.mark.filterwarnings("ignore:.*gave one label only")
+
+
+def _armis_test():
+    from prefalign.annotations.dataset import to_task_dataset
+    from prefalign.annotations.readers import read_lewidi
+
+    items = read_lewidi(LEWIDI / "ArMIS" / "ArMIS_test.json", "ArMIS")
+    return items, to_task_dataset(items, "soft")
+
+
+@pytestmark_one_label
+def test_lewidi_reader_keeps_the_released_labels_it_is_scored_against():
+    from prefalign.annotations.readers import read_lewidi
+
+    items, data = _armis_test()
+    # "1,0,1" and "0,1,0": the release rounds 2/3 to 0.67 and 1/3 to 0.33
+    assert items.reference_labels.tolist() == [1, 0]
+    assert items.reference_dist.tolist() == [[0.33, 0.67], [0.67, 0.33]]
+    assert data[0].meta["reference_dist"] == [0.33, 0.67] and data[0].meta["reference_label"] == 1
+    assert data[0].meta["annotation_dist"] == pytest.approx([1 / 3, 2 / 3])  # the annotations stay exact
+    assert items.subset([1]).reference_dist.tolist() == [[0.67, 0.33]]
+    # a file without hard_label / soft_label (our ConvAbuse fixture) has no reference: scores fall back
+    convabuse = read_lewidi(LEWIDI / "ConvAbuse" / "ConvAbuse_test.json", "ConvAbuse")
+    assert convabuse.reference_labels is None and convabuse.reference_dist is None
+
+
+def test_lewidi_scores_read_the_released_soft_label_not_the_annotations():
+    from prefalign.annotations.metrics import dataset_metrics
+
+    _, data = _armis_test()
+    probs = np.array([[0.5, 0.5], [0.9, 0.1]])
+    scores = dataset_metrics(probs, data)
+    # the scorer: -(0.33 ln .5 + 0.67 ln .5 + 0.67 ln .9 + 0.33 ln .1) / 2, each p + 1e-9 inside the log
+    by_hand = (
+        -(
+            0.33 * math.log(0.5 + 1e-9)
+            + 0.67 * math.log(0.5 + 1e-9)
+            + 0.67 * math.log(0.9 + 1e-9)
+            + 0.33 * math.log(0.1 + 1e-9)
+        )
+        / 2
+    )
+    assert scores["lewidi_ce"] == pytest.approx(by_hand, abs=1e-12)
+    exact = -(math.log(0.5) + 2 / 3 * math.log(0.9) + 1 / 3 * math.log(0.1)) / 2  # against 1/3, 2/3
+    assert scores["soft_ce"] == pytest.approx(exact, abs=1e-12)
+    assert abs(scores["lewidi_ce"] - scores["soft_ce"]) > 1e-3  # the rounding shows at this size
+    # hard: argmax of (.5, .5) is class 0 (numpy takes the first), released hard label 1 -> wrong; item 2 right
+    assert scores["micro_f1"] == 0.5
+
+
+@pytestmark_one_label
+def test_micro_f1_follows_the_released_tie_break_not_ours(tmp_path):
+    import json
+
+    from prefalign.annotations.dataset import to_task_dataset
+    from prefalign.annotations.metrics import dataset_metrics
+    from prefalign.annotations.readers import read_lewidi
+    from prefalign.annotations.targets import majority_vote
+
+    tie = np.array([[1.0, 1.0]])
+    ours = int(majority_vote(tie, seed=0)[0])  # our seed-0 draw; the organisers drew the other class
+    record = {"text": "a tweet", "annotators": "Ann1,Ann2", "annotations": "0,1", "hard_label": str(1 - ours)}
+    record["soft_label"] = {"0": 0.5, "1": 0.5}
+    (tmp_path / "ArMIS_test.json").write_text(json.dumps({"1": record}), encoding="utf-8")
+    data = to_task_dataset(read_lewidi(tmp_path / "ArMIS_test.json", "ArMIS"), "majority")
+    assert data[0].label == ours
+    probs = np.array([[0.2, 0.8]]) if ours == 0 else np.array([[0.8, 0.2]])  # predicts the released label
+    scores = dataset_metrics(probs, data)
+    assert scores["micro_f1"] == 1.0 and scores["accuracy"] == 0.0
+
+
+def test_trainer_metrics_take_the_reference_from_the_batch_keys():
+    from types import SimpleNamespace
+
+    from prefalign.annotations.metrics import annotation_keys, dataset_metrics, trainer_metrics
+
+    _, data = _armis_test()
+    keys = annotation_keys(data)
+    assert keys == ["annotation_dist", "reference_dist", "reference_label"]
+    logits = np.log(np.array([[0.5, 0.5], [0.9, 0.1]]))
+    arrays = [np.array([ex.meta[k] for ex in data.examples]) for k in keys]  # as the Trainer gathers them
+    labels = np.array([ex.hard_label() for ex in data.examples])
+    got = trainer_metrics(keys)(SimpleNamespace(predictions=logits, label_ids=(labels, *arrays)))
+    want = dataset_metrics(np.array([[0.5, 0.5], [0.9, 0.1]]), data)
+    assert got["lewidi_ce"] == pytest.approx(want["lewidi_ce"]) and got["micro_f1"] == want["micro_f1"] == 0.5
+
+
+def test_lewidi_result_lines_compare_hard_labels_as_text():
+    from prefalign.evaluation.disagreement import lewidi2023_micro_f1, parse_lewidi_results
+
+    hard, soft = parse_lewidi_results("1.0\t0.2\t0.8\n0\t0.9\t0.1\n")
+    assert hard == ["1.0", "0"] and soft.tolist() == [[0.2, 0.8], [0.9, 0.1]]
+    assert lewidi2023_micro_f1(["1", "0"], hard) == 0.5  # "1.0" is not "1" to the scorer's string compare
+
+
+def test_a_malformed_released_label_is_a_one_line_data_error(tmp_path):
+    import json
+
+    from prefalign.annotations.readers import read_lewidi
+    from prefalign.errors import DataError, UserError
+
+    record = {"text": "t", "annotators": "Ann1,Ann2,Ann3", "annotations": "0,1,1", "hard_label": "x"}
+    record["soft_label"] = {"0": 0.33, "1": 0.67}
+    (tmp_path / "ArMIS_test.json").write_text(json.dumps({"7": record}), encoding="utf-8")
+    with pytest.raises(DataError, match=r"item 7: hard_label must be 0 or 1 .* remove both fields") as info:
+        read_lewidi(tmp_path / "ArMIS_test.json", "ArMIS")
+    assert isinstance(info.value, UserError) and "\n" not in str(info.value)
+    record["hard_label"] = "2"  # a class the set does not have
+    (tmp_path / "ArMIS_test.json").write_text(json.dumps({"7": record}), encoding="utf-8")
+    with pytest.raises(DataError, match="hard_label must be 0 or 1"):
+        read_lewidi(tmp_path / "ArMIS_test.json", "ArMIS")

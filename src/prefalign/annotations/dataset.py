@@ -83,6 +83,7 @@ def to_task_dataset(
         }
         if group_dist is not None:
             meta["group_dist"], meta["groups"] = group_dist[i].tolist(), names
+        meta.update(reference_meta(items, i))
         if weights is not None:
             meta["weight"] = float(weights[i])
         meta.update(who.get(i, {}))
@@ -96,6 +97,14 @@ def to_task_dataset(
             )
         )
     return TaskDataset(examples, list(items.label_names), items.name)
+
+
+def reference_meta(items: AnnotatedItems, i: int) -> dict:
+    """Item ``i``'s released reference labels (``reference_label``, ``reference_dist``) when the source
+    has them: what Le-Wi-Di's scorer compares with (``lewidi_ce``, ``micro_f1``)."""
+    if items.reference_labels is None or items.reference_dist is None:
+        return {}
+    return {"reference_label": int(items.reference_labels[i]), "reference_dist": items.reference_dist[i].tolist()}
 
 
 def item_annotators(items: AnnotatedItems) -> dict[int, dict]:
@@ -135,6 +144,7 @@ def annotator_rows(items: AnnotatedItems, *, groups: Sequence[str] = ()) -> Task
         }
         if group_dist is not None:
             meta["group_dist"], meta["groups"] = group_dist[i].tolist(), tuple(groups)
+        meta.update(reference_meta(items, i))
         examples.append(
             Example(
                 text=items.texts[i],

@@ -34,7 +34,10 @@ class AnnotatedItems:
     ``counts[i, c]`` is how many annotators gave item ``i`` class ``c``. ``long`` (or None when the
     source gives counts only, as Davidson et al. do) has one row per annotation: ``task`` (item
     index), ``worker`` (annotator id) and ``label`` (class index). ``attributes`` maps an annotator
-    id to their demographics (POPQUORN) or group (ArMIS).
+    id to their demographics (POPQUORN) or group (ArMIS). ``reference_labels`` (N,) and
+    ``reference_dist`` (N, C), when the source releases them (Le-Wi-Di's ``hard_label`` and
+    ``soft_label``), are the labels a shared task's own scorer compares against: only the scores named
+    after that task read them.
     """
 
     texts: list[str]
@@ -45,12 +48,24 @@ class AnnotatedItems:
     item_ids: list[str] | None = None
     attributes: dict[str, dict[str, str]] = field(default_factory=dict)
     name: str = "annotations"
+    reference_labels: np.ndarray | None = None
+    reference_dist: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         self.counts = np.asarray(self.counts, dtype=float)
         n, c = len(self.texts), len(self.label_names)
         if self.counts.shape != (n, c):
             raise DataError(f"{self.name}: counts have shape {self.counts.shape}, expected ({n}, {c})")
+        if (self.reference_labels is None) != (self.reference_dist is None):
+            raise DataError(f"{self.name}: give both reference labels and reference distributions, or neither")
+        if self.reference_labels is not None:
+            self.reference_labels = np.asarray(self.reference_labels, dtype=int)
+            self.reference_dist = np.asarray(self.reference_dist, dtype=float)
+            if self.reference_labels.shape != (n,) or self.reference_dist.shape != (n, c):
+                raise DataError(
+                    f"{self.name}: reference labels {self.reference_labels.shape} and distributions "
+                    f"{self.reference_dist.shape} must be ({n},) and ({n}, {c})"
+                )
         if c < 2:
             raise DataError(f"{self.name}: need at least two classes, got {self.label_names}")
         if self.item_ids is None:
@@ -91,6 +106,8 @@ class AnnotatedItems:
             pick(self.item_ids),
             dict(self.attributes),
             name or self.name,
+            None if self.reference_labels is None else self.reference_labels[idx],
+            None if self.reference_dist is None else self.reference_dist[idx],
         )
 
 

@@ -14,7 +14,8 @@ import numpy as np
 from ..data.examples import Example, TaskDataset
 from ..evaluation.disagreement import disagreement_metrics, perspectivist_error_rate
 
-ANNOTATION_KEYS = ("annotation_dist", "group_dist")  # batch keys only metrics read, never a model
+# batch keys only metrics read, never a model; reference_*: a shared task's released labels (Le-Wi-Di's scorer's)
+ANNOTATION_KEYS = ("annotation_dist", "group_dist", "reference_dist", "reference_label")
 
 
 def annotation_keys(*datasets: TaskDataset | None) -> list[str]:
@@ -25,6 +26,8 @@ def annotation_keys(*datasets: TaskDataset | None) -> list[str]:
     keys = ["annotation_dist"]
     if all("group_dist" in d.examples[0].meta and d.examples[0].meta["groups"] for d in parts):
         keys.append("group_dist")
+    if all("reference_label" in ex.meta for d in parts for ex in d.examples):
+        keys += ["reference_dist", "reference_label"]
     return keys
 
 
@@ -53,6 +56,8 @@ def trainer_metrics(keys: Sequence[str], groups: Sequence[str] = ()) -> Callable
                 arrays["annotation_dist"],
                 arrays.get("group_dist"),
                 groups if "group_dist" in arrays else (),
+                reference_dist=arrays.get("reference_dist"),
+                reference_labels=None if "reference_label" not in arrays else arrays["reference_label"].astype(int),
             )
         )
 
@@ -69,8 +74,17 @@ def dataset_metrics(probs: np.ndarray, data: TaskDataset) -> dict[str, float]:
     dist = np.array([ex.meta["annotation_dist"] for ex in data.examples])
     keys = annotation_keys(data)
     group_dist = np.array([ex.meta["group_dist"] for ex in data.examples]) if "group_dist" in keys else None
+    reference = "reference_label" in keys
     return _numeric(
-        disagreement_metrics(probs, labels, dist, group_dist, dataset_groups(data) if group_dist is not None else ())
+        disagreement_metrics(
+            probs,
+            labels,
+            dist,
+            group_dist,
+            dataset_groups(data) if group_dist is not None else (),
+            reference_dist=np.array([ex.meta["reference_dist"] for ex in data.examples]) if reference else None,
+            reference_labels=np.array([ex.meta["reference_label"] for ex in data.examples]) if reference else None,
+        )
     )
 
 

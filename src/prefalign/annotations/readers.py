@@ -56,13 +56,31 @@ def _convabuse_text(raw: str, where: str) -> str:
     return "\n".join(lines)
 
 
+def _released_labels(record: dict, where: str) -> tuple[int, list[float]] | None:
+    """A Le-Wi-Di record's released ``hard_label`` and ``soft_label`` ("0", "1"), or None when it has
+    neither (the organisers' scorer reads these, rounded as released, not the annotations)."""
+    hard, soft = record.get("hard_label"), record.get("soft_label")
+    if hard is None and soft is None:
+        return None
+    try:
+        label, dist = int(hard), [float(soft["0"]), float(soft["1"])]
+        if label not in (0, 1):
+            raise ValueError(label)
+        return label, dist
+    except (TypeError, ValueError, KeyError):
+        raise DataError(
+            f'{where}: hard_label must be 0 or 1 and soft_label an object with keys "0" and "1", '
+            f"got {hard!r} and {soft!r}; fix the record or remove both fields"
+        ) from None
+
+
 def read_lewidi(path: str | Path, dataset: str) -> AnnotatedItems:
     """One Le-Wi-Di split file (``MD-Agreement``, ``ConvAbuse`` or ``ArMIS``) as annotated items."""
     path = Path(path)
     if dataset not in LEWIDI_SETS:
         raise DataError(f"unknown Le-Wi-Di set {dataset!r}; choose one of {', '.join(LEWIDI_SETS)}")
     records = _json_object(path)
-    texts, labels, workers, ids = [], [], [], []
+    texts, labels, workers, ids, released = [], [], [], [], []
     groups: dict[str, dict[str, str]] = {}
     unpaired: list[str] = []
     for item_id, r in records.items():
@@ -93,6 +111,7 @@ def read_lewidi(path: str | Path, dataset: str) -> AnnotatedItems:
         labels.append(values)
         workers.append(who)
         ids.append(str(item_id))
+        released.append(_released_labels(r, where))
     items = from_label_lists(
         texts,
         labels,
@@ -102,6 +121,9 @@ def read_lewidi(path: str | Path, dataset: str) -> AnnotatedItems:
         name=f"{dataset}/{path.stem.rsplit('_', 1)[-1]}",
     )
     items.attributes = groups
+    if all(r is not None for r in released):  # the task's scorer compares with these, as released
+        items.reference_labels = np.array([r[0] for r in released], dtype=int)
+        items.reference_dist = np.array([r[1] for r in released], dtype=float)
     if unpaired:
         warnings.warn(
             f"{path}: items {', '.join(unpaired[:5])} list a different number of annotators than labels; "

@@ -54,7 +54,8 @@ class Collator:
 
     Output keys: ``input_ids``, ``attention_mask`` (right-padded), ``labels`` (B,), ``target_dist``
     (B, C) and, for decoder multiple choice, ``score_mask`` marking each option's tokens. Examples
-    of multi-annotator data add ``annotation_dist`` (B, C) and ``group_dist`` (B, G, C) from meta. Multiple
+    of multi-annotator data add ``annotation_dist`` (B, C) and ``group_dist`` (B, G, C) from meta, and
+    ``reference_dist`` (B, C) and ``reference_label`` (B,) where the data releases its own labels. Multiple
     choice batches hold B*C sequences, example-major.
 
     Generation examples (``answer`` set; decoders only) give ``input_ids`` = prompt + " " + answer
@@ -99,9 +100,11 @@ class Collator:
             )
         batch["labels"] = torch.tensor([ex.hard_label() for ex in examples])
         batch["target_dist"] = torch.tensor([ex.target(self.num_classes) for ex in examples], dtype=torch.float)
-        for key in ("annotation_dist", "group_dist"):  # multi-annotator data: what disagreement metrics read
+        for key in ("annotation_dist", "group_dist", "reference_dist"):  # multi-annotator data: what metrics read
             if all(key in ex.meta for ex in examples):
                 batch[key] = torch.tensor([ex.meta[key] for ex in examples], dtype=torch.float)
+        if all("reference_label" in ex.meta for ex in examples):  # a shared task's released hard labels
+            batch["reference_label"] = torch.tensor([ex.meta["reference_label"] for ex in examples])
         if self.annotators is not None and all(ex.meta.get("annotators") for ex in examples):
             batch.update(self._annotator_slots(examples))
         return batch

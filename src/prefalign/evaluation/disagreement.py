@@ -11,8 +11,11 @@
 * ``lewidi2023_cross_entropy`` and ``lewidi2023_micro_f1``: the two scores of Le-Wi-Di 2023 (SemEval-2023
   Task 11) as the organisers' published scoring snippets compute them (predictions clipped to
   [1e-12, 1 - 1e-12], then -sum q log(p + 1e-9) / N; scikit-learn's micro-averaged F1 of the hard
-  labels, which for one label per item is the share of items predicted right); ``parse_lewidi_results``
-  reads their result files (one line per item: hard label, then one probability per class, tab-separated).
+  labels, which for one label per item is the share of items predicted right; labels compare as text, so
+  "1.0" is not "1"); ``parse_lewidi_results`` reads their result files (one line per item: hard label, then
+  one probability per class, tab-separated). Their reference is the data's released ``soft_label`` (rounded:
+  ArMIS gives 0.33 / 0.67) and ``hard_label`` (ties drawn by the organisers): ``disagreement_metrics`` takes
+  them as ``reference_dist`` and ``reference_labels``.
 * ``perspectivist_error_rate``: Le-Wi-Di 2025's perspectivist score for categorical labels: per item the
   share of its annotators whose own label is mispredicted, averaged over items.
 
@@ -151,7 +154,7 @@ def parse_lewidi_results(text: str, num_classes: int | None = None) -> tuple[lis
             raise ValueError(f"line {n}: {line!r} is not 'hard<TAB>p0<TAB>p1...'") from None
         if len(probs) < 2 or (num_classes is not None and len(probs) != num_classes):
             raise ValueError(f"line {n}: expected a hard label and {num_classes or 'two or more'} probabilities")
-        hard.append(parts[0].strip())
+        hard.append(parts[0])  # as the organisers' get_data keeps it: compared as text, unstripped
         soft.append(probs)
     if len({len(r) for r in soft}) > 1:
         raise ValueError("result lines give different numbers of probabilities")
@@ -172,20 +175,37 @@ def perspectivist_error_rate(annotator_labels: Sequence[Sequence[int]], predicte
 
 
 def disagreement_metrics(
-    probs, labels, annotation_dist, group_dist=None, groups: Sequence[str] = (), n_bins: int = 10
+    probs,
+    labels,
+    annotation_dist,
+    group_dist=None,
+    groups: Sequence[str] = (),
+    n_bins: int = 10,
+    *,
+    reference_dist=None,
+    reference_labels=None,
 ) -> dict[str, float | str]:
     """Every score of this module: accuracy and macro F1 against ``labels`` (the majority vote),
     Le-Wi-Di 2023's ``micro_f1`` and ``lewidi_ce``, ``soft_ce``, ``jsd`` against the annotators'
-    distribution, ``ece``, and with groups ``group_ce/<group>``, ``worst_group_ce`` and ``worst_group``."""
+    distribution, ``ece``, and with groups ``group_ce/<group>``, ``worst_group_ce`` and ``worst_group``.
+
+    ``reference_dist`` (N, C) and ``reference_labels`` (N,), when the data releases its own soft and hard
+    labels (Le-Wi-Di's ``soft_label``, rounded as released, and ``hard_label``, whose ties the organisers
+    drew), replace the annotators' distribution and the majority vote in ``lewidi_ce`` and ``micro_f1``
+    only, as the organisers' scorer reads them; every other score keeps the annotations."""
     p, q = _pair(probs, annotation_dist)
     y = _labels(labels, len(p), p.shape[1])
     pred = p.argmax(1)
+    q_ref = q if reference_dist is None else np.asarray(reference_dist, dtype=float)
+    if q_ref.shape != p.shape:
+        raise ValueError(f"reference_dist {q_ref.shape} and probs {p.shape} differ in shape")
+    y_ref = y if reference_labels is None else _labels(np.asarray(reference_labels), len(p), p.shape[1])
     out: dict[str, float | str] = {
         "accuracy": float((pred == y).mean()),
         "f1": macro_f1(pred, y, p.shape[1]),
         "soft_ce": soft_cross_entropy(p, q),
-        "lewidi_ce": lewidi2023_cross_entropy(q, p),
-        "micro_f1": lewidi2023_micro_f1(y, pred),
+        "lewidi_ce": lewidi2023_cross_entropy(q_ref, p),
+        "micro_f1": lewidi2023_micro_f1(y_ref, pred),
         "jsd": jensen_shannon_divergence(p, q),
         "ece": expected_calibration_error(p, y, n_bins),
     }
