@@ -334,25 +334,40 @@ def demo_per_seed(name: str = "demo_minilm") -> str:
     return "\n".join(lines)
 
 
-def probe_choice(name: str, groups: dict[str, list[str]], metric: str = "accuracy") -> str:
+def probe_choice(name: str, groups: dict[str, list[str]], metric: str = "accuracy", tie_break: str = "") -> str:
     """Per group of probe rows (one method at several learning rates): each row's validation and test score,
-    and the row validation picks (ties: every tied row named)."""
+    and the row validation picks (ties: every tied row named; with ``tie_break``, a second validation metric
+    in its own column decides a tie, and the row listed first any tie left)."""
     _, results = grid(name)
     by_label = {r["method"]: r for r in results if r and r.get("status") == "ok"}
+    extra_head, extra_rule = (f"validation {tie_break} | ", "---:|") if tie_break else ("", "")
     lines = [
-        f"| method | row | validation {metric} | test {metric} | chosen on validation |",
-        "|---|---|---:|---:|---|",
+        f"| method | row | validation {metric} | {extra_head}test {metric} | chosen on validation |",
+        f"|---|---|---:|{extra_rule}---:|---|",
     ]
     for group, labels in groups.items():
         runs = [(label, by_label[label]) for label in labels if label in by_label]
         if not runs:
             continue
         best = max(r["metrics"][f"validation_{metric}"] for _, r in runs)
+        tied = [label for label, r in runs if r["metrics"][f"validation_{metric}"] == best]
+        if tie_break:
+            key = {
+                label: (r["metrics"][f"validation_{metric}"], r["metrics"][f"validation_{tie_break}"])
+                for label, r in runs
+            }
+            winner = next(label for label, _ in runs if key[label] == max(key.values()))
         for label, r in runs:
             v, t = r["metrics"][f"validation_{metric}"], r["metrics"][f"test_{metric}"]
-            ties = sum(x["metrics"][f"validation_{metric}"] == best for _, x in runs)
-            pick = ("yes (tie)" if ties > 1 else "yes") if v == best else ""
-            lines.append(f"| {group} | {label} | {100 * v:.1f} | {100 * t:.1f} | {pick} |")
+            if tie_break:
+                left = sum(key[x] == key[winner] for x in tied)  # still tied on the second metric
+                how = "yes" if len(tied) == 1 else f"yes (tie: {tie_break})" if left == 1 else "yes (tie: first listed)"
+                pick = how if label == winner else ""
+                second = r["metrics"][f"validation_{tie_break}"]
+                lines.append(f"| {group} | {label} | {100 * v:.1f} | {100 * second:.1f} | {100 * t:.1f} | {pick} |")
+            else:
+                pick = ("yes (tie)" if len(tied) > 1 else "yes") if v == best else ""
+                lines.append(f"| {group} | {label} | {100 * v:.1f} | {100 * t:.1f} | {pick} |")
     return "\n".join(lines)
 
 
@@ -428,7 +443,22 @@ def _columns(cfg) -> list[str]:
     return [c for d in cfg.datasets for c in (d.name, d.shifted_name) if c is not None]
 
 
-PTLOSS_PAIRS = [("KL", "PTLoss"), ("KL", "PTLoss (distance-only Q)"), ("KL", "Temp. scaling")]
+def PTLOSS_PROBE_GROUPS(*flood_levels: float) -> dict[str, list[str]]:  # noqa: N802 (a table of labels)
+    """The rows of configs/compare/ptloss_baselines_probe_*.yaml, grouped by baseline."""
+    return {
+        "Label smoothing": ["Label smoothing (delta 0.05)", "Label smoothing (delta 0.2)"],
+        "Focal": ["Focal (gamma 0.5)", "Focal (gamma 2)"],
+        "Flooding": [f"Flooding (b {b:g})" for b in flood_levels],
+        "ESKD": ["ESKD (stop at 0.5)", "ESKD (stop at 0.75)"],
+        "Annealing KD": ["Annealing KD (T0 2)", "Annealing KD (T0 10)"],
+    }
+
+
+def config_differences(name: str, metric: str = "accuracy") -> str:
+    """The method-vs-method tables of the pairs the compare config's ``differences:`` key names."""
+    cfg, _ = grid(name)
+    return differences(name, [tuple(pair) for pair in cfg.differences or []], metric)
+
 
 BLOCKS = {
     "sst2_rte_minilm": lambda: tables("sst2_rte_minilm"),
@@ -460,9 +490,15 @@ BLOCKS = {
     "lewidi2023_published": lewidi2023_published,
     "lewidi2023_scorer_check": lewidi2023_scorer_check,
     "ptloss_sst2_minilm": lambda: tables("ptloss_sst2_minilm") + "\n\n" + per_seed("ptloss_sst2_minilm", "SST-2"),
-    "ptloss_sst2_minilm_differences": lambda: differences("ptloss_sst2_minilm", PTLOSS_PAIRS),
+    "ptloss_sst2_minilm_differences": lambda: config_differences("ptloss_sst2_minilm"),
     "ptloss_rte_minilm": lambda: tables("ptloss_rte_minilm") + "\n\n" + per_seed("ptloss_rte_minilm", "RTE"),
-    "ptloss_rte_minilm_differences": lambda: differences("ptloss_rte_minilm", PTLOSS_PAIRS),
+    "ptloss_rte_minilm_differences": lambda: config_differences("ptloss_rte_minilm"),
+    "ptloss_baselines_probe_sst2_minilm_choice": lambda: probe_choice(
+        "ptloss_baselines_probe_sst2_minilm", PTLOSS_PROBE_GROUPS(0.02, 0.05), tie_break="f1_weighted"
+    ),
+    "ptloss_baselines_probe_rte_minilm_choice": lambda: probe_choice(
+        "ptloss_baselines_probe_rte_minilm", PTLOSS_PROBE_GROUPS(0.005, 0.01), tie_break="f1_weighted"
+    ),
     "annotators_lr_probe_minilm_choice": lambda: probe_choice(
         "annotators_lr_probe_minilm",
         {

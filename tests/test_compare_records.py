@@ -4,6 +4,7 @@ that paired comparisons print beside their median differences."""
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -255,3 +256,62 @@ def test_a_grid_run_writes_records_and_report_only_rebuilds_its_table_from_them_
     )
     assert rc == 0, err
     assert "0 of 1 runs finished" in out  # another setting: the record does not stand in for it
+
+
+def test_a_grown_grid_trains_only_the_runs_its_records_lack(vocab_file, tmp_path):
+    """A fresh clone (no runs/) whose committed records hold the old rows: adding a row trains that row alone,
+    the old records come back unchanged, and a record whose settings differ from its row's is trained again."""
+    import yaml
+
+    from helpers_cli import save_tiny_model, toy_rows, write_csv
+
+    model = save_tiny_model("bert", vocab_file, tmp_path / "tiny-bert")
+    write_csv(tmp_path / "train.csv", toy_rows(48, seed=0))
+    write_csv(tmp_path / "test.csv", toy_rows(24, seed=1))
+    row = {"name": "dcpc", "label": "DCPC", "method": {"prefix_length": 2, "tau_cos": 0.0, "tau_ambiguity": 0.0}}
+    cfg = {
+        "title": "grown",
+        "output_dir": str(tmp_path / "out"),
+        "seeds": [0],
+        "keep": "metrics",
+        "models": [{"name": str(model), "label": "tiny"}],
+        "base": {
+            "data": {"max_length": 16},
+            "training": {"batch_size": 8, "max_steps": 2, "eval_steps": 2, "logging_steps": 1, "progress": False},
+        },
+        "methods": [row],
+        "datasets": [
+            {"name": "toy", "data": {"train": str(tmp_path / "train.csv"), "test": str(tmp_path / "test.csv")}}
+        ],
+    }
+    path = tmp_path / "grid.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    records = tmp_path / "committed" / "compare_toy.jsonl"
+    rc, _, err = run_main(["compare", "-c", str(path), "--records", str(records)])
+    assert rc == 0, err
+    committed = records.read_text()
+    (old,) = read_records(records)
+
+    shutil.rmtree(tmp_path / "out")  # a fresh clone: runs/ is not committed
+    cfg["methods"] = [row, {**row, "label": "DCPC p3", "method": {**row["method"], "prefix_length": 3}}]
+    path.write_text(yaml.safe_dump(cfg))
+    rc, out, err = run_main(["compare", "-c", str(path), "--records", str(records), "--dry-run"])
+    assert rc == 0, err
+    assert out.splitlines() == ["done (records)  tiny/toy/DCPC/seed0", "todo  tiny/toy/DCPC p3/seed0"]
+    rc, out, err = run_main(["compare", "-c", str(path), "--records", str(records)])
+    assert rc == 0, err
+    assert "compare: 1 runs taken from" in out
+    assert "2 runs, 1 already finished, 1 to run" in out
+    lines = records.read_text().splitlines()
+    assert committed.splitlines()[0] in lines  # the old row's record, byte for byte
+    assert [r["run_id"] for r in read_records(records)] == ["tiny/toy/DCPC p3/seed0", "tiny/toy/DCPC/seed0"]
+
+    # the old row's settings change: its record no longer stands in for it, so it trains again
+    shutil.rmtree(tmp_path / "out")
+    cfg["methods"] = [{**row, "method": {**row["method"], "prefix_length": 4}}]
+    path.write_text(yaml.safe_dump(cfg))
+    rc, out, err = run_main(["compare", "-c", str(path), "--records", str(records)])
+    assert rc == 0, err
+    assert "taken from" not in out and "1 runs, 0 already finished, 1 to run" in out
+    (new,) = read_records(records)
+    assert new["config_digest"] != old["config_digest"]

@@ -58,7 +58,9 @@ def add_parser(subparsers) -> None:
         "digest, versions, hardware), e.g. benchmarks/results/compare_NAME.jsonl: a training run puts each finished "
         "run's record there (give it to one process only when sharding); with --report-only, runs that runs/ does "
         "not hold are read from it (same run id and settings), so the tables rebuild on a fresh clone, and FILE is "
-        "rewritten with every finished run. The output folder always gets records.jsonl",
+        "rewritten with every finished run; a training run first takes every run FILE holds with the same id and "
+        "settings as finished, so a grid that gains a row or seed trains only the new runs. The output folder "
+        "always gets records.jsonl",
     )
     p.add_argument("--progress", action="store_true", help="show each run's progress bar")
 
@@ -89,9 +91,10 @@ def _positive(kind):
 
 def run(args) -> int:
     import shlex
+    from pathlib import Path
 
     from ..compare import load_compare_config, write_reports
-    from ..compare.grid import config_digest, grid_status
+    from ..compare.grid import config_digest, grid_status, restore_from_records
     from ..compare.queue import run_workers
     from ..compare.records import compact, fill_from_records, read_records, write_records
 
@@ -102,8 +105,11 @@ def run(args) -> int:
         else f"prefalign compare --config {args.config}"
     )
     if args.dry_run:
-        for spec, _, _, done in grid_status(cfg):
-            print(f"{'done' if done else 'todo'}  {spec.run_id}")
+        status = grid_status(cfg)
+        held = fill_from_records(status, read_records(args.records), config_digest) if args.records else []
+        for i, (spec, _, _, done) in enumerate(status):
+            state = "done" if done else "done (records)" if held and held[i] else "todo"
+            print(f"{state}  {spec.run_id}")
         return 0
     if args.report_only:  # a grid cut short (or still running elsewhere) is tabulated as it stands
         status = grid_status(cfg)
@@ -114,6 +120,10 @@ def run(args) -> int:
             results = [done for _, _, _, done in status]
         paths = write_reports(cfg, results, command)
     else:  # every worker ends by writing the reports from the records on disk: the last has them all
+        if args.records and Path(args.records).is_file():  # a grown grid trains only what FILE lacks
+            restored = restore_from_records(cfg, read_records(args.records))
+            if restored:
+                print(f"compare: {len(restored)} runs taken from {args.records} (same run id and settings)")
         queue = run_workers(cfg, args.workers, progress=args.progress, shard=args.shard, stale_after=args.stale_after)
         paths = queue.write_reports(cfg, command)
         if args.records:  # every finished run so far, rewritten atomically: the last worker to finish has them all

@@ -128,6 +128,28 @@ def grid_status(cfg: CompareConfig) -> list[tuple[RunSpec, ExperimentConfig, Pat
     return out
 
 
+def restore_from_records(cfg: CompareConfig, records: list[dict]) -> list[str]:
+    """Put each unfinished run that ``records`` holds back under runs/ as a finished result; return their ids.
+
+    A record stands in for a run when its run id matches and its settings digest equals the run's config's
+    (a record converted from a CSV has no digest and is never restored): its result.json is the record with
+    the planned config, which that digest shows it was run with. So a grid that gains a row (or a seed) on a
+    fresh clone trains only what the committed records do not hold.
+    """
+    restored = []
+    for spec, exp, run_dir, done in grid_status(cfg):
+        record = next((r for r in records if r["run_id"] == spec.run_id), None)
+        if done is not None or record is None or record.get("status") != "ok":
+            continue
+        if record.get("config_digest") != config_digest(exp):
+            continue
+        result = {**record, "config": exp.to_dict(), "restored_from_records": True}
+        run_dir.mkdir(parents=True, exist_ok=True)
+        write_text_atomically(run_dir / RESULT_FILE, json.dumps(result, indent=2))
+        restored.append(spec.run_id)
+    return restored
+
+
 def run_grid(
     cfg: CompareConfig,
     *,
