@@ -441,3 +441,20 @@ def test_cache_nbytes_counts_the_fp8_cache(vocab_file):
     _fill(cache)
     per_kind = 3 * (9 * 2 * 16 + 4)
     assert cache_nbytes(cache) == {"keys": per_kind, "values": per_kind, "positions": 0, "total": 2 * per_kind}
+
+
+@pytest.mark.parametrize("rank", [3, 16])  # r below the head width (values zero-padded for SDPA) and equal to it
+def test_a_prefill_in_chunks_equals_one_forward_of_the_truncated_model(vocab_file, rank):
+    model = tiny("llama", vocab_file)
+    ranks = [rank] * len(compressed_layers(model))
+    reference, compressed = copy.deepcopy(model), copy.deepcopy(model)
+    truncate_model(reference, ranks, "head")
+    compress_model(compressed, ranks, "head")
+    x = ids(4, batch=2, n=12)
+    cache = LoRCCache(compressed_layers(compressed))
+    with torch.no_grad():
+        want = reference(x).logits
+        first = compressed(x[:, :5], past_key_values=cache, use_cache=True).logits  # n == total: is_causal
+        second = compressed(x[:, 5:], past_key_values=cache, use_cache=True).logits  # n < total: offset mask
+    torch.testing.assert_close(torch.cat([first, second], dim=1), want, atol=2e-5, rtol=1e-5)
+    assert cache.get_seq_length() == 12
