@@ -1,7 +1,7 @@
 """LoRC generation speed and cache bytes against the uncompressed cache, at several context lengths, in one run.
 
     OMP_NUM_THREADS=1 python benchmarks/lorc_generation.py                            # the committed CPU run
-    python benchmarks/lorc_generation.py --device cuda --repeats 3                    # the same sizes on a GPU
+    python benchmarks/lorc_generation.py --device cuda                                # the same sizes on a GPU
 
 For each context length N (default 1024, 4096, 8192): the first N tokens of WikiText-2 test as the prompt
 (tests/benchmarks data only; shortened so prompt + --new-tokens stays within the model's
@@ -165,7 +165,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--contexts", type=int, nargs="+", default=[1024, 4096, 8192])
     p.add_argument("--new-tokens", type=int, default=32)
-    p.add_argument("--repeats", type=int, default=2)
+    p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--ratio", type=float, default=0.6)
     p.add_argument("--device", default="cpu")
     p.add_argument("--profile-context", type=int, default=4096)

@@ -4,8 +4,8 @@
 
 Reads benchmarks/results/lorc_smollm2.json (benchmarks/lorc_smollm2.py) and, when present,
 benchmarks/results/lorc_smollm2_layer.json (the same with --granularity layer),
-benchmarks/results/lorc_generation.json (benchmarks/lorc_generation.py), lorc_generation_prefill.json
-(its rerun after the prefill fix) and benchmarks/results/lorc_quantized.json (benchmarks/lorc_quantized.py).
+benchmarks/results/lorc_generation.json (benchmarks/lorc_generation.py), lorc_generation_unpadded.json
+(the same before the prefill fix) and benchmarks/results/lorc_quantized.json (benchmarks/lorc_quantized.py).
 With --reconstruction it also loads SmolLM2-135M and writes
 benchmarks/results/lorc_smollm2_reconstruction.json: the relative Frobenius reconstruction error
 (appendix G.1) of every layer's key and value projection at the ranks of each recorded schedule.
@@ -239,16 +239,16 @@ def main() -> None:
     gen = RESULTS / "lorc_generation.json"
     if gen.is_file():
         generation_tables(json.loads(gen.read_text()))
-    again = RESULTS / "lorc_generation_prefill.json"
-    if again.is_file():  # the same benchmark after value latents were padded for SDPA's fused kernel
-        g = json.loads(again.read_text())
+    before = RESULTS / "lorc_generation_unpadded.json"
+    if before.is_file():  # the same benchmark before value latents were padded for SDPA's fused kernel
+        g = json.loads(before.read_text())
         print()
-        print("| context | prompt | prefill s full | prefill s LoRC | prefill time ratio | decode speed ratio |")
-        print("| --- | --- | --- | --- | --- | --- |")
+        print("| context | prompt | prefill s full | prefill s LoRC, unpadded | prefill time ratio |")
+        print("| --- | --- | --- | --- | --- |")
         for r in g["rows"]:
             print(
                 f"| {r['context']} | {r['prompt_tokens']} | {r['full_prefill_seconds']:.1f} | "
-                f"{r['lorc_prefill_seconds']:.1f} | {r['prefill_time_ratio']:.2f} | {r['decode_speed_ratio']:.2f} |"
+                f"{r['lorc_prefill_seconds']:.1f} | {r['prefill_time_ratio']:.2f} |"
             )
     quant = RESULTS / "lorc_quantized.json"
     if quant.is_file():
