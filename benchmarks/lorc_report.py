@@ -3,11 +3,12 @@
     python benchmarks/lorc_report.py            # prints the markdown tables, writes docs/figures/lorc_*.png
 
 Reads benchmarks/results/lorc_smollm2.json (benchmarks/lorc_smollm2.py) and, when present,
-benchmarks/results/lorc_smollm2_layer.json (the same with --granularity layer) and
-benchmarks/results/lorc_generation.json (benchmarks/lorc_generation.py). With --reconstruction it also
-loads SmolLM2-135M and writes benchmarks/results/lorc_smollm2_reconstruction.json: the relative
-Frobenius reconstruction error (appendix G.1) of every layer's key and value projection at the ranks of
-each recorded schedule.
+benchmarks/results/lorc_smollm2_layer.json (the same with --granularity layer),
+benchmarks/results/lorc_generation.json (benchmarks/lorc_generation.py), lorc_generation_unpadded.json
+(the same before the prefill fix) and benchmarks/results/lorc_quantized.json (benchmarks/lorc_quantized.py).
+With --reconstruction it also loads SmolLM2-135M and writes
+benchmarks/results/lorc_smollm2_reconstruction.json: the relative Frobenius reconstruction error
+(appendix G.1) of every layer's key and value projection at the ranks of each recorded schedule.
 """
 
 from __future__ import annotations
@@ -75,6 +76,72 @@ def paired_table(records: list[dict]) -> None:
             f"| {ratio:g} | {log_ppl_diff(prog, uni):+.2f} [{lp[0]:+.2f}, {lp[1]:+.2f}] | "
             f"{prog['boolq_accuracy'] - uni['boolq_accuracy']:+.3f} [{bq[0]:+.3f}, {bq[1]:+.3f}] |"
         )
+
+
+def generation_tables(g: dict) -> None:
+    """benchmarks/lorc_generation.py: bytes and speed per context, the decode profile, the SDPA check."""
+    print()
+    print(
+        "| context | prompt | cache bytes full | cache bytes LoRC | bytes ratio | decode tok/s full | LoRC "
+        "| speed ratio (per round) | prefill s full | LoRC | prefill time ratio | same tokens |"
+    )
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+    for r in g["rows"]:
+        rounds = ", ".join(f"{x:.2f}" for x in r["decode_speed_ratio_per_round"])
+        print(
+            f"| {r['context']} | {r['prompt_tokens']} | {r['full_cache_bytes']} | {r['lorc_cache_bytes']} | "
+            f"{r['cache_bytes_ratio']:.3f} | {r['full_decode_tokens_per_second']:.2f} | "
+            f"{r['lorc_decode_tokens_per_second']:.2f} | {r['decode_speed_ratio']:.2f} ({rounds}) | "
+            f"{r['full_prefill_seconds']:.1f} | {r['lorc_prefill_seconds']:.1f} | {r['prefill_time_ratio']:.2f} | "
+            f"{r['same_tokens']} |"
+        )
+    prof = g.get("profile")
+    if prof:
+        full, lorc = prof["full"], prof["lorc"]
+        steps = full["steps"]
+        print()
+        print(
+            f"Profile, {steps} decoding steps at {full['context']} cached tokens: full "
+            f"{full['self_cpu_ms_per_step']:.0f} ms/step, LoRC {lorc['self_cpu_ms_per_step']:.0f} ms/step, of which "
+            f"the key rebuild (inclusive) {lorc['rebuild_keys_ms_per_step']:.0f} ms/step."
+        )
+        print()
+        print("| operator | full, self ms/step | LoRC, self ms/step |")
+        print("| --- | --- | --- |")
+        by = {arm: {o["op"]: o["self_cpu_ms"] / steps for o in p["top_ops"]} for arm, p in prof.items()}
+        names = sorted(
+            set(by["full"]) | set(by["lorc"]), key=lambda n: -max(by["full"].get(n, 0), by["lorc"].get(n, 0))
+        )
+        for name in names[:12]:
+            cells = [f"{by[arm][name]:.1f}" if name in by[arm] else "(not in top 15)" for arm in ("full", "lorc")]
+            print(f"| `{name}` | {cells[0]} | {cells[1]} |")
+    sdpa = g.get("sdpa_value_width")
+    if sdpa:
+        print()
+        print("| SDPA over | values wide | causal pattern | seconds |")
+        print("| --- | --- | --- | --- |")
+        seen = set()
+        for r in sdpa:
+            if (r["tokens"], r["value_width"], r["causal"]) in seen:
+                continue
+            seen.add((r["tokens"], r["value_width"], r["causal"]))
+            print(f"| {r['tokens']} tokens | {r['value_width']} | {r['causal']} | {r['seconds']:.3f} |")
+
+
+def quantized_table(q: dict) -> None:
+    """benchmarks/lorc_quantized.py: LoRC beside QuantizedCache, bytes and perplexity scored while decoding."""
+    print()
+    print("| arm | cache | bytes | bytes ratio | perplexity | NLL diff vs full, per token [95%] | seconds |")
+    print("| --- | --- | --- | --- | --- | --- | --- |")
+    for r in q["records"]:
+        lo_hi = r.get("nll_diff_interval")
+        diff = "" if lo_hi is None else f"{r['nll_diff_mean']:+.3f} [{lo_hi[0]:+.3f}, {lo_hi[1]:+.3f}]"
+        print(
+            f"| {r['arm']} | {r['cache']} | {r['cache_bytes']['total']} | {r['cache_bytes_ratio']:.3f} | "
+            f"{r['perplexity']:.2f} | {diff} | {r['seconds']:.0f} |"
+        )
+    for spec, why in q.get("skipped", {}).items():
+        print(f"\nskipped {spec}: {why}")
 
 
 def main() -> None:
@@ -171,20 +238,21 @@ def main() -> None:
             )
     gen = RESULTS / "lorc_generation.json"
     if gen.is_file():
-        g = json.loads(gen.read_text())
+        generation_tables(json.loads(gen.read_text()))
+    before = RESULTS / "lorc_generation_unpadded.json"
+    if before.is_file():  # the same benchmark before value latents were padded for SDPA's fused kernel
+        g = json.loads(before.read_text())
         print()
-        print(
-            "| context | cache bytes full | cache bytes LoRC | bytes ratio | decode tok/s full | decode tok/s LoRC "
-            "| speed ratio | prefill time ratio | same tokens |"
-        )
-        print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+        print("| context | prompt | prefill s full | prefill s LoRC, unpadded | prefill time ratio |")
+        print("| --- | --- | --- | --- | --- |")
         for r in g["rows"]:
             print(
-                f"| {r['context']} | {r['full']['cache_bytes']['total']} | {r['lorc']['cache_bytes']['total']} | "
-                f"{r['cache_bytes_ratio']:.3f} | {r['full']['decode_tokens_per_second']:.2f} | "
-                f"{r['lorc']['decode_tokens_per_second']:.2f} | {r['decode_speed_ratio']:.3f} | "
-                f"{r['prefill_time_ratio']:.3f} | {r['same_tokens']} |"
+                f"| {r['context']} | {r['prompt_tokens']} | {r['full_prefill_seconds']:.1f} | "
+                f"{r['lorc_prefill_seconds']:.1f} | {r['prefill_time_ratio']:.2f} |"
             )
+    quant = RESULTS / "lorc_quantized.json"
+    if quant.is_file():
+        quantized_table(json.loads(quant.read_text()))
     if args.reconstruction:
         rec = reconstruction(records)
         (RESULTS / "lorc_smollm2_reconstruction.json").write_text(json.dumps(rec, indent=1) + "\n")

@@ -397,3 +397,64 @@ def test_eval_and_predict_run_with_a_compressed_cache(vocab_file, tmp_path):
         ["eval", "--adapter", str(tmp_path / "bitfit" / "adapter"), "--data", str(test), "--kv", str(half_kv)]
     )
     assert rc == 2 and "carries hooks on" in err
+
+
+# Real bytes of transformers' QuantizedCache (benchmarks/lorc_quantized.py compares it with LoRC). The
+# tiny llama has 3 layers of 2 kv heads of 16: an 8-token prefill writes 1*2*8*16 = 256 values per layer
+# and kind, which the integer backends quantize in 256/64 = 4 groups of 64 (one scale and one zero point
+# each, float32), and one decoded token then waits in the float32 residual (2*16*4 = 128 bytes).
+def _fill(cache, layers=3, prefill=8):
+    g = torch.Generator().manual_seed(0)
+    for step in (prefill, 1):
+        for layer in range(layers):
+            k, v = torch.randn(2, 1, 2, step, 16, generator=g)
+            cache.update(k, v, layer)
+
+
+@pytest.mark.parametrize(("bits", "codes"), [(4, 128), (2, 64)])
+def test_cache_nbytes_counts_quanto_codes_packed(vocab_file, bits, codes):
+    pytest.importorskip("optimum.quanto")
+    from transformers.cache_utils import QuantizedCache
+
+    cache = QuantizedCache("quanto", build_tiny("llama", vocab_file).model.config, nbits=bits)
+    _fill(cache)
+    per_kind = 3 * (codes + 4 * 4 * 2 + 128)  # packed codes + scales and zero points + residual token
+    assert cache_nbytes(cache) == {"keys": per_kind, "values": per_kind, "positions": 0, "total": 2 * per_kind}
+
+
+@pytest.mark.parametrize(("bits", "codes"), [(4, 128), (2, 64)])
+def test_cache_nbytes_counts_hqq_codes_and_metadata(vocab_file, bits, codes):
+    pytest.importorskip("hqq")
+    from transformers.cache_utils import QuantizedCache
+
+    cache = QuantizedCache("hqq", build_tiny("llama", vocab_file).model.config, nbits=bits)
+    _fill(cache)
+    per_kind = 3 * (codes + 4 * 4 * 2 + 128)
+    assert cache_nbytes(cache) == {"keys": per_kind, "values": per_kind, "positions": 0, "total": 2 * per_kind}
+
+
+def test_cache_nbytes_counts_the_fp8_cache(vocab_file):
+    # transformers' fp8 backend needs no package: one byte per value, appended, and one float32 scale
+    from transformers.cache_utils import QuantizedCache
+
+    cache = QuantizedCache("fp8", build_tiny("llama", vocab_file).model.config)
+    _fill(cache)
+    per_kind = 3 * (9 * 2 * 16 + 4)
+    assert cache_nbytes(cache) == {"keys": per_kind, "values": per_kind, "positions": 0, "total": 2 * per_kind}
+
+
+@pytest.mark.parametrize("rank", [3, 16])  # r below the head width (values zero-padded for SDPA) and equal to it
+def test_a_prefill_in_chunks_equals_one_forward_of_the_truncated_model(vocab_file, rank):
+    model = tiny("llama", vocab_file)
+    ranks = [rank] * len(compressed_layers(model))
+    reference, compressed = copy.deepcopy(model), copy.deepcopy(model)
+    truncate_model(reference, ranks, "head")
+    compress_model(compressed, ranks, "head")
+    x = ids(4, batch=2, n=12)
+    cache = LoRCCache(compressed_layers(compressed))
+    with torch.no_grad():
+        want = reference(x).logits
+        first = compressed(x[:, :5], past_key_values=cache, use_cache=True).logits  # n == total: is_causal
+        second = compressed(x[:, 5:], past_key_values=cache, use_cache=True).logits  # n < total: offset mask
+    torch.testing.assert_close(torch.cat([first, second], dim=1), want, atol=2e-5, rtol=1e-5)
+    assert cache.get_seq_length() == 12

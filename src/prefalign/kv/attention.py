@@ -141,11 +141,19 @@ class LoRCAttention(nn.Module):
         else:
             keys = lk.index_select(1, self.group_of_head)
         values = lv.index_select(1, self.group_of_head)
-        mask = attention_mask
+        mask, causal = attention_mask, False
         if mask is not None:
             mask = mask[..., -n:, -total:]
+        elif n > 1 and n == total:
+            causal = True  # a prefill with nothing cached before it: SDPA's own causal pattern
         elif n > 1:
             mask = torch.ones(n, total, dtype=torch.bool, device=q.device).tril(diagonal=total - n)
-        out = F.scaled_dot_product_attention(q, keys, values, attn_mask=mask, scale=self.scaling)
-        out = out.transpose(1, 2).reshape(b, n, self.num_heads * self.rank)
+        width = values.shape[-1]
+        if n > 1 and width < q.shape[-1]:
+            # SDPA's fused kernels need one head width for q, k and v; r-wide values would send a prefill
+            # to the path that materialises every score (6.6x the full model's prefill time at 8k tokens on
+            # SmolLM2, docs/results.md). Zero columns leave the first r outputs exactly as they were.
+            values = F.pad(values, (0, q.shape[-1] - width))
+        out = F.scaled_dot_product_attention(q, keys, values, attn_mask=mask, is_causal=causal, scale=self.scaling)
+        out = out[..., :width].transpose(1, 2).reshape(b, n, self.num_heads * self.rank)
         return self.o_proj(out), None

@@ -85,14 +85,32 @@ def latent_layer(cache: Cache, layer_idx: int) -> LatentLayer:
     return fresh
 
 
+def stored_nbytes(obj) -> int:
+    """Bytes of every tensor ``obj`` holds: a tensor's ``nbytes``; a tensor subclass that packs its data
+    (optimum-quanto's quantized tensors) summed over the inner tensors ``__tensor_flatten__`` names, so
+    packed 2- and 4-bit codes count at their packed size; tuples, lists and dict values (HQQ's codes and
+    their metadata) summed; anything else 0."""
+    if isinstance(obj, torch.Tensor):
+        if type(obj) is not torch.Tensor and hasattr(obj, "__tensor_flatten__"):
+            names = obj.__tensor_flatten__()[0]
+            return sum(stored_nbytes(getattr(obj, name)) for name in names)
+        return obj.nbytes
+    if isinstance(obj, (tuple, list)):
+        return sum(stored_nbytes(x) for x in obj)
+    if isinstance(obj, dict):
+        return sum(stored_nbytes(x) for x in obj.values())
+    return 0
+
+
 def cache_nbytes(cache: Cache) -> dict[str, int]:
-    """Bytes the cache really holds: the sum of its stored tensors' nbytes, by kind, and the total."""
+    """Bytes the cache really holds: the sum of its stored tensors' nbytes, by kind, and the total.
+
+    Works for transformers' own caches too: a quantized layer (``QuantizedCache``, any backend) counts its
+    quantized keys/values (codes, scales, zero points) plus the full-precision residual it keeps."""
     keys = values = positions = 0
     for layer in cache.layers:
-        if getattr(layer, "keys", None) is not None:
-            keys += layer.keys.nbytes
-        if getattr(layer, "values", None) is not None:
-            values += layer.values.nbytes
-        if getattr(layer, "positions", None) is not None:
-            positions += layer.positions.nbytes
+        keys += stored_nbytes(getattr(layer, "keys", None)) + stored_nbytes(getattr(layer, "_quantized_keys", None))
+        values += stored_nbytes(getattr(layer, "values", None))
+        values += stored_nbytes(getattr(layer, "_quantized_values", None))
+        positions += stored_nbytes(getattr(layer, "positions", None))
     return {"keys": keys, "values": values, "positions": positions, "total": keys + values + positions}
