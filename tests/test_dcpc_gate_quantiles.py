@@ -1,0 +1,58 @@
+"""benchmarks/dcpc_gate_quantiles.py: the recorder keeps exactly the pairs the tau_ambiguity gate scores, and the
+summary's quantiles and pass shares are those of the recorded values."""
+
+from __future__ import annotations
+
+import importlib.util
+import math
+from pathlib import Path
+
+import pytest
+import torch
+
+from prefalign.methods.dcpc import losses
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def bench():
+    spec = importlib.util.spec_from_file_location("dcpc_gate_quantiles", ROOT / "benchmarks" / "dcpc_gate_quantiles.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_recorder_keeps_cos_times_kl_of_the_cosine_gated_training_pairs(bench):
+    emb = torch.tensor([[1.0, 0.0], [1.0, 0.1], [-1.0, 0.0], [0.0, 1.0]])
+    probs = torch.tensor([[0.9, 0.1], [0.5, 0.5], [0.2, 0.8], [0.6, 0.4]])
+    orig = (losses.pairwise_cosine, losses.pairwise_disagreement)
+    with bench.GateRecorder(tau_cos=0.9) as rec:
+        cos = losses.pairwise_cosine(emb)  # raw cosines: only rows 0 and 1 (cos 0.995) pass 0.9
+        losses.pairwise_disagreement(probs, "kl")
+        with torch.no_grad():  # evaluation: not recorded
+            losses.pairwise_cosine(emb)
+            losses.pairwise_disagreement(probs, "kl")
+    assert (losses.pairwise_cosine, losses.pairwise_disagreement) == orig
+    assert len(rec.steps) == 1
+    c = float(cos[0, 1])
+    assert c == pytest.approx(1 / math.sqrt(1.01))
+    kl_01 = 0.9 * math.log(0.9 / 0.5) + 0.1 * math.log(0.1 / 0.5)
+    kl_10 = 0.5 * math.log(0.5 / 0.9) + 0.5 * math.log(0.5 / 0.1)
+    assert rec.steps[0]["kl"].tolist() == pytest.approx([c * kl_01, c * kl_10], rel=1e-5)
+    ce_01 = -(0.9 * math.log(0.5) + 0.1 * math.log(0.5))
+    assert rec.steps[0]["cross_entropy"][0].item() == pytest.approx(c * ce_01, rel=1e-5)
+    assert int(rec.steps[0]["pairs"]) == 12
+
+
+def test_the_summary_counts_quantiles_and_pass_shares(bench):
+    values = torch.tensor([0.0, 0.02, 0.05, 0.2])
+    steps = [{"pairs": torch.tensor(10), "kl": values, "js": values / 10, "cross_entropy": values + 0.5}]
+    out = bench.summarise(steps)
+    assert out["pairs"] == 10 and out["kl"]["cos_gated_pairs"] == 4 and out["kl"]["cos_gate_rate"] == 0.4
+    assert out["kl"]["quantiles"]["0.5"] == pytest.approx(0.035)
+    assert out["kl"]["max"] == pytest.approx(0.2)
+    assert out["kl"]["pass_share_of_cos_gated"]["0.01"] == 0.75  # 0.02, 0.05, 0.2
+    assert out["kl"]["pass_share_of_cos_gated"]["0.1"] == 0.25
+    assert out["kl"]["pass_rate_of_all_pairs"]["0.03"] == pytest.approx(0.2)
+    assert out["cross_entropy"]["pass_share_of_cos_gated"]["0.3"] == 1.0
