@@ -5,10 +5,14 @@ head 1e-3, PCM 1e-3: configs/compare/issue15_demo_rt_shift_seeds.yaml's DCPC row
 training step, the pairs the gate sees: those through the cosine gate (centred cos >= tau_cos), with
 cos x KL(L_A || L_B) (the default gate), cos x JS and cos x cross-entropy (eq. 4, the old gate). Writes
 their quantiles over the whole run and over its last 50 steps (the trained model), and the share of
-cosine-gated pairs that each candidate tau_ambiguity would let through:
+cosine-gated pairs that each candidate tau_ambiguity would let through; and, per step, the mean over the
+cosine-gated pairs of L_align's two halves (the token half, a constant under eq. 27, and the prefix half
+|P_A - P_B|^2 from the PCM, the only one with gradient) and of the PCM's Gaussian KL (eq. 12):
 
     OMP_NUM_THREADS=1 PYTHONPATH=src python benchmarks/dcpc_gate_quantiles.py --shifted --seed 0 \\
         --output benchmarks/results/dcpc_gate_quantiles_rt_a_seed0.json
+    OMP_NUM_THREADS=1 PYTHONPATH=src python benchmarks/dcpc_gate_quantiles.py --shifted --seed 0 \\
+        --tau-ambiguity 0.01 --output benchmarks/results/dcpc_gate_quantiles_rt_a_seed0_tau0.01.json
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ import time
 import torch
 
 from prefalign.methods.dcpc import losses
+from prefalign.methods.dcpc.pcm import PreferenceCorrection
 from prefalign.training.config import load_config
 from prefalign.training.run import train
 from prefalign.utils.atomic_files import write_text_atomically
@@ -58,14 +63,32 @@ def demo_config(shifted: bool, seed: int, steps: int, out_dir: str) -> object:
 
 
 class GateRecorder:
-    """Wraps the losses module's cosine and disagreement functions to keep every training step's gated pairs."""
+    """Wraps the losses module's cosine and disagreement functions to keep every training step's gated pairs,
+    and the pair terms behind the gate (L_align's token half and prefix half, the Gaussian KL) on those pairs."""
 
     def __init__(self, tau_cos: float) -> None:
         self.tau_cos = tau_cos
         self.steps: list[dict[str, torch.Tensor]] = []
+        self.terms: list[dict[str, float]] = []
         self._cos = None
         self._orig_cos = losses.pairwise_cosine
         self._orig_dis = losses.pairwise_disagreement
+        self._orig_align = losses.pairwise_alignment
+        self._orig_kl = losses.pairwise_gaussian_kl
+        self._orig_delta = PreferenceCorrection.pairwise_delta_distance
+
+    def _gated_mean(self, values: torch.Tensor) -> float | None:
+        cos = self._cos
+        if cos is None or values.shape != cos.shape:
+            return None
+        gate = (cos >= self.tau_cos) & losses.off_diagonal(len(cos), cos.device)
+        return float(values.detach().double()[gate].mean()) if gate.any() else None
+
+    def _term(self, name: str, values: torch.Tensor) -> None:
+        if torch.is_grad_enabled():
+            if not self.terms or name in self.terms[-1]:
+                self.terms.append({})
+            self.terms[-1][name] = self._gated_mean(values)
 
     def __enter__(self) -> GateRecorder:
         def cosine(embeddings, center=False):
@@ -89,11 +112,32 @@ class GateRecorder:
                 )
             return out
 
+        def alignment(*args, **kwargs):
+            out = self._orig_align(*args, **kwargs)
+            self._term("align_token_half", out)  # DCPC passes no prefix_delta: this is the token half alone
+            return out
+
+        def gaussian_kl(mu, sigma):
+            out = self._orig_kl(mu, sigma)
+            self._term("kl_gaussian", out)
+            return out
+
+        orig_delta = self._orig_delta
+
+        def delta_distance(pcm, *args, **kwargs):
+            out = orig_delta(pcm, *args, **kwargs)
+            self._term("align_prefix_half", out)  # |P_A - P_B|^2: the only half with gradient (eq. 27)
+            return out
+
         losses.pairwise_cosine, losses.pairwise_disagreement = cosine, disagreement
+        losses.pairwise_alignment, losses.pairwise_gaussian_kl = alignment, gaussian_kl
+        PreferenceCorrection.pairwise_delta_distance = delta_distance
         return self
 
     def __exit__(self, *exc) -> None:
         losses.pairwise_cosine, losses.pairwise_disagreement = self._orig_cos, self._orig_dis
+        losses.pairwise_alignment, losses.pairwise_gaussian_kl = self._orig_align, self._orig_kl
+        PreferenceCorrection.pairwise_delta_distance = self._orig_delta
 
 
 def summarise(steps: list[dict[str, torch.Tensor]]) -> dict:
@@ -115,17 +159,31 @@ def summarise(steps: list[dict[str, torch.Tensor]]) -> dict:
     return out
 
 
+def summarise_terms(terms: list[dict[str, float | None]]) -> dict:
+    """Mean and max over steps of each pair term's mean over the step's cosine-gated pairs."""
+    out = {}
+    for name in ("align_token_half", "align_prefix_half", "kl_gaussian"):
+        values = [t[name] for t in terms if t.get(name) is not None]
+        out[name] = {"steps": len(values), "mean": float(sum(values) / len(values)) if values else None}
+        out[name]["max"] = max(values) if values else None
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--shifted", action="store_true", help="train on the annotator-group-shifted labels (RT-A)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--steps", type=int, default=250, help="training steps (the demo's 250)")
+    parser.add_argument("--tau-ambiguity", type=float, help="train with this tau_ambiguity (default: DCPC's)")
     parser.add_argument("--output", help="write the record as JSON to this file")
     args = parser.parse_args()
     torch.set_num_threads(1)
     t0 = time.time()
     with tempfile.TemporaryDirectory() as tmp:
         cfg = demo_config(args.shifted, args.seed, args.steps, tmp + "/run")
+        if args.tau_ambiguity is not None:
+            cfg.method.tau_ambiguity = args.tau_ambiguity
+            cfg.method.validate()
         with GateRecorder(cfg.method.tau_cos) as rec:
             result = train(cfg)
     record = {
@@ -139,6 +197,7 @@ def main() -> None:
         "gate_divergence": cfg.method.gate_divergence,
         "whole_run": summarise(rec.steps),
         f"last_{LAST_STEPS}_steps": summarise(rec.steps[-LAST_STEPS:]),
+        "pair_terms_on_cos_gated_pairs": summarise_terms(rec.terms),
         "validation_accuracy": result.metrics.get("validation_accuracy"),
         "test_accuracy": result.metrics.get("test_accuracy"),
         "seconds": round(time.time() - t0, 1),

@@ -56,3 +56,19 @@ def test_the_summary_counts_quantiles_and_pass_shares(bench):
     assert out["kl"]["pass_share_of_cos_gated"]["0.1"] == 0.25
     assert out["kl"]["pass_rate_of_all_pairs"]["0.03"] == pytest.approx(0.2)
     assert out["cross_entropy"]["pass_share_of_cos_gated"]["0.3"] == 1.0
+
+
+def test_the_recorder_keeps_the_pair_terms_on_the_cosine_gated_pairs_and_summarises_them(bench):
+    emb = torch.tensor([[1.0, 0.0], [1.0, 0.1], [-1.0, 0.0], [0.0, 1.0]])
+    states = torch.tensor([[[0.0, 0.0]], [[3.0, 4.0]], [[1.0, 1.0]], [[2.0, 2.0]]])  # (B, L=1, d=2)
+    mu, sigma = torch.zeros(4, 2), torch.ones(4, 2)
+    with bench.GateRecorder(tau_cos=0.9) as rec:
+        losses.pairwise_cosine(emb)
+        losses.pairwise_disagreement(torch.full((4, 2), 0.5), "kl")
+        losses.pairwise_alignment(states, None, reduction="sum")
+        losses.pairwise_gaussian_kl(mu, sigma)
+    # the gated pairs are (0, 1) and (1, 0): squared distance 25 each; identical Gaussians: KL 0
+    assert rec.terms == [{"align_token_half": pytest.approx(25.0), "kl_gaussian": pytest.approx(0.0)}]
+    out = bench.summarise_terms(rec.terms + [{"align_token_half": 15.0, "kl_gaussian": None}])
+    assert out["align_token_half"] == {"steps": 2, "mean": pytest.approx(20.0), "max": pytest.approx(25.0)}
+    assert out["kl_gaussian"]["steps"] == 1 and out["align_prefix_half"] == {"steps": 0, "mean": None, "max": None}
