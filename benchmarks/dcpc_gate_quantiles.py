@@ -7,7 +7,8 @@ cos x KL(L_A || L_B) (the default gate), cos x JS and cos x cross-entropy (eq. 4
 their quantiles over the whole run and over its last 50 steps (the trained model), and the share of
 cosine-gated pairs that each candidate tau_ambiguity would let through; and, per step, the mean over the
 cosine-gated pairs of L_align's two halves (the token half, a constant under eq. 27, and the prefix half
-|P_A - P_B|^2 from the PCM, the only one with gradient) and of the PCM's Gaussian KL (eq. 12):
+|P_A - P_B|^2 from the PCM, the only one with gradient) and of the PCM's Gaussian KL (eq. 12), and how much
+the PCM's per-example outputs (p_pref, the row scales) differ across the batch:
 
     OMP_NUM_THREADS=1 PYTHONPATH=src python benchmarks/dcpc_gate_quantiles.py --shifted --seed 0 \\
         --output benchmarks/results/dcpc_gate_quantiles_rt_a_seed0.json
@@ -70,6 +71,7 @@ class GateRecorder:
         self.tau_cos = tau_cos
         self.steps: list[dict[str, torch.Tensor]] = []
         self.terms: list[dict[str, float]] = []
+        self.pcm: list[dict[str, float]] = []
         self._cos = None
         self._orig_cos = losses.pairwise_cosine
         self._orig_dis = losses.pairwise_disagreement
@@ -124,9 +126,11 @@ class GateRecorder:
 
         orig_delta = self._orig_delta
 
-        def delta_distance(pcm, *args, **kwargs):
-            out = orig_delta(pcm, *args, **kwargs)
+        def delta_distance(pcm, pcm_out, *args, **kwargs):
+            out = orig_delta(pcm, pcm_out, *args, **kwargs)
             self._term("align_prefix_half", out)  # |P_A - P_B|^2: the only half with gradient (eq. 27)
+            if torch.is_grad_enabled():
+                self.pcm.append(pcm_spread(pcm_out))
             return out
 
         losses.pairwise_cosine, losses.pairwise_disagreement = cosine, disagreement
@@ -157,6 +161,27 @@ def summarise(steps: list[dict[str, torch.Tensor]]) -> dict:
             entry["pass_rate_of_all_pairs"] = {str(t): round(float((values > t).sum()) / pairs, 6) for t in CANDIDATES}
         out[kind] = entry
     return out
+
+
+def pcm_spread(out) -> dict[str, float]:
+    """How much the PCM's per-example outputs differ across a batch: p_pref (eq. 10) and, in 'gate' mode, the
+    row scales s = M p_pref (eq. 11) that make each example's prefix."""
+    p = out.p_pref.detach().double()
+    spread = {
+        "p_pref_std_across_batch": float(p.std(0).mean()) if len(p) > 1 else 0.0,
+        "p_pref_max_abs_minus_uniform": float((p - 1.0 / p.shape[-1]).abs().max()),
+    }
+    if out.scales is not None:
+        s = out.scales.detach().double()
+        spread["scale_std_across_batch"] = float(s.std(0).mean()) if len(s) > 1 else 0.0
+        spread["scale_abs_mean"] = float(s.abs().mean())
+    return spread
+
+
+def summarise_pcm(steps: list[dict[str, float]]) -> dict:
+    """Mean and max over steps of each spread of the PCM's outputs."""
+    names = sorted({k for step in steps for k in step})
+    return {k: {"mean": sum(v) / len(v), "max": max(v)} for k in names for v in [[s[k] for s in steps if k in s]]}
 
 
 def summarise_terms(terms: list[dict[str, float | None]]) -> dict:
@@ -198,6 +223,8 @@ def main() -> None:
         "whole_run": summarise(rec.steps),
         f"last_{LAST_STEPS}_steps": summarise(rec.steps[-LAST_STEPS:]),
         "pair_terms_on_cos_gated_pairs": summarise_terms(rec.terms),
+        "pcm_outputs_over_steps": summarise_pcm(rec.pcm),
+        f"pcm_outputs_last_{LAST_STEPS}_steps": summarise_pcm(rec.pcm[-LAST_STEPS:]),
         "validation_accuracy": result.metrics.get("validation_accuracy"),
         "test_accuracy": result.metrics.get("test_accuracy"),
         "seconds": round(time.time() - t0, 1),

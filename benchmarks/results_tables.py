@@ -374,7 +374,8 @@ def _small(value: float) -> str:
 
 def gate_pair_terms(names: list[str]) -> str:
     """benchmarks/dcpc_gate_quantiles.py's records: per run, the mean and max over training steps of each
-    pair term's mean over the step's cosine-gated pairs (L_align's token half and prefix half, the Gaussian KL)."""
+    pair term's mean over the step's cosine-gated pairs (L_align's token half and prefix half, the Gaussian KL),
+    and of each spread of the PCM's per-example outputs across the batch (p_pref, the row scales)."""
     lines = [
         "| record | tau_ambiguity | test accuracy | term | steps | mean | max |",
         "|---|---:|---:|---|---:|---:|---:|",
@@ -387,6 +388,11 @@ def gate_pair_terms(names: list[str]) -> str:
             lines.append(
                 f"| {name} | {record['tau_ambiguity']} | {100 * record['test_accuracy']:.1f} | {term} | "
                 f"{e['steps']} | {mean} | {top} |"
+            )
+        for term, e in record.get("pcm_outputs_over_steps", {}).items():
+            lines.append(
+                f"| {name} | {record['tau_ambiguity']} | {100 * record['test_accuracy']:.1f} | PCM {term} | "
+                f"{record['whole_run']['steps']} | {_small(e['mean'])} | {_small(e['max'])} |"
             )
     return "\n".join(lines)
 

@@ -72,3 +72,19 @@ def test_the_recorder_keeps_the_pair_terms_on_the_cosine_gated_pairs_and_summari
     out = bench.summarise_terms(rec.terms + [{"align_token_half": 15.0, "kl_gaussian": None}])
     assert out["align_token_half"] == {"steps": 2, "mean": pytest.approx(20.0), "max": pytest.approx(25.0)}
     assert out["kl_gaussian"]["steps"] == 1 and out["align_prefix_half"] == {"steps": 0, "mean": None, "max": None}
+
+
+def test_the_pcm_spread_is_the_std_across_the_batch_and_the_distance_from_uniform(bench):
+    from types import SimpleNamespace
+
+    out = SimpleNamespace(
+        p_pref=torch.tensor([[0.5, 0.5], [0.7, 0.3]]), scales=torch.tensor([[1.0, -2.0], [3.0, -2.0]])
+    )
+    spread = bench.pcm_spread(out)
+    sd = math.sqrt(0.02)  # std (n - 1) of 0.5, 0.7 and of 0.5, 0.3
+    assert spread["p_pref_std_across_batch"] == pytest.approx(sd)
+    assert spread["p_pref_max_abs_minus_uniform"] == pytest.approx(0.2)
+    assert spread["scale_std_across_batch"] == pytest.approx((math.sqrt(2.0) + 0.0) / 2)
+    assert spread["scale_abs_mean"] == pytest.approx(2.0)
+    summary = bench.summarise_pcm([spread, {**spread, "scale_abs_mean": 4.0}])
+    assert summary["scale_abs_mean"] == {"mean": pytest.approx(3.0), "max": pytest.approx(4.0)}
