@@ -493,6 +493,12 @@ BLOCKS = {
         "RT-A",
         ["gate_cos_rate", "gate_ambiguity_rate", "loss_task", "loss_ambiguity", "loss_align", "loss_kl"],
     ),
+    "issue15_tau_ambiguity_pcm_lr_table": lambda: tables("issue15_tau_ambiguity_pcm_lr"),
+    "issue15_tau_ambiguity_pcm_lr": lambda: sweep_choice(
+        "issue15_tau_ambiguity_pcm_lr",
+        "RT-A",
+        ["gate_cos_rate", "gate_ambiguity_rate", "loss_task", "loss_ambiguity", "loss_align", "loss_kl"],
+    ),
     "profile_step_minilm": profile,
     "demo_splits": demo_splits,
     "demo_minilm": lambda: tables("demo_minilm"),
