@@ -340,13 +340,15 @@ def probe_choice(name: str, groups: dict[str, list[str]], metric: str = "accurac
     return "\n".join(lines)
 
 
-def sweep_choice(name: str, column: str, keys: list[str], metric: str = "accuracy") -> str:
-    """One row per run of a one-seed sweep: validation and test score, the mean of each logged term in ``keys``,
-    and, on ``column``'s rows, the row its validation score picks (ties: every tied row named)."""
+def sweep_choice(name: str, column: str, keys: list[str], metric: str = "accuracy", seed: int | None = None) -> str:
+    """One row per run of a one-seed sweep (or of ``seed``'s runs): validation and test score, the mean of each
+    logged term in ``keys``, and, on ``column``'s rows, the row its validation score picks (ties: every tied row
+    named)."""
     cfg, results = grid(name)
     order = {m.label: i for i, m in enumerate(cfg.methods)}
     runs = sorted(
-        (r for r in results if r and r.get("status") == "ok"), key=lambda r: (r["column"] != column, order[r["method"]])
+        (r for r in results if r and r.get("status") == "ok" and (seed is None or r["seed"] == seed)),
+        key=lambda r: (r["column"] != column, order[r["method"]]),
     )
     best = max((r["metrics"][f"validation_{metric}"] for r in runs if r["column"] == column), default=None)
     ties = sum(r["metrics"][f"validation_{metric}"] == best for r in runs if r["column"] == column)
@@ -494,10 +496,22 @@ BLOCKS = {
         ["gate_cos_rate", "gate_ambiguity_rate", "loss_task", "loss_ambiguity", "loss_align", "loss_kl"],
     ),
     "issue15_tau_ambiguity_pcm_lr_table": lambda: tables("issue15_tau_ambiguity_pcm_lr"),
-    "issue15_tau_ambiguity_pcm_lr": lambda: sweep_choice(
-        "issue15_tau_ambiguity_pcm_lr",
-        "RT-A",
-        ["gate_cos_rate", "gate_ambiguity_rate", "loss_task", "loss_ambiguity", "loss_align", "loss_kl"],
+    "issue15_tau_ambiguity_pcm_lr": lambda: "\n\n".join(
+        f"Seed {seed}:\n\n"
+        + sweep_choice(
+            "issue15_tau_ambiguity_pcm_lr",
+            "RT-A",
+            ["gate_cos_rate", "gate_ambiguity_rate", "loss_task", "loss_ambiguity", "loss_align", "loss_kl"],
+            seed=seed,
+        )
+        for seed in (0, 1)
+    ),
+    "issue15_tau_ambiguity_pcm_lr_drops": lambda: (
+        drop_differences(
+            "issue15_tau_ambiguity_pcm_lr", [("DCPC (PCM 1e-2)", "DCPC (PCM 1e-2, tau_amb 0.01)")], "RT", "RT-A"
+        )
+        + "\n\n"
+        + differences("issue15_tau_ambiguity_pcm_lr", [("DCPC (PCM 1e-2)", "DCPC (PCM 1e-2, tau_amb 0.01)")])
     ),
     "profile_step_minilm": profile,
     "demo_splits": demo_splits,

@@ -214,3 +214,19 @@ def test_gate_quantiles_are_the_record_and_the_paper_tau_passes_no_kl_pair(table
     assert qs == sorted(qs)
     text = tables.gate_quantiles()
     assert f"| whole run | cos x kl | {kl['cos_gated_pairs']} of {record['whole_run']['pairs']} |" in text
+
+
+def test_sweep_choice_keeps_one_seed_when_asked(tables, monkeypatch):
+    from types import SimpleNamespace
+
+    def run(label, seed, val):
+        metrics = {"validation_accuracy": val, "test_accuracy": 0.5}
+        return {"method": label, "column": "S", "seed": seed, "status": "ok", "metrics": metrics}
+
+    cfg = SimpleNamespace(methods=[SimpleNamespace(label="a"), SimpleNamespace(label="b")])
+    results = [run("a", 0, 0.6), run("b", 0, 0.5), run("a", 1, 0.4), run("b", 1, 0.7)]
+    monkeypatch.setattr(tables, "grid", lambda name: (cfg, results))
+    assert tables.sweep_choice("g", "S", [], seed=1).splitlines()[2:] == [
+        "| S | a | 40.0 | 50.0 |  |  |",
+        "| S | b | 70.0 | 50.0 |  | yes |",
+    ]
