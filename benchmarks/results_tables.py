@@ -439,6 +439,93 @@ def lewidi2023_scorer_check() -> str:
     return "\n".join(lines)
 
 
+def sweep_choice(name: str, column: str, keys: list[str], metric: str = "accuracy", seed: int | None = None) -> str:
+    """One row per run of a one-seed sweep (or of ``seed``'s runs): validation and test score, the mean of each
+    logged term in ``keys``, and, on ``column``'s rows, the row its validation score picks (ties: every tied row
+    named)."""
+    cfg, results = grid(name)
+    order = {m.label: i for i, m in enumerate(cfg.methods)}
+    runs = sorted(
+        (r for r in results if r and r.get("status") == "ok" and (seed is None or r["seed"] == seed)),
+        key=lambda r: (r["column"] != column, order[r["method"]]),
+    )
+    best = max((r["metrics"][f"validation_{metric}"] for r in runs if r["column"] == column), default=None)
+    ties = sum(r["metrics"][f"validation_{metric}"] == best for r in runs if r["column"] == column)
+    lines = [
+        f"| column | row | validation {metric} | test {metric} | " + " | ".join(keys) + " | chosen on validation |",
+        "|---|---|---:|---:|" + "---:|" * len(keys) + "---|",
+    ]
+    for r in runs:
+        m = r["metrics"]
+        v = m[f"validation_{metric}"]
+        pick = ("yes (tie)" if ties > 1 else "yes") if r["column"] == column and v == best else ""
+        cells = [_small(m[k + "_mean"]) if k + "_mean" in m else "–" for k in keys]
+        lines.append(
+            f"| {r['column']} | {r['method']} | {100 * v:.1f} | {100 * m[f'test_{metric}']:.1f} | "
+            + " | ".join(cells)
+            + f" | {pick} |"
+        )
+    return "\n".join(lines)
+
+
+def _small(value: float) -> str:
+    """Four decimals, or two significant digits for a value that four decimals would show as 0.0000."""
+    return f"{value:.4f}" if value == 0 or abs(value) >= 5e-5 else f"{value:.1e}"
+
+
+def gate_pair_terms(names: list[str]) -> str:
+    """benchmarks/dcpc_gate_quantiles.py's records: per run, the mean and max over training steps of each
+    pair term's mean over the step's cosine-gated pairs (L_align's token half and prefix half, the Gaussian KL),
+    and of each spread of the PCM's per-example outputs across the batch (p_pref, the row scales)."""
+    lines = [
+        "| record | tau_ambiguity | test accuracy | term | steps | mean | max |",
+        "|---|---:|---:|---|---:|---:|---:|",
+    ]
+    for name in names:
+        record = json.loads((RESULTS / f"{name}.json").read_text())
+        for term, e in record.get("pair_terms_on_cos_gated_pairs", {}).items():
+            mean = "–" if e["mean"] is None else _small(e["mean"])
+            top = "–" if e["max"] is None else _small(e["max"])
+            lines.append(
+                f"| {name} | {record['tau_ambiguity']} | {100 * record['test_accuracy']:.1f} | {term} | "
+                f"{e['steps']} | {mean} | {top} |"
+            )
+        for term, e in record.get("pcm_outputs_over_steps", {}).items():
+            lines.append(
+                f"| {name} | {record['tau_ambiguity']} | {100 * record['test_accuracy']:.1f} | PCM {term} | "
+                f"{record['whole_run']['steps']} | {_small(e['mean'])} | {_small(e['max'])} |"
+            )
+    return "\n".join(lines)
+
+
+def gate_quantiles(name: str = "dcpc_gate_quantiles_rt_a_seed0") -> str:
+    """benchmarks/dcpc_gate_quantiles.py's record: quantiles of each gate score over the cosine-gated pairs,
+    and the share of them each candidate tau_ambiguity passes, over the whole run and its last 50 steps."""
+    record = json.loads((RESULTS / f"{name}.json").read_text())
+    parts = [k for k in ("whole_run", "last_50_steps") if k in record]
+    first = record[parts[0]]["kl"]
+    qs, taus = list(first["quantiles"]), list(first["pass_share_of_cos_gated"])
+    lines = [
+        "| steps | gate score | cos-gated pairs | "
+        + " | ".join(f"q{float(q) * 100:g}" for q in qs)
+        + " | max | "
+        + " | ".join(f"share > {t}" for t in taus)
+        + " |",
+        "|---|---|---:|" + "---:|" * (len(qs) + 1 + len(taus)),
+    ]
+    for part in parts:
+        for kind in ("kl", "js", "cross_entropy"):
+            e = record[part][kind]
+            lines.append(
+                f"| {part.replace('_', ' ')} | cos x {kind} | {e['cos_gated_pairs']} of {record[part]['pairs']} | "
+                + " | ".join(f"{e['quantiles'][q]:.4f}" for q in qs)
+                + f" | {e['max']:.4f} | "
+                + " | ".join(f"{100 * e['pass_share_of_cos_gated'][t]:.1f}%" for t in taus)
+                + " |"
+            )
+    return "\n".join(lines)
+
+
 def _columns(cfg) -> list[str]:
     return [c for d in cfg.datasets for c in (d.name, d.shifted_name) if c is not None]
 
@@ -526,6 +613,32 @@ BLOCKS = {
         "issue15_demo_rt_shift_seeds",
         "DCPC",
         ["gate_cos_rate", "gate_ambiguity_rate", "loss_task", "loss_ambiguity", "loss_align", "loss_kl"],
+    ),
+    "dcpc_gate_quantiles_rt_a_seed0": gate_quantiles,
+    "dcpc_gate_pair_terms": lambda: gate_pair_terms(["dcpc_gate_quantiles_rt_a_seed0_tau0.01"]),
+    "issue15_tau_ambiguity_sweep": lambda: tables("issue15_tau_ambiguity_sweep"),
+    "issue15_tau_ambiguity_sweep_choice": lambda: sweep_choice(
+        "issue15_tau_ambiguity_sweep",
+        "RT-A",
+        ["gate_cos_rate", "gate_ambiguity_rate", "loss_task", "loss_ambiguity", "loss_align", "loss_kl"],
+    ),
+    "issue15_tau_ambiguity_pcm_lr_table": lambda: tables("issue15_tau_ambiguity_pcm_lr"),
+    "issue15_tau_ambiguity_pcm_lr": lambda: "\n\n".join(
+        f"Seed {seed}:\n\n"
+        + sweep_choice(
+            "issue15_tau_ambiguity_pcm_lr",
+            "RT-A",
+            ["gate_cos_rate", "gate_ambiguity_rate", "loss_task", "loss_ambiguity", "loss_align", "loss_kl"],
+            seed=seed,
+        )
+        for seed in (0, 1)
+    ),
+    "issue15_tau_ambiguity_pcm_lr_drops": lambda: (
+        drop_differences(
+            "issue15_tau_ambiguity_pcm_lr", [("DCPC (PCM 1e-2)", "DCPC (PCM 1e-2, tau_amb 0.01)")], "RT", "RT-A"
+        )
+        + "\n\n"
+        + differences("issue15_tau_ambiguity_pcm_lr", [("DCPC (PCM 1e-2)", "DCPC (PCM 1e-2, tau_amb 0.01)")])
     ),
     "profile_step_minilm": profile,
     "demo_splits": demo_splits,

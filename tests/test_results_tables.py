@@ -177,3 +177,56 @@ def test_the_peft_comparison_line_is_the_ratio_of_the_two_records(tables):
     assert f"Our P-Tuning v2's step CPU time is {ratio:.3f}x PEFT's prefix tuning's" in text
     assert f"it runs {ours['top_level_aten_ops'] - peft['top_level_aten_ops']:+d} top-level ops" in text
     assert "| dcpc |" not in text and "DCPC's forward-pass peak" not in text  # no DCPC row, no DCPC line
+
+
+def test_sweep_choice_picks_on_the_named_column_only(tables, monkeypatch):
+    from types import SimpleNamespace
+
+    def run(label, column, val, test, **terms):
+        metrics = {"validation_accuracy": val, "test_accuracy": test, **{k + "_mean": v for k, v in terms.items()}}
+        return {"method": label, "column": column, "status": "ok", "metrics": metrics}
+
+    cfg = SimpleNamespace(methods=[SimpleNamespace(label="a"), SimpleNamespace(label="b")])
+    results = [
+        run("a", "C", 0.9, 0.8, gate=0.5),  # the clean column's best validation score: not the one that chooses
+        run("b", "C", 0.5, 0.6, gate=0.25),
+        run("a", "S", 0.6, 0.7, gate=0.125),
+        run("b", "S", 0.7, 0.65),
+        None,
+    ]
+    monkeypatch.setattr(tables, "grid", lambda name: (cfg, results))
+    lines = tables.sweep_choice("g", "S", ["gate"]).splitlines()
+    assert lines[2:] == [
+        "| S | a | 60.0 | 70.0 | 0.1250 |  |",
+        "| S | b | 70.0 | 65.0 | – | yes |",
+        "| C | a | 90.0 | 80.0 | 0.5000 |  |",
+        "| C | b | 50.0 | 60.0 | 0.2500 |  |",
+    ]
+
+
+def test_gate_quantiles_are_the_record_and_the_paper_tau_passes_no_kl_pair(tables):
+    import json
+
+    record = json.loads((ROOT / "benchmarks" / "results" / "dcpc_gate_quantiles_rt_a_seed0.json").read_text())
+    kl = record["whole_run"]["kl"]
+    assert kl["max"] <= 0.3 and kl["pass_share_of_cos_gated"]["0.3"] == 0.0  # why the gate stayed shut
+    qs = list(kl["quantiles"].values())
+    assert qs == sorted(qs)
+    text = tables.gate_quantiles()
+    assert f"| whole run | cos x kl | {kl['cos_gated_pairs']} of {record['whole_run']['pairs']} |" in text
+
+
+def test_sweep_choice_keeps_one_seed_when_asked(tables, monkeypatch):
+    from types import SimpleNamespace
+
+    def run(label, seed, val):
+        metrics = {"validation_accuracy": val, "test_accuracy": 0.5}
+        return {"method": label, "column": "S", "seed": seed, "status": "ok", "metrics": metrics}
+
+    cfg = SimpleNamespace(methods=[SimpleNamespace(label="a"), SimpleNamespace(label="b")])
+    results = [run("a", 0, 0.6), run("b", 0, 0.5), run("a", 1, 0.4), run("b", 1, 0.7)]
+    monkeypatch.setattr(tables, "grid", lambda name: (cfg, results))
+    assert tables.sweep_choice("g", "S", [], seed=1).splitlines()[2:] == [
+        "| S | a | 40.0 | 50.0 |  |  |",
+        "| S | b | 70.0 | 50.0 |  | yes |",
+    ]
