@@ -202,6 +202,27 @@ def versus(name: str, reference: str, metric: str) -> str:
     return "\n".join(lines)
 
 
+def across(name: str, reference: str, other: str, rows: list[str], metric: str) -> str:
+    """Rows of grid ``other`` minus row ``reference`` of grid ``name``, per dataset column both grids hold:
+    the median seed-matched difference in test ``metric`` (same seed, so the same training slice and test
+    items) with its bootstrap 95% interval and the number of pairs."""
+    cfg, results = grid(name)
+    other_cfg, other_results = grid(other)
+    columns = [c for c in _columns(cfg) if c in _columns(other_cfg)]
+    lines = [
+        f"Row of `{other}` minus '{reference}' of `{name}`, test {metric}, seed-matched: median difference "
+        "[bootstrap 95% interval of the median] (pairs).",
+        "",
+        "| Row | " + " | ".join(columns) + " |",
+        "|---|" + "---:|" * len(columns),
+    ]
+    for row in rows:
+        diffs = paired_differences(results + other_results, reference, row, metric)
+        cells = [difference_cell(diffs[c], metric) if c in diffs else "–" for c in columns]
+        lines.append(f"| {row} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def drop_differences(
     name: str, pairs: list[tuple[str, str]], clean: str, shifted: str, metric: str = "accuracy"
 ) -> str:
@@ -574,6 +595,23 @@ BLOCKS = {
     "annotator_models_minilm": lambda: tables("annotator_models_minilm"),
     "annotator_models_minilm_ce": lambda: versus("annotator_models_minilm", "LoRA / soft", "lewidi_ce"),
     "annotator_models_minilm_error": lambda: versus("annotator_models_minilm", "LoRA / soft", "annotator_error"),
+    "annotator_models_dcpc_minilm": lambda: tables("annotator_models_dcpc_minilm"),
+    "annotator_models_dcpc_minilm_ce": lambda: versus("annotator_models_dcpc_minilm", "DCPC / soft", "lewidi_ce"),
+    "annotator_models_dcpc_minilm_error": lambda: versus(
+        "annotator_models_dcpc_minilm", "DCPC / soft", "annotator_error"
+    ),
+    "annotator_models_dcpc_minilm_terms": lambda: run_terms(
+        "annotator_models_dcpc_minilm",
+        "DCPC / soft",
+        ["gate_cos_rate", "gate_ambiguity_rate", "loss_task", "loss_ambiguity", "loss_align", "loss_kl"],
+    ),
+    "annotator_models_dcpc_minilm_vs_lora": lambda: across(
+        "annotator_models_minilm",
+        "LoRA / soft",
+        "annotator_models_dcpc_minilm",
+        ["DCPC / soft", "DCPC / annotators + prefix offset"],
+        "soft_ce",
+    ),
     "lewidi2023_published": lewidi2023_published,
     "lewidi2023_scorer_check": lewidi2023_scorer_check,
     "ptloss_sst2_minilm": lambda: tables("ptloss_sst2_minilm") + "\n\n" + per_seed("ptloss_sst2_minilm", "SST-2"),
