@@ -72,9 +72,18 @@ def _score(r: dict) -> float:
     return r["metrics"][f"test_{r['metric']}"]
 
 
-def differences(name: str, pairs: list[tuple[str, str]], metric: str = "accuracy") -> str:
+def _with(name: str, also: tuple[str, ...] = ()):
+    """(config of ``name``, its results followed by those of the grids in ``also``): rows of other grids run at
+    the same settings, paired with ``name``'s by column and seed (their labels must differ)."""
+    cfg, results = grid(name)
+    for other in also:
+        results = results + grid(other)[1]
+    return cfg, results
+
+
+def differences(name: str, pairs: list[tuple[str, str]], metric: str = "accuracy", also: tuple[str, ...] = ()) -> str:
     """Method vs method tables: median seed-matched difference and its bootstrap 95% interval."""
-    _, results = grid(name)
+    _, results = _with(name, also)
     return "\n\n".join(method_differences_table(results, a, b, metric) for a, b in pairs)
 
 
@@ -203,20 +212,27 @@ def versus(name: str, reference: str, metric: str) -> str:
 
 
 def drop_differences(
-    name: str, pairs: list[tuple[str, str]], clean: str, shifted: str, metric: str = "accuracy"
+    name: str,
+    pairs: list[tuple[str, str]],
+    clean: str,
+    shifted: str,
+    metric: str = "accuracy",
+    also: tuple[str, ...] = (),
 ) -> str:
     """Per method its drop (clean minus shifted test score, same seed) and, per pair (a, b), b's drop minus a's,
-    seed-matched: median [bootstrap 95% interval of the median] (pairs). Negative: b loses less."""
-    cfg, results = grid(name)
+    seed-matched: median [bootstrap 95% interval of the median] (pairs). Negative: b loses less. ``also``: grids
+    whose rows join ``name``'s (``_with``)."""
+    cfg, results = _with(name, also)
+    labels = list(dict.fromkeys([m.label for m in cfg.methods] + [r["method"] for r in results if r]))
     score = {
         (r["method"], r["column"], r["seed"]): r["metrics"][f"test_{metric}"]
         for r in results
         if r and r.get("status") == "ok" and f"test_{metric}" in r["metrics"]
     }
     drops = {
-        m.label: {s: score[(m.label, clean, s)] - score[(m.label, shifted, s)] for s in cfg.seeds}
-        for m in cfg.methods
-        if all((m.label, c, s) in score for c in (clean, shifted) for s in cfg.seeds)
+        label: {s: score[(label, clean, s)] - score[(label, shifted, s)] for s in cfg.seeds}
+        for label in labels
+        if all((label, c, s) in score for c in (clean, shifted) for s in cfg.seeds)
     }
     lines = [
         f"Drop = {clean} minus {shifted}, test {metric} x100, per seed ({', '.join(map(str, cfg.seeds))}); "
@@ -439,12 +455,19 @@ def lewidi2023_scorer_check() -> str:
     return "\n".join(lines)
 
 
-def sweep_choice(name: str, column: str, keys: list[str], metric: str = "accuracy", seed: int | None = None) -> str:
+def sweep_choice(
+    name: str,
+    column: str,
+    keys: list[str],
+    metric: str = "accuracy",
+    seed: int | None = None,
+    also: tuple[str, ...] = (),
+) -> str:
     """One row per run of a one-seed sweep (or of ``seed``'s runs): validation and test score, the mean of each
     logged term in ``keys``, and, on ``column``'s rows, the row its validation score picks (ties: every tied row
-    named)."""
-    cfg, results = grid(name)
-    order = {m.label: i for i, m in enumerate(cfg.methods)}
+    named). ``also``: grids whose rows join ``name``'s (``_with``)."""
+    cfg, results = _with(name, also)
+    order = {label: i for i, label in enumerate(dict.fromkeys(r["method"] for r in results if r))}
     runs = sorted(
         (r for r in results if r and r.get("status") == "ok" and (seed is None or r["seed"] == seed)),
         key=lambda r: (r["column"] != column, order[r["method"]]),
