@@ -14,6 +14,12 @@ the PCM's per-example outputs (p_pref, the row scales) differ across the batch:
         --output benchmarks/results/dcpc_gate_quantiles_rt_a_seed0.json
     OMP_NUM_THREADS=1 PYTHONPATH=src python benchmarks/dcpc_gate_quantiles.py --shifted --seed 0 \\
         --tau-ambiguity 0.01 --output benchmarks/results/dcpc_gate_quantiles_rt_a_seed0_tau0.01.json
+
+Issue 15's PCM question (why p_pref stays uniform) adds mu, sigma, the gradient reaching mu and the
+meta-matrix's column spread to the PCM records; ``--mu-scale`` trains with ``method.pcm_mu_scale``:
+
+    OMP_NUM_THREADS=1 PYTHONPATH=src python benchmarks/dcpc_gate_quantiles.py --shifted --seed 0 \\
+        --output benchmarks/results/dcpc_pcm_spread_rt_a_seed0.json
 """
 
 from __future__ import annotations
@@ -130,7 +136,10 @@ class GateRecorder:
             out = orig_delta(pcm, pcm_out, *args, **kwargs)
             self._term("align_prefix_half", out)  # |P_A - P_B|^2: the only half with gradient (eq. 27)
             if torch.is_grad_enabled():
-                self.pcm.append(pcm_spread(pcm_out))
+                self.pcm.append(pcm_spread(pcm_out, pcm))
+                if pcm_out.mu.requires_grad:  # the gradient of the whole objective that reaches mu, per entry
+                    entry = self.pcm[-1]
+                    pcm_out.mu.register_hook(lambda g: entry.update(mu_grad_rms=float(g.double().pow(2).mean().sqrt())))
             return out
 
         losses.pairwise_cosine, losses.pairwise_disagreement = cosine, disagreement
@@ -163,18 +172,33 @@ def summarise(steps: list[dict[str, torch.Tensor]]) -> dict:
     return out
 
 
-def pcm_spread(out) -> dict[str, float]:
+def pcm_spread(out, pcm=None) -> dict[str, float]:
     """How much the PCM's per-example outputs differ across a batch: p_pref (eq. 10) and, in 'gate' mode, the
-    row scales s = M p_pref (eq. 11) that make each example's prefix."""
+    row scales s = M p_pref (eq. 11) that make each example's prefix; and why (issue 15's PCM question): the
+    auxiliary classifier's mean mu (its size, and its spread across the batch, the only input-dependent
+    signal) against the sampling noise sigma * eps, the softmax of mu alone (what inference uses), and, with
+    ``pcm``, how much the meta-matrix's columns differ (s = M p varies with p only through that)."""
     p = out.p_pref.detach().double()
+    mu, sigma = out.mu.detach().double(), out.sigma.detach().double()
+    p_mu = torch.softmax(mu, dim=-1)  # eq. 10 without noise, as at inference
     spread = {
         "p_pref_std_across_batch": float(p.std(0).mean()) if len(p) > 1 else 0.0,
         "p_pref_max_abs_minus_uniform": float((p - 1.0 / p.shape[-1]).abs().max()),
+        "mu_abs_mean": float(mu.abs().mean()),
+        "mu_std_across_batch": float(mu.std(0).mean()) if len(mu) > 1 else 0.0,
+        "mu_std_within_example": float(mu.std(1).mean()),
+        "sigma_mean": float(sigma.mean()),
+        "p_mu_std_across_batch_times_d": float(p_mu.std(0).mean() * p.shape[-1]) if len(p) > 1 else 0.0,
     }
     if out.scales is not None:
         s = out.scales.detach().double()
         spread["scale_std_across_batch"] = float(s.std(0).mean()) if len(s) > 1 else 0.0
         spread["scale_abs_mean"] = float(s.abs().mean())
+    if pcm is not None:
+        meta = pcm.meta.detach().double()
+        spread["meta_abs_mean"] = float(meta.abs().mean())
+        spread["meta_column_std"] = float(meta.std(1).mean())  # per row, across the d columns
+        spread["aux_out_weight_std"] = float(pcm.aux[2].weight.detach().double()[: meta.shape[1]].std())
     return spread
 
 
@@ -200,6 +224,8 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--steps", type=int, default=250, help="training steps (the demo's 250)")
     parser.add_argument("--tau-ambiguity", type=float, help="train with this tau_ambiguity (default: DCPC's)")
+    parser.add_argument("--mu-scale", type=float, help="train with this pcm_mu_scale (default: DCPC's)")
+    parser.add_argument("--pcm-learning-rate", type=float, default=1.0e-3, help="the PCM's learning rate")
     parser.add_argument("--output", help="write the record as JSON to this file")
     args = parser.parse_args()
     torch.set_num_threads(1)
@@ -208,7 +234,10 @@ def main() -> None:
         cfg = demo_config(args.shifted, args.seed, args.steps, tmp + "/run")
         if args.tau_ambiguity is not None:
             cfg.method.tau_ambiguity = args.tau_ambiguity
-            cfg.method.validate()
+        if args.mu_scale is not None:
+            cfg.method.pcm_mu_scale = args.mu_scale
+        cfg.method.pcm_learning_rate = args.pcm_learning_rate
+        cfg.method.validate()
         with GateRecorder(cfg.method.tau_cos) as rec:
             result = train(cfg)
     record = {
@@ -223,6 +252,9 @@ def main() -> None:
         "whole_run": summarise(rec.steps),
         f"last_{LAST_STEPS}_steps": summarise(rec.steps[-LAST_STEPS:]),
         "pair_terms_on_cos_gated_pairs": summarise_terms(rec.terms),
+        "pcm_mu_scale": cfg.method.pcm_mu_scale,
+        "pcm_learning_rate": cfg.method.pcm_learning_rate,
+        "pcm_outputs_first_step": rec.pcm[0] if rec.pcm else None,
         "pcm_outputs_over_steps": summarise_pcm(rec.pcm),
         f"pcm_outputs_last_{LAST_STEPS}_steps": summarise_pcm(rec.pcm[-LAST_STEPS:]),
         "validation_accuracy": result.metrics.get("validation_accuracy"),

@@ -72,9 +72,18 @@ def _score(r: dict) -> float:
     return r["metrics"][f"test_{r['metric']}"]
 
 
-def differences(name: str, pairs: list[tuple[str, str]], metric: str = "accuracy") -> str:
+def _with(name: str, also: tuple[str, ...] = ()):
+    """(config of ``name``, its results followed by those of the grids in ``also``): rows of other grids run at
+    the same settings, paired with ``name``'s by column and seed (their labels must differ)."""
+    cfg, results = grid(name)
+    for other in also:
+        results = results + grid(other)[1]
+    return cfg, results
+
+
+def differences(name: str, pairs: list[tuple[str, str]], metric: str = "accuracy", also: tuple[str, ...] = ()) -> str:
     """Method vs method tables: median seed-matched difference and its bootstrap 95% interval."""
-    _, results = grid(name)
+    _, results = _with(name, also)
     return "\n\n".join(method_differences_table(results, a, b, metric) for a, b in pairs)
 
 
@@ -224,20 +233,27 @@ def across(name: str, reference: str, other: str, rows: list[str], metric: str) 
 
 
 def drop_differences(
-    name: str, pairs: list[tuple[str, str]], clean: str, shifted: str, metric: str = "accuracy"
+    name: str,
+    pairs: list[tuple[str, str]],
+    clean: str,
+    shifted: str,
+    metric: str = "accuracy",
+    also: tuple[str, ...] = (),
 ) -> str:
     """Per method its drop (clean minus shifted test score, same seed) and, per pair (a, b), b's drop minus a's,
-    seed-matched: median [bootstrap 95% interval of the median] (pairs). Negative: b loses less."""
-    cfg, results = grid(name)
+    seed-matched: median [bootstrap 95% interval of the median] (pairs). Negative: b loses less. ``also``: grids
+    whose rows join ``name``'s (``_with``)."""
+    cfg, results = _with(name, also)
+    labels = list(dict.fromkeys([m.label for m in cfg.methods] + [r["method"] for r in results if r]))
     score = {
         (r["method"], r["column"], r["seed"]): r["metrics"][f"test_{metric}"]
         for r in results
         if r and r.get("status") == "ok" and f"test_{metric}" in r["metrics"]
     }
     drops = {
-        m.label: {s: score[(m.label, clean, s)] - score[(m.label, shifted, s)] for s in cfg.seeds}
-        for m in cfg.methods
-        if all((m.label, c, s) in score for c in (clean, shifted) for s in cfg.seeds)
+        label: {s: score[(label, clean, s)] - score[(label, shifted, s)] for s in cfg.seeds}
+        for label in labels
+        if all((label, c, s) in score for c in (clean, shifted) for s in cfg.seeds)
     }
     lines = [
         f"Drop = {clean} minus {shifted}, test {metric} x100, per seed ({', '.join(map(str, cfg.seeds))}); "
@@ -460,12 +476,21 @@ def lewidi2023_scorer_check() -> str:
     return "\n".join(lines)
 
 
-def sweep_choice(name: str, column: str, keys: list[str], metric: str = "accuracy", seed: int | None = None) -> str:
+def sweep_choice(
+    name: str,
+    column: str,
+    keys: list[str],
+    metric: str = "accuracy",
+    seed: int | None = None,
+    also: tuple[str, ...] = (),
+    rows: tuple[str, ...] = (),
+) -> str:
     """One row per run of a one-seed sweep (or of ``seed``'s runs): validation and test score, the mean of each
     logged term in ``keys``, and, on ``column``'s rows, the row its validation score picks (ties: every tied row
-    named)."""
-    cfg, results = grid(name)
-    order = {m.label: i for i, m in enumerate(cfg.methods)}
+    named). ``also``: grids whose rows join ``name``'s (``_with``); ``rows``: only these rows (default: all)."""
+    cfg, results = _with(name, also)
+    results = [r for r in results if r and (not rows or r["method"] in rows)]
+    order = {label: i for i, label in enumerate(dict.fromkeys(r["method"] for r in results if r))}
     runs = sorted(
         (r for r in results if r and r.get("status") == "ok" and (seed is None or r["seed"] == seed)),
         key=lambda r: (r["column"] != column, order[r["method"]]),
@@ -519,6 +544,46 @@ def gate_pair_terms(names: list[str]) -> str:
     return "\n".join(lines)
 
 
+PCM_SPREAD_KEYS = [
+    "mu_abs_mean",
+    "mu_std_across_batch",
+    "sigma_mean",
+    "p_mu_std_across_batch_times_d",
+    "mu_grad_rms",
+    "meta_abs_mean",
+    "meta_column_std",
+    "scale_abs_mean",
+    "scale_std_across_batch",
+]
+
+
+def pcm_spread_table(names: list[str]) -> str:
+    """benchmarks/dcpc_gate_quantiles.py's PCM records (issue 15): per run, the PCM's outputs at the first
+    training step and averaged over the last 50 (mu, its spread across the batch, sigma, the noise-free p_pref's
+    spread x d, the gradient reaching mu, the meta-matrix and the row scales), and the pair terms behind the gate."""
+    records = [json.loads((RESULTS / f"{n}.json").read_text()) for n in names]
+    head = " | ".join(f"alpha {r['pcm_mu_scale']:g}: step 1 | alpha {r['pcm_mu_scale']:g}: last 50" for r in records)
+    lines = ["| quantity | " + head + " |", "|---|" + "---:|" * (2 * len(records))]
+    for key in PCM_SPREAD_KEYS:
+        cells = []
+        for r in records:
+            cells.append(_small(r["pcm_outputs_first_step"].get(key, 0.0)))
+            cells.append(_small(r["pcm_outputs_last_50_steps"][key]["mean"]))
+        lines.append(f"| {key} | " + " | ".join(cells) + " |")
+    for term in ("align_token_half", "align_prefix_half", "kl_gaussian"):
+        cells = []
+        for r in records:
+            mean = r["pair_terms_on_cos_gated_pairs"][term]["mean"]
+            cells += ["", "–" if mean is None else _small(mean) + " (run mean)"]
+        lines.append(f"| {term} on cos-gated pairs | " + " | ".join(cells) + " |")
+    acc = []
+    for r in records:
+        acc += ["", f"{100 * r['validation_accuracy']:.1f} / {100 * r['test_accuracy']:.1f}"]
+    lines.append("| validation / test accuracy | " + " | ".join(acc) + " |")
+    lines.append("| seconds | " + " | ".join(x for r in records for x in ("", f"{r['seconds']:.0f}")) + " |")
+    return "\n".join(lines)
+
+
 def gate_quantiles(name: str = "dcpc_gate_quantiles_rt_a_seed0") -> str:
     """benchmarks/dcpc_gate_quantiles.py's record: quantiles of each gate score over the cosine-gated pairs,
     and the share of them each candidate tau_ambiguity passes, over the whole run and its last 50 steps."""
@@ -567,6 +632,10 @@ def config_differences(name: str, metric: str = "accuracy") -> str:
     cfg, _ = grid(name)
     return differences(name, [tuple(pair) for pair in cfg.differences or []], metric)
 
+
+PCM_SPREAD = ["pcm_p_spread", "pcm_scale_spread"]
+# Issue 15's pcm_mu_scale rows against the committed alpha = 1 DCPC and P-Tuning v2 rows of the same seeds.
+MU_SCALE_PAIRS = [("DCPC", "DCPC (mu scale 100)"), ("P-Tuning v2", "DCPC (mu scale 100)")]
 
 BLOCKS = {
     "sst2_rte_minilm": lambda: tables("sst2_rte_minilm"),
@@ -678,6 +747,25 @@ BLOCKS = {
         + "\n\n"
         + differences("issue15_tau_ambiguity_pcm_lr", [("DCPC (PCM 1e-2)", "DCPC (PCM 1e-2, tau_amb 0.01)")])
     ),
+    "issue15_pcm_mu_scale_table": lambda: tables("issue15_pcm_mu_scale"),
+    "issue15_pcm_mu_scale_choice": lambda: "\n\n".join(
+        f"Seed {seed}:\n\n"
+        + sweep_choice(
+            "issue15_pcm_mu_scale",
+            "RT-A",
+            ["gate_cos_rate", "gate_ambiguity_rate", "loss_task", "loss_align", "loss_kl"] + PCM_SPREAD,
+            seed=seed,
+            also=("issue15_demo_rt_shift_seeds",),
+            rows=("DCPC", "DCPC (mu scale 100)"),
+        )
+        for seed in (0, 1)
+    ),
+    "issue15_pcm_mu_scale_drops": lambda: (
+        drop_differences("issue15_pcm_mu_scale", MU_SCALE_PAIRS, "RT", "RT-A", also=("issue15_demo_rt_shift_seeds",))
+        + "\n\n"
+        + differences("issue15_pcm_mu_scale", MU_SCALE_PAIRS, also=("issue15_demo_rt_shift_seeds",))
+    ),
+    "dcpc_pcm_spread": lambda: pcm_spread_table(["dcpc_pcm_spread_rt_a_seed0", "dcpc_pcm_spread_rt_a_seed0_mu100"]),
     "profile_step_minilm": profile,
     "demo_splits": demo_splits,
     "demo_minilm": lambda: tables("demo_minilm"),

@@ -78,9 +78,27 @@ def test_the_pcm_spread_is_the_std_across_the_batch_and_the_distance_from_unifor
     from types import SimpleNamespace
 
     out = SimpleNamespace(
-        p_pref=torch.tensor([[0.5, 0.5], [0.7, 0.3]]), scales=torch.tensor([[1.0, -2.0], [3.0, -2.0]])
+        p_pref=torch.tensor([[0.5, 0.5], [0.7, 0.3]]),
+        scales=torch.tensor([[1.0, -2.0], [3.0, -2.0]]),
+        mu=torch.tensor([[0.0, 1.0], [2.0, 1.0]]),
+        sigma=torch.tensor([[0.1, 0.3], [0.1, 0.3]]),
     )
-    spread = bench.pcm_spread(out)
+    pcm = SimpleNamespace(
+        meta=torch.tensor([[1.0, 3.0], [2.0, 2.0]]),
+        aux=[None, None, SimpleNamespace(weight=torch.tensor([[1.0, 1.0], [3.0, 3.0], [9.0, 9.0], [9.0, 9.0]]))],
+    )
+    spread = bench.pcm_spread(out, pcm)
+    # Issue 15's PCM question: mu's size, its spread across the batch (col 0: 0, 2; col 1: 1, 1) and within an
+    # example, sigma, the noise-free softmax's spread (x d), and the meta-matrix's columns.
+    assert spread["mu_abs_mean"] == pytest.approx(1.0)
+    assert spread["mu_std_across_batch"] == pytest.approx(math.sqrt(2.0) / 2)
+    assert spread["mu_std_within_example"] == pytest.approx(math.sqrt(0.5))
+    assert spread["sigma_mean"] == pytest.approx(0.2)
+    a = 1 / (1 + math.e)  # softmax(0, 1)[0]; softmax(2, 1)[0] = 1 - a
+    assert spread["p_mu_std_across_batch_times_d"] == pytest.approx(2 * (1 - 2 * a) / math.sqrt(2.0))
+    assert spread["meta_abs_mean"] == pytest.approx(2.0)
+    assert spread["meta_column_std"] == pytest.approx(math.sqrt(2.0) / 2)
+    assert spread["aux_out_weight_std"] == pytest.approx(math.sqrt(4 / 3))  # the mu rows only: 1, 1, 3, 3
     sd = math.sqrt(0.02)  # std (n - 1) of 0.5, 0.7 and of 0.5, 0.3
     assert spread["p_pref_std_across_batch"] == pytest.approx(sd)
     assert spread["p_pref_max_abs_minus_uniform"] == pytest.approx(0.2)

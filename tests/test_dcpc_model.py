@@ -122,11 +122,12 @@ def test_training_lowers_the_task_loss_on_the_toy_task(tiny_bert, variant):
 GATES = {"gate_cos_rate", "gate_ambiguity_rate"}
 # Table 3 by hand. loss_ambiguity is logged whenever any DCPC part is on (its per-pair values drive
 # the CLPA/PCM gates), but only counts in the total when use_ambiguity is on.
+PCM_SPREAD = {"pcm_p_spread", "pcm_scale_spread"}  # the 'gate' PCM's spread across the batch (issue 15)
 EXPECTED_TERMS = {
-    "dcpc": {"loss_task", "loss_ambiguity", "loss_align", "loss_kl"} | GATES,
-    "dcpc-no-clpa": {"loss_task", "loss_ambiguity", "loss_kl"} | GATES,
+    "dcpc": {"loss_task", "loss_ambiguity", "loss_align", "loss_kl"} | GATES | PCM_SPREAD,
+    "dcpc-no-clpa": {"loss_task", "loss_ambiguity", "loss_kl"} | GATES | PCM_SPREAD,
     "dcpc-no-pcm": {"loss_task", "loss_ambiguity", "loss_align"} | GATES,
-    "dcpc-no-ambiguity": {"loss_task", "loss_ambiguity", "loss_align", "loss_kl"} | GATES,
+    "dcpc-no-ambiguity": {"loss_task", "loss_ambiguity", "loss_align", "loss_kl"} | GATES | PCM_SPREAD,
     "dcpc-no-clpa-pcm": {"loss_task", "loss_ambiguity"} | GATES,
     "ptuning-v2": {"loss_task"},
 }

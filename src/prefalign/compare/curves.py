@@ -26,9 +26,10 @@ def validation_curve(log_history: list[dict]) -> list[dict]:
 
 
 # Training terms whose mean over a run's logs goes into its record as ``<key>_mean`` (DCPC's share of
-# pairs through each gate, Learned-Adapter's softmax weight on the FFN place), so a dataset's
-# ``also: [gate_cos_rate_mean]`` can show it. Every logged ``loss_*`` term (and ``loss`` itself) goes in the same way.
-LOGGED_MEANS = ("gate_cos_rate", "gate_ambiguity_rate", "arch_ffn_weight")
+# pairs through each gate and its PCM's spread across the batch, Learned-Adapter's softmax weight on the FFN
+# place), so a dataset's ``also: [gate_cos_rate_mean]`` can show it. Every logged ``loss_*`` term (and ``loss``
+# itself) goes in the same way.
+LOGGED_MEANS = ("gate_cos_rate", "gate_ambiguity_rate", "arch_ffn_weight", "pcm_p_spread", "pcm_scale_spread")
 
 
 def logged_means(logs: list[dict]) -> dict[str, float]:

@@ -92,6 +92,12 @@ class DCPCConfig(HeadConfig):
         "projected to every layer; 4.8M at 7B)",
         choices=("elementwise", "gate"),
     )
+    pcm_mu_scale: float = _f(
+        1.0,
+        "alpha in eq. 10 read as softmax(alpha mu + sigma eps): a temperature 1/alpha on the auxiliary "
+        "classifier's mean only (the sampled noise keeps the scale sigma learns); 1 is the paper as written. "
+        "At 1 mu is ~1e-2 against noise ~0.13 and p_pref stays uniform (docs/methods/dcpc.md item 10)",
+    )
     pcm_aux_rank: int = _f(8, "bottleneck of the auxiliary classifier d -> r -> (mu, sigma)")
     pcm_proj_rank: int = _f(16, "rank of the projection from P_new (m x d) to every layer's keys/values")
     pcm_learning_rate: float | None = _f(
@@ -123,5 +129,6 @@ class DCPCConfig(HeadConfig):
             self.check_range(name, 0.0, None)
         self.check_range("reparam_hidden_size", 1, None)
         self.check_range("pcm_aux_rank", 1, None)
+        self.check_range("pcm_mu_scale", 0.0, 1.0e4)
         self.check_range("pcm_proj_rank", 1, None)
         self.check_range("pcm_learning_rate", 0.0, 10.0)

@@ -206,6 +206,14 @@ class DCPCModel(Method):
                 kl = losses.pairwise_categorical_kl(pcm_out.p_pref)
             l_kl = losses.reduce_pairs(kl, amb_gate, cfg.pair_reduction)
             terms["loss_kl"] = l_kl.detach()
+            # How much the PCM's per-example outputs differ across the batch (issue 15: ~0 means one prefix for
+            # every input): d x the std over examples of p_pref, averaged over its d entries (about 1 when it
+            # varies as much as it is large; in training p_pref is sampled, so the noise alone gives about sigma,
+            # without noise 0 when it does not depend on the input), and the std of the row scales s = M p_pref.
+            p = pcm_out.p_pref.detach().float()
+            terms["pcm_p_spread"] = p.std(0).mean() * p.shape[-1]
+            if pcm_out.scales is not None:
+                terms["pcm_scale_spread"] = pcm_out.scales.detach().float().std(0).mean()
             total = total + cfg.lambda_kl * l_kl
         return total, terms
 

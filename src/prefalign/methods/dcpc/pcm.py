@@ -36,7 +36,7 @@ class PreferenceCorrection(nn.Module):
     def __init__(self, geo: ModelGeometry, cfg: DCPCConfig) -> None:
         super().__init__()
         d, m = geo.hidden_size, cfg.prefix_length
-        self.geo, self.mode, self.m = geo, cfg.pcm_mode, m
+        self.geo, self.mode, self.m, self.mu_scale = geo, cfg.pcm_mode, m, cfg.pcm_mu_scale
         # Eq. 9: a shared low-rank auxiliary classifier d -> r -> (mu, sigma).
         self.aux = nn.Sequential(nn.Linear(d, cfg.pcm_aux_rank), nn.GELU(), nn.Linear(cfg.pcm_aux_rank, 2 * d))
         nn.init.normal_(self.aux[2].weight, std=0.02)
@@ -72,6 +72,8 @@ class PreferenceCorrection(nn.Module):
         """
         d = embedding.shape[-1]
         mu, raw_sigma = self.aux(embedding).chunk(2, dim=-1)
+        if self.mu_scale != 1.0:  # eq. 10's mean on the softmax's scale (a temperature 1/alpha on mu alone)
+            mu = mu * self.mu_scale
         sigma = F.softplus(raw_sigma) + 1e-4
         p_pref = torch.softmax(mu + sigma * torch.randn_like(mu) if sample else mu, dim=-1)  # eq. 10
         b = embedding.shape[0]
