@@ -774,6 +774,7 @@ BLOCKS = {
     "sst2_ptuning_375_minilm": lambda: tables("sst2_ptuning_375_minilm"),
     "profile_step_tiny": lambda: profile("profile_step_tiny"),
     "profile_step_tiny_b64": lambda: profile("profile_step_tiny_b64"),
+    "profile_step_smollm2": lambda: profile("profile_step_smollm2-135m"),
     "annotators_minilm": lambda: annotator_accuracy("annotators_minilm", "annotation_baselines_minilm"),
     "annotators_smollm2": lambda: annotator_accuracy("annotators_smollm2", "annotation_baselines_smollm2"),
     "annotation_baselines_minilm": lambda: annotator_baselines("annotation_baselines_minilm"),
