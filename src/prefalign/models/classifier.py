@@ -140,8 +140,8 @@ class PrefixClassifier(nn.Module):
         if prompt_embeds is not None:
             options["prompt_embeds"] = prompt_embeds
         if self.conditioning is not None:
-            if prefix_scale is not None:  # conditioning edits per-example prefixes: materialise the scaled rows
-                prefix_kv = prefix_kv.unsqueeze(0) * (1 + prefix_scale[:, None, None, :, None].to(prefix_kv.dtype))
+            if prefix_scale is not None:
+                raise ValueError("annotator conditioning edits each example's prefix: pass it materialised, not scaled")
             return self.conditioning.classify(self, input_ids, attention_mask, prefix_kv, **options)
         return self.run(input_ids, attention_mask, prefix_kv, prefix_scale=prefix_scale, **options)
 

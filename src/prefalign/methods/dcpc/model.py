@@ -101,8 +101,9 @@ class DCPCModel(Method):
         if labels is not None and labels.dim() == 2:  # token labels: a generation task (decoders)
             return self._generation_forward(input_ids, attention_mask, labels)
         per = self.task.num_classes if self.task.multiple_choice else 1
-        # Without autograd, the gate PCM's per-example prefix is written straight into the attention cache.
-        rows = not torch.is_grad_enabled() and self.pcm is not None
+        # Without autograd, the gate PCM's per-example prefix is written straight into the attention cache; annotator
+        # conditioning edits each example's prefix, so it gets the materialised one.
+        rows = not torch.is_grad_enabled() and self.pcm is not None and self.classifier.conditioning is None
         prefix, pcm_out = self._prefix_for(input_ids, attention_mask, per, sample=self.training, rows=rows)
         scale = pcm_out.scales if pcm_out is not None and pcm_out.delta is None else None
         # Every layer's pooled output feeds only the loss terms: inference without targets skips it.
