@@ -6,6 +6,7 @@ import random
 
 import pytest
 import torch
+import torch.distributed as dist
 
 from prefalign.data.examples import Example, TaskDataset
 from prefalign.models.loading import LoadedModel, prepare_tokenizer
@@ -60,6 +61,13 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+# Two-process tests (DDP, FSDP) run torch.distributed over gloo on the CPU.
+needs_gloo = pytest.mark.skipif(
+    not (dist.is_available() and dist.is_gloo_available()),
+    reason="torch.distributed with the gloo backend is not available in this torch build",
+)
 
 
 def build_tiny(kind: str, vocab_file: str, seed: int = 0, **overrides) -> LoadedModel:

@@ -14,19 +14,15 @@ import subprocess
 import sys
 
 import pytest
-import torch.distributed as dist
 from safetensors.torch import load_file
 
-from conftest import build_tiny
+from conftest import build_tiny, needs_gloo
 from helpers_cli import run_main, toy_rows, write_csv
 
 PER_DEVICE, WORLD, STEPS = 4, 2, 6
 REL_TOL = 1e-6  # float32 sums in another order (two halves, then an all-reduce); measured <= 7e-8
 
-pytestmark = pytest.mark.skipif(
-    not (dist.is_available() and dist.is_gloo_available()),
-    reason="torch.distributed with the gloo backend is not available in this torch build",
-)
+pytestmark = needs_gloo
 
 
 @pytest.fixture(scope="module")

@@ -22,9 +22,9 @@ import sys
 
 import pytest
 import torch
-import torch.distributed as dist
 from safetensors.torch import load_file
 
+from conftest import needs_gloo
 from fsdp_common import BATCH, METHODS, STEPS, build, data
 from helpers_cli import run_main, toy_rows, write_csv
 from prefalign.methods import load_method, save_method
@@ -32,10 +32,7 @@ from prefalign.methods import load_method, save_method
 # float32 sums in another order (two half-batch means averaged, then Adam steps); measured <= 6e-8
 ATOL = 1e-5
 
-pytestmark = pytest.mark.skipif(
-    not (dist.is_available() and dist.is_gloo_available()),
-    reason="torch.distributed with the gloo backend is not available in this torch build",
-)
+pytestmark = needs_gloo
 
 
 @pytest.fixture(scope="module")
