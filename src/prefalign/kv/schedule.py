@@ -108,6 +108,16 @@ def _skipped(log_cum: list[float], skip_threshold: float | None) -> list[bool]:
     return [skip_threshold is not None and value > skip_threshold for value in log_cum]
 
 
+def _schedule_inputs(model, target_ratio, granularity, skip_threshold, d_max, log_kappas):
+    """What both schedules start from: the checked target, the rank shape, ln kappa of keys and values, the
+    cumulative ln kappa~ (eq. 5.12) and the layers the skip threshold leaves uncompressed."""
+    check_ratio(target_ratio)
+    shape = _shape(model, granularity, d_max)
+    log_k, log_v = log_kappas or log_condition_numbers(model)
+    log_cum = cumulative_log_condition(log_k, log_v)
+    return shape, log_k, log_v, log_cum, _skipped(log_cum, skip_threshold)
+
+
 def progressive_schedule(
     model,
     target_ratio: float,
@@ -123,11 +133,9 @@ def progressive_schedule(
     (1 + d_min/d_max)/2 of the cache), d_max is lowered instead, to the largest value that meets the
     target with d_min = 1, unless ``d_max`` was given, which is then kept and the target refused.
     """
-    check_ratio(target_ratio)
-    shape = _shape(model, granularity, d_max)
-    log_k, log_v = log_kappas or log_condition_numbers(model)
-    log_cum = cumulative_log_condition(log_k, log_v)
-    skip = _skipped(log_cum, skip_threshold)
+    shape, log_k, log_v, log_cum, skip = _schedule_inputs(
+        model, target_ratio, granularity, skip_threshold, d_max, log_kappas
+    )
 
     def ranks_for(d_min: float, top: int = shape.d_max) -> list[int | None]:
         base = progressive_ranks(log_cum, top, min(d_min, top))
@@ -183,11 +191,9 @@ def uniform_schedule(
     log_kappas: tuple[list[float], list[float]] | None = None,
 ) -> Schedule:
     """The baseline: the same skipped layers, one rank for all others (the largest meeting the target)."""
-    check_ratio(target_ratio)
-    shape = _shape(model, granularity, d_max)
-    log_k, log_v = log_kappas or log_condition_numbers(model)
-    log_cum = cumulative_log_condition(log_k, log_v)
-    skip = _skipped(log_cum, skip_threshold)
+    shape, log_k, log_v, log_cum, skip = _schedule_inputs(
+        model, target_ratio, granularity, skip_threshold, d_max, log_kappas
+    )
     best = None
     for rank in range(1, shape.d_max + 1):
         ranks = [None if s else rank for s in skip]
