@@ -188,28 +188,21 @@ def test_soft_vs_majority_table_prints_the_median_difference_and_interval():
     assert "| MD | – | +2.5 [+0.0, +5.0] (2) | – | – | – | – |" in table
 
 
-def test_a_grid_run_writes_records_and_report_only_rebuilds_its_table_from_them_alone(vocab_file, tmp_path):
-    """The fresh-clone path: train with --records, delete runs/, and --report-only --records gives the
-    same table; the record holds the loss-term means and gate rates; a changed setting is not filled in."""
-    import shutil
-
-    import yaml
-
+def tiny_dcpc_grid(vocab_file, tmp_path, title: str, eval_steps: int) -> dict:
+    """A compare config: one DCPC row (gates open) on a saved tiny BERT, one seed, a toy train/test CSV pair."""
     from helpers_cli import save_tiny_model, toy_rows, write_csv
 
     model = save_tiny_model("bert", vocab_file, tmp_path / "tiny-bert")
     write_csv(tmp_path / "train.csv", toy_rows(48, seed=0))
     write_csv(tmp_path / "test.csv", toy_rows(24, seed=1))
-    cfg = {
-        "title": "records",
+    training = {"batch_size": 8, "max_steps": 2, "eval_steps": eval_steps, "logging_steps": 1, "progress": False}
+    return {
+        "title": title,
         "output_dir": str(tmp_path / "out"),
         "seeds": [0],
         "keep": "metrics",
         "models": [{"name": str(model), "label": "tiny"}],
-        "base": {
-            "data": {"max_length": 16},
-            "training": {"batch_size": 8, "max_steps": 2, "eval_steps": 1, "logging_steps": 1, "progress": False},
-        },
+        "base": {"data": {"max_length": 16}, "training": training},
         "methods": [
             {"name": "dcpc", "label": "DCPC", "method": {"prefix_length": 2, "tau_cos": 0.0, "tau_ambiguity": 0.0}}
         ],
@@ -217,6 +210,16 @@ def test_a_grid_run_writes_records_and_report_only_rebuilds_its_table_from_them_
             {"name": "toy", "data": {"train": str(tmp_path / "train.csv"), "test": str(tmp_path / "test.csv")}}
         ],
     }
+
+
+def test_a_grid_run_writes_records_and_report_only_rebuilds_its_table_from_them_alone(vocab_file, tmp_path):
+    """The fresh-clone path: train with --records, delete runs/, and --report-only --records gives the
+    same table; the record holds the loss-term means and gate rates; a changed setting is not filled in."""
+    import shutil
+
+    import yaml
+
+    cfg = tiny_dcpc_grid(vocab_file, tmp_path, "records", eval_steps=1)
     path = tmp_path / "grid.yaml"
     path.write_text(yaml.safe_dump(cfg))
     records = tmp_path / "committed" / "compare_toy.jsonl"
@@ -263,27 +266,8 @@ def test_a_grown_grid_trains_only_the_runs_its_records_lack(vocab_file, tmp_path
     the old records come back unchanged, and a record whose settings differ from its row's is trained again."""
     import yaml
 
-    from helpers_cli import save_tiny_model, toy_rows, write_csv
-
-    model = save_tiny_model("bert", vocab_file, tmp_path / "tiny-bert")
-    write_csv(tmp_path / "train.csv", toy_rows(48, seed=0))
-    write_csv(tmp_path / "test.csv", toy_rows(24, seed=1))
-    row = {"name": "dcpc", "label": "DCPC", "method": {"prefix_length": 2, "tau_cos": 0.0, "tau_ambiguity": 0.0}}
-    cfg = {
-        "title": "grown",
-        "output_dir": str(tmp_path / "out"),
-        "seeds": [0],
-        "keep": "metrics",
-        "models": [{"name": str(model), "label": "tiny"}],
-        "base": {
-            "data": {"max_length": 16},
-            "training": {"batch_size": 8, "max_steps": 2, "eval_steps": 2, "logging_steps": 1, "progress": False},
-        },
-        "methods": [row],
-        "datasets": [
-            {"name": "toy", "data": {"train": str(tmp_path / "train.csv"), "test": str(tmp_path / "test.csv")}}
-        ],
-    }
+    cfg = tiny_dcpc_grid(vocab_file, tmp_path, "grown", eval_steps=2)
+    (row,) = cfg["methods"]
     path = tmp_path / "grid.yaml"
     path.write_text(yaml.safe_dump(cfg))
     records = tmp_path / "committed" / "compare_toy.jsonl"
