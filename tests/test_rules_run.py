@@ -169,23 +169,18 @@ def test_cli_apply_with_keyword_rules(tmp_path):
     }
     (tmp_path / "rules.json").write_text(json.dumps(doc))
     write_jsonl(tmp_path / "in.jsonl", [{"text": t} for t in ["Football match tonight", "Elections in May", "Rain"]])
-    rc, stdout, err = run_main(
-        [
-            "rules",
-            "apply",
-            "--rules",
-            str(tmp_path / "rules.json"),
-            "--input",
-            str(tmp_path / "in.jsonl"),
-            "-o",
-            str(tmp_path / "out.jsonl"),
-        ]
-    )
+    rc, stdout, err = run_main(apply_argv(tmp_path))
     assert rc == 0, err
     assert "labelled 2 of 3" in stdout
     rows = [json.loads(line) for line in (tmp_path / "out.jsonl").read_text().splitlines()]
     assert [r["label"] for r in rows] == ["Sports", "World", None]
     assert rows[0]["fired"] == ["k1", "k3"]
+
+
+def apply_argv(tmp_path) -> list[str]:
+    """`prefalign rules apply` on tmp_path's rules.json and in.jsonl, writing out.jsonl."""
+    rules, texts, out = (str(tmp_path / name) for name in ("rules.json", "in.jsonl", "out.jsonl"))
+    return ["rules", "apply", "--rules", rules, "--input", texts, "-o", out]
 
 
 @pytest.mark.parametrize(
@@ -228,18 +223,7 @@ def test_cli_apply_with_keyword_rules(tmp_path):
 def test_cli_rejects_broken_rules_files_in_one_line(tmp_path, broken, needle):
     (tmp_path / "rules.json").write_text(broken)
     write_jsonl(tmp_path / "in.jsonl", [{"text": "x"}])
-    rc, _, err = run_main(
-        [
-            "rules",
-            "apply",
-            "--rules",
-            str(tmp_path / "rules.json"),
-            "--input",
-            str(tmp_path / "in.jsonl"),
-            "-o",
-            str(tmp_path / "out.jsonl"),
-        ]
-    )
+    rc, _, err = run_main(apply_argv(tmp_path))
     assert_one_error(rc, err, needle)
     assert not (tmp_path / "out.jsonl").exists()
 
