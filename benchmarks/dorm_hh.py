@@ -30,10 +30,10 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from shared_data import SHARED_DATA
 
 ROOT = Path(__file__).resolve().parents[1]
-# ../shared/data beside the checkout (a worktree under wt/ looks one level further up)
-DATA = next((p / "shared" / "data" for p in ROOT.parents if (p / "shared" / "data").is_dir()), ROOT.parent / "shared")
+DATA = SHARED_DATA
 HH = DATA / "hh_rlhf_harmless" / "harmless-base_test.jsonl.gz"
 DEMO = DATA / "llamafactory_dpo_en_demo" / "dpo_en_demo.json"
 FLIPS = (0.0, 0.1, 0.2, 0.4)

@@ -29,17 +29,14 @@ import time
 from pathlib import Path
 
 import torch
+from shared_data import SHARED_DATA
 from transformers import DynamicCache
 
 from prefalign.kv import LoRCCache, cache_nbytes, compress_model, compressed_layers, progressive_schedule
 from prefalign.kv.attention import LoRCAttention
 from prefalign.models.loading import load_backbone
 
-# ../shared/data beside the checkout (a worktree under wt/ looks one level further up)
-_SHARED = next(
-    (p / "shared" / "data" for p in Path(__file__).resolve().parents if (p / "shared" / "data").is_dir()), None
-)
-DATA = (_SHARED or Path("../shared/data")) / "wikitext2_raw" / "wiki.test.raw"
+DATA = SHARED_DATA / "wikitext2_raw" / "wiki.test.raw"
 RESULTS = Path(__file__).resolve().parent / "results"
 
 

@@ -30,16 +30,14 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from shared_data import SHARED_DATA
 from transformers import DynamicCache
 from transformers.cache_utils import QuantizedCache
 
 from prefalign.kv import LoRCCache, cache_nbytes, compress_model, compressed_layers, progressive_schedule
 from prefalign.models.loading import load_backbone
 
-_SHARED = next(
-    (p / "shared" / "data" for p in Path(__file__).resolve().parents if (p / "shared" / "data").is_dir()), None
-)
-DATA = (_SHARED or Path("../shared/data")) / "wikitext2_raw" / "wiki.test.raw"
+DATA = SHARED_DATA / "wikitext2_raw" / "wiki.test.raw"
 RESULTS = Path(__file__).resolve().parent / "results"
 
 

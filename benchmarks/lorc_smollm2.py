@@ -24,17 +24,14 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from shared_data import SHARED_DATA
 from transformers import DynamicCache
 
 from prefalign.kv import LoRCCache, cache_nbytes, compress_model, compressed_layers, sensitivity_profile
 from prefalign.kv.schedule import log_condition_numbers, progressive_schedule, uniform_schedule
 from prefalign.models.loading import load_backbone
 
-# ../shared/data beside the checkout (a worktree under wt/ looks one level further up)
-DATA = next(
-    (p / "shared" / "data" for p in Path(__file__).resolve().parents if (p / "shared" / "data").is_dir()),
-    Path("../shared/data"),
-)
+DATA = SHARED_DATA
 RESULTS = Path(__file__).resolve().parent / "results"
 
 

@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from peft import PrefixTuningConfig, TaskType, get_peft_model
+from shared_data import SHARED_DATA
 from transformers import AutoTokenizer, BertForSequenceClassification, Trainer, TrainingArguments, set_seed
 
 from prefalign.data import read_table
@@ -28,7 +29,7 @@ from prefalign.demo import demo_splits
 from prefalign.models.loading import resolve_model_path
 from prefalign.utils.environment import versions
 
-SHARED_SST2 = Path(__file__).resolve().parents[2] / "shared" / "data" / "sst2"
+SHARED_SST2 = SHARED_DATA / "sst2"
 
 
 def load(data: str, folder: Path):

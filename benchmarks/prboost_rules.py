@@ -28,12 +28,10 @@ import time
 from pathlib import Path
 
 import numpy as np
+from shared_data import SHARED_DATA
 
 ROOT = Path(__file__).resolve().parents[1]
-# ../shared/data beside the checkout (a worktree under wt/ looks one level further up)
-DATA = next(
-    (p / "shared" / "data" for p in ROOT.parents if (p / "shared" / "data").is_dir()), ROOT.parent / "shared" / "data"
-)
+DATA = SHARED_DATA
 OUT = ROOT / "benchmarks" / "results" / "prboost"
 
 

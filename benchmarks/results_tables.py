@@ -30,6 +30,7 @@ from prefalign.compare.pairs import difference_cell, method_differences_table, p
 from prefalign.compare.records import fill_from_records, read_records
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "benchmarks"))  # the scripts it reads tables from import shared_data
 RESULTS = ROOT / "benchmarks" / "results"
 PAGES = ["README.md", *sorted(str(p.relative_to(ROOT)) for p in (ROOT / "docs").rglob("*.md"))]
 MARKER = re.compile(r"(<!-- results:([\w-]+) -->\n)(.*?)(<!-- /results:\2 -->)", re.S)
