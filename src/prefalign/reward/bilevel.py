@@ -7,6 +7,7 @@ starting values (w_t, theta_t, u_t):
     u     <- Adam step on  alpha * L_tr(w, u; B)                               (line 3)
     theta <- Adam step on  L_val(theta; V) + alpha * L_tr(w, theta; B)          (line 4)
     w     <- max(0, w - eta_w * dL_alpha/dw)                                     (line 5)
+    w     <- w / mean(w)                               (only with dorm.w_normalise: mean)
 
 The w-gradient (eq. 3.10) has two readings of the training loss's scale (``dorm.w_gradient``):
 'per-example' (default) takes eq. 3.7 as written, a sum over the examples, so dL_tr/dw_i = l_i and the
@@ -130,6 +131,8 @@ class Bilevel:
                 self.w, self.w0, index, loss_theta.cpu(), loss_u.cpu(), alpha, self.beta, self.cfg.dorm.w_gradient
             )
             self.w = (self.w - self.cfg.dorm.eta_w * grad).clamp(min=0.0)
+            if self.cfg.dorm.w_normalise == "mean" and self.w.sum() > 0:  # keep the weights' mean at 1
+                self.w = self.w * (len(self.w) / self.w.sum())
             delta = alpha * (loss_theta.detach() - loss_u.detach()).cpu().double()
             src = self.sources[index]
             self.signal_sum.index_add_(0, src, delta)

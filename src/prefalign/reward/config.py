@@ -23,6 +23,7 @@ W_GRADIENTS = ("per-example", "batch-mean")
 PRIOR_DATA = ("train", "validation")  # what the briefly trained model of eq. 3.4-3.5 learns from
 Q_FORMS = ("range", "absolute")  # eq. 3.5 as written, or without its division by the MC range
 PRIOR_SCALINGS = ("standardise", "raw")  # u and q z-scored and clipped before eq. 3.6, or as measured
+W_NORMALISE = ("none", "mean")  # after Algorithm 1 line 5: w as stepped, or rescaled to mean 1
 RATING_RANGE = (0.0, 4.0)  # appendix I.1: every rating is mapped linearly onto 0-4
 
 
@@ -104,6 +105,12 @@ class DormConfig(ConfigBase):
         "the training loss's scale in eq. 3.10: 'per-example' (eq. 3.7's sum: dL_tr/dw_i = l_i, the batch's "
         "weights step) or 'batch-mean' (dL_tr/dw_i = l_i/|B|, the prior's pull on every weight each step)",
         choices=W_GRADIENTS,
+    )
+    w_normalise: str = _f(
+        "none",
+        "after each w step: 'none' (Algorithm 1 line 5 as written) or 'mean' (w divided by its mean over the "
+        "training examples, so a step shifts weights between examples and not the loss's overall scale)",
+        choices=W_NORMALISE,
     )
     gamma: float = _f(1.0, "gamma of eq. 3.6: disagreement's share against uncertainty")
     mc_passes: int = _f(8, "N, stochastic forward passes of MC dropout (eq. 3.4)")
