@@ -153,3 +153,39 @@ def test_the_prior_read_from_a_model_trained_on_the_validation_pairs(tmp_path, v
     model.load_state_dict(start, strict=False)
     brief_training(model, cfg, train)  # the default reading trains on the training pairs: another prior
     assert not torch.equal(mc_dropout_statistics(model, train, 4, cfg.training.eval_batch_size, 2)[0], u)
+
+
+def test_w_normalise_mean_rescales_each_step_to_mean_one(tmp_path, vocab_file):
+    # step 1 leaves w = 1 (theta = u when it starts); step 2 starts from w = 1 in both runs with the same batch
+    # and losses, so the normalised w is the plain step's w over its mean
+    one = {"steps": 2, "batch_size": 8, "log_every": 1}
+    plain = _run(tmp_path / "a", vocab_file, dorm={"variant": "bilevel-no-prior", "eta_w": 5.0}, training=one)
+    norm = _run(
+        tmp_path / "b",
+        vocab_file,
+        dorm={"variant": "bilevel-no-prior", "eta_w": 5.0, "w_normalise": "mean"},
+        training=one,
+    )
+    assert abs(float(plain.weights.mean()) - 1.0) > 1e-3  # the plain step moved the weights' mean
+    assert torch.allclose(norm.weights, plain.weights / plain.weights.mean(), atol=1e-6)
+    # over a run the mean stays 1, the weights non-negative, and the flipped source still ends lowest
+    run = _run(
+        tmp_path / "c",
+        vocab_file,
+        dorm={"variant": "bilevel-no-prior", "eta_w": 0.05, "w_normalise": "mean"},
+        training={"steps": 40, "batch_size": 8},
+    )
+    assert float(run.weights.mean()) == pytest.approx(1.0, abs=1e-5) and (run.weights >= 0).all()
+    clean_a, clean_b, flipped = run.metrics["final_mean_weight"].values()
+    assert flipped < min(clean_a, clean_b)
+
+
+def test_w_normalise_round_trips_and_rejects_other_values(tmp_path):
+    from prefalign.errors import ConfigError
+
+    cfg = RewardConfig.from_dict(reward_config(tmp_path, dorm={"w_normalise": "mean"}))
+    assert cfg.dorm.w_normalise == "mean"
+    assert RewardConfig.from_dict(cfg.to_dict()).dorm.w_normalise == "mean"
+    assert RewardConfig.from_dict(reward_config(tmp_path)).dorm.w_normalise == "none"  # line 5 as written
+    with pytest.raises(ConfigError, match="'sum' is not one of none, mean"):
+        RewardConfig.from_dict(reward_config(tmp_path, dorm={"w_normalise": "sum"}))
