@@ -13,6 +13,11 @@ what is already there:
     python benchmarks/dorm_hh.py --report         # the tables docs/results.md shows
 
 The budget and search stages score the selection split only; the final stage alone scores test pairs.
+
+``--split hh`` (the default, the first version's split) draws D_val, the selection and the test pairs from
+HH only. ``--split every-source`` (issue 21) also holds out clean DPO demo pairs for each of them, cut at
+HH's fractions, so that D_val, selection and test are samples of the mixture the training pool draws
+from (docs/methods/dorm.md, "Which distribution D_val stands for"); its records go to ``--out``/every_source.
 """
 
 from __future__ import annotations
@@ -40,6 +45,9 @@ FLIPS = (0.0, 0.1, 0.2, 0.4)
 VARIANTS = ("unweighted", "prior", "bilevel-no-prior", "dorm")
 OUT = ROOT / "benchmarks" / "results" / "dorm_hh"
 N_TEST, N_VAL, N_SELECT, PER_SOURCE = 500, 150, 150, 375
+SPLITS = ("hh", "every-source")
+# every-source: the demo's 300 pairs cut at HH's fractions (500, 150, 150 of the 2,300 pairs used), the rest trains
+DEMO_TEST, DEMO_VAL, DEMO_SELECT = (round(300 * n / 2300) for n in (N_TEST, N_VAL, N_SELECT))
 MAX_LENGTH = 128
 BATCH = 32
 PRIOR_STEPS = 250  # the budget grid's shortest run, already at its plateau of selection accuracy
@@ -54,7 +62,24 @@ EXTRA = {
     "bilevel-no-prior": [{"alpha": 10.0, "beta": 1.0, "eta_w": e, "w_gradient": "per-example"} for e in (10.0, 100.0)],
 }
 THESIS = {"alpha": 10.0, "beta": 1.0, "eta_w": 1e-3}  # app. I.3, run with both w-gradient scales
+# every-source's search, smaller (two seeds of ~35 s runs on a shared core): the thesis's values, the eta_w
+# that moved weights on the hh split, and for dorm the prior's reading chosen by benchmarks/dorm_prior.py
+READING = {"q_form": "absolute", "u_coefficient": 0.0}
+ES_ETAS = {"bilevel-no-prior": (1e-3, 0.1, 1.0, 10.0)}
+ES_DORM = [(1.0, 1e-3), (1.0, 1.0), (0.01, 1.0), (0.01, 10.0)]  # (beta, eta_w)
+# added after the grid above left the demo source lowest: w rescaled to mean 1 after each step (at eta_w >= 10
+# every weight grew, which scales theta's training loss, not the sources' shares) and more bilevel steps
+_NORM = {"w_gradient": "per-example", "w_normalise": "mean"}
+ES_EXTRA = {
+    "bilevel-no-prior": [{**THESIS, **_NORM, "eta_w": e, "steps": n} for n in (250, 1000) for e in (1.0, 10.0, 100.0)],
+    "dorm": [
+        {**THESIS, **_NORM, "beta": 0.01, "eta_w": e, "steps": n, **READING}
+        for n in (250, 1000)
+        for e in (1.0, 10.0, 30.0)
+    ],
+}
 SEARCH_SEEDS = (0, 1)
+BALANCE = round(N_VAL / DEMO_VAL)  # --stage balanced: the demo's D_val pairs listed this many times
 FINAL_SEEDS = (0, 1, 2)
 
 
@@ -64,9 +89,13 @@ def _portable(obj):
     return json.loads(text)
 
 
-def split(work: Path) -> dict:
+def split(work: Path, mode: str = "hh") -> dict:
     """Shuffle HH's pairs once (seed 0), cut disjoint test, validation, selection and per-source training
-    sets, flip the first round(flip * n) pairs of each source in a seeded order, write JSONL files."""
+    sets, flip the first round(flip * n) pairs of each source in a seeded order, write JSONL files. Each of
+    test, validation and selection is a list of source entries: HH's, and under ``every-source`` the demo's
+    (shuffled once, seed 0, cut into DEMO_TEST, DEMO_VAL, DEMO_SELECT pairs, the rest a training source)."""
+    if mode not in SPLITS:
+        sys.exit(f"--split must be one of {', '.join(SPLITS)}, not '{mode}'")
     with gzip.open(HH, "rt", encoding="utf-8") as f:
         rows = [json.loads(line) for line in f if line.strip()]
     random.Random(0).shuffle(rows)
@@ -82,8 +111,10 @@ def split(work: Path) -> dict:
 
     cuts = itertools.accumulate((N_TEST, N_VAL, N_SELECT))
     a, b, c = cuts
-    files = {"test": write("test", rows[:a]), "validation": write("validation", rows[a:b])}
-    files["selection"] = write("selection", rows[b:c])
+    files = {
+        k: [{"name": k, "path": write(k, rows[lo:hi])}]
+        for k, lo, hi in (("test", 0, a), ("validation", a, b), ("selection", b, c))
+    }
     sources = []
     for k, flip in enumerate(FLIPS):
         part = [dict(r) for r in rows[c + k * PER_SOURCE : c + (k + 1) * PER_SOURCE]]
@@ -93,17 +124,64 @@ def split(work: Path) -> dict:
             part[i] = {"chosen": part[i]["rejected"], "rejected": part[i]["chosen"]}
         name = f"hh-flip{int(flip * 100)}"
         sources.append({"name": name, "path": write(name, part), "format": "pairs"})
-    sources.append(
-        {"name": "dpo-demo", "path": str(DEMO), "format": "pairs", "prompt_column": "conversations"}
-    )  # LLaMA-Factory's 300 pairs (GPT-4 judgments, ShareGPT turns): unflipped
+    demo = {"format": "pairs", "prompt_column": "conversations"}  # LLaMA-Factory's pairs, ShareGPT turns
+    if mode == "hh":  # all 300 (GPT-4 judgments) train, unflipped
+        sources.append({"name": "dpo-demo", "path": str(DEMO), **demo})
+        return {"sources": sources, **files}
+    pairs = json.loads(DEMO.read_text(encoding="utf-8"))
+    random.Random(0).shuffle(pairs)
+    a, b, c = itertools.accumulate((DEMO_TEST, DEMO_VAL, DEMO_SELECT))
+    for k, lo, hi in (("test", 0, a), ("validation", a, b), ("selection", b, c), ("dpo-demo", c, len(pairs))):
+        path = work / f"{k}-demo.json"
+        path.write_text(json.dumps(pairs[lo:hi]), encoding="utf-8")
+        entry = {"name": k if k == "dpo-demo" else f"{k}-demo", "path": str(path), **demo}
+        (sources if k == "dpo-demo" else files[k]).append(entry)
     return {"sources": sources, **files}
+
+
+def flipped_rows() -> dict[str, set[int]]:
+    """Per HH source, the 1-based rows whose labels dorm_split swapped (the same seeded order)."""
+    out = {}
+    for k, flip in enumerate(FLIPS):
+        order = list(range(PER_SOURCE))
+        random.Random(100 + k).shuffle(order)
+        out[f"hh-flip{int(flip * 100)}"] = {i + 1 for i in order[: round(flip * PER_SOURCE)]}
+    return out
+
+
+def auc(scores: np.ndarray, positive: np.ndarray) -> float:
+    """P(score of a positive > score of a negative), ties counting half (Mann-Whitney)."""
+    pos, neg = scores[positive], scores[~positive]
+    greater = (pos[:, None] > neg[None, :]).mean()
+    ties = (pos[:, None] == neg[None, :]).mean()
+    return float(greater + 0.5 * ties)
+
+
+def flip_summary(result, cfg) -> dict:
+    """Do the final weights (and w0, and w - w0) sit lower on the HH pairs whose labels were flipped? The AUC
+    of low values on flipped among all HH training pairs, and hh-flip40's mean w on flipped and kept pairs."""
+    rows, names = flipped_rows(), [s.name for s in cfg.sources]
+    sizes = [PER_SOURCE if n in rows else len(result.weights) - PER_SOURCE * len(rows) for n in names]
+    starts = list(itertools.accumulate([0, *sizes]))
+    flipped = np.zeros(len(result.weights), dtype=bool)
+    for k, n in enumerate(names):
+        for r in rows.get(n, ()):
+            flipped[starts[k] + r - 1] = True
+    hh_part = np.zeros(len(result.weights), dtype=bool)
+    hh_part[: starts[len(rows)]] = True
+    w, w0 = result.weights.numpy(), result.prior.numpy() if len(result.prior) else np.ones(len(result.weights))
+    out = {f"auc_low_{k}": auc(-v[hh_part], flipped[hh_part]) for k, v in (("w", w), ("w0", w0), ("dw", w - w0))}
+    k = names.index("hh-flip40")
+    part = slice(starts[k], starts[k + 1])
+    out["hh-flip40"] = {g: float(w[part][m].mean()) for g, m in (("flipped", flipped[part]), ("kept", ~flipped[part]))}
+    return out
 
 
 def config(files: dict, out_dir: Path, seed: int, variant: str, scored: str, lr: float, steps: int, dorm: dict):
     return {
         "sources": files["sources"],
-        "validation": [{"name": "validation", "path": files["validation"]}],
-        "test": [{"name": scored, "path": files[scored]}],
+        "validation": files["validation"],
+        "test": files[scored],
         "model": {"name": "minilm", "tuning": "head", "max_length": MAX_LENGTH},
         "dorm": {"variant": variant, "prior_steps": PRIOR_STEPS, "mc_passes": 8, **dorm},
         "training": {
@@ -122,7 +200,7 @@ def config(files: dict, out_dir: Path, seed: int, variant: str, scored: str, lr:
 class Runner:
     """Loads MiniLM once, fills its feature cache from disk, runs configs and writes one record each."""
 
-    def __init__(self, work: Path) -> None:
+    def __init__(self, work: Path, mode: str = "hh") -> None:
         from prefalign.models.loading import load_backbone
         from prefalign.reward.model import feature_cache
 
@@ -133,7 +211,8 @@ class Runner:
         if self.cache_path.is_file():
             self.cache.update(torch.load(self.cache_path, weights_only=True))
         self.saved_size = sum(len(v) for v in self.cache.values())
-        self.files = split(work / "data")
+        self.mode = mode
+        self.files = split(work / ("data" if mode == "hh" else "data-every-source"), mode)
 
     def save_cache(self) -> None:
         size = sum(len(v) for v in self.cache.values())
@@ -145,15 +224,16 @@ class Runner:
         tmp.replace(self.cache_path)
 
     def run(self, record_path: Path, cfg_dict: dict, extra: dict) -> dict:
-        from prefalign.reward import RewardConfig, read_source, score_pairs, train_reward
+        from prefalign.reward import RewardConfig, read_source, read_sources, score_pairs, train_reward
 
         if record_path.exists():
             return json.loads(record_path.read_text())
         cfg = RewardConfig.from_dict(cfg_dict)
         t0 = time.time()
         result = train_reward(cfg, backbone=self.backbone)
-        scored = read_source(cfg.test[0], 0, cfg.model.head_attributes)
+        scored = read_sources(cfg.test, cfg.model.head_attributes)  # every test entry, in order
         margins = [round(s["margin"], 6) for s in score_pairs(result.model.eval(), scored, 256)]
+        counts = {t.name: len(read_source(t, 0, cfg.model.head_attributes)) for t in cfg.test}
         curves = json.loads((Path(cfg.training.output_dir) / "weight_curves.json").read_text())
         record = {
             **extra,
@@ -161,6 +241,8 @@ class Runner:
             "config": _portable(cfg_dict),
             "metrics": result.metrics,
             "margins": margins,
+            **({"scored_counts": counts} if len(counts) > 1 else {}),
+            **({"flips": flip_summary(result, cfg)} if cfg.dorm.variant != "unweighted" else {}),
             "weight_curves": curves,
             "seconds": round(time.time() - t0, 1),
             "machine": "2 shared CPU cores, 1 thread",
@@ -196,9 +278,19 @@ def chosen_budget(out: Path) -> tuple[float, int]:
     return best["lr"], best["steps"]
 
 
-def search_grid(variant: str = "dorm") -> list[dict]:
+def search_grid(variant: str = "dorm", mode: str = "hh") -> list[dict]:
     """The settings tried on the selection split: the thesis's values first (under both w-gradient scales),
-    then SEARCH's grid; bilevel-no-prior has beta = 0, so only alpha and eta_w vary."""
+    then SEARCH's grid; bilevel-no-prior has beta = 0, so only alpha and eta_w vary. ``every-source``: its
+    smaller grid (ES_ETAS, ES_DORM at alpha 10, dorm under eq. 3.5-3.6 as written and under READING)."""
+    if mode == "every-source" and variant == "bilevel-no-prior":
+        return [
+            {**THESIS, "alpha": a, "eta_w": e, "w_gradient": "per-example"}
+            for a in (10.0, 1.0)
+            for e in ES_ETAS[variant]
+        ] + ES_EXTRA[variant]
+    if mode == "every-source" and variant == "dorm":
+        one = [{**THESIS, "beta": b, "eta_w": e, "w_gradient": "per-example"} for b, e in ES_DORM]
+        return one + [{**d, **READING} for d in one] + ES_EXTRA[variant]
     if variant == "unweighted":  # w stays 1: only alpha (L_val against alpha L_tr in theta's step) matters
         return [{**THESIS, "w_gradient": "per-example"}, {**THESIS, "alpha": 1.0, "w_gradient": "per-example"}]
     grid = [dict(zip(SEARCH, values)) for values in itertools.product(*SEARCH.values())]
@@ -209,25 +301,33 @@ def search_grid(variant: str = "dorm") -> list[dict]:
 
 
 def _tag(variant: str, d: dict) -> str:
-    return f"{variant}_a{d['alpha']:g}_b{d['beta']:g}_eta{d['eta_w']:g}_{d['w_gradient']}"
+    tail = "_qabsolute_u0" if d.get("q_form") == "absolute" else ""
+    tail += ("_wmean" if d.get("w_normalise") == "mean" else "") + (f"_steps{d['steps']}" if "steps" in d else "")
+    return f"{variant}_a{d['alpha']:g}_b{d['beta']:g}_eta{d['eta_w']:g}_{d['w_gradient']}{tail}"
+
+
+def _run_args(d: dict, steps: int) -> tuple[int, dict]:
+    """A grid entry's number of steps (the budget's unless it names its own) and its dorm section."""
+    return d.get("steps", steps), {k: v for k, v in d.items() if k != "steps"}
 
 
 def search(r: Runner, out: Path) -> None:
     lr, steps = chosen_budget(out)
     for seed in SEARCH_SEEDS:
         for variant in ("unweighted", "dorm", "bilevel-no-prior"):
-            for d in search_grid(variant):
-                cfg = config(r.files, r.work / "search", seed, variant, "selection", lr, steps, d)
+            for d in search_grid(variant, r.mode):
+                n, dorm = _run_args(d, steps)
+                cfg = config(r.files, r.work / "search", seed, variant, "selection", lr, n, dorm)
                 extra = {"stage": "search", "seed": seed, "variant": variant, "dorm": d}
                 r.run(out / f"search/{_tag(variant, d)}_seed{seed}.json", cfg, extra)
 
 
-def search_table(out: Path, variant: str = "dorm") -> tuple[str, dict]:
+def search_table(out: Path, variant: str = "dorm", mode: str = "hh") -> tuple[str, dict]:
     """Markdown of the search for ``variant``, and its chosen setting: the best mean selection accuracy
     over the search seeds (ties: the thesis's values first, then the grid's order)."""
     recs = [json.loads(p.read_text()) for p in sorted((out / "search").glob("*.json"))]
     rows = []
-    for d in search_grid(variant):
+    for d in search_grid(variant, mode):
         rs = [x for x in recs if x["variant"] == variant and x["dorm"] == d]
         if not rs:
             continue
@@ -241,13 +341,21 @@ def search_table(out: Path, variant: str = "dorm") -> tuple[str, dict]:
         return "", {}
     chosen = max(rows, key=lambda row: row[1])[0]
     names = list(rows[0][2])
-    head = f"| {variant}: alpha | beta | eta_w | w-gradient | seeds | selection acc. (mean) | "
-    lines = [head + " | ".join(f"w {n}" for n in names) + " | lowest w, per seed |", "|---" * (7 + len(names)) + "|"]
+    reading_head = " | prior reading" if mode != "hh" else ""
+    head = f"| {variant}: alpha | beta | eta_w | w-gradient{reading_head} | seeds | selection acc. (mean) | "
+    lines = [
+        head + " | ".join(f"w {n}" for n in names) + " | lowest w, per seed |",
+        "|---" * (7 + (mode != "hh") + len(names)) + "|",
+    ]
     for d, acc, w, lowest, n in rows:
         beta = {"bilevel-no-prior": "0", "unweighted": "-"}.get(variant, f"{d['beta']:g}")
-        mark = " **chosen**" if d == chosen else ""
+        mark = (", w mean 1" if d.get("w_normalise") == "mean" else "") + (
+            f", {d['steps']} steps" if "steps" in d else ""
+        )
+        mark += " **chosen**" if d == chosen else ""
+        reading = ("q absolute, c 0 | " if "q_form" in d else "eq. 3.5-3.6 | ") if mode != "hh" else ""
         lines.append(
-            f"| {d['alpha']:g} | {beta} | {d['eta_w']:g} | {d['w_gradient']}{mark} | {n} | {100 * acc:.1f} | "
+            f"| {d['alpha']:g} | {beta} | {d['eta_w']:g} | {d['w_gradient']}{mark} | {reading}{n} | {100 * acc:.1f} | "
             + " | ".join(f"{w[k]:.4f}" for k in names)
             + f" | {', '.join(lowest)} |"
         )
@@ -256,19 +364,42 @@ def search_table(out: Path, variant: str = "dorm") -> tuple[str, dict]:
 
 def final(r: Runner, out: Path) -> None:
     lr, steps = chosen_budget(out)
-    chosen = {v: search_table(out, v)[1] for v in ("unweighted", "dorm", "bilevel-no-prior")}
+    chosen = {v: search_table(out, v, r.mode)[1] for v in ("unweighted", "dorm", "bilevel-no-prior")}
     if not all(chosen.values()):
         sys.exit("run --stage search first")
+    # prior: w fixed at dorm's w0, so dorm's reading of eq. 3.5-3.6, with unweighted's alpha
+    reading = {k: chosen["dorm"][k] for k in READING if k in chosen["dorm"]}
+    chosen["prior"] = {**chosen["unweighted"], **reading}
     for seed in FINAL_SEEDS:
         for variant in VARIANTS:
-            d = chosen.get(variant, chosen["unweighted"])  # prior: w fixed like unweighted's, alpha as its
+            d = chosen[variant]
             run_dir = r.work / "final" / f"seed{seed}_{variant}"
-            cfg = config(r.files, run_dir, seed, variant, "test", lr, steps, d)
+            n, dorm = _run_args(d, steps)
+            cfg = config(r.files, run_dir, seed, variant, "test", lr, n, dorm)
             record = out / f"final/seed{seed}_{variant}.json"
             fresh = not record.exists()
             r.run(record, cfg, {"stage": "final", "seed": seed, "variant": variant})
             if fresh and variant in ("dorm", "bilevel-no-prior"):  # Figure 3.4 of this run, beside its record
                 shutil.copyfile(run_dir / "weight_curves.png", out / f"final/seed{seed}_{variant}_weight_curves.png")
+
+
+def balanced(r: Runner, out: Path) -> None:
+    """every-source, a diagnosis on the selection pairs: the chosen dorm and bilevel-no-prior settings with the
+    demo's D_val pairs listed BALANCE times (each D_val draw then about half demo, half HH), seeds 0-2. Does
+    the demo source still end lowest when D_val weighs the two real sources equally?"""
+    if r.mode != "every-source":
+        sys.exit("--stage balanced needs --split every-source")
+    lr, steps = chosen_budget(out)
+    files = {**r.files, "validation": r.files["validation"][:1] + r.files["validation"][1:] * BALANCE}
+    for seed in FINAL_SEEDS:
+        for variant in ("bilevel-no-prior", "dorm"):
+            n, dorm = _run_args(search_table(out, variant, r.mode)[1], steps)
+            cfg = config(files, r.work / "balanced", seed, variant, "selection", lr, n, dorm)
+            r.run(
+                out / f"balanced/seed{seed}_{variant}.json",
+                cfg,
+                {"stage": "balanced", "seed": seed, "variant": variant},
+            )
 
 
 def paired_pair_bootstrap(a: np.ndarray, b: np.ndarray, samples: int = 10_000, seed: int = 0):
@@ -310,17 +441,29 @@ def _flip40_rank(weights: dict) -> int:
     return 1 + [n for _, n in hh].index("hh-flip40")
 
 
+def _part_accuracy(record: dict, part: str) -> float:
+    """Accuracy (%) on one test entry's pairs: the record's margins are the entries' pairs in order."""
+    start = 0
+    for name, n in record["scored_counts"].items():
+        if name == part:
+            return 100 * statistics.mean(m > 0 for m in record["margins"][start : start + n])
+        start += n
+    raise KeyError(part)
+
+
 def final_table(out: Path) -> str:
     """Test accuracy and final mean weights per variant (median over seeds), the DORM - unweighted
     differences, and which source ends lowest under each weighted variant per seed."""
     recs = {(x["seed"], x["variant"]): x for x in (json.loads(p.read_text()) for p in (out / "final").glob("*.json"))}
     seeds = sorted({s for s, _ in recs})
     names = next(iter(recs.values()))["weight_curves"]["sources"]
+    parts = next(iter(recs.values())).get("scored_counts", {})  # every-source: test pairs per real source
     lines = [
         "| variant | seeds | clean test accuracy (median) | per seed | "
+        + "".join(f"{k} ({n} pairs), median | " for k, n in parts.items())
         + " | ".join(f"w {n}" for n in names)
         + " | lowest w, per seed | rank of hh-flip40 among the hh sources (1: lowest), per seed |",
-        "|---" * (6 + len(names)) + "|",
+        "|---" * (6 + len(parts) + len(names)) + "|",
     ]
     for v in VARIANTS:
         rs = [recs[(s, v)] for s in seeds if (s, v) in recs]
@@ -332,8 +475,10 @@ def final_table(out: Path) -> str:
         if v != "unweighted":
             lowest = ", ".join(min(x["metrics"]["final_mean_weight"].items(), key=lambda kv: kv[1])[0] for x in rs)
             ranks = " / ".join(str(_flip40_rank(x["metrics"]["final_mean_weight"])) for x in rs)
+        part_accs = "".join(f"{statistics.median(_part_accuracy(x, k) for x in rs):.1f} | " for k in parts)
         lines.append(
             f"| {v} | {len(rs)} | {statistics.median(accs):.1f} | {' / '.join(f'{a:.1f}' for a in accs)} | "
+            + part_accs
             + " | ".join(f"{w[n]:.4f}" for n in names)
             + f" | {lowest} | {ranks} |"
         )
@@ -376,27 +521,69 @@ def signals_table(out: Path) -> str:
     return "\n".join(lines)
 
 
+def flips_table(out: Path) -> str:
+    """Per weighted final run (and --stage balanced run): does w sit lower on the flipped HH pairs (AUC of low
+    w, of low w0 and of low w - w0 on flipped among all HH training pairs; hh-flip40's mean w on its flipped
+    and kept pairs), and each source's eq. 3.10 signal, mean +- standard error over the logged points."""
+    recs = [json.loads(p.read_text()) for stage in ("final", "balanced") for p in sorted((out / stage).glob("*.json"))]
+    recs = [x for x in recs if "flips" in x]
+    names = recs[0]["weight_curves"]["sources"]
+    lines = [
+        "| run | D_val | AUC low w | AUC low w0 | AUC low w - w0 | hh-flip40 w: flipped / kept | "
+        + " | ".join(f"signal {n}, x1000" for n in names)
+        + " | lowest w |",
+        "|---" * (7 + len(names)) + "|",
+    ]
+    for x in recs:
+        f = x["flips"]
+        cells = []
+        for k in range(len(names)):
+            v = [p["signal"][k] for p in x["weight_curves"]["points"] if "signal" in p and p["signal"][k] is not None]
+            cells.append(
+                f"{1000 * statistics.mean(v):+.1f} ± {1000 * statistics.stdev(v) / len(v) ** 0.5:.1f}" if v else "-"
+            )
+        lowest = min(x["metrics"]["final_mean_weight"].items(), key=lambda kv: kv[1])[0]
+        dval = f"HH + demo x{BALANCE}, selection" if x["stage"] == "balanced" else "HH + demo, test"
+        lines.append(
+            f"| {x['variant']}, seed {x['seed']} | {dval} | {f['auc_low_w']:.3f} | {f['auc_low_w0']:.3f} | "
+            f"{f['auc_low_dw']:.3f} | {f['hh-flip40']['flipped']:.3f} / {f['hh-flip40']['kept']:.3f} | "
+            + " | ".join(cells)
+            + f" | {lowest} |"
+        )
+    return "\n".join(lines)
+
+
 def minutes(out: Path) -> float:
-    return sum(json.loads(p.read_text())["seconds"] for p in out.rglob("*.json")) / 60
+    paths = [p for stage in ("budget", "search", "final", "balanced") for p in (out / stage).glob("*.json")]
+    return sum(json.loads(p.read_text())["seconds"] for p in paths) / 60
 
 
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--stage", choices=("budget", "search", "final"))
+    p.add_argument("--stage", choices=("budget", "search", "final", "balanced"))
+    p.add_argument(
+        "--split", default="hh", help=f"where D_val, selection and test pairs come from: {', '.join(SPLITS)}"
+    )
     p.add_argument("--work", type=Path, default=ROOT / "runs" / "dorm_hh")
-    p.add_argument("--out", type=Path, default=OUT)
+    p.add_argument(
+        "--out", type=Path, help="records (default: benchmarks/results/dorm_hh, every-source: its every_source/)"
+    )
     p.add_argument("--report", action="store_true", help="print the tables from the records in --out")
     args = p.parse_args(argv)
+    if args.split not in SPLITS:
+        sys.exit(f"--split must be one of {', '.join(SPLITS)}, not '{args.split}'")
+    args.out = args.out or (OUT if args.split == "hh" else OUT / "every_source")
     if args.report:
-        searches = [search_table(args.out, v)[0] for v in ("unweighted", "dorm", "bilevel-no-prior")]
-        print(budget_table(args.out), *searches, final_table(args.out), signals_table(args.out), sep="\n\n")
+        searches = [search_table(args.out, v, args.split)[0] for v in ("unweighted", "dorm", "bilevel-no-prior")]
+        flips = [flips_table(args.out)] if args.split != "hh" else []
+        print(budget_table(args.out), *searches, final_table(args.out), signals_table(args.out), *flips, sep="\n\n")
         print(f"\n{minutes(args.out):.1f} min of run time in {args.out}")
         return
     if not args.stage:
         p.error("give --stage or --report")
     torch.set_num_threads(1)
-    runner = Runner(args.work)
-    {"budget": budget, "search": search, "final": final}[args.stage](runner, args.out)
+    runner = Runner(args.work, args.split)
+    {"budget": budget, "search": search, "final": final, "balanced": balanced}[args.stage](runner, args.out)
 
 
 if __name__ == "__main__":

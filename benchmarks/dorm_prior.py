@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import random
 import statistics
 import sys
 import time
@@ -67,22 +66,8 @@ SELECT = [
 SELECT_SEEDS = (0, 1)
 
 
-def flipped_rows() -> dict[str, set[int]]:
-    """Per HH source, the 1-based rows whose labels dorm_hh.split swapped (the same seeded order)."""
-    out = {}
-    for k, flip in enumerate(hh.FLIPS):
-        order = list(range(hh.PER_SOURCE))
-        random.Random(100 + k).shuffle(order)
-        out[f"hh-flip{int(flip * 100)}"] = {i + 1 for i in order[: round(flip * hh.PER_SOURCE)]}
-    return out
-
-
-def auc(scores: np.ndarray, positive: np.ndarray) -> float:
-    """P(score of a positive > score of a negative), ties counting half (Mann-Whitney)."""
-    pos, neg = scores[positive], scores[~positive]
-    greater = (pos[:, None] > neg[None, :]).mean()
-    ties = (pos[:, None] == neg[None, :]).mean()
-    return float(greater + 0.5 * ties)
+flipped_rows = hh.flipped_rows  # per HH source, the 1-based rows dorm_hh.split swapped
+auc = hh.auc
 
 
 def spearman_rho(a: np.ndarray, b: np.ndarray) -> float:
