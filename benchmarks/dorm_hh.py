@@ -521,6 +521,25 @@ def signals_table(out: Path) -> str:
     return "\n".join(lines)
 
 
+def weights_table(out: Path) -> str:
+    """Each weighted final run's per-source mean final weight, one row per seed (1: the lowest of the row)."""
+    recs = [json.loads(p.read_text()) for p in sorted((out / "final").glob("*.json"))]
+    recs = sorted(
+        (x for x in recs if x["variant"] != "unweighted"), key=lambda x: (VARIANTS.index(x["variant"]), x["seed"])
+    )
+    names = recs[0]["weight_curves"]["sources"]
+    lines = [
+        "| variant | seed | " + " | ".join(f"w {n}" for n in names) + " | lowest |",
+        "|---" * (3 + len(names)) + "|",
+    ]
+    for x in recs:
+        w = x["metrics"]["final_mean_weight"]
+        lowest = min(w, key=w.get)
+        cells = " | ".join(f"**{w[n]:.4f}**" if n == lowest else f"{w[n]:.4f}" for n in names)
+        lines.append(f"| {x['variant']} | {x['seed']} | {cells} | {lowest} |")
+    return "\n".join(lines)
+
+
 def flips_table(out: Path) -> str:
     """Per weighted final run (and --stage balanced run): does w sit lower on the flipped HH pairs (AUC of low
     w, of low w0 and of low w - w0 on flipped among all HH training pairs; hh-flip40's mean w on its flipped
@@ -575,7 +594,7 @@ def main(argv: list[str] | None = None) -> None:
     args.out = args.out or (OUT if args.split == "hh" else OUT / "every_source")
     if args.report:
         searches = [search_table(args.out, v, args.split)[0] for v in ("unweighted", "dorm", "bilevel-no-prior")]
-        flips = [flips_table(args.out)] if args.split != "hh" else []
+        flips = [weights_table(args.out), flips_table(args.out)] if args.split != "hh" else []
         print(budget_table(args.out), *searches, final_table(args.out), signals_table(args.out), *flips, sep="\n\n")
         print(f"\n{minutes(args.out):.1f} min of run time in {args.out}")
         return

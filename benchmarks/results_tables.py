@@ -158,21 +158,26 @@ def annotator_baselines(baselines: str) -> str:
     return "\n".join(lines)
 
 
-def dorm_hh(part: str) -> str:
-    """A table of benchmarks/dorm_hh.py from its committed records (benchmarks/results/dorm_hh/)."""
+def dorm_hh(part: str, split: str = "hh") -> str:
+    """A table of benchmarks/dorm_hh.py from its committed records (benchmarks/results/dorm_hh/, and its
+    every_source/ for ``split`` 'every-source')."""
     import importlib.util
 
     spec = importlib.util.spec_from_file_location("dorm_hh", ROOT / "benchmarks" / "dorm_hh.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    out = RESULTS / "dorm_hh"
+    out = RESULTS / "dorm_hh" / ("every_source" if split == "every-source" else "")
     if part == "budget":
         return module.budget_table(out)
     if part == "final":
         return module.final_table(out)
     if part == "signals":
         return module.signals_table(out)
-    return module.search_table(out, part)[0]
+    if part == "flips":
+        return module.flips_table(out)
+    if part == "weights":
+        return module.weights_table(out)
+    return module.search_table(out, part, split)[0]
 
 
 def dorm_prior(part: str) -> str:
@@ -657,6 +662,13 @@ BLOCKS = {
     "dorm_hh_search_bilevel": lambda: dorm_hh("bilevel-no-prior"),
     "dorm_hh_final": lambda: dorm_hh("final"),
     "dorm_hh_signals": lambda: dorm_hh("signals"),
+    "dorm_es_budget": lambda: dorm_hh("budget", "every-source"),
+    "dorm_es_search_unweighted": lambda: dorm_hh("unweighted", "every-source"),
+    "dorm_es_search_dorm": lambda: dorm_hh("dorm", "every-source"),
+    "dorm_es_search_bilevel": lambda: dorm_hh("bilevel-no-prior", "every-source"),
+    "dorm_es_final": lambda: dorm_hh("final", "every-source"),
+    "dorm_es_weights": lambda: dorm_hh("weights", "every-source"),
+    "dorm_es_flips": lambda: dorm_hh("flips", "every-source"),
     "dorm_prior_diagnosis": lambda: dorm_prior("diagnosis"),
     "dorm_prior_weighting": lambda: dorm_prior("weighting"),
     "dorm_prior_weighting_other": lambda: dorm_prior("weighting_other"),
