@@ -79,6 +79,7 @@ ES_EXTRA = {
     ],
 }
 SEARCH_SEEDS = (0, 1)
+MANY_SEEDS = tuple(range(10))  # --stage seeds
 BALANCE = round(N_VAL / DEMO_VAL)  # --stage balanced: the demo's D_val pairs listed this many times
 FINAL_SEEDS = (0, 1, 2)
 
@@ -402,6 +403,45 @@ def balanced(r: Runner, out: Path) -> None:
             )
 
 
+def many_seeds(r: Runner, out: Path) -> None:
+    """A diagnosis on the selection pairs: the chosen dorm and bilevel-no-prior settings over MANY_SEEDS, to
+    count how often each source ends lowest (how much of 'every seed' the draws decide)."""
+    lr, steps = chosen_budget(out)
+    for seed in MANY_SEEDS:
+        for variant in ("bilevel-no-prior", "dorm"):
+            n, dorm = _run_args(search_table(out, variant, r.mode)[1], steps)
+            cfg = config(r.files, r.work / "seeds", seed, variant, "selection", lr, n, dorm)
+            r.run(out / f"seeds/seed{seed}_{variant}.json", cfg, {"stage": "seeds", "seed": seed, "variant": variant})
+
+
+def seeds_table(out: Path) -> str:
+    """Per variant over the --stage seeds runs: how often each source ends lowest of all, hh-flip40's rank
+    among the HH sources, and each source's median final mean weight."""
+    recs = [json.loads(p.read_text()) for p in sorted((out / "seeds").glob("*.json"))]
+    names = recs[0]["weight_curves"]["sources"]
+    lines = [
+        "| variant | seeds | lowest of all five: count per source | hh-flip40 lowest of the HH sources | "
+        + " | ".join(f"w {n} (median)" for n in names)
+        + " | selection acc. (median) |",
+        "|---" * (5 + len(names)) + "|",
+    ]
+    for v in ("bilevel-no-prior", "dorm"):
+        rs = [x for x in recs if x["variant"] == v]
+        if not rs:
+            continue
+        ws = [x["metrics"]["final_mean_weight"] for x in rs]
+        lowest = [min(w, key=w.get) for w in ws]
+        counts = ", ".join(f"{n} {lowest.count(n)}" for n in names if lowest.count(n))
+        hh_low = sum(_flip40_rank(w) == 1 for w in ws)
+        acc = statistics.median(100 * x["metrics"]["test_pairwise_accuracy"] for x in rs)
+        lines.append(
+            f"| {v} | {len(rs)} | {counts} | {hh_low} of {len(rs)} | "
+            + " | ".join(f"{statistics.median(w[n] for w in ws):.4f}" for n in names)
+            + f" | {acc:.1f} |"
+        )
+    return "\n".join(lines)
+
+
 def paired_pair_bootstrap(a: np.ndarray, b: np.ndarray, samples: int = 10_000, seed: int = 0):
     """Mean accuracy difference a - b (seeds x pairs of 0/1), and a 95% interval from resampling the
     held-out pairs (the same resample for every seed, so each pair stays matched across seeds)."""
@@ -573,13 +613,13 @@ def flips_table(out: Path) -> str:
 
 
 def minutes(out: Path) -> float:
-    paths = [p for stage in ("budget", "search", "final", "balanced") for p in (out / stage).glob("*.json")]
+    paths = [p for stage in ("budget", "search", "final", "balanced", "seeds") for p in (out / stage).glob("*.json")]
     return sum(json.loads(p.read_text())["seconds"] for p in paths) / 60
 
 
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--stage", choices=("budget", "search", "final", "balanced"))
+    p.add_argument("--stage", choices=("budget", "search", "final", "balanced", "seeds"))
     p.add_argument(
         "--split", default="hh", help=f"where D_val, selection and test pairs come from: {', '.join(SPLITS)}"
     )
@@ -594,7 +634,7 @@ def main(argv: list[str] | None = None) -> None:
     args.out = args.out or (OUT if args.split == "hh" else OUT / "every_source")
     if args.report:
         searches = [search_table(args.out, v, args.split)[0] for v in ("unweighted", "dorm", "bilevel-no-prior")]
-        flips = [weights_table(args.out), flips_table(args.out)] if args.split != "hh" else []
+        flips = [weights_table(args.out), flips_table(args.out), seeds_table(args.out)] if args.split != "hh" else []
         print(budget_table(args.out), *searches, final_table(args.out), signals_table(args.out), *flips, sep="\n\n")
         print(f"\n{minutes(args.out):.1f} min of run time in {args.out}")
         return
@@ -602,7 +642,9 @@ def main(argv: list[str] | None = None) -> None:
         p.error("give --stage or --report")
     torch.set_num_threads(1)
     runner = Runner(args.work, args.split)
-    {"budget": budget, "search": search, "final": final, "balanced": balanced}[args.stage](runner, args.out)
+    {"budget": budget, "search": search, "final": final, "balanced": balanced, "seeds": many_seeds}[args.stage](
+        runner, args.out
+    )
 
 
 if __name__ == "__main__":

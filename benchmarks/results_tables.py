@@ -177,6 +177,8 @@ def dorm_hh(part: str, split: str = "hh") -> str:
         return module.flips_table(out)
     if part == "weights":
         return module.weights_table(out)
+    if part == "seeds":
+        return module.seeds_table(out)
     return module.search_table(out, part, split)[0]
 
 
@@ -669,6 +671,7 @@ BLOCKS = {
     "dorm_es_final": lambda: dorm_hh("final", "every-source"),
     "dorm_es_weights": lambda: dorm_hh("weights", "every-source"),
     "dorm_es_flips": lambda: dorm_hh("flips", "every-source"),
+    "dorm_es_seeds": lambda: dorm_hh("seeds", "every-source"),
     "dorm_prior_diagnosis": lambda: dorm_prior("diagnosis"),
     "dorm_prior_weighting": lambda: dorm_prior("weighting"),
     "dorm_prior_weighting_other": lambda: dorm_prior("weighting_other"),
