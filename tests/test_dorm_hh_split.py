@@ -71,3 +71,22 @@ def test_part_accuracy_reads_each_test_entry_in_order(hh):
     record = {"scored_counts": {"test": 3, "test-demo": 2}, "margins": [0.5, -0.1, 0.2, -0.3, -0.2]}
     assert hh._part_accuracy(record, "test") == pytest.approx(200 / 3)
     assert hh._part_accuracy(record, "test-demo") == 0.0
+
+
+def test_flip_summary_on_weights_that_mark_the_flips(hh):
+    from types import SimpleNamespace
+
+    import torch
+
+    names = [f"hh-flip{int(100 * f)}" for f in hh.FLIPS] + ["dpo-demo"]
+    cfg = SimpleNamespace(sources=[SimpleNamespace(name=n) for n in names])
+    w = torch.ones(4 * hh.PER_SOURCE + 10)
+    for k, rows in enumerate(hh.flipped_rows().values()):
+        for r in rows:
+            w[k * hh.PER_SOURCE + r - 1] = 0.5  # every flipped HH pair at half weight
+    w[-10:] = 0.1  # the demo source lower still: it is outside the HH pairs the AUCs read
+    got = hh.flip_summary(SimpleNamespace(weights=w, prior=torch.ones(len(w))), cfg)
+    assert (got["auc_low_w"], got["auc_low_w0"], got["auc_low_dw"]) == (1.0, 0.5, 1.0)
+    assert got["hh-flip40"] == {"flipped": 0.5, "kept": 1.0}
+    none = hh.flip_summary(SimpleNamespace(weights=w, prior=torch.zeros(0)), cfg)  # no prior: w0 = 1
+    assert none["auc_low_w0"] == 0.5 and none["auc_low_dw"] == 1.0
