@@ -328,6 +328,62 @@ def profile(name: str = "profile_step_minilm") -> str:
     return "\n".join(lines)
 
 
+def op_differences(name: str, reference: str, top: int = 8) -> str:
+    """Where each method's step differs from ``reference``'s, by aten op (profile_step.py --op-times records)."""
+    records = [json.loads(line) for line in (RESULTS / f"{name}.jsonl").read_text().splitlines() if line.strip()]
+    by = {r["method"]: r for r in records}
+    base = by[reference]["op_self_cpu_ms_per_step"]
+    lines = [
+        f"Self CPU time per step by aten op (torch.profiler, {by[reference]['op_times_steps']} profiled steps each), "
+        f"minus {reference}'s; the {top} largest differences:",
+        "",
+        "| method | all aten ops, ms per step | difference | largest differences by op (ms per step) |",
+        "|---|---:|---:|---|",
+    ]
+    for method, r in by.items():
+        ops = r["op_self_cpu_ms_per_step"]
+        diff = {k: ops.get(k, 0.0) - base.get(k, 0.0) for k in ops.keys() | base.keys()}
+        worst = sorted(diff.items(), key=lambda kv: (-abs(kv[1]), kv[0]))[:top] if method != reference else []
+        cells = ", ".join(f"`{k[6:]}` {v:+.1f}" for k, v in worst) or "-"
+        total = sum(ops.values())
+        lines.append(f"| {method} | {total:.1f} | {total - sum(base.values()):+.1f} | {cells} |")
+    return "\n".join(lines)
+
+
+def paired_rounds(name: str, pairs: list[tuple[str, str, str]]) -> str:
+    """Ratios of a speed_memory.py result file, per row: the median of the within-round ratios, their range and
+    how many rounds were above 1, from the raw times (CPU time of the compute thread)."""
+    import statistics
+
+    d = json.loads((RESULTS / f"{name}.json").read_text())
+    start = d.get("load_average_start")
+    lines = []
+    for raw in d["raw"]:
+        cfg = raw["config"]
+        times = raw["wall_seconds" if cfg["device"] == "cuda" else "thread_cpu_seconds"]
+        load = f"load average {start[0]:.1f} at the start, " if start else ""
+        lines += [
+            f"{d['model']}, batch {cfg['batch_size']}, m {cfg['prefix_length']}, {raw['tokens']} tokens, "
+            f"{cfg['rounds']} timed rounds after {cfg['warmup']} untimed; {d['machine']}; {load}"
+            f"{d['load_average'][0]:.1f} at the end; `benchmarks/results/{name}.json`.",
+            "",
+            "| ratio | median of within-round ratios | range over rounds | rounds above 1 | medians, ms |",
+            "|---|---:|---:|---:|---|",
+        ]
+        for a, b, measure in pairs:
+            xs, ys = times[measure].get(a), times[measure].get(b)
+            if xs is None or ys is None:
+                continue
+            r = [x / y for x, y in zip(xs, ys)]
+            lines.append(
+                f"| {a} / {b} {'step' if measure == 'step' else 'inference'} | {statistics.median(r):.3f} "
+                f"| {min(r):.3f}-{max(r):.3f} | {sum(v > 1 for v in r)} of {len(r)} "
+                f"| {1000 * statistics.median(xs):.1f} / {1000 * statistics.median(ys):.1f} |"
+            )
+        lines.append("")
+    return "\n".join(lines)
+
+
 def demo_splits() -> str:
     """The demo's test majority class and the movies its splits share, per seed (benchmarks/demo_splits.py)."""
     record = json.loads((RESULTS / "demo_splits.json").read_text())
