@@ -264,8 +264,10 @@ def build_model(name: str, backbone, task, prefix_length: int, num_labels: int):
         return model, list(model.trainable_parameters().values())
     if name in SAME_HEAD:
         model = build_method(method_config("ptuning-v2", {"prefix_length": prefix_length}), backbone, task)
-        score = score_head(model.classifier, num_labels)
-        return model, list(model.trainable_parameters().values()) + [score.weight]
+        score = score_head(model.classifier, num_labels)  # a submodule: trainable_parameters() now holds it
+        params = list(model.trainable_parameters().values())
+        assert sum(p is score.weight for p in params) == 1
+        return model, params
     if name in OUR_LORA:  # injects LoRA into the backbone in place: give it a copy of its own
         model = build_method(method_config("lora", OUR_LORA[name]), copy.deepcopy(backbone), task)
     else:

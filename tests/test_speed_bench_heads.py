@@ -27,7 +27,7 @@ def test_same_head_variant_equals_peft_prefix_seq_cls(tiny_llama):
     torch.manual_seed(0)
     ours, params = sm.build_model("ptuning-v2-score", tiny_llama, task, 3, 2)
     peer = sm.Peer("peft-prefix", tiny_llama, 2, 3)
-    assert any(p is ours.classifier.score.weight for p in params)  # the score trains with the prefix
+    assert [p is ours.classifier.score.weight for p in params].count(True) == 1  # trains, once, with the prefix
     geo = tiny_llama.geometry
     kv = ours.prefix()  # (L, 2, m, kv): PEFT's embedding row j is layer-major (L, 2, heads, head_dim)
     with torch.no_grad():
