@@ -8,7 +8,9 @@ On speed_memory.py's batch, m = 16: ``ours`` is ptuning-v2-score (our prefix pat
 score head), ``peft`` PEFT's prefix-tuned sequence classifier with the same prefix copied in. ``ours backbone`` and
 ``peft backbone`` run only the transformer (LlamaModel) of each, ours on prefalign's backbone and PEFT's on its
 own copy of the same weights, with the same prefix cache (build_prefix_cache), mask and ids: any difference
-between those two is the weights' copy, not code. CPU time of the compute thread, medians of within-round ratios.
+between those two is the weights' copy, not code. ``mapped backbone`` is the same transformer loaded by
+transformers alone (``from_pretrained``), its weights left in the memory-mapped safetensors file, as
+``load_backbone`` left them before ``own_memory``. CPU time of the compute thread, medians of within-round ratios.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ def main() -> None:
     args = p.parse_args()
     import speed_memory as sm
     import torch
+    from transformers import AutoModelForCausalLM
 
     from prefalign.models.prefix import build_prefix_cache, extend_attention_mask
     from prefalign.utils.environment import machine, versions
@@ -66,6 +69,9 @@ def main() -> None:
         "ours backbone": transformer(backbone.model.base_model),
         "peft backbone": transformer(peer.model.base_model.model),
     }
+    if geo.is_decoder:
+        mapped = AutoModelForCausalLM.from_pretrained(backbone.path, dtype=torch.float32).eval()
+        calls["mapped backbone"] = transformer(mapped.base_model)
     with torch.no_grad():
         torch.testing.assert_close(calls["ours"]().logits, calls["peft"]().logits, rtol=1e-4, atol=1e-4)
         times = {n: [] for n in calls}
@@ -97,7 +103,8 @@ def main() -> None:
             "ours backbone / peft backbone": ratio("ours backbone", "peft backbone"),
             "ours / ours backbone": ratio("ours", "ours backbone"),
             "peft / peft backbone": ratio("peft", "peft backbone"),
-        },
+        }
+        | ({"mapped backbone / ours backbone": ratio("mapped backbone", "ours backbone")} if geo.is_decoder else {}),
         "raw_thread_cpu_seconds": times,
     }
     print(json.dumps({k: v for k, v in record.items() if k != "raw_thread_cpu_seconds"}, indent=1))

@@ -350,6 +350,16 @@ def op_differences(name: str, reference: str, top: int = 8) -> str:
     return "\n".join(lines)
 
 
+def bootstrap_median(values: list[float], draws: int = 2000, seed: int = 0) -> tuple[float, float]:
+    """Percentile bootstrap 95% interval of the median of paired per-round ratios (rounds resampled)."""
+    import random
+    import statistics
+
+    rng = random.Random(seed)
+    meds = sorted(statistics.median(rng.choices(values, k=len(values))) for _ in range(draws))
+    return meds[int(0.025 * draws)], meds[int(0.975 * draws) - 1]
+
+
 def paired_rounds(name: str, pairs: list[tuple[str, str, str]]) -> str:
     """Ratios of a speed_memory.py result file, per row: the median of the within-round ratios, their range and
     how many rounds were above 1, from the raw times (CPU time of the compute thread)."""
@@ -367,17 +377,19 @@ def paired_rounds(name: str, pairs: list[tuple[str, str, str]]) -> str:
             f"{cfg['rounds']} timed rounds after {cfg['warmup']} untimed; {d['machine']}; {load}"
             f"{d['load_average'][0]:.1f} at the end; `benchmarks/results/{name}.json`.",
             "",
-            "| ratio | median of within-round ratios | range over rounds | rounds above 1 | medians, ms |",
-            "|---|---:|---:|---:|---|",
+            "| ratio | median of within-round ratios | bootstrap 95% interval | range over rounds | rounds above 1 "
+            "| medians, ms |",
+            "|---|---:|---:|---:|---:|---|",
         ]
         for a, b, measure in pairs:
             xs, ys = times[measure].get(a), times[measure].get(b)
             if xs is None or ys is None:
                 continue
             r = [x / y for x, y in zip(xs, ys)]
+            low, high = bootstrap_median(r)
             lines.append(
                 f"| {a} / {b} {'step' if measure == 'step' else 'inference'} | {statistics.median(r):.3f} "
-                f"| {min(r):.3f}-{max(r):.3f} | {sum(v > 1 for v in r)} of {len(r)} "
+                f"| {low:.3f}-{high:.3f} | {min(r):.3f}-{max(r):.3f} | {sum(v > 1 for v in r)} of {len(r)} "
                 f"| {1000 * statistics.median(xs):.1f} / {1000 * statistics.median(ys):.1f} |"
             )
         lines.append("")

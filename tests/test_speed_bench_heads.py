@@ -61,3 +61,38 @@ def test_same_head_variant_trains_its_score(tiny_llama):
 def test_same_head_variant_refuses_encoders(tiny_bert):
     with pytest.raises(SystemExit, match="for decoders"):
         sm.build_model("ptuning-v2-score", tiny_bert, TaskSpec(num_classes=2), 3, 2)
+
+
+def _mapped_files(ptr: int) -> list[str]:
+    """The files mapped at address ``ptr`` in this process (Linux)."""
+    found = []
+    for line in open("/proc/self/maps"):
+        parts = line.split()
+        low, high = (int(x, 16) for x in parts[0].split("-"))
+        if low <= ptr < high and len(parts) > 5:
+            found.append(parts[5])
+    return found
+
+
+@pytest.mark.skipif(not Path("/proc/self/maps").exists(), reason="needs Linux's /proc/self/maps")
+def test_load_backbone_keeps_weights_in_memory_of_its_own(tiny_llama, tmp_path):
+    """transformers leaves safetensors weights in the mapped file (8-byte aligned); load_backbone copies them
+    into torch's own aligned memory, with the same values and the tied LM head still tied."""
+    from transformers import AutoModelForCausalLM
+
+    from prefalign.models.loading import load_backbone
+
+    tiny_llama.model.save_pretrained(tmp_path)
+    tiny_llama.tokenizer.save_pretrained(tmp_path)
+    mapped = AutoModelForCausalLM.from_pretrained(tmp_path).eval()
+    weights = str(tmp_path / "model.safetensors")
+    assert any(weights in _mapped_files(p.data_ptr()) for p in mapped.parameters())  # what the copy fixes
+    loaded = load_backbone(str(tmp_path)).model.eval()
+    for p in loaded.parameters():
+        assert p.data_ptr() % 64 == 0 and weights not in _mapped_files(p.data_ptr())
+    for (name, a), b in zip(mapped.state_dict().items(), loaded.state_dict().values()):
+        assert torch.equal(a, b), name
+    assert loaded.get_output_embeddings().weight is loaded.get_input_embeddings().weight
+    ids = torch.tensor([[3, 9, 12, 4]])
+    with torch.no_grad():
+        assert torch.equal(mapped(input_ids=ids).logits, loaded(input_ids=ids).logits)
