@@ -57,7 +57,8 @@ def main() -> None:
         default=0,
         metavar="N",
         help="also profile N steps and print where each method's self CPU time per step differs from the first's, "
-        "by aten op (the records keep every op's time)",
+        "by aten op (the records keep every op's time). torch.profiler times are wall-clock: on a shared machine "
+        "they carry its load, so compare them only between methods profiled under the same load",
     )
     p.add_argument("--records", help="write one JSON line per method into this JSONL file (replaced at the end)")
     args = p.parse_args()

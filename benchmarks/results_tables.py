@@ -396,6 +396,43 @@ def paired_rounds(name: str, pairs: list[tuple[str, str, str]]) -> str:
     return "\n".join(lines)
 
 
+def prefix_probe(names: list[str]) -> str:
+    """benchmarks/prefix_path_probe.py's records: interleaved eval forwards, medians of within-round ratios."""
+    lines = [
+        "| record | rounds | load average (start, end) | ratio | median | range over rounds | bootstrap 95% |",
+        "|---|---:|---|---|---:|---:|---:|",
+    ]
+    for name in names:
+        d = json.loads((RESULTS / f"{name}.json").read_text())
+        raw = d["raw_thread_cpu_seconds"]
+        for label in d["ratios"]:
+            a, b = (x.strip() for x in label.split(" / "))
+            r = [x / y for x, y in zip(raw[a], raw[b])]
+            low, high = bootstrap_median(r)
+            lines.append(
+                f"| `{name}.json` | {d['rounds']} | {d['load_average_start'][0]:.1f}, {d['load_average'][0]:.1f} "
+                f"| {label} | {d['ratios'][label]['median']:.3f} | {min(r):.3f}-{max(r):.3f} | {low:.3f}-{high:.3f} |"
+            )
+    return "\n".join(lines)
+
+
+SAME_HEAD_PAIRS = [
+    ("ptuning-v2", "peft-prefix", "step"),
+    ("ptuning-v2-score", "peft-prefix", "step"),
+    ("ptuning-v2", "ptuning-v2-score", "step"),
+    ("ptuning-v2", "peft-prefix", "infer"),
+    ("ptuning-v2-score", "peft-prefix", "infer"),
+    ("ptuning-v2", "ptuning-v2-score", "infer"),
+    ("dcpc", "ptuning-v2", "step"),
+    ("dcpc", "floor", "step"),
+    ("dcpc", "ptuning-v2", "infer"),
+]
+DCPC_PAIRS = [("dcpc", "ptuning-v2", "step"), ("dcpc", "floor", "step"), ("ptuning-v2", "floor", "step")] + [
+    ("dcpc", "ptuning-v2", "infer"),
+    ("ptuning-v2", "floor", "infer"),
+]
+
+
 def demo_splits() -> str:
     """The demo's test majority class and the movies its splits share, per seed (benchmarks/demo_splits.py)."""
     record = json.loads((RESULTS / "demo_splits.json").read_text())
@@ -844,6 +881,14 @@ BLOCKS = {
     "profile_step_tiny": lambda: profile("profile_step_tiny"),
     "profile_step_tiny_b64": lambda: profile("profile_step_tiny_b64"),
     "profile_step_smollm2": lambda: profile("profile_step_smollm2-135m"),
+    "profile_step_smollm2_samehead": lambda: profile("profile_step_smollm2-135m_samehead"),
+    "speed_smollm2_samehead": lambda: paired_rounds("speed_memory_smollm2-135m_samehead", SAME_HEAD_PAIRS),
+    "speed_smollm2_samehead_own_memory": lambda: paired_rounds(
+        "speed_memory_smollm2-135m_samehead-own-memory", SAME_HEAD_PAIRS
+    ),
+    "prefix_path_probe": lambda: prefix_probe(
+        ["prefix_path_probe_smollm2-135m", "prefix_path_probe_smollm2-135m_own_memory"]
+    ),
     "annotators_minilm": lambda: annotator_accuracy("annotators_minilm", "annotation_baselines_minilm"),
     "annotators_smollm2": lambda: annotator_accuracy("annotators_smollm2", "annotation_baselines_smollm2"),
     "annotation_baselines_minilm": lambda: annotator_baselines("annotation_baselines_minilm"),
