@@ -433,6 +433,46 @@ DCPC_PAIRS = [("dcpc", "ptuning-v2", "step"), ("dcpc", "floor", "step"), ("ptuni
 ]
 
 
+def dcpc_terms() -> str:
+    """benchmarks/dcpc_terms_profile.py: each DCPC pair term's forward + backward, ms per step."""
+    d = json.loads((RESULTS / "dcpc_terms_profile.json").read_text())
+    cols = sorted({(r["model"], r["batch"]) for r in d["rows"]}, key=lambda c: (c[0] != "tiny", c[1]))
+    cell = {(r["model"], r["batch"], r["term"]): r["ms"] for r in d["rows"]}
+    names = list(dict.fromkeys(r["term"] for r in d["rows"]))
+    lines = [
+        f"Median of {d['repeats']} calls, CPU time of the compute thread, ms; {d['machine']}, load average "
+        f"{d['load_average'][0]:.1f}; `benchmarks/results/dcpc_terms_profile.json`.",
+        "",
+        "| term (forward + backward) | " + " | ".join(f"{m} B={b}" for m, b in cols) + " |",
+        "|---|" + "---:|" * len(cols),
+    ]
+    for name in names:
+        lines.append(f"| {name} | " + " | ".join(f"{cell[m, b, name]:.3f}" for m, b in cols) + " |")
+    return "\n".join(lines)
+
+
+def infer_parts(name: str) -> str:
+    """benchmarks/dcpc_infer_profile.py: the interleaved forwards and each part of DCPC's prefix path, ms."""
+    d = json.loads((RESULTS / f"{name}.json").read_text())
+    f = d["forward_ms"]
+    lines = [
+        f"{d['model']}, batch {d['batch']}, m {d['prefix_length']}, {d['rounds']} interleaved rounds; load average "
+        f"{d['load_average'][0]:.1f}; `benchmarks/results/{name}.json`.",
+        "",
+        "| part | ms |",
+        "|---|---:|",
+        f"| P-Tuning v2 forward / DCPC forward (x {d['forward_ratio_dcpc_vs_ptuning']:.3f}) "
+        f"| {f['ptuning-v2']:.3f} / {f['dcpc']:.3f} |",
+    ]
+    lines += [f"| {part} | {ms:.3f} |" for part, ms in d["parts_ms"].items()]
+    return "\n".join(lines)
+
+
+ABLATION_PAIRS = [
+    (n, "ptuning-v2", "step") for n in ("dcpc", "dcpc-no-pcm", "dcpc-no-clpa", "dcpc-no-ambiguity", "dcpc-no-clpa-pcm")
+]
+
+
 def demo_splits() -> str:
     """The demo's test majority class and the movies its splits share, per seed (benchmarks/demo_splits.py)."""
     record = json.loads((RESULTS / "demo_splits.json").read_text())
@@ -886,6 +926,11 @@ BLOCKS = {
     "speed_smollm2_samehead_own_memory": lambda: paired_rounds(
         "speed_memory_smollm2-135m_samehead-own-memory", SAME_HEAD_PAIRS
     ),
+    "speed_dcpc_tiny": lambda: paired_rounds("speed_memory_tiny_dcpc19b", DCPC_PAIRS),
+    "speed_dcpc_minilm": lambda: paired_rounds("speed_memory_minilm_dcpc19b", DCPC_PAIRS),
+    "speed_dcpc_tiny_ablations": lambda: paired_rounds("speed_memory_tiny_dcpc19b-ablations", ABLATION_PAIRS),
+    "dcpc_terms_profile": dcpc_terms,
+    "dcpc_infer_profile_tiny_b16": lambda: infer_parts("dcpc_infer_profile_tiny_b16"),
     "prefix_path_probe": lambda: prefix_probe(
         ["prefix_path_probe_smollm2-135m", "prefix_path_probe_smollm2-135m_own_memory"]
     ),
