@@ -926,6 +926,10 @@ BLOCKS = {
     "speed_smollm2_samehead_own_memory": lambda: paired_rounds(
         "speed_memory_smollm2-135m_samehead-own-memory", SAME_HEAD_PAIRS
     ),
+    "speed_minilm_peers_own_memory": lambda: paired_rounds(
+        "speed_memory_minilm_peers-own-memory",
+        [("ptuning-v2", "peft-prefix", "step"), ("ptuning-v2", "peft-prefix", "infer")] + DCPC_PAIRS,
+    ),
     "speed_dcpc_tiny": lambda: paired_rounds("speed_memory_tiny_dcpc19b", DCPC_PAIRS),
     "speed_dcpc_minilm": lambda: paired_rounds("speed_memory_minilm_dcpc19b", DCPC_PAIRS),
     "speed_dcpc_tiny_ablations": lambda: paired_rounds("speed_memory_tiny_dcpc19b-ablations", ABLATION_PAIRS),
