@@ -468,6 +468,12 @@ def infer_parts(name: str) -> str:
     return "\n".join(lines)
 
 
+KL_PAIRS = [
+    ("dcpc", "ptuning-v2", "step"),
+    ("dcpc-softmax-kl", "ptuning-v2", "step"),
+    ("dcpc", "dcpc-softmax-kl", "step"),
+    ("dcpc-softmax-kl", "floor", "step"),
+]
 ABLATION_PAIRS = [
     (n, "ptuning-v2", "step") for n in ("dcpc", "dcpc-no-pcm", "dcpc-no-clpa", "dcpc-no-ambiguity", "dcpc-no-clpa-pcm")
 ]
@@ -929,6 +935,9 @@ BLOCKS = {
     "speed_minilm_peers_own_memory": lambda: paired_rounds(
         "speed_memory_minilm_peers-own-memory",
         [("ptuning-v2", "peft-prefix", "step"), ("ptuning-v2", "peft-prefix", "infer")] + DCPC_PAIRS,
+    ),
+    "speed_kl_variant": lambda: "\n".join(
+        paired_rounds(f"speed_memory_{m}_kl-variant", KL_PAIRS) for m in ("minilm", "tiny")
     ),
     "speed_dcpc_tiny": lambda: paired_rounds("speed_memory_tiny_dcpc19b", DCPC_PAIRS),
     "speed_dcpc_minilm": lambda: paired_rounds("speed_memory_minilm_dcpc19b", DCPC_PAIRS),

@@ -64,7 +64,10 @@ BEFORE = ("dcpc-two-pass",)
 # vocabulary. --same-head puts it in the rotation: against peft-prefix it compares the prefix paths alone (the
 # same head on both sides), against ptuning-v2 it measures the verbalizer head. Benchmark only.
 SAME_HEAD = ("ptuning-v2-score",)
-METHODS = BASE_METHODS + ABLATIONS + OTHERS + BEFORE + SAME_HEAD
+# DCPC with eq. 12 read between the softmax p_pref (method.pcm_kl: softmax) instead of the Gaussians: how much of
+# DCPC's step the Gaussian KL's (B, B, d) tensors cost, measured inside a real step (--only). Benchmark only.
+VARIANTS = {"dcpc-softmax-kl": {"pcm_kl": "softmax"}}
+METHODS = BASE_METHODS + ABLATIONS + OTHERS + BEFORE + SAME_HEAD + tuple(VARIANTS)
 INFER_METHODS = BASE_METHODS + OTHERS + BEFORE + SAME_HEAD
 # The comparisons issue 19 states targets for: (method, reference, measure, at most).
 PAIR_TARGETS = (
@@ -90,6 +93,8 @@ PAIRS = PAIR_TARGETS + (
     ("ptuning-v2-score", "peft-prefix", "infer", None),
     ("ptuning-v2", "ptuning-v2-score", "step", None),
     ("ptuning-v2", "ptuning-v2-score", "infer", None),
+    ("dcpc-softmax-kl", "ptuning-v2", "step", None),
+    ("dcpc", "dcpc-softmax-kl", "step", None),
 )
 # The grid `make bench` runs (CPU, 1 thread): per model, batch sizes, prefix lengths, the prefix
 # lengths at which the four ablations are measured too, timed rounds, memory repeats.
@@ -261,6 +266,10 @@ def build_model(name: str, backbone, task, prefix_length: int, num_labels: int):
 
         model = build_method(method_config("dcpc", {"prefix_length": prefix_length, **DCPC_PARAMS}), backbone, task)
         model._prefix_for = types.MethodType(two_pass_prefix_for, model)
+        return model, list(model.trainable_parameters().values())
+    if name in VARIANTS:
+        cfg = method_config("dcpc", {"prefix_length": prefix_length, **DCPC_PARAMS, **VARIANTS[name]})
+        model = build_method(cfg, backbone, task)
         return model, list(model.trainable_parameters().values())
     if name in SAME_HEAD:
         model = build_method(method_config("ptuning-v2", {"prefix_length": prefix_length}), backbone, task)
