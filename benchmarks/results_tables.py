@@ -328,28 +328,6 @@ def profile(name: str = "profile_step_minilm") -> str:
     return "\n".join(lines)
 
 
-def op_differences(name: str, reference: str, top: int = 8) -> str:
-    """Where each method's step differs from ``reference``'s, by aten op (profile_step.py --op-times records)."""
-    records = [json.loads(line) for line in (RESULTS / f"{name}.jsonl").read_text().splitlines() if line.strip()]
-    by = {r["method"]: r for r in records}
-    base = by[reference]["op_self_cpu_ms_per_step"]
-    lines = [
-        f"Self CPU time per step by aten op (torch.profiler, {by[reference]['op_times_steps']} profiled steps each), "
-        f"minus {reference}'s; the {top} largest differences:",
-        "",
-        "| method | all aten ops, ms per step | difference | largest differences by op (ms per step) |",
-        "|---|---:|---:|---|",
-    ]
-    for method, r in by.items():
-        ops = r["op_self_cpu_ms_per_step"]
-        diff = {k: ops.get(k, 0.0) - base.get(k, 0.0) for k in ops.keys() | base.keys()}
-        worst = sorted(diff.items(), key=lambda kv: (-abs(kv[1]), kv[0]))[:top] if method != reference else []
-        cells = ", ".join(f"`{k[6:]}` {v:+.1f}" for k, v in worst) or "-"
-        total = sum(ops.values())
-        lines.append(f"| {method} | {total:.1f} | {total - sum(base.values()):+.1f} | {cells} |")
-    return "\n".join(lines)
-
-
 def bootstrap_median(values: list[float], draws: int = 2000, seed: int = 0) -> tuple[float, float]:
     """Percentile bootstrap 95% interval of the median of paired per-round ratios (rounds resampled)."""
     import random
