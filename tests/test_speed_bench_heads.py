@@ -96,3 +96,15 @@ def test_load_backbone_keeps_weights_in_memory_of_its_own(tiny_llama, tmp_path):
     ids = torch.tensor([[3, 9, 12, 4]])
     with torch.no_grad():
         assert torch.equal(mapped(input_ids=ids).logits, loaded(input_ids=ids).logits)
+
+
+def test_bootstrap_interval_of_paired_ratios():
+    """results_tables' interval of the median of per-round ratios: exact for equal ratios, inside the observed
+    range otherwise, and the same on every call (fixed seed)."""
+    import results_tables
+
+    assert results_tables.bootstrap_median([1.02] * 5) == (1.02, 1.02)
+    values = [0.98, 1.0, 1.01, 1.03, 1.2]
+    low, high = results_tables.bootstrap_median(values)
+    assert 0.98 <= low <= 1.01 <= high <= 1.2
+    assert results_tables.bootstrap_median(values) == (low, high)
