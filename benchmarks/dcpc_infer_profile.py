@@ -42,13 +42,18 @@ def main() -> None:
     p.add_argument("--batch", type=int, default=16)
     p.add_argument("--prefix", type=int, default=16)
     p.add_argument("--rounds", type=int, default=20)
+    p.add_argument(
+        "--op-times", type=int, default=0, metavar="N", help="also profile N forwards of each, self CPU time by aten op"
+    )
     p.add_argument("--output", help="write the timings here as JSON")
     args = p.parse_args()
 
     import speed_memory as sm
     import torch
+    from op_profile import op_diff, op_times
 
     from prefalign.models.classifier import masked_mean
+    from prefalign.models.prefix import build_prefix_cache, build_row_scaled_prefix_cache
     from prefalign.utils.environment import machine, versions
 
     torch.set_num_threads(1)
@@ -70,6 +75,8 @@ def main() -> None:
         static = dcpc.prefix()
         words = dcpc.classifier.model.get_input_embeddings()(ids)
         e_in = masked_mean(words.float(), mask)
+        scales = dcpc.pcm(e_in, static, sample=False, write_prefix=False).scales
+        geo, config = backbone.geometry, backbone.model.config
         parts = {
             "embedding lookup": lambda: dcpc.classifier.model.get_input_embeddings()(ids),
             "masked mean": lambda: masked_mean(words.float(), mask),
@@ -80,8 +87,18 @@ def main() -> None:
                 ids, mask, sample=False, rows=True
             ),
             "P-Tuning v2's prefix path": lambda: models["ptuning-v2"]._prefix_for(ids, mask, sample=False),
+            "DCPC's cache set-up (each example's scaled rows)": lambda: build_row_scaled_prefix_cache(
+                static, scales, geo, config
+            ),
+            "P-Tuning v2's cache set-up (one prefix, broadcast)": lambda: build_prefix_cache(
+                static.unsqueeze(0).expand(len(ids), *static.shape), geo, config
+            ),
         }
         timed = {name: median_ms(fn, 5 * args.rounds) for name, fn in parts.items()}
+        call = {n: (lambda m=m: m(input_ids=ids, attention_mask=mask)) for n, m in models.items()}
+        ops = {n: op_times(fn, args.op_times) for n, fn in call.items()} if args.op_times else {}
+    if args.op_times:
+        print("dcpc: " + op_diff(ops["dcpc"], ops["ptuning-v2"], top=15))
     shape = (args.batch, backbone.geometry.num_layers, 2, args.prefix, backbone.geometry.kv_dim)
     record = {
         "command": "python benchmarks/dcpc_infer_profile.py " + " ".join(sys.argv[1:]),
@@ -100,6 +117,8 @@ def main() -> None:
         "per_example_prefix_mib": round(torch.Size(shape).numel() * 4 / 2**20, 2),
         "raw_forward_seconds": forward,
     }
+    if args.op_times:
+        record |= {"op_times_forwards": args.op_times, "op_self_cpu_ms_per_forward": ops}
     print(json.dumps({k: v for k, v in record.items() if k != "raw_forward_seconds"}, indent=1))
     if args.output:
         Path(args.output).write_text(json.dumps(record, indent=1))

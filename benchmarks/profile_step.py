@@ -36,6 +36,7 @@ if os.environ.get("MALLOC_MMAP_THRESHOLD_") is None:  # let the resident set fol
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import speed_memory as sm  # noqa: E402
+from op_profile import op_diff, op_times  # noqa: E402
 
 
 def main() -> None:
@@ -49,6 +50,15 @@ def main() -> None:
         "--counts",
         action="store_true",
         help="also print how the top-level aten op counts differ from the first method's",
+    )
+    p.add_argument(
+        "--op-times",
+        type=int,
+        default=0,
+        metavar="N",
+        help="also profile N steps and print where each method's self CPU time per step differs from the first's, "
+        "by aten op (the records keep every op's time). torch.profiler times are wall-clock: on a shared machine "
+        "they carry its load, so compare them only between methods profiled under the same load",
     )
     p.add_argument("--records", help="write one JSON line per method into this JSONL file (replaced at the end)")
     args = p.parse_args()
@@ -69,7 +79,7 @@ def main() -> None:
         return meter.memory_start() / 2**20
 
     print(f"{args.model}, batch {args.batch}, m {args.prefix}, {batch['input_ids'].shape[1]} tokens per row")
-    first = None
+    first = first_op_ms = None
     records = []
     for name in args.methods.split(","):
         started = time.time()
@@ -108,6 +118,8 @@ def main() -> None:
         )
         ops = sum(top.values())
         first = first if first is not None else top
+        op_ms = op_times(step, args.op_times) if args.op_times else None
+        first_op_ms = first_op_ms if first_op_ms is not None else op_ms
         times = []
         for _ in range(10):
             c0 = time.thread_time()
@@ -133,7 +145,10 @@ def main() -> None:
                 "step_cpu_ms_median_of_10": round(1000 * statistics.median(times), 3),
                 "seconds": round(time.time() - started, 1),
             }
+            | ({"op_self_cpu_ms_per_step": op_ms, "op_times_steps": args.op_times} if op_ms is not None else {})
         )
+        if op_ms is not None and op_ms is not first_op_ms:
+            print("   " + op_diff(op_ms, first_op_ms))
         if args.table:
             print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=15))
         if args.counts and top is not first:

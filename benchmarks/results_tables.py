@@ -335,6 +335,135 @@ def profile(name: str = "profile_step_minilm") -> str:
     return "\n".join(lines)
 
 
+def bootstrap_median(values: list[float], draws: int = 2000, seed: int = 0) -> tuple[float, float]:
+    """Percentile bootstrap 95% interval of the median of paired per-round ratios (rounds resampled)."""
+    import random
+    import statistics
+
+    rng = random.Random(seed)
+    meds = sorted(statistics.median(rng.choices(values, k=len(values))) for _ in range(draws))
+    return meds[int(0.025 * draws)], meds[int(0.975 * draws) - 1]
+
+
+def paired_rounds(name: str, pairs: list[tuple[str, str, str]]) -> str:
+    """Ratios of a speed_memory.py result file, per row: the median of the within-round ratios, their range and
+    how many rounds were above 1, from the raw times (CPU time of the compute thread)."""
+    import statistics
+
+    d = json.loads((RESULTS / f"{name}.json").read_text())
+    start = d.get("load_average_start")
+    lines = []
+    for raw in d["raw"]:
+        cfg = raw["config"]
+        times = raw["wall_seconds" if cfg["device"] == "cuda" else "thread_cpu_seconds"]
+        load = f"load average {start[0]:.1f} at the start, " if start else ""
+        lines += [
+            f"{d['model']}, batch {cfg['batch_size']}, m {cfg['prefix_length']}, {raw['tokens']} tokens, "
+            f"{cfg['rounds']} timed rounds after {cfg['warmup']} untimed; {d['machine']}; {load}"
+            f"{d['load_average'][0]:.1f} at the end; `benchmarks/results/{name}.json`.",
+            "",
+            "| ratio | median of within-round ratios | bootstrap 95% interval | range over rounds | rounds above 1 "
+            "| medians, ms |",
+            "|---|---:|---:|---:|---:|---|",
+        ]
+        for a, b, measure in pairs:
+            xs, ys = times[measure].get(a), times[measure].get(b)
+            if xs is None or ys is None:
+                continue
+            r = [x / y for x, y in zip(xs, ys)]
+            low, high = bootstrap_median(r)
+            lines.append(
+                f"| {a} / {b} {'step' if measure == 'step' else 'inference'} | {statistics.median(r):.3f} "
+                f"| {low:.3f}-{high:.3f} | {min(r):.3f}-{max(r):.3f} | {sum(v > 1 for v in r)} of {len(r)} "
+                f"| {1000 * statistics.median(xs):.1f} / {1000 * statistics.median(ys):.1f} |"
+            )
+        lines.append("")
+    return "\n".join(lines)
+
+
+def prefix_probe(names: list[str]) -> str:
+    """benchmarks/prefix_path_probe.py's records: interleaved eval forwards, medians of within-round ratios."""
+    lines = [
+        "| record | rounds | load average (start, end) | ratio | median | range over rounds | bootstrap 95% |",
+        "|---|---:|---|---|---:|---:|---:|",
+    ]
+    for name in names:
+        d = json.loads((RESULTS / f"{name}.json").read_text())
+        raw = d["raw_thread_cpu_seconds"]
+        for label in d["ratios"]:
+            a, b = (x.strip() for x in label.split(" / "))
+            r = [x / y for x, y in zip(raw[a], raw[b])]
+            low, high = bootstrap_median(r)
+            lines.append(
+                f"| `{name}.json` | {d['rounds']} | {d['load_average_start'][0]:.1f}, {d['load_average'][0]:.1f} "
+                f"| {label} | {d['ratios'][label]['median']:.3f} | {min(r):.3f}-{max(r):.3f} | {low:.3f}-{high:.3f} |"
+            )
+    return "\n".join(lines)
+
+
+SAME_HEAD_PAIRS = [
+    ("ptuning-v2", "peft-prefix", "step"),
+    ("ptuning-v2-score", "peft-prefix", "step"),
+    ("ptuning-v2", "ptuning-v2-score", "step"),
+    ("ptuning-v2", "peft-prefix", "infer"),
+    ("ptuning-v2-score", "peft-prefix", "infer"),
+    ("ptuning-v2", "ptuning-v2-score", "infer"),
+    ("dcpc", "ptuning-v2", "step"),
+    ("dcpc", "floor", "step"),
+    ("dcpc", "ptuning-v2", "infer"),
+]
+DCPC_PAIRS = [("dcpc", "ptuning-v2", "step"), ("dcpc", "floor", "step"), ("ptuning-v2", "floor", "step")] + [
+    ("dcpc", "ptuning-v2", "infer"),
+    ("ptuning-v2", "floor", "infer"),
+]
+
+
+def dcpc_terms() -> str:
+    """benchmarks/dcpc_terms_profile.py: each DCPC pair term's forward + backward, ms per step."""
+    d = json.loads((RESULTS / "dcpc_terms_profile.json").read_text())
+    cols = sorted({(r["model"], r["batch"]) for r in d["rows"]}, key=lambda c: (c[0] != "tiny", c[1]))
+    cell = {(r["model"], r["batch"], r["term"]): r["ms"] for r in d["rows"]}
+    names = list(dict.fromkeys(r["term"] for r in d["rows"]))
+    lines = [
+        f"Median of {d['repeats']} calls, CPU time of the compute thread, ms; {d['machine']}, load average "
+        f"{d['load_average'][0]:.1f}; `benchmarks/results/dcpc_terms_profile.json`.",
+        "",
+        "| term (forward + backward) | " + " | ".join(f"{m} B={b}" for m, b in cols) + " |",
+        "|---|" + "---:|" * len(cols),
+    ]
+    for name in names:
+        lines.append(f"| {name} | " + " | ".join(f"{cell[m, b, name]:.3f}" for m, b in cols) + " |")
+    return "\n".join(lines)
+
+
+def infer_parts(name: str) -> str:
+    """benchmarks/dcpc_infer_profile.py: the interleaved forwards and each part of DCPC's prefix path, ms."""
+    d = json.loads((RESULTS / f"{name}.json").read_text())
+    f = d["forward_ms"]
+    lines = [
+        f"{d['model']}, batch {d['batch']}, m {d['prefix_length']}, {d['rounds']} interleaved rounds; load average "
+        f"{d['load_average'][0]:.1f}; `benchmarks/results/{name}.json`.",
+        "",
+        "| part | ms |",
+        "|---|---:|",
+        f"| P-Tuning v2 forward / DCPC forward (x {d['forward_ratio_dcpc_vs_ptuning']:.3f}) "
+        f"| {f['ptuning-v2']:.3f} / {f['dcpc']:.3f} |",
+    ]
+    lines += [f"| {part} | {ms:.3f} |" for part, ms in d["parts_ms"].items()]
+    return "\n".join(lines)
+
+
+KL_PAIRS = [
+    ("dcpc", "ptuning-v2", "step"),
+    ("dcpc-softmax-kl", "ptuning-v2", "step"),
+    ("dcpc", "dcpc-softmax-kl", "step"),
+    ("dcpc-softmax-kl", "floor", "step"),
+]
+ABLATION_PAIRS = [
+    (n, "ptuning-v2", "step") for n in ("dcpc", "dcpc-no-pcm", "dcpc-no-clpa", "dcpc-no-ambiguity", "dcpc-no-clpa-pcm")
+]
+
+
 def demo_splits() -> str:
     """The demo's test majority class and the movies its splits share, per seed (benchmarks/demo_splits.py)."""
     record = json.loads((RESULTS / "demo_splits.json").read_text())
@@ -791,6 +920,26 @@ BLOCKS = {
     "profile_step_tiny": lambda: profile("profile_step_tiny"),
     "profile_step_tiny_b64": lambda: profile("profile_step_tiny_b64"),
     "profile_step_smollm2": lambda: profile("profile_step_smollm2-135m"),
+    "profile_step_smollm2_samehead": lambda: profile("profile_step_smollm2-135m_samehead"),
+    "speed_smollm2_samehead": lambda: paired_rounds("speed_memory_smollm2-135m_samehead", SAME_HEAD_PAIRS),
+    "speed_smollm2_samehead_own_memory": lambda: paired_rounds(
+        "speed_memory_smollm2-135m_samehead-own-memory", SAME_HEAD_PAIRS
+    ),
+    "speed_minilm_peers_own_memory": lambda: paired_rounds(
+        "speed_memory_minilm_peers-own-memory",
+        [("ptuning-v2", "peft-prefix", "step"), ("ptuning-v2", "peft-prefix", "infer")] + DCPC_PAIRS,
+    ),
+    "speed_kl_variant": lambda: "\n".join(
+        paired_rounds(f"speed_memory_{m}_kl-variant", KL_PAIRS) for m in ("minilm", "tiny")
+    ),
+    "speed_dcpc_tiny": lambda: paired_rounds("speed_memory_tiny_dcpc19b", DCPC_PAIRS),
+    "speed_dcpc_minilm": lambda: paired_rounds("speed_memory_minilm_dcpc19b", DCPC_PAIRS),
+    "speed_dcpc_tiny_ablations": lambda: paired_rounds("speed_memory_tiny_dcpc19b-ablations", ABLATION_PAIRS),
+    "dcpc_terms_profile": dcpc_terms,
+    "dcpc_infer_profile_tiny_b16": lambda: infer_parts("dcpc_infer_profile_tiny_b16"),
+    "prefix_path_probe": lambda: prefix_probe(
+        ["prefix_path_probe_smollm2-135m", "prefix_path_probe_smollm2-135m_own_memory"]
+    ),
     "annotators_minilm": lambda: annotator_accuracy("annotators_minilm", "annotation_baselines_minilm"),
     "annotators_smollm2": lambda: annotator_accuracy("annotators_smollm2", "annotation_baselines_smollm2"),
     "annotation_baselines_minilm": lambda: annotator_baselines("annotation_baselines_minilm"),

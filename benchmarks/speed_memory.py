@@ -59,8 +59,16 @@ OTHERS = tuple(OUR_LORA) + PEERS
 # then static + delta as a second tensor): --with-before puts it in the rotation, so the change is measured
 # within rounds against the same batch. Benchmark only; not a registered method.
 BEFORE = ("dcpc-two-pass",)
-METHODS = BASE_METHODS + ABLATIONS + OTHERS + BEFORE
-INFER_METHODS = BASE_METHODS + OTHERS + BEFORE
+# Our P-Tuning v2 (its prefix path, cache and loss) scoring a decoder the way PEFT's SEQ_CLS model does: a linear
+# score (d -> C, no bias) at the last real token, in place of the verbalizer's log-probability over the whole
+# vocabulary. --same-head puts it in the rotation: against peft-prefix it compares the prefix paths alone (the
+# same head on both sides), against ptuning-v2 it measures the verbalizer head. Benchmark only.
+SAME_HEAD = ("ptuning-v2-score",)
+# DCPC with eq. 12 read between the softmax p_pref (method.pcm_kl: softmax) instead of the Gaussians: how much of
+# DCPC's step the Gaussian KL's (B, B, d) tensors cost, measured inside a real step (--only). Benchmark only.
+VARIANTS = {"dcpc-softmax-kl": {"pcm_kl": "softmax"}}
+METHODS = BASE_METHODS + ABLATIONS + OTHERS + BEFORE + SAME_HEAD + tuple(VARIANTS)
+INFER_METHODS = BASE_METHODS + OTHERS + BEFORE + SAME_HEAD
 # The comparisons issue 19 states targets for: (method, reference, measure, at most).
 PAIR_TARGETS = (
     ("ptuning-v2", "peft-prefix", "step", 1.00),
@@ -81,6 +89,12 @@ PAIRS = PAIR_TARGETS + (
     ("dcpc", "dcpc-two-pass", "infer", None),
     ("dcpc", "dcpc-two-pass", "step", None),
     ("dcpc", "dcpc-two-pass", "memory", None),
+    ("ptuning-v2-score", "peft-prefix", "step", None),
+    ("ptuning-v2-score", "peft-prefix", "infer", None),
+    ("ptuning-v2", "ptuning-v2-score", "step", None),
+    ("ptuning-v2", "ptuning-v2-score", "infer", None),
+    ("dcpc-softmax-kl", "ptuning-v2", "step", None),
+    ("dcpc", "dcpc-softmax-kl", "step", None),
 )
 # The grid `make bench` runs (CPU, 1 thread): per model, batch sizes, prefix lengths, the prefix
 # lengths at which the four ablations are measured too, timed rounds, memory repeats.
@@ -253,11 +267,45 @@ def build_model(name: str, backbone, task, prefix_length: int, num_labels: int):
         model = build_method(method_config("dcpc", {"prefix_length": prefix_length, **DCPC_PARAMS}), backbone, task)
         model._prefix_for = types.MethodType(two_pass_prefix_for, model)
         return model, list(model.trainable_parameters().values())
+    if name in VARIANTS:
+        cfg = method_config("dcpc", {"prefix_length": prefix_length, **DCPC_PARAMS, **VARIANTS[name]})
+        model = build_method(cfg, backbone, task)
+        return model, list(model.trainable_parameters().values())
+    if name in SAME_HEAD:
+        model = build_method(method_config("ptuning-v2", {"prefix_length": prefix_length}), backbone, task)
+        score = score_head(model.classifier, num_labels)  # a submodule: trainable_parameters() now holds it
+        params = list(model.trainable_parameters().values())
+        assert sum(p is score.weight for p in params) == 1
+        return model, params
     if name in OUR_LORA:  # injects LoRA into the backbone in place: give it a copy of its own
         model = build_method(method_config("lora", OUR_LORA[name]), copy.deepcopy(backbone), task)
     else:
         model = build_method(method_config(name, {"prefix_length": prefix_length, **DCPC_PARAMS}), backbone, task)
     return model, list(model.trainable_parameters().values())
+
+
+def score_head(classifier, num_labels: int):
+    """Give a decoder's PrefixClassifier transformers' sequence-classification head (for SAME_HEAD): a linear
+    score, no bias, initialised as transformers does (normal, std initializer_range), read at each row's last
+    real token (right padding) instead of the verbalizer's log-probability. Returns the score layer."""
+    import types
+
+    import torch
+
+    if not classifier.geo.is_decoder:
+        raise SystemExit("ptuning-v2-score is for decoders (encoders already score through a small linear head)")
+    model = classifier.model
+    score = torch.nn.Linear(classifier.geo.hidden_size, num_labels, bias=False)
+    torch.nn.init.normal_(score.weight, std=getattr(model.config, "initializer_range", 0.02))
+    score.to(device=next(model.parameters()).device, dtype=next(model.parameters()).dtype)
+    classifier.score = score
+
+    def scores(self, hidden, head_input, input_ids, attention_mask, score_mask):
+        last = attention_mask.long().sum(-1) - 1
+        return self.score(hidden[torch.arange(hidden.shape[0], device=hidden.device), last]).float()
+
+    classifier._scores = types.MethodType(scores, classifier)
+    return score
 
 
 def two_pass_prefix_for(self, input_ids, attention_mask, per: int = 1, *, sample: bool, rows: bool = False):
@@ -491,7 +539,11 @@ def plot(rows: list[dict], path: Path, title: str) -> None:
         ("memory_vs_ptuning", "step peak memory / P-Tuning v2", 1.10),
     )
     fig, axes = plt.subplots(1, 3, figsize=(15, 4.2))
-    names = [n for n in METHODS if n not in ("floor", "ptuning-v2") + OTHERS and any(n in r["ratios"] for r in rows)]
+    names = [
+        n
+        for n in METHODS
+        if n not in ("floor", "ptuning-v2") + OTHERS + SAME_HEAD and any(n in r["ratios"] for r in rows)
+    ]
     prefixes = sorted({r["prefix_length"] for r in rows})
     for ax, (key, label, target) in zip(axes, keys):
         for name in names:
@@ -585,7 +637,7 @@ def peers_table(d: dict) -> list[str]:
     """Every method of the rows that hold the peers: times and ratios to P-Tuning v2 and to the floor."""
     lines = []
     for r in d["rows"]:
-        if not any(n in r["step_ms"] for n in OTHERS):
+        if not any(n in r["step_ms"] for n in OTHERS + SAME_HEAD):
             continue
         lines += [
             f"Batch {r['batch_size']}, m = {r['prefix_length']} ({r['tokens']} tokens): ratios to P-Tuning v2 "
@@ -690,6 +742,17 @@ def main(argv: list[str] | None = None) -> None:
         action="store_true",
         help="add dcpc-two-pass, DCPC's prefix path before the one-tensor change, to the rotation",
     )
+    p.add_argument(
+        "--same-head",
+        action="store_true",
+        help="add ptuning-v2-score (our P-Tuning v2 with PEFT's linear score head; decoders) to the rotation",
+    )
+    p.add_argument(
+        "--only",
+        default=None,
+        help="comma-separated methods to measure beside floor, ptuning-v2 and dcpc, in place of the peers and "
+        "ablations (e.g. peft-prefix)",
+    )
     p.add_argument("--tag", default="", help="appended to the result file's name: speed_memory_<model>_<tag>.json")
     p.add_argument("--out", default=str(HERE / "results"))
     p.add_argument("--report", nargs="+", metavar="JSON", help="print markdown tables of result files and exit")
@@ -723,14 +786,24 @@ def main(argv: list[str] | None = None) -> None:
         g = grid.get(model) or GRID[model]
         batches = [int(x) for x in args.batches.split(",")] if args.batches else g["batches"]
         prefixes = [int(x) for x in args.prefixes.split(",")] if args.prefixes else g["prefixes"]
-        rows, raws, t0 = [], [], time.time()
+        rows, raws, t0, load0 = [], [], time.time(), os.getloadavg()
         for b in batches:
             for m in prefixes:
                 methods = BASE_METHODS + (ABLATIONS if args.ablations and m in g["ablations_at"] else ())
                 if args.peers and m == PEERS_PREFIX and b in (batches if args.batches else g["peers_at"]):
                     methods += OTHERS
+                if args.only is not None:
+                    extra = [n for n in args.only.split(",") if n]
+                    unknown = [n for n in extra if n not in METHODS or n in BASE_METHODS]
+                    if unknown:
+                        sys.exit(
+                            f"--only: unknown method(s) {', '.join(unknown)}; choose from {', '.join(METHODS[3:])}"
+                        )
+                    methods = BASE_METHODS + tuple(extra)
                 if args.with_before:
                     methods += BEFORE
+                if args.same_head:
+                    methods += SAME_HEAD
                 spec = {
                     "model": model,
                     "batch_size": b,
@@ -763,10 +836,10 @@ def main(argv: list[str] | None = None) -> None:
                     flush=True,
                 )
                 for pair in row["pairs"]:
-                    if pair["method"] in OTHERS or pair["reference"] in OTHERS:
+                    if {pair["method"], pair["reference"]} & set(OTHERS + SAME_HEAD):
                         print(f"{'':>13} {pair_label(pair)} {pair['ratio']:.3f}{verdict(pair)}", flush=True)
                 # Written after every configuration, so a run stopped early keeps what it measured.
-                path = write_result(args, argv, model, suffix, rows, raws, t0, out)
+                path = write_result(args, argv, model, suffix, rows, raws, t0, out, load0)
         plot(
             rows,
             path.with_suffix(".png"),
@@ -775,7 +848,9 @@ def main(argv: list[str] | None = None) -> None:
         print(f"wrote {path} and {path.with_suffix('.png')}", flush=True)
 
 
-def write_result(args, argv, model: str, suffix: str, rows: list, raws: list, t0: float, out: Path) -> Path:
+def write_result(
+    args, argv, model: str, suffix: str, rows: list, raws: list, t0: float, out: Path, load0: tuple = ()
+) -> Path:
     """The result file of one model: every row and raw measurement so far, the command, machine, load."""
     from prefalign.utils.atomic_files import write_text_atomically
     from prefalign.utils.environment import machine, versions
@@ -790,7 +865,8 @@ def write_result(args, argv, model: str, suffix: str, rows: list, raws: list, t0
         "dcpc_params": DCPC_PARAMS,
         "machine": machine(args.device),
         "versions": versions(),
-        "load_average": os.getloadavg(),
+        "load_average": os.getloadavg(),  # at the end (1, 5, 15 min)
+        "load_average_start": list(load0),
         "seconds": round(time.time() - t0, 1),
         "rows": rows,
         "raw": raws,
