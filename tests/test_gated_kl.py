@@ -42,7 +42,7 @@ def test_no_gated_pair_gives_zero_and_zero_gradients():
     assert (mu.grad == 0).all() and (sigma.grad == 0).all()
 
 
-@pytest.mark.parametrize("n_gated", ["one", "many", "all"])
+@pytest.mark.parametrize("n_gated", ["one", "many", "all"])  # "all" takes the full-matrix branch
 def test_matches_the_full_computation_and_its_gradients_at_large_norms(n_gated):
     gen = torch.Generator().manual_seed(3)
     b, d = 16, 64
@@ -61,6 +61,7 @@ def test_matches_the_full_computation_and_its_gradients_at_large_norms(n_gated):
     assert torch.allclose(gated, full, rtol=1e-6, atol=0)
     assert torch.allclose(gm, gm_full, rtol=1e-5, atol=1e-6 * gm_full.abs().max().item())
     assert torch.allclose(gs, gs_full, rtol=1e-5, atol=1e-6 * gs_full.abs().max().item())
+    assert (gate.sum() - gate.diagonal().sum() > losses.GATED_KL_MAX_SHARE * b * (b - 1)) == (n_gated == "all")
     rows = gate.any(1) | gate.any(0)
     assert (gm[~rows] == 0).all() and (gm[rows] != 0).any()  # only examples in a gated pair get a gradient
 
@@ -127,3 +128,16 @@ def test_dcpc_objective_all_pairs_keeps_the_full_computation(monkeypatch):
     monkeypatch.setattr(losses, "gated_gaussian_kl", fail)
     terms, *_ = objective_kl("all_pairs")
     assert terms["loss_kl"].item() > 0
+
+
+def test_the_full_matrix_branch_is_taken_above_the_share(monkeypatch):
+    calls = []
+    orig = losses.pairwise_gaussian_kl
+    monkeypatch.setattr(losses, "pairwise_gaussian_kl", lambda *a: calls.append(1) or orig(*a))
+    mu, sigma = torch.randn(4, 3), torch.rand(4, 3) + 0.1
+    few = torch.zeros(4, 4, dtype=torch.bool)
+    few[0, 1] = few[2, 3] = True  # 2 of 12 pairs
+    losses.gated_gaussian_kl(mu, sigma, few)
+    assert calls == []
+    losses.gated_gaussian_kl(mu, sigma, torch.ones(4, 4, dtype=torch.bool))  # 12 of 12
+    assert calls == [1]
