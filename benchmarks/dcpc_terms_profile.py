@@ -63,7 +63,7 @@ def terms(b: int, d: int, layers: int, m: int, classes: int = 2) -> dict:
             losses.pairwise_row_scale_sq_distance(scales, row_sq, "mean", 2 * m * d)
         ),
         "KL, gaussian, full (B, B) (all_pairs)": lambda: reduce(losses.pairwise_gaussian_kl(mu, sigma)),
-        "KL, gaussian, gated pairs (the default)": lambda: losses.gated_gaussian_kl(mu, sigma, gate).backward(),
+        "KL, gaussian, gated, half of the pairs": lambda: losses.gated_gaussian_kl(mu, sigma, gate).backward(),
         "KL, gaussian, gated, 2% of pairs": lambda: losses.gated_gaussian_kl(mu, sigma, sparse).backward(),
         "KL, gaussian, gated, every pair": lambda: losses.gated_gaussian_kl(mu, sigma, every).backward(),
         "KL, softmax (method.pcm_kl: softmax)": lambda: reduce(losses.pairwise_categorical_kl(torch.softmax(mu, -1))),
