@@ -83,6 +83,7 @@ class GateRecorder:
         self._orig_dis = losses.pairwise_disagreement
         self._orig_align = losses.pairwise_alignment
         self._orig_kl = losses.pairwise_gaussian_kl
+        self._orig_gated_kl = losses.gated_gaussian_kl
         self._orig_delta = PreferenceCorrection.pairwise_delta_distance
 
     def _gated_mean(self, values: torch.Tensor) -> float | None:
@@ -130,6 +131,12 @@ class GateRecorder:
             self._term("kl_gaussian", out)
             return out
 
+        def gated_kl(mu, sigma, gate):  # DCPC's default (gated_pairs): recorded from the full (B, B) matrix
+            with torch.no_grad():
+                full = self._orig_kl(mu, sigma)
+            self._term("kl_gaussian", full)  # records in training steps only (grad enabled), as above
+            return self._orig_gated_kl(mu, sigma, gate)
+
         orig_delta = self._orig_delta
 
         def delta_distance(pcm, pcm_out, *args, **kwargs):
@@ -144,12 +151,14 @@ class GateRecorder:
 
         losses.pairwise_cosine, losses.pairwise_disagreement = cosine, disagreement
         losses.pairwise_alignment, losses.pairwise_gaussian_kl = alignment, gaussian_kl
+        losses.gated_gaussian_kl = gated_kl
         PreferenceCorrection.pairwise_delta_distance = delta_distance
         return self
 
     def __exit__(self, *exc) -> None:
         losses.pairwise_cosine, losses.pairwise_disagreement = self._orig_cos, self._orig_dis
         losses.pairwise_alignment, losses.pairwise_gaussian_kl = self._orig_align, self._orig_kl
+        losses.gated_gaussian_kl = self._orig_gated_kl
         PreferenceCorrection.pairwise_delta_distance = self._orig_delta
 
 

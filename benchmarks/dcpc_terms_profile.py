@@ -5,7 +5,9 @@ over P-Tuning v2's grows with the batch.
 
 Each term of eq. 13 (``methods/dcpc/losses.py``) on random inputs of the shapes DCPC feeds it at a batch size B
 for a backbone's geometry (hidden d, layers L, prefix m): every (B, B) pair matrix, the gradient through it to its
-inputs, then ``reduce_pairs``. Median CPU time of the compute thread over ``--repeats`` calls, one torch thread.
+inputs, then ``reduce_pairs`` (the gate: half the pairs at random; the gated Gaussian KL computes only those
+pairs, the default with ``method.pair_reduction: gated_pairs``). Median CPU time of the compute thread over
+``--repeats`` calls, one torch thread.
 """
 
 from __future__ import annotations
@@ -48,6 +50,8 @@ def terms(b: int, d: int, layers: int, m: int, classes: int = 2) -> dict:
     scales = (0.1 * torch.randn(b, m, generator=g)).requires_grad_()
     row_sq = torch.rand(layers, m, generator=g)
     gate = torch.rand(b, b, generator=g) > 0.5
+    sparse = torch.rand(b, b, generator=g) > 0.98  # the tau_ambiguity gate's 2.0% in a logged training run
+    every = torch.ones(b, b, dtype=torch.bool)  # the gated KL's worst case
 
     def reduce(x):
         return losses.reduce_pairs(x, gate).backward()
@@ -58,7 +62,10 @@ def terms(b: int, d: int, layers: int, m: int, classes: int = 2) -> dict:
         "alignment, prefix half (row scales)": lambda: reduce(
             losses.pairwise_row_scale_sq_distance(scales, row_sq, "mean", 2 * m * d)
         ),
-        "KL, gaussian (eq. 12, the default)": lambda: reduce(losses.pairwise_gaussian_kl(mu, sigma)),
+        "KL, gaussian, full (B, B) (all_pairs)": lambda: reduce(losses.pairwise_gaussian_kl(mu, sigma)),
+        "KL, gaussian, gated, half of the pairs": lambda: losses.gated_gaussian_kl(mu, sigma, gate).backward(),
+        "KL, gaussian, gated, 2% of pairs": lambda: losses.gated_gaussian_kl(mu, sigma, sparse).backward(),
+        "KL, gaussian, gated, every pair": lambda: losses.gated_gaussian_kl(mu, sigma, every).backward(),
         "KL, softmax (method.pcm_kl: softmax)": lambda: reduce(losses.pairwise_categorical_kl(torch.softmax(mu, -1))),
     }
 

@@ -418,15 +418,45 @@ DCPC_PAIRS = [("dcpc", "ptuning-v2", "step"), ("dcpc", "floor", "step"), ("ptuni
 ]
 
 
-def dcpc_terms() -> str:
+# Issue 19 after the gated Gaussian KL: DCPC against its two step targets, the softmax KL beside it, inference.
+KL19_PAIRS = [
+    ("dcpc", "ptuning-v2", "step"),
+    ("dcpc", "floor", "step"),
+    ("dcpc", "dcpc-softmax-kl", "step"),
+    ("dcpc-softmax-kl", "ptuning-v2", "step"),
+    ("dcpc", "ptuning-v2", "infer"),
+]
+
+
+def gate_rates() -> str:
+    """benchmarks/dcpc_gate_rate_probe.py: the share of ordered pairs each gate passed in speed_memory's DCPC step."""
+    d = json.loads((RESULTS / "dcpc_gate_rate_probe.json").read_text())
+    lines = [
+        f"Per training step, share of the B (B - 1) ordered pairs; {d['machine']}, load average "
+        f"{d['load_average'][0]:.1f}; `benchmarks/results/dcpc_gate_rate_probe.json`.",
+        "",
+        "| model, batch | steps | cosine gate (min-max) | ambiguity gate, the gated KL's pairs (min-max) |",
+        "|---|---:|---:|---:|",
+    ]
+    for r in d["rows"]:
+        cos = [s["gate_cos_rate"] for s in r["steps"]]
+        amb = [s["gate_ambiguity_rate"] for s in r["steps"]]
+        lines.append(
+            f"| {r['model']}, {r['batch']} | {len(r['steps'])} | {min(cos):.4f}-{max(cos):.4f} "
+            f"| {min(amb):.4f}-{max(amb):.4f} |"
+        )
+    return "\n".join(lines)
+
+
+def dcpc_terms(name: str = "dcpc_terms_profile") -> str:
     """benchmarks/dcpc_terms_profile.py: each DCPC pair term's forward + backward, ms per step."""
-    d = json.loads((RESULTS / "dcpc_terms_profile.json").read_text())
+    d = json.loads((RESULTS / f"{name}.json").read_text())
     cols = sorted({(r["model"], r["batch"]) for r in d["rows"]}, key=lambda c: (c[0] != "tiny", c[1]))
     cell = {(r["model"], r["batch"], r["term"]): r["ms"] for r in d["rows"]}
     names = list(dict.fromkeys(r["term"] for r in d["rows"]))
     lines = [
         f"Median of {d['repeats']} calls, CPU time of the compute thread, ms; {d['machine']}, load average "
-        f"{d['load_average'][0]:.1f}; `benchmarks/results/dcpc_terms_profile.json`.",
+        f"{d['load_average'][0]:.1f}; `benchmarks/results/{name}.json`.",
         "",
         "| term (forward + backward) | " + " | ".join(f"{m} B={b}" for m, b in cols) + " |",
         "|---|" + "---:|" * len(cols),
@@ -936,6 +966,9 @@ BLOCKS = {
     "speed_dcpc_minilm": lambda: paired_rounds("speed_memory_minilm_dcpc19b", DCPC_PAIRS),
     "speed_dcpc_tiny_ablations": lambda: paired_rounds("speed_memory_tiny_dcpc19b-ablations", ABLATION_PAIRS),
     "dcpc_terms_profile": dcpc_terms,
+    "dcpc_terms_profile_kl19": lambda: dcpc_terms("dcpc_terms_profile_kl19"),
+    "dcpc_gate_rate_probe": gate_rates,
+    "speed_kl19": lambda: "\n".join(paired_rounds(f"speed_memory_{m}_kl19", KL19_PAIRS) for m in ("minilm", "tiny")),
     "dcpc_infer_profile_tiny_b16": lambda: infer_parts("dcpc_infer_profile_tiny_b16"),
     "prefix_path_probe": lambda: prefix_probe(
         ["prefix_path_probe_smollm2-135m", "prefix_path_probe_smollm2-135m_own_memory"]

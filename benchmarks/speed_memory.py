@@ -121,8 +121,8 @@ GRID = {
 }
 QUICK = {"tiny": dict(batches=(8, 64), prefixes=(16,), ablations_at=(16,), peers_at=(64,), rounds=5, memory_repeats=1)}
 PEERS_PREFIX = 16
-# DCPC settings as docs/results.md trains them (tau_cos at its default, 0.3); the gates only decide
-# which pairs count, every pairwise term is computed for all pairs either way.
+# DCPC settings as docs/results.md trains them (tau_cos at its default, 0.3); the gates decide which pairs count;
+# the Gaussian KL is computed on the gated pairs only, every other pair term on all pairs (dcpc_gate_rate_probe.py).
 DCPC_PARAMS: dict = {}
 
 

@@ -106,3 +106,19 @@ def test_the_pcm_spread_is_the_std_across_the_batch_and_the_distance_from_unifor
     assert spread["scale_abs_mean"] == pytest.approx(2.0)
     summary = bench.summarise_pcm([spread, {**spread, "scale_abs_mean": 4.0}])
     assert summary["scale_abs_mean"] == {"mean": pytest.approx(3.0), "max": pytest.approx(4.0)}
+
+
+def test_the_recorder_reads_the_gated_kl_from_the_full_matrix_and_returns_the_gated_loss(bench):
+    emb = torch.tensor([[1.0, 0.0], [1.0, 0.1], [-1.0, 0.0], [0.0, 1.0]])
+    mu = torch.tensor([[0.0, 0.0], [2.0, 0.0], [5.0, 5.0], [9.0, 9.0]])
+    sigma = torch.ones(4, 2)
+    gate = torch.zeros(4, 4, dtype=torch.bool)
+    gate[2, 3] = True  # the loss's own gate differs from the recorder's cosine gate
+    with bench.GateRecorder(tau_cos=0.9) as rec:
+        losses.pairwise_cosine(emb)
+        loss = losses.gated_gaussian_kl(mu, sigma, gate)
+    # cosine-gated pairs (0, 1), (1, 0): KL = (2^2 / 2) / 2 dims = 1 each;
+    # the loss is pair (2, 3) alone: (4^2 / 2 + 4^2 / 2) / 2 dims = 8
+    assert rec.terms == [{"kl_gaussian": pytest.approx(1.0)}]
+    assert loss.item() == pytest.approx(8.0)
+    assert losses.gated_gaussian_kl is rec._orig_gated_kl  # restored on exit

@@ -201,11 +201,14 @@ class DCPCModel(Method):
             terms["loss_align"] = l_align.detach()
             total = total + cfg.lambda_align * l_align
         if pcm_out is not None:
-            if cfg.pcm_kl == "gaussian":
-                kl = losses.pairwise_gaussian_kl(pcm_out.mu, pcm_out.sigma)
+            if cfg.pcm_kl == "gaussian" and cfg.pair_reduction == "gated_pairs":  # only the gated pairs count
+                l_kl = losses.gated_gaussian_kl(pcm_out.mu, pcm_out.sigma, amb_gate)
             else:
-                kl = losses.pairwise_categorical_kl(pcm_out.p_pref)
-            l_kl = losses.reduce_pairs(kl, amb_gate, cfg.pair_reduction)
+                if cfg.pcm_kl == "gaussian":
+                    kl = losses.pairwise_gaussian_kl(pcm_out.mu, pcm_out.sigma)
+                else:
+                    kl = losses.pairwise_categorical_kl(pcm_out.p_pref)
+                l_kl = losses.reduce_pairs(kl, amb_gate, cfg.pair_reduction)
             terms["loss_kl"] = l_kl.detach()
             # How much the PCM's per-example outputs differ across the batch (issue 15: ~0 means one prefix for
             # every input): d x the std over examples of p_pref, averaged over its d entries (about 1 when it
