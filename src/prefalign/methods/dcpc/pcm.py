@@ -31,6 +31,8 @@ class PreferenceCorrection(nn.Module):
     ``elementwise``: P_new = M * (d * p_pref) row-wise, an m x d prefix embedding (uniform p_pref
     gives M itself), projected by a rank-r map to every layer's keys/values (4.8M at 7B).
     Both start as the identity (zero projection / zero M), so DCPC starts as P-Tuning v2.
+    ``pcm_gate_input: centred`` reads 'gate' as s = M (d p_pref - 1) and ``pcm_input_norm`` standardises eq. 9's
+    input: together they make s differ per input (docs/methods/dcpc.md item 10).
     """
 
     def __init__(self, geo: ModelGeometry, cfg: DCPCConfig) -> None:
