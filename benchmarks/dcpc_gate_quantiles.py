@@ -208,6 +208,11 @@ def pcm_spread(out, pcm=None) -> dict[str, float]:
         spread["meta_abs_mean"] = float(meta.abs().mean())
         spread["meta_column_std"] = float(meta.std(1).mean())  # per row, across the d columns
         spread["aux_out_weight_std"] = float(pcm.aux[2].weight.detach().double()[: meta.shape[1]].std())
+        if out.scales is not None:  # the row scales inference uses: eq. 11 on the noise-free p_pref
+            d = p.shape[-1]
+            s_mu = ((d * p_mu - 1.0) if getattr(pcm, "centred", False) else p_mu) @ meta.T
+            spread["scale_noise_free_std_across_batch"] = float(s_mu.std(0).mean()) if len(s_mu) > 1 else 0.0
+            spread["scale_noise_free_abs_mean"] = float(s_mu.abs().mean())
     return spread
 
 
@@ -234,6 +239,9 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=250, help="training steps (the demo's 250)")
     parser.add_argument("--tau-ambiguity", type=float, help="train with this tau_ambiguity (default: DCPC's)")
     parser.add_argument("--mu-scale", type=float, help="train with this pcm_mu_scale (default: DCPC's)")
+    parser.add_argument("--input-norm", action="store_true", help="train with method.pcm_input_norm: true")
+    parser.add_argument("--gate-input", choices=("probability", "centred"), help="train with this pcm_gate_input")
+    parser.add_argument("--sigma-bias", type=float, help="train with this pcm_sigma_bias")
     parser.add_argument("--pcm-learning-rate", type=float, default=1.0e-3, help="the PCM's learning rate")
     parser.add_argument("--output", help="write the record as JSON to this file")
     args = parser.parse_args()
@@ -245,6 +253,12 @@ def main() -> None:
             cfg.method.tau_ambiguity = args.tau_ambiguity
         if args.mu_scale is not None:
             cfg.method.pcm_mu_scale = args.mu_scale
+        if args.input_norm:
+            cfg.method.pcm_input_norm = True
+        if args.sigma_bias is not None:
+            cfg.method.pcm_sigma_bias = args.sigma_bias
+        if args.gate_input is not None:
+            cfg.method.pcm_gate_input = args.gate_input
         cfg.method.pcm_learning_rate = args.pcm_learning_rate
         cfg.method.validate()
         with GateRecorder(cfg.method.tau_cos) as rec:
@@ -263,6 +277,9 @@ def main() -> None:
         "pair_terms_on_cos_gated_pairs": summarise_terms(rec.terms),
         "pcm_mu_scale": cfg.method.pcm_mu_scale,
         "pcm_learning_rate": cfg.method.pcm_learning_rate,
+        "pcm_input_norm": cfg.method.pcm_input_norm,
+        "pcm_gate_input": cfg.method.pcm_gate_input,
+        "pcm_sigma_bias": cfg.method.pcm_sigma_bias,
         "pcm_outputs_first_step": rec.pcm[0] if rec.pcm else None,
         "pcm_outputs_over_steps": summarise_pcm(rec.pcm),
         f"pcm_outputs_last_{LAST_STEPS}_steps": summarise_pcm(rec.pcm[-LAST_STEPS:]),

@@ -575,6 +575,35 @@ def probe_choice(name: str, groups: dict[str, list[str]], metric: str = "accurac
     return "\n".join(lines)
 
 
+def probe_choice_over_columns(name: str, groups: dict[str, list[str]], metric: str = "accuracy") -> str:
+    """A probe run on several columns (clean and shifted): each row's validation and test score per column, and
+    the row with the highest mean validation score over the columns (test is shown, never read for the choice)."""
+    cfg, results = grid(name)
+    columns = list(dict.fromkeys(r["column"] for r in results if r and r.get("status") == "ok"))
+    runs = {(r["method"], r["column"]): r for r in results if r and r.get("status") == "ok"}
+    head = " | ".join(f"{c} validation | {c} test" for c in columns)
+    lines = [
+        f"| method | row | {head} | mean validation | chosen on validation |",
+        "|---|---|" + "---:|" * (2 * len(columns) + 1) + "---|",
+    ]
+    for group, labels in groups.items():
+        means = {}
+        for label in labels:
+            vals = [runs[(label, c)]["metrics"][f"validation_{metric}"] for c in columns if (label, c) in runs]
+            if len(vals) == len(columns):
+                means[label] = sum(vals) / len(vals)
+        best = max(means.values()) if means else None
+        for label, mean in means.items():
+            cells = " | ".join(
+                f"{100 * runs[(label, c)]['metrics'][f'validation_{metric}']:.1f} | "
+                f"{100 * runs[(label, c)]['metrics'][f'test_{metric}']:.1f}"
+                for c in columns
+            )
+            pick = "yes" if mean == best else ""
+            lines.append(f"| {group} | {label} | {cells} | {100 * mean:.1f} | {pick} |")
+    return "\n".join(lines)
+
+
 def _median(values: list[float]) -> float:
     v = sorted(values)
     return (v[(len(v) - 1) // 2] + v[len(v) // 2]) / 2
@@ -751,6 +780,52 @@ def pcm_spread_table(names: list[str]) -> str:
     return "\n".join(lines)
 
 
+# Issue 15's seeds grid: DCPC and its per-input PCM against P-Tuning v2 and LoRA, and the two PCMs against each other.
+SEEDS_GRID_PAIRS = [
+    ("P-Tuning v2", "DCPC"),
+    ("P-Tuning v2", "DCPC (per-input PCM)"),
+    ("LoRA (r=4)", "DCPC"),
+    ("LoRA (r=4)", "DCPC (per-input PCM)"),
+    ("DCPC", "DCPC (per-input PCM)"),
+]
+
+PCM_READING_RUNS = [
+    "dcpc_pcm_spread_rt_a_seed0",
+    "dcpc_pcm_spread_rt_a_seed0_mu100",
+    "dcpc_pcm_spread_rt_a_seed0_norm",
+    "dcpc_pcm_spread_rt_a_seed0_centred",
+    "dcpc_pcm_spread_rt_a_seed0_centred_norm",
+    "dcpc_pcm_spread_rt_a_seed0_centred_norm_sigma-5",
+    "dcpc_pcm_spread_rt_a_seed0_centred_norm_lr1e-2",
+]
+
+
+def pcm_readings_table(names: list[str] = PCM_READING_RUNS) -> str:
+    """One benchmarks/dcpc_gate_quantiles.py run per reading of eq. 9-11 (issue 15): its settings, validation and
+    test accuracy, and the PCM's outputs averaged over the last 50 training steps; the row scales both as trained
+    (sampled p_pref) and as inference uses them (noise-free p_pref; '–' where the record predates that column)."""
+    lines = [
+        "| gate input | input norm | alpha | sigma bias | PCM lr | validation / test | mu spread | sigma | "
+        "M column spread | noise-free s: size | noise-free s: spread | sampled s: spread | seconds |",
+        "|---|---|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for name in names:
+        r = json.loads((RESULTS / f"{name}.json").read_text())
+        last = r["pcm_outputs_last_50_steps"]
+
+        def cell(key, last=last):
+            return _small(last[key]["mean"]) if key in last else "–"
+
+        lines.append(
+            f"| {r.get('pcm_gate_input', 'probability')} | {'yes' if r.get('pcm_input_norm') else 'no'} | "
+            f"{r['pcm_mu_scale']:g} | {r.get('pcm_sigma_bias', -2.0):g} | {r['pcm_learning_rate']:g} | "
+            f"{100 * r['validation_accuracy']:.1f} / {100 * r['test_accuracy']:.1f} | {cell('mu_std_across_batch')} | "
+            f"{cell('sigma_mean')} | {cell('meta_column_std')} | {cell('scale_noise_free_abs_mean')} | "
+            f"{cell('scale_noise_free_std_across_batch')} | {cell('scale_std_across_batch')} | {r['seconds']:.0f} |"
+        )
+    return "\n".join(lines)
+
+
 def gate_quantiles(name: str = "dcpc_gate_quantiles_rt_a_seed0") -> str:
     """benchmarks/dcpc_gate_quantiles.py's record: quantiles of each gate score over the cosine-gated pairs,
     and the share of them each candidate tau_ambiguity passes, over the whole run and its last 50 steps."""
@@ -887,9 +962,9 @@ BLOCKS = {
     "learned_adapter_rt_minilm": lambda: tables("learned_adapter_rt_minilm"),
     "issue15_demo_rt_shift_seeds": lambda: tables("issue15_demo_rt_shift_seeds"),
     "issue15_demo_rt_shift_seeds_drops": lambda: (
-        drop_differences("issue15_demo_rt_shift_seeds", [("P-Tuning v2", "DCPC")], "RT", "RT-A")
+        drop_differences("issue15_demo_rt_shift_seeds", SEEDS_GRID_PAIRS, "RT", "RT-A")
         + "\n\n"
-        + differences("issue15_demo_rt_shift_seeds", [("P-Tuning v2", "DCPC")])
+        + differences("issue15_demo_rt_shift_seeds", SEEDS_GRID_PAIRS)
     ),
     "issue15_demo_rt_shift_seeds_terms": lambda: run_terms(
         "issue15_demo_rt_shift_seeds",
@@ -941,6 +1016,14 @@ BLOCKS = {
         + differences("issue15_pcm_mu_scale", MU_SCALE_PAIRS, also=("issue15_demo_rt_shift_seeds",))
     ),
     "dcpc_pcm_spread": lambda: pcm_spread_table(["dcpc_pcm_spread_rt_a_seed0", "dcpc_pcm_spread_rt_a_seed0_mu100"]),
+    "dcpc_pcm_readings": pcm_readings_table,
+    "issue15_demo_rt_baseline_lr_probe_choice": lambda: probe_choice_over_columns(
+        "issue15_demo_rt_baseline_lr_probe",
+        {
+            "LoRA (r=4)": ["LoRA (r=4) lr 1e-3", "LoRA (r=4) lr 3e-3", "LoRA (r=4) lr 1e-2"],
+            "Full-FT": ["Full-FT lr 2e-5", "Full-FT lr 5e-5"],
+        },
+    ),
     "profile_step_minilm": profile,
     "demo_splits": demo_splits,
     "demo_minilm": lambda: tables("demo_minilm"),

@@ -98,6 +98,24 @@ class DCPCConfig(HeadConfig):
         "classifier's mean only (the sampled noise keeps the scale sigma learns); 1 is the paper as written. "
         "At 1 mu is ~1e-2 against noise ~0.13 and p_pref stays uniform (docs/methods/dcpc.md item 10)",
     )
+    pcm_input_norm: bool = _f(
+        False,
+        "standardise eq. 9's input (the pooled layer-0 embedding) per example before the auxiliary classifier "
+        "(a layer norm without weights); false: the embedding as pooled, whose norm is 0.39 on MiniLM and "
+        "varies across reviews by 0.01 per feature, so mu barely depends on the input (docs/methods/dcpc.md)",
+    )
+    pcm_gate_input: str = _f(
+        "probability",
+        "what eq. 11's M multiplies in 'gate' mode: 'probability' (s = M p_pref, the paper as written; uniform "
+        "p_pref gives every input the same scales M 1/d) or 'centred' (s = M (d p_pref - 1), zero at uniform "
+        "p_pref, so s is only the input's own part: d p_pref - 1 ~ mu - mean(mu) for small mu)",
+        choices=("probability", "centred"),
+    )
+    pcm_sigma_bias: float = _f(
+        -2.0,
+        "starting bias of the auxiliary classifier's sigma outputs: eq. 10's sigma = softplus(b) + 1e-4 starts at "
+        "0.127 for -2 (little noise next to a softmax over d), 0.0068 for -5; the paper does not give it",
+    )
     pcm_aux_rank: int = _f(8, "bottleneck of the auxiliary classifier d -> r -> (mu, sigma)")
     pcm_proj_rank: int = _f(16, "rank of the projection from P_new (m x d) to every layer's keys/values")
     pcm_learning_rate: float | None = _f(
@@ -130,5 +148,6 @@ class DCPCConfig(HeadConfig):
         self.check_range("reparam_hidden_size", 1, None)
         self.check_range("pcm_aux_rank", 1, None)
         self.check_range("pcm_mu_scale", 0.0, 1.0e4)
+        self.check_range("pcm_sigma_bias", -20.0, 20.0)
         self.check_range("pcm_proj_rank", 1, None)
         self.check_range("pcm_learning_rate", 0.0, 10.0)

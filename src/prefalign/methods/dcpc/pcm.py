@@ -31,18 +31,21 @@ class PreferenceCorrection(nn.Module):
     ``elementwise``: P_new = M * (d * p_pref) row-wise, an m x d prefix embedding (uniform p_pref
     gives M itself), projected by a rank-r map to every layer's keys/values (4.8M at 7B).
     Both start as the identity (zero projection / zero M), so DCPC starts as P-Tuning v2.
+    ``pcm_gate_input: centred`` reads 'gate' as s = M (d p_pref - 1) and ``pcm_input_norm`` standardises eq. 9's
+    input: together they make s differ per input (docs/methods/dcpc.md item 10).
     """
 
     def __init__(self, geo: ModelGeometry, cfg: DCPCConfig) -> None:
         super().__init__()
         d, m = geo.hidden_size, cfg.prefix_length
         self.geo, self.mode, self.m, self.mu_scale = geo, cfg.pcm_mode, m, cfg.pcm_mu_scale
+        self.input_norm, self.centred = cfg.pcm_input_norm, cfg.pcm_gate_input == "centred"
         # Eq. 9: a shared low-rank auxiliary classifier d -> r -> (mu, sigma).
         self.aux = nn.Sequential(nn.Linear(d, cfg.pcm_aux_rank), nn.GELU(), nn.Linear(cfg.pcm_aux_rank, 2 * d))
         nn.init.normal_(self.aux[2].weight, std=0.02)
         nn.init.zeros_(self.aux[2].bias)
         with torch.no_grad():
-            self.aux[2].bias[d:] = -2.0  # softplus(-2) ~ 0.13: start with little sampling noise
+            self.aux[2].bias[d:] = cfg.pcm_sigma_bias  # softplus(-2) ~ 0.13: start with little sampling noise
         if self.mode == "elementwise":
             self.meta = nn.Parameter(torch.randn(m, d))
             out = geo.num_layers * 2 * geo.kv_dim
@@ -71,6 +74,8 @@ class PreferenceCorrection(nn.Module):
         from ``scales`` (inference writes them straight into the attention cache).
         """
         d = embedding.shape[-1]
+        if self.input_norm:  # eq. 9's input on one scale: zero mean, unit variance over its d features
+            embedding = F.layer_norm(embedding, (d,))
         mu, raw_sigma = self.aux(embedding).chunk(2, dim=-1)
         if self.mu_scale != 1.0:  # eq. 10's mean on the softmax's scale (a temperature 1/alpha on mu alone)
             mu = mu * self.mu_scale
@@ -85,7 +90,8 @@ class PreferenceCorrection(nn.Module):
             if add_static:  # delta is this call's own tensor: without autograd, add into it
                 delta = static_prefix.unsqueeze(0) + delta if torch.is_grad_enabled() else delta.add_(static_prefix)
             return PCMOutput(mu=mu, sigma=sigma, p_pref=p_pref, delta=delta, codes=codes)
-        s = p_pref @ self.meta.T  # eq. 11 as written: (B, m)
+        # Eq. 11: s = M p_pref as written, or M (d p_pref - 1), which is zero at uniform p_pref: (B, m)
+        s = (d * p_pref - 1.0) @ self.meta.T if self.centred else p_pref @ self.meta.T
         if not write_prefix:
             return PCMOutput(mu=mu, sigma=sigma, p_pref=p_pref, delta=None, scales=s)
         static, scale = static_prefix.unsqueeze(0), s.view(b, 1, 1, self.m, 1)
