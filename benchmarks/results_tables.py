@@ -787,6 +787,9 @@ SEEDS_GRID_PAIRS = [
     ("LoRA (r=4)", "DCPC"),
     ("LoRA (r=4)", "DCPC (per-input PCM)"),
     ("DCPC", "DCPC (per-input PCM)"),
+    ("DCPC", "DCPC w/o L_ambiguity"),
+    ("DCPC", "DCPC w/o PCM"),
+    ("P-Tuning v2 (DCPC's size)", "DCPC"),
 ]
 
 PCM_READING_RUNS = [
