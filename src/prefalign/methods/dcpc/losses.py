@@ -180,8 +180,14 @@ def pairwise_gaussian_kl(mu: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
     """
     mu, sigma = mu.float(), sigma.float()
     log_s = torch.log(sigma)
-    t = log_s.unsqueeze(1) - log_s.unsqueeze(0)  # (B, B, d): log s_A - log s_B
-    mean_term = (mu.unsqueeze(1) - mu.unsqueeze(0)).pow(2) / (2 * sigma.pow(2).unsqueeze(0))
+    return _gaussian_kl(mu.unsqueeze(1), mu.unsqueeze(0), log_s.unsqueeze(1), log_s.unsqueeze(0), sigma.unsqueeze(0))
+
+
+def _gaussian_kl(mu_a, mu_b, log_s_a, log_s_b, sigma_b) -> torch.Tensor:
+    """Eq. 12 per pair from differences, mean over the last (d) axis: the A and B sides broadcast to (B, B, d)
+    in pairwise_gaussian_kl and are the gated pairs' (P, d) rows in gated_gaussian_kl."""
+    t = log_s_a - log_s_b  # log s_A - log s_B
+    mean_term = (mu_a - mu_b).pow(2) / (2 * sigma_b.pow(2))
     var_term = 0.5 * (torch.expm1(2 * t) - 2 * t)
     return (mean_term + var_term).mean(-1)
 
@@ -207,10 +213,7 @@ def gated_gaussian_kl(mu: torch.Tensor, sigma: torch.Tensor, gate: torch.Tensor)
         return reduce_pairs(pairwise_gaussian_kl(mu, sigma), gate, "gated_pairs")
     a, b = gate.nonzero(as_tuple=True)
     log_s = torch.log(sigma)
-    t = log_s[a] - log_s[b]  # (P, d): log s_A - log s_B
-    mean_term = (mu[a] - mu[b]).pow(2) / (2 * sigma[b].pow(2))
-    var_term = 0.5 * (torch.expm1(2 * t) - 2 * t)
-    return (mean_term + var_term).mean(-1).sum() / max(len(a), 1)
+    return _gaussian_kl(mu[a], mu[b], log_s[a], log_s[b], sigma[b]).sum() / max(len(a), 1)
 
 
 def pairwise_categorical_kl(probs: torch.Tensor) -> torch.Tensor:

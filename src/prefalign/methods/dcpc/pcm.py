@@ -45,7 +45,7 @@ class PreferenceCorrection(nn.Module):
         nn.init.normal_(self.aux[2].weight, std=0.02)
         nn.init.zeros_(self.aux[2].bias)
         with torch.no_grad():
-            self.aux[2].bias[d:] = cfg.pcm_sigma_bias  # softplus(-2) ~ 0.13: start with little sampling noise
+            self.aux[2].bias[d:] = cfg.pcm_sigma_bias  # default -2: softplus ~ 0.13, little sampling noise
         if self.mode == "elementwise":
             self.meta = nn.Parameter(torch.randn(m, d))
             out = geo.num_layers * 2 * geo.kv_dim
