@@ -27,15 +27,6 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 
-def median_ms(fn, repeats: int) -> float:
-    times = []
-    for _ in range(repeats):
-        t0 = time.thread_time()
-        fn()
-        times.append(time.thread_time() - t0)
-    return round(1000 * statistics.median(times), 3)
-
-
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--model", default="minilm", help="tiny, minilm or smollm2-135m (speed_memory.py's names)")
@@ -50,7 +41,7 @@ def main() -> None:
 
     import speed_memory as sm
     import torch
-    from op_profile import op_diff, op_times
+    from op_profile import median_ms, op_diff, op_times
 
     from prefalign.models.classifier import masked_mean
     from prefalign.models.prefix import build_prefix_cache, build_row_scaled_prefix_cache

@@ -15,24 +15,14 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import statistics
 import sys
-import time
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from op_profile import median_ms  # noqa: E402
 
 # (hidden d, layers L) of speed_memory.py's backbones; kv width = d for both (no GQA).
 GEOMETRIES = {"tiny": (64, 2), "minilm": (384, 6)}
-
-
-def median_ms(fn, repeats: int) -> float:
-    for _ in range(3):
-        fn()
-    times = []
-    for _ in range(repeats):
-        t0 = time.thread_time()
-        fn()
-        times.append(time.thread_time() - t0)
-    return round(1000 * statistics.median(times), 4)
 
 
 def terms(b: int, d: int, layers: int, m: int, classes: int = 2) -> dict:
@@ -88,7 +78,8 @@ def main() -> None:
         d, layers = GEOMETRIES[model]
         for b in (int(x) for x in args.batches.split(",")):
             for name, fn in terms(b, d, layers, args.prefix).items():
-                rows.append({"model": model, "batch": b, "term": name, "ms": median_ms(fn, args.repeats)})
+                ms = median_ms(fn, args.repeats, warmup=3, digits=4)
+                rows.append({"model": model, "batch": b, "term": name, "ms": ms})
                 print(f"{model:7s} B={b:<3d} {name:38s} {rows[-1]['ms']:8.3f} ms", flush=True)
     record = {
         "command": "python benchmarks/dcpc_terms_profile.py " + " ".join(sys.argv[1:]),

@@ -1,7 +1,23 @@
-"""Self CPU time per aten op of a callable, and where two such profiles differ (profile_step.py,
+"""Timing helpers of the profiling scripts: the median CPU time of a callable (dcpc_infer_profile.py,
+dcpc_terms_profile.py), self CPU time per aten op, and where two such profiles differ (profile_step.py,
 dcpc_infer_profile.py): which operations a method's extra time goes to."""
 
 from __future__ import annotations
+
+import statistics
+import time
+
+
+def median_ms(fn, repeats: int, *, warmup: int = 0, digits: int = 3) -> float:
+    """Median CPU time of the calling thread over ``repeats`` calls of ``fn``, in ms, after ``warmup`` calls."""
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(repeats):
+        t0 = time.thread_time()
+        fn()
+        times.append(time.thread_time() - t0)
+    return round(1000 * statistics.median(times), digits)
 
 
 def op_times(fn, n: int) -> dict[str, float]:
