@@ -26,7 +26,13 @@ from pathlib import Path
 
 from prefalign.compare import load_compare_config, markdown_tables, plan
 from prefalign.compare.grid import config_digest
-from prefalign.compare.pairs import difference_cell, method_differences_table, paired_differences, target_differences
+from prefalign.compare.pairs import (
+    bootstrap_interval,
+    difference_cell,
+    method_differences_table,
+    paired_differences,
+    target_differences,
+)
 from prefalign.compare.records import fill_from_records, read_records
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -335,16 +341,6 @@ def profile(name: str = "profile_step_minilm") -> str:
     return "\n".join(lines)
 
 
-def bootstrap_median(values: list[float], draws: int = 2000, seed: int = 0) -> tuple[float, float]:
-    """Percentile bootstrap 95% interval of the median of paired per-round ratios (rounds resampled)."""
-    import random
-    import statistics
-
-    rng = random.Random(seed)
-    meds = sorted(statistics.median(rng.choices(values, k=len(values))) for _ in range(draws))
-    return meds[int(0.025 * draws)], meds[int(0.975 * draws) - 1]
-
-
 def paired_rounds(name: str, pairs: list[tuple[str, str, str]]) -> str:
     """Ratios of a speed_memory.py result file, per row: the median of the within-round ratios, their range and
     how many rounds were above 1, from the raw times (CPU time of the compute thread)."""
@@ -371,7 +367,7 @@ def paired_rounds(name: str, pairs: list[tuple[str, str, str]]) -> str:
             if xs is None or ys is None:
                 continue
             r = [x / y for x, y in zip(xs, ys)]
-            low, high = bootstrap_median(r)
+            low, high = bootstrap_interval(r)
             lines.append(
                 f"| {a} / {b} {'step' if measure == 'step' else 'inference'} | {statistics.median(r):.3f} "
                 f"| {low:.3f}-{high:.3f} | {min(r):.3f}-{max(r):.3f} | {sum(v > 1 for v in r)} of {len(r)} "
@@ -393,7 +389,7 @@ def prefix_probe(names: list[str]) -> str:
         for label in d["ratios"]:
             a, b = (x.strip() for x in label.split(" / "))
             r = [x / y for x, y in zip(raw[a], raw[b])]
-            low, high = bootstrap_median(r)
+            low, high = bootstrap_interval(r)
             lines.append(
                 f"| `{name}.json` | {d['rounds']} | {d['load_average_start'][0]:.1f}, {d['load_average'][0]:.1f} "
                 f"| {label} | {d['ratios'][label]['median']:.3f} | {min(r):.3f}-{max(r):.3f} | {low:.3f}-{high:.3f} |"

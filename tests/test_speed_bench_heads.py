@@ -99,12 +99,12 @@ def test_load_backbone_keeps_weights_in_memory_of_its_own(tiny_llama, tmp_path):
 
 
 def test_bootstrap_interval_of_paired_ratios():
-    """results_tables' interval of the median of per-round ratios: exact for equal ratios, inside the observed
-    range otherwise, and the same on every call (fixed seed)."""
+    """results_tables' interval of the median of per-round ratios (prefalign.compare.pairs.bootstrap_interval):
+    exact for equal ratios, inside the observed range otherwise, and the same on every call (fixed seed)."""
     import results_tables
 
-    assert results_tables.bootstrap_median([1.02] * 5) == (1.02, 1.02)
+    assert results_tables.bootstrap_interval([1.02] * 5) == (1.02, 1.02)
     values = [0.98, 1.0, 1.01, 1.03, 1.2]
-    low, high = results_tables.bootstrap_median(values)
+    low, high = results_tables.bootstrap_interval(values)
     assert 0.98 <= low <= 1.01 <= high <= 1.2
-    assert results_tables.bootstrap_median(values) == (low, high)
+    assert results_tables.bootstrap_interval(values) == (low, high)
