@@ -764,6 +764,13 @@ def main(argv: list[str] | None = None) -> None:
     if args.one:
         print("RESULT " + json.dumps(run_one(json.loads(args.one))), flush=True)
         return
+    only = None
+    if args.only is not None:  # checked before anything is measured
+        only = tuple(n for n in args.only.split(",") if n)
+        choices = [n for n in METHODS if n not in BASE_METHODS]
+        unknown = [n for n in only if n not in choices]
+        if unknown:
+            sys.exit(f"--only: unknown method(s) {', '.join(unknown)}; choose from {', '.join(choices)}")
     grid = QUICK if args.quick else GRID
     models = args.models.split(",") if args.models else list(grid)
     out = Path(args.out)
@@ -792,14 +799,8 @@ def main(argv: list[str] | None = None) -> None:
                 methods = BASE_METHODS + (ABLATIONS if args.ablations and m in g["ablations_at"] else ())
                 if args.peers and m == PEERS_PREFIX and b in (batches if args.batches else g["peers_at"]):
                     methods += OTHERS
-                if args.only is not None:
-                    extra = [n for n in args.only.split(",") if n]
-                    unknown = [n for n in extra if n not in METHODS or n in BASE_METHODS]
-                    if unknown:
-                        sys.exit(
-                            f"--only: unknown method(s) {', '.join(unknown)}; choose from {', '.join(METHODS[3:])}"
-                        )
-                    methods = BASE_METHODS + tuple(extra)
+                if only is not None:
+                    methods = BASE_METHODS + only
                 if args.with_before:
                     methods += BEFORE
                 if args.same_head:
