@@ -70,6 +70,7 @@ def main() -> None:
     args = p.parse_args()
     import torch
 
+    from prefalign.utils.atomic_files import write_text_atomically
     from prefalign.utils.environment import machine, versions
 
     torch.set_num_threads(1)
@@ -91,7 +92,7 @@ def main() -> None:
         "rows": rows,
     }
     if args.output:
-        Path(args.output).write_text(json.dumps(record, indent=1) + "\n")
+        write_text_atomically(args.output, json.dumps(record, indent=1) + "\n")
 
 
 if __name__ == "__main__":

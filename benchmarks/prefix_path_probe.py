@@ -39,6 +39,7 @@ def main() -> None:
     from transformers import AutoModelForCausalLM
 
     from prefalign.models.prefix import build_prefix_cache, extend_attention_mask
+    from prefalign.utils.atomic_files import write_text_atomically
     from prefalign.utils.environment import machine, versions
 
     torch.set_num_threads(1)
@@ -109,7 +110,7 @@ def main() -> None:
     }
     print(json.dumps({k: v for k, v in record.items() if k != "raw_thread_cpu_seconds"}, indent=1))
     if args.output:
-        Path(args.output).write_text(json.dumps(record, indent=1) + "\n")
+        write_text_atomically(args.output, json.dumps(record, indent=1) + "\n")
 
 
 if __name__ == "__main__":
