@@ -682,6 +682,40 @@ def signals_table(out: Path) -> str:
     return "\n".join(lines)
 
 
+def readings_table(out: Path) -> str:
+    """sst2-pairs: dorm's search runs at the thesis's values (alpha 10, beta 1, eta_w 1e-3) under eq. 3.5-3.6
+    as written and under READING: how well a low w0 finds the flipped training pairs (AUC), the 40%-flipped
+    source's mean final w on its flipped and kept pairs, and per source the mean standardised q of eq. 3.6 and
+    the mean w0 (the prior's weights, before the bilevel steps)."""
+    recs = [json.loads(p.read_text()) for p in sorted((out / "search").glob("dorm_*.json"))]
+    recs = [x for x in recs if {k: x["dorm"][k] for k in THESIS} == THESIS]
+    if not recs:
+        return ""
+    names = recs[0]["weight_curves"]["sources"]
+    p = _prefix(names)
+    lines = [
+        f"| prior reading | seed | AUC low w0 | {p}flip40 w: flipped / kept | "
+        + " | ".join(f"z(q) {n}" for n in names)
+        + " | "
+        + " | ".join(f"w0 {n}" for n in names)
+        + " | lowest w0 |",
+        "|---" * (5 + 2 * len(names)) + "|",
+    ]
+    for x in sorted(recs, key=lambda x: ("q_form" in x["dorm"], x["seed"])):
+        m, f = x["metrics"], x["flips"]
+        reading = "q absolute, c 0" if "q_form" in x["dorm"] else "eq. 3.5-3.6"
+        w0 = m["prior_mean_weight"]
+        lines.append(
+            f"| {reading} | {x['seed']} | {f['auc_low_w0']:.3f} | "
+            f"{f[p + 'flip40']['flipped']:.3f} / {f[p + 'flip40']['kept']:.3f} | "
+            + " | ".join(f"{m['prior_zq_mean'][n]:+.3f}" for n in names)
+            + " | "
+            + " | ".join(f"{w0[n]:.4f}" for n in names)
+            + f" | {min(w0, key=w0.get)} |"
+        )
+    return "\n".join(lines)
+
+
 def weights_table(out: Path) -> str:
     """Each weighted final run's per-source mean final weight, one row per seed (1: the lowest of the row)."""
     recs = [json.loads(p.read_text()) for p in sorted((out / "final").glob("*.json"))]
