@@ -91,6 +91,8 @@ ES_EXTRA = {
     ],
 }
 SEARCH_SEEDS = (0, 1)
+# sst2-pairs, --stage prior-readings: eq. 3.5's q and eq. 3.6's u coefficient, as written and READING's, crossed
+PRIOR_READINGS = [{"q_form": q, "u_coefficient": c} for q in ("range", "absolute") for c in (1.0, 0.0)]
 MANY_SEEDS = tuple(range(10))  # --stage seeds
 BALANCE = round(N_VAL / DEMO_VAL)  # --stage balanced: the demo's D_val pairs listed this many times
 FINAL_SEEDS = (0, 1, 2)
@@ -512,6 +514,62 @@ def balanced(r: Runner, out: Path) -> None:
             )
 
 
+def prior_readings(r: Runner, out: Path) -> None:
+    """sst2-pairs, a diagnosis on the selection pairs: the prior variant (w fixed at w0) under the four
+    combinations of eq. 3.5's q (``range`` as written, ``absolute``) and eq. 3.6's u coefficient (1 as
+    written, 0), seeds 0-1, at the budget and unweighted's alpha: which of the two changes decides whether
+    the 40%-flipped source gets the lowest mean w0?"""
+    if r.mode != "sst2-pairs":
+        sys.exit("--stage prior-readings needs --data sst2-pairs")
+    lr, steps = chosen_budget(out)
+    base = search_table(out, "unweighted", r.mode)[1]
+    if not base:
+        sys.exit("run --stage search first")
+    for seed in SEARCH_SEEDS:
+        for d in PRIOR_READINGS:
+            dorm = {**base, **d}
+            cfg = config(r.files, r.work / "prior_readings", seed, "prior", "selection", lr, steps, dorm)
+            extra = {"stage": "prior_readings", "seed": seed, "variant": "prior", "dorm": dorm}
+            name = f"prior_q{d['q_form']}_c{d['u_coefficient']:g}_seed{seed}.json"
+            r.run(out / "prior_readings" / name, cfg, extra)
+
+
+def prior_readings_table(out: Path) -> str:
+    """Per --stage prior-readings run: the reading, how well a low w0 finds the flipped pairs (AUC), the
+    40%-flipped source's w0 on its flipped and kept pairs, each source's mean z(u), mean z(q) and mean w0."""
+    recs = [json.loads(p.read_text()) for p in sorted((out / "prior_readings").glob("*.json"))]
+    if not recs:
+        return ""
+    names = recs[0]["weight_curves"]["sources"]
+    p = _prefix(names)
+    order = [(d["q_form"], d["u_coefficient"]) for d in PRIOR_READINGS]
+    recs.sort(key=lambda x: (order.index((x["dorm"]["q_form"], x["dorm"]["u_coefficient"])), x["seed"]))
+    lines = [
+        f"| q (eq. 3.5) | c (eq. 3.6) | seed | AUC low w0 | {p}flip40 w0: flipped / kept | "
+        + " | ".join(f"z(u) {n}" for n in names)
+        + " | "
+        + " | ".join(f"z(q) {n}" for n in names)
+        + " | "
+        + " | ".join(f"w0 {n}" for n in names)
+        + " | lowest w0 | selection acc. |",
+        "|---" * (7 + 3 * len(names)) + "|",
+    ]
+    for x in recs:
+        m, f, d = x["metrics"], x["flips"], x["dorm"]
+        w0 = m["prior_mean_weight"]
+        lines.append(
+            f"| {d['q_form']} | {d['u_coefficient']:g} | {x['seed']} | {f['auc_low_w0']:.3f} | "
+            f"{f[p + 'flip40']['flipped']:.3f} / {f[p + 'flip40']['kept']:.3f} | "
+            + " | ".join(f"{m['prior_zu_mean'][n]:+.3f}" for n in names)
+            + " | "
+            + " | ".join(f"{m['prior_zq_mean'][n]:+.3f}" for n in names)
+            + " | "
+            + " | ".join(f"{w0[n]:.4f}" for n in names)
+            + f" | {min(w0, key=w0.get)} | {100 * m['test_pairwise_accuracy']:.1f} |"
+        )
+    return "\n".join(lines)
+
+
 def many_seeds(r: Runner, out: Path) -> None:
     """A diagnosis on the selection pairs: the chosen dorm and bilevel-no-prior settings over MANY_SEEDS, to
     count how often each source ends lowest (how much of 'every seed' the draws decide)."""
@@ -770,13 +828,14 @@ def flips_table(out: Path) -> str:
 
 
 def minutes(out: Path) -> float:
-    paths = [p for stage in ("budget", "search", "final", "balanced", "seeds") for p in (out / stage).glob("*.json")]
+    stages = ("budget", "search", "final", "balanced", "seeds", "prior_readings")
+    paths = [p for stage in stages for p in (out / stage).glob("*.json")]
     return sum(json.loads(p.read_text())["seconds"] for p in paths) / 60
 
 
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--stage", choices=("budget", "search", "final", "balanced", "seeds"))
+    p.add_argument("--stage", choices=("budget", "search", "final", "balanced", "seeds", "prior-readings"))
     p.add_argument(
         "--data",
         default="hh",
@@ -806,17 +865,21 @@ def main(argv: list[str] | None = None) -> None:
     if args.report:
         searches = [search_table(args.out, v, mode)[0] for v in ("unweighted", "dorm", "bilevel-no-prior")]
         flips = [weights_table(args.out), flips_table(args.out), seeds_table(args.out)] if mode != "hh" else []
+        if mode == "sst2-pairs":
+            flips += [readings_table(args.out), prior_readings_table(args.out)]
         flips = [t for t in flips if t]  # sst2-pairs may have no --stage seeds records
         print(budget_table(args.out), *searches, final_table(args.out), signals_table(args.out), *flips, sep="\n\n")
         print(f"\n{minutes(args.out):.1f} min of run time in {args.out}")
         return
     if not args.stage:
         p.error("give --stage or --report")
+    if args.stage == "prior-readings" and mode != "sst2-pairs":  # before the model loads
+        sys.exit("--stage prior-readings needs --data sst2-pairs")
     torch.set_num_threads(1)
     runner = Runner(args.work, mode, args.out)
-    {"budget": budget, "search": search, "final": final, "balanced": balanced, "seeds": many_seeds}[args.stage](
-        runner, args.out
-    )
+    stages = {"budget": budget, "search": search, "final": final, "balanced": balanced, "seeds": many_seeds}
+    stages["prior-readings"] = prior_readings
+    stages[args.stage](runner, args.out)
 
 
 if __name__ == "__main__":

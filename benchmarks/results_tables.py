@@ -181,6 +181,8 @@ def dorm_hh(part: str, split: str = "hh") -> str:
         return module.signals_table(out)
     if part == "flips":
         return module.flips_table(out)
+    if part == "prior_readings":
+        return module.prior_readings_table(out)
     if part == "readings":
         return module.readings_table(out)
     if part == "weights":
@@ -916,6 +918,7 @@ BLOCKS = {
     "dorm_sst2_flips": lambda: dorm_hh("flips", "sst2-pairs"),
     "dorm_sst2_readings": lambda: dorm_hh("readings", "sst2-pairs"),
     "dorm_sst2_seeds": lambda: dorm_hh("seeds", "sst2-pairs"),
+    "dorm_sst2_prior_readings": lambda: dorm_hh("prior_readings", "sst2-pairs"),
     "dorm_prior_diagnosis": lambda: dorm_prior("diagnosis"),
     "dorm_prior_weighting": lambda: dorm_prior("weighting"),
     "dorm_prior_weighting_other": lambda: dorm_prior("weighting_other"),

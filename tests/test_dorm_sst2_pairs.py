@@ -130,6 +130,9 @@ def test_options_that_do_not_go_together_fail_in_one_line(hh):
         hh.main(["--data", "sst2-pairs", "--split", "hh", "--stage", "budget"])
     with pytest.raises(SystemExit, match="--split must be one of hh, every-source, not 'sst2-pairs'"):
         hh.main(["--split", "sst2-pairs", "--report"])
+    with pytest.raises(SystemExit, match="--stage prior-readings needs --data sst2-pairs"):
+        hh.main(["--split", "every-source", "--stage", "prior-readings"])
+    assert hh.PRIOR_READINGS[0] == {"q_form": "range", "u_coefficient": 1.0}  # eq. 3.5-3.6 as written first
 
 
 def test_flip_summary_and_rank_read_sst2_sources(hh):
