@@ -18,6 +18,13 @@ The budget and search stages score the selection split only; the final stage alo
 HH only. ``--split every-source`` (issue 21) also holds out clean DPO demo pairs for each of them, cut at
 HH's fractions, so that D_val, selection and test are samples of the mixture the training pool draws
 from (docs/methods/dorm.md, "Which distribution D_val stands for"); its records go to ``--out``/every_source.
+
+``--data sst2-pairs`` (issue 21) is a second preference set, one a MiniLM head can learn: pairs of a
+sentence SST-2's annotators labelled positive (chosen) and one they labelled negative (rejected) under one
+prompt (SST2_PROMPT), paired at random without reuse (seed 0) within each SST-2 file: D_val and selection
+from stsa.binary.dev, test from stsa.binary.test, the four flipped training sources from stsa.binary.train
+(sst2_split). It has one split, so ``--split`` is for ``--data hh`` only; its records go to
+``--out``/sst2_pairs, and which pairs it pairs and flips to ``--out``/sst2_pairs/pairs.json.
 """
 
 from __future__ import annotations
@@ -41,11 +48,16 @@ ROOT = Path(__file__).resolve().parents[1]
 DATA = SHARED_DATA
 HH = DATA / "hh_rlhf_harmless" / "harmless-base_test.jsonl.gz"
 DEMO = DATA / "llamafactory_dpo_en_demo" / "dpo_en_demo.json"
+SST2 = DATA / "sst2_sentences"
+# the instruction both sentences of a pair answer: the one labelled positive follows it (docs/methods/dorm.md)
+SST2_PROMPT = "Write one sentence of a positive review of a movie."
+DATAS = ("hh", "sst2-pairs")
 FLIPS = (0.0, 0.1, 0.2, 0.4)
 VARIANTS = ("unweighted", "prior", "bilevel-no-prior", "dorm")
 OUT = ROOT / "benchmarks" / "results" / "dorm_hh"
 N_TEST, N_VAL, N_SELECT, PER_SOURCE = 500, 150, 150, 375
 SPLITS = ("hh", "every-source")
+MODES = (*SPLITS, "sst2-pairs")  # what split() cuts: HH's two splits, and --data sst2-pairs's one
 # every-source: the demo's 300 pairs cut at HH's fractions (500, 150, 150 of the 2,300 pairs used), the rest trains
 DEMO_TEST, DEMO_VAL, DEMO_SELECT = (round(300 * n / 2300) for n in (N_TEST, N_VAL, N_SELECT))
 MAX_LENGTH = 128
@@ -79,6 +91,8 @@ ES_EXTRA = {
     ],
 }
 SEARCH_SEEDS = (0, 1)
+# sst2-pairs, --stage prior-readings: eq. 3.5's q and eq. 3.6's u coefficient, as written and READING's, crossed
+PRIOR_READINGS = [{"q_form": q, "u_coefficient": c} for q in ("range", "absolute") for c in (1.0, 0.0)]
 MANY_SEEDS = tuple(range(10))  # --stage seeds
 BALANCE = round(N_VAL / DEMO_VAL)  # --stage balanced: the demo's D_val pairs listed this many times
 FINAL_SEEDS = (0, 1, 2)
@@ -95,6 +109,8 @@ def split(work: Path, mode: str = "hh") -> dict:
     sets, flip the first round(flip * n) pairs of each source in a seeded order, write JSONL files. Each of
     test, validation and selection is a list of source entries: HH's, and under ``every-source`` the demo's
     (shuffled once, seed 0, cut into DEMO_TEST, DEMO_VAL, DEMO_SELECT pairs, the rest a training source)."""
+    if mode == "sst2-pairs":
+        return sst2_split(work)
     if mode not in SPLITS:
         sys.exit(f"--split must be one of {', '.join(SPLITS)}, not '{mode}'")
     with gzip.open(HH, "rt", encoding="utf-8") as f:
@@ -140,14 +156,103 @@ def split(work: Path, mode: str = "hh") -> dict:
     return {"sources": sources, **files}
 
 
-def flipped_rows() -> dict[str, set[int]]:
-    """Per HH source, the 1-based rows whose labels dorm_split swapped (the same seeded order)."""
+def flipped_rows(prefix: str = "hh-") -> dict[str, set[int]]:
+    """Per flipped source (``prefix``flip0, ...), the 1-based rows whose labels split() swapped (the same
+    seeded order for HH's and SST-2's sources)."""
     out = {}
     for k, flip in enumerate(FLIPS):
         order = list(range(PER_SOURCE))
         random.Random(100 + k).shuffle(order)
-        out[f"hh-flip{int(flip * 100)}"] = {i + 1 for i in order[: round(flip * PER_SOURCE)]}
+        out[f"{prefix}flip{int(flip * 100)}"] = {i + 1 for i in order[: round(flip * PER_SOURCE)]}
     return out
+
+
+def read_sst2(name: str) -> list[tuple[int, int, str]]:
+    """(1-based line, label, sentence) of stsa.binary.``name``; a line that is not `0|1 sentence` fails."""
+    path = SST2 / f"stsa.binary.{name}"
+    if not path.is_file():
+        sys.exit(f"{path} not found (SST-2 sentences, ../shared/data/sst2_sentences)")
+    out = []
+    for i, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        label, _, text = line.partition(" ")
+        if label not in ("0", "1") or not text.strip():
+            sys.exit(f"{path} line {i}: expected '<0|1> <sentence>', got {line[:60]!r}")
+        out.append((i, int(label), text.strip()))
+    return out
+
+
+def sst2_pairs() -> dict[str, list[dict]]:
+    """SST-2's sentences paired positive (chosen) against negative (rejected), per file: its positive and its
+    negative sentences each shuffled (seeds 0 and 1), then zipped, so no sentence is in two pairs. A sentence
+    whose text occurs on more than one line of the three files is left out (9 repeat inside train, 2 test
+    sentences are also in train), so no text is in two splits. Keys 'train', 'dev', 'test'; each pair names
+    its sentences' lines."""
+    files = {name: read_sst2(name) for name in ("train", "dev", "test")}
+    seen: dict[str, int] = {}
+    for rows in files.values():
+        for _, _, text in rows:
+            seen[text] = seen.get(text, 0) + 1
+    out = {}
+    for name, rows in files.items():
+        pos = [(i, t) for i, y, t in rows if y == 1 and seen[t] == 1]
+        neg = [(i, t) for i, y, t in rows if y == 0 and seen[t] == 1]
+        random.Random(0).shuffle(pos)
+        random.Random(1).shuffle(neg)
+        out[name] = [
+            {"prompt": SST2_PROMPT, "chosen": p, "rejected": n, "positive_line": i, "negative_line": j}
+            for (i, p), (j, n) in zip(pos, neg, strict=False)
+        ]
+    return out
+
+
+def sst2_split(work: Path, manifest: Path | None = None) -> dict:
+    """--data sst2-pairs: D_val (the first N_VAL dev pairs), selection (the next N_SELECT), test (the first
+    N_TEST test pairs), and four training sources of PER_SOURCE train pairs, the first round(flip * n) of each
+    in HH's seeded order swapped (chosen the negative sentence, 'flipped' true). Writes JSONL files under
+    ``work``, and, if given, ``manifest``: every pair's two lines and each source's flipped rows."""
+    from prefalign.utils.atomic_files import write_text_atomically
+
+    pairs = sst2_pairs()
+    need = {"train": PER_SOURCE * len(FLIPS), "dev": N_VAL + N_SELECT, "test": N_TEST}
+    for name, n in need.items():
+        if len(pairs[name]) < n:
+            sys.exit(f"stsa.binary.{name} gives {len(pairs[name])} pairs; this split needs {n}")
+    cuts = {
+        "test": pairs["test"][:N_TEST],
+        "validation": pairs["dev"][:N_VAL],
+        "selection": pairs["dev"][N_VAL : N_VAL + N_SELECT],
+    }
+    flipped = flipped_rows("sst2-")
+    for k, (name, rows) in enumerate(flipped.items()):
+        part = [dict(r, flipped=False) for r in pairs["train"][k * PER_SOURCE : (k + 1) * PER_SOURCE]]
+        for row in rows:
+            r = part[row - 1]
+            part[row - 1] = {**r, "chosen": r["rejected"], "rejected": r["chosen"], "flipped": True}
+        cuts[name] = part
+    files = {}
+    for name, part in cuts.items():
+        path = work / f"{name}.jsonl"
+        write_text_atomically(path, "".join(json.dumps(r) + "\n" for r in part))
+        files[name] = {"name": name, "path": str(path), "format": "pairs", "prompt_column": "prompt"}
+    if manifest is not None:
+        record = {
+            "what": "benchmarks/dorm_hh.py --data sst2-pairs: each pair's stsa.binary line numbers "
+            "(positive, negative) and each training source's flipped rows (1-based)",
+            "prompt": SST2_PROMPT,
+            "files": {"test": "test", "validation": "dev", "selection": "dev", **{n: "train" for n in flipped}},
+            "pairs": {n: [[r["positive_line"], r["negative_line"]] for r in part] for n, part in cuts.items()},
+            "flipped_rows": {n: sorted(rows) for n, rows in flipped.items()},
+        }
+        write_text_atomically(manifest, json.dumps(record) + "\n")
+    return {
+        "sources": [files[n] for n in flipped],
+        **{k: [files[k]] for k in ("test", "validation", "selection")},
+    }
+
+
+def _prefix(names: list[str]) -> str:
+    """'hh-' or 'sst2-': what the flipped sources' names start with (the first source is the 0% one)."""
+    return names[0].removesuffix("flip0")
 
 
 def auc(scores: np.ndarray, positive: np.ndarray) -> float:
@@ -161,7 +266,9 @@ def auc(scores: np.ndarray, positive: np.ndarray) -> float:
 def flip_summary(result, cfg) -> dict:
     """Do the final weights (and w0, and w - w0) sit lower on the HH pairs whose labels were flipped? The AUC
     of low values on flipped among all HH training pairs, and hh-flip40's mean w on flipped and kept pairs."""
-    rows, names = flipped_rows(), [s.name for s in cfg.sources]
+    names = [s.name for s in cfg.sources]
+    prefix = _prefix(names)
+    rows = flipped_rows(prefix)
     sizes = [PER_SOURCE if n in rows else len(result.weights) - PER_SOURCE * len(rows) for n in names]
     starts = list(itertools.accumulate([0, *sizes]))
     flipped = np.zeros(len(result.weights), dtype=bool)
@@ -172,9 +279,10 @@ def flip_summary(result, cfg) -> dict:
     hh_part[: starts[len(rows)]] = True
     w, w0 = result.weights.numpy(), result.prior.numpy() if len(result.prior) else np.ones(len(result.weights))
     out = {f"auc_low_{k}": auc(-v[hh_part], flipped[hh_part]) for k, v in (("w", w), ("w0", w0), ("dw", w - w0))}
-    k = names.index("hh-flip40")
+    k = names.index(f"{prefix}flip40")
     part = slice(starts[k], starts[k + 1])
-    out["hh-flip40"] = {g: float(w[part][m].mean()) for g, m in (("flipped", flipped[part]), ("kept", ~flipped[part]))}
+    groups = (("flipped", flipped[part]), ("kept", ~flipped[part]))
+    out[f"{prefix}flip40"] = {g: float(w[part][m].mean()) for g, m in groups}
     return out
 
 
@@ -201,7 +309,7 @@ def config(files: dict, out_dir: Path, seed: int, variant: str, scored: str, lr:
 class Runner:
     """Loads MiniLM once, fills its feature cache from disk, runs configs and writes one record each."""
 
-    def __init__(self, work: Path, mode: str = "hh") -> None:
+    def __init__(self, work: Path, mode: str = "hh", out: Path | None = None) -> None:
         from prefalign.models.loading import load_backbone
         from prefalign.reward.model import feature_cache
 
@@ -213,7 +321,10 @@ class Runner:
             self.cache.update(torch.load(self.cache_path, weights_only=True))
         self.saved_size = sum(len(v) for v in self.cache.values())
         self.mode = mode
-        self.files = split(work / ("data" if mode == "hh" else "data-every-source"), mode)
+        if mode == "sst2-pairs":  # its pairs and flips listed beside the records
+            self.files = sst2_split(work / "data-sst2-pairs", out / "pairs.json" if out else None)
+        else:
+            self.files = split(work / ("data" if mode == "hh" else "data-every-source"), mode)
 
     def save_cache(self) -> None:
         size = sum(len(v) for v in self.cache.values())
@@ -226,6 +337,7 @@ class Runner:
 
     def run(self, record_path: Path, cfg_dict: dict, extra: dict) -> dict:
         from prefalign.reward import RewardConfig, read_source, read_sources, score_pairs, train_reward
+        from prefalign.utils.atomic_files import write_text_atomically
 
         if record_path.exists():
             return json.loads(record_path.read_text())
@@ -248,10 +360,7 @@ class Runner:
             "seconds": round(time.time() - t0, 1),
             "machine": "2 shared CPU cores, 1 thread",
         }
-        record_path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = record_path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(record, indent=1))
-        tmp.replace(record_path)
+        write_text_atomically(record_path, json.dumps(record, indent=1))
         self.save_cache()
         w = result.metrics["final_mean_weight"]
         print(
@@ -282,16 +391,18 @@ def chosen_budget(out: Path) -> tuple[float, int]:
 def search_grid(variant: str = "dorm", mode: str = "hh") -> list[dict]:
     """The settings tried on the selection split: the thesis's values first (under both w-gradient scales),
     then SEARCH's grid; bilevel-no-prior has beta = 0, so only alpha and eta_w vary. ``every-source``: its
-    smaller grid (ES_ETAS, ES_DORM at alpha 10, dorm under eq. 3.5-3.6 as written and under READING)."""
-    if mode == "every-source" and variant == "bilevel-no-prior":
+    smaller grid (ES_ETAS, ES_DORM at alpha 10, dorm under eq. 3.5-3.6 as written and under READING) and
+    its ES_EXTRA; ``sst2-pairs``: the same smaller grid without ES_EXTRA."""
+    extra = ES_EXTRA if mode == "every-source" else {"bilevel-no-prior": [], "dorm": []}  # sst2-pairs: none
+    if mode != "hh" and variant == "bilevel-no-prior":
         return [
             {**THESIS, "alpha": a, "eta_w": e, "w_gradient": "per-example"}
             for a in (10.0, 1.0)
             for e in ES_ETAS[variant]
-        ] + ES_EXTRA[variant]
-    if mode == "every-source" and variant == "dorm":
+        ] + extra[variant]
+    if mode != "hh" and variant == "dorm":
         one = [{**THESIS, "beta": b, "eta_w": e, "w_gradient": "per-example"} for b, e in ES_DORM]
-        return one + [{**d, **READING} for d in one] + ES_EXTRA[variant]
+        return one + [{**d, **READING} for d in one] + extra[variant]
     if variant == "unweighted":  # w stays 1: only alpha (L_val against alpha L_tr in theta's step) matters
         return [{**THESIS, "w_gradient": "per-example"}, {**THESIS, "alpha": 1.0, "w_gradient": "per-example"}]
     grid = [dict(zip(SEARCH, values)) for values in itertools.product(*SEARCH.values())]
@@ -389,7 +500,7 @@ def balanced(r: Runner, out: Path) -> None:
     demo's D_val pairs listed BALANCE times (each D_val draw then about half demo, half HH), seeds 0-2. Does
     the demo source still end lowest when D_val weighs the two real sources equally?"""
     if r.mode != "every-source":
-        sys.exit("--stage balanced needs --split every-source")
+        sys.exit("--stage balanced needs --data hh --split every-source")
     lr, steps = chosen_budget(out)
     files = {**r.files, "validation": r.files["validation"][:1] + r.files["validation"][1:] * BALANCE}
     for seed in FINAL_SEEDS:
@@ -401,6 +512,62 @@ def balanced(r: Runner, out: Path) -> None:
                 cfg,
                 {"stage": "balanced", "seed": seed, "variant": variant},
             )
+
+
+def prior_readings(r: Runner, out: Path) -> None:
+    """sst2-pairs, a diagnosis on the selection pairs: the prior variant (w fixed at w0) under the four
+    combinations of eq. 3.5's q (``range`` as written, ``absolute``) and eq. 3.6's u coefficient (1 as
+    written, 0), seeds 0-1, at the budget and unweighted's alpha: which of the two changes decides whether
+    the 40%-flipped source gets the lowest mean w0?"""
+    if r.mode != "sst2-pairs":
+        sys.exit("--stage prior-readings needs --data sst2-pairs")
+    lr, steps = chosen_budget(out)
+    base = search_table(out, "unweighted", r.mode)[1]
+    if not base:
+        sys.exit("run --stage search first")
+    for seed in SEARCH_SEEDS:
+        for d in PRIOR_READINGS:
+            dorm = {**base, **d}
+            cfg = config(r.files, r.work / "prior_readings", seed, "prior", "selection", lr, steps, dorm)
+            extra = {"stage": "prior_readings", "seed": seed, "variant": "prior", "dorm": dorm}
+            name = f"prior_q{d['q_form']}_c{d['u_coefficient']:g}_seed{seed}.json"
+            r.run(out / "prior_readings" / name, cfg, extra)
+
+
+def prior_readings_table(out: Path) -> str:
+    """Per --stage prior-readings run: the reading, how well a low w0 finds the flipped pairs (AUC), the
+    40%-flipped source's w0 on its flipped and kept pairs, each source's mean z(u), mean z(q) and mean w0."""
+    recs = [json.loads(p.read_text()) for p in sorted((out / "prior_readings").glob("*.json"))]
+    if not recs:
+        return ""
+    names = recs[0]["weight_curves"]["sources"]
+    p = _prefix(names)
+    order = [(d["q_form"], d["u_coefficient"]) for d in PRIOR_READINGS]
+    recs.sort(key=lambda x: (order.index((x["dorm"]["q_form"], x["dorm"]["u_coefficient"])), x["seed"]))
+    lines = [
+        f"| q (eq. 3.5) | c (eq. 3.6) | seed | AUC low w0 | {p}flip40 w0: flipped / kept | "
+        + " | ".join(f"z(u) {n}" for n in names)
+        + " | "
+        + " | ".join(f"z(q) {n}" for n in names)
+        + " | "
+        + " | ".join(f"w0 {n}" for n in names)
+        + " | lowest w0 | selection acc. |",
+        "|---" * (7 + 3 * len(names)) + "|",
+    ]
+    for x in recs:
+        m, f, d = x["metrics"], x["flips"], x["dorm"]
+        w0 = m["prior_mean_weight"]
+        lines.append(
+            f"| {d['q_form']} | {d['u_coefficient']:g} | {x['seed']} | {f['auc_low_w0']:.3f} | "
+            f"{f[p + 'flip40']['flipped']:.3f} / {f[p + 'flip40']['kept']:.3f} | "
+            + " | ".join(f"{m['prior_zu_mean'][n]:+.3f}" for n in names)
+            + " | "
+            + " | ".join(f"{m['prior_zq_mean'][n]:+.3f}" for n in names)
+            + " | "
+            + " | ".join(f"{w0[n]:.4f}" for n in names)
+            + f" | {min(w0, key=w0.get)} | {100 * m['test_pairwise_accuracy']:.1f} |"
+        )
+    return "\n".join(lines)
 
 
 def many_seeds(r: Runner, out: Path) -> None:
@@ -418,9 +585,14 @@ def seeds_table(out: Path) -> str:
     """Per variant over the --stage seeds runs: how often each source ends lowest of all, hh-flip40's rank
     among the HH sources, and each source's median final mean weight."""
     recs = [json.loads(p.read_text()) for p in sorted((out / "seeds").glob("*.json"))]
+    if not recs:
+        return ""
     names = recs[0]["weight_curves"]["sources"]
+    p = _prefix(names)
+    group = "HH sources" if p == "hh-" else f"{p}flip sources"
     lines = [
-        "| variant | seeds | lowest of all five: count per source | hh-flip40 lowest of the HH sources | "
+        f"| variant | seeds | lowest of all {_count_word(len(names))}: count per source | "
+        f"{p}flip40 lowest of the {group} | "
         + " | ".join(f"w {n} (median)" for n in names)
         + " | selection acc. (median) |",
         "|---" * (5 + len(names)) + "|",
@@ -476,9 +648,15 @@ def budget_table(out: Path) -> str:
     return "\n".join(lines)
 
 
+def _count_word(n: int) -> str:
+    return {4: "four", 5: "five"}.get(n, str(n))
+
+
 def _flip40_rank(weights: dict) -> int:
-    hh = sorted((w, n) for n, w in weights.items() if n.startswith("hh-"))
-    return 1 + [n for _, n in hh].index("hh-flip40")
+    """The 40%-flipped source's rank (1: lowest weight) among the flipped sources (hh-... or sst2-...)."""
+    p = _prefix(list(weights))
+    flipped = sorted((w, n) for n, w in weights.items() if n.startswith(f"{p}flip"))
+    return 1 + [n for _, n in flipped].index(f"{p}flip40")
 
 
 def _part_accuracy(record: dict, part: str) -> float:
@@ -502,7 +680,8 @@ def final_table(out: Path) -> str:
         "| variant | seeds | clean test accuracy (median) | per seed | "
         + "".join(f"{k} ({n} pairs), median | " for k, n in parts.items())
         + " | ".join(f"w {n}" for n in names)
-        + " | lowest w, per seed | rank of hh-flip40 among the hh sources (1: lowest), per seed |",
+        + f" | lowest w, per seed | rank of {_prefix(names)}flip40 among the {_prefix(names)[:-1]} sources"
+        + " (1: lowest), per seed |",
         "|---" * (6 + len(parts) + len(names)) + "|",
     ]
     for v in VARIANTS:
@@ -561,6 +740,40 @@ def signals_table(out: Path) -> str:
     return "\n".join(lines)
 
 
+def readings_table(out: Path) -> str:
+    """sst2-pairs: dorm's search runs at the thesis's values (alpha 10, beta 1, eta_w 1e-3) under eq. 3.5-3.6
+    as written and under READING: how well a low w0 finds the flipped training pairs (AUC), the 40%-flipped
+    source's mean final w on its flipped and kept pairs, and per source the mean standardised q of eq. 3.6 and
+    the mean w0 (the prior's weights, before the bilevel steps)."""
+    recs = [json.loads(p.read_text()) for p in sorted((out / "search").glob("dorm_*.json"))]
+    recs = [x for x in recs if {k: x["dorm"][k] for k in THESIS} == THESIS]
+    if not recs:
+        return ""
+    names = recs[0]["weight_curves"]["sources"]
+    p = _prefix(names)
+    lines = [
+        f"| prior reading | seed | AUC low w0 | {p}flip40 w: flipped / kept | "
+        + " | ".join(f"z(q) {n}" for n in names)
+        + " | "
+        + " | ".join(f"w0 {n}" for n in names)
+        + " | lowest w0 |",
+        "|---" * (5 + 2 * len(names)) + "|",
+    ]
+    for x in sorted(recs, key=lambda x: ("q_form" in x["dorm"], x["seed"])):
+        m, f = x["metrics"], x["flips"]
+        reading = "q absolute, c 0" if "q_form" in x["dorm"] else "eq. 3.5-3.6"
+        w0 = m["prior_mean_weight"]
+        lines.append(
+            f"| {reading} | {x['seed']} | {f['auc_low_w0']:.3f} | "
+            f"{f[p + 'flip40']['flipped']:.3f} / {f[p + 'flip40']['kept']:.3f} | "
+            + " | ".join(f"{m['prior_zq_mean'][n]:+.3f}" for n in names)
+            + " | "
+            + " | ".join(f"{w0[n]:.4f}" for n in names)
+            + f" | {min(w0, key=w0.get)} |"
+        )
+    return "\n".join(lines)
+
+
 def weights_table(out: Path) -> str:
     """Each weighted final run's per-source mean final weight, one row per seed (1: the lowest of the row)."""
     recs = [json.loads(p.read_text()) for p in sorted((out / "final").glob("*.json"))]
@@ -587,8 +800,9 @@ def flips_table(out: Path) -> str:
     recs = [json.loads(p.read_text()) for stage in ("final", "balanced") for p in sorted((out / stage).glob("*.json"))]
     recs = [x for x in recs if "flips" in x]
     names = recs[0]["weight_curves"]["sources"]
+    p = _prefix(names)
     lines = [
-        "| run | D_val | AUC low w | AUC low w0 | AUC low w - w0 | hh-flip40 w: flipped / kept | "
+        f"| run | D_val | AUC low w | AUC low w0 | AUC low w - w0 | {p}flip40 w: flipped / kept | "
         + " | ".join(f"signal {n}, x1000" for n in names)
         + " | lowest w |",
         "|---" * (7 + len(names)) + "|",
@@ -603,9 +817,10 @@ def flips_table(out: Path) -> str:
             )
         lowest = min(x["metrics"]["final_mean_weight"].items(), key=lambda kv: kv[1])[0]
         dval = f"HH + demo x{BALANCE}, selection" if x["stage"] == "balanced" else "HH + demo, test"
+        dval = "SST-2 dev, test" if p == "sst2-" else dval
         lines.append(
             f"| {x['variant']}, seed {x['seed']} | {dval} | {f['auc_low_w']:.3f} | {f['auc_low_w0']:.3f} | "
-            f"{f['auc_low_dw']:.3f} | {f['hh-flip40']['flipped']:.3f} / {f['hh-flip40']['kept']:.3f} | "
+            f"{f['auc_low_dw']:.3f} | {f[p + 'flip40']['flipped']:.3f} / {f[p + 'flip40']['kept']:.3f} | "
             + " | ".join(cells)
             + f" | {lowest} |"
         )
@@ -613,38 +828,58 @@ def flips_table(out: Path) -> str:
 
 
 def minutes(out: Path) -> float:
-    paths = [p for stage in ("budget", "search", "final", "balanced", "seeds") for p in (out / stage).glob("*.json")]
+    stages = ("budget", "search", "final", "balanced", "seeds", "prior_readings")
+    paths = [p for stage in stages for p in (out / stage).glob("*.json")]
     return sum(json.loads(p.read_text())["seconds"] for p in paths) / 60
 
 
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--stage", choices=("budget", "search", "final", "balanced", "seeds"))
+    p.add_argument("--stage", choices=("budget", "search", "final", "balanced", "seeds", "prior-readings"))
     p.add_argument(
-        "--split", default="hh", help=f"where D_val, selection and test pairs come from: {', '.join(SPLITS)}"
+        "--data",
+        default="hh",
+        help=f"the preference set: {', '.join(DATAS)} (sst2-pairs: SST-2 sentences paired positive over negative)",
+    )
+    p.add_argument(
+        "--split",
+        help=f"--data hh only: where D_val, selection and test pairs come from, {', '.join(SPLITS)} (default hh); "
+        "--data sst2-pairs has one split (dev: D_val and selection, test: test) and takes no --split",
     )
     p.add_argument("--work", type=Path, default=ROOT / "runs" / "dorm_hh")
     p.add_argument(
-        "--out", type=Path, help="records (default: benchmarks/results/dorm_hh, every-source: its every_source/)"
+        "--out",
+        type=Path,
+        help="records (default: benchmarks/results/dorm_hh; every-source: its every_source/, sst2-pairs: sst2_pairs/)",
     )
     p.add_argument("--report", action="store_true", help="print the tables from the records in --out")
     args = p.parse_args(argv)
-    if args.split not in SPLITS:
+    if args.data not in DATAS:
+        sys.exit(f"--data must be one of {', '.join(DATAS)}, not '{args.data}'")
+    if args.data == "sst2-pairs" and args.split is not None:
+        sys.exit("--split is for --data hh only (hh or every-source); --data sst2-pairs has one split")
+    if args.split is not None and args.split not in SPLITS:
         sys.exit(f"--split must be one of {', '.join(SPLITS)}, not '{args.split}'")
-    args.out = args.out or (OUT if args.split == "hh" else OUT / "every_source")
+    mode = args.split or "hh" if args.data == "hh" else args.data
+    args.out = args.out or {"hh": OUT, "every-source": OUT / "every_source", "sst2-pairs": OUT / "sst2_pairs"}[mode]
     if args.report:
-        searches = [search_table(args.out, v, args.split)[0] for v in ("unweighted", "dorm", "bilevel-no-prior")]
-        flips = [weights_table(args.out), flips_table(args.out), seeds_table(args.out)] if args.split != "hh" else []
+        searches = [search_table(args.out, v, mode)[0] for v in ("unweighted", "dorm", "bilevel-no-prior")]
+        flips = [weights_table(args.out), flips_table(args.out), seeds_table(args.out)] if mode != "hh" else []
+        if mode == "sst2-pairs":
+            flips += [readings_table(args.out), prior_readings_table(args.out)]
+        flips = [t for t in flips if t]  # sst2-pairs may have no --stage seeds records
         print(budget_table(args.out), *searches, final_table(args.out), signals_table(args.out), *flips, sep="\n\n")
         print(f"\n{minutes(args.out):.1f} min of run time in {args.out}")
         return
     if not args.stage:
         p.error("give --stage or --report")
+    if args.stage == "prior-readings" and mode != "sst2-pairs":  # before the model loads
+        sys.exit("--stage prior-readings needs --data sst2-pairs")
     torch.set_num_threads(1)
-    runner = Runner(args.work, args.split)
-    {"budget": budget, "search": search, "final": final, "balanced": balanced, "seeds": many_seeds}[args.stage](
-        runner, args.out
-    )
+    runner = Runner(args.work, mode, args.out)
+    stages = {"budget": budget, "search": search, "final": final, "balanced": balanced, "seeds": many_seeds}
+    stages["prior-readings"] = prior_readings
+    stages[args.stage](runner, args.out)
 
 
 if __name__ == "__main__":

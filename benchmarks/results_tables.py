@@ -165,14 +165,14 @@ def annotator_baselines(baselines: str) -> str:
 
 
 def dorm_hh(part: str, split: str = "hh") -> str:
-    """A table of benchmarks/dorm_hh.py from its committed records (benchmarks/results/dorm_hh/, and its
-    every_source/ for ``split`` 'every-source')."""
+    """A table of benchmarks/dorm_hh.py from its committed records (benchmarks/results/dorm_hh/, its
+    every_source/ for ``split`` 'every-source', and its sst2_pairs/ for 'sst2-pairs', i.e. --data sst2-pairs)."""
     import importlib.util
 
     spec = importlib.util.spec_from_file_location("dorm_hh", ROOT / "benchmarks" / "dorm_hh.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    out = RESULTS / "dorm_hh" / ("every_source" if split == "every-source" else "")
+    out = RESULTS / "dorm_hh" / {"hh": "", "every-source": "every_source", "sst2-pairs": "sst2_pairs"}[split]
     if part == "budget":
         return module.budget_table(out)
     if part == "final":
@@ -181,6 +181,10 @@ def dorm_hh(part: str, split: str = "hh") -> str:
         return module.signals_table(out)
     if part == "flips":
         return module.flips_table(out)
+    if part == "prior_readings":
+        return module.prior_readings_table(out)
+    if part == "readings":
+        return module.readings_table(out)
     if part == "weights":
         return module.weights_table(out)
     if part == "seeds":
@@ -905,6 +909,16 @@ BLOCKS = {
     "dorm_es_weights": lambda: dorm_hh("weights", "every-source"),
     "dorm_es_flips": lambda: dorm_hh("flips", "every-source"),
     "dorm_es_seeds": lambda: dorm_hh("seeds", "every-source"),
+    "dorm_sst2_budget": lambda: dorm_hh("budget", "sst2-pairs"),
+    "dorm_sst2_search_unweighted": lambda: dorm_hh("unweighted", "sst2-pairs"),
+    "dorm_sst2_search_dorm": lambda: dorm_hh("dorm", "sst2-pairs"),
+    "dorm_sst2_search_bilevel": lambda: dorm_hh("bilevel-no-prior", "sst2-pairs"),
+    "dorm_sst2_final": lambda: dorm_hh("final", "sst2-pairs"),
+    "dorm_sst2_weights": lambda: dorm_hh("weights", "sst2-pairs"),
+    "dorm_sst2_flips": lambda: dorm_hh("flips", "sst2-pairs"),
+    "dorm_sst2_readings": lambda: dorm_hh("readings", "sst2-pairs"),
+    "dorm_sst2_seeds": lambda: dorm_hh("seeds", "sst2-pairs"),
+    "dorm_sst2_prior_readings": lambda: dorm_hh("prior_readings", "sst2-pairs"),
     "dorm_prior_diagnosis": lambda: dorm_prior("diagnosis"),
     "dorm_prior_weighting": lambda: dorm_prior("weighting"),
     "dorm_prior_weighting_other": lambda: dorm_prior("weighting_other"),
