@@ -293,6 +293,26 @@ def drop_differences(
     return "\n".join(lines)
 
 
+def runs_with_validation(names: list[str], keys: list[str]) -> str:
+    """One row per finished run of the grids ``names``, in grid order: its validation and test accuracy and the
+    mean over its training logs of each logged term in ``keys`` ('–' where a method logs no such term)."""
+    lines = [
+        "| method | column | seed | tunable params | validation accuracy | test accuracy | " + " | ".join(keys) + " |",
+        "|---|---|---:|---:|---:|---:|" + "---:|" * len(keys),
+    ]
+    for name in names:
+        for r in grid(name)[1]:
+            if not r or r.get("status") != "ok":
+                continue
+            m = r["metrics"]
+            cells = [f"{m[k + '_mean']:.4f}" if k + "_mean" in m else "–" for k in keys]
+            lines.append(
+                f"| {r['method']} | {r['column']} | {r['seed']} | {r['tunable_params'] / 1000:.1f}K | "
+                f"{100 * m['validation_accuracy']:.1f} | {100 * m['test_accuracy']:.1f} | " + " | ".join(cells) + " |"
+            )
+    return "\n".join(lines)
+
+
 def run_terms(name: str, method: str, keys: list[str]) -> str:
     """One row per finished run of ``method``: the mean over its training logs of each logged term in ``keys``."""
     _, results = grid(name)
@@ -575,12 +595,34 @@ def probe_choice(name: str, groups: dict[str, list[str]], metric: str = "accurac
     return "\n".join(lines)
 
 
-def probe_choice_over_columns(name: str, groups: dict[str, list[str]], metric: str = "accuracy") -> str:
-    """A probe run on several columns (clean and shifted): each row's validation and test score per column, and
-    the row with the highest mean validation score over the columns (test is shown, never read for the choice)."""
+def probe_choice_over_columns(
+    name: str,
+    groups: dict[str, list[str]],
+    metric: str = "accuracy",
+    also: tuple[str, ...] = (),
+    reference: tuple[str, ...] = (),
+) -> str:
+    """A probe run on several columns (clean and shifted), over one seed or more: each row's validation and test
+    score per column (the mean over the seeds), and the row with the highest mean validation score over the
+    columns and seeds (test is shown, never read for the choice). A row missing a column or a seed is left out.
+    ``also``: grids run at the same settings whose rows (on the probe's columns and seeds) may be named too;
+    ``reference``: rows shown for comparison in their group but never chosen."""
     cfg, results = grid(name)
-    columns = list(dict.fromkeys(r["column"] for r in results if r and r.get("status") == "ok"))
-    runs = {(r["method"], r["column"]): r for r in results if r and r.get("status") == "ok"}
+    ok = [r for r in results if r and r.get("status") == "ok"]
+    columns = list(dict.fromkeys(r["column"] for r in ok))
+    seeds = sorted({r["seed"] for r in ok})
+    for other in also:
+        ok += [
+            r for r in grid(other)[1] if r and r.get("status") == "ok" and r["seed"] in seeds and r["column"] in columns
+        ]
+    runs: dict[tuple[str, str], list[dict]] = {}
+    for r in ok:
+        runs.setdefault((r["method"], r["column"]), []).append(r)
+
+    def mean(label: str, column: str, split: str) -> float:
+        values = [r["metrics"][f"{split}_{metric}"] for r in runs[(label, column)]]
+        return sum(values) / len(values)
+
     head = " | ".join(f"{c} validation | {c} test" for c in columns)
     lines = [
         f"| method | row | {head} | mean validation | chosen on validation |",
@@ -589,18 +631,18 @@ def probe_choice_over_columns(name: str, groups: dict[str, list[str]], metric: s
     for group, labels in groups.items():
         means = {}
         for label in labels:
-            vals = [runs[(label, c)]["metrics"][f"validation_{metric}"] for c in columns if (label, c) in runs]
-            if len(vals) == len(columns):
-                means[label] = sum(vals) / len(vals)
-        best = max(means.values()) if means else None
-        for label, mean in means.items():
+            if all(len(runs.get((label, c), [])) == len(seeds) for c in columns):
+                means[label] = sum(mean(label, c, "validation") for c in columns) / len(columns)
+        candidates = [m for label, m in means.items() if label not in reference]
+        best = max(candidates) if candidates else None
+        for label, m in means.items():
             cells = " | ".join(
-                f"{100 * runs[(label, c)]['metrics'][f'validation_{metric}']:.1f} | "
-                f"{100 * runs[(label, c)]['metrics'][f'test_{metric}']:.1f}"
-                for c in columns
+                f"{100 * mean(label, c, 'validation'):.1f} | {100 * mean(label, c, 'test'):.1f}" for c in columns
             )
-            pick = "yes" if mean == best else ""
-            lines.append(f"| {group} | {label} | {cells} | {100 * mean:.1f} | {pick} |")
+            pick = "(reference, not a candidate)" if label in reference else "yes" if m == best else ""
+            lines.append(f"| {group} | {label} | {cells} | {100 * m:.1f} | {pick} |")
+    if len(seeds) > 1:
+        lines += ["", f"Each cell is the mean over seeds {', '.join(map(str, seeds))}."]
     return "\n".join(lines)
 
 
@@ -790,6 +832,19 @@ SEEDS_GRID_PAIRS = [
     ("DCPC", "DCPC w/o L_ambiguity"),
     ("DCPC", "DCPC w/o PCM"),
     ("P-Tuning v2 (DCPC's size)", "DCPC"),
+    ("P-Tuning v2", "DCPC (lambda1 0.1)"),
+    ("LoRA (r=4)", "DCPC (lambda1 0.1)"),
+    ("DCPC", "DCPC (lambda1 0.1)"),
+    ("Full-FT", "DCPC (lambda1 0.1)"),
+    ("DCPC", "DCPC w/o CLPA"),
+    ("DCPC", "DCPC w/o CLPA & PCM"),
+]
+
+SMOLLM2_CORE_PAIRS = [
+    ("P-Tuning v2", "DCPC"),
+    ("P-Tuning v2", "DCPC (lambda1 0.1)"),
+    ("LoRA (r=4)", "DCPC (lambda1 0.1)"),
+    ("DCPC", "DCPC (lambda1 0.1)"),
 ]
 
 PCM_READING_RUNS = [
@@ -1036,6 +1091,35 @@ BLOCKS = {
             "LoRA (r=4)": ["LoRA (r=4) lr 1e-3", "LoRA (r=4) lr 3e-3", "LoRA (r=4) lr 1e-2"],
             "Full-FT": ["Full-FT lr 2e-5", "Full-FT lr 5e-5"],
         },
+    ),
+    "issue15_demo_rt_ambiguity_probe_choice": lambda: probe_choice_over_columns(
+        "issue15_demo_rt_ambiguity_probe",
+        {
+            "DCPC": [
+                "DCPC (eq. 4 cross-entropy lambda1 1)",
+                "DCPC (eq. 4 KL lambda1 1)",
+                "DCPC (eq. 4 cross-entropy lambda1 0.3)",
+                "DCPC (eq. 4 cross-entropy lambda1 0.1)",
+                "DCPC w/o L_ambiguity",
+            ]
+        },
+        also=("issue15_demo_rt_shift_seeds",),
+        reference=("DCPC w/o L_ambiguity",),
+    ),
+    "issue15_smollm2_core": lambda: tables("issue15_smollm2_core"),
+    "issue15_smollm2_core_differences": lambda: (
+        drop_differences("issue15_smollm2_core", SMOLLM2_CORE_PAIRS, "Rotten Tomatoes", "RT-A")
+        + "\n\n"
+        + differences("issue15_smollm2_core", SMOLLM2_CORE_PAIRS)
+    ),
+    "issue15_smollm2_core_terms": lambda: run_terms(
+        "issue15_smollm2_core",
+        "DCPC (lambda1 0.1)",
+        ["gate_cos_rate", "gate_ambiguity_rate", "loss_task", "loss_ambiguity", "loss_align", "loss_kl"],
+    ),
+    "issue15_smollm2_sst2_terms": lambda: runs_with_validation(
+        ["issue15_smollm2_sst2_dcpc", "issue15_smollm2_sst2_diagnosis"],
+        ["gate_cos_rate", "gate_ambiguity_rate", "loss_task", "loss_ambiguity", "loss_align", "loss_kl"],
     ),
     "profile_step_minilm": profile,
     "demo_splits": demo_splits,

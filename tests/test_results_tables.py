@@ -86,6 +86,35 @@ def test_probe_choice_reads_validation_and_names_ties(tables, monkeypatch):
     ]
 
 
+def test_probe_over_columns_averages_seeds_and_never_chooses_a_reference_row(tables, monkeypatch):
+    def run(label, column, seed, val, test):
+        metrics = {"validation_accuracy": val, "test_accuracy": test}
+        return {"method": label, "column": column, "seed": seed, "status": "ok", "metrics": metrics}
+
+    probe = [
+        run("a", "C", 0, 0.6, 0.5),
+        run("a", "C", 1, 0.8, 0.7),
+        run("a", "S", 0, 0.4, 0.4),
+        run("a", "S", 1, 0.6, 0.4),
+        run("b", "C", 0, 0.7, 0.9),
+        run("b", "C", 1, 0.7, 0.9),
+        run("b", "S", 0, 0.5, 0.9),
+        run("b", "S", 1, 0.4, 0.9),
+    ]
+    # the reference row is from another grid: its seed 2 and column T are outside the probe and left out
+    other = [run("ref", c, s, 0.9, 0.1) for c in ("C", "S", "T") for s in (0, 1, 2)]
+    monkeypatch.setattr(tables, "grid", lambda name: (None, probe if name == "probe" else other))
+    lines = tables.probe_choice_over_columns(
+        "probe", {"G": ["a", "b", "ref"]}, also=("other",), reference=("ref",)
+    ).splitlines()
+    assert lines[2:5] == [
+        "| G | a | 70.0 | 60.0 | 50.0 | 40.0 | 60.0 | yes |",  # mean validation (0.7 + 0.5) / 2
+        "| G | b | 70.0 | 90.0 | 45.0 | 90.0 | 57.5 |  |",  # test never decides
+        "| G | ref | 90.0 | 10.0 | 90.0 | 10.0 | 90.0 | (reference, not a candidate) |",
+    ]
+    assert lines[-1] == "Each cell is the mean over seeds 0, 1."
+
+
 def test_the_demo_splits_record_is_what_the_script_computes_today():
     """benchmarks/results/demo_splits.json (the majority class and shared movies the demo section quotes)
     is recomputed from the data, and seed 0's test majority agrees with the one benchmarks/peft_prefix_minilm.py
