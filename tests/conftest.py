@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import importlib.util
 import random
+import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -11,6 +14,21 @@ import torch.distributed as dist
 from prefalign.data.examples import Example, TaskDataset
 from prefalign.models.loading import LoadedModel, prepare_tokenizer
 from prefalign.models.tiny import tiny_backbone
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def load_benchmark(name: str):
+    """benchmarks/<name>.py as a module, with benchmarks/ on sys.path for the helpers its scripts import from
+    beside them (shared_data, op_profile)."""
+    folder = str(ROOT / "benchmarks")
+    if folder not in sys.path:
+        sys.path.insert(0, folder)
+    spec = importlib.util.spec_from_file_location(name, ROOT / "benchmarks" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
 
 WORDS = (
     "good great fine lovely superb bad awful poor dull boring movie film plot actor scene story "

@@ -3,13 +3,13 @@ summary's quantiles and pass shares are those of the recorded values."""
 
 from __future__ import annotations
 
-import importlib.util
 import math
 from pathlib import Path
 
 import pytest
 import torch
 
+from conftest import load_benchmark
 from prefalign.methods.dcpc import losses
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -17,9 +17,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 @pytest.fixture(scope="module")
 def bench():
-    spec = importlib.util.spec_from_file_location("dcpc_gate_quantiles", ROOT / "benchmarks" / "dcpc_gate_quantiles.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = load_benchmark("dcpc_gate_quantiles")
     return module
 
 

@@ -3,22 +3,19 @@ source, the grid's extra keys, and the per-part accuracy of its records."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 from pathlib import Path
 
 import pytest
+
+from conftest import load_benchmark
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
 def hh():
-    sys.path.insert(0, str(ROOT / "benchmarks"))  # dorm_hh imports shared_data from beside it
-    spec = importlib.util.spec_from_file_location("dorm_hh", ROOT / "benchmarks" / "dorm_hh.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = load_benchmark("dorm_hh")
     if not (module.HH.is_file() and module.DEMO.is_file()):
         pytest.skip("the HH-RLHF and DPO demo files of ../shared/data are not here")
     return module

@@ -4,22 +4,19 @@ in two pairs, and one-line errors for options that do not go together."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 from pathlib import Path
 
 import pytest
+
+from conftest import load_benchmark
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
 def hh():
-    sys.path.insert(0, str(ROOT / "benchmarks"))  # dorm_hh imports shared_data from beside it
-    spec = importlib.util.spec_from_file_location("dorm_hh", ROOT / "benchmarks" / "dorm_hh.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = load_benchmark("dorm_hh")
     if not all((module.SST2 / f"stsa.binary.{n}").is_file() for n in ("train", "dev", "test")):
         pytest.skip("the SST-2 sentence files of ../shared/data are not here")
     return module
