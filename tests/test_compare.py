@@ -276,6 +276,33 @@ def test_digest_ignores_defaults_and_output_dir_but_not_settings():
     assert config_digest(changed) != config_digest(exp)
 
 
+def test_digest_of_a_changed_default_keeps_old_records_and_reruns_new_ones():
+    """eq. 4's weight went from 1.0 to 0.1: a record made at 1.0 (its stored config says 1.0, which the
+    old digest left out) matches a config that sets 1.0, a run at the new default is a new setting, and
+    methods without eq. 4 hash the same whatever the weight is."""
+    from prefalign.compare.grid import config_digest
+    from prefalign.methods.dcpc.config import DCPCConfig
+    from prefalign.training.config import ExperimentConfig
+
+    assert DCPCConfig().lambda_ambiguity == 0.1
+
+    def exp(method):
+        return ExperimentConfig.from_dict({"model": {"name": "m"}, "method": method, "training": {"seed": 1}})
+
+    old_record = exp({"name": "dcpc", "lambda_ambiguity": 1.0}).to_dict()
+    old_without_field = exp({"name": "dcpc"}).to_dict()
+    del old_without_field["method"]["lambda_ambiguity"]  # hashed as the old default, 1.0
+    pinned = exp({"name": "dcpc", "lambda_ambiguity": 1.0})
+    assert config_digest(old_record) == config_digest(pinned) == config_digest(old_without_field)
+    assert config_digest(exp({"name": "dcpc"})) != config_digest(pinned)
+    assert config_digest(exp({"name": "dcpc"})) == config_digest(exp({"name": "dcpc", "lambda_ambiguity": 0.1}))
+    for name in ("ptuning-v2", "dcpc-no-ambiguity"):  # eq. 4 off: its weight cannot change the run
+        digests = {config_digest(exp({"name": name, "lambda_ambiguity": w})) for w in (0.1, 1.0, 0.3)}
+        assert digests == {config_digest(exp({"name": name}))}
+    on_again = exp({"name": "dcpc-no-ambiguity", "use_ambiguity": True, "lambda_ambiguity": 0.3})
+    assert config_digest(on_again) != config_digest(exp({"name": "dcpc-no-ambiguity", "use_ambiguity": True}))
+
+
 def test_a_missing_dataset_fails_before_any_training(grid_files):
     root, model = grid_files
     path = write_config(

@@ -61,7 +61,7 @@ def test_prefix_learning_config_holds_every_committed_record():
 
     # Issue 15 changed these DCPC defaults after the records were made (P-Tuning v2 never reads them; the DCPC
     # records describe the DCPC before issue 15, as the config's header says), so they are not compared.
-    changed_by_issue_15 = {"align_normalize", "pcm_mode", "pcm_aux_rank", "lambda_align"}
+    changed_by_issue_15 = {"align_normalize", "pcm_mode", "pcm_aux_rank", "lambda_align", "lambda_ambiguity"}
 
     def same(exp, record) -> bool:
         method = exp.method.to_dict()

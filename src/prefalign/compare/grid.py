@@ -91,7 +91,12 @@ def config_digest(experiment: ExperimentConfig | dict) -> str:
 
     Fields at their default value are left out (the method's at its variant's defaults), so a newer
     prefalign that adds an option (with a default that keeps the old behaviour) still recognises results
-    written before it existed; output_dir and progress never count.
+    written before it existed; output_dir and progress never count. A field whose default has changed
+    names the old one as ``digest_default`` (option metadata) and is compared with that instead: a run
+    at the new default then counts as a new setting, and a record made at the old one still matches a
+    config that sets the old value. A field with ``digest_when`` (the name of a boolean switch) counts only
+    while that switch is on, so a change of its default leaves the runs that do not use it (P-Tuning v2 is
+    DCPC with every switch off) matching.
     """
     data = experiment.to_dict() if isinstance(experiment, ExperimentConfig) else json.loads(json.dumps(experiment))
     data.get("training", {}).pop("output_dir", None)
@@ -102,14 +107,33 @@ def config_digest(experiment: ExperimentConfig | dict) -> str:
         data["data"]["annotations"] = _without_defaults(data["data"]["annotations"], AnnotationConfig)
     method = data.get("method", {})
     if method.get("name"):
-        defaults = method_class(method["name"]).make_config().to_dict()
-        data["method"] = {k: v for k, v in method.items() if k == "name" or k not in defaults or v != defaults[k]}
+        config = method_class(method["name"]).make_config()
+        fields = {f.name: f for f in dataclasses.fields(config)}
+        defaults = {name: _digest_default(f, getattr(config, name)) for name, f in fields.items()}
+        switched_off = {  # a field whose switch is off cannot change the run (eq. 4's weight without eq. 4)
+            name
+            for name, f in fields.items()
+            if "digest_when" in f.metadata and not method.get(f.metadata["digest_when"], getattr(config, f.metadata["digest_when"]))
+        }
+        data["method"] = {
+            k: v
+            for k, v in method.items()
+            if k == "name" or (k not in switched_off and (k not in defaults or v != defaults[k]))
+        }
     return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
 
 
 def _without_defaults(section: dict, cls: type[ConfigBase]) -> dict:
-    defaults = {f.name: _default(f) for f in dataclasses.fields(cls)}
+    defaults = {f.name: _digest_default(f, _default(f)) for f in dataclasses.fields(cls)}
     return {k: v for k, v in section.items() if k not in defaults or v != defaults[k]}
+
+
+def _digest_default(f: dataclasses.Field, default):
+    """The value a digest leaves out: the field's ``digest_default`` (its default before a change) where it
+    has one and ``default`` is the field's own default (a method variant that sets the field keeps its own)."""
+    if "digest_default" in f.metadata and default == _default(f):
+        return f.metadata["digest_default"]
+    return default
 
 
 def _default(f: dataclasses.Field):
