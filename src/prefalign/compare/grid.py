@@ -110,11 +110,9 @@ def config_digest(experiment: ExperimentConfig | dict) -> str:
         config = method_class(method["name"]).make_config()
         fields = {f.name: f for f in dataclasses.fields(config)}
         defaults = {name: _digest_default(f, getattr(config, name)) for name, f in fields.items()}
-        switched_off = {  # a field whose switch is off cannot change the run (eq. 4's weight without eq. 4)
-            name
-            for name, f in fields.items()
-            if "digest_when" in f.metadata and not method.get(f.metadata["digest_when"], getattr(config, f.metadata["digest_when"]))
-        }
+        switches = {name: f.metadata["digest_when"] for name, f in fields.items() if "digest_when" in f.metadata}
+        # a field whose switch is off cannot change the run (eq. 4's weight without eq. 4)
+        switched_off = {name for name, switch in switches.items() if not method.get(switch, getattr(config, switch))}
         data["method"] = {
             k: v
             for k, v in method.items()
