@@ -299,3 +299,27 @@ def test_a_grown_grid_trains_only_the_runs_its_records_lack(vocab_file, tmp_path
     assert "taken from" not in out and "1 runs, 0 already finished, 1 to run" in out
     (new,) = read_records(records)
     assert new["config_digest"] != old["config_digest"]
+
+
+# Grids whose committed records all describe today's settings: each record's digest must equal its run's, so
+# `--records` restores them instead of training again (and a changed default, such as eq. 4's weight moving
+# from 1 to 0.1, cannot silently make them stand for runs they are not).
+CURRENT_GRIDS = [
+    "demo_minilm",
+    "issue15_demo_rt_shift_seeds",
+    "issue15_demo_rt_ambiguity_probe",
+    "issue15_smollm2_core",
+    "issue15_smollm2_sst2_diagnosis",
+    "annotator_models_dcpc_minilm",
+    "ptloss_sst2_minilm",
+]
+
+
+@pytest.mark.parametrize("name", CURRENT_GRIDS)
+def test_every_committed_record_of_a_current_grid_matches_its_config(name):
+    cfg = load_compare_config(str(ROOT / "configs" / "compare" / f"{name}.yaml"))
+    records = {r["run_id"]: r for r in read_records(RESULTS / f"compare_{name}.jsonl")}
+    specs = {spec.run_id: spec for spec in plan(cfg)}
+    assert records and set(records) <= set(specs)
+    for run_id, record in records.items():
+        assert record["config_digest"] == config_digest(specs[run_id].experiment(cfg, "out")), run_id
