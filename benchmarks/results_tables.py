@@ -326,6 +326,31 @@ def run_terms(name: str, method: str, keys: list[str]) -> str:
     return "\n".join(lines)
 
 
+def terms_by_method(name: str, methods: list[str], keys: list[str]) -> str:
+    """One row per method and column of ``name``: the median over its finished seeds of each logged term's
+    training-log mean in ``keys`` ('–' where the method logs no such term), with the seeds counted."""
+    import statistics
+
+    cfg, results = grid(name)
+    columns = list(dict.fromkeys(r["column"] for r in results if r))
+    lines = [
+        "| method | column | seeds | test accuracy | " + " | ".join(keys) + " |",
+        "|---|---|---:|---:|" + "---:|" * len(keys),
+    ]
+    for method in methods:
+        for column in columns:
+            runs = [r for r in results if r and r["method"] == method and r["column"] == column and r["status"] == "ok"]
+            if not runs:
+                continue
+            cells = []
+            for k in keys:
+                values = [r["metrics"][k + "_mean"] for r in runs if k + "_mean" in r["metrics"]]
+                cells.append(f"{statistics.median(values):.4f}" if values else "–")
+            accuracy = statistics.median(100 * r["metrics"]["test_accuracy"] for r in runs)
+            lines.append(f"| {method} | {column} | {len(runs)} | {accuracy:.1f} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def profile(name: str = "profile_step_minilm") -> str:
     """The step profile of benchmarks/profile_step.py --records: memory and op counts per method."""
     records = [json.loads(line) for line in (RESULTS / f"{name}.jsonl").read_text().splitlines() if line.strip()]
@@ -847,6 +872,40 @@ SMOLLM2_CORE_PAIRS = [
     ("DCPC", "DCPC (lambda1 0.1)"),
 ]
 
+# The full SmolLM2 grid (configs/compare/issue15_smollm2.yaml): DCPC as chosen (lambda1 0.1) against every
+# baseline, then each ablation against it (each removes one part from the chosen DCPC).
+SMOLLM2_GRID_PAIRS = [
+    ("P-Tuning v2", "DCPC (lambda1 0.1)"),
+    ("P-Tuning v2 (DCPC's size)", "DCPC (lambda1 0.1)"),
+    ("LoRA (r=4)", "DCPC (lambda1 0.1)"),
+    ("Learned-Adapter", "DCPC (lambda1 0.1)"),
+    ("Full-FT", "DCPC (lambda1 0.1)"),
+    ("DCPC", "DCPC (lambda1 0.1)"),
+    ("DCPC (lambda1 0.1)", "DCPC (per-input PCM)"),
+    ("DCPC (lambda1 0.1)", "DCPC w/o CLPA"),
+    ("DCPC (lambda1 0.1)", "DCPC w/o PCM"),
+    ("DCPC (lambda1 0.1)", "DCPC w/o L_ambiguity"),
+    ("DCPC (lambda1 0.1)", "DCPC w/o CLPA & PCM"),
+]
+SMOLLM2_GRID_DCPC_ROWS = [
+    "DCPC (lambda1 0.1)",
+    "DCPC (per-input PCM)",
+    "DCPC w/o CLPA",
+    "DCPC w/o PCM",
+    "DCPC w/o L_ambiguity",
+    "DCPC w/o CLPA & PCM",
+    "DCPC",
+]
+TERM_KEYS = [
+    "gate_cos_rate",
+    "gate_ambiguity_rate",
+    "loss_task",
+    "loss_ambiguity",
+    "loss_align",
+    "loss_kl",
+    "pcm_scale_spread",
+]
+
 PCM_READING_RUNS = [
     "dcpc_pcm_spread_rt_a_seed0",
     "dcpc_pcm_spread_rt_a_seed0_mu100",
@@ -1117,6 +1176,13 @@ BLOCKS = {
         "DCPC (lambda1 0.1)",
         ["gate_cos_rate", "gate_ambiguity_rate", "loss_task", "loss_ambiguity", "loss_align", "loss_kl"],
     ),
+    "issue15_smollm2": lambda: tables("issue15_smollm2"),
+    "issue15_smollm2_drops": lambda: "\n\n".join(
+        drop_differences("issue15_smollm2", SMOLLM2_GRID_PAIRS, clean, shifted)
+        for clean, shifted in (("Rotten Tomatoes", "RT-A"), ("SST-2", "SST-2-A"), ("SST-2", "SST-2-P"))
+    ),
+    "issue15_smollm2_differences": lambda: differences("issue15_smollm2", SMOLLM2_GRID_PAIRS),
+    "issue15_smollm2_terms": lambda: terms_by_method("issue15_smollm2", SMOLLM2_GRID_DCPC_ROWS, TERM_KEYS),
     "issue15_smollm2_sst2_terms": lambda: runs_with_validation(
         ["issue15_smollm2_sst2_dcpc", "issue15_smollm2_sst2_diagnosis"],
         ["gate_cos_rate", "gate_ambiguity_rate", "loss_task", "loss_ambiguity", "loss_align", "loss_kl"],
