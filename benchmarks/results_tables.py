@@ -351,6 +351,32 @@ def terms_by_method(name: str, methods: list[str], keys: list[str]) -> str:
     return "\n".join(lines)
 
 
+def term_gradients(names: list[str]) -> str:
+    """benchmarks/dcpc_term_gradients.py's records (``benchmarks/results/<name>.json``): per run and stage, each
+    weighted term's gradient norm on the static prefix and on the PCM (median over the measured batches) and its
+    median ratio to the task loss's."""
+    lines = [
+        "| run | stage | test accuracy | pairs through the ambiguity gate | term | prefix: norm | prefix: / task "
+        "| PCM: norm | PCM: / task |",
+        "|---|---|---:|---:|---|---:|---:|---:|---:|",
+    ]
+    for name in names:
+        d = json.loads((RESULTS / f"{name}.json").read_text())
+        for stage, v in d["stages"].items():
+            rates = [b["terms"].get("gate_ambiguity_rate", 0.0) for b in v["batches"]]
+            gated = f"{100 * sum(rates) / len(rates):.2f}% ({sum(r > 0 for r in rates)} of {len(rates)} batches)"
+            for term in ("task", "ambiguity", "align", "kl"):
+                cells = []
+                for group in ("prefix", "pcm"):
+                    m = v["medians"][f"{term}/{group}"]
+                    cells += [f"{m['norm']:.2e}", f"{m['ratio_to_task']:.1e}"]
+                model, column, method, seed = d["run"].split("/")
+                run = f"{model}, {column}, {method}, {seed}"
+                accuracy = f"{100 * v['test_accuracy']:.1f}"
+                lines.append(f"| {run} | {stage} | {accuracy} | {gated} | {term} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def profile(name: str = "profile_step_minilm") -> str:
     """The step profile of benchmarks/profile_step.py --records: memory and op counts per method."""
     records = [json.loads(line) for line in (RESULTS / f"{name}.jsonl").read_text().splitlines() if line.strip()]
@@ -1183,6 +1209,13 @@ BLOCKS = {
     ),
     "issue15_smollm2_differences": lambda: differences("issue15_smollm2", SMOLLM2_GRID_PAIRS),
     "issue15_smollm2_terms": lambda: terms_by_method("issue15_smollm2", SMOLLM2_GRID_DCPC_ROWS, TERM_KEYS),
+    "dcpc_term_gradients": lambda: term_gradients(
+        [
+            "dcpc_term_gradients_minilm",
+            "dcpc_term_gradients_smollm2",
+            "dcpc_term_gradients_smollm2_per_input",
+        ]
+    ),
     "issue15_smollm2_sst2_terms": lambda: runs_with_validation(
         ["issue15_smollm2_sst2_dcpc", "issue15_smollm2_sst2_diagnosis"],
         ["gate_cos_rate", "gate_ambiguity_rate", "loss_task", "loss_ambiguity", "loss_align", "loss_kl"],
