@@ -1177,6 +1177,14 @@ BLOCKS = {
             "Full-FT": ["Full-FT lr 2e-5", "Full-FT lr 5e-5"],
         },
     ),
+    "issue15_smollm2_lr_probe_choice": lambda: probe_choice_over_columns(
+        "issue15_smollm2_lr_probe",
+        {
+            "P-Tuning v2": ["P-Tuning v2 lr 3e-3", "P-Tuning v2", "P-Tuning v2 lr 3e-2"],
+            "LoRA (r=4)": ["LoRA (r=4) lr 3e-4", "LoRA (r=4)", "LoRA (r=4) lr 3e-3"],
+        },
+        also=("issue15_smollm2",),
+    ),
     "issue15_demo_rt_ambiguity_probe_choice": lambda: probe_choice_over_columns(
         "issue15_demo_rt_ambiguity_probe",
         {
