@@ -38,8 +38,15 @@ from prefalign.compare.records import fill_from_records, read_records
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))  # the scripts it reads tables from import shared_data
 RESULTS = ROOT / "benchmarks" / "results"
+# The gate rates and eq. 13 terms a DCPC run logs (each record keeps their means over the training logs).
+LOSS_TERMS = ["gate_cos_rate", "gate_ambiguity_rate", "loss_task", "loss_ambiguity", "loss_align", "loss_kl"]
 PAGES = ["README.md", *sorted(str(p.relative_to(ROOT)) for p in (ROOT / "docs").rglob("*.md"))]
 MARKER = re.compile(r"(<!-- results:([\w-]+) -->\n)(.*?)(<!-- /results:\2 -->)", re.S)
+
+
+def result(name: str) -> dict:
+    """benchmarks/results/<name>.json, as a benchmark script wrote it."""
+    return json.loads((RESULTS / f"{name}.json").read_text())
 
 
 def grid(name: str):
@@ -137,7 +144,7 @@ def annotator_accuracy(name: str, baselines: str) -> str:
             cells.append(f"{median:.1f} ({min(values):.1f}-{max(values):.1f})" if values else "–")
         params = runs[0]["tunable_params"] if runs else None
         lines.append(f"| {m.label} | {params / 1e3:.1f}K | " + " | ".join(cells) + " |")
-    record = json.loads((RESULTS / f"{baselines}.json").read_text())
+    record = result(baselines)
     for predictor in dict.fromkeys(row["predictor"] for row in record["rows"]):
         acc = {row["dataset"]: row["metrics"]["accuracy"] for row in record["rows"] if row["predictor"] == predictor}
         cells = [f"{100 * acc[c]:.1f}" if c in acc else "–" for c in columns]
@@ -147,7 +154,7 @@ def annotator_accuracy(name: str, baselines: str) -> str:
 
 def annotator_baselines(baselines: str) -> str:
     """Every metric of the text-blind predictors (benchmarks/annotation_baselines.py --output)."""
-    record = json.loads((RESULTS / f"{baselines}.json").read_text())
+    record = result(baselines)
     lines = [
         f"`{record['command']}`:",
         "",
@@ -331,7 +338,7 @@ def terms_by_method(name: str, methods: list[str], keys: list[str]) -> str:
     training-log mean in ``keys`` ('–' where the method logs no such term), with the seeds counted."""
     import statistics
 
-    cfg, results = grid(name)
+    _, results = grid(name)
     columns = list(dict.fromkeys(r["column"] for r in results if r))
     lines = [
         "| method | column | seeds | test accuracy | " + " | ".join(keys) + " |",
@@ -361,18 +368,17 @@ def term_gradients(names: list[str]) -> str:
         "|---|---|---:|---:|---|---:|---:|---:|---:|",
     ]
     for name in names:
-        d = json.loads((RESULTS / f"{name}.json").read_text())
+        d = result(name)
+        run = ", ".join(d["run"].split("/"))  # model, column, method, seed
         for stage, v in d["stages"].items():
             rates = [b["terms"].get("gate_ambiguity_rate", 0.0) for b in v["batches"]]
             gated = f"{100 * sum(rates) / len(rates):.2f}% ({sum(r > 0 for r in rates)} of {len(rates)} batches)"
+            accuracy = f"{100 * v['test_accuracy']:.1f}"
             for term in ("task", "ambiguity", "align", "kl"):
                 cells = []
                 for group in ("prefix", "pcm"):
                     m = v["medians"][f"{term}/{group}"]
                     cells += [f"{m['norm']:.2e}", f"{m['ratio_to_task']:.1e}"]
-                model, column, method, seed = d["run"].split("/")
-                run = f"{model}, {column}, {method}, {seed}"
-                accuracy = f"{100 * v['test_accuracy']:.1f}"
                 lines.append(f"| {run} | {stage} | {accuracy} | {gated} | {term} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -421,7 +427,7 @@ def paired_rounds(name: str, pairs: list[tuple[str, str, str]]) -> str:
     how many rounds were above 1, from the raw times (CPU time of the compute thread)."""
     import statistics
 
-    d = json.loads((RESULTS / f"{name}.json").read_text())
+    d = result(name)
     start = d.get("load_average_start")
     lines = []
     for raw in d["raw"]:
@@ -459,7 +465,7 @@ def prefix_probe(names: list[str]) -> str:
         "|---|---:|---|---|---:|---:|---:|",
     ]
     for name in names:
-        d = json.loads((RESULTS / f"{name}.json").read_text())
+        d = result(name)
         raw = d["raw_thread_cpu_seconds"]
         for label in d["ratios"]:
             a, b = (x.strip() for x in label.split(" / "))
@@ -501,7 +507,7 @@ KL19_PAIRS = [
 
 def gate_rates() -> str:
     """benchmarks/dcpc_gate_rate_probe.py: the share of ordered pairs each gate passed in speed_memory's DCPC step."""
-    d = json.loads((RESULTS / "dcpc_gate_rate_probe.json").read_text())
+    d = result("dcpc_gate_rate_probe")
     lines = [
         f"Per training step, share of the B (B - 1) ordered pairs; {d['machine']}, load average "
         f"{d['load_average'][0]:.1f}; `benchmarks/results/dcpc_gate_rate_probe.json`.",
@@ -521,7 +527,7 @@ def gate_rates() -> str:
 
 def dcpc_terms(name: str = "dcpc_terms_profile") -> str:
     """benchmarks/dcpc_terms_profile.py: each DCPC pair term's forward + backward, ms per step."""
-    d = json.loads((RESULTS / f"{name}.json").read_text())
+    d = result(name)
     cols = sorted({(r["model"], r["batch"]) for r in d["rows"]}, key=lambda c: (c[0] != "tiny", c[1]))
     cell = {(r["model"], r["batch"], r["term"]): r["ms"] for r in d["rows"]}
     names = list(dict.fromkeys(r["term"] for r in d["rows"]))
@@ -539,7 +545,7 @@ def dcpc_terms(name: str = "dcpc_terms_profile") -> str:
 
 def infer_parts(name: str) -> str:
     """benchmarks/dcpc_infer_profile.py: the interleaved forwards and each part of DCPC's prefix path, ms."""
-    d = json.loads((RESULTS / f"{name}.json").read_text())
+    d = result(name)
     f = d["forward_ms"]
     lines = [
         f"{d['model']}, batch {d['batch']}, m {d['prefix_length']}, {d['rounds']} interleaved rounds; load average "
@@ -567,7 +573,7 @@ ABLATION_PAIRS = [
 
 def demo_splits() -> str:
     """The demo's test majority class and the movies its splits share, per seed (benchmarks/demo_splits.py)."""
-    record = json.loads((RESULTS / "demo_splits.json").read_text())
+    record = result("demo_splits")
     seeds = record["seeds"]
     ids = ", ".join(str(s["seed"]) for s in seeds)
     majority = ", ".join(f"{s['test_majority_share']:.3f}" for s in seeds)
@@ -585,9 +591,7 @@ def demo_splits() -> str:
 def demo_per_seed(name: str = "demo_minilm") -> str:
     """Every demo run: test and validation accuracy, DCPC's mean cosine-gate rate, seconds, per seed."""
     cfg, results = grid(name)
-    majority = {
-        s["seed"]: s["test_majority_share"] for s in json.loads((RESULTS / "demo_splits.json").read_text())["seeds"]
-    }
+    majority = {s["seed"]: s["test_majority_share"] for s in result("demo_splits")["seeds"]}
     lines = [
         "| seed | method | train labels | test accuracy | test majority class | validation accuracy "
         "| share of pairs through the cosine gate | seconds |",
@@ -707,7 +711,7 @@ def lewidi2023_published(name: str = "annotator_models_minilm") -> str:
     with their sources, each value the text its source prints) beside ours from the grid's records: per
     Le-Wi-Di set, the 'LoRA / soft' row and the row with the lowest median test lewidi_ce, each with its
     median test micro_f1."""
-    published = json.loads((RESULTS / "lewidi2023_published.json").read_text())["entries"]
+    published = result("lewidi2023_published")["entries"]
     lines = [
         "Published (full test sets; each value as its source prints it):",
         "",
@@ -751,7 +755,7 @@ def lewidi2023_published(name: str = "annotator_models_minilm") -> str:
 def lewidi2023_scorer_check() -> str:
     """benchmarks/results/lewidi2023_scorer_check.json: the organisers' recipe, our result-file scores and our
     pipeline's lewidi_ce / micro_f1 on the full Le-Wi-Di 2023 test sets, and whether all three agree."""
-    record = json.loads((RESULTS / "lewidi2023_scorer_check.json").read_text())
+    record = result("lewidi2023_scorer_check")
     lines = [
         f"`{record['command']}` ({record['machine']}, seconds):",
         "",
@@ -817,7 +821,7 @@ def gate_pair_terms(names: list[str]) -> str:
         "|---|---:|---:|---|---:|---:|---:|",
     ]
     for name in names:
-        record = json.loads((RESULTS / f"{name}.json").read_text())
+        record = result(name)
         for term, e in record.get("pair_terms_on_cos_gated_pairs", {}).items():
             mean = "–" if e["mean"] is None else _small(e["mean"])
             top = "–" if e["max"] is None else _small(e["max"])
@@ -850,7 +854,7 @@ def pcm_spread_table(names: list[str]) -> str:
     """benchmarks/dcpc_gate_quantiles.py's PCM records (issue 15): per run, the PCM's outputs at the first
     training step and averaged over the last 50 (mu, its spread across the batch, sigma, the noise-free p_pref's
     spread x d, the gradient reaching mu, the meta-matrix and the row scales), and the pair terms behind the gate."""
-    records = [json.loads((RESULTS / f"{n}.json").read_text()) for n in names]
+    records = [result(n) for n in names]
     head = " | ".join(f"alpha {r['pcm_mu_scale']:g}: step 1 | alpha {r['pcm_mu_scale']:g}: last 50" for r in records)
     lines = ["| quantity | " + head + " |", "|---|" + "---:|" * (2 * len(records))]
     for key in PCM_SPREAD_KEYS:
@@ -922,15 +926,7 @@ SMOLLM2_GRID_DCPC_ROWS = [
     "DCPC w/o CLPA & PCM",
     "DCPC",
 ]
-TERM_KEYS = [
-    "gate_cos_rate",
-    "gate_ambiguity_rate",
-    "loss_task",
-    "loss_ambiguity",
-    "loss_align",
-    "loss_kl",
-    "pcm_scale_spread",
-]
+TERM_KEYS = LOSS_TERMS + ["pcm_scale_spread"]
 
 PCM_READING_RUNS = [
     "dcpc_pcm_spread_rt_a_seed0",
@@ -953,7 +949,7 @@ def pcm_readings_table(names: list[str] = PCM_READING_RUNS) -> str:
         "|---|---|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for name in names:
-        r = json.loads((RESULTS / f"{name}.json").read_text())
+        r = result(name)
         last = r["pcm_outputs_last_50_steps"]
 
         def cell(key, last=last):
@@ -972,7 +968,7 @@ def pcm_readings_table(names: list[str] = PCM_READING_RUNS) -> str:
 def gate_quantiles(name: str = "dcpc_gate_quantiles_rt_a_seed0") -> str:
     """benchmarks/dcpc_gate_quantiles.py's record: quantiles of each gate score over the cosine-gated pairs,
     and the share of them each candidate tau_ambiguity passes, over the whole run and its last 50 steps."""
-    record = json.loads((RESULTS / f"{name}.json").read_text())
+    record = result(name)
     parts = [k for k in ("whole_run", "last_50_steps") if k in record]
     first = record[parts[0]]["kl"]
     qs, taus = list(first["quantiles"]), list(first["pass_share_of_cos_gated"])
@@ -1075,7 +1071,7 @@ BLOCKS = {
     "annotator_models_dcpc_minilm_terms": lambda: run_terms(
         "annotator_models_dcpc_minilm",
         "DCPC / soft",
-        ["gate_cos_rate", "gate_ambiguity_rate", "loss_task", "loss_ambiguity", "loss_align", "loss_kl"],
+        LOSS_TERMS,
     ),
     "annotator_models_dcpc_minilm_vs_lora": lambda: across(
         "annotator_models_minilm",
@@ -1122,7 +1118,7 @@ BLOCKS = {
     "issue15_demo_rt_shift_seeds_terms": lambda: run_terms(
         "issue15_demo_rt_shift_seeds",
         "DCPC",
-        ["gate_cos_rate", "gate_ambiguity_rate", "loss_task", "loss_ambiguity", "loss_align", "loss_kl"],
+        LOSS_TERMS,
     ),
     "dcpc_gate_quantiles_rt_a_seed0": gate_quantiles,
     "dcpc_gate_pair_terms": lambda: gate_pair_terms(["dcpc_gate_quantiles_rt_a_seed0_tau0.01"]),
@@ -1130,7 +1126,7 @@ BLOCKS = {
     "issue15_tau_ambiguity_sweep_choice": lambda: sweep_choice(
         "issue15_tau_ambiguity_sweep",
         "RT-A",
-        ["gate_cos_rate", "gate_ambiguity_rate", "loss_task", "loss_ambiguity", "loss_align", "loss_kl"],
+        LOSS_TERMS,
     ),
     "issue15_tau_ambiguity_pcm_lr_table": lambda: tables("issue15_tau_ambiguity_pcm_lr"),
     "issue15_tau_ambiguity_pcm_lr": lambda: "\n\n".join(
@@ -1138,7 +1134,7 @@ BLOCKS = {
         + sweep_choice(
             "issue15_tau_ambiguity_pcm_lr",
             "RT-A",
-            ["gate_cos_rate", "gate_ambiguity_rate", "loss_task", "loss_ambiguity", "loss_align", "loss_kl"],
+            LOSS_TERMS,
             seed=seed,
         )
         for seed in (0, 1)
@@ -1208,7 +1204,7 @@ BLOCKS = {
     "issue15_smollm2_core_terms": lambda: run_terms(
         "issue15_smollm2_core",
         "DCPC (lambda1 0.1)",
-        ["gate_cos_rate", "gate_ambiguity_rate", "loss_task", "loss_ambiguity", "loss_align", "loss_kl"],
+        LOSS_TERMS,
     ),
     "issue15_smollm2": lambda: tables("issue15_smollm2"),
     "issue15_smollm2_drops": lambda: "\n\n".join(
@@ -1226,7 +1222,7 @@ BLOCKS = {
     ),
     "issue15_smollm2_sst2_terms": lambda: runs_with_validation(
         ["issue15_smollm2_sst2_dcpc", "issue15_smollm2_sst2_diagnosis"],
-        ["gate_cos_rate", "gate_ambiguity_rate", "loss_task", "loss_ambiguity", "loss_align", "loss_kl"],
+        LOSS_TERMS,
     ),
     "profile_step_minilm": profile,
     "demo_splits": demo_splits,
