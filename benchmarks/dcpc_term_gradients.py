@@ -81,6 +81,8 @@ def measure(exp, backbone, batches: int) -> dict:
     from prefalign.training.splits import load_splits
 
     t0 = time.time()
+    # train loads the splits itself, after seeding, exactly as the grid's run did; passing them in would skip that
+    # load and could shift the initialisation, so the measured run would no longer be the grid's. Load them again.
     result = train(copy.deepcopy(exp), backbone=backbone, overwrite=True)
     model = result.model.eval()
     train_set, _, _ = load_splits(exp.data, exp.training.seed)
