@@ -156,6 +156,8 @@ def test_shards_split_a_grid_between_processes_without_overlap(grid_files, tmp_p
     assert f"{len(first)} to run (shard 1 of 2)" in out and f"{len(first)} of 4 runs finished" in out
     rc, out, _ = run_main(["compare", "--config", str(path), "--dry-run"])
     assert out.splitlines() == [f"{'done' if i in first else 'todo'}  {i}" for i in ids]
+    rc, out, _ = run_main(["compare", "--config", str(path), "--dry-run", "--shard", "2/2"])
+    assert out.splitlines() == [f"todo  {i}" for i in ids if i not in first]
     rc, out, _ = run_main(["compare", "--config", str(path), "--shard", "2/2"])
     assert rc == 0 and f"{len(first)} already finished, {4 - len(first)} to run (shard 2 of 2)" in out
     assert "4 of 4 runs finished" in out

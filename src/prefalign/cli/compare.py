@@ -20,7 +20,11 @@ def add_parser(subparsers) -> None:
         config_help="compare YAML (see configs/compare/)",
         set_help="override a compare config value, e.g. --set base.training.max_steps=20 (repeatable)",
     )
-    p.add_argument("--dry-run", action="store_true", help="list the runs and which are finished, train nothing")
+    p.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="list the runs (only --shard's, given one) and which are finished; train nothing",
+    )
     p.add_argument(
         "--shard",
         metavar="I/N",
@@ -94,7 +98,7 @@ def run(args) -> int:
     from pathlib import Path
 
     from ..compare import load_compare_config, write_reports
-    from ..compare.grid import config_digest, grid_status, restore_from_records
+    from ..compare.grid import config_digest, grid_status, restore_from_records, shard_of
     from ..compare.queue import run_workers
     from ..compare.records import compact, fill_from_records, read_records, write_records
 
@@ -104,10 +108,13 @@ def run(args) -> int:
         if sys.argv[1:2] == ["compare"]
         else f"prefalign compare --config {args.config}"
     )
-    if args.dry_run:
+    if args.dry_run:  # with --shard, only the runs that shard takes
         status = grid_status(cfg)
         held = fill_from_records(status, read_records(args.records), config_digest) if args.records else []
+        part, parts = args.shard
         for i, (spec, _, _, done) in enumerate(status):
+            if shard_of(spec.run_id, parts) != part:
+                continue
             state = "done" if done else "done (records)" if held and held[i] else "todo"
             print(f"{state}  {spec.run_id}")
         return 0
