@@ -666,9 +666,16 @@ def probe_choice_over_columns(
     ok = [r for r in results if r and r.get("status") == "ok"]
     columns = list(dict.fromkeys(r["column"] for r in ok))
     seeds = sorted({r["seed"] for r in ok})
-    for other in also:
+    for other in also:  # a run both grids hold (same row, column and seed: the same settings) counts once
+        held = {(r["method"], r["column"], r["seed"]) for r in ok}
         ok += [
-            r for r in grid(other)[1] if r and r.get("status") == "ok" and r["seed"] in seeds and r["column"] in columns
+            r
+            for r in grid(other)[1]
+            if r
+            and r.get("status") == "ok"
+            and r["seed"] in seeds
+            and r["column"] in columns
+            and (r["method"], r["column"], r["seed"]) not in held
         ]
     runs: dict[tuple[str, str], list[dict]] = {}
     for r in ok:
@@ -908,6 +915,7 @@ SMOLLM2_GRID_PAIRS = [
     ("P-Tuning v2", "DCPC (lambda1 0.1)"),
     ("P-Tuning v2 (DCPC's size)", "DCPC (lambda1 0.1)"),
     ("LoRA (r=4)", "DCPC (lambda1 0.1)"),
+    ("LoRA (r=4) lr 3e-3", "DCPC (lambda1 0.1)"),
     ("Learned-Adapter", "DCPC (lambda1 0.1)"),
     ("Full-FT", "DCPC (lambda1 0.1)"),
     ("DCPC", "DCPC (lambda1 0.1)"),
