@@ -102,6 +102,7 @@ def test_probe_over_columns_averages_seeds_and_never_chooses_a_reference_row(tab
     ]
     # the reference row is from another grid: its seed 2 and column T are outside the probe and left out
     other = [run("ref", c, s, 0.9, 0.1) for c in ("C", "S", "T") for s in (0, 1, 2)]
+    other.append(run("a", "C", 0, 0.6, 0.5))  # a run both grids hold (the same row, column and seed) counts once
     monkeypatch.setattr(tables, "grid", lambda name: (None, probe if name == "probe" else other))
     lines = tables.probe_choice_over_columns(
         "probe", {"G": ["a", "b", "ref"]}, also=("other",), reference=("ref",)
