@@ -270,3 +270,56 @@ def test_push_to_hub_uploads_exactly_the_adapter_files_in_one_commit(base_folder
     ]
     for name in uploaded:
         assert (hub / "me/tiny-lora" / name).read_bytes() == (folder / name).read_bytes()
+
+
+@pytest.mark.parametrize("kind", ["bert", "llama"])
+def test_a_pruned_adalora_exports_its_kept_ranks_and_peft_computes_what_prefalign_computes(
+    kind, base_folders, tmp_path
+):
+    """Once AdaLoRA's budget schedule has pruned (its rank pattern is set), PEFT cuts each tensor to the kept
+    ranks when it writes, and resizes the modules by the pattern when it loads."""
+    from peft import PeftModel
+    from transformers import AutoModel, AutoModelForCausalLM, TrainerControl, TrainerState, TrainingArguments
+
+    from conftest import toy_sentiment
+
+    lm = load_backbone(str(base_folders[kind]))
+    ds = toy_sentiment(16)
+    prompt = prompt_for(lm)
+    spec = build_task_spec(ds, lm.geometry, lm.tokenizer, prompt)
+    collator = Collator(lm.tokenizer, lm.geometry, ds.num_classes, prompt)
+    torch.manual_seed(0)
+    params = {"init_r": 4, "target_r": 2, "tinit_ratio": 0.0, "tfinal_ratio": 0.2}
+    model = build_method(method_config("adalora", params), lm, spec)
+    data = batches(ds, collator, 8)
+    (callback,) = model.trainer_callbacks()
+    state = TrainerState(max_steps=10)
+    callback.on_train_begin(TrainingArguments(output_dir=str(tmp_path / "unused"), report_to=[]), state, None)
+    opt = torch.optim.AdamW(list(model.trainable_parameters().values()), lr=5e-2)
+    model.train()
+    for step in range(1, 11):
+        model(**data[step % len(data)]).loss.backward()
+        opt.step()
+        state.global_step = step
+        callback.on_optimizer_step(None, state, TrainerControl())
+        opt.zero_grad()
+    model.eval()
+    pattern = model.tuner.peft_config["default"].rank_pattern
+    assert pattern and any(not all(kept) for kept in pattern.values())  # some ranks were pruned
+    extra = {"label_names": ds.label_names, "prompt": {"template": prompt.template, "verbalizers": prompt.verbalizers}}
+    save_method(model, tmp_path / "adapter", backbone=lm, extra=extra)
+    folder = tmp_path / "adapter"
+    assert model.tuner.peft_config["default"].rank_pattern is pattern  # writing left the live config alone
+
+    from safetensors.torch import load_file
+
+    saved = load_file(str(folder / PEFT_WEIGHTS_FILE))
+    kept = {name.split(".lora_E")[0]: sum(k) for name, k in pattern.items()}  # keys: '<module>.lora_E.default'
+    for module, rank in kept.items():
+        assert saved[f"base_model.model.{module}.lora_E"].shape[0] == rank
+    batch = data[0]
+    auto = AutoModelForCausalLM if kind == "llama" else AutoModel
+    peft_model = PeftModel.from_pretrained(auto.from_pretrained(str(base_folders[kind])), str(folder)).eval()
+    with torch.no_grad():
+        ours = model(**{k: v for k, v in batch.items() if k not in {"labels", "target_dist"}}).logits
+    torch.testing.assert_close(peft_class_scores(peft_model, model, batch), ours, rtol=1e-4, atol=1e-5)

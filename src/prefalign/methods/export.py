@@ -114,6 +114,21 @@ def invocation() -> str:
 
 
 # -- PEFT's format -------------------------------------------------------------------------------------
+class _AsPeftModel(torch.nn.Module):
+    """A PEFT tuner under PeftModel's attribute name ``base_model``, so its state dict has PeftModel's keys."""
+
+    def __init__(self, tuner: torch.nn.Module, config) -> None:
+        super().__init__()
+        self.base_model = tuner
+        self.peft_config = {"default": config}
+
+    def __getattr__(self, name: str):
+        try:
+            return super().__getattr__(name)
+        except AttributeError:  # PeftModel forwards the tuner's methods (AdaLoRA's resize_state_dict_by_rank_pattern)
+            return getattr(self.base_model, name)
+
+
 def peft_export(model: Method, base_path: str, revision: str | None = None):
     """``(PEFT config, PEFT state dict)`` for ``model``, or a one-line reason PEFT cannot represent it.
 
@@ -128,14 +143,17 @@ def peft_export(model: Method, base_path: str, revision: str | None = None):
 
     geo = model.geo
     task_type = "CAUSAL_LM" if geo.is_decoder else "FEATURE_EXTRACTION"
-    if model.name in PEFT_TUNED:
-        # AdaLoRA's tuner object holds the config (and its rank pattern); the others record it on the model.
-        holder = model.tuner if model.name == "adalora" else model.classifier.model
+    if model.name == "adalora":
+        # AdaLoRA's tuner holds the config; once pruning has set its rank pattern, PEFT cuts each tensor to its
+        # kept ranks by PeftModel's key names ('base_model.model.<module>'), so the tuner is read as a PeftModel
+        # would hold it. PEFT rewrites the pattern's keys while it reads them: a copy of the config takes that.
+        config = copy.deepcopy(model.tuner.peft_config["default"])
+        state = get_peft_model_state_dict(_AsPeftModel(model.tuner, config), adapter_name="default")
+    elif model.name in PEFT_TUNED:  # the others record their config on the model and sit under 'base_model.model.'
+        holder = model.classifier.model
         config = copy.deepcopy(holder.peft_config["default"])
         state = get_peft_model_state_dict(holder, adapter_name="default")
-        # PEFT's own keys sit under PeftModel's 'base_model.model.'; AdaLoRA's tuner adds 'model.' itself.
-        lead = "base_model." if model.name == "adalora" else "base_model.model."
-        state = {lead + k: v for k, v in state.items()}
+        state = {"base_model.model." + k: v for k, v in state.items()}
     elif model.name == "prompt-tuning":
         weight = model.prompt.embedding.weight
         config = PeftPromptTuningConfig(
