@@ -377,3 +377,19 @@ def test_a_searched_ptloss_row_counts_as_finished_with_its_config_as_planned(gri
     rc, out, err = run_main(["compare", "--config", str(path), "--records", str(records)])
     assert rc == 0, err
     assert "1 already finished, 0 to run" in out
+
+
+def test_the_cpu_tables_1_2_grid_has_every_row_of_the_gpu_one_on_every_dataset_we_hold():
+    from prefalign.compare import load_compare_config
+
+    gpu = load_compare_config("configs/compare/paper_grid_gpu.yaml")
+    cpu = load_compare_config("configs/compare/paper_grid_smollm2.yaml")
+    assert [(m.name, m.training["learning_rate"]) for m in cpu.methods] == [
+        (m.name, m.training["learning_rate"]) for m in gpu.methods
+    ]
+    held = [d.name for d in gpu.datasets if d.name != "ReCoRD"]  # ReCoRD is not in ../shared/data
+    assert sorted(d.name for d in cpu.datasets) == sorted(held)
+    assert {d.name: d.shifted["name"] for d in cpu.datasets} == {
+        d.name: d.shifted["name"] for d in gpu.datasets if d.name in held
+    }
+    assert cpu.models[0].name == "smollm2-135m" and cpu.seeds == [0]
