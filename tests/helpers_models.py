@@ -61,3 +61,24 @@ def train_steps(model, data, steps: int = 5, lr: float = 1e-2, weight_decay: flo
         opt.step()
         losses.append(out.loss.item())
     return losses
+
+
+def train_with_schedule(model, data, steps: int, lr: float, output_dir) -> None:
+    """AdamW steps that also drive the method's own Trainer callbacks (AdaLoRA's budget schedule) as the
+    Trainer would: on_train_begin with ``steps`` as max_steps, then on_optimizer_step after every step."""
+    from transformers import TrainerControl, TrainerState, TrainingArguments
+
+    state, control = TrainerState(max_steps=steps), TrainerControl()
+    args = TrainingArguments(output_dir=str(output_dir), report_to=[])
+    callbacks = model.trainer_callbacks()
+    for cb in callbacks:
+        cb.on_train_begin(args, state, control)
+    opt = torch.optim.AdamW(list(model.trainable_parameters().values()), lr=lr)
+    model.train()
+    for step in range(1, steps + 1):
+        model(**data[step % len(data)]).loss.backward()
+        opt.step()
+        state.global_step = step
+        for cb in callbacks:
+            cb.on_optimizer_step(args, state, control)
+        opt.zero_grad()

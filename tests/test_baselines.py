@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from helpers_models import batches, sentiment_setup, train_steps
+from helpers_models import batches, sentiment_setup, train_steps, train_with_schedule
 from prefalign.errors import ConfigError
 from prefalign.methods import registry
 
@@ -92,22 +92,10 @@ def test_save_load_round_trip(backbone, tmp_path, name):
         assert torch.equal(loaded(**data[0]).logits, expected)
 
 
-def test_adalora_prunes_to_the_target_budget(tiny_bert):
-    from transformers import TrainerControl, TrainerState, TrainingArguments
-
+def test_adalora_prunes_to_the_target_budget(tiny_bert, tmp_path):
     torch.manual_seed(0)
     model, data = build(tiny_bert, "adalora", init_r=8, target_r=4, tinit_ratio=0.0, tfinal_ratio=0.2)
-    (callback,) = model.trainer_callbacks()
-    state = TrainerState(max_steps=10)
-    callback.on_train_begin(TrainingArguments(output_dir="unused", report_to=[]), state, TrainerControl())
-    opt = torch.optim.AdamW(list(model.trainable_parameters().values()), lr=1e-2)
-    model.train()
-    for step in range(1, 11):
-        model(**data[step % len(data)]).loss.backward()
-        opt.step()
-        state.global_step = step
-        callback.on_optimizer_step(None, state, None)
-        opt.zero_grad()
+    train_with_schedule(model, data, steps=10, lr=1e-2, output_dir=tmp_path)
     ranks = model.ranks()
     assert ranks and sum(ranks.values()) <= 4 * len(ranks)  # the budget: target_r per module on average
 

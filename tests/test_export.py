@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from conftest import build_tiny
-from helpers_models import batches, prompt_for, train_steps
+from helpers_models import batches, prompt_for, train_steps, train_with_schedule
 from prefalign.data.collator import Collator, build_task_spec
 from prefalign.errors import CheckpointError
 from prefalign.methods import build_method, load_method, method_config, save_method
@@ -43,8 +43,9 @@ def base_folders(tmp_path_factory, vocab_file):
     return out
 
 
-def trained(kind, base_folders, method, params, tmp_path, steps=2):
-    """(method, backbone, collator, batch, adapter folder): two training steps, then saved."""
+def trained(kind, base_folders, method, params, tmp_path, steps=2, schedule=False):
+    """(method, backbone, collator, batch, adapter folder): two training steps, then saved. ``schedule``: the
+    steps also drive the method's Trainer callbacks (AdaLoRA's pruning)."""
     from conftest import toy_sentiment
 
     lm = load_backbone(str(base_folders[kind]))
@@ -55,7 +56,10 @@ def trained(kind, base_folders, method, params, tmp_path, steps=2):
     torch.manual_seed(0)
     model = build_method(method_config(method, params), lm, spec)
     data = batches(ds, collator, 8)
-    train_steps(model, data, steps=steps, lr=5e-2)
+    if schedule:
+        train_with_schedule(model, data, steps=steps, lr=5e-2, output_dir=tmp_path / "trainer")
+    else:
+        train_steps(model, data, steps=steps, lr=5e-2)
     model.eval()
     extra = {"label_names": ds.label_names, "prompt": {"template": prompt.template, "verbalizers": prompt.verbalizers}}
     save_method(model, tmp_path / "adapter", backbone=lm, extra=extra)
@@ -279,45 +283,18 @@ def test_a_pruned_adalora_exports_its_kept_ranks_and_peft_computes_what_prefalig
     """Once AdaLoRA's budget schedule has pruned (its rank pattern is set), PEFT cuts each tensor to the kept
     ranks when it writes, and resizes the modules by the pattern when it loads."""
     from peft import PeftModel
-    from transformers import AutoModel, AutoModelForCausalLM, TrainerControl, TrainerState, TrainingArguments
+    from safetensors.torch import load_file
+    from transformers import AutoModel, AutoModelForCausalLM
 
-    from conftest import toy_sentiment
-
-    lm = load_backbone(str(base_folders[kind]))
-    ds = toy_sentiment(16)
-    prompt = prompt_for(lm)
-    spec = build_task_spec(ds, lm.geometry, lm.tokenizer, prompt)
-    collator = Collator(lm.tokenizer, lm.geometry, ds.num_classes, prompt)
-    torch.manual_seed(0)
     params = {"init_r": 4, "target_r": 2, "tinit_ratio": 0.0, "tfinal_ratio": 0.2}
-    model = build_method(method_config("adalora", params), lm, spec)
-    data = batches(ds, collator, 8)
-    (callback,) = model.trainer_callbacks()
-    state = TrainerState(max_steps=10)
-    callback.on_train_begin(TrainingArguments(output_dir=str(tmp_path / "unused"), report_to=[]), state, None)
-    opt = torch.optim.AdamW(list(model.trainable_parameters().values()), lr=5e-2)
-    model.train()
-    for step in range(1, 11):
-        model(**data[step % len(data)]).loss.backward()
-        opt.step()
-        state.global_step = step
-        callback.on_optimizer_step(None, state, TrainerControl())
-        opt.zero_grad()
-    model.eval()
+    model, _, _, batch, folder = trained(kind, base_folders, "adalora", params, tmp_path, steps=10, schedule=True)
     pattern = model.tuner.peft_config["default"].rank_pattern
     assert pattern and any(not all(kept) for kept in pattern.values())  # some ranks were pruned
-    extra = {"label_names": ds.label_names, "prompt": {"template": prompt.template, "verbalizers": prompt.verbalizers}}
-    save_method(model, tmp_path / "adapter", backbone=lm, extra=extra)
-    folder = tmp_path / "adapter"
-    assert model.tuner.peft_config["default"].rank_pattern is pattern  # writing left the live config alone
-
-    from safetensors.torch import load_file
-
+    assert all(k.endswith(".lora_E.default") for k in pattern)  # writing left the live config's keys alone
     saved = load_file(str(folder / PEFT_WEIGHTS_FILE))
-    kept = {name.split(".lora_E")[0]: sum(k) for name, k in pattern.items()}  # keys: '<module>.lora_E.default'
+    kept = {name.split(".lora_E")[0]: sum(k) for name, k in pattern.items()}
     for module, rank in kept.items():
         assert saved[f"base_model.model.{module}.lora_E"].shape[0] == rank
-    batch = data[0]
     auto = AutoModelForCausalLM if kind == "llama" else AutoModel
     peft_model = PeftModel.from_pretrained(auto.from_pretrained(str(base_folders[kind])), str(folder)).eval()
     with torch.no_grad():
