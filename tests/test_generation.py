@@ -502,15 +502,54 @@ def test_lora_and_full_ft_train_on_a_generation_task(vocab_file, tmp_path):
         assert 0.0 <= result.metrics["test_f1_em"] <= 1.0 and result.metrics["train_steps"] == 2
 
 
-def test_soft_prompt_baselines_refuse_generation_training(llama):
+def test_prompt_tuning_trains_on_a_generation_task_as_its_tokens_before_the_prompt(llama):
+    """Prompt tuning's LM loss with the embeddings of real text as its soft tokens is the plain model's loss on
+    that text followed by the prompt and answer (the text unlabelled): generation puts them there too."""
     from prefalign.methods import build_method, method_config
+
+    text_ids = llama.tokenizer(TEXT, add_special_tokens=False)["input_ids"][:5]
+    data = toy_qa(4)
+    spec = build_task_spec(data, llama.geometry, llama.tokenizer, PromptFormat())
+    model = build_method(method_config("prompt-tuning", {"num_virtual_tokens": len(text_ids)}), llama, spec)
+    with torch.no_grad():
+        model.prompt.embedding.weight.copy_(llama.model.get_input_embeddings()(torch.tensor(text_ids)))
+    batch = collator_for(llama)(data.examples)
+    ids, mask, labels = batch["input_ids"], batch["attention_mask"], batch["labels"]
+    n = len(text_ids)
+    with torch.no_grad():
+        out = model.eval()(**batch)
+        plain = llama.model(
+            input_ids=torch.cat([torch.tensor(text_ids).expand(len(ids), -1), ids], 1),
+            attention_mask=torch.cat([mask.new_ones(len(ids), n), mask], 1),
+        ).logits
+    full = torch.cat([labels.new_full((len(ids), n), -100), labels], 1)
+    expected = F.cross_entropy(plain[:, :-1].reshape(-1, plain.shape[-1]), full[:, 1:].reshape(-1), ignore_index=-100)
+    assert out.loss.item() == pytest.approx(expected.item(), rel=1e-5)
+    model.train()
+    model(**batch).loss.backward()
+    assert model.prompt.embedding.weight.grad.abs().sum() > 0
+
+
+def test_lpt_refuses_generation_training_and_says_why(llama, vocab_file, tmp_path):
+    from prefalign.methods import build_method, method_config
+    from prefalign.training.config import ExperimentConfig
+    from prefalign.training.run import train
 
     data = toy_qa(4)
     spec = build_task_spec(data, llama.geometry, llama.tokenizer, PromptFormat())
-    model = build_method(method_config("prompt-tuning", {"num_virtual_tokens": 2}), llama, spec)
-    batch = collator_for(llama)(data.examples)
-    with pytest.raises(ConfigError, match="generation"):
-        model(**batch)
+    model = build_method(method_config("lpt", {"prompt_length": 2, "bottleneck": 4}), llama, spec)
+    with pytest.raises(ConfigError, match="lpt cannot train generation tasks: its prompt generator pools"):
+        model(**collator_for(llama)(data.examples))
+    # `prefalign train` says so before it loads a model (the path below does not exist).
+    cfg = ExperimentConfig.from_dict(
+        {
+            "model": {"name": str(tmp_path / "no-model")},
+            "method": {"name": "lpt"},
+            "training": {"output_dir": str(tmp_path / "run"), "max_steps": 1, "progress": False},
+        }
+    )
+    with pytest.raises(ConfigError, match=r"^method lpt cannot train a generation task \(toy-qa\): its prompt"):
+        train(cfg, splits=(toy_qa(4), toy_qa(2, offset=4), toy_qa(2, offset=6)))
 
 
 def test_chat_judge_without_an_endpoint_fails_before_training(vocab_file, tmp_path, monkeypatch):

@@ -171,3 +171,14 @@ def load_compare_config(path: str, overrides: list[str] | None = None) -> Compar
                 for i, item in enumerate(data[key])
             ]
     return CompareConfig.from_dict(data)
+
+
+def refusal(method: MethodEntry, dataset: DatasetEntry) -> str | None:
+    """Why ``method`` cannot train ``dataset``'s task (a method that only classifies, on a generation task), or
+    None. Such a cell is not run; the table shows it as n/a with the reason."""
+    from ..methods import method_class
+
+    task = dataset.data.get("task") if dataset.data else None
+    if not task or get_task(task).kind != "generation":
+        return None
+    return method_class(method.name).generation_refusal

@@ -24,7 +24,7 @@ from ..training.splits import load_splits
 from ..utils.atomic_files import write_text_atomically
 from ..utils.config_base import ConfigBase, deep_merge
 from ..utils.environment import hardware, versions
-from .config import CompareConfig, DatasetEntry, MethodEntry, ModelEntry
+from .config import CompareConfig, DatasetEntry, MethodEntry, ModelEntry, refusal
 from .curves import logged_means, validation_curve
 from .records import upsert_record
 
@@ -74,13 +74,16 @@ class RunSpec:
 
 
 def plan(cfg: CompareConfig) -> list[RunSpec]:
-    """Every run of the grid, in the order they execute (seeds innermost, so medians fill in early)."""
+    """Every run of the grid, in the order they execute (seeds innermost, so medians fill in early); a method that
+    cannot train a dataset's task (``refusal``) has no runs there."""
     runs = []
     for model in cfg.models:
         for dataset in cfg.datasets:
             variants = ["original"] + (["shifted"] if dataset.shifted else [])
             for variant in variants:
                 for method in cfg.methods:
+                    if refusal(method, dataset):  # the table shows it as n/a
+                        continue
                     for seed in method.seeds or cfg.seeds:
                         runs.append(RunSpec(model, dataset, variant, method, seed))
     return runs

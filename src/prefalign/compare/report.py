@@ -9,7 +9,7 @@ import statistics
 from pathlib import Path
 
 from ..utils.atomic_files import save_figure_atomically, write_text_atomically
-from .config import CompareConfig
+from .config import CompareConfig, refusal
 from .curves import curves_chart
 from .pairs import method_differences_table, pairs_table
 from .records import compact, dumps
@@ -93,6 +93,9 @@ def markdown_tables(cfg: CompareConfig, results: list[dict]) -> str:
             params = next((c["tunable_params"] for c in row_cells if c and c["tunable_params"] is not None), None)
             row = [m.label, format_params(params)]
             for d in cfg.datasets:
+                if refusal(m, d):  # not run: every cell of this dataset (and its twin, and the drop) is n/a
+                    row += ["n/a"] * (1 + len(d.also) + (2 + len(d.also) if d.shifted else 0))
+                    continue
                 orig = cells.get((model.label, m.label, d.name), {})
                 row.append(_with_n(orig, d.metric, seeds))
                 row += [_extra(extra[x].get((model.label, m.label, d.name), {}), x, seeds) for x in d.also]
@@ -113,7 +116,9 @@ def markdown_tables(cfg: CompareConfig, results: list[dict]) -> str:
             "|" + "|".join(["---"] + ["---:"] * (len(header) - 1)) + "|",
         ]
         lines += ["| " + " | ".join(row) + " |" for row in rows]
-        blocks.append("\n".join(lines))
+        refused = {(m.label, d.name): refusal(m, d) for m in cfg.methods for d in cfg.datasets}
+        lines += [""] + [f"n/a: {m} cannot train {d}: {why}" for (m, d), why in refused.items() if why]
+        blocks.append("\n".join(lines).rstrip("\n"))
     return "\n\n".join(blocks)
 
 

@@ -62,6 +62,7 @@ class Method(nn.Module):
     config_defaults: ClassVar[dict] = {}  # a named variant's defaults (DCPC's ablations, P-Tuning v2)
     feeds_prefix: ClassVar[bool] = False  # keys/values go into the attention cache
     changes_backbone: ClassVar[bool] = True  # backbone weights change in place: build on a copy
+    generation_refusal: ClassVar[str | None] = None  # why it cannot train generation tasks; None: it can
 
     config: MethodConfig
     geo: ModelGeometry

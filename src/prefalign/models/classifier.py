@@ -233,6 +233,7 @@ class PrefixClassifier(nn.Module):
         labels: torch.Tensor,
         *,
         all_layers: bool = False,
+        prompt_embeds: torch.Tensor | None = None,
     ) -> LMOutput:
         """Generation tasks (decoders): the LM loss of the answer tokens with the prefix cache in place.
 
@@ -240,21 +241,30 @@ class PrefixClassifier(nn.Module):
         prompt and padding; position t's hidden state predicts ``labels[:, t + 1]``. The LM head
         runs only on the positions that predict an answer token. Pooled states (for DCPC's
         similarity and alignment terms) cover the prompt tokens only, as generation sees them.
+        ``prompt_embeds`` ``(B, p, d)``: soft tokens before the prompt (prompt tuning, LPT), as generation
+        puts them; their outputs are dropped.
         """
         if not self.geo.is_decoder:
             raise ConfigError("generation tasks need a decoder (a model with an LM head)")
         kwargs = {}
         mask = attention_mask
+        n_soft = 0 if prompt_embeds is None else prompt_embeds.shape[1]
+        if prompt_embeds is not None:
+            if prefix_kv is not None:
+                raise ValueError("prompt_embeds and prefix_kv cannot be combined")
+            words = self.model.get_input_embeddings()(input_ids)
+            kwargs["inputs_embeds"] = torch.cat([prompt_embeds.to(words.dtype), words], dim=1)
+            mask = torch.cat([attention_mask.new_ones(attention_mask.shape[0], n_soft), attention_mask], dim=1)
+        else:
+            kwargs["input_ids"] = input_ids
         if prefix_kv is not None:
             prefix_kv = prefix_kv.to(next(self.model.parameters()).dtype)
             kwargs["past_key_values"] = build_prefix_cache(prefix_kv, self.geo, self.model.config)
             mask = extend_attention_mask(attention_mask, prefix_kv.shape[3])
             if not self.position_offset:
                 kwargs["position_ids"] = positions_from_zero(attention_mask, self.geo, None)
-        out = self.backbone()(
-            input_ids=input_ids, attention_mask=mask, output_hidden_states=all_layers, use_cache=False, **kwargs
-        )
-        hidden = out.last_hidden_state
+        out = self.backbone()(attention_mask=mask, output_hidden_states=all_layers, use_cache=False, **kwargs)
+        hidden = out.last_hidden_state[:, n_soft:]
         targets = labels[:, 1:]
         rows, cols = (targets != -100).nonzero(as_tuple=True)
         logits = self.model.get_output_embeddings()(hidden[rows, cols]).float()  # (K, V)
@@ -268,7 +278,7 @@ class PrefixClassifier(nn.Module):
         prompt_mask = attention_mask * (labels == -100).to(attention_mask.dtype)
         pooled = None
         if all_layers:
-            pooled = pool_layers(out.hidden_states, prompt_mask)
+            pooled = pool_layers(out.hidden_states, prompt_mask, n_soft)
         return LMOutput(
             loss=loss, answer_probs=answer_probs, pooled=pooled, last_pooled=masked_mean(hidden, prompt_mask)
         )

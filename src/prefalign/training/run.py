@@ -27,7 +27,7 @@ from ..errors import ConfigError, ModelLoadError
 from ..evaluation.judge import ChatJudge
 from ..evaluation.perplexity import perplexity, read_corpus
 from ..generation import evaluate_generation
-from ..methods import Method, build_method, save_method
+from ..methods import Method, build_method, method_class, save_method
 from ..methods.conditioning import AnnotatorVocab, annotator_inputs
 from ..methods.export import invocation
 from ..models.loading import LoadedModel, load_backbone
@@ -79,6 +79,9 @@ def train(
         clear_run(out_dir)
     best_metric = checkpoint_metric(tc.best_metric, train_set, val_set, test_set)
     generation = train_set.is_generation  # LM loss on answers; best checkpoint by eval loss; test by generating
+    refusal = method_class(cfg.method.name).generation_refusal if generation else None
+    if refusal:  # before a model load
+        raise ConfigError(f"method {cfg.method.name} cannot train a generation task ({train_set.name}): {refusal}")
     # Inputs that would only fail after training fail now: the judge's endpoint, the perplexity corpus.
     judge = ChatJudge() if tc.judge == "chat" and generation else None
     corpus = read_corpus(tc.perplexity_text) if tc.perplexity_text else None

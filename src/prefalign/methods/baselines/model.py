@@ -58,13 +58,11 @@ class BaselineModel(Method):
         return result
 
     def _generation_forward(self, input_ids, attention_mask, labels) -> MethodOutput:
-        """The LM loss on answer tokens; soft prompts are not supported here (ConfigError)."""
-        if self.soft_prompt(1) is not None:
-            raise ConfigError(
-                f"{self.name} feeds soft tokens, which the generation path does not take; "
-                "use ptuning-v2, dcpc, lora, full-ft or another adapter method for generation tasks"
-            )
-        out = self.classifier.lm_forward(input_ids, attention_mask, None, labels)
+        """The LM loss on answer tokens, soft tokens (prompt tuning) before the prompt as generation puts them."""
+        if self.generation_refusal:
+            raise ConfigError(f"{self.name} cannot train generation tasks: {self.generation_refusal}")
+        soft = self.soft_prompt(input_ids.shape[0])
+        out = self.classifier.lm_forward(input_ids, attention_mask, None, labels, prompt_embeds=soft)
         result = MethodOutput(loss=out.loss, logits=torch.log(out.answer_probs.clamp(min=1e-12)))
         result.terms["loss_task"] = out.loss.detach()
         extra = self.regularizer() if self.training else None

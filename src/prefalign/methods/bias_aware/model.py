@@ -33,6 +33,7 @@ class BiasAwareModel(BaselineModel):
     """The backbone frozen except ``config.modules`` of ``config.layers`` (chosen by interchange ablation)."""
 
     name = "bias-aware"
+    generation_refusal = "it trains classification tasks (label words); use dcpc, ptuning-v2 or a baseline"
     config_class = BiasAwareConfig
 
     def adapt(self, model: nn.Module, tokenizer, initialise: bool) -> None:
@@ -90,7 +91,7 @@ class BiasAwareModel(BaselineModel):
         self, input_ids, attention_mask, labels=None, target_dist=None, score_mask=None, token_type_ids=None, **_
     ) -> MethodOutput:  # see Method.forward
         if labels is not None and labels.dim() == 2:
-            raise ConfigError("bias-aware trains classification tasks (label words), not generation tasks")
+            raise ConfigError(f"bias-aware cannot train generation tasks: {self.generation_refusal}")
         out = self.classifier(input_ids, attention_mask, None)
         logprobs = out.logits  # (B, C): each label token's log-probability over the whole vocabulary
         if labels is None:

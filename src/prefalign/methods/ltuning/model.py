@@ -137,6 +137,9 @@ class LTuningModel(Method):
 
     form: str = ""  # "prefix" (eq. 1) or "prompt" (eq. 2)
     changes_backbone = False
+    generation_refusal = (
+        "L-Tuning classifies into labels (an NLI framing of label texts); use dcpc, ptuning-v2 or a baseline"
+    )
 
     def __init__(self, model, tokenizer, geo, task, config, *, initialise=True) -> None:  # see Method
         super().__init__(model, tokenizer, geo, task, config)
