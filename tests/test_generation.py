@@ -530,25 +530,33 @@ def test_prompt_tuning_trains_on_a_generation_task_as_its_tokens_before_the_prom
     assert model.prompt.embedding.weight.grad.abs().sum() > 0
 
 
-def test_lpt_refuses_generation_training_and_says_why(llama, vocab_file, tmp_path):
+@pytest.mark.parametrize(
+    "method, params, why",
+    [
+        ("lpt", {"prompt_length": 2, "bottleneck": 4}, "its prompt generator pools"),
+        ("pedro", {}, "its generators pool"),
+    ],
+)
+def test_input_dependent_baselines_refuse_generation_training_and_say_why(method, params, why, llama, tmp_path):
+    """LPT's and PEDRO's generators pool the input, which on a generation batch holds the answer."""
     from prefalign.methods import build_method, method_config
     from prefalign.training.config import ExperimentConfig
     from prefalign.training.run import train
 
     data = toy_qa(4)
     spec = build_task_spec(data, llama.geometry, llama.tokenizer, PromptFormat())
-    model = build_method(method_config("lpt", {"prompt_length": 2, "bottleneck": 4}), llama, spec)
-    with pytest.raises(ConfigError, match="lpt cannot train generation tasks: its prompt generator pools"):
+    model = build_method(method_config(method, params), llama, spec)
+    with pytest.raises(ConfigError, match=f"{method} cannot train generation tasks: {why}"):
         model(**collator_for(llama)(data.examples))
     # `prefalign train` says so before it loads a model (the path below does not exist).
     cfg = ExperimentConfig.from_dict(
         {
             "model": {"name": str(tmp_path / "no-model")},
-            "method": {"name": "lpt"},
+            "method": {"name": method},
             "training": {"output_dir": str(tmp_path / "run"), "max_steps": 1, "progress": False},
         }
     )
-    with pytest.raises(ConfigError, match=r"^method lpt cannot train a generation task \(toy-qa\): its prompt"):
+    with pytest.raises(ConfigError, match=rf"^method {method} cannot train a generation task \(toy-qa\): {why}"):
         train(cfg, splits=(toy_qa(4), toy_qa(2, offset=4), toy_qa(2, offset=6)))
 
 

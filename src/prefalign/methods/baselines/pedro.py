@@ -90,6 +90,10 @@ class Pedro(HookedBaseline):
 
     name = "pedro"
     config_class = PedroConfig
+    generation_refusal = (
+        "its generators pool the input's tokens, which on a generation batch hold the answer it must predict, "
+        "and while generating they would see one new token a step; use ptuning-v2, dcpc or an adapter method"
+    )
 
     def install(self, model, initialise):
         geo = self.geo
