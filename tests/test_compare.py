@@ -397,12 +397,12 @@ def test_the_cpu_tables_1_2_grid_has_every_row_of_the_gpu_one_on_every_dataset_w
 
 def test_a_method_that_cannot_train_a_generation_task_has_no_runs_there_and_its_cells_say_why():
     from prefalign.compare.grid import plan
-    from prefalign.methods.baselines.lpt import LatePromptTuning
+    from prefalign.methods.bias_aware.model import BiasAwareModel
 
     cfg = CompareConfig(
         seeds=[0],
         models=[ModelEntry(name="m")],
-        methods=[MethodEntry(name="ptuning-v2", label="PTv2"), MethodEntry(name="lpt", label="LPT")],
+        methods=[MethodEntry(name="ptuning-v2", label="PTv2"), MethodEntry(name="bias-aware", label="BA")],
         datasets=[
             DatasetEntry(name="SST-2", data={"task": "sst2"}, shifted={"name": "sst2-p"}, shifted_name="SST-2-P"),
             DatasetEntry(name="Alpaca", data={"task": "alpaca"}, shifted={"name": "alpaca-is"}, shifted_name="A-IS"),
@@ -411,13 +411,13 @@ def test_a_method_that_cannot_train_a_generation_task_has_no_runs_there_and_its_
     runs = [(r.dataset.name, r.variant, r.method.label) for r in plan(cfg)]
     assert runs == [
         ("SST-2", "original", "PTv2"),
-        ("SST-2", "original", "LPT"),
+        ("SST-2", "original", "BA"),
         ("SST-2", "shifted", "PTv2"),
-        ("SST-2", "shifted", "LPT"),
+        ("SST-2", "shifted", "BA"),
         ("Alpaca", "original", "PTv2"),
         ("Alpaca", "shifted", "PTv2"),
     ]
     table = markdown_tables(cfg, [])
-    assert "| LPT | ? | – | – | – | n/a | n/a | n/a |" in table
+    assert "| BA | ? | – | – | – | n/a | n/a | n/a |" in table
     assert "| PTv2 | ? | – | – | – | – | – | – |" in table
-    assert table.endswith(f"n/a: LPT cannot train Alpaca: {LatePromptTuning.generation_refusal}")
+    assert table.endswith(f"n/a: BA cannot train Alpaca: {BiasAwareModel.generation_refusal}")

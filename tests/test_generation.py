@@ -530,34 +530,52 @@ def test_prompt_tuning_trains_on_a_generation_task_as_its_tokens_before_the_prom
     assert model.prompt.embedding.weight.grad.abs().sum() > 0
 
 
-@pytest.mark.parametrize(
-    "method, params, why",
-    [
-        ("lpt", {"prompt_length": 2, "bottleneck": 4}, "its prompt generator pools"),
-        ("pedro", {}, "its generators pool"),
-    ],
-)
-def test_input_dependent_baselines_refuse_generation_training_and_say_why(method, params, why, llama, tmp_path):
-    """LPT's and PEDRO's generators pool the input, which on a generation batch holds the answer."""
+@pytest.mark.parametrize("method, params", [("pedro", {}), ("lpt", {"prompt_length": 2, "bottleneck": 4})])
+def test_input_dependent_baselines_train_on_the_prompt_as_they_generate(method, params, llama):
+    """PEDRO's and LPT's generators read the prompt only: the answer distribution a training forward gives over
+    prompt + generated tokens is the mean of the step distributions generate() saw (greedy, 3 tokens), and
+    differs from the frozen model's."""
     from prefalign.methods import build_method, method_config
-    from prefalign.training.config import ExperimentConfig
-    from prefalign.training.run import train
 
-    data = toy_qa(4)
+    data = toy_qa(3)
     spec = build_task_spec(data, llama.geometry, llama.tokenizer, PromptFormat())
-    model = build_method(method_config(method, params), llama, spec)
-    with pytest.raises(ConfigError, match=f"{method} cannot train generation tasks: {why}"):
-        model(**collator_for(llama)(data.examples))
-    # `prefalign train` says so before it loads a model (the path below does not exist).
-    cfg = ExperimentConfig.from_dict(
-        {
-            "model": {"name": str(tmp_path / "no-model")},
-            "method": {"name": method},
-            "training": {"output_dir": str(tmp_path / "run"), "max_steps": 1, "progress": False},
-        }
+    torch.manual_seed(0)
+    model = build_method(method_config(method, params), llama, spec).eval()
+    with torch.no_grad():  # PEDRO's up-projection starts at zero (the identity): move every generator
+        for p in model.trainable_parameters().values():
+            p.add_(torch.randn_like(p) * 0.5)
+    prompts = collator_for(llama).prompt_ids(data.examples)  # different lengths: left padding when generating
+    rec = Recorder()
+    generate_from_ids(
+        model, llama.tokenizer, prompts, num_beams=1, max_new_tokens=3, logits_processor=LogitsProcessorList([rec])
     )
-    with pytest.raises(ConfigError, match=rf"^method {method} cannot train a generation task \(toy-qa\): {why}"):
-        train(cfg, splits=(toy_qa(4), toy_qa(2, offset=4), toy_qa(2, offset=6)))
+    tokens = torch.stack([step.argmax(-1) for step in rec.steps], 1)  # (3, 3)
+    width = max(len(p) for p in prompts) + 3
+    pad = llama.tokenizer.pad_token_id
+    ids = torch.full((3, width), pad)
+    labels = torch.full((3, width), -100)
+    mask = torch.zeros(3, width, dtype=torch.long)
+    for i, p in enumerate(prompts):
+        n = len(p)
+        ids[i, : n + 3] = torch.tensor(p + tokens[i].tolist())
+        labels[i, n : n + 3] = tokens[i]
+        mask[i, : n + 3] = 1
+    with torch.no_grad():
+        trained = model(input_ids=ids, attention_mask=mask, labels=labels).logits.exp()
+        frozen = torch.stack(
+            [
+                torch.softmax(llama.model(input_ids=ids[i : i + 1, : len(p) + 2]).logits[0, len(p) - 1 :], -1).mean(0)
+                for i, p in enumerate(prompts)
+            ]
+        )
+    expected = torch.stack([torch.softmax(s, -1) for s in rec.steps], 0).mean(0)
+    torch.testing.assert_close(trained, expected, atol=1e-5, rtol=1e-4)
+    if method == "pedro":  # LPT's placeholders change the frozen model's context, so only PEDRO's can match it
+        assert not torch.allclose(trained, frozen, atol=1e-3)
+    # Beam search expands the batch (one mask row per beam): a batch generates what each prompt does alone.
+    batch = generate_from_ids(model, llama.tokenizer, prompts, num_beams=3, max_new_tokens=3)
+    alone = [generate_from_ids(model, llama.tokenizer, [p], num_beams=3, max_new_tokens=3)[0] for p in prompts]
+    assert batch == alone
 
 
 def test_chat_judge_without_an_endpoint_fails_before_training(vocab_file, tmp_path, monkeypatch):
@@ -612,3 +630,22 @@ def test_cli_predict_generates_answers_and_eval_explains_itself(vocab_file, tmp_
     assert rc == 0 and json.loads((tmp_path / "a.jsonl").read_text())["text"] == "the movie was lovely"
     rc, _, err = run_main(["eval", "--adapter", adapter, "--data", str(data)])
     assert rc == 2 and err.strip().splitlines()[-1].startswith("prefalign: error:") and "generation task" in err
+
+
+@pytest.mark.parametrize("method", ["bias-aware", "ltuning-prefix"])
+def test_methods_that_only_classify_refuse_a_generation_task_before_a_model_loads(method, tmp_path):
+    from prefalign.methods import method_class
+    from prefalign.training.config import ExperimentConfig
+    from prefalign.training.run import train
+
+    cfg = ExperimentConfig.from_dict(
+        {
+            "model": {"name": str(tmp_path / "no-model")},  # never loaded
+            "method": {"name": method},
+            "training": {"output_dir": str(tmp_path / "run"), "max_steps": 1, "progress": False},
+        }
+    )
+    why = method_class(method).generation_refusal
+    with pytest.raises(ConfigError, match=rf"^method {method} cannot train a generation task \(toy-qa\): "):
+        train(cfg, splits=(toy_qa(4), toy_qa(2, offset=4), toy_qa(2, offset=6)))
+    assert why and "use " in why  # it names what to use instead

@@ -153,9 +153,11 @@ def generate_batch(
         words = lm.get_input_embeddings()(input_ids)
         embeds = torch.cat([soft.to(device=device, dtype=words.dtype), words], dim=1)
         mask = torch.cat([attention_mask.new_ones(b, soft.shape[1]), attention_mask], dim=1)
-        return lm.generate(inputs_embeds=embeds, attention_mask=mask, **kwargs)
+        with method.generating(attention_mask, num_beams):  # LPT's generator reads the prompt
+            return lm.generate(inputs_embeds=embeds, attention_mask=mask, **kwargs)
     if prefix is None:
-        return lm.generate(input_ids=input_ids, attention_mask=attention_mask, **kwargs)[:, t:]
+        with method.generating(attention_mask, num_beams):  # PEDRO's generators read the prompt
+            return lm.generate(input_ids=input_ids, attention_mask=attention_mask, **kwargs)[:, t:]
     geo = method.geo
     m = prefix.shape[3]
     dtype = next(lm.parameters()).dtype

@@ -19,6 +19,7 @@ Saving and loading go through ``prefalign.methods.registry.save_method`` / ``loa
 
 from __future__ import annotations
 
+from contextlib import nullcontext
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -144,6 +145,10 @@ class Method(nn.Module):
     def position_offset(self) -> bool:
         """Real tokens' positions continue after the prefix (True; prefix methods make it an option) or start at 0."""
         return True
+
+    def generating(self, attention_mask: torch.Tensor, num_beams: int = 1):
+        """A context generate() runs in, given the left-padded prompts' mask (input-dependent baselines read it)."""
+        return nullcontext()
 
     def prefixes(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor | None:
         """Each example's prefix ``(N, L, 2, m, kv_dim)`` for generation to put in the cache, or None."""

@@ -12,6 +12,7 @@ with a deep copy (``copy.deepcopy`` maps it through its memo), so copies never s
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
+from contextlib import contextmanager
 
 import torch
 from torch import nn
@@ -175,11 +176,13 @@ def with_layer_hidden(args: tuple, kwargs: dict, hidden: torch.Tensor) -> tuple[
 
 
 class MaskReader(nn.Module):
-    """A generator that pools the input tokens: the method's forward tells it which are real."""
+    """A generator that pools the input tokens: the method's forward tells it which are real. ``hold``: while
+    generating, what it made from the prompt (the first call) stays for every new token."""
 
     def __init__(self) -> None:
         super().__init__()
         self.real_mask: torch.Tensor | None = None  # (B, T) over the sequence the blocks see
+        self.hold = False
 
     def pool(self, hidden: torch.Tensor) -> torch.Tensor:
         """Mean over the real tokens, ``(B, T, d) -> (B, d)`` (every position if the mask is unknown)."""
@@ -207,15 +210,29 @@ class HookedBaseline(BaselineModel):
         """The mask over the sequence the blocks see (LPT prepends its placeholders)."""
         return attention_mask
 
-    def forward(self, input_ids, attention_mask, *args, **kwargs):
+    def forward(self, input_ids, attention_mask, labels=None, *args, **kwargs):
+        # A generation batch's answer tokens are what the model must predict: the generators read the prompt only,
+        # as they do while generating (``generating``).
+        seen = attention_mask
+        if labels is not None and labels.dim() == 2:
+            seen = attention_mask * (labels == -100).to(attention_mask.dtype)
+        with self._reading(self.real_token_mask(seen)):
+            return super().forward(input_ids, attention_mask, labels, *args, **kwargs)
+
+    def generating(self, attention_mask: torch.Tensor, num_beams: int = 1):
+        """The generators read the left-padded prompt's mask (one row per beam, as generate() expands the batch)
+        on the first call and keep what they made for every new token."""
+        return self._reading(self.real_token_mask(attention_mask).repeat_interleave(num_beams, dim=0), hold=True)
+
+    @contextmanager
+    def _reading(self, mask: torch.Tensor, hold: bool = False):
         readers = [m for m in self.modules() if isinstance(m, MaskReader)]
-        mask = self.real_token_mask(attention_mask)
         for reader in readers:
-            reader.real_mask = mask
+            reader.real_mask, reader.hold = mask, hold
         try:
-            return super().forward(input_ids, attention_mask, *args, **kwargs)
+            yield
         finally:
             for reader in readers:
-                reader.real_mask = None
+                reader.real_mask, reader.hold = None, False
                 if hasattr(reader, "clear"):
                     reader.clear()

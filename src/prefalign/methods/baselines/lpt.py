@@ -72,10 +72,6 @@ class LatePromptTuning(HookedBaseline):
     """LPT: placeholders before the input; their states at layer k come from the prompt generator."""
 
     name = "lpt"
-    generation_refusal = (
-        "its prompt generator pools the input's tokens, which on a generation batch hold the answer it must "
-        "predict, and generate() runs no generator; use prompt-tuning, ptuning-v2, dcpc or an adapter method"
-    )
     config_class = LatePromptTuningConfig
 
     def install(self, model, initialise):

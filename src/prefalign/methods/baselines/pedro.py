@@ -12,7 +12,9 @@ every scale starts at exactly 1 and the model starts unchanged.
 Hooks: a pre-hook on the block computes the vectors; forward hooks on the key and value
 projections (or on the fused qkv projection of GPT-2, scaling only its key and value slices)
 and a pre-hook on the FFN down-projection apply them. Decoders pool every real token of the
-scored sequence (classification reads one forward pass over the whole input).
+scored sequence (classification reads one forward pass over the whole input); on generation tasks
+the prompt's tokens, in training and while generating, where the prompt's vectors serve every new
+token.
 """
 
 from __future__ import annotations
@@ -63,7 +65,8 @@ class VectorGenerator(MaskReader):
 
     # -- hooks ----------------------------------------------------------------------------------------------
     def on_block(self, module, args, kwargs):
-        self.current = self.vectors(layer_hidden(args, kwargs))
+        if not (self.hold and self.current is not None):  # generating: the prompt's vectors serve every new token
+            self.current = self.vectors(layer_hidden(args, kwargs))
         return None
 
     def on_key(self, module, args, output):
@@ -90,10 +93,6 @@ class Pedro(HookedBaseline):
 
     name = "pedro"
     config_class = PedroConfig
-    generation_refusal = (
-        "its generators pool the input's tokens, which on a generation batch hold the answer it must predict, "
-        "and while generating they would see one new token a step; use ptuning-v2, dcpc or an adapter method"
-    )
 
     def install(self, model, initialise):
         geo = self.geo
