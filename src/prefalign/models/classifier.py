@@ -145,6 +145,18 @@ class PrefixClassifier(nn.Module):
             return self.conditioning.classify(self, input_ids, attention_mask, prefix_kv, **options)
         return self.run(input_ids, attention_mask, prefix_kv, prefix_scale=prefix_scale, **options)
 
+    def _inputs(self, input_ids, attention_mask, prompt_embeds, prefix_kv) -> tuple[dict, torch.Tensor]:
+        """The backbone's token inputs and the mask over them: ``input_ids``, or with soft tokens ``(N, p, d)``
+        (prompt tuning, LPT) the embeddings with the soft tokens first and the mask lengthened by p."""
+        if prompt_embeds is None:
+            return {"input_ids": input_ids}, attention_mask
+        if prefix_kv is not None:
+            raise ValueError("prompt_embeds and prefix_kv cannot be combined")
+        words = self.model.get_input_embeddings()(input_ids)
+        embeds = torch.cat([prompt_embeds.to(words.dtype), words], dim=1)
+        ones = attention_mask.new_ones(attention_mask.shape[0], prompt_embeds.shape[1])
+        return {"inputs_embeds": embeds}, torch.cat([ones, attention_mask], dim=1)
+
     def run(
         self,
         input_ids: torch.Tensor,
@@ -158,19 +170,10 @@ class PrefixClassifier(nn.Module):
         prefix_scale: torch.Tensor | None = None,
     ) -> BackboneOutput:
         """``forward`` without annotator conditioning."""
-        kwargs = {}
-        mask = attention_mask
+        kwargs, mask = self._inputs(input_ids, attention_mask, prompt_embeds, prefix_kv)
         n_soft = 0 if prompt_embeds is None else prompt_embeds.shape[1]
-        if prompt_embeds is not None:
-            if prefix_kv is not None:
-                raise ValueError("prompt_embeds and prefix_kv cannot be combined")
-            words = self.model.get_input_embeddings()(input_ids)
-            kwargs["inputs_embeds"] = torch.cat([prompt_embeds.to(words.dtype), words], dim=1)
-            mask = torch.cat([attention_mask.new_ones(attention_mask.shape[0], n_soft), attention_mask], dim=1)
-            if token_type_ids is not None:
-                token_type_ids = torch.cat(
-                    [token_type_ids.new_zeros(token_type_ids.shape[0], n_soft), token_type_ids], dim=1
-                )
+        if n_soft and token_type_ids is not None:
+            token_type_ids = torch.cat([token_type_ids.new_zeros(token_type_ids.shape[0], n_soft), token_type_ids], 1)
         if prefix_kv is not None:
             dtype = next(self.model.parameters()).dtype  # bf16 backbones take bf16 prefixes
             if prefix_scale is not None:
@@ -187,8 +190,6 @@ class PrefixClassifier(nn.Module):
                 kwargs["position_ids"] = positions_from_zero(attention_mask, self.geo, pad)
         if token_type_ids is not None:
             kwargs["token_type_ids"] = token_type_ids
-        if "inputs_embeds" not in kwargs:
-            kwargs["input_ids"] = input_ids
         out = self.backbone()(attention_mask=mask, output_hidden_states=all_layers, use_cache=False, **kwargs)
         hidden = out.last_hidden_state[:, n_soft:]
         pooled = pool_layers(out.hidden_states, attention_mask, n_soft) if all_layers else None
@@ -246,17 +247,8 @@ class PrefixClassifier(nn.Module):
         """
         if not self.geo.is_decoder:
             raise ConfigError("generation tasks need a decoder (a model with an LM head)")
-        kwargs = {}
-        mask = attention_mask
+        kwargs, mask = self._inputs(input_ids, attention_mask, prompt_embeds, prefix_kv)
         n_soft = 0 if prompt_embeds is None else prompt_embeds.shape[1]
-        if prompt_embeds is not None:
-            if prefix_kv is not None:
-                raise ValueError("prompt_embeds and prefix_kv cannot be combined")
-            words = self.model.get_input_embeddings()(input_ids)
-            kwargs["inputs_embeds"] = torch.cat([prompt_embeds.to(words.dtype), words], dim=1)
-            mask = torch.cat([attention_mask.new_ones(attention_mask.shape[0], n_soft), attention_mask], dim=1)
-        else:
-            kwargs["input_ids"] = input_ids
         if prefix_kv is not None:
             prefix_kv = prefix_kv.to(next(self.model.parameters()).dtype)
             kwargs["past_key_values"] = build_prefix_cache(prefix_kv, self.geo, self.model.config)
