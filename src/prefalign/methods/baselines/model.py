@@ -58,7 +58,7 @@ class BaselineModel(Method):
         return result
 
     def _generation_forward(self, input_ids, attention_mask, labels) -> MethodOutput:
-        """The LM loss on answer tokens, soft tokens (prompt tuning) before the prompt as generation puts them."""
+        """The LM loss on answer tokens; soft tokens (prompt tuning, LPT's placeholders) precede the prompt."""
         if self.generation_refusal:
             raise ConfigError(f"{self.name} cannot train generation tasks: {self.generation_refusal}")
         soft = self.soft_prompt(input_ids.shape[0])
