@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import ConfigError
+from ..methods import method_class
 from ..tasks import get_task
 from ..utils.config_base import ConfigBase, deep_merge, parse_overrides, read_yaml_mapping
 from ..utils.config_base import option as _f
@@ -176,8 +177,6 @@ def load_compare_config(path: str, overrides: list[str] | None = None) -> Compar
 def refusal(method: MethodEntry, dataset: DatasetEntry) -> str | None:
     """Why ``method`` cannot train ``dataset``'s task (a method that only classifies, on a generation task), or
     None. Such a cell is not run; the table shows it as n/a with the reason."""
-    from ..methods import method_class
-
     task = dataset.data.get("task") if dataset.data else None
     if not task or get_task(task).kind != "generation":
         return None
