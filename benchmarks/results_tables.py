@@ -1215,6 +1215,7 @@ BLOCKS = {
         LOSS_TERMS,
     ),
     "issue15_smollm2": lambda: tables("issue15_smollm2"),
+    "paper_grid_smollm2": lambda: tables("paper_grid_smollm2"),
     "issue15_smollm2_drops": lambda: "\n\n".join(
         drop_differences("issue15_smollm2", SMOLLM2_GRID_PAIRS, clean, shifted)
         for clean, shifted in (("Rotten Tomatoes", "RT-A"), ("SST-2", "SST-2-A"), ("SST-2", "SST-2-P"))

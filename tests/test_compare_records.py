@@ -309,6 +309,8 @@ CURRENT_GRIDS = [
     "issue15_demo_rt_shift_seeds",
     "issue15_demo_rt_ambiguity_probe",
     "issue15_smollm2_core",
+    "issue15_smollm2",
+    "paper_grid_smollm2",
     "issue15_smollm2_sst2_diagnosis",
     "annotator_models_dcpc_minilm",
     "ptloss_sst2_minilm",
