@@ -78,6 +78,7 @@ def markdown_tables(cfg: CompareConfig, results: list[dict]) -> str:
     a dataset's ``also`` metrics follow its score, and its shifted twin's."""
     cells = median_table(results)
     extra = {x: median_table(results, x) for d in cfg.datasets for x in d.also}
+    refused = {(m.label, d.name): refusal(m, d) for m in cfg.methods for d in cfg.datasets}  # not run: n/a
     blocks = []
     for model in cfg.models:
         header = ["Method", "Tunable params"]
@@ -93,7 +94,7 @@ def markdown_tables(cfg: CompareConfig, results: list[dict]) -> str:
             params = next((c["tunable_params"] for c in row_cells if c and c["tunable_params"] is not None), None)
             row = [m.label, format_params(params)]
             for d in cfg.datasets:
-                if refusal(m, d):  # not run: every cell of this dataset (and its twin, and the drop) is n/a
+                if refused[(m.label, d.name)]:  # every cell of this dataset (and its twin, and the drop) is n/a
                     row += ["n/a"] * (1 + len(d.also) + (2 + len(d.also) if d.shifted else 0))
                     continue
                 orig = cells.get((model.label, m.label, d.name), {})
@@ -116,7 +117,6 @@ def markdown_tables(cfg: CompareConfig, results: list[dict]) -> str:
             "|" + "|".join(["---"] + ["---:"] * (len(header) - 1)) + "|",
         ]
         lines += ["| " + " | ".join(row) + " |" for row in rows]
-        refused = {(m.label, d.name): refusal(m, d) for m in cfg.methods for d in cfg.datasets}
         lines += [""] + [f"n/a: {m} cannot train {d}: {why}" for (m, d), why in refused.items() if why]
         blocks.append("\n".join(lines).rstrip("\n"))
     return "\n\n".join(blocks)
