@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import json
 import re
+import statistics
 import sys
 from pathlib import Path
 
@@ -122,7 +123,6 @@ def annotator_accuracy(name: str, baselines: str) -> str:
     """Test accuracy x100 per method and dataset: median over seeds with the per-seed range, from the grid's
     records, then the text-blind predictors' accuracy on the same test items (benchmarks/annotation_baselines.py
     --output, committed as benchmarks/results/<baselines>.json)."""
-    import statistics
 
     cfg, results = grid(name)
     columns = _columns(cfg)
@@ -336,7 +336,6 @@ def run_terms(name: str, method: str, keys: list[str]) -> str:
 def terms_by_method(name: str, methods: list[str], keys: list[str]) -> str:
     """One row per method and column of ``name``: the median over its finished seeds of each logged term's
     training-log mean in ``keys`` ('–' where the method logs no such term), with the seeds counted."""
-    import statistics
 
     _, results = grid(name)
     columns = list(dict.fromkeys(r["column"] for r in results if r))
@@ -383,6 +382,123 @@ def term_gradients(names: list[str]) -> str:
     return "\n".join(lines)
 
 
+def shift_groups(name: str) -> str:
+    """benchmarks/shift_groups.py's records (``benchmarks/results/<name>.jsonl``): per run, test accuracy on each
+    group (the shift's subset or the rest, crossed with the clean label), the share of test items predicted as
+    the group's label, and the share of the training items the group relabelled that the model predicts so."""
+    records = [json.loads(line) for line in (RESULTS / f"{name}.jsonl").read_text().splitlines() if line.strip()]
+    if not records:
+        return "(no runs yet)"
+    shift = records[0]["shift"]
+    order = ["subset, other", "subset, toward", "rest, other", "rest, toward"]
+    sizes = records[0]["groups"]
+    subset = f"{shift['subset']} (<= {shift['max_words']} words)" if shift["subset"] == "short" else shift["subset"]
+    toward = records[0]["toward_label"]
+    heads = [
+        f"{subset.split(' ')[0] if g.startswith('subset') else 'rest'}, label "
+        f"{'not ' if g.endswith('other') else ''}{toward} (n={sizes[g]['n']})"
+        for g in order
+    ]
+    lines = [
+        f"Subset: {subset}; the group's label: {toward}; test items are clean in both columns.",
+        "",
+        "| method | column | seed | test accuracy | " + " | ".join(heads) + f" | test predicted {toward} "
+        f"| relabelled training items predicted {toward} |",
+        "|---|---|---:|---:|" + "---:|" * (len(order) + 2),
+    ]
+    for r in sorted(records, key=lambda r: (r["run"].split("/")[2], r["run"].split("/")[3], r["role"] != "clean")):
+        _, column, method, seed = r["run"].split("/")
+        cells = [f"{100 * r['groups'][g]['accuracy']:.1f}" for g in order]
+        lines.append(
+            f"| {method} | {column} | {seed.removeprefix('seed')} | {100 * r['test_accuracy']:.1f} | "
+            + " | ".join(cells)
+            + f" | {100 * r['test_predicted_toward']:.1f} | {100 * r['relabelled_predicted_toward']:.1f} "
+            f"(of {r['relabelled_n']}) |"
+        )
+    return "\n".join(lines)
+
+
+def shift_groups_by_length(name: str, bins: tuple[int, ...] = (8, 12, 16, 24)) -> str:
+    """From the same records: among test items not labelled the group's label, the share given it with
+    probability above 0.5 (on two classes, predicted as it), by the item's length in words (the shift's subset
+    is the items at most ``max_words`` long)."""
+    records = [json.loads(line) for line in (RESULTS / f"{name}.jsonl").read_text().splitlines() if line.strip()]
+    if not records:
+        return "(no runs yet)"
+    toward = records[0]["toward_label"]
+    edges = [0, *bins, 10**9]
+    spans = [f"{lo + 1}-{hi}" if hi < 10**9 else f"{lo + 1}+" for lo, hi in zip(edges, edges[1:])]
+    items = records[0]["test_items"]
+    toward_index = records[0]["shift"]["toward"]
+    if not isinstance(toward_index, int):
+        raise ValueError(f"{name}: the shift's 'toward' is a label name; this table reads an index")
+    other = [i for i, y in enumerate(items["label"]) if y != toward_index]
+    counts = [sum(lo < items["words"][i] <= hi for i in other) for lo, hi in zip(edges, edges[1:])]
+    lines = [
+        "| method | column | seed | " + " | ".join(f"{s} words (n={n})" for s, n in zip(spans, counts)) + " |",
+        "|---|---|---:|" + "---:|" * len(spans),
+    ]
+    for r in sorted(records, key=lambda r: (r["run"].split("/")[2], r["run"].split("/")[3], r["role"] != "clean")):
+        _, column, method, seed = r["run"].split("/")
+        words, p = r["test_items"]["words"], r["test_items"]["p_toward"]
+        cells = []
+        for lo, hi in zip(edges, edges[1:]):
+            chosen = [i for i in other if lo < words[i] <= hi]
+            share = sum(p[i] > 0.5 for i in chosen) / len(chosen) if chosen else float("nan")
+            cells.append(f"{100 * share:.1f}")
+        lines.append(f"| {method} | {column} | {seed.removeprefix('seed')} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + f"\n\nCells: the share (x100) of those items given P({toward}) above 0.5."
+
+
+def shift_groups_attention(name: str, bins: tuple[int, ...] = (8, 12, 16, 24)) -> str:
+    """benchmarks/shift_groups.py --prefix-attention records: the scoring token's attention share on the prefix
+    (mean over heads, then over layers; median over the test items in each length bin)."""
+    records = [json.loads(line) for line in (RESULTS / f"{name}.jsonl").read_text().splitlines() if line.strip()]
+    if not records:
+        return "(no runs yet)"
+    edges = [0, *bins, 10**9]
+    spans = [f"{lo + 1}-{hi}" if hi < 10**9 else f"{lo + 1}+" for lo, hi in zip(edges, edges[1:])]
+    words = records[0]["test_items"]["words"]
+    counts = [sum(lo < w <= hi for w in words) for lo, hi in zip(edges, edges[1:])]
+    lines = [
+        "| method | column | seed | " + " | ".join(f"{s} words (n={n})" for s, n in zip(spans, counts)) + " |",
+        "|---|---|---:|" + "---:|" * len(spans),
+    ]
+    for r in sorted(records, key=lambda r: (r["run"].split("/")[2], r["run"].split("/")[3], r["role"] != "clean")):
+        _, column, method, seed = r["run"].split("/")
+        share = [sum(row) / len(row) for row in r["test_items"]["prefix_attention"]]
+        cells = []
+        for lo, hi in zip(edges, edges[1:]):
+            chosen = [share[i] for i, w in enumerate(words) if lo < w <= hi]
+            cells.append(f"{100 * statistics.median(chosen):.1f}" if chosen else "–")
+        lines.append(f"| {method} | {column} | {seed.removeprefix('seed')} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n\nCells: median share (x100) of the scoring token's attention on the prefix's keys."
+
+
+def adapter_update_size(name: str) -> str:
+    """benchmarks/adapter_update_size.py's record (``benchmarks/results/<name>.json``): per run, the median
+    weight update of its adapted modules, and AdaLoRA's kept ranks and factor sizes."""
+    d = result(name)
+    lines = [
+        "| run | test accuracy | task loss, steps 10/20/30/40 | modules | dW, Frobenius norm | dW / W (norms) "
+        "| kept rank | P and Q Frobenius norms, largest E |",
+        "|---|---:|---|---:|---:|---:|---:|---|",
+    ]
+    for r in d["runs"]:
+        losses = "/".join(f"{x:.3f}" for x in r["loss_task_logged"] if x is not None) or "–"
+        kept = f"{r['kept_rank_median']:g}" if "kept_rank_median" in r else "–"
+        sizes = (
+            f"{r['p_norm_median']:.2f}, {r['q_norm_median']:.2f}, {r['e_abs_max_median']:.4f}"
+            if "p_norm_median" in r
+            else "–"
+        )
+        lines.append(
+            f"| {', '.join(r['run'].split('/'))} | {100 * r['test_accuracy']:.1f} | {losses} | {r['modules']} "
+            f"| {r['delta_norm_median']:.4f} | {r['delta_relative_median']:.2e} | {kept} | {sizes} |"
+        )
+    return "\n".join(lines)
+
+
 def profile(name: str = "profile_step_minilm") -> str:
     """The step profile of benchmarks/profile_step.py --records: memory and op counts per method."""
     records = [json.loads(line) for line in (RESULTS / f"{name}.jsonl").read_text().splitlines() if line.strip()]
@@ -425,7 +541,6 @@ def profile(name: str = "profile_step_minilm") -> str:
 def paired_rounds(name: str, pairs: list[tuple[str, str, str]]) -> str:
     """Ratios of a speed_memory.py result file, per row: the median of the within-round ratios, their range and
     how many rounds were above 1, from the raw times (CPU time of the compute thread)."""
-    import statistics
 
     d = result(name)
     start = d.get("load_average_start")
@@ -1229,6 +1344,10 @@ BLOCKS = {
             "dcpc_term_gradients_smollm2_per_input",
         ]
     ),
+    "shift_groups_smollm2_sst2": lambda: shift_groups("shift_groups_smollm2_sst2"),
+    "adapter_update_size_smollm2_sst2": lambda: adapter_update_size("adapter_update_size_smollm2_sst2"),
+    "shift_groups_smollm2_sst2_by_length": lambda: shift_groups_by_length("shift_groups_smollm2_sst2"),
+    "shift_groups_smollm2_sst2_attention": lambda: shift_groups_attention("shift_groups_smollm2_sst2_attention"),
     "issue15_smollm2_sst2_terms": lambda: runs_with_validation(
         ["issue15_smollm2_sst2_dcpc", "issue15_smollm2_sst2_diagnosis"],
         LOSS_TERMS,
