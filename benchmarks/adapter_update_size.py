@@ -15,12 +15,13 @@ from __future__ import annotations
 import argparse
 import copy
 import json
-import platform
 import statistics
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+from provenance import provenance
 
 
 def update_sizes(model) -> dict:
@@ -63,13 +64,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--output", required=True, help="JSON to write")
     args = p.parse_args(argv)
 
-    import torch
-
     from prefalign.compare import load_compare_config
     from prefalign.compare.grid import plan
     from prefalign.models.loading import load_backbone
     from prefalign.training.run import train
-    from prefalign.utils.environment import versions
 
     cfg = load_compare_config(args.config)
     specs = {spec.run_id: spec for spec in plan(cfg)}
@@ -100,10 +98,7 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(record), flush=True)
     out = {
         "config": args.config,
-        "command": "python benchmarks/adapter_update_size.py " + " ".join(sys.argv[1:] if argv is None else argv),
-        "machine": platform.platform(),
-        "torch_threads": torch.get_num_threads(),
-        "versions": versions(),
+        **provenance("adapter_update_size.py", argv),
         "runs": runs,
     }
     Path(args.output).write_text(json.dumps(out, indent=2) + "\n")

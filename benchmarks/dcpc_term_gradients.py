@@ -17,12 +17,13 @@ from __future__ import annotations
 import argparse
 import copy
 import json
-import platform
 import statistics
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+from provenance import provenance
 
 TERMS = {"ambiguity": "lambda_ambiguity", "align": "lambda_align", "kl": "lambda_kl"}
 
@@ -130,12 +131,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--output", required=True, help="JSON to write")
     args = p.parse_args(argv)
 
-    import torch
-
     from prefalign.compare import load_compare_config
     from prefalign.compare.grid import plan
     from prefalign.models.loading import load_backbone
-    from prefalign.utils.environment import versions
 
     cfg = load_compare_config(args.config)
     found = [spec for spec in plan(cfg) if spec.run_id == args.run]
@@ -154,10 +152,7 @@ def main(argv: list[str] | None = None) -> int:
     record = {
         "config": args.config,
         "run": args.run,
-        "command": "python benchmarks/dcpc_term_gradients.py " + " ".join(sys.argv[1:] if argv is None else argv),
-        "machine": platform.platform(),
-        "torch_threads": torch.get_num_threads(),
-        "versions": versions(),
+        **provenance("dcpc_term_gradients.py", argv),
         "stages": stages,
     }
     Path(args.output).write_text(json.dumps(record, indent=2) + "\n")

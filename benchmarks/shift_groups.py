@@ -17,11 +17,12 @@ from __future__ import annotations
 import argparse
 import copy
 import json
-import platform
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+from provenance import provenance
 
 
 def groups(examples, shift: dict) -> dict[str, list[int]]:
@@ -166,12 +167,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = p.parse_args(argv)
 
-    import torch
-
     from prefalign.compare import load_compare_config
     from prefalign.compare.grid import plan
     from prefalign.models.loading import load_backbone
-    from prefalign.utils.environment import versions
 
     cfg = load_compare_config(args.config)
     specs = {spec.run_id: spec for spec in plan(cfg)}
@@ -182,7 +180,6 @@ def main(argv: list[str] | None = None) -> int:
             if line.strip():
                 r = json.loads(line)
                 done[r["run"]] = r
-    command = "python benchmarks/shift_groups.py " + " ".join(sys.argv[1:] if argv is None else argv)
     backbone = None
     for method in args.methods:
         for seed in args.seeds:
@@ -213,10 +210,7 @@ def main(argv: list[str] | None = None) -> int:
                         "config": args.config,
                         "shift": shift,
                         **measure(exp, backbone, shift, texts, args.prefix_attention),
-                        "command": command,
-                        "machine": platform.platform(),
-                        "torch_threads": torch.get_num_threads(),
-                        "versions": versions(),
+                        **provenance("shift_groups.py", argv),
                     }
                     done[run_id] = record
                     with path.open("a") as fh:
