@@ -1304,6 +1304,9 @@ BLOCKS = {
         },
         also=("issue15_smollm2",),
     ),
+    "adalora_lr_probe_smollm2_choice": lambda: probe_choice_over_columns(
+        "adalora_lr_probe_smollm2", {"AdaLoRA": ["AdaLoRA lr 1e-3", "AdaLoRA lr 1e-2", "AdaLoRA lr 3e-2"]}
+    ),
     "issue15_demo_rt_ambiguity_probe_choice": lambda: probe_choice_over_columns(
         "issue15_demo_rt_ambiguity_probe",
         {

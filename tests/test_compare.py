@@ -384,8 +384,10 @@ def test_the_cpu_tables_1_2_grid_has_every_row_of_the_gpu_one_on_every_dataset_w
 
     gpu = load_compare_config("configs/compare/paper_grid_gpu.yaml")
     cpu = load_compare_config("configs/compare/paper_grid_smollm2.yaml")
+    # AdaLoRA's CPU rate was chosen for the 40-step budget (configs/compare/adalora_lr_probe_smollm2.yaml)
+    chosen_for_40_steps = {"adalora": 1.0e-2}
     assert [(m.name, m.training["learning_rate"]) for m in cpu.methods] == [
-        (m.name, m.training["learning_rate"]) for m in gpu.methods
+        (m.name, chosen_for_40_steps.get(m.name, m.training["learning_rate"])) for m in gpu.methods
     ]
     held = [d.name for d in gpu.datasets if d.name != "ReCoRD"]  # ReCoRD is not in ../shared/data
     assert sorted(d.name for d in cpu.datasets) == sorted(held)

@@ -311,6 +311,7 @@ CURRENT_GRIDS = [
     "issue15_smollm2_core",
     "issue15_smollm2",
     "paper_grid_smollm2",
+    "adalora_lr_probe_smollm2",
     "issue15_smollm2_sst2_diagnosis",
     "annotator_models_dcpc_minilm",
     "ptloss_sst2_minilm",
