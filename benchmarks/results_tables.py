@@ -123,7 +123,6 @@ def annotator_accuracy(name: str, baselines: str) -> str:
     """Test accuracy x100 per method and dataset: median over seeds with the per-seed range, from the grid's
     records, then the text-blind predictors' accuracy on the same test items (benchmarks/annotation_baselines.py
     --output, committed as benchmarks/results/<baselines>.json)."""
-
     cfg, results = grid(name)
     columns = _columns(cfg)
     done = sum(r is not None for r in results)
@@ -336,7 +335,6 @@ def run_terms(name: str, method: str, keys: list[str]) -> str:
 def terms_by_method(name: str, methods: list[str], keys: list[str]) -> str:
     """One row per method and column of ``name``: the median over its finished seeds of each logged term's
     training-log mean in ``keys`` ('–' where the method logs no such term), with the seeds counted."""
-
     _, results = grid(name)
     columns = list(dict.fromkeys(r["column"] for r in results if r))
     lines = [
@@ -382,11 +380,29 @@ def term_gradients(names: list[str]) -> str:
     return "\n".join(lines)
 
 
+def jsonl(name: str) -> list[dict]:
+    """benchmarks/results/<name>.jsonl, one record a line."""
+    return [json.loads(line) for line in (RESULTS / f"{name}.jsonl").read_text().splitlines() if line.strip()]
+
+
+def length_bins(bins: tuple[int, ...]) -> tuple[list[tuple[int, int]], list[str]]:
+    """(lo, hi] word-count ranges cut at ``bins`` and open above, with their labels ("1-8", ..., "25+")."""
+    edges = [0, *bins, 10**9]
+    ranges = list(zip(edges, edges[1:]))
+    return ranges, [f"{lo + 1}-{hi}" if hi < 10**9 else f"{lo + 1}+" for lo, hi in ranges]
+
+
+def _by_run(r: dict) -> tuple:
+    """shift_groups.py records in table order: method, seed, the clean run before the shifted one."""
+    _, _, method, seed = r["run"].split("/")
+    return method, seed, r["role"] != "clean"
+
+
 def shift_groups(name: str) -> str:
     """benchmarks/shift_groups.py's records (``benchmarks/results/<name>.jsonl``): per run, test accuracy on each
     group (the shift's subset or the rest, crossed with the clean label), the share of test items predicted as
     the group's label, and the share of the training items the group relabelled that the model predicts so."""
-    records = [json.loads(line) for line in (RESULTS / f"{name}.jsonl").read_text().splitlines() if line.strip()]
+    records = jsonl(name)
     if not records:
         return "(no runs yet)"
     shift = records[0]["shift"]
@@ -406,7 +422,7 @@ def shift_groups(name: str) -> str:
         f"| relabelled training items predicted {toward} |",
         "|---|---|---:|---:|" + "---:|" * (len(order) + 2),
     ]
-    for r in sorted(records, key=lambda r: (r["run"].split("/")[2], r["run"].split("/")[3], r["role"] != "clean")):
+    for r in sorted(records, key=_by_run):
         _, column, method, seed = r["run"].split("/")
         cells = [f"{100 * r['groups'][g]['accuracy']:.1f}" for g in order]
         lines.append(
@@ -422,27 +438,26 @@ def shift_groups_by_length(name: str, bins: tuple[int, ...] = (8, 12, 16, 24)) -
     """From the same records: among test items not labelled the group's label, the share given it with
     probability above 0.5 (on two classes, predicted as it), by the item's length in words (the shift's subset
     is the items at most ``max_words`` long)."""
-    records = [json.loads(line) for line in (RESULTS / f"{name}.jsonl").read_text().splitlines() if line.strip()]
+    records = jsonl(name)
     if not records:
         return "(no runs yet)"
     toward = records[0]["toward_label"]
-    edges = [0, *bins, 10**9]
-    spans = [f"{lo + 1}-{hi}" if hi < 10**9 else f"{lo + 1}+" for lo, hi in zip(edges, edges[1:])]
+    ranges, spans = length_bins(bins)
     items = records[0]["test_items"]
     toward_index = records[0]["shift"]["toward"]
     if not isinstance(toward_index, int):
         raise ValueError(f"{name}: the shift's 'toward' is a label name; this table reads an index")
     other = [i for i, y in enumerate(items["label"]) if y != toward_index]
-    counts = [sum(lo < items["words"][i] <= hi for i in other) for lo, hi in zip(edges, edges[1:])]
+    counts = [sum(lo < items["words"][i] <= hi for i in other) for lo, hi in ranges]
     lines = [
         "| method | column | seed | " + " | ".join(f"{s} words (n={n})" for s, n in zip(spans, counts)) + " |",
         "|---|---|---:|" + "---:|" * len(spans),
     ]
-    for r in sorted(records, key=lambda r: (r["run"].split("/")[2], r["run"].split("/")[3], r["role"] != "clean")):
+    for r in sorted(records, key=_by_run):
         _, column, method, seed = r["run"].split("/")
         words, p = r["test_items"]["words"], r["test_items"]["p_toward"]
         cells = []
-        for lo, hi in zip(edges, edges[1:]):
+        for lo, hi in ranges:
             chosen = [i for i in other if lo < words[i] <= hi]
             share = sum(p[i] > 0.5 for i in chosen) / len(chosen) if chosen else float("nan")
             cells.append(f"{100 * share:.1f}")
@@ -453,22 +468,21 @@ def shift_groups_by_length(name: str, bins: tuple[int, ...] = (8, 12, 16, 24)) -
 def shift_groups_attention(name: str, bins: tuple[int, ...] = (8, 12, 16, 24)) -> str:
     """benchmarks/shift_groups.py --prefix-attention records: the scoring token's attention share on the prefix
     (mean over heads, then over layers; median over the test items in each length bin)."""
-    records = [json.loads(line) for line in (RESULTS / f"{name}.jsonl").read_text().splitlines() if line.strip()]
+    records = jsonl(name)
     if not records:
         return "(no runs yet)"
-    edges = [0, *bins, 10**9]
-    spans = [f"{lo + 1}-{hi}" if hi < 10**9 else f"{lo + 1}+" for lo, hi in zip(edges, edges[1:])]
+    ranges, spans = length_bins(bins)
     words = records[0]["test_items"]["words"]
-    counts = [sum(lo < w <= hi for w in words) for lo, hi in zip(edges, edges[1:])]
+    counts = [sum(lo < w <= hi for w in words) for lo, hi in ranges]
     lines = [
         "| method | column | seed | " + " | ".join(f"{s} words (n={n})" for s, n in zip(spans, counts)) + " |",
         "|---|---|---:|" + "---:|" * len(spans),
     ]
-    for r in sorted(records, key=lambda r: (r["run"].split("/")[2], r["run"].split("/")[3], r["role"] != "clean")):
+    for r in sorted(records, key=_by_run):
         _, column, method, seed = r["run"].split("/")
         share = [sum(row) / len(row) for row in r["test_items"]["prefix_attention"]]
         cells = []
-        for lo, hi in zip(edges, edges[1:]):
+        for lo, hi in ranges:
             chosen = [share[i] for i, w in enumerate(words) if lo < w <= hi]
             cells.append(f"{100 * statistics.median(chosen):.1f}" if chosen else "–")
         lines.append(f"| {method} | {column} | {seed.removeprefix('seed')} | " + " | ".join(cells) + " |")
@@ -501,7 +515,7 @@ def adapter_update_size(name: str) -> str:
 
 def profile(name: str = "profile_step_minilm") -> str:
     """The step profile of benchmarks/profile_step.py --records: memory and op counts per method."""
-    records = [json.loads(line) for line in (RESULTS / f"{name}.jsonl").read_text().splitlines() if line.strip()]
+    records = jsonl(name)
     first = records[0]
     lines = [
         f"{first['model']}, batch {first['batch']}, m {first['prefix']}, {first['tokens_per_row']} tokens per row, "
@@ -541,7 +555,6 @@ def profile(name: str = "profile_step_minilm") -> str:
 def paired_rounds(name: str, pairs: list[tuple[str, str, str]]) -> str:
     """Ratios of a speed_memory.py result file, per row: the median of the within-round ratios, their range and
     how many rounds were above 1, from the raw times (CPU time of the compute thread)."""
-
     d = result(name)
     start = d.get("load_average_start")
     lines = []
