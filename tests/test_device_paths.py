@@ -64,6 +64,30 @@ def test_bf16_mixed_precision_trains_on_the_cpu_close_to_fp32(model_dir, train_f
         np.testing.assert_allclose(half.numpy(), value.numpy(), atol=0.05)
 
 
+def test_dcpc_logs_its_loss_terms_and_gate_rates_under_bf16_as_under_fp32(model_dir, train_file, tmp_path):
+    """Accelerate's mixed-precision wrapper rebuilds the forward's output from its tensors: the terms must
+    still reach the logs (the first GPU grid, bf16, logged none)."""
+    import json
+
+    logged = {}
+    for name, flag in (("fp32", "false"), ("bf16", "true")):
+        out = tmp_path / name
+        rc, _, err = train(
+            model_dir,
+            train_file,
+            out,
+            "method.name=dcpc",
+            "training.device=cpu",
+            f"training.bf16={flag}",
+            "training.logging_steps=1",
+        )
+        assert rc == 0, err
+        history = json.loads((out / "log_history.json").read_text())
+        logged[name] = {k for entry in history if "loss" in entry for k in entry}
+    assert {"loss_task", "loss_align", "gate_cos_rate"} <= logged["fp32"]
+    assert logged["bf16"] == logged["fp32"]
+
+
 def test_a_bfloat16_backbone_with_checkpointing_trains_on_the_cpu(model_dir, train_file, tmp_path):
     rc, _, err = train(
         model_dir,

@@ -19,6 +19,7 @@ Saving and loading go through ``prefalign.methods.registry.save_method`` / ``loa
 
 from __future__ import annotations
 
+import functools
 from contextlib import nullcontext
 from dataclasses import dataclass
 from typing import ClassVar
@@ -55,6 +56,20 @@ def soft_cross_entropy(logits: torch.Tensor, target: torch.Tensor) -> torch.Tens
     return -(target * torch.log_softmax(logits.float(), dim=-1)).sum(-1).mean()
 
 
+def _keeping_terms(forward):
+    """``forward`` that also leaves its output's terms on the method as ``last_terms``: mixed precision
+    (Accelerate's fp32 conversion) and DDP rebuild the output from its tensors and drop the attribute."""
+
+    @functools.wraps(forward)
+    def wrapper(self, *args, **kwargs):
+        out = forward(self, *args, **kwargs)
+        if isinstance(out, MethodOutput):
+            self.last_terms = out.terms
+        return out
+
+    return wrapper
+
+
 class Method(nn.Module):
     """Base class of every method: a backbone inside ``self.classifier`` plus what the method trains."""
 
@@ -69,6 +84,12 @@ class Method(nn.Module):
     geo: ModelGeometry
     task: TaskSpec
     classifier: PrefixClassifier
+    last_terms: dict  # the terms of the latest forward (see _keeping_terms)
+
+    def __init_subclass__(cls, **kwargs) -> None:
+        super().__init_subclass__(**kwargs)
+        if "forward" in vars(cls):
+            cls.forward = _keeping_terms(vars(cls)["forward"])
 
     def __init__(
         self,
@@ -82,6 +103,7 @@ class Method(nn.Module):
     ) -> None:
         super().__init__()
         self.config, self.geo, self.task = config, geo, task
+        self.last_terms = {}
 
     def build_classifier(self, model: nn.Module, **options) -> PrefixClassifier:
         """``model`` wrapped to give class scores, reading the head options of a ``HeadConfig``."""

@@ -121,6 +121,8 @@ class PrefalignTrainer(Trainer):
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         self._forward_terms = {}
+        method = self._unwrapped()
+        method.last_terms = {}
         outputs = model(**{k: v for k, v in inputs.items() if k not in ANNOTATION_KEYS})
         loss = outputs.loss
         if not torch.isfinite(loss):
@@ -129,7 +131,9 @@ class PrefalignTrainer(Trainer):
                 "or the method's lambda weights"
             )
         if model.training:
-            for name, value in (outputs.terms or self._forward_terms).items():
+            # bf16/fp16 autocast and DDP return a rebuilt output without ``terms``: the method keeps them.
+            terms = getattr(outputs, "terms", None) or getattr(method, "last_terms", None) or self._forward_terms
+            for name, value in terms.items():
                 self._term_sums[name] += float(value)
                 self._term_counts[name] += 1
         return (loss, outputs) if return_outputs else loss
