@@ -1,0 +1,103 @@
+"""benchmarks/gpu_grid.py: a compare grid seed after seed inside a time budget, rehearsed on the CPU."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+import yaml
+
+from conftest import load_benchmark
+from helpers_cli import save_tiny_model, toy_rows, write_csv
+
+gpu_grid = load_benchmark("gpu_grid")
+
+
+@pytest.fixture(scope="module")
+def grid_config(tmp_path_factory, vocab_file):
+    root = tmp_path_factory.mktemp("gpu_grid")
+    model = save_tiny_model("llama", vocab_file, root / "tiny-llama")
+    write_csv(root / "train.csv", toy_rows(32, seed=0))
+    write_csv(root / "test.csv", toy_rows(16, seed=1))
+    cfg = {
+        "title": "tiny GPU grid",
+        "output_dir": str(root / "runs"),
+        "seeds": [0, 1],
+        "keep": "metrics",
+        "models": [{"name": str(model), "label": "tiny"}],
+        "base": {
+            "data": {"max_length": 16},
+            "training": {
+                "batch_size": 8,
+                "max_steps": 2,
+                "eval_steps": 1,
+                "logging_steps": 1,
+                "progress": False,
+                "bf16": True,
+            },
+        },
+        "methods": [
+            {"name": "dcpc", "label": "DCPC", "method": {"prefix_length": 2}, "training": {"learning_rate": 1e-2}}
+        ],
+        "datasets": [
+            {
+                "name": "toy",
+                "data": {"train": str(root / "train.csv"), "test": str(root / "test.csv")},
+                "shifted": {"name": "sst2-p"},
+                "shifted_name": "toy-P",
+            }
+        ],
+    }
+    path = root / "grid.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    return path
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the refusal on a machine without a GPU")
+def test_without_a_gpu_it_refuses_in_one_line_unless_rehearsing(grid_config, tmp_path, capsys):
+    assert gpu_grid.main(["--config", str(grid_config), "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["gpu_grid: torch sees no GPU; pass --allow-cpu to rehearse on the CPU"]
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_rehearsal_runs_each_seed_in_turn_and_collects_every_run(grid_config, tmp_path):
+    out = tmp_path / "out"
+    rc = gpu_grid.main(["--config", str(grid_config), "--out", str(out), "--allow-cpu", "--workers", "1"])
+    assert rc == 0
+    log = json.loads((out / "gpu_grid.json").read_text())
+    assert [s.get("seed") for s in log["steps"]] == [0, 1, None] and log["steps"][-1]["report"]
+    assert all(s["rc"] == 0 and not s["stopped_at_limit"] for s in log["steps"])
+    assert log["finished"] == {"0": 2, "1": 2}
+    records = [json.loads(line) for line in (out / "records.jsonl").read_text().splitlines()]
+    assert sorted(r["run_id"] for r in records) == sorted(
+        f"tiny/{column}/DCPC/seed{seed}" for column in ("toy", "toy-P") for seed in (0, 1)
+    )
+    assert (out / "table.md").read_text().startswith("## tiny GPU grid")
+    # bf16 autocast on the CPU: DCPC's loss terms still reach the records.
+    assert all("gate_cos_rate_mean" in r["metrics"] for r in records)
+
+
+def test_a_budget_that_cannot_start_a_seed_skips_it_and_says_so(grid_config, tmp_path):
+    out = tmp_path / "out"
+    rc = gpu_grid.main(
+        [
+            "--config",
+            str(grid_config),
+            "--out",
+            str(out),
+            "--allow-cpu",
+            "--budget",
+            "40",
+            "--reserve",
+            "30",
+            "--set",
+            f"output_dir={tmp_path / 'runs'}",
+        ]
+    )
+    log = json.loads((out / "gpu_grid.json").read_text())
+    assert [s["skipped"] for s in log["steps"][:2]] and all(
+        "left of the budget" in s["skipped"] for s in log["steps"][:2]
+    )
+    assert log["finished"] == {"0": 0, "1": 0} and rc in (0, 1)
