@@ -299,6 +299,47 @@ def drop_differences(
     return "\n".join(lines)
 
 
+def beside(name_a: str, name_b: str, rename_b: dict[str, str], seed: int = 0, metric: str = "accuracy") -> str:
+    """Seed ``seed``'s test score of every method and column of grid ``name_a`` beside the same run of grid
+    ``name_b`` ('a -> b', x100), rows in ``name_b``'s order under its labels; ``rename_b`` maps a label of
+    ``name_b`` to the label the same settings carry in ``name_a``. Drop columns: clean minus shifted, same seed."""
+    cfg_b, results_b = grid(name_b)
+    _, results_a = grid(name_a)
+    score = {}
+    for grid_name, results in ((name_a, results_a), (name_b, results_b)):
+        for r in results:
+            if r and r.get("status") == "ok" and f"test_{metric}" in r["metrics"] and r["seed"] == seed:
+                score[(grid_name, r["method"], r["column"])] = 100 * r["metrics"][f"test_{metric}"]
+    columns = _columns(cfg_b)
+    drops = [
+        (c, s)
+        for c, s in (("SST-2", "SST-2-P"), ("SST-2", "SST-2-A"), ("Rotten Tomatoes", "RT-A"))
+        if {c, s} <= set(columns)
+    ]
+    lines = [
+        "| method | " + " | ".join(columns) + " | " + " | ".join(f"drop {c} to {s}" for c, s in drops) + " |",
+        "|---|" + "---:|" * (len(columns) + len(drops)),
+    ]
+
+    def cell(label_a, label_b, get):
+        a, b = get(name_a, label_a), get(name_b, label_b)
+        return f"{'–' if a is None else f'{a:.1f}'} → {'–' if b is None else f'{b:.1f}'}"
+
+    for m in cfg_b.methods:
+        label_a = rename_b.get(m.label, m.label)
+        cells = [cell(label_a, m.label, lambda g, lab, c=c: score.get((g, lab, c))) for c in columns]
+        for c, s in drops:
+
+            def drop(g, lab, c=c, s=s):
+                both = score.get((g, lab, c)), score.get((g, lab, s))
+                return None if None in both else both[0] - both[1]
+
+            cells.append(cell(label_a, m.label, drop))
+        name = m.label if label_a == m.label else f"{m.label} ({name_a}: {label_a})"
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def runs_with_validation(names: list[str], keys: list[str]) -> str:
     """One row per finished run of the grids ``names``, in grid order: its validation and test accuracy and the
     mean over its training logs of each logged term in ``keys`` ('–' where a method logs no such term)."""
@@ -1063,6 +1104,9 @@ SMOLLM2_GRID_DCPC_ROWS = [
     "DCPC",
 ]
 TERM_KEYS = LOSS_TERMS + ["pcm_scale_spread"]
+# The GPU grid (configs/compare/issue15_smollm2_gpu.yaml) labels the library default "DCPC" and the old default
+# "DCPC (lambda1 1)"; the CPU grid calls the same settings "DCPC (lambda1 0.1)" and "DCPC".
+SMOLLM2_GPU_RENAME = {"DCPC": "DCPC (lambda1 0.1)", "DCPC (lambda1 1)": "DCPC"}
 
 PCM_READING_RUNS = [
     "dcpc_pcm_spread_rt_a_seed0",
@@ -1346,6 +1390,8 @@ BLOCKS = {
         LOSS_TERMS,
     ),
     "issue15_smollm2": lambda: tables("issue15_smollm2"),
+    "issue15_smollm2_gpu": lambda: tables("issue15_smollm2_gpu"),
+    "issue15_smollm2_cpu_gpu": lambda: beside("issue15_smollm2", "issue15_smollm2_gpu", SMOLLM2_GPU_RENAME),
     "paper_grid_smollm2": lambda: tables("paper_grid_smollm2"),
     "issue15_smollm2_drops": lambda: "\n\n".join(
         drop_differences("issue15_smollm2", SMOLLM2_GRID_PAIRS, clean, shifted)

@@ -310,6 +310,7 @@ CURRENT_GRIDS = [
     "issue15_demo_rt_ambiguity_probe",
     "issue15_smollm2_core",
     "issue15_smollm2",
+    "issue15_smollm2_gpu",
     "paper_grid_smollm2",
     "adalora_lr_probe_smollm2",
     "issue15_smollm2_sst2_diagnosis",
