@@ -506,6 +506,42 @@ def shift_groups_by_length(name: str, bins: tuple[int, ...] = (8, 12, 16, 24)) -
     return "\n".join(lines) + f"\n\nCells: the share (x100) of those items given P({toward}) above 0.5."
 
 
+def shift_groups_padding(name: str) -> str:
+    """benchmarks/shift_groups.py --padding records: per run and test group (the shift's subset or the rest,
+    crossed with the clean label), the share (x100) given the group's label with P above 0.5, on the items as
+    they are, with the padding text appended, and with it prepended."""
+    records = jsonl(name)
+    if not records:
+        return "(no runs yet)"
+    shift, toward = records[0]["shift"], records[0]["toward_label"]
+    items = records[0]["test_items"]
+    short = [w <= shift["max_words"] for w in items["words"]]
+    groups = {
+        f"short, not {toward}": [i for i, y in enumerate(items["label"]) if short[i] and y != shift["toward"]],
+        f"short, {toward}": [i for i, y in enumerate(items["label"]) if short[i] and y == shift["toward"]],
+        f"long, not {toward}": [i for i, y in enumerate(items["label"]) if not short[i] and y != shift["toward"]],
+        f"long, {toward}": [i for i, y in enumerate(items["label"]) if not short[i] and y == shift["toward"]],
+    }
+    wheres = [("p_toward", "as is"), ("p_toward_appended", "+ after"), ("p_toward_prepended", "+ before")]
+    heads = [f"{g} (n={len(idx)}): {w}" for g, idx in groups.items() for _, w in wheres]
+    lines = [
+        f'Padding: "{records[0]["padding"]}" ({len(records[0]["padding"].split())} words); short: at most '
+        f"{shift['max_words']} words, as the shift's subset. Cells: the share (x100) given P({toward}) above 0.5.",
+        "",
+        "| method | column | seed | " + " | ".join(heads) + " |",
+        "|---|---|---:|" + "---:|" * len(heads),
+    ]
+    for r in sorted(records, key=_by_run):
+        _, column, method, seed = r["run"].split("/")
+        cells = [
+            f"{100 * sum(r['test_items'][key][i] > 0.5 for i in idx) / len(idx):.1f}"
+            for idx in groups.values()
+            for key, _ in wheres
+        ]
+        lines.append(f"| {method} | {column} | {seed.removeprefix('seed')} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def shift_groups_attention(name: str, bins: tuple[int, ...] = (8, 12, 16, 24)) -> str:
     """benchmarks/shift_groups.py --prefix-attention records: the scoring token's attention share on the prefix
     (mean over heads, then over layers; median over the test items in each length bin)."""
@@ -1410,6 +1446,7 @@ BLOCKS = {
     "adapter_update_size_smollm2_sst2": lambda: adapter_update_size("adapter_update_size_smollm2_sst2"),
     "shift_groups_smollm2_sst2_by_length": lambda: shift_groups_by_length("shift_groups_smollm2_sst2"),
     "shift_groups_smollm2_sst2_attention": lambda: shift_groups_attention("shift_groups_smollm2_sst2_attention"),
+    "shift_groups_smollm2_sst2_padding": lambda: shift_groups_padding("shift_groups_smollm2_sst2_padding"),
     "issue15_smollm2_sst2_terms": lambda: runs_with_validation(
         ["issue15_smollm2_sst2_dcpc", "issue15_smollm2_sst2_diagnosis"],
         LOSS_TERMS,

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import dataclasses
 import json
 import sys
 import tempfile
@@ -49,9 +50,12 @@ def shift_parameters(exp) -> dict:
     return params
 
 
-def measure(exp, backbone, shift: dict, relabelled_texts: list[str] | None, attention: bool = False) -> dict:
+def measure(
+    exp, backbone, shift: dict, relabelled_texts: list[str] | None, attention: bool = False, padding: str | None = None
+) -> dict:
     """Train ``exp`` as the grid would; per-group test predictions and its predictions on the relabelled items
-    (and with ``attention``, each test item's attention share on the prefix, per layer)."""
+    (with ``attention``, each test item's attention share on the prefix, per layer; with ``padding``, each test
+    item's P(group's label) again with that text appended, and with it prepended)."""
     import numpy as np
 
     from prefalign.data.collator import Collator
@@ -98,6 +102,11 @@ def measure(exp, backbone, shift: dict, relabelled_texts: list[str] | None, atte
     )
     if attention:
         items["prefix_attention"] = prefix_attention(model, collator, test_set.examples, exp.training.eval_batch_size)
+    if padding:
+        for where in ("appended", "prepended"):
+            data = TaskDataset(padded(test_set.examples, padding, where), names, where)
+            p = predict_proba(model, collator, data, batch_size=exp.training.eval_batch_size)
+            items[f"p_toward_{where}"] = [round(float(x), 5) for x in p[:, toward]]
     return {
         "toward_label": names[toward],
         "test_accuracy": float((predicted == labels).mean()),
@@ -113,6 +122,15 @@ def measure(exp, backbone, shift: dict, relabelled_texts: list[str] | None, atte
         "test_items": items,
         "seconds": round(time.time() - t0, 1),
     }
+
+
+def padded(examples, text: str, where: str) -> list:
+    """``examples`` with ``text`` appended to (``where`` "appended") or put before ("prepended") each one's text;
+    labels and every other field kept."""
+    if where not in ("appended", "prepended"):
+        raise ValueError(f"where must be appended or prepended, got {where!r}")
+    join = (lambda t: f"{t} {text}") if where == "appended" else (lambda t: f"{text} {t}")
+    return [dataclasses.replace(ex, text=join(ex.text)) for ex in examples]
 
 
 def prefix_attention(model, collator, examples, batch_size: int) -> list[list[float]]:
@@ -165,6 +183,12 @@ def main(argv: list[str] | None = None) -> int:
         help="also record, per test item and layer, the scoring token's attention share on the prefix's keys "
         "(prefix methods; a pass with eager attention after the scored one)",
     )
+    p.add_argument(
+        "--padding",
+        metavar="TEXT",
+        help="also score every test item with TEXT appended, and with it prepended: does a short item lose the "
+        "group's label once it is long?",
+    )
     args = p.parse_args(argv)
 
     from prefalign.compare import load_compare_config
@@ -209,7 +233,8 @@ def main(argv: list[str] | None = None) -> int:
                         "role": "shifted" if column == args.shifted else "clean",
                         "config": args.config,
                         "shift": shift,
-                        **measure(exp, backbone, shift, texts, args.prefix_attention),
+                        **measure(exp, backbone, shift, texts, args.prefix_attention, args.padding),
+                        **({"padding": args.padding} if args.padding else {}),
                         **provenance("shift_groups.py", argv),
                     }
                     done[run_id] = record

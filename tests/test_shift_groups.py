@@ -53,3 +53,14 @@ def test_prefix_attention_is_the_prefix_keys_share_and_the_backbone_gets_its_att
     lm.model.set_attn_implementation(before)
     last = int(batch["attention_mask"].sum()) - 1
     assert abs(float(caught[0][0, :, last, :4].sum(-1).mean()) - shares[0][0]) < 1e-5
+
+
+def test_padding_lengthens_the_text_and_keeps_the_label_and_the_rest():
+    bench = load_benchmark("shift_groups")
+    items = [Example(text="good", label=1, meta={"shifted": True}), Example(text="dull film", label=0)]
+    after = bench.padded(items, "it opened in spring .", "appended")
+    before = bench.padded(items, "it opened in spring .", "prepended")
+    assert [ex.text for ex in after] == ["good it opened in spring .", "dull film it opened in spring ."]
+    assert [ex.text for ex in before] == ["it opened in spring . good", "it opened in spring . dull film"]
+    assert [ex.label for ex in after + before] == [1, 0, 1, 0] and after[0].meta == {"shifted": True}
+    assert items[0].text == "good"
