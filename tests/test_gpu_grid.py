@@ -10,46 +10,28 @@ import yaml
 
 from conftest import load_benchmark
 from helpers_cli import save_tiny_model, toy_rows, write_csv
+from test_compare import write_config
 
 gpu_grid = load_benchmark("gpu_grid")
 
 
 @pytest.fixture(scope="module")
 def grid_config(tmp_path_factory, vocab_file):
+    """test_compare's tiny grid (two seeds, one dataset and its SST-2-P twin) with DCPC on a tiny LLaMA, in bf16."""
     root = tmp_path_factory.mktemp("gpu_grid")
     model = save_tiny_model("llama", vocab_file, root / "tiny-llama")
     write_csv(root / "train.csv", toy_rows(32, seed=0))
     write_csv(root / "test.csv", toy_rows(16, seed=1))
-    cfg = {
-        "title": "tiny GPU grid",
-        "output_dir": str(root / "runs"),
-        "seeds": [0, 1],
-        "keep": "metrics",
-        "models": [{"name": str(model), "label": "tiny"}],
-        "base": {
-            "data": {"max_length": 16},
-            "training": {
-                "batch_size": 8,
-                "max_steps": 2,
-                "eval_steps": 1,
-                "logging_steps": 1,
-                "progress": False,
-                "bf16": True,
-            },
-        },
-        "methods": [
-            {"name": "dcpc", "label": "DCPC", "method": {"prefix_length": 2}, "training": {"learning_rate": 1e-2}}
-        ],
-        "datasets": [
-            {
-                "name": "toy",
-                "data": {"train": str(root / "train.csv"), "test": str(root / "test.csv")},
-                "shifted": {"name": "sst2-p"},
-                "shifted_name": "toy-P",
-            }
-        ],
-    }
-    path = root / "grid.yaml"
+    path = write_config(
+        root,
+        model,
+        title="tiny GPU grid",
+        output_dir=str(root / "runs"),
+        keep="metrics",
+        methods=[{"name": "dcpc", "label": "DCPC", "method": {"prefix_length": 2}}],
+    )
+    cfg = yaml.safe_load(path.read_text())
+    cfg["base"]["training"]["bf16"] = True
     path.write_text(yaml.safe_dump(cfg))
     return path
 
