@@ -114,15 +114,13 @@ class PrefalignTrainer(Trainer):
         self._term_sums: dict[str, float] = defaultdict(float)
         self._term_counts: dict[str, int] = defaultdict(int)
         self._resumed_sums: dict | None = None  # read from a checkpoint, applied at the first step
-        # DDP rebuilds a forward's output from its tensors (pytree), dropping the ``terms`` attribute:
-        # keep them as the method's own forward returns them.
+        # DDP (pytree) and mixed precision (Accelerate's fp32 conversion) rebuild a forward's output from its
+        # tensors, dropping the ``terms`` attribute: keep them as the method's own forward left them.
         self._forward_terms: dict = {}
         self.model.register_forward_hook(self._keep_terms)
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         self._forward_terms = {}
-        method = self._unwrapped()
-        method.last_terms = {}
         outputs = model(**{k: v for k, v in inputs.items() if k not in ANNOTATION_KEYS})
         loss = outputs.loss
         if not torch.isfinite(loss):
@@ -131,15 +129,13 @@ class PrefalignTrainer(Trainer):
                 "or the method's lambda weights"
             )
         if model.training:
-            # bf16/fp16 autocast and DDP return a rebuilt output without ``terms``: the method keeps them.
-            terms = getattr(outputs, "terms", None) or getattr(method, "last_terms", None) or self._forward_terms
-            for name, value in terms.items():
+            for name, value in (outputs.terms or self._forward_terms).items():
                 self._term_sums[name] += float(value)
                 self._term_counts[name] += 1
         return (loss, outputs) if return_outputs else loss
 
     def _keep_terms(self, module, args, output) -> None:
-        self._forward_terms = dict(getattr(output, "terms", None) or {})
+        self._forward_terms = dict(getattr(module, "last_terms", None) or getattr(output, "terms", None) or {})
 
     def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
         if "loss" in logs and self._term_counts:
