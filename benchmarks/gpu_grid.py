@@ -28,7 +28,9 @@ import time
 from pathlib import Path
 
 import torch
-import yaml
+
+from prefalign.compare import load_compare_config
+from prefalign.compare.records import read_records
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -75,9 +77,7 @@ def run_step(command: list[str], limit: float) -> dict:
 def finished_runs(output_dir: Path) -> list[str]:
     """Run ids whose metrics the grid's runs folder holds (what `compare` counts as finished)."""
     records = output_dir / "records.jsonl"
-    if not records.is_file():
-        return []
-    return [json.loads(line)["run_id"] for line in records.read_text().splitlines() if line.strip()]
+    return [r["run_id"] for r in read_records(records)] if records.is_file() else []
 
 
 def main(argv=None) -> int:
@@ -87,12 +87,10 @@ def main(argv=None) -> int:
         print("gpu_grid: torch sees no GPU; pass --allow-cpu to rehearse on the CPU", file=sys.stderr)
         return 2
     config = ROOT / args.config
-    cfg = yaml.safe_load(config.read_text())
-    seeds = args.seeds if args.seeds else list(cfg["seeds"])
+    cfg = load_compare_config(str(config), args.overrides)  # the grid as compare reads it, --set applied
+    seeds = args.seeds if args.seeds else list(cfg.seeds)
     sets = [a for kv in args.overrides for a in ("--set", kv)]
-    output_dir = ROOT / next(
-        (kv.split("=", 1)[1] for kv in args.overrides if kv.startswith("output_dir=")), cfg["output_dir"]
-    )
+    output_dir = ROOT / cfg.output_dir  # compare runs in ROOT; an absolute output_dir stays as it is
     compare = [sys.executable, "-m", "prefalign", "compare", "--config", str(config)]
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

@@ -515,12 +515,15 @@ def shift_groups_padding(name: str) -> str:
         return "(no runs yet)"
     shift, toward = records[0]["shift"], records[0]["toward_label"]
     items = records[0]["test_items"]
-    short = [w <= shift["max_words"] for w in items["words"]]
+    kind = [
+        (w <= shift["max_words"], y == shift["toward"]) for w, y in zip(items["words"], items["label"], strict=True)
+    ]
     groups = {
-        f"short, not {toward}": [i for i, y in enumerate(items["label"]) if short[i] and y != shift["toward"]],
-        f"short, {toward}": [i for i, y in enumerate(items["label"]) if short[i] and y == shift["toward"]],
-        f"long, not {toward}": [i for i, y in enumerate(items["label"]) if not short[i] and y != shift["toward"]],
-        f"long, {toward}": [i for i, y in enumerate(items["label"]) if not short[i] and y == shift["toward"]],
+        f"{'short' if short else 'long'}, {'' if towards else 'not '}{toward}": [
+            i for i, k in enumerate(kind) if k == (short, towards)
+        ]
+        for short in (True, False)
+        for towards in (False, True)
     }
     wheres = [("p_toward", "as is"), ("p_toward_appended", "+ after"), ("p_toward_prepended", "+ before")]
     heads = [f"{g} (n={len(idx)}): {w}" for g, idx in groups.items() for _, w in wheres]
