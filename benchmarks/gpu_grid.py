@@ -11,7 +11,8 @@ compare gets what is left of ``--budget`` (less ``--reserve`` for the report) an
 workers, when that runs out; runs it finished stay in the grid's runs folder. A last
 ``compare --report-only`` over the whole config tabulates every finished run and writes the grid's
 records.jsonl; the script copies it and the table to ``--out`` and writes gpu_grid.json there: the machine,
-each step's command, exit status and seconds, and how many runs finished per seed.
+each step's command, exit status and seconds, and how many runs finished per seed. ``--records FILE`` passes
+compare's records file to every call: on a fresh machine its runs are restored instead of trained again.
 """
 
 from __future__ import annotations
@@ -44,6 +45,12 @@ def parse_args(argv=None):
     p.add_argument("--workers", type=int, default=8)
     p.add_argument("--seeds", type=int, nargs="*", help="default: the config's seeds, in order")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    p.add_argument(
+        "--records",
+        metavar="FILE",
+        help="compare's records file: its runs are taken instead of trained (a lease is a fresh machine, so a later "
+        "seed resumes from the records committed after the first), and it is rewritten with every finished run",
+    )
     p.add_argument("--allow-cpu", action="store_true", help="rehearse without a GPU (device: auto falls back)")
     return p.parse_args(argv)
 
@@ -74,9 +81,8 @@ def run_step(command: list[str], limit: float) -> dict:
     return {"command": command, "rc": rc, "stopped_at_limit": stopped, "seconds": round(time.monotonic() - start, 1)}
 
 
-def finished_runs(output_dir: Path) -> list[str]:
-    """Run ids whose metrics the grid's runs folder holds (what `compare` counts as finished)."""
-    records = output_dir / "records.jsonl"
+def finished_runs(records: Path) -> list[str]:
+    """Run ids a records file holds (the runs folder's, or ``--records``: every finished run `compare` reports)."""
     return [r["run_id"] for r in read_records(records)] if records.is_file() else []
 
 
@@ -90,6 +96,8 @@ def main(argv=None) -> int:
     cfg = load_compare_config(str(config), args.overrides)  # the grid as compare reads it, --set applied
     seeds = args.seeds if args.seeds else list(cfg.seeds)
     sets = [a for kv in args.overrides for a in ("--set", kv)]
+    if args.records:
+        sets += ["--records", str(Path(args.records).resolve())]
     output_dir = ROOT / cfg.output_dir  # compare runs in ROOT; an absolute output_dir stays as it is
     compare = [sys.executable, "-m", "prefalign", "compare", "--config", str(config)]
     out = Path(args.out)
@@ -104,11 +112,12 @@ def main(argv=None) -> int:
         log["steps"].append({"seed": seed, **step})
     report = run_step([*compare, *sets, "--report-only"], max(20.0, deadline - time.monotonic()))
     log["steps"].append({"report": True, **report})
-    done = finished_runs(output_dir)
+    records = Path(args.records).resolve() if args.records else output_dir / "records.jsonl"
+    done = finished_runs(records)
     log["finished"] = {str(s): sum(r.endswith(f"/seed{s}") for r in done) for s in seeds}
-    for name in ("records.jsonl", "table.md"):
-        if (output_dir / name).is_file():
-            shutil.copy(output_dir / name, out / name)
+    for source, name in ((records, "records.jsonl"), (output_dir / "table.md", "table.md")):
+        if source.is_file():
+            shutil.copy(source, out / name)
     (out / "gpu_grid.json").write_text(json.dumps(log, indent=1) + "\n")
     print(json.dumps(log["finished"]))
     return 0 if report["rc"] == 0 else 1

@@ -297,8 +297,31 @@ def test_a_grown_grid_trains_only_the_runs_its_records_lack(vocab_file, tmp_path
     rc, out, err = run_main(["compare", "-c", str(path), "--records", str(records)])
     assert rc == 0, err
     assert "taken from" not in out and "1 runs, 0 already finished, 1 to run" in out
-    (new,) = read_records(records)
+    kept, new = read_records(records)  # the p3 row is not in this grid: its record stays as it was
+    assert kept["run_id"] == "tiny/toy/DCPC p3/seed0" and new["run_id"] == "tiny/toy/DCPC/seed0"
     assert new["config_digest"] != old["config_digest"]
+
+
+def test_a_narrower_grid_keeps_the_records_of_runs_outside_it(vocab_file, tmp_path):
+    """`--set seeds=[1]` (gpu_grid.py runs a seed at a time) must not drop seed 0 from the records it rewrites."""
+    import yaml
+
+    cfg = tiny_dcpc_grid(vocab_file, tmp_path, "narrow", eval_steps=2)
+    cfg["seeds"] = [0, 1]
+    path = tmp_path / "grid.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    records = tmp_path / "records.jsonl"
+    for seed in (0, 1):
+        rc, _, err = run_main(["compare", "-c", str(path), "--set", f"seeds=[{seed}]", "--records", str(records)])
+        assert rc == 0, err
+    ids = ["tiny/toy/DCPC/seed0", "tiny/toy/DCPC/seed1"]
+    assert [r["run_id"] for r in read_records(records)] == ids
+    before = records.read_text()
+    rc, _, err = run_main(
+        ["compare", "-c", str(path), "--set", "seeds=[1]", "--records", str(records), "--report-only"]
+    )
+    assert rc == 0, err
+    assert records.read_text() == before
 
 
 # Grids whose committed records all describe today's settings: each record's digest must equal its run's, so

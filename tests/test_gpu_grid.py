@@ -83,3 +83,18 @@ def test_a_budget_that_cannot_start_a_seed_skips_it_and_says_so(grid_config, tmp
         "left of the budget" in s["skipped"] for s in log["steps"][:2]
     )
     assert log["finished"] == {"0": 0, "1": 0} and rc in (0, 1)
+
+
+def test_a_fresh_machine_takes_the_runs_a_records_file_holds_and_trains_only_the_rest(grid_config, tmp_path):
+    first, records = tmp_path / "first", tmp_path / "records.jsonl"
+    argv = ["--config", str(grid_config), "--allow-cpu", "--workers", "1", "--records", str(records)]
+    assert gpu_grid.main([*argv, "--out", str(first), "--seeds", "0", "--set", f"output_dir={tmp_path / 'a'}"]) == 0
+    seed0 = {r["run_id"]: r for r in map(json.loads, records.read_text().splitlines())}
+    assert sorted(seed0) == ["tiny/toy-P/DCPC/seed0", "tiny/toy/DCPC/seed0"]
+    # A new runs folder stands for a new machine: seed 0 comes from the records, seed 1 trains.
+    second = tmp_path / "second"
+    assert gpu_grid.main([*argv, "--out", str(second), "--seeds", "1", "--set", f"output_dir={tmp_path / 'b'}"]) == 0
+    after = {r["run_id"]: r for r in map(json.loads, (second / "records.jsonl").read_text().splitlines())}
+    assert sorted(after) == sorted([*seed0, "tiny/toy-P/DCPC/seed1", "tiny/toy/DCPC/seed1"])
+    assert all(after[run]["seconds"] == seed0[run]["seconds"] for run in seed0)  # restored, not trained again
+    assert records.read_text() == (second / "records.jsonl").read_text()

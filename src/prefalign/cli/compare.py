@@ -62,9 +62,9 @@ def add_parser(subparsers) -> None:
         "digest, versions, hardware), e.g. benchmarks/results/compare_NAME.jsonl: a training run puts each finished "
         "run's record there (give it to one process only when sharding); with --report-only, runs that runs/ does "
         "not hold are read from it (same run id and settings), so the tables rebuild on a fresh clone, and FILE is "
-        "rewritten with every finished run; a training run first takes every run FILE holds with the same id and "
-        "settings as finished, so a grid that gains a row or seed trains only the new runs. The output folder "
-        "always gets records.jsonl",
+        "rewritten with every finished run, keeping its records of runs outside this grid (e.g. other seeds); a "
+        "training run first takes every run FILE holds with the same id and settings as finished, so a grid that "
+        "gains a row or seed trains only the new runs. The output folder always gets records.jsonl",
     )
     p.add_argument("--progress", action="store_true", help="show each run's progress bar")
 
@@ -100,7 +100,7 @@ def run(args) -> int:
     from ..compare import load_compare_config, write_reports
     from ..compare.grid import config_digest, grid_status, restore_from_records, shard_of
     from ..compare.queue import run_workers
-    from ..compare.records import compact, fill_from_records, read_records, write_records
+    from ..compare.records import compact, fill_from_records, read_records, rewrite_grid_records
 
     cfg = load_compare_config(args.config, args.overrides)
     command = (
@@ -122,7 +122,8 @@ def run(args) -> int:
         status = grid_status(cfg)
         if args.records:
             results = fill_from_records(status, read_records(args.records), config_digest)
-            write_records(args.records, [compact(r) for r in results if r is not None])
+            grid_ids = {spec.run_id for spec, *_ in status}
+            rewrite_grid_records(args.records, grid_ids, [compact(r) for r in results if r is not None])
         else:
             results = [done for _, _, _, done in status]
         paths = write_reports(cfg, results, command)
@@ -134,7 +135,9 @@ def run(args) -> int:
         queue = run_workers(cfg, args.workers, progress=args.progress, shard=args.shard, stale_after=args.stale_after)
         paths = queue.write_reports(cfg, command)
         if args.records:  # every finished run so far, rewritten atomically: the last worker to finish has them all
-            write_records(args.records, [compact(r) for _, _, _, r in grid_status(cfg) if r is not None])
+            status = grid_status(cfg)
+            grid_ids = {spec.run_id for spec, *_ in status}
+            rewrite_grid_records(args.records, grid_ids, [compact(r) for _, _, _, r in status if r is not None])
     print()
     print(paths["table"].read_text())
     print(

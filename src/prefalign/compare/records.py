@@ -102,6 +102,14 @@ def write_records(path: str | Path, records: list[dict]) -> Path:
     return path
 
 
+def rewrite_grid_records(path: str | Path, grid_run_ids: set[str], records: list[dict]) -> Path:
+    """Write a grid's finished runs to ``path``, keeping the records it holds of runs outside this grid (another
+    seed, row or column run with a narrower config, e.g. ``--set seeds=[1]``), so a records file only grows."""
+    path = Path(path)
+    others = [r for r in read_records(path) if r["run_id"] not in grid_run_ids] if path.is_file() else []
+    return write_records(path, others + records)
+
+
 def upsert_record(path: str | Path, result: dict) -> Path:
     """Put one run's record into the file, replacing an older record of the same run id."""
     path = Path(path)
