@@ -209,7 +209,7 @@ def main(argv: list[str] | None = None) -> int:
         for seed in args.seeds:
             ids = {}
             for column in (args.shifted, args.clean):  # shifted first: the clean run needs its relabelled items
-                matches = [i for i in specs if i.split("/")[1:] == [column, method, f"seed{seed}"]]
+                matches = [i for i, s in specs.items() if (s.column, s.method.label, s.seed) == (column, method, seed)]
                 if len(matches) != 1:
                     where = f"{column} / {method} / seed {seed}"
                     print(f"error: no single run for {where} in {args.config}", file=sys.stderr)
