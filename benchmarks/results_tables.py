@@ -569,6 +569,28 @@ def shift_groups_attention(name: str, bins: tuple[int, ...] = (8, 12, 16, 24)) -
     return "\n".join(lines) + "\n\nCells: median share (x100) of the scoring token's attention on the prefix's keys."
 
 
+def precision_divergence(name: str) -> str:
+    """benchmarks/precision_divergence.py's records: per precision, each run against the reference row trained at
+    that precision (test items predicted differently, the largest change of a test item's probabilities, and the
+    relative distance of the static prefix and of the PCM)."""
+    out = [
+        "| precision | run | test accuracy (fp32 scoring) | items predicted differently | largest probability change "
+        "| prefix distance | PCM distance |",
+        "|---|---|---:|---:|---:|---:|---:|",
+    ]
+    for precision in ("fp32", "bf16"):
+        for r in (r for r in jsonl(name) if r["precision"] == precision):
+            label = r["run"].split("/")[2] + (f" + {r['control']}" if r["control"] else "")
+            if r["run"] == r["reference"] and not r["control"]:
+                label += " (reference)"
+            out.append(
+                f"| {precision} | {label} | {100 * r['test_accuracy']:.1f} | {r['items_predicted_differently']} "
+                f"| {r['max_probability_change']:.1e} | {r.get('prefix_relative_distance', 0.0):.1e} "
+                f"| {r.get('pcm_relative_distance', 0.0):.1e} |"
+            )
+    return "\n".join(out)
+
+
 def adapter_update_size(name: str) -> str:
     """benchmarks/adapter_update_size.py's record (``benchmarks/results/<name>.json``): per run, the median
     weight update of its adapted modules, and AdaLoRA's kept ranks and factor sizes."""
@@ -1450,6 +1472,7 @@ BLOCKS = {
     "shift_groups_smollm2_sst2_by_length": lambda: shift_groups_by_length("shift_groups_smollm2_sst2"),
     "shift_groups_smollm2_sst2_attention": lambda: shift_groups_attention("shift_groups_smollm2_sst2_attention"),
     "shift_groups_smollm2_sst2_padding": lambda: shift_groups_padding("shift_groups_smollm2_sst2_padding"),
+    "precision_divergence_smollm2_rta": lambda: precision_divergence("precision_divergence_smollm2_rta"),
     "issue15_smollm2_sst2_terms": lambda: runs_with_validation(
         ["issue15_smollm2_sst2_dcpc", "issue15_smollm2_sst2_diagnosis"],
         LOSS_TERMS,
