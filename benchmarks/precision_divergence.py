@@ -25,16 +25,11 @@ import sys
 import tempfile
 from pathlib import Path
 
+from dcpc_term_gradients import group_of
+from grid_runs import read_jsonl, run_id_of
 from provenance import provenance
 
 PRECISIONS = ("fp32", "bf16")
-
-
-def group_of(name: str) -> str:
-    """The parameter group a trainable parameter belongs to."""
-    if name.startswith("pcm.") or ".pcm." in name:
-        return "pcm"
-    return "prefix" if "prefix" in name else "head"
 
 
 def nudged(exp, control: str):
@@ -120,23 +115,16 @@ def main(argv: list[str] | None = None) -> int:
 
     cfg = load_compare_config(args.config)
     specs = {spec.run_id: spec for spec in plan(cfg)}
-    ids = []
-    for row in args.rows:
-        matches = [i for i, s in specs.items() if (s.column, s.method.label, s.seed) == (args.column, row, args.seed)]
-        if len(matches) != 1:
+    ids = [run_id_of(specs, args.column, row, args.seed) for row in args.rows]
+    for row, run_id in zip(args.rows, ids):
+        if run_id is None:
             print(
                 f"error: no single run for {args.column} / {row} / seed {args.seed} in {args.config}", file=sys.stderr
             )
             return 2
-        ids.append(matches[0])
     runs = [(run_id, None) for run_id in ids] + ([(ids[0], args.control)] if args.control else [])
     path = Path(args.records)
-    done = {}
-    if path.exists():
-        for line in path.read_text().splitlines():
-            if line.strip():
-                r = json.loads(line)
-                done[(r["run"], r["control"], r["precision"])] = r
+    done = {(r["run"], r["control"], r["precision"]): r for r in read_jsonl(path)}
     backbone = None
     for precision in args.precisions:
         if all((run_id, control, precision) in done for run_id, control in runs):

@@ -23,6 +23,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from grid_runs import read_jsonl, run_id_of
 from provenance import provenance
 
 
@@ -198,23 +199,18 @@ def main(argv: list[str] | None = None) -> int:
     cfg = load_compare_config(args.config)
     specs = {spec.run_id: spec for spec in plan(cfg)}
     path = Path(args.records)
-    done = {}
-    if path.exists():
-        for line in path.read_text().splitlines():
-            if line.strip():
-                r = json.loads(line)
-                done[r["run"]] = r
+    done = {r["run"]: r for r in read_jsonl(path)}
     backbone = None
     for method in args.methods:
         for seed in args.seeds:
             ids = {}
             for column in (args.shifted, args.clean):  # shifted first: the clean run needs its relabelled items
-                matches = [i for i, s in specs.items() if (s.column, s.method.label, s.seed) == (column, method, seed)]
-                if len(matches) != 1:
-                    where = f"{column} / {method} / seed {seed}"
-                    print(f"error: no single run for {where} in {args.config}", file=sys.stderr)
+                ids[column] = run_id_of(specs, column, method, seed)
+                if ids[column] is None:
+                    print(
+                        f"error: no single run for {column} / {method} / seed {seed} in {args.config}", file=sys.stderr
+                    )
                     return 2
-                ids[column] = matches[0]
             with tempfile.TemporaryDirectory() as tmp:
                 shifted_exp = specs[ids[args.shifted]].experiment(cfg, Path(tmp) / "shifted")
                 shift = shift_parameters(shifted_exp)
