@@ -8,16 +8,14 @@ is the same objective as one process with the whole batch (per-device pairs are 
 from __future__ import annotations
 
 import json
-import os
-import signal
-import subprocess
-import sys
+import shutil
 
 import pytest
 from safetensors.torch import load_file
 
 from conftest import build_tiny, needs_gloo
 from helpers_cli import run_main, toy_rows, write_csv
+from helpers_torchrun import launch_workers
 
 PER_DEVICE, WORLD, STEPS = 4, 2, 6
 REL_TOL = 1e-6  # float32 sums in another order (two halves, then an all-reduce); measured <= 7e-8
@@ -68,39 +66,16 @@ def terms(out, name) -> list[float]:
 def torchrun(root, train_file, out, scope, then: list[str] | None = None):
     """One torchrun launch: a run into ``out`` and, with ``then`` (extra overrides), a second one
     into ``out/then``."""
-    out.mkdir(parents=True)
-    argv = [
-        sys.executable,
-        "-m",
-        "torch.distributed.run",
-        "--standalone",
-        "--nproc_per_node",
-        str(WORLD),
-        os.path.join(os.path.dirname(__file__), "ddp_worker.py"),
-        str(out),
-        *overrides(root, train_file, out, PER_DEVICE, scope),
-    ]
+
+    def prepare():
+        shutil.rmtree(out, ignore_errors=True)
+        (out / "then" if then else out).mkdir(parents=True)
+
+    args = [str(out), *overrides(root, train_file, out, PER_DEVICE, scope)]
     if then:
-        (out / "then").mkdir()
-        argv += ["--then", str(out / "then"), f"training.output_dir={out / 'then'}", *then]
-    env = dict(
-        os.environ,
-        OMP_NUM_THREADS="1",
-        MKL_NUM_THREADS="1",
-        HF_HUB_OFFLINE="1",
-        TOKENIZERS_PARALLELISM="false",
-        PYTHONWARNINGS="ignore",
-        ACCELERATE_USE_CPU="true",
-    )
-    proc = subprocess.Popen(
-        argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True
-    )  # its own process group, so a hang is cleaned up whole
-    try:
-        stdout, stderr = proc.communicate(timeout=180)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        stdout, stderr = proc.communicate()
-    assert proc.returncode == 0, stdout[-3000:] + stderr[-6000:]
+        args += ["--then", str(out / "then"), f"training.output_dir={out / 'then'}", *then]
+    env = {"TOKENIZERS_PARALLELISM": "false", "PYTHONWARNINGS": "ignore", "ACCELERATE_USE_CPU": "true"}
+    launch_workers("ddp_worker.py", args, WORLD, env, prepare)
     return out
 
 

@@ -15,10 +15,7 @@
 from __future__ import annotations
 
 import json
-import os
-import signal
-import subprocess
-import sys
+import shutil
 
 import pytest
 import torch
@@ -27,6 +24,7 @@ from safetensors.torch import load_file
 from conftest import needs_gloo
 from fsdp_common import BATCH, METHODS, STEPS, build, data
 from helpers_cli import run_main, toy_rows, write_csv
+from helpers_torchrun import launch_workers
 from prefalign.methods import load_method, save_method
 
 # float32 sums in another order (two half-batch means averaged, then Adam steps); measured <= 6e-8
@@ -35,46 +33,16 @@ ATOL = 1e-5
 pytestmark = needs_gloo
 
 
-# A rank of a gloo launch on a loaded 2-core machine once aborted in native code ("terminate called without an
-# active exception", SIGABRT, no Python traceback) and passed on every rerun: such a launch is retried once.
-NATIVE_ABORT = "terminate called without an active exception"
-
-
-def launch_workers(out, vocab_file) -> tuple[int, str, str]:
-    """One torchrun launch of tests/fsdp_worker.py with two CPU processes: (exit status, stdout, stderr)."""
-    argv = [
-        sys.executable,
-        "-m",
-        "torch.distributed.run",
-        "--standalone",
-        "--nproc_per_node",
-        "2",
-        os.path.join(os.path.dirname(__file__), "fsdp_worker.py"),
-        str(out),
-        vocab_file,
-    ]
-    env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", HF_HUB_OFFLINE="1", PYTHONWARNINGS="ignore")
-    env.pop("ACCELERATE_USE_FSDP", None)
-    proc = subprocess.Popen(
-        argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True
-    )  # its own process group, so a hang is cleaned up whole
-    try:
-        stdout, stderr = proc.communicate(timeout=180)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        stdout, stderr = proc.communicate()
-    return proc.returncode, stdout, stderr
-
-
 @pytest.fixture(scope="module")
 def sharded(vocab_file, tmp_path_factory):
-    """The output folder of a successful launch of the two workers."""
+    """One torchrun launch of tests/fsdp_worker.py with two CPU processes; its output folder."""
     out = tmp_path_factory.mktemp("fsdp")
-    rc, stdout, stderr = launch_workers(out, vocab_file)
-    if rc != 0 and NATIVE_ABORT in stdout + stderr:
-        out = tmp_path_factory.mktemp("fsdp_retry")
-        rc, stdout, stderr = launch_workers(out, vocab_file)
-    assert rc == 0, stdout[-3000:] + stderr[-6000:]
+
+    def prepare():
+        shutil.rmtree(out)
+        out.mkdir()
+
+    launch_workers("fsdp_worker.py", [str(out), vocab_file], 2, {"PYTHONWARNINGS": "ignore"}, prepare)
     return out
 
 
