@@ -122,8 +122,7 @@ def run(args) -> int:
         status = grid_status(cfg)
         if args.records:
             results = fill_from_records(status, read_records(args.records), config_digest)
-            grid_ids = {spec.run_id for spec, *_ in status}
-            rewrite_grid_records(args.records, grid_ids, [compact(r) for r in results if r is not None])
+            rewrite_grid_records(args.records, status, [compact(r) for r in results if r is not None])
         else:
             results = [done for _, _, _, done in status]
         paths = write_reports(cfg, results, command)
@@ -136,8 +135,7 @@ def run(args) -> int:
         paths = queue.write_reports(cfg, command)
         if args.records:  # every finished run so far, rewritten atomically: the last worker to finish has them all
             status = grid_status(cfg)
-            grid_ids = {spec.run_id for spec, *_ in status}
-            rewrite_grid_records(args.records, grid_ids, [compact(r) for _, _, _, r in status if r is not None])
+            rewrite_grid_records(args.records, status, [compact(r) for _, _, _, r in status if r is not None])
     print()
     print(paths["table"].read_text())
     print(

@@ -102,10 +102,12 @@ def write_records(path: str | Path, records: list[dict]) -> Path:
     return path
 
 
-def rewrite_grid_records(path: str | Path, grid_run_ids: set[str], records: list[dict]) -> Path:
+def rewrite_grid_records(path: str | Path, status: list[tuple], records: list[dict]) -> Path:
     """Write a grid's finished runs to ``path``, keeping the records it holds of runs outside this grid (another
-    seed, row or column run with a narrower config, e.g. ``--set seeds=[1]``), so a records file only grows."""
+    seed, row or column run with a narrower config, e.g. ``--set seeds=[1]``), so a records file only grows.
+    ``status`` is prefalign.compare.grid.grid_status's list: the grid's runs."""
     path = Path(path)
+    grid_run_ids = {spec.run_id for spec, *_ in status}
     others = [r for r in read_records(path) if r["run_id"] not in grid_run_ids] if path.is_file() else []
     return write_records(path, others + records)
 
