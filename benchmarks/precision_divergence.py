@@ -33,17 +33,11 @@ PRECISIONS = ("fp32", "bf16")
 
 
 def nudged(exp, control: str):
-    """``exp`` with one dotted ``KEY=VALUE`` (a number) set, as ``--set`` would."""
+    """``exp`` with one dotted ``KEY=VALUE`` set, as ``--set`` would."""
     from prefalign.training.config import ExperimentConfig
+    from prefalign.utils.config_base import deep_merge, parse_overrides
 
-    key, _, value = control.partition("=")
-    data = exp.to_dict()
-    node = data
-    *path, last = key.split(".")
-    for part in path:
-        node = node.setdefault(part, {})
-    node[last] = float(value)
-    return ExperimentConfig.from_dict(data)
+    return ExperimentConfig.from_dict(deep_merge(exp.to_dict(), parse_overrides([control])))
 
 
 def train_and_score(exp, backbone) -> tuple[dict, dict, list[list[float]]]:
