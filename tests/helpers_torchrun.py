@@ -17,11 +17,12 @@ def launch_workers(
     worker: str, args: list[str], nproc: int, env: dict[str, str], prepare: Callable[[], None], timeout: float = 180
 ) -> None:
     """Run tests/<worker> in ``nproc`` processes with ``args``; fail with the launch's output unless it exits 0.
-    ``env`` is added to the environment, with one thread per process and the hub offline; ``prepare`` makes the
-    launch's output folders (empty) before each attempt."""
+    ``env`` is added to the environment, with one thread per process, the hub offline and warnings off;
+    ``prepare`` makes the launch's output folders (empty) before each attempt."""
     argv = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(nproc)]
     argv += [os.path.join(os.path.dirname(__file__), worker), *args]
-    full_env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", HF_HUB_OFFLINE="1", **env)
+    quiet = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "PYTHONWARNINGS": "ignore"}
+    full_env = {**os.environ, **quiet, **env}
     full_env.pop("ACCELERATE_USE_FSDP", None)
     for _attempt in range(2):
         prepare()

@@ -74,7 +74,7 @@ def torchrun(root, train_file, out, scope, then: list[str] | None = None):
     args = [str(out), *overrides(root, train_file, out, PER_DEVICE, scope)]
     if then:
         args += ["--then", str(out / "then"), f"training.output_dir={out / 'then'}", *then]
-    env = {"TOKENIZERS_PARALLELISM": "false", "PYTHONWARNINGS": "ignore", "ACCELERATE_USE_CPU": "true"}
+    env = {"TOKENIZERS_PARALLELISM": "false", "ACCELERATE_USE_CPU": "true"}
     launch_workers("ddp_worker.py", args, WORLD, env, prepare)
     return out
 

@@ -42,7 +42,7 @@ def sharded(vocab_file, tmp_path_factory):
         shutil.rmtree(out)
         out.mkdir()
 
-    launch_workers("fsdp_worker.py", [str(out), vocab_file], 2, {"PYTHONWARNINGS": "ignore"}, prepare)
+    launch_workers("fsdp_worker.py", [str(out), vocab_file], 2, {}, prepare)
     return out
 
 
