@@ -92,6 +92,35 @@ def test_lpt_without_its_generator_is_the_frozen_model_reading_zero_placeholders
     assert not torch.allclose(with_prompt, expected)  # the generated prompt reaches the output
 
 
+def test_lpt_text_placeholders_are_the_texts_token_embeddings_and_stay_fixed(backbone):
+    model, data = build(
+        backbone, "lpt", prompt_length=6, bottleneck=8, placeholder_init="text", placeholder_init_text="good movie"
+    )
+    ids = backbone.tokenizer("good movie", add_special_tokens=False)["input_ids"]
+    words = backbone.model.get_input_embeddings().weight.detach()
+    expected_rows = words[torch.tensor((ids * 6)[:6])]
+    assert torch.equal(model.soft_prompt(1)[0], expected_rows)  # repeated to the prompt's length
+    assert "placeholders" not in {n for n, _ in model.named_parameters()}  # fixed, not trained
+    assert "placeholders" not in model.state_dict()  # rebuilt from the frozen embeddings, not saved
+    assert model.remove_hooks() == 1
+    plain = frozen_reference(backbone, model)
+    b = data[0]["input_ids"].shape[0]
+    with torch.no_grad():
+        expected = plain.classifier(
+            data[0]["input_ids"],
+            data[0]["attention_mask"],
+            None,
+            token_type_ids=data[0].get("token_type_ids"),
+            prompt_embeds=expected_rows.unsqueeze(0).expand(b, -1, -1),
+        ).logits
+    assert torch.equal(logits(model, data[0]), expected)  # without its generator: the model reading the text
+
+
+def test_lpt_refuses_an_empty_placeholder_text(tiny_bert):
+    with pytest.raises(ConfigError, match="placeholder_init_text has no tokens"):
+        build(tiny_bert, "lpt", prompt_length=4, bottleneck=8, placeholder_init="text", placeholder_init_text="")
+
+
 # -- where the methods act ----------------------------------------------------------------------------------------
 def test_lpt_overwrites_the_placeholders_entering_layer_k_with_the_generated_prompt(backbone):
     torch.manual_seed(0)

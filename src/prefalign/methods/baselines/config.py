@@ -174,6 +174,16 @@ class LatePromptTuningConfig(BaselineConfig):
     prompt_length: int = _f(64, "prompt tokens inserted at insert_layer (appendix A.1.2: 64)")
     bottleneck: int = _f(1024, "the prompt generator's bottleneck width (appendix A.1.2: 1024)")
     insert_layer: int | None = _f(None, "the layer whose input gets the prompt, 0-based; default num_layers // 2")
+    placeholder_init: str = _f(
+        "zeros",
+        "what the layers below insert_layer see at the prompt's positions (LPT has none there): 'zeros' (zero "
+        "embeddings) or 'text' (the embeddings of placeholder_init_text's tokens, fixed, as prompt tuning's text init)",
+        choices=("zeros", "text"),
+    )
+    placeholder_init_text: str = _f(
+        "Read the following text carefully and decide which of the possible labels describes it best.",
+        "placeholder_init=text: the text whose token embeddings fill the placeholders",
+    )
 
     def validate(self) -> None:
         super().validate()

@@ -86,7 +86,24 @@ class LatePromptTuning(HookedBaseline):
         generator = LatePromptGenerator(geo.hidden_size, cfg.bottleneck, cfg.prompt_length)
         layer.add_module(PREFIX + "prompt_generator", generator.to(next(model.parameters()).device))
         layer.register_forward_pre_hook(OwnedHook(generator, "insert"), with_kwargs=True)
-        self.register_buffer("placeholders", torch.zeros(1, cfg.prompt_length, geo.hidden_size), persistent=False)
+
+    def adapt(self, model, tokenizer, initialise):
+        super().adapt(model, tokenizer, initialise)
+        self.register_buffer("placeholders", self.placeholder_embeddings(model, tokenizer), persistent=False)
+
+    def placeholder_embeddings(self, model, tokenizer) -> torch.Tensor:
+        """(1, l, d): zeros, or placeholder_init_text's token embeddings repeated to l (fixed: not a parameter,
+        rebuilt from the frozen embeddings whenever the method is built, so checkpoints do not hold it)."""
+        cfg, d = self.config, self.geo.hidden_size
+        words = model.get_input_embeddings()
+        if cfg.placeholder_init == "zeros":
+            return torch.zeros(1, cfg.prompt_length, d, device=words.weight.device)
+        ids = tokenizer(cfg.placeholder_init_text, add_special_tokens=False)["input_ids"]
+        if not ids:
+            raise ConfigError("method.placeholder_init_text has no tokens; give a non-empty text")
+        ids = (ids * (cfg.prompt_length // len(ids) + 1))[: cfg.prompt_length]
+        with torch.no_grad():
+            return words(torch.tensor(ids, device=words.weight.device)).float().unsqueeze(0)
 
     def soft_prompt(self, batch_size: int) -> torch.Tensor:
         return self.placeholders.expand(batch_size, -1, -1)
