@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
+from pathlib import Path
 
 import pytest
 import yaml
@@ -423,3 +424,21 @@ def test_a_method_that_cannot_train_a_generation_task_has_no_runs_there_and_its_
     assert "| BA | ? | – | – | – | n/a | n/a | n/a |" in table
     assert "| PTv2 | ? | – | – | – | – | – | – |" in table
     assert table.endswith(f"n/a: BA cannot train Alpaca: {BiasAwareModel.generation_refusal}")
+
+
+@pytest.mark.parametrize(
+    "path",
+    sorted(Path(__file__).resolve().parents[1].joinpath("configs", "compare").glob("*.yaml")),
+    ids=lambda p: p.name,
+)
+def test_every_shipped_grid_plans_runs_whose_settings_load(path, tmp_path):
+    """A row with an option its method lacks fails here, not hours into a grid when its turn comes."""
+    from prefalign.compare import load_compare_config
+    from prefalign.compare.grid import plan
+
+    cfg = load_compare_config(str(path))
+    specs = plan(cfg)
+    assert specs
+    for spec in specs:
+        exp = spec.experiment(cfg, tmp_path / "run")
+        assert exp.method.name and exp.model.name
