@@ -615,6 +615,45 @@ def adapter_update_size(name: str) -> str:
     return "\n".join(lines)
 
 
+def method_start(name: str) -> str:
+    """benchmarks/lpt_start.py's record: each untrained method (and LPT's readings) beside the untuned model, on
+    training and validation items, with the scoring token's attention on the positions the method adds."""
+    d = result(name)
+    lpt = next((r for r in d["rows"] if "insert_layer" in r), None)
+    k = lpt["insert_layer"] if lpt else None
+    lines = [
+        f"{d['model']}, {d['column']} (`{d['config']}`), seed {d['seed']}, nothing trained; "
+        f"`benchmarks/results/{name}.json`.",
+        "",
+        "| reading | added positions | train CE | train accuracy | train predicted positive | validation CE "
+        f"| validation accuracy | attention on added positions, layers < {k} / >= {k} |",
+        "|---|---:|---:|---:|---:|---:|---:|---|",
+    ]
+    for r in d["rows"]:
+        share = r.get("attention_share")
+        attention = f"{statistics.fmean(share[:k]):.2f} / {statistics.fmean(share[k:]):.2f}" if share and k else "–"
+        t, v = r["train"], r["validation"]
+        lines.append(
+            f"| {r['row']} | {r.get('added_positions', 0)} | {t['cross_entropy']:.3f} | {100 * t['accuracy']:.1f} "
+            f"| {100 * t['predicted_share'][-1]:.1f} | {v['cross_entropy']:.3f} | {100 * v['accuracy']:.1f} "
+            f"| {attention} |"
+        )
+    scaled = [r for r in d["rows"] if "insert_layer" in r]
+    if scaled:
+        lines += [
+            "",
+            f"Root mean square of the hidden states entering layer {k} (medians over positions and items):",
+            "",
+        ]
+        lines += [
+            f"* {r['row']}: real tokens {r['real_rms_median']:.2f}, placeholders {r['placeholder_rms_median']:.2f} "
+            f"(first position {r['placeholder_first_rms_median']:.2f}), the generated prompt that overwrites them "
+            f"{r['prompt_rms_median']:.2f}."
+            for r in scaled
+        ]
+    return "\n".join(lines)
+
+
 def profile(name: str = "profile_step_minilm") -> str:
     """The step profile of benchmarks/profile_step.py --records: memory and op counts per method."""
     records = jsonl(name)
@@ -1473,6 +1512,20 @@ BLOCKS = {
     "shift_groups_smollm2_sst2_attention": lambda: shift_groups_attention("shift_groups_smollm2_sst2_attention"),
     "shift_groups_smollm2_sst2_padding": lambda: shift_groups_padding("shift_groups_smollm2_sst2_padding"),
     "precision_divergence_smollm2_rta": lambda: precision_divergence("precision_divergence_smollm2_rta"),
+    "lpt_start_smollm2_sst2": lambda: method_start("lpt_start_smollm2_sst2"),
+    "lpt_lr_probe_smollm2_choice": lambda: probe_choice_over_columns(
+        "lpt_lr_probe_smollm2",
+        {
+            "LPT": [
+                "LPT lr 1e-3",
+                "LPT lr 3e-3",
+                "LPT lr 1e-2",
+                "LPT lr 3e-2",
+                "LPT text placeholders lr 1e-3",
+                "LPT text placeholders lr 1e-2",
+            ]
+        },
+    ),
     "issue15_smollm2_sst2_terms": lambda: runs_with_validation(
         ["issue15_smollm2_sst2_dcpc", "issue15_smollm2_sst2_diagnosis"],
         LOSS_TERMS,
