@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import warnings
 from pathlib import Path
 
 import pytest
@@ -16,7 +17,14 @@ from helpers_models import batches, prompt_for, train_steps, train_with_schedule
 from prefalign.data.collator import Collator, build_task_spec
 from prefalign.errors import CheckpointError
 from prefalign.methods import build_method, load_method, method_config, save_method
-from prefalign.methods.export import PEFT_CONFIG_FILE, PEFT_WEIGHTS_FILE, base_model_record, push_to_hub
+from prefalign.methods.export import (
+    PEFT_CONFIG_FILE,
+    PEFT_WEIGHTS_FILE,
+    base_model_record,
+    empty_tensors_are_pruned,
+    peft_export,
+    push_to_hub,
+)
 from prefalign.methods.merge import HEAD_FILE, merge_adapter
 from prefalign.models.loading import LoadedModel, load_backbone
 
@@ -300,3 +308,22 @@ def test_a_pruned_adalora_exports_its_kept_ranks_and_peft_computes_what_prefalig
     with torch.no_grad():
         ours = model(**{k: v for k, v in batch.items() if k not in {"labels", "target_dist"}}).logits
     torch.testing.assert_close(peft_class_scores(peft_model, model, batch), ours, rtol=1e-4, atol=1e-5)
+
+
+def test_a_module_adalora_pruned_to_rank_zero_exports_without_peft_s_sharding_warning(base_folders, tmp_path):
+    """PEFT warns that an empty lora_A / lora_B tensor is an ungathered DeepSpeed/FSDP shard; a module AdaLoRA
+    pruned to rank 0 has exactly such tensors, so that warning would mislead; any other empty tensor still warns."""
+    params = {"init_r": 4, "target_r": 2, "tinit_ratio": 0.0, "tfinal_ratio": 0.2}
+    model, *_ = trained("llama", base_folders, "adalora", params, tmp_path, steps=10, schedule=True)
+    pattern = model.tuner.peft_config["default"].rank_pattern
+    assert any(not any(kept) for kept in pattern.values())  # the budget pruned a module to rank 0
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        _, state = peft_export(model, str(base_folders["llama"]))
+    assert any(0 in v.shape for v in state.values())  # its empty tensors are in the file
+    assert not [w for w in caught if "invalid shape" in str(w.message)]
+    empty, full = torch.zeros(0, 4), torch.zeros(2, 4)
+    pruned = {"model.layers.1.self_attn.q_proj"}
+    assert empty_tensors_are_pruned({"base_model.model.model.layers.1.self_attn.q_proj.lora_A": empty}, pruned)
+    assert not empty_tensors_are_pruned({"base_model.model.model.layers.11.self_attn.q_proj.lora_A": empty}, pruned)
+    assert empty_tensors_are_pruned({"base_model.model.model.layers.11.self_attn.q_proj.lora_A": full}, pruned)

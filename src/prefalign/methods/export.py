@@ -18,6 +18,7 @@ import json
 import os
 import shlex
 import sys
+import warnings
 from pathlib import Path
 
 import torch
@@ -148,7 +149,13 @@ def peft_export(model: Method, base_path: str, revision: str | None = None):
         # kept ranks by PeftModel's key names ('base_model.model.<module>'), so the tuner is read as a PeftModel
         # would hold it. PEFT rewrites the pattern's keys while it reads them: a copy of the config takes that.
         config = copy.deepcopy(model.tuner.peft_config["default"])
-        state = get_peft_model_state_dict(_AsPeftModel(model.tuner, config), adapter_name="default")
+        pruned = {k.split(".lora_E")[0] for k, kept in (config.rank_pattern or {}).items() if not any(kept)}
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            state = get_peft_model_state_dict(_AsPeftModel(model.tuner, config), adapter_name="default")
+        for w in caught:  # PEFT reads a module pruned to rank 0 as an ungathered DeepSpeed/FSDP shard
+            if not (_INVALID_SHAPE in str(w.message) and empty_tensors_are_pruned(state, pruned)):
+                warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
     elif model.name in PEFT_TUNED:  # the others record their config on the model and sit under 'base_model.model.'
         holder = model.classifier.model
         config = copy.deepcopy(holder.peft_config["default"])
@@ -197,6 +204,15 @@ def peft_export(model: Method, base_path: str, revision: str | None = None):
     if model.name in PEFT_TUNED:
         config.task_type = task_type
     return config, {k: v.detach().contiguous().cpu() for k, v in state.items()}
+
+
+_INVALID_SHAPE = "LoRA tensor(s) have invalid shape"  # PEFT's warning about empty lora_A / lora_B tensors
+
+
+def empty_tensors_are_pruned(state: dict, pruned: set[str]) -> bool:
+    """Every empty lora_A / lora_B tensor of ``state`` belongs to a module AdaLoRA pruned to rank 0."""
+    empty = [k for k, v in state.items() if (".lora_A" in k or ".lora_B" in k) and 0 in v.shape]
+    return all(any(f".{module}.lora_" in k for module in pruned) for k in empty)
 
 
 def write_peft_files(folder: Path, exported) -> None:
