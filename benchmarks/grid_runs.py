@@ -1,9 +1,10 @@
-"""What the benchmarks that train a compare grid's run again share: finding the run, and reading their own JSONL.
-Scripts in this folder import it as ``from grid_runs import ...``."""
+"""What the benchmarks that train a compare grid's run again share: finding the runs, changing one setting, and
+reading their own JSONL. Scripts in this folder import it as ``from grid_runs import ...``."""
 
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 
@@ -12,6 +13,25 @@ def run_id_of(specs: dict, column: str, label: str, seed: int) -> str | None:
     its run id spells '-'), or None unless exactly one run matches."""
     matches = [i for i, s in specs.items() if (s.column, s.method.label, s.seed) == (column, label, seed)]
     return matches[0] if len(matches) == 1 else None
+
+
+def row_run_ids(specs: dict, column: str, labels: list[str], seed: int, config: str) -> list[str] | None:
+    """The run id of each row label on ``column`` at ``seed``, or None after a one-line error naming the first
+    label that does not match exactly one run of ``config``."""
+    ids = [run_id_of(specs, column, label, seed) for label in labels]
+    for label, run_id in zip(labels, ids):
+        if run_id is None:
+            print(f"error: no single run for {column} / {label} / seed {seed} in {config}", file=sys.stderr)
+            return None
+    return ids
+
+
+def with_setting(exp, setting: str):
+    """``exp`` (an ExperimentConfig) with one dotted ``KEY=VALUE`` set, as ``--set`` would."""
+    from prefalign.training.config import ExperimentConfig
+    from prefalign.utils.config_base import deep_merge, parse_overrides
+
+    return ExperimentConfig.from_dict(deep_merge(exp.to_dict(), parse_overrides([setting])))
 
 
 def read_jsonl(path: str | Path) -> list[dict]:

@@ -28,7 +28,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from grid_runs import run_id_of
+from grid_runs import row_run_ids, with_setting
 from provenance import provenance
 
 # The config option that says how many positions a method places before the input.
@@ -126,14 +126,6 @@ def attention_share(method, collator, examples, batch_size: int, added: int) -> 
     return [statistics.fmean(s) for s in shares]
 
 
-def with_setting(exp, setting: str):
-    """``exp`` with one dotted ``KEY=VALUE`` set, as ``--set`` would."""
-    from prefalign.training.config import ExperimentConfig
-    from prefalign.utils.config_base import deep_merge, parse_overrides
-
-    return ExperimentConfig.from_dict(deep_merge(exp.to_dict(), parse_overrides([setting])))
-
-
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--config", required=True, help="compare YAML holding the rows")
@@ -163,13 +155,9 @@ def main(argv: list[str] | None = None) -> int:
 
     cfg = load_compare_config(args.config)
     specs = {spec.run_id: spec for spec in plan(cfg)}
-    ids = [run_id_of(specs, args.column, row, args.seed) for row in args.rows]
-    for row, run_id in zip(args.rows, ids):
-        if run_id is None:
-            print(
-                f"error: no single run for {args.column} / {row} / seed {args.seed} in {args.config}", file=sys.stderr
-            )
-            return 2
+    ids = row_run_ids(specs, args.column, args.rows, args.seed, args.config)
+    if ids is None:
+        return 2
     t0 = time.time()
     backbone, rows = None, []
     with tempfile.TemporaryDirectory() as tmp:

@@ -26,18 +26,10 @@ import tempfile
 from pathlib import Path
 
 from dcpc_term_gradients import group_of
-from grid_runs import read_jsonl, run_id_of
+from grid_runs import read_jsonl, row_run_ids, with_setting
 from provenance import provenance
 
 PRECISIONS = ("fp32", "bf16")
-
-
-def nudged(exp, control: str):
-    """``exp`` with one dotted ``KEY=VALUE`` set, as ``--set`` would."""
-    from prefalign.training.config import ExperimentConfig
-    from prefalign.utils.config_base import deep_merge, parse_overrides
-
-    return ExperimentConfig.from_dict(deep_merge(exp.to_dict(), parse_overrides([control])))
 
 
 def train_and_score(exp, backbone) -> tuple[dict, dict, list[list[float]]]:
@@ -109,13 +101,9 @@ def main(argv: list[str] | None = None) -> int:
 
     cfg = load_compare_config(args.config)
     specs = {spec.run_id: spec for spec in plan(cfg)}
-    ids = [run_id_of(specs, args.column, row, args.seed) for row in args.rows]
-    for row, run_id in zip(args.rows, ids):
-        if run_id is None:
-            print(
-                f"error: no single run for {args.column} / {row} / seed {args.seed} in {args.config}", file=sys.stderr
-            )
-            return 2
+    ids = row_run_ids(specs, args.column, args.rows, args.seed, args.config)
+    if ids is None:
+        return 2
     runs = [(run_id, None) for run_id in ids] + ([(ids[0], args.control)] if args.control else [])
     path = Path(args.records)
     done = {(r["run"], r["control"], r["precision"]): r for r in read_jsonl(path)}
@@ -132,7 +120,7 @@ def main(argv: list[str] | None = None) -> int:
                 exp = specs[run_id].experiment(cfg, Path(tmp) / "run")
                 exp.training.bf16 = precision == "bf16"
                 if control:
-                    exp = nudged(exp, args.control)
+                    exp = with_setting(exp, args.control)
                 if backbone is None:
                     backbone = load_backbone(
                         exp.model.name, trust_remote_code=exp.model.trust_remote_code, dtype=exp.model.dtype

@@ -50,6 +50,19 @@ def frozen_reference(lm, model):
     return plain.eval()
 
 
+def frozen_reading(lm, model, batch, soft: torch.Tensor) -> torch.Tensor:
+    """The frozen model's class scores for ``batch`` with the soft tokens ``soft`` (p, d) before every input."""
+    plain = frozen_reference(lm, model)
+    with torch.no_grad():
+        return plain.classifier(
+            batch["input_ids"],
+            batch["attention_mask"],
+            None,
+            token_type_ids=batch.get("token_type_ids"),
+            prompt_embeds=soft.unsqueeze(0).expand(batch["input_ids"].shape[0], -1, -1),
+        ).logits
+
+
 def logits(model, batch):
     model.eval()
     with torch.no_grad():
@@ -78,16 +91,7 @@ def test_lpt_without_its_generator_is_the_frozen_model_reading_zero_placeholders
     model, data = build(backbone, "lpt", prompt_length=4, bottleneck=8)
     with_prompt = logits(model, data[0])
     assert model.remove_hooks() == 1
-    plain = frozen_reference(backbone, model)
-    b = data[0]["input_ids"].shape[0]
-    with torch.no_grad():
-        expected = plain.classifier(
-            data[0]["input_ids"],
-            data[0]["attention_mask"],
-            None,
-            token_type_ids=data[0].get("token_type_ids"),
-            prompt_embeds=torch.zeros(b, 4, backbone.geometry.hidden_size),
-        ).logits
+    expected = frozen_reading(backbone, model, data[0], torch.zeros(4, backbone.geometry.hidden_size))
     assert torch.equal(logits(model, data[0]), expected)
     assert not torch.allclose(with_prompt, expected)  # the generated prompt reaches the output
 
@@ -103,16 +107,7 @@ def test_lpt_text_placeholders_are_the_texts_token_embeddings_and_stay_fixed(bac
     assert "placeholders" not in {n for n, _ in model.named_parameters()}  # fixed, not trained
     assert "placeholders" not in model.state_dict()  # rebuilt from the frozen embeddings, not saved
     assert model.remove_hooks() == 1
-    plain = frozen_reference(backbone, model)
-    b = data[0]["input_ids"].shape[0]
-    with torch.no_grad():
-        expected = plain.classifier(
-            data[0]["input_ids"],
-            data[0]["attention_mask"],
-            None,
-            token_type_ids=data[0].get("token_type_ids"),
-            prompt_embeds=expected_rows.unsqueeze(0).expand(b, -1, -1),
-        ).logits
+    expected = frozen_reading(backbone, model, data[0], expected_rows)
     assert torch.equal(logits(model, data[0]), expected)  # without its generator: the model reading the text
 
 
