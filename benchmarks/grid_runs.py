@@ -26,6 +26,26 @@ def row_run_ids(specs: dict, column: str, labels: list[str], seed: int, config: 
     return ids
 
 
+def add_row_arguments(parser, rows_help: str) -> None:
+    """--config, --column, --rows and --seed: the grid rows a benchmark trains or builds again."""
+    parser.add_argument("--config", required=True, help="compare YAML holding the rows")
+    parser.add_argument("--column", required=True, help="the column, e.g. SST-2")
+    parser.add_argument("--rows", nargs="+", required=True, help=rows_help)
+    parser.add_argument("--seed", type=int, default=0)
+
+
+def grid_rows(args) -> tuple | None:
+    """(compare config, ``{run_id: RunSpec}``, the run ids of ``args.rows``) for the arguments
+    ``add_row_arguments`` adds, or None after the one-line error of ``row_run_ids``."""
+    from prefalign.compare import load_compare_config
+    from prefalign.compare.grid import plan
+
+    cfg = load_compare_config(args.config)
+    specs = {spec.run_id: spec for spec in plan(cfg)}
+    ids = row_run_ids(specs, args.column, args.rows, args.seed, args.config)
+    return None if ids is None else (cfg, specs, ids)
+
+
 def with_setting(exp, setting: str):
     """``exp`` (an ExperimentConfig) with one dotted ``KEY=VALUE`` set, as ``--set`` would."""
     from prefalign.training.config import ExperimentConfig

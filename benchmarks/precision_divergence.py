@@ -26,7 +26,7 @@ import tempfile
 from pathlib import Path
 
 from dcpc_term_gradients import group_of
-from grid_runs import read_jsonl, row_run_ids, with_setting
+from grid_runs import add_row_arguments, grid_rows, read_jsonl, with_setting
 from provenance import provenance
 
 PRECISIONS = ("fp32", "bf16")
@@ -84,10 +84,7 @@ def compare_runs(params: dict, probs: list, ref_params: dict, ref_probs: list) -
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--config", required=True, help="compare YAML holding the runs")
-    p.add_argument("--column", required=True, help="the column, e.g. SST-2")
-    p.add_argument("--rows", nargs="+", required=True, help="row labels; the first is the reference")
-    p.add_argument("--seed", type=int, default=0)
+    add_row_arguments(p, "row labels; the first is the reference")
     p.add_argument("--control", metavar="KEY=VALUE", help="train the reference row again with this value set")
     p.add_argument("--precisions", nargs="+", choices=PRECISIONS, default=list(PRECISIONS))
     p.add_argument("--records", required=True, help="JSONL to append to (runs already there are skipped)")
@@ -95,15 +92,12 @@ def main(argv: list[str] | None = None) -> int:
     if args.control and "=" not in args.control:
         p.error("--control takes KEY=VALUE, e.g. method.pcm_learning_rate=0.001000001")
 
-    from prefalign.compare import load_compare_config
-    from prefalign.compare.grid import plan
     from prefalign.models.loading import load_backbone
 
-    cfg = load_compare_config(args.config)
-    specs = {spec.run_id: spec for spec in plan(cfg)}
-    ids = row_run_ids(specs, args.column, args.rows, args.seed, args.config)
-    if ids is None:
+    found = grid_rows(args)
+    if found is None:
         return 2
+    cfg, specs, ids = found
     runs = [(run_id, None) for run_id in ids] + ([(ids[0], args.control)] if args.control else [])
     path = Path(args.records)
     done = {(r["run"], r["control"], r["precision"]): r for r in read_jsonl(path)}

@@ -23,7 +23,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from grid_runs import read_jsonl, run_id_of
+from grid_runs import read_jsonl, row_run_ids
 from provenance import provenance
 
 
@@ -205,12 +205,10 @@ def main(argv: list[str] | None = None) -> int:
         for seed in args.seeds:
             ids = {}
             for column in (args.shifted, args.clean):  # shifted first: the clean run needs its relabelled items
-                ids[column] = run_id_of(specs, column, method, seed)
-                if ids[column] is None:
-                    print(
-                        f"error: no single run for {column} / {method} / seed {seed} in {args.config}", file=sys.stderr
-                    )
+                found = row_run_ids(specs, column, [method], seed, args.config)
+                if found is None:
                     return 2
+                ids[column] = found[0]
             with tempfile.TemporaryDirectory() as tmp:
                 shifted_exp = specs[ids[args.shifted]].experiment(cfg, Path(tmp) / "shifted")
                 shift = shift_parameters(shifted_exp)
