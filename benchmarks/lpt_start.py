@@ -26,9 +26,10 @@ import statistics
 import sys
 import tempfile
 import time
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 
-from grid_runs import row_run_ids, with_setting
+from grid_runs import add_row_arguments, grid_rows, with_setting
 from provenance import provenance
 
 # The config option that says how many positions a method places before the input.
@@ -52,11 +53,11 @@ def scores(model, collator, examples, batch_size: int) -> dict:
     }
 
 
-def prompt_scale(method, collator, examples, batch_size: int) -> dict:
-    """LPT: median RMS of the hidden states entering the insert layer: the real tokens', the placeholders' (all, and
-    the first position's, where an attention sink would sit) and the generated prompt's that overwrites them."""
-    import torch
-
+@contextmanager
+def insert_layer_scale(method):
+    """LPT: while the block runs, collect the RMS of the hidden states entering the insert layer: the real tokens',
+    the placeholders' (all, and the first position's, where an attention sink would sit) and the generated prompt's
+    that overwrites them; yields the dict the medians are written into when the block ends."""
     from prefalign.methods.baselines.hooks import find_layers, layer_hidden
 
     generator = method.generator
@@ -78,13 +79,13 @@ def prompt_scale(method, collator, examples, batch_size: int) -> dict:
         seen["prompt"] += prompt.pow(2).mean(-1).sqrt().flatten().tolist()
         return None
 
+    medians: dict[str, float] = {}
     handle = layer.register_forward_pre_hook(look, with_kwargs=True, prepend=True)  # before LPT overwrites
     try:
-        with torch.no_grad():
-            scores(method, collator, examples, batch_size)
+        yield medians
     finally:
         handle.remove()
-    return {f"{k}_rms_median": statistics.median(v) for k, v in seen.items()}
+    medians.update({f"{k}_rms_median": statistics.median(v) for k, v in seen.items()})
 
 
 def attention_share(method, collator, examples, batch_size: int, added: int) -> list[float]:
@@ -128,10 +129,7 @@ def attention_share(method, collator, examples, batch_size: int, added: int) -> 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--config", required=True, help="compare YAML holding the rows")
-    p.add_argument("--column", required=True, help="the column, e.g. SST-2")
-    p.add_argument("--rows", nargs="+", required=True, help="row labels, as in the grid's table")
-    p.add_argument("--seed", type=int, default=0)
+    add_row_arguments(p, "row labels, as in the grid's table")
     p.add_argument("--train-items", type=int, default=256, help="training items to score (the first of the split)")
     p.add_argument(
         "--variant",
@@ -145,21 +143,18 @@ def main(argv: list[str] | None = None) -> int:
 
     import torch
 
-    from prefalign.compare import load_compare_config
-    from prefalign.compare.grid import plan
     from prefalign.data import Collator, build_task_spec
     from prefalign.methods import build_method
     from prefalign.models.loading import load_backbone
     from prefalign.training.config import ExperimentConfig
     from prefalign.training.splits import load_splits
 
-    cfg = load_compare_config(args.config)
-    specs = {spec.run_id: spec for spec in plan(cfg)}
-    ids = row_run_ids(specs, args.column, args.rows, args.seed, args.config)
-    if ids is None:
+    found = grid_rows(args)
+    if found is None:
         return 2
+    cfg, specs, ids = found
     t0 = time.time()
-    backbone, rows = None, []
+    rows = []
     with tempfile.TemporaryDirectory() as tmp:
         exps = [specs[run_id].experiment(cfg, Path(tmp) / "run") for run_id in ids]
         untuned = ExperimentConfig.from_dict({**exps[0].to_dict(), "method": {"name": "zero-shot"}})
@@ -187,14 +182,16 @@ def main(argv: list[str] | None = None) -> int:
                 readings.append((f"{label}: without its generator", silent))
             for name, model in readings:
                 row = {"row": name, "method": exp.method.name}
-                row.update({split: scores(model, collator, examples, batch) for split, examples in items.items()})
+                row["train"] = scores(model, collator, items["train"], batch)
+                measured = name == label and exp.method.name == "lpt"  # the scale read while validation is scored
+                with insert_layer_scale(method) if measured else nullcontext({}) as scale:
+                    row["validation"] = scores(model, collator, items["validation"], batch)
                 added = next((getattr(exp.method, key) for key in ADDED_POSITIONS if hasattr(exp.method, key)), None)
                 if added:
                     row["added_positions"] = added
                     row["attention_share"] = attention_share(model, collator, items["validation"], batch, added)
-                if name == label and exp.method.name == "lpt":
-                    row["insert_layer"] = method.insert_layer
-                    row.update(prompt_scale(method, collator, items["validation"], batch))
+                if measured:
+                    row.update(insert_layer=method.insert_layer, **scale)
                 rows.append(row)
                 share = row.get("attention_share")
                 half = len(share) // 2 if share else 0

@@ -619,8 +619,8 @@ def method_start(name: str) -> str:
     """benchmarks/lpt_start.py's record: each untrained method (and LPT's readings) beside the untuned model, on
     training and validation items, with the scoring token's attention on the positions the method adds."""
     d = result(name)
-    lpt = next((r for r in d["rows"] if "insert_layer" in r), None)
-    k = lpt["insert_layer"] if lpt else None
+    scaled = [r for r in d["rows"] if "insert_layer" in r]  # LPT's readings, measured at its insert layer
+    k = scaled[0]["insert_layer"] if scaled else None
     lines = [
         f"{d['model']}, {d['column']} (`{d['config']}`), seed {d['seed']}, nothing trained; "
         f"`benchmarks/results/{name}.json`.",
@@ -638,7 +638,6 @@ def method_start(name: str) -> str:
             f"| {100 * t['predicted_share'][-1]:.1f} | {v['cross_entropy']:.3f} | {100 * v['accuracy']:.1f} "
             f"| {attention} |"
         )
-    scaled = [r for r in d["rows"] if "insert_layer" in r]
     if scaled:
         lines += [
             "",
