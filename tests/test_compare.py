@@ -62,6 +62,14 @@ def write_config(root, model, **changes):
     return path
 
 
+def tiny_llama_grid(root, vocab_file, **changes):
+    """``write_config``'s grid (``changes`` applied) on a saved tiny LLaMA, over 32 training and 16 test rows."""
+    model = save_tiny_model("llama", vocab_file, root / "tiny-llama")
+    write_csv(root / "train.csv", toy_rows(32, seed=0))
+    write_csv(root / "test.csv", toy_rows(16, seed=1))
+    return write_config(root, model, **changes)
+
+
 def test_two_methods_two_seeds_grid_writes_every_report_and_resumes(grid_files):
     root, model = grid_files
     path = write_config(root, model)

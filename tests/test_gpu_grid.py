@@ -9,8 +9,7 @@ import torch
 import yaml
 
 from conftest import load_benchmark
-from helpers_cli import save_tiny_model, toy_rows, write_csv
-from test_compare import write_config
+from test_compare import tiny_llama_grid
 
 gpu_grid = load_benchmark("gpu_grid")
 
@@ -19,12 +18,9 @@ gpu_grid = load_benchmark("gpu_grid")
 def grid_config(tmp_path_factory, vocab_file):
     """test_compare's tiny grid (two seeds, one dataset and its SST-2-P twin) with DCPC on a tiny LLaMA, in bf16."""
     root = tmp_path_factory.mktemp("gpu_grid")
-    model = save_tiny_model("llama", vocab_file, root / "tiny-llama")
-    write_csv(root / "train.csv", toy_rows(32, seed=0))
-    write_csv(root / "test.csv", toy_rows(16, seed=1))
-    path = write_config(
+    path = tiny_llama_grid(
         root,
-        model,
+        vocab_file,
         title="tiny GPU grid",
         output_dir=str(root / "runs"),
         keep="metrics",

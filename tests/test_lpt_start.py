@@ -7,22 +7,18 @@ import json
 import pytest
 
 from conftest import load_benchmark
-from helpers_cli import save_tiny_model, toy_rows, write_csv
-from test_compare import write_config
+from test_compare import tiny_llama_grid, write_config
 
 bench = load_benchmark("lpt_start")
 
 
 def test_a_tiny_grid_scored_before_training(tmp_path, vocab_file):
-    model = save_tiny_model("llama", vocab_file, tmp_path / "tiny-llama")
-    write_csv(tmp_path / "train.csv", toy_rows(32, seed=0))
-    write_csv(tmp_path / "test.csv", toy_rows(16, seed=1))
     methods = [
         {"name": "prompt-tuning", "label": "PT", "method": {"num_virtual_tokens": 2}},
         {"name": "ptuning-v2", "label": "PTv2", "method": {"prefix_length": 2}},
         {"name": "lpt", "label": "LPT", "method": {"prompt_length": 3, "bottleneck": 4}},
     ]
-    config = write_config(tmp_path, model, keep="metrics", seeds=[0], methods=methods)
+    config = tiny_llama_grid(tmp_path, vocab_file, keep="metrics", seeds=[0], methods=methods)
     out = tmp_path / "start.json"
     argv = ["--config", str(config), "--column", "toy", "--rows", "PT", "PTv2", "LPT", "--train-items", "12"]
     argv += ["--variant", "method.placeholder_init=text", "--output", str(out)]

@@ -8,8 +8,7 @@ import pytest
 import torch
 
 from conftest import load_benchmark
-from helpers_cli import save_tiny_model, toy_rows, write_csv
-from test_compare import write_config
+from test_compare import tiny_llama_grid, write_config
 
 bench = load_benchmark("precision_divergence")
 
@@ -29,9 +28,6 @@ def test_compare_runs_counts_flipped_items_and_measures_each_group_by_hand():
 
 
 def test_a_tiny_grid_row_against_itself_and_a_nudged_copy(tmp_path, vocab_file):
-    model = save_tiny_model("llama", vocab_file, tmp_path / "tiny-llama")
-    write_csv(tmp_path / "train.csv", toy_rows(32, seed=0))
-    write_csv(tmp_path / "test.csv", toy_rows(16, seed=1))
     methods = [
         {"name": "dcpc", "label": "DCPC", "method": {"prefix_length": 2}},
         {"name": "dcpc-no-clpa", "label": "w/o CLPA", "method": {"prefix_length": 2}},
@@ -40,7 +36,7 @@ def test_a_tiny_grid_row_against_itself_and_a_nudged_copy(tmp_path, vocab_file):
         "data": {"max_length": 16},
         "training": {"batch_size": 8, "max_steps": 6, "eval_steps": 6, "logging_steps": 1, "progress": False},
     }
-    config = write_config(tmp_path, model, keep="metrics", seeds=[0], methods=methods, base=base)
+    config = tiny_llama_grid(tmp_path, vocab_file, keep="metrics", seeds=[0], methods=methods, base=base)
     records = tmp_path / "records.jsonl"
     argv = ["--config", str(config), "--column", "toy", "--rows", "DCPC", "w/o CLPA", "--records", str(records)]
     argv += ["--control", "training.learning_rate=1.00001e-4"]
